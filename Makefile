@@ -1,0 +1,123 @@
+# libkdcam - build, test, install.
+#   make            library (static + shared), kdcam tool, examples
+#   make test       cmocka suite (SAN=1: under AddressSanitizer + UBSan)
+#   make demo       the bundled teacher/student demo
+#   make bench      benchmarks
+#   make install    PREFIX=/usr/local DESTDIR=
+# CFLAGS/LDFLAGS are yours: what you pass is added to what the build needs.
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR     ?= $(PREFIX)/bin
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+AR      ?= ar
+PYTHON  ?= /usr/bin/python3
+
+VERSION   := 0.1.0
+SOVERSION := 0
+
+ifeq ($(SAN),1)
+BUILD   ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else
+BUILD   ?= build
+SANFLAGS :=
+endif
+
+# What every file needs; never -march=native for the library: SIMD files
+# get their own flags below.
+KDC_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
+               -Wno-unused-parameter -Iinclude -Ilib -I/usr/include/stb \
+               -fPIC -MMD -MP $(SANFLAGS)
+LIB_CFLAGS  := -DKDC_BUILDING_LIBRARY -fvisibility=hidden
+KDC_LDLIBS  := -lm -lpthread
+
+LIB_SRC  := $(sort $(wildcard lib/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_SRC  := $(sort $(wildcard cli/*.c))
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+EX_SRC   := $(sort $(wildcard examples/*.c))
+EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+TESTUTIL_SRC := $(sort $(wildcard tests/util/*.c))
+TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+STATIC := $(BUILD)/libkdcam.a
+SHARED := $(BUILD)/libkdcam.so.$(VERSION)
+KDCAM  := $(BUILD)/kdcam
+
+.PHONY: all lib test check demo bench examples install uninstall clean
+all: lib $(KDCAM) examples
+
+lib: $(STATIC) $(SHARED)
+examples: $(EX_BIN)
+
+$(BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(KDC_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libkdcam.so.$(SOVERSION) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(KDC_LDLIBS)
+	ln -sf libkdcam.so.$(VERSION) $(BUILD)/libkdcam.so.$(SOVERSION)
+	ln -sf libkdcam.so.$(SOVERSION) $(BUILD)/libkdcam.so
+
+$(KDCAM): $(CLI_OBJ) $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(KDC_LDLIBS)
+
+$(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(KDC_LDLIBS)
+
+# Tests see the library's internal headers and link the static library, so
+# they can call internal (kdc__) functions as well as the public API.
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(TESTUTIL_OBJ) $(STATIC) -lcmocka $(KDC_LDLIBS)
+
+test: $(TEST_BIN) $(KDCAM)
+	@KDCAM=$(KDCAM) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+
+check: test
+
+demo: all
+	@sh tools/demo.sh $(BUILD)
+
+bench: all
+	@echo "benchmarks: see bench/ (issue 5)"
+
+kdcam.pc: kdcam.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+install: lib $(KDCAM) kdcam.pc
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/kdcam.h $(DESTDIR)$(INCLUDEDIR)/kdcam.h
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdcam.a
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/libkdcam.so.$(VERSION)
+	ln -sf libkdcam.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkdcam.so.$(SOVERSION)
+	ln -sf libkdcam.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkdcam.so
+	install -m 755 $(KDCAM) $(DESTDIR)$(BINDIR)/kdcam
+	install -m 644 kdcam.pc $(DESTDIR)$(PKGCONFIGDIR)/kdcam.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/kdcam.h $(DESTDIR)$(LIBDIR)/libkdcam.a \
+	      $(DESTDIR)$(LIBDIR)/libkdcam.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkdcam.so.$(SOVERSION) \
+	      $(DESTDIR)$(LIBDIR)/libkdcam.so $(DESTDIR)$(BINDIR)/kdcam $(DESTDIR)$(PKGCONFIGDIR)/kdcam.pc
+
+clean:
+	rm -rf build kdcam.pc
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTUTIL_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.d) $(EX_SRC:examples/%.c=$(BUILD)/examples/%.d)

@@ -1,0 +1,35 @@
+/* internal.h - declarations shared by the library's source files.
+ * Never installed. Internal symbols carry the kdc__ prefix and are hidden
+ * from the shared library by -fvisibility=hidden. */
+#ifndef KDC_INTERNAL_H
+#define KDC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdcam.h"
+
+#if defined(__GNUC__)
+#define KDC_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define KDC_PRINTF(a, b)
+#endif
+
+/* Sets this thread's error message (printf-style) and returns status, so a
+ * failing path reads `return kdc__fail(KDC_ERR_IO, "%s: %s", path, why);`. */
+kdc_status kdc__fail(kdc_status status, const char *fmt, ...) KDC_PRINTF(2, 3);
+
+/* Prepends "prefix: " to the current error message (for context such as the
+ * file name) and returns status. */
+kdc_status kdc__fail_context(kdc_status status, const char *fmt, ...) KDC_PRINTF(2, 3);
+
+/* Checked size arithmetic: return 0 on overflow, else 1 and the result. */
+static inline int kdc__mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a != 0 && b > SIZE_MAX / a)
+        return 0;
+    *out = a * b;
+    return 1;
+}
+
+#endif /* KDC_INTERNAL_H */
