@@ -91,10 +91,15 @@ typedef struct kdc_model_options {
      * (ReLU for torchvision ResNet and the KD MobileNetV1, ReLU6 for timm
      * mobilenetv1_100). */
     kdc_activation activation;
-    /* Non-zero: tensors the model does not use are an error (default 0:
-     * they are ignored, e.g. detection heads). Tensors that look like part
-     * of the model but do not fit it are always an error. */
-    int strict;
+    /* Prefix under which the model's tensors sit ("student.", ...). NULL:
+     * found from the keys (wrappers such as "module." or "student." are
+     * stripped); an error if the file holds several models. */
+    const char *prefix;
+    /* Zero (default): every tensor in the file must belong to the model
+     * (BatchNorm num_batches_tracked excepted), an unknown tensor is a
+     * KDC_ERR_WEIGHTS error. Non-zero: tensors the model does not use are
+     * ignored (a distillation checkpoint holding a teacher as well, say). */
+    int allow_unused;
 } kdc_model_options;
 
 /* Fills *opt with the defaults (arch auto, eps 1e-5, ...). */
@@ -103,7 +108,7 @@ KDC_API void kdc_model_options_init(kdc_model_options *opt);
 /* Loads a safetensors file and builds the model it describes.
  * opt may be NULL (defaults). Wrapping prefixes such as "module.",
  * "student.", "model." (where not part of the scheme), "backbone." are
- * stripped. On success *out owns the model; free it with
+ * stripped. Parameters are converted to float32 and the file is closed. On success *out owns the model; free it with
  * kdc_model_destroy. Errors: KDC_ERR_IO, KDC_ERR_FORMAT (the safetensors
  * rule that failed is named), KDC_ERR_WEIGHTS (tensor name, got and expected
  * shape), KDC_ERR_UNSUPPORTED, KDC_ERR_NO_MEMORY. */

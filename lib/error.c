@@ -69,7 +69,18 @@ kdc_status kdc__fail_context(kdc_status status, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, kdc__error_msg, sizeof old);
-    snprintf(kdc__error_msg, sizeof kdc__error_msg, "%s: %s", prefix, old);
+    /* prefix, ": ", then as much of the old message as fits */
+    size_t pl = strlen(prefix), ol = strlen(old), cap = sizeof kdc__error_msg - 1;
+    if (pl > cap)
+        pl = cap;
+    memcpy(kdc__error_msg, prefix, pl);
+    size_t at = pl;
+    for (const char *sep = ": "; *sep && at < cap; sep++)
+        kdc__error_msg[at++] = *sep;
+    if (ol > cap - at)
+        ol = cap - at;
+    memcpy(kdc__error_msg + at, old, ol);
+    kdc__error_msg[at + ol] = '\0';
     kdc__one_line(kdc__error_msg);
     return status;
 }

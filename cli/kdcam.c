@@ -1,0 +1,313 @@
+/* kdcam.c - the command-line tool: dispatch and the options every command
+ * shares. Each command prints one line "kdcam: ..." on stderr and exits
+ * non-zero on any error (2 for a usage error). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+int cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("kdcam: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int cli_lib_error(kdc_status st, const char *what)
+{
+    (void)st;
+    if (what)
+        return cli_error("%s: %s", what, kdc_last_error());
+    return cli_error("%s", kdc_last_error());
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->eps = -1.0f;
+    o->threads = 1;
+    o->topk = 5;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEEDS(flag)                                                                \
+    do {                                                                           \
+        if (!(acc & (flag)))                                                       \
+            goto unknown;                                                          \
+        if (!v) {                                                                  \
+            cli_error("option %s needs a value (see --help)", a);                  \
+            return -1;                                                             \
+        }                                                                          \
+        i++;                                                                       \
+    } while (0)
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage, stdout);
+            return 1;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--arch")) {
+            NEEDS(OPT_ARCH);
+            o->arch = v;
+        } else if (!strcmp(a, "-w") || !strcmp(a, "--weights")) {
+            NEEDS(OPT_WEIGHTS);
+            o->weights = v;
+        } else if (!strcmp(a, "--prefix")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            o->prefix = v;
+        } else if (!strcmp(a, "--allow-unused")) {
+            if (!(acc & OPT_MODEL_EXTRA))
+                goto unknown;
+            o->allow_unused = 1;
+        } else if (!strcmp(a, "--eps")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            char *end;
+            o->eps = strtof(v, &end);
+            if (end == v || *end || !(o->eps >= 0.0f && o->eps < 1.0f)) {
+                cli_error("--eps: '%s' is not a number in [0, 1)", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--act")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            if (!strcmp(v, "relu"))
+                o->act = KDC_ACT_RELU;
+            else if (!strcmp(v, "relu6"))
+                o->act = KDC_ACT_RELU6;
+            else {
+                cli_error("--act: '%s' is neither relu nor relu6", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
+            NEEDS(OPT_THREADS);
+            if (parse_int(v, 1, 256, &o->threads)) {
+                cli_error("--threads: '%s' is not a number in 1..256", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--size")) {
+            NEEDS(OPT_SIZE);
+            int h, w, used = 0;
+            if (sscanf(v, "%dx%d%n", &h, &w, &used) != 2 || v[used] || h < 1 || w < 1 ||
+                h > 16384 || w > 16384) {
+                cli_error("--size: '%s' is not HxW (e.g. 224x224)", v);
+                return -1;
+            }
+            o->size_h = h;
+            o->size_w = w;
+        } else if (!strcmp(a, "--topk") || !strcmp(a, "-k")) {
+            NEEDS(OPT_TOPK);
+            if (parse_int(v, 1, 100000, &o->topk)) {
+                cli_error("--topk: '%s' is not a positive number", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--json")) {
+            if (!(acc & OPT_JSON))
+                goto unknown;
+            o->json = 1;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            if (!(acc & OPT_VERBOSE))
+                goto unknown;
+            o->verbose = 1;
+        } else if (!strcmp(a, "--layer") || !strcmp(a, "-l")) {
+            NEEDS(OPT_LAYER);
+            if (o->n_layers == CLI_MAX_LAYERS) {
+                cli_error("too many --layer options (at most %d)", CLI_MAX_LAYERS);
+                return -1;
+            }
+            o->layers[o->n_layers++] = v;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
+            NEEDS(OPT_OUT);
+            o->out_dir = v;
+        } else if (!strcmp(a, "--input-npy")) {
+            NEEDS(OPT_INPUT_NPY);
+            o->input_npy = v;
+        } else if (a[0] == '-' && a[1]) {
+            goto unknown;
+        } else {
+            if (!(acc & OPT_IMAGES)) {
+                cli_error("unexpected argument '%s' (see --help)", a);
+                return -1;
+            }
+            if (o->n_images == CLI_MAX_IMAGES) {
+                cli_error("too many images (at most %d per call)", CLI_MAX_IMAGES);
+                return -1;
+            }
+            o->images[o->n_images++] = a;
+        }
+        continue;
+unknown:
+        cli_error("unknown option '%s' (see --help)", a);
+        return -1;
+#undef NEEDS
+    }
+    if ((acc & OPT_WEIGHTS) && !o->weights) {
+        cli_error("missing -w WEIGHTS (a .safetensors file; see --help)");
+        return -1;
+    }
+    if (acc & OPT_IMAGES) {
+        if (o->input_npy && o->n_images) {
+            cli_error("give images or --input-npy, not both");
+            return -1;
+        }
+        if (!o->input_npy && !o->n_images) {
+            cli_error("no input: give image files or --input-npy X.npy (see --help)");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int cli_load_model(const cli_opts *o, kdc_model **model)
+{
+    kdc_model_options mo;
+    kdc_model_options_init(&mo);
+    mo.arch = o->arch;
+    mo.prefix = o->prefix;
+    mo.allow_unused = o->allow_unused;
+    mo.bn_eps = o->eps;
+    mo.activation = o->act;
+    kdc_status st = kdc_model_load(o->weights, &mo, model);
+    if (st)
+        return cli_lib_error(st, NULL);
+    return 0;
+}
+
+int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int *n, int *h,
+                   int *w)
+{
+    kdc_status st;
+    *input = NULL;
+    if (o->input_npy) {
+        float *data;
+        int ndim;
+        int64_t dims[8];
+        if ((st = kdc_npy_load(o->input_npy, &data, &ndim, dims)))
+            return cli_lib_error(st, NULL);
+        if (ndim != 4 || dims[1] != 3 || dims[0] < 1 || dims[2] < 1 || dims[3] < 1 ||
+            dims[2] > 16384 || dims[3] > 16384 || dims[0] > 65536) {
+            kdc_free(data);
+            return cli_error("%s: expected a float32 array N x 3 x H x W, got %d dims%s",
+                             o->input_npy, ndim, ndim == 4 ? " with C != 3" : "");
+        }
+        /* kdc_free and free are the same allocator by contract (kdcam.h) */
+        *input = data;
+        *n = (int)dims[0];
+        *h = (int)dims[2];
+        *w = (int)dims[3];
+        return 0;
+    }
+    kdc_preprocess pp;
+    kdc_model_preprocess(model, &pp);
+    float *batch = NULL;
+    int bh = 0, bw = 0;
+    for (int i = 0; i < o->n_images; i++) {
+        kdc_image *img;
+        int ih, iw;
+        if ((st = kdc_image_load(o->images[i], &img))) {
+            free(batch);
+            return cli_lib_error(st, NULL);
+        }
+        if ((st = kdc_preprocess_size(&pp, img->width, img->height, &ih, &iw))) {
+            kdc_image_destroy(img);
+            free(batch);
+            return cli_lib_error(st, o->images[i]);
+        }
+        if (i == 0) {
+            bh = ih;
+            bw = iw;
+            batch = malloc((size_t)o->n_images * 3 * (size_t)ih * (size_t)iw * sizeof *batch);
+            if (!batch) {
+                kdc_image_destroy(img);
+                return cli_error("out of memory for %d images of %dx%d", o->n_images, ih, iw);
+            }
+        } else if (ih != bh || iw != bw) {
+            kdc_image_destroy(img);
+            free(batch);
+            return cli_error("%s: preprocesses to %dx%d but %s to %dx%d; images of one call "
+                             "must agree", o->images[i], ih, iw, o->images[0], bh, bw);
+        }
+        st = kdc_preprocess_image(img, &pp, batch + (size_t)i * 3 * ih * iw, NULL);
+        kdc_image_destroy(img);
+        if (st) {
+            free(batch);
+            return cli_lib_error(st, o->images[i]);
+        }
+    }
+    *input = batch;
+    *n = o->n_images;
+    *h = bh;
+    *w = bw;
+    return 0;
+}
+
+int cli_prepare_out_dir(const char *dir)
+{
+    struct stat sb;
+    if (stat(dir, &sb) != 0) {
+        if (errno != ENOENT || mkdir(dir, 0777) != 0)
+            return cli_error("%s: cannot create output directory: %s", dir, strerror(errno));
+    } else if (!S_ISDIR(sb.st_mode)) {
+        return cli_error("%s: exists and is not a directory", dir);
+    }
+    if (access(dir, W_OK | X_OK) != 0)
+        return cli_error("%s: output directory is not writable: %s", dir, strerror(errno));
+    return 0;
+}
+
+static const char *usage =
+    "usage: kdcam COMMAND [options]\n"
+    "\n"
+    "Commands:\n"
+    "  layers    list every addressable layer of a model with its shape\n"
+    "  classify  top-K classes of images\n"
+    "  dump      write layer activations as .npy files\n"
+    "\n"
+    "kdcam COMMAND --help shows the options of a command.\n"
+    "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    int rc;
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("kdcam %s\n", kdc_version());
+        return 0;
+    }
+    if (!strcmp(cmd, "layers"))
+        rc = cmd_layers(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "classify"))
+        rc = cmd_classify(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "dump"))
+        rc = cmd_dump(argc - 1, argv + 1);
+    else {
+        cli_error("unknown command '%s' (kdcam --help lists them)", cmd);
+        return 2;
+    }
+    if (fflush(stdout) != 0 && rc == 0)
+        rc = cli_error("cannot write to standard output");
+    return rc;
+}

@@ -1,0 +1,123 @@
+/* graph.h - the network as data: a list of nodes in execution order, and
+ * the op kernels that run them (internal).
+ *
+ * A model is a DAG stored as an array of nodes in topological order. Node 0
+ * is the input. Each node is one addressable layer, named by its PyTorch
+ * module path; extra names (stage aliases such as "layer4" for "layer4.2")
+ * live in an alias table. Parameters are float32, owned by the model, and
+ * never change after load. */
+#ifndef KDC_GRAPH_H
+#define KDC_GRAPH_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+typedef enum kdc__op {
+    KDC__OP_INPUT,
+    KDC__OP_CONV,     /* conv2d, optional bias, groups                  */
+    KDC__OP_AFFINE,   /* per-channel y = x * scale + shift (eval BN)    */
+    KDC__OP_RELU,     /* y = min(max(x, 0), clamp)                      */
+    KDC__OP_ADD_RELU, /* y = min(max(a + b, 0), clamp) (residual join)  */
+    KDC__OP_MAXPOOL,  /* k x k window, stride, zero padding ignored     */
+    KDC__OP_GAP,      /* global average pool to N x C x 1 x 1           */
+    KDC__OP_LINEAR    /* fully connected on N x C x 1 x 1 -> N x K x 1 x 1 */
+} kdc__op;
+
+typedef struct kdc__conv_param {
+    int cin, cout;      /* channels of input / output                    */
+    int kh, kw;
+    int stride, pad;
+    int groups;         /* 1: dense; cin: depthwise                       */
+    const float *weight;/* (cout, cin / groups, kh, kw)                  */
+    const float *bias;  /* (cout) or NULL                                 */
+} kdc__conv_param;
+
+typedef struct kdc__node {
+    kdc__op op;
+    char *name;          /* PyTorch module path (owned)                  */
+    int in[2];           /* input node indices, -1 when unused           */
+    int channels;        /* output channels                              */
+    union {
+        kdc__conv_param conv;                         /* CONV, LINEAR (kh = kw = 1) */
+        struct { const float *scale, *shift; } affine; /* AFFINE         */
+        struct { float clamp; } act;                   /* RELU, ADD_RELU  */
+        struct { int k, stride, pad; } pool;           /* MAXPOOL         */
+    } p;
+} kdc__node;
+
+typedef struct kdc__alias {
+    char *name;  /* owned */
+    int node;
+} kdc__alias;
+
+struct kdc_model {
+    char arch[48];
+    int num_classes;
+    int min_input;          /* smallest H and W accepted                    */
+    kdc__node *nodes;       /* (n_nodes), topological order, nodes[0] input */
+    int n_nodes;
+    kdc__alias *aliases;    /* (n_aliases)                                  */
+    int n_aliases;
+    float **blocks;         /* parameter allocations, freed with the model  */
+    int n_blocks;
+    size_t n_params;        /* floats held in blocks                        */
+    kdc_preprocess preprocess;
+};
+
+/* Output spatial size of a conv / pool window: floor((in + 2p - k) / s) + 1,
+ * or 0 when the window does not fit. */
+static inline int kdc__out_size(int in, int k, int stride, int pad)
+{
+    int span = in + 2 * pad - k;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+/* Output shape of every node for an input of h x w (N excluded).
+ * chw must hold 3 * n_nodes ints. KDC_ERR_SHAPE names the first layer whose
+ * output would be empty. */
+kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw);
+
+/* ---- thread pool (threadpool.c) ---- */
+typedef struct kdc__pool kdc__pool;
+/* nthreads >= 1; 1 means run everything on the calling thread. */
+kdc_status kdc__pool_create(int nthreads, kdc__pool **out);
+void kdc__pool_destroy(kdc__pool *pool);
+int kdc__pool_threads(const kdc__pool *pool);
+/* Calls fn(ctx, i) for i in [0, ntasks), spread over the threads; returns
+ * when all calls are done. Each task must write disjoint outputs, so the
+ * result does not depend on the number of threads. */
+void kdc__pool_run(kdc__pool *pool, int ntasks, void (*fn)(void *ctx, int task), void *ctx);
+
+/* ---- op kernels: scalar references (one file per op family) ---- */
+
+/* conv.c: out (n, cout, oh, ow) from in (n, cin, ih, iw), output channels
+ * [oc0, oc1) of image b only, so callers can split work. */
+void kdc__conv2d_ref(const kdc__conv_param *cp, const float *in, int ih, int iw,
+                     float *out, int oh, int ow, int b, int oc0, int oc1);
+
+/* norm.c */
+void kdc__affine_ref(const float *in, float *out, int c, size_t hw, const float *scale,
+                     const float *shift, int c0, int c1);
+/* Eval-mode BatchNorm folded to scale/shift, computed in double:
+ * scale = gamma / sqrt(var + eps), shift = beta - mean * scale. */
+void kdc__bn_fold(const float *gamma, const float *beta, const float *mean, const float *var,
+                  float eps, int c, float *scale, float *shift);
+
+/* act.c: over n elements [i0, i1) */
+void kdc__relu_ref(const float *in, float *out, size_t i0, size_t i1, float clamp);
+void kdc__add_relu_ref(const float *a, const float *b, float *out, size_t i0, size_t i1,
+                       float clamp);
+
+/* pool.c: one image's channels [c0, c1) */
+void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int ow, int k,
+                      int stride, int pad, int c0, int c1);
+void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1);
+
+/* linear.c: one image, outputs [o0, o1) */
+void kdc__linear_ref(const kdc__conv_param *lp, const float *in, float *out, int o0, int o1);
+
+/* model.c */
+void kdc__model_free_contents(struct kdc_model *m);
+
+#endif /* KDC_GRAPH_H */

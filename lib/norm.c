@@ -1,0 +1,29 @@
+/* norm.c - BatchNorm in eval mode, as a per-channel affine map.
+ * Forward reference; the fold from (gamma, beta, mean, var, eps) is done once
+ * at load time, in double precision. */
+#include <math.h>
+
+#include "graph.h"
+
+void kdc__bn_fold(const float *gamma, const float *beta, const float *mean, const float *var,
+                  float eps, int c, float *scale, float *shift)
+{
+    for (int i = 0; i < c; i++) {
+        double s = (double)gamma[i] / sqrt((double)var[i] + (double)eps);
+        scale[i] = (float)s;
+        shift[i] = (float)((double)beta[i] - (double)mean[i] * s);
+    }
+}
+
+void kdc__affine_ref(const float *in, float *out, int c, size_t hw, const float *scale,
+                     const float *shift, int c0, int c1)
+{
+    (void)c;
+    for (int ch = c0; ch < c1; ch++) {
+        const float s = scale[ch], t = shift[ch];
+        const float *x = in + (size_t)ch * hw;
+        float *y = out + (size_t)ch * hw;
+        for (size_t i = 0; i < hw; i++)
+            y[i] = x[i] * s + t;
+    }
+}
