@@ -1,0 +1,1068 @@
+/* safetensors.c - memory-mapped reader for .safetensors files.
+ *
+ * Layout: 8-byte little-endian u64 N, N bytes of UTF-8 JSON, then the data
+ * buffer. The file is mapped read-only; tensors point into the mapping.
+ *
+ * Opening happens in stages, each of which can fail with a message that
+ * starts with the path and names the rule that was broken:
+ *   1. the 8-byte header length and the bounds of the header;
+ *   2. UTF-8 validation of the whole header;
+ *   3. a generic JSON parse into a small tree (st_json_*), so that syntax
+ *      errors are reported as such before any schema rule is looked at;
+ *   4. the safetensors schema: one object per tensor with exactly dtype,
+ *      shape and data_offsets, plus an optional __metadata__ object of
+ *      strings;
+ *   5. the layout: unique names, sizes that match the shapes, tensors that
+ *      tile the data buffer exactly (no holes, no overlaps, nothing left).
+ *
+ * The JSON parser never reads outside the header and limits nesting to
+ * ST_JSON_MAX_DEPTH, so its recursion is bounded. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "safetensors.h"
+
+/* The reference reader refuses headers above 100 MB. */
+#define ST_MAX_HEADER 100000000ULL
+#define ST_JSON_MAX_DEPTH 64
+
+/* ------------------------------------------------------------------ */
+/* A JSON tree                                                          */
+
+enum st_json_type {
+    ST_JSON_NULL,
+    ST_JSON_BOOL,
+    ST_JSON_NUMBER,
+    ST_JSON_STRING,
+    ST_JSON_ARRAY,
+    ST_JSON_OBJECT
+};
+
+struct st_json {
+    enum st_json_type type;
+    union {
+        int boolean;
+        struct {              /* raw text in the header; grammar checked */
+            const char *text;
+            size_t len;
+        } num;
+        char *str;            /* decoded UTF-8, NUL-terminated, no NUL inside */
+        struct {              /* arrays and objects                          */
+            struct st_json *items;
+            char **keys;      /* objects only: one key per item, in order    */
+            size_t n, cap;
+        } list;
+    } u;
+};
+
+struct st_json_parser {
+    const char *path;
+    const unsigned char *s; /* the header, not NUL-terminated */
+    size_t len, pos;
+};
+
+static void st_json_free(struct st_json *v)
+{
+    size_t i;
+
+    if (v->type == ST_JSON_STRING) {
+        free(v->u.str);
+    } else if (v->type == ST_JSON_ARRAY || v->type == ST_JSON_OBJECT) {
+        for (i = 0; i < v->u.list.n; i++) {
+            st_json_free(&v->u.list.items[i]);
+            if (v->u.list.keys)
+                free(v->u.list.keys[i]);
+        }
+        free(v->u.list.items);
+        free(v->u.list.keys);
+    }
+    v->type = ST_JSON_NULL;
+}
+
+static kdc_status st_json_error(struct st_json_parser *jp, const char *what)
+{
+    return kdc__fail(KDC_ERR_FORMAT, "%s: header is not valid JSON: %s at header byte %zu",
+                     jp->path, what, jp->pos);
+}
+
+static kdc_status st_json_nomem(struct st_json_parser *jp)
+{
+    return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory parsing the header", jp->path);
+}
+
+static void st_json_skip_ws(struct st_json_parser *jp)
+{
+    while (jp->pos < jp->len) {
+        unsigned char c = jp->s[jp->pos];
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+            break;
+        jp->pos++;
+    }
+}
+
+static int st_hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static size_t st_utf8_encode(unsigned cp, char *out)
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Parses the string at jp->pos (which is '"') into a new NUL-terminated
+ * buffer. The header was already checked to be valid UTF-8, so bytes >= 0x80
+ * are copied as they are. \u0000 is refused: names and values are C strings. */
+static kdc_status st_json_string(struct st_json_parser *jp, char **out)
+{
+    size_t start = jp->pos + 1, end = start, i, o = 0;
+    char *buf;
+
+    *out = NULL;
+    /* Find the closing quote first; a backslash always skips the next byte,
+     * so inside [start, end) every backslash has a byte after it. */
+    while (end < jp->len && jp->s[end] != '"') {
+        if (jp->s[end] < 0x20) {
+            jp->pos = end;
+            return st_json_error(jp, "control character in a string");
+        }
+        end += jp->s[end] == '\\' ? 2 : 1;
+    }
+    if (end >= jp->len) {
+        jp->pos = jp->len;
+        return st_json_error(jp, "unterminated string");
+    }
+
+    /* Escapes only shrink, so the raw length bounds the decoded one. */
+    buf = malloc(end - start + 1);
+    if (!buf)
+        return st_json_nomem(jp);
+
+    for (i = start; i < end;) {
+        unsigned char c = jp->s[i];
+        unsigned cp, lo;
+
+        if (c != '\\') {
+            buf[o++] = (char)c;
+            i++;
+            continue;
+        }
+        jp->pos = i;
+        switch (jp->s[i + 1]) {
+        case '"': buf[o++] = '"'; i += 2; continue;
+        case '\\': buf[o++] = '\\'; i += 2; continue;
+        case '/': buf[o++] = '/'; i += 2; continue;
+        case 'b': buf[o++] = '\b'; i += 2; continue;
+        case 'f': buf[o++] = '\f'; i += 2; continue;
+        case 'n': buf[o++] = '\n'; i += 2; continue;
+        case 'r': buf[o++] = '\r'; i += 2; continue;
+        case 't': buf[o++] = '\t'; i += 2; continue;
+        case 'u': break;
+        default:
+            free(buf);
+            return st_json_error(jp, "invalid escape in a string");
+        }
+        if (end - i < 6 || !st_hex4(jp->s + i + 2, &cp)) {
+            free(buf);
+            return st_json_error(jp, "invalid \\u escape in a string");
+        }
+        i += 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            /* A high surrogate must be followed by an escaped low one. */
+            if (end - i < 6 || jp->s[i] != '\\' || jp->s[i + 1] != 'u' ||
+                !st_hex4(jp->s + i + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                free(buf);
+                return st_json_error(jp, "unpaired surrogate in a string");
+            }
+            i += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            free(buf);
+            return st_json_error(jp, "unpaired surrogate in a string");
+        } else if (cp == 0) {
+            free(buf);
+            return st_json_error(jp, "\\u0000 in a string (not supported)");
+        }
+        o += st_utf8_encode(cp, buf + o);
+    }
+    buf[o] = '\0';
+    jp->pos = end + 1;
+    *out = buf;
+    return KDC_OK;
+}
+
+/* Checks the JSON number grammar: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static kdc_status st_json_number(struct st_json_parser *jp, struct st_json *v)
+{
+    const unsigned char *s = jp->s;
+    size_t p = jp->pos, len = jp->len;
+
+#define ST_DIGIT(i) ((i) < len && s[i] >= '0' && s[i] <= '9')
+    if (p < len && s[p] == '-')
+        p++;
+    if (p < len && s[p] == '0') {
+        p++;
+    } else if (ST_DIGIT(p)) {
+        while (ST_DIGIT(p))
+            p++;
+    } else {
+        jp->pos = p;
+        return st_json_error(jp, "invalid number");
+    }
+    if (p < len && s[p] == '.') {
+        p++;
+        if (!ST_DIGIT(p)) {
+            jp->pos = p;
+            return st_json_error(jp, "invalid number");
+        }
+        while (ST_DIGIT(p))
+            p++;
+    }
+    if (p < len && (s[p] == 'e' || s[p] == 'E')) {
+        p++;
+        if (p < len && (s[p] == '+' || s[p] == '-'))
+            p++;
+        if (!ST_DIGIT(p)) {
+            jp->pos = p;
+            return st_json_error(jp, "invalid number");
+        }
+        while (ST_DIGIT(p))
+            p++;
+    }
+#undef ST_DIGIT
+    v->type = ST_JSON_NUMBER;
+    v->u.num.text = (const char *)s + jp->pos;
+    v->u.num.len = p - jp->pos;
+    jp->pos = p;
+    return KDC_OK;
+}
+
+/* Appends child (and key, for objects) to a list; takes ownership of both
+ * only on success. */
+static kdc_status st_json_append(struct st_json_parser *jp, struct st_json *list,
+                                 char *key, struct st_json *child)
+{
+    if (list->u.list.n == list->u.list.cap) {
+        size_t cap = list->u.list.cap ? list->u.list.cap * 2 : 4;
+        size_t bytes;
+        struct st_json *items;
+
+        if (!kdc__mul_size(cap, sizeof *items, &bytes))
+            return st_json_nomem(jp);
+        items = realloc(list->u.list.items, bytes);
+        if (!items)
+            return st_json_nomem(jp);
+        list->u.list.items = items;
+        if (list->type == ST_JSON_OBJECT) {
+            char **keys;
+
+            keys = realloc(list->u.list.keys, cap * sizeof *keys);
+            if (!keys)
+                return st_json_nomem(jp);
+            list->u.list.keys = keys;
+        }
+        list->u.list.cap = cap;
+    }
+    list->u.list.items[list->u.list.n] = *child;
+    if (list->type == ST_JSON_OBJECT)
+        list->u.list.keys[list->u.list.n] = key;
+    list->u.list.n++;
+    return KDC_OK;
+}
+
+static kdc_status st_json_value(struct st_json_parser *jp, struct st_json *v, int depth);
+
+/* Arrays and objects. v is always left freeable, also on error. */
+static kdc_status st_json_list(struct st_json_parser *jp, struct st_json *v, int depth,
+                               int is_object)
+{
+    unsigned char close = is_object ? '}' : ']';
+    kdc_status st;
+
+    if (depth > ST_JSON_MAX_DEPTH)
+        return st_json_error(jp, "nesting deeper than 64 levels");
+    v->type = is_object ? ST_JSON_OBJECT : ST_JSON_ARRAY;
+    v->u.list.items = NULL;
+    v->u.list.keys = NULL;
+    v->u.list.n = 0;
+    v->u.list.cap = 0;
+    jp->pos++;
+
+    st_json_skip_ws(jp);
+    if (jp->pos < jp->len && jp->s[jp->pos] == close) {
+        jp->pos++;
+        return KDC_OK;
+    }
+    for (;;) {
+        struct st_json child = { .type = ST_JSON_NULL };
+        char *key = NULL;
+
+        if (is_object) {
+            st_json_skip_ws(jp);
+            if (jp->pos >= jp->len || jp->s[jp->pos] != '"')
+                return st_json_error(jp, "expected a string key");
+            st = st_json_string(jp, &key);
+            if (st != KDC_OK)
+                return st;
+            st_json_skip_ws(jp);
+            if (jp->pos >= jp->len || jp->s[jp->pos] != ':') {
+                st = st_json_error(jp, "expected ':'");
+                goto free_key;
+            }
+            jp->pos++;
+        }
+        st = st_json_value(jp, &child, depth);
+        if (st != KDC_OK)
+            goto free_child;
+        st = st_json_append(jp, v, key, &child);
+        if (st != KDC_OK)
+            goto free_child;
+
+        st_json_skip_ws(jp);
+        if (jp->pos < jp->len && jp->s[jp->pos] == ',') {
+            jp->pos++;
+            continue;
+        }
+        if (jp->pos < jp->len && jp->s[jp->pos] == close) {
+            jp->pos++;
+            return KDC_OK;
+        }
+        return st_json_error(jp, is_object ? "expected ',' or '}'" : "expected ',' or ']'");
+
+free_child:
+        st_json_free(&child);
+free_key:
+        free(key);
+        return st;
+    }
+}
+
+static int st_json_literal(struct st_json_parser *jp, const char *word)
+{
+    size_t n = strlen(word);
+
+    if (jp->len - jp->pos < n || memcmp(jp->s + jp->pos, word, n) != 0)
+        return 0;
+    jp->pos += n;
+    return 1;
+}
+
+static kdc_status st_json_value(struct st_json_parser *jp, struct st_json *v, int depth)
+{
+    unsigned char c;
+
+    v->type = ST_JSON_NULL;
+    st_json_skip_ws(jp);
+    if (jp->pos >= jp->len)
+        return st_json_error(jp, "unexpected end of header");
+    c = jp->s[jp->pos];
+    switch (c) {
+    case '{':
+        return st_json_list(jp, v, depth + 1, 1);
+    case '[':
+        return st_json_list(jp, v, depth + 1, 0);
+    case '"': {
+        char *s;
+        kdc_status st = st_json_string(jp, &s);
+        if (st != KDC_OK)
+            return st;
+        v->type = ST_JSON_STRING;
+        v->u.str = s;
+        return KDC_OK;
+    }
+    case 't':
+    case 'f':
+        if (st_json_literal(jp, c == 't' ? "true" : "false")) {
+            v->type = ST_JSON_BOOL;
+            v->u.boolean = c == 't';
+            return KDC_OK;
+        }
+        return st_json_error(jp, "invalid literal");
+    case 'n':
+        if (st_json_literal(jp, "null"))
+            return KDC_OK;
+        return st_json_error(jp, "invalid literal");
+    default:
+        if (c == '-' || (c >= '0' && c <= '9'))
+            return st_json_number(jp, v);
+        return st_json_error(jp, "unexpected character");
+    }
+}
+
+/* Parses the whole header into *root (freeable on every path). Trailing
+ * whitespace (the padding writers add) is allowed, anything else is not. */
+static kdc_status st_json_parse(const char *path, const unsigned char *s, size_t len,
+                                struct st_json *root)
+{
+    struct st_json_parser jp = { .path = path, .s = s, .len = len, .pos = 0 };
+    kdc_status st;
+
+    st = st_json_value(&jp, root, 0);
+    if (st != KDC_OK)
+        return st;
+    st_json_skip_ws(&jp);
+    if (jp.pos != jp.len)
+        return st_json_error(&jp, "trailing characters after the top-level value");
+    return KDC_OK;
+}
+
+/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+ * Returns the offset of the first bad byte, or len if all is well. */
+static size_t st_utf8_check(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n, k;
+        unsigned char lo = 0x80, hi = 0xBF; /* range of the 2nd byte */
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            if (c == 0xE0)
+                lo = 0xA0; /* overlong */
+            else if (c == 0xED)
+                hi = 0x9F; /* surrogates */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            if (c == 0xF0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xF4)
+                hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return i;
+        }
+        if (len - i < n || s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (k = 2; k < n; k++)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+        i += n;
+    }
+    return len;
+}
+
+/* Integer value of a JSON number: 0 ok, else why not. */
+enum st_int_result { ST_INT_OK, ST_INT_NOT_NUMBER, ST_INT_NEGATIVE, ST_INT_FRACTION, ST_INT_RANGE };
+
+static enum st_int_result st_json_uint(const struct st_json *v, uint64_t max, uint64_t *out)
+{
+    uint64_t x = 0;
+    size_t i;
+
+    if (v->type != ST_JSON_NUMBER)
+        return ST_INT_NOT_NUMBER;
+    if (v->u.num.text[0] == '-')
+        return ST_INT_NEGATIVE;
+    for (i = 0; i < v->u.num.len; i++)
+        if (v->u.num.text[i] < '0' || v->u.num.text[i] > '9')
+            return ST_INT_FRACTION;
+    for (i = 0; i < v->u.num.len; i++) {
+        unsigned d = (unsigned)(v->u.num.text[i] - '0');
+        if (x > (max - d) / 10)
+            return ST_INT_RANGE;
+        x = x * 10 + d;
+    }
+    *out = x;
+    return ST_INT_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The file                                                             */
+
+struct st_rec {
+    kdc__st_tensor t;
+    size_t begin, end; /* data_offsets, relative to the data buffer */
+};
+
+struct kdc__st_file {
+    void *map;
+    size_t map_size;
+    struct st_json root;          /* parsed header; names and metadata point in */
+    const struct st_json *meta;   /* the __metadata__ object, or NULL */
+    struct st_rec *recs;          /* in data-offset order */
+    struct st_rec **by_name;      /* sorted by name, for kdc__st_find */
+    int count;
+};
+
+static const struct {
+    const char *name;
+    kdc__st_dtype dtype;
+    size_t size;
+} st_dtypes[] = {
+    { "F64", KDC__ST_F64, 8 },
+    { "F32", KDC__ST_F32, 4 },
+    { "F16", KDC__ST_F16, 2 },
+    { "BF16", KDC__ST_BF16, 2 },
+    { "I64", KDC__ST_I64, 8 },
+    { "I32", KDC__ST_I32, 4 },
+    { "I16", KDC__ST_I16, 2 },
+    { "I8", KDC__ST_I8, 1 },
+    { "U8", KDC__ST_U8, 1 },
+    { "BOOL", KDC__ST_BOOL, 1 },
+    /* Legal in safetensors, not convertible here. */
+    { "U16", KDC__ST_OTHER, 2 },
+    { "U32", KDC__ST_OTHER, 4 },
+    { "U64", KDC__ST_OTHER, 8 },
+    { "F8_E4M3", KDC__ST_OTHER, 1 },
+    { "F8_E5M2", KDC__ST_OTHER, 1 },
+    { "F8_E8M0", KDC__ST_OTHER, 1 },
+    { "C64", KDC__ST_OTHER, 8 },
+};
+
+static uint64_t st_le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    int i;
+
+    for (i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static kdc_status st_bad_entry(const char *path, const char *name, const char *what)
+{
+    return kdc__fail(KDC_ERR_FORMAT, "%s: invalid header entry \"%s\": %s", path, name, what);
+}
+
+static kdc_status st_bad_int(const char *path, const char *name, const char *field,
+                             size_t index, enum st_int_result r)
+{
+    const char *why = "is not a number";
+
+    switch (r) {
+    case ST_INT_NEGATIVE: why = "is negative"; break;
+    case ST_INT_FRACTION: why = "is not an integer"; break;
+    case ST_INT_RANGE: why = "is too large"; break;
+    default: break;
+    }
+    return kdc__fail(KDC_ERR_FORMAT, "%s: invalid header entry \"%s\": \"%s\" element %zu %s",
+                     path, name, field, index, why);
+}
+
+/* Fills rec from one tensor entry; checks everything that needs only that
+ * entry: the schema, the dtype, sizes against data_offsets. */
+static kdc_status st_parse_entry(const char *path, const char *name, const struct st_json *v,
+                                 struct st_rec *rec)
+{
+    const struct st_json *dtype = NULL, *shape = NULL, *offs = NULL;
+    size_t i, dsize = 0, numel = 1, nbytes;
+    uint64_t x;
+    enum st_int_result r;
+
+    if (v->type != ST_JSON_OBJECT)
+        return st_bad_entry(path, name, "not a JSON object");
+    for (i = 0; i < v->u.list.n; i++) {
+        const char *key = v->u.list.keys[i];
+        const struct st_json **slot;
+
+        if (strcmp(key, "dtype") == 0)
+            slot = &dtype;
+        else if (strcmp(key, "shape") == 0)
+            slot = &shape;
+        else if (strcmp(key, "data_offsets") == 0)
+            slot = &offs;
+        else
+            return kdc__fail(KDC_ERR_FORMAT, "%s: invalid header entry \"%s\": unknown key \"%s\"",
+                             path, name, key);
+        if (*slot)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: invalid header entry \"%s\": duplicate key \"%s\"",
+                             path, name, key);
+        *slot = &v->u.list.items[i];
+    }
+    if (!dtype)
+        return st_bad_entry(path, name, "missing \"dtype\"");
+    if (!shape)
+        return st_bad_entry(path, name, "missing \"shape\"");
+    if (!offs)
+        return st_bad_entry(path, name, "missing \"data_offsets\"");
+    if (dtype->type != ST_JSON_STRING)
+        return st_bad_entry(path, name, "\"dtype\" is not a string");
+    if (shape->type != ST_JSON_ARRAY)
+        return st_bad_entry(path, name, "\"shape\" is not an array");
+    if (offs->type != ST_JSON_ARRAY || offs->u.list.n != 2)
+        return st_bad_entry(path, name, "\"data_offsets\" is not an array of two integers");
+
+    rec->t.name = name;
+    for (i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++) {
+        if (strcmp(dtype->u.str, st_dtypes[i].name) == 0) {
+            rec->t.dtype = st_dtypes[i].dtype;
+            rec->t.dtype_name = st_dtypes[i].name;
+            dsize = st_dtypes[i].size;
+            break;
+        }
+    }
+    if (!dsize)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: tensor \"%s\" has unknown dtype \"%s\"", path,
+                         name, dtype->u.str);
+
+    /* Check every dim before the rank limit, so a negative dim in a long
+     * shape is still reported as a format error. */
+    for (i = 0; i < shape->u.list.n; i++) {
+        r = st_json_uint(&shape->u.list.items[i], INT64_MAX, &x);
+        if (r != ST_INT_OK)
+            return st_bad_int(path, name, "shape", i, r);
+        if (i < KDC__ST_MAX_DIMS)
+            rec->t.shape[i] = (int64_t)x;
+    }
+    if (shape->u.list.n > KDC__ST_MAX_DIMS)
+        return kdc__fail(KDC_ERR_UNSUPPORTED, "%s: tensor \"%s\" has rank %zu, more than the supported %d",
+                         path, name, shape->u.list.n, KDC__ST_MAX_DIMS);
+    rec->t.ndim = (int)shape->u.list.n;
+
+    r = st_json_uint(&offs->u.list.items[0], SIZE_MAX, &x);
+    if (r != ST_INT_OK)
+        return st_bad_int(path, name, "data_offsets", 0, r);
+    rec->begin = (size_t)x;
+    r = st_json_uint(&offs->u.list.items[1], SIZE_MAX, &x);
+    if (r != ST_INT_OK)
+        return st_bad_int(path, name, "data_offsets", 1, r);
+    rec->end = (size_t)x;
+    if (rec->begin > rec->end)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: tensor \"%s\" data_offsets begin %zu is greater than end %zu",
+                         path, name, rec->begin, rec->end);
+
+    /* Dims are at most INT64_MAX, so they fit size_t on 64-bit hosts; on
+     * 32-bit ones the product check below catches what does not. */
+    for (i = 0; i < (size_t)rec->t.ndim; i++) {
+        if ((uint64_t)rec->t.shape[i] > SIZE_MAX ||
+            !kdc__mul_size(numel, (size_t)rec->t.shape[i], &numel))
+            return kdc__fail(KDC_ERR_FORMAT, "%s: tensor \"%s\" byte size overflows (element count too large)",
+                             path, name);
+    }
+    if (!kdc__mul_size(numel, dsize, &nbytes))
+        return kdc__fail(KDC_ERR_FORMAT, "%s: tensor \"%s\" byte size overflows (%zu elements of %s)",
+                         path, name, numel, rec->t.dtype_name);
+    if (nbytes != rec->end - rec->begin)
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: tensor \"%s\" size mismatch: %zu elements of %s need %zu bytes, data_offsets [%zu, %zu] span %zu",
+                         path, name, numel, rec->t.dtype_name, nbytes, rec->begin, rec->end,
+                         rec->end - rec->begin);
+    rec->t.numel = numel;
+    rec->t.nbytes = nbytes;
+    return KDC_OK;
+}
+
+static kdc_status st_parse_metadata(const char *path, const struct st_json *v)
+{
+    size_t i, j;
+
+    if (v->type != ST_JSON_OBJECT)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: __metadata__ is not a JSON object", path);
+    for (i = 0; i < v->u.list.n; i++) {
+        if (v->u.list.items[i].type != ST_JSON_STRING)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: __metadata__ value for key \"%s\" is not a string",
+                             path, v->u.list.keys[i]);
+        /* Metadata is small; a quadratic check is fine. */
+        for (j = 0; j < i; j++)
+            if (strcmp(v->u.list.keys[i], v->u.list.keys[j]) == 0)
+                return kdc__fail(KDC_ERR_FORMAT, "%s: __metadata__ has duplicate key \"%s\"",
+                                 path, v->u.list.keys[i]);
+    }
+    return KDC_OK;
+}
+
+/* Data-offset order; ties (empty tensors) broken by name so the order does
+ * not depend on qsort. */
+static int st_cmp_offset(const void *a, const void *b)
+{
+    const struct st_rec *x = a, *y = b;
+
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return strcmp(x->t.name, y->t.name);
+}
+
+static int st_cmp_name(const void *a, const void *b)
+{
+    const struct st_rec *const *x = a, *const *y = b;
+
+    return strcmp((*x)->t.name, (*y)->t.name);
+}
+
+/* Validates the mapped file and fills f. On failure the caller frees f
+ * with kdc__st_close. */
+static kdc_status st_parse(kdc__st_file *f, const char *path)
+{
+    const unsigned char *base = f->map;
+    const struct st_json *root = &f->root;
+    uint64_t hlen = st_le64(base);
+    size_t bad, i, buf_size, expect;
+    const unsigned char *data;
+    kdc_status st;
+
+    if (hlen > ST_MAX_HEADER)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
+                         path, (unsigned long long)hlen, ST_MAX_HEADER);
+    if (hlen > f->map_size - 8)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: header length %llu runs past the end of the file (%zu bytes)",
+                         path, (unsigned long long)hlen, f->map_size);
+    data = base + 8 + hlen;
+    buf_size = f->map_size - 8 - (size_t)hlen;
+
+    bad = st_utf8_check(base + 8, (size_t)hlen);
+    if (bad != hlen)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: header is not valid UTF-8 (bad byte at header byte %zu)",
+                         path, bad);
+
+    st = st_json_parse(path, base + 8, (size_t)hlen, &f->root);
+    if (st != KDC_OK)
+        return st;
+    if (root->type != ST_JSON_OBJECT)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: invalid header: the top level is not a JSON object",
+                         path);
+
+    /* One record per entry is at least enough; the count may be one less. */
+    f->recs = calloc(root->u.list.n ? root->u.list.n : 1, sizeof *f->recs);
+    if (!f->recs)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the tensor table", path);
+    for (i = 0; i < root->u.list.n; i++) {
+        const char *key = root->u.list.keys[i];
+        const struct st_json *v = &root->u.list.items[i];
+
+        if (strcmp(key, "__metadata__") == 0) {
+            if (f->meta)
+                return kdc__fail(KDC_ERR_FORMAT, "%s: duplicate \"__metadata__\" entry", path);
+            st = st_parse_metadata(path, v);
+            if (st != KDC_OK)
+                return st;
+            f->meta = v;
+            continue;
+        }
+        if (f->count == INT_MAX)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: too many tensors", path);
+        st = st_parse_entry(path, key, v, &f->recs[f->count]);
+        if (st != KDC_OK)
+            return st;
+        f->count++;
+    }
+
+    /* Sort for both lookups; names are checked first, as duplicates would
+     * otherwise show up as overlaps. */
+    qsort(f->recs, (size_t)f->count, sizeof *f->recs, st_cmp_offset);
+    f->by_name = malloc((f->count ? (size_t)f->count : 1) * sizeof *f->by_name);
+    if (!f->by_name)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the tensor index", path);
+    for (i = 0; i < (size_t)f->count; i++)
+        f->by_name[i] = &f->recs[i];
+    qsort(f->by_name, (size_t)f->count, sizeof *f->by_name, st_cmp_name);
+    for (i = 1; i < (size_t)f->count; i++)
+        if (strcmp(f->by_name[i - 1]->t.name, f->by_name[i]->t.name) == 0)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: duplicate tensor name \"%s\"", path,
+                             f->by_name[i]->t.name);
+
+    /* The tensors must tile the data buffer: no holes, no overlaps. */
+    expect = 0;
+    for (i = 0; i < (size_t)f->count; i++) {
+        const struct st_rec *r = &f->recs[i];
+
+        if (r->begin != expect)
+            return kdc__fail(KDC_ERR_FORMAT,
+                             "%s: tensor \"%s\" data_offsets [%zu, %zu] leave a hole or overlap (expected it to begin at %zu)",
+                             path, r->t.name, r->begin, r->end, expect);
+        expect = r->end;
+    }
+    if (expect > buf_size)
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: tensor \"%s\" data_offsets end %zu is past the end of the data buffer (%zu bytes)",
+                         path, f->recs[f->count - 1].t.name, expect, buf_size);
+    if (expect < buf_size)
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: tensor data ends at buffer byte %zu and does not reach the end of the file (data buffer is %zu bytes)",
+                         path, expect, buf_size);
+
+    for (i = 0; i < (size_t)f->count; i++)
+        f->recs[i].t.data = data + f->recs[i].begin;
+    return KDC_OK;
+}
+
+kdc_status kdc__st_open(const char *path, kdc__st_file **out)
+{
+    kdc__st_file *f;
+    struct stat sb;
+    kdc_status st;
+    void *map;
+    int fd;
+
+    if (out)
+        *out = NULL;
+    if (!path || !out)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc__st_open: NULL argument");
+
+    f = calloc(1, sizeof *f);
+    if (!f)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", path);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        st = kdc__fail(KDC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        goto free_file;
+    }
+    if (fstat(fd, &sb) != 0) {
+        st = kdc__fail(KDC_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+        goto close_fd;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = kdc__fail(KDC_ERR_IO, "%s: not a regular file", path);
+        goto close_fd;
+    }
+    if (sb.st_size < 8) {
+        st = kdc__fail(KDC_ERR_FORMAT, "%s: file is %lld bytes, too short for the 8-byte header length",
+                       path, (long long)sb.st_size);
+        goto close_fd;
+    }
+    if ((uint64_t)sb.st_size > SIZE_MAX) {
+        st = kdc__fail(KDC_ERR_IO, "%s: file too large to map", path);
+        goto close_fd;
+    }
+    map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        st = kdc__fail(KDC_ERR_IO, "%s: cannot map: %s", path, strerror(errno));
+        goto close_fd;
+    }
+    /* The mapping stays valid after the descriptor is closed. */
+    close(fd);
+    f->map = map;
+    f->map_size = (size_t)sb.st_size;
+
+    st = st_parse(f, path);
+    if (st != KDC_OK)
+        goto close_file;
+    *out = f;
+    return KDC_OK;
+
+close_file:
+    kdc__st_close(f);
+    return st;
+close_fd:
+    close(fd);
+free_file:
+    free(f);
+    return st;
+}
+
+void kdc__st_close(kdc__st_file *f)
+{
+    if (!f)
+        return;
+    free(f->by_name);
+    free(f->recs);
+    st_json_free(&f->root);
+    if (f->map)
+        munmap(f->map, f->map_size);
+    free(f);
+}
+
+int kdc__st_count(const kdc__st_file *f)
+{
+    return f ? f->count : 0;
+}
+
+const kdc__st_tensor *kdc__st_at(const kdc__st_file *f, int i)
+{
+    if (!f || i < 0 || i >= f->count)
+        return NULL;
+    return &f->recs[i].t;
+}
+
+const kdc__st_tensor *kdc__st_find(const kdc__st_file *f, const char *name)
+{
+    size_t lo = 0, hi;
+
+    if (!f || !name)
+        return NULL;
+    hi = (size_t)f->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, f->by_name[mid]->t.name);
+
+        if (c == 0)
+            return &f->by_name[mid]->t;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const char *kdc__st_metadata(const kdc__st_file *f, const char *key)
+{
+    size_t i;
+
+    if (!f || !f->meta || !key)
+        return NULL;
+    for (i = 0; i < f->meta->u.list.n; i++)
+        if (strcmp(f->meta->u.list.keys[i], key) == 0)
+            return f->meta->u.list.items[i].u.str;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Conversions                                                          */
+
+/* Little-endian loads from possibly unaligned bytes. */
+static uint16_t st_ld16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t st_ld32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+static float st_bits_to_f32(uint32_t bits)
+{
+    float x;
+
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+float kdc__f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1F;
+    uint32_t mant = h & 0x3FF;
+
+    if (exp == 0) {
+        if (mant == 0)
+            return st_bits_to_f32(sign);
+        /* Subnormal: shift the mantissa up until it is normal. 2^-14 is
+         * the subnormal scale, i.e. float exponent 127 - 14 = 113 before
+         * normalising. */
+        exp = 113;
+        while (!(mant & 0x400)) {
+            mant <<= 1;
+            exp--;
+        }
+        mant &= 0x3FF;
+        return st_bits_to_f32(sign | (exp << 23) | (mant << 13));
+    }
+    if (exp == 31) /* inf, or nan with its payload kept */
+        return st_bits_to_f32(sign | 0x7F800000u | (mant << 13));
+    return st_bits_to_f32(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+float kdc__bf16_to_f32(uint16_t h)
+{
+    return st_bits_to_f32((uint32_t)h << 16);
+}
+
+/* double -> float, round to nearest even, without the undefined behaviour
+ * of converting an out-of-range value. */
+static float st_f64_to_f32(double d)
+{
+    /* FLT_MAX + half an ulp: from here on, rounding gives infinity. */
+    const double limit = 0x1.ffffffp127;
+
+    if (isnan(d))
+        return signbit(d) ? -NAN : NAN;
+    if (d >= limit)
+        return INFINITY;
+    if (d <= -limit)
+        return -INFINITY;
+    return (float)d;
+}
+
+kdc_status kdc__st_to_f32(const kdc__st_tensor *t, float *dst)
+{
+    size_t i;
+
+    if (!t || (!dst && t->numel))
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc__st_to_f32: NULL argument");
+    switch (t->dtype) {
+    case KDC__ST_F32:
+        for (i = 0; i < t->numel; i++)
+            dst[i] = st_bits_to_f32(st_ld32(t->data + 4 * i));
+        return KDC_OK;
+    case KDC__ST_F16:
+        for (i = 0; i < t->numel; i++)
+            dst[i] = kdc__f16_to_f32(st_ld16(t->data + 2 * i));
+        return KDC_OK;
+    case KDC__ST_BF16:
+        for (i = 0; i < t->numel; i++)
+            dst[i] = kdc__bf16_to_f32(st_ld16(t->data + 2 * i));
+        return KDC_OK;
+    case KDC__ST_F64:
+        for (i = 0; i < t->numel; i++) {
+            uint64_t bits = st_le64(t->data + 8 * i);
+            double d;
+
+            memcpy(&d, &bits, sizeof d);
+            dst[i] = st_f64_to_f32(d);
+        }
+        return KDC_OK;
+    default:
+        return kdc__fail(KDC_ERR_UNSUPPORTED, "tensor \"%s\": dtype %s cannot be converted to float32",
+                         t->name, t->dtype_name);
+    }
+}
+
+kdc_status kdc__st_to_i64(const kdc__st_tensor *t, int64_t *dst)
+{
+    size_t i;
+
+    if (!t || (!dst && t->numel))
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc__st_to_i64: NULL argument");
+    if (t->dtype != KDC__ST_I64)
+        return kdc__fail(KDC_ERR_UNSUPPORTED, "tensor \"%s\": dtype %s is not I64", t->name,
+                         t->dtype_name);
+    for (i = 0; i < t->numel; i++) {
+        uint64_t bits = st_le64(t->data + 8 * i);
+
+        memcpy(&dst[i], &bits, sizeof dst[i]);
+    }
+    return KDC_OK;
+}
