@@ -219,6 +219,179 @@ KDC_API kdc_status kdc_run_read_layer(const kdc_run *run, int layer, float *dst,
                                       size_t count);
 
 /* ------------------------------------------------------------------ */
+/* Gradients                                                           */
+
+/* What a backward pass differentiates. */
+typedef enum kdc_target_kind {
+    KDC_TARGET_LOGIT = 0, /* the raw logit of a class (per image)            */
+    KDC_TARGET_PROB,      /* the softmax probability of a class (per image)  */
+    KDC_TARGET_SEED       /* sum(seed * output of `layer`): any custom target */
+} kdc_target_kind;
+
+typedef struct kdc_target {
+    kdc_target_kind kind;
+    /* LOGIT / PROB: one class per image, or NULL for each image's top-1
+     * class. Out-of-range classes are KDC_ERR_INVALID_ARGUMENT. */
+    const int *classes;
+    /* SEED: the layer the seed applies to and the seed itself, a float32
+     * array shaped like that layer's output (N x C x H x W). */
+    int layer;
+    const float *seed;
+} kdc_target;
+
+/* Like kdc_run_forward, and also records what a backward pass down to layer
+ * `down_to` needs (ReLU masks and max-pool indices of the layers above it,
+ * nothing below it; 0 = down to the input). */
+KDC_API kdc_status kdc_run_forward_grad(kdc_run *run, const float *input, int n, int h, int w,
+                                        const int *keep, int nkeep, int down_to);
+
+/* Backpropagates target through the last kdc_run_forward_grad and keeps the
+ * gradient d(target)/d(output of layer) for each of the `ngrad` layers
+ * listed (every one >= down_to; layer 0 is the input image). The target is
+ * summed over the batch, so each image receives the gradient of its own
+ * target. guided: 0 = true gradient; 1 = guided backpropagation (every
+ * ReLU/ReLU6 passes only positive gradients where its input was active).
+ * The classes used (top-1 when classes was NULL) can be read with
+ * kdc_run_target_classes. Errors: KDC_ERR_STATE (no forward_grad, or
+ * down_to above a requested layer), KDC_ERR_NOT_FOUND, KDC_ERR_INVALID_ARGUMENT. */
+KDC_API kdc_status kdc_run_backward(kdc_run *run, const kdc_target *target, const int *grad_layers,
+                                    int ngrad, int guided);
+
+/* Copies a kept gradient (shaped like the layer's output, NCHW). */
+KDC_API kdc_status kdc_run_read_grad(const kdc_run *run, int layer, float *dst, size_t count);
+
+/* The class each image's target used in the last backward (n entries). */
+KDC_API kdc_status kdc_run_target_classes(const kdc_run *run, int *classes, int n);
+
+/* ------------------------------------------------------------------ */
+/* Class activation maps                                               */
+/* Numerically as pytorch-grad-cam defines them (docs/cam.md).         */
+
+typedef enum kdc_cam_method {
+    KDC_CAM_GRADCAM = 0,  /* w_k = mean_hw(g_k); ReLU(sum_k w_k A_k)         */
+    KDC_CAM_HIRESCAM,     /* ReLU(sum_k g_k * A_k)                           */
+    KDC_CAM_GRADCAMPP,    /* Grad-CAM++ weights                              */
+    KDC_CAM_XGRADCAM,     /* w_k = sum(g*A) / (sum(A) + 1e-7)                 */
+    KDC_CAM_LAYERCAM,     /* ReLU(sum_k ReLU(g_k) * A_k)                     */
+    KDC_CAM_EIGENCAM,     /* first principal component of A (sign fixed)     */
+    KDC_CAM_EIGENGRADCAM, /* first principal component of g * A (sign fixed) */
+    KDC_CAM_SCORECAM,     /* softmax over channels of masked-input scores    */
+    KDC_CAM_ABLATIONCAM,  /* (y - y_k) / y with channel k zeroed             */
+    KDC_CAM_COUNT
+} kdc_cam_method;
+
+/* "gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigencam",
+ * "eigengradcam", "scorecam", "ablationcam"; NULL if out of range. */
+KDC_API const char *kdc_cam_method_name(kdc_cam_method method);
+/* Parses a name as above; KDC_ERR_INVALID_ARGUMENT (listing the names) if
+ * unknown. */
+KDC_API kdc_status kdc_cam_method_parse(const char *name, kdc_cam_method *method);
+
+/* Raw map (n x h x w, unnormalised) of a gradient or Eigen method from one
+ * layer's activation A and gradient G (both n x c x h x w; G may be NULL
+ * for KDC_CAM_EIGENCAM). SCORECAM and ABLATIONCAM need a model: use
+ * kdc_cam_compute. */
+KDC_API kdc_status kdc_cam_from_maps(kdc_cam_method method, const float *A, const float *G, int n,
+                                     int c, int h, int w, float *raw);
+
+/* pytorch-grad-cam's post-processing of raw maps (n x h x w): per image
+ * x -= min; x /= (max + 1e-7); then bilinear resize to out_h x out_w with
+ * OpenCV's half-pixel convention, into out (n x out_h x out_w). */
+KDC_API kdc_status kdc_cam_normalize_resize(const float *raw, int n, int h, int w, int out_h,
+                                            int out_w, float *out);
+
+/* Bilinear resize of n planes with OpenCV's half-pixel convention
+ * (cv2.resize INTER_LINEAR). */
+KDC_API kdc_status kdc_resize_bilinear(const float *src, int n, int h, int w, int out_h, int out_w,
+                                       float *dst);
+
+#define KDC_CAM_MAX_LAYERS 8
+
+typedef struct kdc_cam_options {
+    kdc_cam_method method;
+    const int *layers;    /* target layers (nlayers >= 1)                      */
+    int nlayers;
+    kdc_target target;    /* zero-initialised: top-1 logit of each image       */
+    int scorecam_topk;    /* Score-CAM: 0 = all channels, else the k channels
+                             with the largest mean activation                  */
+    int scorecam_batch;   /* masked images per forward pass (0: 32)            */
+} kdc_cam_options;
+
+typedef struct kdc_cam_result {
+    int n, in_h, in_w;
+    float *map;           /* n x in_h x in_w: normalised, upsampled, averaged
+                             over the layers                                   */
+    int nlayers;
+    int raw_h[KDC_CAM_MAX_LAYERS], raw_w[KDC_CAM_MAX_LAYERS];
+    float *raw[KDC_CAM_MAX_LAYERS]; /* n x raw_h x raw_w per layer, unnormalised */
+    int *classes;         /* n: the class each image's target used (-1 for SEED) */
+} kdc_cam_result;
+
+/* Runs what the method needs (forward, backward, masked or ablated passes)
+ * on input (n x 3 x in_h x in_w) and fills *out (free with
+ * kdc_cam_result_destroy). Errors: KDC_ERR_INVALID_ARGUMENT (method, class),
+ * KDC_ERR_SHAPE (a layer with no spatial extent, 1x1, for a spatial CAM),
+ * KDC_ERR_NOT_FOUND, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, int in_w,
+                                   const kdc_cam_options *opt, kdc_cam_result **out);
+KDC_API void kdc_cam_result_destroy(kdc_cam_result *result);
+
+/* Input attributions (n x 3 x h x w), written to out. */
+typedef enum kdc_attribution {
+    KDC_ATTR_SALIENCY = 0,  /* d target / d input                              */
+    KDC_ATTR_GUIDED,        /* guided backpropagation                          */
+    KDC_ATTR_SMOOTHGRAD,    /* mean gradient over noisy copies                 */
+    KDC_ATTR_INTEGRATED     /* integrated gradients from a zero baseline       */
+} kdc_attribution;
+
+typedef struct kdc_attribution_options {
+    kdc_attribution kind;
+    kdc_target target;      /* zero-initialised: top-1 logit                   */
+    int samples;            /* SmoothGrad samples / IG steps (0: 25 / 32)      */
+    float noise;            /* SmoothGrad noise std as a fraction of the input
+                               range (0: 0.15)                                 */
+    uint64_t seed;          /* SmoothGrad noise seed (deterministic)           */
+} kdc_attribution_options;
+
+KDC_API kdc_status kdc_attribution_compute(kdc_run *run, const float *input, int n, int h, int w,
+                                           const kdc_attribution_options *opt, float *out);
+
+/* Feature maps: a layer's activation reduced over channels (n x h x w). */
+typedef enum kdc_reduce {
+    KDC_REDUCE_MEAN = 0, KDC_REDUCE_MAX, KDC_REDUCE_L2, KDC_REDUCE_PCA
+} kdc_reduce;
+KDC_API kdc_status kdc_feature_map(const float *A, int n, int c, int h, int w, kdc_reduce reduce,
+                                   float *out);
+
+/* ------------------------------------------------------------------ */
+/* Pictures                                                            */
+
+/* OpenCV COLORMAP_JET of a map in [0,1] (values are clamped): v = uint8(255
+ * * x) (truncation) looked up in OpenCV's 256-entry table. rgb gets w*h*3. */
+KDC_API void kdc_colormap_jet(const float *map, int w, int h, unsigned char *rgb);
+
+/* pytorch-grad-cam's show_cam_on_image: out = 0.5*jet + 0.5*img (both in
+ * [0,1]), divided by its max, uint8(255*out). map is image-sized. */
+KDC_API kdc_status kdc_overlay(const kdc_image *image, const float *map, kdc_image **out);
+
+/* Guided-backprop picture of a 3 x h x w gradient: x -= mean; x /= (std +
+ * 1e-5); x *= 0.1; x += 0.5; clip to [0,1]; uint8(255*x) (mean and std over
+ * all channels together). */
+KDC_API kdc_status kdc_gradient_image(const float *grad, int h, int w, kdc_image **out);
+
+/* Draws text (ASCII) with its top-left corner at (x, y), `scale` pixels per
+ * font pixel, in colour rgb. Clipped to the image. */
+KDC_API void kdc_image_draw_text(kdc_image *image, int x, int y, const char *text, int scale,
+                                 const unsigned char rgb[3]);
+/* Width and height in pixels that kdc_image_draw_text would use. */
+KDC_API void kdc_text_size(const char *text, int scale, int *w, int *h);
+/* Copies src into dst with its top-left corner at (x, y), clipped. */
+KDC_API void kdc_image_paste(kdc_image *dst, const kdc_image *src, int x, int y);
+/* Fills a rectangle, clipped. */
+KDC_API void kdc_image_fill(kdc_image *image, int x, int y, int w, int h,
+                            const unsigned char rgb[3]);
+
+/* ------------------------------------------------------------------ */
 /* Classes                                                             */
 
 /* Name of ImageNet-1k class c (0..999), or NULL. From torchvision's list. */
@@ -234,6 +407,10 @@ KDC_API kdc_status kdc_npy_save(const char *path, const float *data, int ndim,
 /* Reads a float32 (<f4) C-order array; *data is freed with kdc_free.
  * dims must hold 8 entries. Errors name the file and what is wrong. */
 KDC_API kdc_status kdc_npy_load(const char *path, float **data, int *ndim, int64_t dims[8]);
+
+/* ------------------------------------------------------------------ */
+/* Procedural shapes dataset (kdcam shapes)                            */
+/* (declarations added by the shapes work go here)                     */
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,7 @@
 /* act.c - ReLU / ReLU6 and the residual join add+ReLU: forward references.
  * clamp is INFINITY for ReLU and 6 for ReLU6. NaN propagates (as in PyTorch). */
+#include <string.h>
+
 #include "graph.h"
 
 static inline float kdc__clamp(float v, float clamp)
@@ -21,4 +23,41 @@ void kdc__add_relu_ref(const float *a, const float *b, float *out, size_t i0, si
 {
     for (size_t i = i0; i < i1; i++)
         out[i] = kdc__clamp(a[i] + b[i], clamp);
+}
+
+/* Backward state of a ReLU: one bit per output element, set where the
+ * gradient passes (0 < y < clamp, i.e. 0 < x < clamp, as PyTorch's
+ * threshold/hardtanh backward). Planes of hw bits, each padded to a whole
+ * number of 64-bit words so that channel ranges never share a word. */
+void kdc__relu_mask(const float *y, uint64_t *mask, size_t hw, float clamp, int c0, int c1)
+{
+    const size_t words = (hw + 63) / 64;
+    for (int c = c0; c < c1; c++) {
+        const float *v = y + (size_t)c * hw;
+        uint64_t *m = mask + (size_t)c * words;
+        memset(m, 0, words * sizeof *m);
+        for (size_t i = 0; i < hw; i++)
+            if (v[i] > 0.0f && v[i] < clamp)
+                m[i / 64] |= (uint64_t)1 << (i % 64);
+    }
+}
+
+/* dx += dy where the mask is set; guided backpropagation also drops the
+ * negative gradients (grad_out > 0). */
+void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                            int guided, int c0, int c1)
+{
+    const size_t words = (hw + 63) / 64;
+    for (int c = c0; c < c1; c++) {
+        const float *g = dy + (size_t)c * hw;
+        const uint64_t *m = mask + (size_t)c * words;
+        float *o = dx + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i++) {
+            if (!((m[i / 64] >> (i % 64)) & 1))
+                continue;
+            if (guided && !(g[i] > 0.0f))
+                continue;
+            o[i] += g[i];
+        }
+    }
 }

@@ -10,6 +10,7 @@
 #define KDC_GRAPH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -116,6 +117,31 @@ void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1);
 
 /* linear.c: one image, outputs [o0, o1) */
 void kdc__linear_ref(const kdc__conv_param *lp, const float *in, float *out, int o0, int o1);
+
+/* Backward kernels accumulate (+=) into the input gradient dx, so a node
+ * consumed twice (a residual join) receives the sum of both paths. */
+void kdc__conv2d_backward_data_ref(const kdc__conv_param *cp, const float *dy, int oh, int ow,
+                                   float *dx, int ih, int iw, int b, int ic0, int ic1);
+void kdc__affine_backward_ref(const float *dy, float *dx, size_t hw, const float *scale, int c0,
+                              int c1);
+void kdc__relu_mask(const float *y, uint64_t *mask, size_t hw, float clamp, int c0, int c1);
+void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                            int guided, int c0, int c1);
+void kdc__maxpool_idx_ref(const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
+                          int ow, int k, int stride, int pad, int c0, int c1);
+void kdc__maxpool_backward_ref(const float *dy, const int32_t *idx, size_t ohw, float *dx,
+                               size_t ihw, int c0, int c1);
+void kdc__gap_backward_ref(const float *dy, float *dx, size_t hw, int c0, int c1);
+void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float *dx, int i0,
+                              int i1);
+
+/* run.c: runs the network from `layer` up, with that layer's output replaced
+ * by act (shaped like it for the batch of the last forward pass), and copies
+ * the last layer's output (n x classes) to logits. Needs a completed forward
+ * pass that kept `layer` and every layer below it that a layer above it
+ * reads (KDC_ERR_STATE otherwise). Outputs of layers above `layer` then hold
+ * this pass's values. Records nothing for backward. */
+kdc_status kdc__run_forward_from(kdc_run *run, int layer, const float *act, float *logits);
 
 /* model.c */
 void kdc__model_free_contents(struct kdc_model *m);

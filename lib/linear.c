@@ -12,3 +12,15 @@ void kdc__linear_ref(const kdc__conv_param *lp, const float *in, float *out, int
         out[o] = s + (lp->bias ? lp->bias[o] : 0.0f);
     }
 }
+
+/* dx[i] += sum_o W[o][i] * dy[o] for inputs [i0, i1) of one image. */
+void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float *dx, int i0,
+                              int i1)
+{
+    for (int i = i0; i < i1; i++) {
+        float s = 0.0f;
+        for (int o = 0; o < lp->cout; o++)
+            s += lp->weight[(size_t)o * lp->cin + i] * dy[o];
+        dx[i] += s;
+    }
+}

@@ -27,3 +27,16 @@ void kdc__affine_ref(const float *in, float *out, int c, size_t hw, const float 
             y[i] = x[i] * s + t;
     }
 }
+
+/* Backward of the affine map, accumulated: dx += dy * scale. */
+void kdc__affine_backward_ref(const float *dy, float *dx, size_t hw, const float *scale, int c0,
+                              int c1)
+{
+    for (int ch = c0; ch < c1; ch++) {
+        const float s = scale[ch];
+        const float *g = dy + (size_t)ch * hw;
+        float *o = dx + (size_t)ch * hw;
+        for (size_t i = 0; i < hw; i++)
+            o[i] += g[i] * s;
+    }
+}

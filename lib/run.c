@@ -30,6 +30,25 @@ struct kdc_run {
     float **buf;           /* (n_nodes) slot buffers                          */
     size_t *cap;           /* (n_nodes) floats allocated per slot             */
     int done;              /* a forward pass completed with this plan         */
+    /* backward state recorded by kdc_run_forward_grad for nodes > record_from */
+    int record_from;       /* -1: the last forward recorded nothing           */
+    uint64_t **mask;       /* (n_nodes) ReLU masks, one bit per element       */
+    size_t *mask_cap;      /* (n_nodes) words allocated                        */
+    int32_t **argmax;      /* (n_nodes) max-pool winners                      */
+    size_t *argmax_cap;
+    /* gradients: a pool of buffers, and which one holds each node's gradient */
+    float **gbuf;          /* (n_nodes) */
+    size_t *gcap;          /* (n_nodes) */
+    unsigned char *gused;  /* (n_nodes) */
+    int n_gbuf;
+    int *grad_of;          /* (n_nodes) buffer index, -1 none                 */
+    unsigned char *gkeep;  /* (n_nodes) gradients the caller asked for        */
+    int grad_done;
+    int *classes;          /* (n) classes of the last backward's target       */
+    int classes_cap;
+    /* kdc__run_forward_from: this node's output is read from override */
+    int override_node;
+    const float *override_data;
 };
 
 kdc_status kdc_run_create(const kdc_model *m, const kdc_run_options *opt, kdc_run **out)
@@ -59,8 +78,20 @@ kdc_status kdc_run_create(const kdc_model *m, const kdc_run_options *opt, kdc_ru
     r->need = calloc(nn, sizeof *r->need);
     r->buf = calloc(nn, sizeof *r->buf);
     r->cap = calloc(nn, sizeof *r->cap);
+    r->mask = calloc(nn, sizeof *r->mask);
+    r->mask_cap = calloc(nn, sizeof *r->mask_cap);
+    r->argmax = calloc(nn, sizeof *r->argmax);
+    r->argmax_cap = calloc(nn, sizeof *r->argmax_cap);
+    r->gbuf = calloc(nn, sizeof *r->gbuf);
+    r->gcap = calloc(nn, sizeof *r->gcap);
+    r->gused = calloc(nn, 1);
+    r->grad_of = calloc(nn, sizeof *r->grad_of);
+    r->gkeep = calloc(nn, 1);
+    r->record_from = -1;
+    r->override_node = -1;
     if (!r->chw || !r->slot || !r->keep || !r->want || !r->last_use || !r->need || !r->buf ||
-        !r->cap) {
+        !r->cap || !r->mask || !r->mask_cap || !r->argmax || !r->argmax_cap || !r->gbuf ||
+        !r->gcap || !r->gused || !r->grad_of || !r->gkeep) {
         kdc_run_destroy(r);
         return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory");
     }
@@ -77,9 +108,26 @@ void kdc_run_destroy(kdc_run *r)
     if (!r)
         return;
     kdc__pool_destroy(r->pool);
-    if (r->buf)
-        for (int i = 0; i < r->m->n_nodes; i++)
+    for (int i = 0; i < r->m->n_nodes; i++) {
+        if (r->buf)
             free(r->buf[i]);
+        if (r->mask)
+            free(r->mask[i]);
+        if (r->argmax)
+            free(r->argmax[i]);
+        if (r->gbuf)
+            free(r->gbuf[i]);
+    }
+    free(r->classes);
+    free(r->gkeep);
+    free(r->grad_of);
+    free(r->gused);
+    free(r->gcap);
+    free(r->gbuf);
+    free(r->argmax_cap);
+    free(r->argmax);
+    free(r->mask_cap);
+    free(r->mask);
     free(r->buf);
     free(r->cap);
     free(r->need);
@@ -178,6 +226,8 @@ static kdc_status kdc__plan(kdc_run *r)
 typedef struct kdc__task {
     const kdc_run *r;
     const kdc__node *nd;
+    uint64_t *mask;        /* record a ReLU mask here, or NULL             */
+    int32_t *argmax;       /* record max-pool winners here, or NULL        */
     const float *x, *x2;
     float *y;
     const int *in_chw, *out_chw;
@@ -210,15 +260,27 @@ static void kdc__node_task(void *ctx, int t)
     case KDC__OP_RELU:
         kdc__relu_ref(k->x + b * out_img, k->y + b * out_img, c0 * ohw, c1 * ohw,
                       nd->p.act.clamp);
+        if (k->mask)
+            kdc__relu_mask(k->y + b * out_img, k->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
+                           nd->p.act.clamp, c0, c1);
         break;
     case KDC__OP_ADD_RELU:
         kdc__add_relu_ref(k->x + b * out_img, k->x2 + b * out_img, k->y + b * out_img, c0 * ohw,
                           c1 * ohw, nd->p.act.clamp);
+        if (k->mask)
+            kdc__relu_mask(k->y + b * out_img, k->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
+                           nd->p.act.clamp, c0, c1);
         break;
     case KDC__OP_MAXPOOL:
-        kdc__maxpool_ref(k->x + b * (size_t)C * ihw, k->in_chw[1], k->in_chw[2],
-                         k->y + b * out_img, k->out_chw[1], k->out_chw[2], nd->p.pool.k,
-                         nd->p.pool.stride, nd->p.pool.pad, c0, c1);
+        if (k->argmax)
+            kdc__maxpool_idx_ref(k->x + b * (size_t)C * ihw, k->in_chw[1], k->in_chw[2],
+                                 k->y + b * out_img, k->argmax + b * out_img, k->out_chw[1],
+                                 k->out_chw[2], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad,
+                                 c0, c1);
+        else
+            kdc__maxpool_ref(k->x + b * (size_t)C * ihw, k->in_chw[1], k->in_chw[2],
+                             k->y + b * out_img, k->out_chw[1], k->out_chw[2], nd->p.pool.k,
+                             nd->p.pool.stride, nd->p.pool.pad, c0, c1);
         break;
     case KDC__OP_GAP:
         kdc__gap_ref(k->x + b * (size_t)C * ihw, ihw, k->y + (size_t)b * C, c0, c1);
@@ -232,14 +294,27 @@ static void kdc__node_task(void *ctx, int t)
     }
 }
 
-static void kdc__run_node(kdc_run *r, int i)
+/* Where node j's output is: its buffer, or the replacement of
+ * kdc__run_forward_from. */
+static const float *kdc__data(const kdc_run *r, int j)
+{
+    if (j < 0)
+        return NULL;
+    if (j == r->override_node)
+        return r->override_data;
+    return r->buf[r->slot[j]];
+}
+
+static void kdc__run_node(kdc_run *r, int i, int record)
 {
     const kdc__node *nd = &r->m->nodes[i];
     kdc__task k = {
         .r = r,
         .nd = nd,
-        .x = nd->in[0] >= 0 ? r->buf[r->slot[nd->in[0]]] : NULL,
-        .x2 = nd->in[1] >= 0 ? r->buf[r->slot[nd->in[1]]] : NULL,
+        .mask = record && (nd->op == KDC__OP_RELU || nd->op == KDC__OP_ADD_RELU) ? r->mask[i] : NULL,
+        .argmax = record && nd->op == KDC__OP_MAXPOOL ? r->argmax[i] : NULL,
+        .x = kdc__data(r, nd->in[0]),
+        .x2 = kdc__data(r, nd->in[1]),
         .y = r->buf[r->slot[i]],
         .in_chw = nd->in[0] >= 0 ? r->chw + 3 * nd->in[0] : NULL,
         .out_chw = r->chw + 3 * i,
@@ -248,8 +323,39 @@ static void kdc__run_node(kdc_run *r, int i)
     kdc__pool_run(r->pool, r->n * k.chunks, kdc__node_task, &k);
 }
 
-kdc_status kdc_run_forward(kdc_run *r, const float *input, int n, int h, int w, const int *keep,
-                           int nkeep)
+/* Makes room for the backward state of nodes > from (ReLU masks, max-pool
+ * winners) for the current plan. */
+static kdc_status kdc__alloc_record(kdc_run *r, int from)
+{
+    const kdc_model *m = r->m;
+    for (int i = from + 1; i < m->n_nodes; i++) {
+        const kdc__node *nd = &m->nodes[i];
+        const int *s = r->chw + 3 * i;
+        if (nd->op == KDC__OP_RELU || nd->op == KDC__OP_ADD_RELU) {
+            size_t words = (size_t)r->n * s[0] * (((size_t)s[1] * s[2] + 63) / 64);
+            if (r->mask_cap[i] < words) {
+                free(r->mask[i]);
+                r->mask[i] = malloc(words * sizeof **r->mask);
+                r->mask_cap[i] = r->mask[i] ? words : 0;
+                if (!r->mask[i])
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for backward state");
+            }
+        } else if (nd->op == KDC__OP_MAXPOOL) {
+            size_t cnt = kdc__numel(r, i);
+            if (r->argmax_cap[i] < cnt) {
+                free(r->argmax[i]);
+                r->argmax[i] = malloc(cnt * sizeof **r->argmax);
+                r->argmax_cap[i] = r->argmax[i] ? cnt : 0;
+                if (!r->argmax[i])
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for backward state");
+            }
+        }
+    }
+    return KDC_OK;
+}
+
+static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int w,
+                               const int *keep, int nkeep, int record_from)
 {
     kdc_status st;
     if (!r || !input)
@@ -279,6 +385,8 @@ kdc_status kdc_run_forward(kdc_run *r, const float *input, int n, int h, int w, 
         }
     }
     r->done = 0;
+    r->grad_done = 0;
+    r->record_from = -1;
     if (!r->planned || r->n != n || r->h != h || r->w != w || memcmp(r->want, r->keep, (size_t)nn)) {
         r->planned = 0;
         if ((st = kdc__infer_shapes(m, h, w, r->chw)))
@@ -290,11 +398,29 @@ kdc_status kdc_run_forward(kdc_run *r, const float *input, int n, int h, int w, 
         if ((st = kdc__plan(r)))
             return st;
     }
+    if (record_from >= 0 && (st = kdc__alloc_record(r, record_from)))
+        return st;
     memcpy(r->buf[r->slot[0]], input, numel * sizeof *input);
     for (int i = 1; i < nn; i++)
-        kdc__run_node(r, i);
+        kdc__run_node(r, i, record_from >= 0 && i > record_from);
     r->done = 1;
+    r->record_from = record_from;
     return KDC_OK;
+}
+
+kdc_status kdc_run_forward(kdc_run *r, const float *input, int n, int h, int w, const int *keep,
+                           int nkeep)
+{
+    return kdc__forward(r, input, n, h, w, keep, nkeep, -1);
+}
+
+kdc_status kdc_run_forward_grad(kdc_run *r, const float *input, int n, int h, int w,
+                                const int *keep, int nkeep, int down_to)
+{
+    if (r && (down_to < 0 || down_to >= r->m->n_nodes))
+        return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                         r->m->arch, down_to, r->m->n_nodes - 1);
+    return kdc__forward(r, input, n, h, w, keep, nkeep, down_to);
 }
 
 static kdc_status kdc__check_kept(const kdc_run *r, int layer)
@@ -336,5 +462,320 @@ kdc_status kdc_run_read_layer(const kdc_run *r, int layer, float *dst, size_t co
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "layer %s has %zu values, the buffer %zu",
                          r->m->nodes[layer].name, numel, count);
     memcpy(dst, r->buf[r->slot[layer]], numel * sizeof *dst);
+    return KDC_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Backward                                                            */
+
+/* A zeroed gradient buffer of numel floats from the run's pool (best fit
+ * among the free ones; grown or added when none fits). */
+static int kdc__grad_acquire(kdc_run *r, size_t numel)
+{
+    int best = -1, largest = -1;
+    for (int b = 0; b < r->n_gbuf; b++) {
+        if (r->gused[b])
+            continue;
+        if (r->gcap[b] >= numel && (best < 0 || r->gcap[b] < r->gcap[best]))
+            best = b;
+        if (largest < 0 || r->gcap[b] > r->gcap[largest])
+            largest = b;
+    }
+    if (best < 0) {
+        best = largest >= 0 ? largest : r->n_gbuf;
+        if (best >= r->m->n_nodes)
+            return -1; /* cannot happen: at most one live gradient per node */
+        float *p = realloc(r->gbuf[best], numel * sizeof *p);
+        if (!p)
+            return -1;
+        r->gbuf[best] = p;
+        r->gcap[best] = numel;
+        if (best == r->n_gbuf)
+            r->n_gbuf++;
+    }
+    r->gused[best] = 1;
+    memset(r->gbuf[best], 0, numel * sizeof(float));
+    return best;
+}
+
+static void kdc__grad_release_all(kdc_run *r)
+{
+    for (int i = 0; i < r->m->n_nodes; i++)
+        r->grad_of[i] = -1;
+    memset(r->gused, 0, (size_t)r->m->n_nodes);
+}
+
+typedef struct kdc__btask {
+    const kdc_run *r;
+    const kdc__node *nd;
+    int node;
+    const float *dy;         /* gradient of the node's output              */
+    float *dx, *dx2;         /* gradients of its inputs (NULL: not needed)  */
+    const int *in_chw, *out_chw;
+    int chunks;              /* input-channel chunks per image              */
+    int guided;
+} kdc__btask;
+
+static void kdc__backward_task(void *ctx, int t)
+{
+    const kdc__btask *k = ctx;
+    const kdc__node *nd = k->nd;
+    const kdc_run *r = k->r;
+    const int b = t / k->chunks;
+    const int Cin = k->in_chw[0], Cout = k->out_chw[0];
+    const int c0 = (t % k->chunks) * KDC__CH_CHUNK;
+    const int c1 = c0 + KDC__CH_CHUNK < Cin ? c0 + KDC__CH_CHUNK : Cin;
+    const size_t ihw = (size_t)k->in_chw[1] * k->in_chw[2];
+    const size_t ohw = (size_t)k->out_chw[1] * k->out_chw[2];
+    const float *dy = k->dy + (size_t)b * Cout * ohw;
+    float *dx = k->dx ? k->dx + (size_t)b * Cin * ihw : NULL;
+
+    switch (nd->op) {
+    case KDC__OP_CONV:
+        kdc__conv2d_backward_data_ref(&nd->p.conv, k->dy, k->out_chw[1], k->out_chw[2], k->dx,
+                                      k->in_chw[1], k->in_chw[2], b, c0, c1);
+        break;
+    case KDC__OP_AFFINE:
+        kdc__affine_backward_ref(dy, dx, ohw, nd->p.affine.scale, c0, c1);
+        break;
+    case KDC__OP_RELU:
+    case KDC__OP_ADD_RELU: {
+        const uint64_t *mask = r->mask[k->node] + (size_t)b * Cout * ((ohw + 63) / 64);
+        if (dx)
+            kdc__relu_backward_ref(dy, mask, dx, ohw, k->guided, c0, c1);
+        if (k->dx2)
+            kdc__relu_backward_ref(dy, mask, k->dx2 + (size_t)b * Cin * ihw, ohw, k->guided, c0,
+                                   c1);
+        break;
+    }
+    case KDC__OP_MAXPOOL:
+        kdc__maxpool_backward_ref(dy, r->argmax[k->node] + (size_t)b * Cout * ohw, ohw, dx, ihw,
+                                  c0, c1);
+        break;
+    case KDC__OP_GAP:
+        kdc__gap_backward_ref(dy, dx, ihw, c0, c1);
+        break;
+    case KDC__OP_LINEAR:
+        kdc__linear_backward_ref(&nd->p.conv, dy, dx, c0, c1);
+        break;
+    case KDC__OP_INPUT:
+        break;
+    }
+}
+
+/* Seed of the target at the last layer (logits z): d z_c / d z = onehot(c);
+ * d softmax(z)_c / d z_j = p_c (delta_cj - p_j). */
+static kdc_status kdc__class_seed(kdc_run *r, const kdc_target *tg, float *seed)
+{
+    const kdc_model *m = r->m;
+    const int last = m->n_nodes - 1, K = r->chw[3 * last];
+    const float *z = r->buf[r->slot[last]];
+    for (int b = 0; b < r->n; b++) {
+        const float *zb = z + (size_t)b * K;
+        int c = 0;
+        if (tg->classes) {
+            c = tg->classes[b];
+            if (c < 0 || c >= K)
+                return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "target class %d of image %d is out "
+                                 "of range 0..%d", c, b, K - 1);
+        } else {
+            for (int j = 1; j < K; j++)
+                if (zb[j] > zb[c])
+                    c = j;
+        }
+        r->classes[b] = c;
+        float *s = seed + (size_t)b * K;
+        if (tg->kind == KDC_TARGET_LOGIT) {
+            s[c] = 1.0f;
+            continue;
+        }
+        double mx = zb[0], sum = 0.0;
+        for (int j = 1; j < K; j++)
+            mx = zb[j] > mx ? zb[j] : mx;
+        for (int j = 0; j < K; j++)
+            sum += exp((double)zb[j] - mx);
+        const double pc = exp((double)zb[c] - mx) / sum;
+        for (int j = 0; j < K; j++) {
+            double pj = exp((double)zb[j] - mx) / sum;
+            s[j] = (float)(pc * ((j == c) - pj));
+        }
+    }
+    return KDC_OK;
+}
+
+kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers, int ngrad,
+                            int guided)
+{
+    if (!r || !tg || (ngrad > 0 && !layers) || ngrad < 0)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_backward: NULL or bad argument");
+    const kdc_model *m = r->m;
+    const int nn = m->n_nodes;
+    if (!r->done || r->record_from < 0)
+        return kdc__fail(KDC_ERR_STATE, "backward needs a completed kdc_run_forward_grad first");
+    r->grad_done = 0;
+    int target = nn - 1;
+    if (tg->kind == KDC_TARGET_SEED) {
+        if (tg->layer < 0 || tg->layer >= nn)
+            return kdc__fail(KDC_ERR_NOT_FOUND, "%s: target layer index %d is out of range 0..%d",
+                             m->arch, tg->layer, nn - 1);
+        if (!tg->seed)
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed target at %s: seed is NULL",
+                             m->nodes[tg->layer].name);
+        target = tg->layer;
+    } else if (tg->kind != KDC_TARGET_LOGIT && tg->kind != KDC_TARGET_PROB) {
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown target kind %d", (int)tg->kind);
+    }
+    int lowest = target;
+    memset(r->gkeep, 0, (size_t)nn);
+    for (int i = 0; i < ngrad; i++) {
+        const int l = layers[i];
+        if (l < 0 || l >= nn)
+            return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                             m->arch, l, nn - 1);
+        if (l < r->record_from)
+            return kdc__fail(KDC_ERR_STATE, "gradient at %s needs kdc_run_forward_grad down to "
+                             "it (it went down to %s)", m->nodes[l].name,
+                             m->nodes[r->record_from].name);
+        if (l > target)
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "gradient at %s: the target at %s does "
+                             "not depend on it", m->nodes[l].name, m->nodes[target].name);
+        r->gkeep[l] = 1;
+        if (l < lowest)
+            lowest = l;
+    }
+    if (r->classes_cap < r->n) {
+        int *c = realloc(r->classes, (size_t)r->n * sizeof *c);
+        if (!c)
+            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory");
+        r->classes = c;
+        r->classes_cap = r->n;
+    }
+    for (int b = 0; b < r->n; b++)
+        r->classes[b] = -1;
+
+    kdc__grad_release_all(r);
+    int g = kdc__grad_acquire(r, kdc__numel(r, target));
+    if (g < 0)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+    r->grad_of[target] = g;
+    kdc_status st;
+    if (tg->kind == KDC_TARGET_SEED) {
+        const size_t cnt = kdc__numel(r, target);
+        for (size_t i = 0; i < cnt; i++)
+            if (!isfinite(tg->seed[i]))
+                return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed at %s: value %zu is not finite",
+                                 m->nodes[target].name, i);
+        memcpy(r->gbuf[g], tg->seed, cnt * sizeof(float));
+    } else if ((st = kdc__class_seed(r, tg, r->gbuf[g]))) {
+        return st;
+    }
+
+    for (int i = target; i > lowest; i--) {
+        if (r->grad_of[i] < 0)
+            continue;
+        const kdc__node *nd = &m->nodes[i];
+        kdc__btask k = {.r = r, .nd = nd, .node = i, .guided = guided,
+                        .dy = r->gbuf[r->grad_of[i]],
+                        .in_chw = r->chw + 3 * nd->in[0], .out_chw = r->chw + 3 * i};
+        float *dx[2] = {NULL, NULL};
+        for (int j = 0; j < 2; j++) {
+            int in = nd->in[j];
+            if (in < lowest)
+                continue;
+            if (r->grad_of[in] < 0) {
+                int gb = kdc__grad_acquire(r, kdc__numel(r, in));
+                if (gb < 0)
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+                r->grad_of[in] = gb;
+            }
+            dx[j] = r->gbuf[r->grad_of[in]];
+        }
+        /* dy may move if acquire reallocated: reload it */
+        k.dy = r->gbuf[r->grad_of[i]];
+        k.dx = dx[0];
+        k.dx2 = dx[1];
+        if (k.dx || k.dx2) {
+            k.chunks = (k.in_chw[0] + KDC__CH_CHUNK - 1) / KDC__CH_CHUNK;
+            kdc__pool_run(r->pool, r->n * k.chunks, kdc__backward_task, &k);
+        }
+        if (!r->gkeep[i]) {
+            r->gused[r->grad_of[i]] = 0;
+            r->grad_of[i] = -1;
+        }
+    }
+    /* requested layers the target does not reach have a zero gradient */
+    for (int i = 0; i < ngrad; i++) {
+        const int l = layers[i];
+        if (r->grad_of[l] < 0) {
+            int gb = kdc__grad_acquire(r, kdc__numel(r, l));
+            if (gb < 0)
+                return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+            r->grad_of[l] = gb;
+        }
+    }
+    r->grad_done = 1;
+    return KDC_OK;
+}
+
+kdc_status kdc_run_read_grad(const kdc_run *r, int layer, float *dst, size_t count)
+{
+    if (!r || !dst)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_read_grad: NULL argument");
+    if (layer < 0 || layer >= r->m->n_nodes)
+        return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                         r->m->arch, layer, r->m->n_nodes - 1);
+    if (!r->grad_done || !r->gkeep[layer] || r->grad_of[layer] < 0)
+        return kdc__fail(KDC_ERR_STATE, "no gradient at %s: the last backward did not ask for it",
+                         r->m->nodes[layer].name);
+    size_t numel = kdc__numel(r, layer);
+    if (count < numel)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "gradient at %s has %zu values, the buffer %zu",
+                         r->m->nodes[layer].name, numel, count);
+    memcpy(dst, r->gbuf[r->grad_of[layer]], numel * sizeof *dst);
+    return KDC_OK;
+}
+
+kdc_status kdc_run_target_classes(const kdc_run *r, int *classes, int n)
+{
+    if (!r || !classes)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_target_classes: NULL argument");
+    if (!r->grad_done)
+        return kdc__fail(KDC_ERR_STATE, "no backward pass has completed on this run");
+    if (n < r->n)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "the batch has %d images, the buffer %d", r->n,
+                         n);
+    memcpy(classes, r->classes, (size_t)r->n * sizeof *classes);
+    return KDC_OK;
+}
+
+kdc_status kdc__run_forward_from(kdc_run *r, int layer, const float *act, float *logits)
+{
+    if (!r || !act || !logits)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "forward from a layer: NULL argument");
+    const kdc_model *m = r->m;
+    const int nn = m->n_nodes;
+    if (!r->done)
+        return kdc__fail(KDC_ERR_STATE, "forward from a layer needs a completed forward pass");
+    if (layer < 0 || layer >= nn)
+        return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d", m->arch,
+                         layer, nn - 1);
+    if (!r->keep[layer] && layer != nn - 1)
+        return kdc__fail(KDC_ERR_STATE, "forward from %s: the last forward pass did not keep it",
+                         m->nodes[layer].name);
+    for (int i = layer + 1; i < nn; i++)
+        for (int j = 0; j < 2; j++) {
+            int in = m->nodes[i].in[j];
+            if (in >= 0 && in < layer && !r->keep[in])
+                return kdc__fail(KDC_ERR_STATE, "forward from %s: %s reads %s, which lies below "
+                                 "it and was not kept", m->nodes[layer].name, m->nodes[i].name,
+                                 m->nodes[in].name);
+        }
+    r->override_node = layer;
+    r->override_data = act;
+    for (int i = layer + 1; i < nn; i++)
+        kdc__run_node(r, i, 0);
+    r->override_node = -1;
+    r->override_data = NULL;
+    memcpy(logits, r->buf[r->slot[nn - 1]], kdc__numel(r, nn - 1) * sizeof *logits);
     return KDC_OK;
 }
