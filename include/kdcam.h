@@ -400,7 +400,7 @@ KDC_API const char *kdc_imagenet_class_name(int c);
 /* ------------------------------------------------------------------ */
 /* NumPy .npy files (float32, C order)                                 */
 
-/* Writes a float32 array of ndim (1..8) dims. Written to a temporary file
+/* Writes a float32 array of ndim (0..8) dims. Written to a temporary file
  * in the same directory and renamed, so no half-written file remains. */
 KDC_API kdc_status kdc_npy_save(const char *path, const float *data, int ndim,
                                 const int64_t *dims);

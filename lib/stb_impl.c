@@ -1,0 +1,100 @@
+/* stb_impl.c - stb_image and stb_image_write (public domain, Sean Barrett,
+ * http://nothings.org/stb), compiled privately into libkdcam: everything is
+ * static, so no stb symbol leaks and there is no runtime dependency. The
+ * rest of the library uses the kdc__stbi_* wrappers from stb_impl.h. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+#include "stb_impl.h"
+
+/* Refuse absurd sizes inside the decoders too, not only after the probe. */
+#define STBI_MAX_DIMENSIONS KDC__IMAGE_MAX_SIDE
+/* kdc_image takes ownership of decoded pixels and frees them with free(). */
+#define STBI_MALLOC(sz) malloc(sz)
+#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+#define STBI_FREE(p) free(p)
+#define STBIW_MALLOC(sz) malloc(sz)
+#define STBIW_REALLOC(p, newsz) realloc(p, newsz)
+#define STBIW_FREE(p) free(p)
+#define STBI_NO_STDIO /* we read files ourselves, for errno-based messages */
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_FAILURE_USERMSG
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_WRITE_NO_STDIO
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wshadow"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#endif
+#include <stb_image.h>
+#include <stb_image_write.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+/* GCC reports never-defined static declarations (the stb functions we do
+ * not use) at the end of the translation unit, after the pop above. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+#endif
+
+int kdc__stbi_info(const unsigned char *buf, size_t len, int *w, int *h, int *comp)
+{
+    if (len > (size_t)INT_MAX) {
+        stbi__g_failure_reason = "file too large";
+        return 0;
+    }
+    return stbi_info_from_memory(buf, (int)len, w, h, comp);
+}
+
+unsigned char *kdc__stbi_load(const unsigned char *buf, size_t len, int *w, int *h,
+                              int req_comp)
+{
+    int comp;
+    if (len > (size_t)INT_MAX) {
+        stbi__g_failure_reason = "file too large";
+        return NULL;
+    }
+    return stbi_load_from_memory(buf, (int)len, w, h, &comp, req_comp);
+}
+
+void kdc__stbi_free(void *pixels)
+{
+    stbi_image_free(pixels);
+}
+
+const char *kdc__stbi_failure_reason(void)
+{
+    const char *r = stbi_failure_reason();
+    return r ? r : "";
+}
+
+typedef struct {
+    FILE *fp;
+    int ok;
+} kdc__png_sink;
+
+static void kdc__png_write(void *context, void *data, int size)
+{
+    kdc__png_sink *sink = context;
+    if (sink->ok && size > 0 && fwrite(data, 1, (size_t)size, sink->fp) != (size_t)size)
+        sink->ok = 0;
+}
+
+int kdc__stbi_write_png(FILE *fp, int w, int h, int comp, const unsigned char *pixels,
+                        int stride)
+{
+    kdc__png_sink sink = {fp, 1};
+    if (!stbi_write_png_to_func(kdc__png_write, &sink, w, h, comp, pixels, stride))
+        return 0;
+    return sink.ok;
+}
