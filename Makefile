@@ -82,6 +82,8 @@ $(KDCAM): $(CLI_OBJ) $(STATIC)
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(KDC_LDLIBS)
 
+$(BUILD)/tests/%.o: KDC_CFLAGS += -Itests/util
+
 # Tests see the library's internal headers and link the static library, so
 # they can call internal (kdc__) functions as well as the public API.
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(STATIC)

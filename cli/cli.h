@@ -6,7 +6,7 @@
 
 #include "kdcam.h"
 
-#define CLI_MAX_LAYERS 64
+#define CLI_MAX_LAYERS 1024
 #define CLI_MAX_IMAGES 256
 
 /* Options every command understands; commands read the ones they need. */

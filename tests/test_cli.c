@@ -1,0 +1,352 @@
+/* test_cli.c - the kdcam tool end to end: `dump --input-npy` against the
+ * PyTorch fixtures, `classify` and `layers` output, and every bad input the
+ * core-engine issue lists, each giving a one-line error and a non-zero exit.
+ *
+ * The binary is $KDCAM (set by `make test`), else build/kdcam. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "fixture.h"
+#include "kdcam.h"
+#include "safetensors.h"
+#include "weightgen.h"
+
+static char tmp[64];
+static const char *kdcam;
+static char err_text[4096];
+static char out_text[65536];
+
+/* Runs `kdcam ARGS`, capturing stdout and stderr; returns the exit status. */
+static int run(const char *fmt, ...)
+{
+    char args[8192], cmd[9000], path[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s >%s/stdout 2>%s/stderr", kdcam, args, tmp, tmp);
+    int st = system(cmd);
+    for (int k = 0; k < 2; k++) {
+        char *dst = k ? err_text : out_text;
+        size_t cap = k ? sizeof err_text : sizeof out_text;
+        snprintf(path, sizeof path, "%s/%s", tmp, k ? "stderr" : "stdout");
+        FILE *f = fopen(path, "rb");
+        size_t n = f ? fread(dst, 1, cap - 1, f) : 0;
+        dst[n] = '\0';
+        if (f)
+            fclose(f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* A failing command: non-zero exit, exactly one line on stderr starting with
+ * "kdcam: " and containing `what`. */
+static void expect_error(int status, const char *what)
+{
+    if (status == 0)
+        fail_msg("expected failure mentioning '%s', got exit 0", what);
+    if (strncmp(err_text, "kdcam: ", 7) || !strstr(err_text, what))
+        fail_msg("stderr '%s' does not mention '%s'", err_text, what);
+    char *nl = strchr(err_text, '\n');
+    if (!nl || nl[1] != '\0')
+        fail_msg("stderr is not one line: '%s'", err_text);
+    if (status >= 128)
+        fail_msg("kdcam crashed (status %d): %s", status, err_text);
+}
+
+static const char *path_in_tmp(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s", tmp, name);
+    return buf;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kdcam = getenv("KDCAM");
+    if (!kdcam)
+        kdcam = "build/kdcam";
+    snprintf(tmp, sizeof tmp, "/tmp/kdcam-cli-XXXXXX");
+    if (!mkdtemp(tmp))
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* dump --input-npy against the PyTorch fixtures                       */
+
+static void dump_fixture(const char *fixture)
+{
+    char fpath[256], wpath[256], xpath[256], dir[256], layers[16384] = "";
+    fx_file fx;
+    snprintf(fpath, sizeof fpath, "tests/fixtures/models/%s.safetensors", fixture);
+    if (fx_open(fpath, &fx))
+        fail_msg("%s: %s", fpath, kdc_last_error());
+    const char *scheme = fx_meta(&fx, "scheme");
+    uint64_t seed = strtoull(fx_meta(&fx, "seed"), NULL, 10);
+    int classes = atoi(fx_meta(&fx, "num_classes"));
+    int n = atoi(fx_meta(&fx, "n")), h = atoi(fx_meta(&fx, "h")), w = atoi(fx_meta(&fx, "w"));
+    assert_int_equal(kdc_test_write_weights(path_in_tmp(wpath, sizeof wpath, "w.safetensors"),
+                                            scheme, seed, classes, "", 0), 0);
+    size_t cnt = (size_t)n * 3 * h * w;
+    float *x = malloc(cnt * sizeof *x);
+    assert_non_null(x);
+    kdc_test_fill(x, cnt, fx_meta(&fx, "input_name"), strtoull(fx_meta(&fx, "input_seed"), NULL, 10),
+                  strtod(fx_meta(&fx, "input_c"), NULL), strtod(fx_meta(&fx, "input_a"), NULL));
+    int64_t dims[4] = {n, 3, h, w};
+    assert_int_equal(kdc_npy_save(path_in_tmp(xpath, sizeof xpath, "x.npy"), x, 4, dims), KDC_OK);
+    free(x);
+    for (int i = 0; i < fx.n_layers; i++) {
+        strcat(layers, " --layer ");
+        strcat(layers, fx.layers[i].name);
+    }
+    snprintf(dir, sizeof dir, "%s/dump-%s", tmp, fixture);
+    int st = run("dump -w %s --input-npy %s -o %s --threads 2%s", wpath, xpath, dir, layers);
+    if (st)
+        fail_msg("%s: kdcam dump failed: %s", fixture, err_text);
+    double worst = 0;
+    for (int i = 0; i < fx.n_layers; i++) {
+        const fx_layer *L = &fx.layers[i];
+        char p[512];
+        float *got;
+        int nd;
+        int64_t d[8];
+        snprintf(p, sizeof p, "%s/%s.npy", dir, L->name);
+        if (kdc_npy_load(p, &got, &nd, d))
+            fail_msg("%s", kdc_last_error());
+        /* fc is written as PyTorch returns it, N x K; the rest N x C x H x W */
+        if (!strcmp(L->name, "fc")) {
+            assert_int_equal(nd, 2);
+            assert_true(d[0] == L->shape[0] && d[1] == L->shape[1]);
+        } else {
+            assert_int_equal(nd, 4);
+            for (int k = 0; k < 4; k++)
+                assert_true(d[k] == L->shape[k]);
+        }
+        double norm_err, e = fx_compare(L, got, &norm_err);
+        if (!(e <= 1e-4) || !(norm_err <= 1e-4))
+            fail_msg("%s %s: relative L2 %g, norm error %g", fixture, L->name, e, norm_err);
+        worst = e > worst ? e : worst;
+        kdc_free(got);
+    }
+    printf("  %s through the CLI: %d layers, worst relative L2 %.2e\n", fixture, fx.n_layers,
+           worst);
+    fx_close(&fx);
+}
+
+static void test_dump_resnet50(void **s) { (void)s; dump_fixture("resnet50_n2_161x229"); }
+static void test_dump_resnet101(void **s) { (void)s; dump_fixture("resnet101_n1_224"); }
+static void test_dump_resnet152(void **s) { (void)s; dump_fixture("resnet152_n1_224"); }
+static void test_dump_mobilenet(void **s) { (void)s; dump_fixture("mobilenetv1_n2_161x229"); }
+static void test_dump_mobilenet_timm(void **s) { (void)s; dump_fixture("mobilenetv1_timm_n1_224"); }
+
+/* ------------------------------------------------------------------ */
+/* classify, layers, help                                              */
+
+static void test_classify_and_layers(void **state)
+{
+    (void)state;
+    char wpath[256];
+    path_in_tmp(wpath, sizeof wpath, "mb.safetensors");
+    assert_int_equal(kdc_test_write_weights(wpath, "mobilenetv1", 1001, 10, "module.", 0), 0);
+    /* images: two photos of different sizes preprocess to one 224x224 batch */
+    assert_int_equal(run("classify -w %s --topk 3 --json examples/images/chelsea.png "
+                         "examples/images/coffee.png", wpath), 0);
+    assert_non_null(strstr(out_text, "\"input\":\"examples/images/chelsea.png\""));
+    assert_non_null(strstr(out_text, "\"input\":\"examples/images/coffee.png\""));
+    int lines = 0;
+    for (const char *p = out_text; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 2);
+    /* a 10-class head has no ImageNet names */
+    assert_non_null(strstr(out_text, "\"name\":null"));
+    assert_int_equal(run("layers -w %s --size 161x229", wpath), 0);
+    assert_non_null(strstr(out_text, "model.13 "));
+    assert_non_null(strstr(out_text, "1024x6x8"));
+    assert_non_null(strstr(out_text, "fc "));
+    assert_int_equal(run("dump --help"), 0);
+    assert_non_null(strstr(out_text, "--input-npy"));
+    assert_int_equal(run("--help"), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Bad input                                                           */
+
+/* Copies a safetensors file, dropping `drop`, replacing `reshape`'s shape by
+ * `shape` (zero data), and adding `extra` (a small F32 tensor). */
+static void rewrite(const char *src, const char *dst, const char *drop, const char *reshape,
+                    const int64_t shape[4], const char *extra)
+{
+    kdc__st_file *f;
+    assert_int_equal(kdc__st_open(src, &f), KDC_OK);
+    char *hdr = malloc(1 << 20);
+    size_t at = 0, off = 0;
+    assert_non_null(hdr);
+    FILE *out = fopen(dst, "wb");
+    assert_non_null(out);
+    at += (size_t)sprintf(hdr + at, "{");
+    /* header first: compute offsets */
+    for (int pass = 0; pass < 2; pass++) {
+        off = 0;
+        for (int i = 0; i <= kdc__st_count(f); i++) {
+            const kdc__st_tensor *t = i < kdc__st_count(f) ? kdc__st_at(f, i) : NULL;
+            const char *name = t ? t->name : extra;
+            if (!name || (drop && !strcmp(name, drop)))
+                continue;
+            int ndim = t ? t->ndim : 1;
+            int64_t dims[8] = {4};
+            const char *dtype = t ? t->dtype_name : "F32";
+            size_t bytes = t ? t->nbytes : 16;
+            if (t) memcpy(dims, t->shape, sizeof t->shape[0] * (size_t)ndim);
+            if (reshape && t && !strcmp(name, reshape)) {
+                ndim = 4;
+                memcpy(dims, shape, 4 * sizeof *dims);
+                dtype = "F32";
+                bytes = (size_t)(dims[0] * dims[1] * dims[2] * dims[3]) * 4;
+            }
+            if (pass == 0) {
+                at += (size_t)sprintf(hdr + at, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                                      at > 1 ? "," : "", name, dtype);
+                for (int k = 0; k < ndim; k++)
+                    at += (size_t)sprintf(hdr + at, "%s%lld", k ? "," : "", (long long)dims[k]);
+                at += (size_t)sprintf(hdr + at, "],\"data_offsets\":[%zu,%zu]}", off, off + bytes);
+            } else {
+                if (t && bytes == t->nbytes)
+                    fwrite(t->data, 1, bytes, out);
+                else
+                    for (size_t b = 0; b < bytes; b++)
+                        fputc(0, out);
+            }
+            off += bytes;
+        }
+        if (pass == 0) {
+            at += (size_t)sprintf(hdr + at, "}");
+            uint64_t len = at;
+            fwrite(&len, 8, 1, out); /* little-endian host */
+            fwrite(hdr, 1, at, out);
+        }
+    }
+    fclose(out);
+    free(hdr);
+    kdc__st_close(f);
+}
+
+static void test_bad_inputs(void **state)
+{
+    (void)state;
+    char w50[256], wmb[256], bad[256], x[256], dir[300];
+    path_in_tmp(w50, sizeof w50, "r50.safetensors");
+    path_in_tmp(wmb, sizeof wmb, "mbv1.safetensors");
+    path_in_tmp(bad, sizeof bad, "bad.safetensors");
+    assert_int_equal(kdc_test_write_weights(w50, "resnet50", 50, 1000, "", 0), 0);
+    assert_int_equal(kdc_test_write_weights(wmb, "mobilenetv1", 1001, 10, "", 0), 0);
+
+    /* images: missing, truncated, corrupt, empty */
+    expect_error(run("classify -w %s /nonexistent/cat.png", wmb), "/nonexistent/cat.png");
+    expect_error(run("classify -w %s tests/fixtures/truncated.png", wmb), "truncated.png");
+    expect_error(run("classify -w %s tests/fixtures/truncated.jpg", wmb), "truncated.jpg");
+    expect_error(run("classify -w %s tests/fixtures/corrupt.png", wmb), "corrupt.png");
+    expect_error(run("classify -w %s tests/fixtures/empty.png", wmb), "empty.png");
+
+    /* weights: missing file, not safetensors, another architecture */
+    expect_error(run("layers -w %s/none.safetensors", tmp), "none.safetensors");
+    FILE *f = fopen(bad, "wb");
+    fputs("abc", f);
+    fclose(f);
+    expect_error(run("layers -w %s", bad), "too short");
+    f = fopen(bad, "wb");
+    uint64_t big = 200000000ull;
+    fwrite(&big, 8, 1, f);
+    fclose(f);
+    expect_error(run("layers -w %s", bad), "exceeds the limit");
+    expect_error(run("layers -m mobilenetv1 -w %s", w50), "not mobilenetv1");
+    expect_error(run("layers -m resnet101 -w %s", w50), "not resnet101");
+    expect_error(run("layers -m resnet18 -w %s", w50), "unknown architecture");
+
+    /* a missing tensor, a wrong shape, an unknown extra tensor */
+    rewrite(wmb, bad, "model.5.4.running_var", NULL, NULL, NULL);
+    expect_error(run("layers -w %s", bad), "missing tensor model.5.4.running_var");
+    int64_t shape[4] = {128, 127, 1, 1};
+    rewrite(wmb, bad, NULL, "model.3.3.weight", shape, NULL);
+    expect_error(run("layers -w %s", bad), "model.3.3.weight has shape [128,127,1,1], expected "
+                                          "[128,128,1,1]");
+    rewrite(wmb, bad, NULL, NULL, NULL, "model.15.weight");
+    expect_error(run("layers -w %s", bad), "unexpected tensor model.15.weight");
+    assert_int_equal(run("layers --allow-unused -w %s", bad), 0);
+
+    /* an unknown layer name */
+    path_in_tmp(x, sizeof x, "x.npy");
+    float *in = calloc(2 * 3 * 40 * 48, sizeof *in);
+    int64_t d[4] = {2, 3, 40, 48};
+    assert_int_equal(kdc_npy_save(x, in, 4, d), KDC_OK);
+    snprintf(dir, sizeof dir, "%s/out", tmp);
+    expect_error(run("dump -w %s --layer layer9.1 --input-npy %s -o %s", w50, x, dir),
+                 "no layer 'layer9.1'");
+
+    /* an input too small for the network */
+    int64_t ds[4] = {1, 3, 16, 48};
+    assert_int_equal(kdc_npy_save(x, in, 4, ds), KDC_OK);
+    expect_error(run("dump -w %s --layer layer4 --input-npy %s -o %s", w50, x, dir),
+                 "too small");
+    /* NaN in the input */
+    in[5] = NAN;
+    assert_int_equal(kdc_npy_save(x, in, 4, d), KDC_OK);
+    expect_error(run("classify -w %s --input-npy %s", wmb, x), "NaN");
+    in[5] = 0;
+    /* not N x 3 x H x W */
+    int64_t d3[3] = {3, 40, 48};
+    assert_int_equal(kdc_npy_save(x, in, 3, d3), KDC_OK);
+    expect_error(run("classify -w %s --input-npy %s", wmb, x), "N x 3 x H x W");
+    assert_int_equal(kdc_npy_save(x, in, 4, d), KDC_OK);
+
+    /* an unwritable output directory: below a regular file */
+    char blocked[300];
+    snprintf(blocked, sizeof blocked, "%s/out/sub", bad);
+    expect_error(run("dump -w %s --layer layer4 --input-npy %s -o %s", w50, x, blocked),
+                 "cannot create output directory");
+    struct stat sb;
+    assert_true(stat(blocked, &sb) != 0);
+
+    /* usage errors exit 2 */
+    assert_int_equal(run("dump -w %s --input-npy %s", w50, x), 2);
+    assert_non_null(strstr(err_text, "--layer"));
+    assert_int_equal(run("classify -w %s --frobnicate %s", w50, x), 2);
+    assert_non_null(strstr(err_text, "unknown option '--frobnicate'"));
+    assert_int_equal(run("frobnicate"), 2);
+    assert_int_equal(run("classify examples/images/chelsea.png"), 2);
+    assert_non_null(strstr(err_text, "missing -w"));
+    free(in);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_classify_and_layers),
+        cmocka_unit_test(test_dump_mobilenet),
+        cmocka_unit_test(test_dump_mobilenet_timm),
+        cmocka_unit_test(test_dump_resnet50),
+        cmocka_unit_test(test_dump_resnet101),
+        cmocka_unit_test(test_dump_resnet152),
+    };
+    return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}
