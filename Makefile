@@ -47,12 +47,13 @@ TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
+GENW   := $(BUILD)/kdc-genweights
 STATIC := $(BUILD)/libkdcam.a
 SHARED := $(BUILD)/libkdcam.so.$(VERSION)
 KDCAM  := $(BUILD)/kdcam
 
 .PHONY: all lib test check demo bench examples install uninstall clean
-all: lib $(KDCAM) examples
+all: lib $(KDCAM) examples $(GENW)
 
 lib: $(STATIC) $(SHARED)
 examples: $(EX_BIN)
@@ -60,6 +61,8 @@ examples: $(EX_BIN)
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/examples/%.o: KDC_CFLAGS += -Iinclude
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -78,6 +81,11 @@ $(SHARED): $(LIB_OBJ)
 
 $(KDCAM): $(CLI_OBJ) $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(KDC_LDLIBS)
+
+$(GENW): $(BUILD)/tools/genweights.o $(BUILD)/tests/util/weightgen.o
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ -lm
+
+$(BUILD)/tools/%.o: KDC_CFLAGS += -Itests/util
 
 $(BUILD)/examples/%: $(BUILD)/examples/%.o $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(STATIC) $(KDC_LDLIBS)
