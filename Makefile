@@ -52,7 +52,7 @@ STATIC := $(BUILD)/libkdcam.a
 SHARED := $(BUILD)/libkdcam.so.$(VERSION)
 KDCAM  := $(BUILD)/kdcam
 
-.PHONY: all lib test check demo bench examples install uninstall clean
+.PHONY: all lib test check demo bench examples install uninstall clean FORCE
 all: lib $(KDCAM) examples $(GENW)
 
 lib: $(STATIC) $(SHARED)
@@ -108,11 +108,15 @@ demo: all
 bench: all
 	@echo "benchmarks: see bench/ (issue 5)"
 
-kdcam.pc: kdcam.pc.in Makefile
+# Regenerated on every install: it records PREFIX, which may differ per call.
+$(BUILD)/kdcam.pc: kdcam.pc.in FORCE
+	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
 
-install: lib $(KDCAM) kdcam.pc
+FORCE:
+
+install: lib $(KDCAM) $(BUILD)/kdcam.pc
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 644 include/kdcam.h $(DESTDIR)$(INCLUDEDIR)/kdcam.h
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/libkdcam.a
@@ -120,7 +124,7 @@ install: lib $(KDCAM) kdcam.pc
 	ln -sf libkdcam.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libkdcam.so.$(SOVERSION)
 	ln -sf libkdcam.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libkdcam.so
 	install -m 755 $(KDCAM) $(DESTDIR)$(BINDIR)/kdcam
-	install -m 644 kdcam.pc $(DESTDIR)$(PKGCONFIGDIR)/kdcam.pc
+	install -m 644 $(BUILD)/kdcam.pc $(DESTDIR)$(PKGCONFIGDIR)/kdcam.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/kdcam.h $(DESTDIR)$(LIBDIR)/libkdcam.a \
@@ -128,6 +132,6 @@ uninstall:
 	      $(DESTDIR)$(LIBDIR)/libkdcam.so $(DESTDIR)$(BINDIR)/kdcam $(DESTDIR)$(PKGCONFIGDIR)/kdcam.pc
 
 clean:
-	rm -rf build kdcam.pc
+	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTUTIL_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.d) $(EX_SRC:examples/%.c=$(BUILD)/examples/%.d)

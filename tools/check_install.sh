@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs into a temporary prefix, compiles README.md's C example against it
+# through pkg-config, runs it on a seeded model, and uninstalls. Used by CI.
+set -e
+B=${1:-build}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+make -s install PREFIX="$T/prefix" >/dev/null
+sed -n '/^```c$/,/^```$/p' README.md | sed '1d;$d' > "$T/example.c"
+PC="$T/prefix/lib/pkgconfig"
+cc -std=c11 -Wall -Wextra -o "$T/example" "$T/example.c" $(PKG_CONFIG_PATH="$PC" pkg-config --cflags --libs kdcam)
+"$B/kdc-genweights" resnet50 "$T/w.safetensors" 50
+out=$(LD_LIBRARY_PATH="$T/prefix/lib" "$T/example" "$T/w.safetensors" examples/images/chelsea.png)
+echo "README example: $out"
+[ "$out" = "layer4: 1 x 2048 x 7 x 7" ]
+make -s uninstall PREFIX="$T/prefix"
+left=$(find "$T/prefix" -type f | wc -l)
+[ "$left" -eq 0 ] || { echo "uninstall left $left files"; exit 1; }
+echo "install/uninstall OK"

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Runs kdcam commands under valgrind (a seeded MobileNetV1, the bundled photos)
+# and fails on any leak or memory error. Used by CI.
+set -e
+B=${1:-build}
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+"$B/kdc-genweights" mobilenetv1 "$T/w.safetensors" 1001 10
+VG="valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=all --error-exitcode=99"
+$VG "$B/kdcam" classify -w "$T/w.safetensors" --threads 2 --json examples/images/chelsea.png examples/images/coffee.png >/dev/null
+$VG "$B/kdcam" dump -w "$T/w.safetensors" --layer model.13 --layer fc -o "$T/out" examples/images/chelsea.png
+$VG "$B/kdcam" layers -w "$T/w.safetensors" >/dev/null
+# failing runs must not leak either
+set +e
+$VG "$B/kdcam" dump -w "$T/w.safetensors" --layer nope -o "$T/out" examples/images/chelsea.png 2>/dev/null
+[ $? -eq 1 ] || { echo "valgrind: error run did not exit 1 cleanly"; exit 1; }
+$VG "$B/kdcam" classify -w "$T/w.safetensors" tests/fixtures/truncated.png 2>/dev/null
+[ $? -eq 1 ] || { echo "valgrind: error run did not exit 1 cleanly"; exit 1; }
+echo "valgrind: no leaks or errors in kdcam runs"
