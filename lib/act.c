@@ -1,4 +1,5 @@
-/* act.c - ReLU / ReLU6 and the residual join add+ReLU: forward references.
+/* act.c - ReLU / ReLU6 and the residual join add+ReLU: forward and backward
+ * references, and the bit masks the backward pass keeps.
  * clamp is INFINITY for ReLU and 6 for ReLU6. NaN propagates (as in PyTorch). */
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* conv.c - 2-D convolution: scalar reference (forward).
+/* conv.c - 2-D convolution: scalar reference, forward and backward-data.
  *
  * Direct convolution, written for clarity. It is the reference every faster
  * kernel is tested against, so it stays simple: for each output channel,

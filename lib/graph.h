@@ -140,7 +140,8 @@ void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float 
  * the last layer's output (n x classes) to logits. Needs a completed forward
  * pass that kept `layer` and every layer below it that a layer above it
  * reads (KDC_ERR_STATE otherwise). Outputs of layers above `layer` then hold
- * this pass's values. Records nothing for backward. */
+ * this pass's values, so the backward state of the last forward pass is
+ * dropped: a backward needs a new kdc_run_forward_grad. */
 kdc_status kdc__run_forward_from(kdc_run *run, int layer, const float *act, float *logits);
 
 /* model.c */

@@ -1,4 +1,4 @@
-/* linear.c - fully connected layer: forward reference.
+/* linear.c - fully connected layer: forward and backward references.
  * lp->weight is (cout, cin) as in PyTorch's nn.Linear. */
 #include "graph.h"
 

@@ -852,6 +852,16 @@ kdc_status kdc_model_find_layer(const kdc_model *m, const char *name, int *layer
                      m->arch, name);
 }
 
+const char *kdc_model_layer_alias(const kdc_model *m, int layer, int k)
+{
+    if (!m || k < 0)
+        return NULL;
+    for (int i = 0; i < m->n_aliases; i++)
+        if (m->aliases[i].node == layer && k-- == 0)
+            return m->aliases[i].name;
+    return NULL;
+}
+
 void kdc_model_preprocess(const kdc_model *m, kdc_preprocess *pp)
 {
     if (!pp)

@@ -1,5 +1,5 @@
 /* norm.c - BatchNorm in eval mode, as a per-channel affine map.
- * Forward reference; the fold from (gamma, beta, mean, var, eps) is done once
+ * Forward and backward references; the fold from (gamma, beta, mean, var, eps) is done once
  * at load time, in double precision. */
 #include <math.h>
 

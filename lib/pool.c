@@ -1,4 +1,5 @@
-/* pool.c - max pooling and global average pooling: forward references. */
+/* pool.c - max pooling and global average pooling: forward and backward
+ * references. */
 #include <math.h>
 
 #include "graph.h"

@@ -362,6 +362,10 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_forward: NULL argument");
     const kdc_model *m = r->m;
     const int nn = m->n_nodes;
+    /* whatever happens below, the results of an earlier pass are gone */
+    r->done = 0;
+    r->grad_done = 0;
+    r->record_from = -1;
     if (n < 1 || n > 65536)
         return kdc__fail(KDC_ERR_SHAPE, "input: batch size %d is out of range 1..65536", n);
     if (h > 16384 || w > 16384)
@@ -777,5 +781,9 @@ kdc_status kdc__run_forward_from(kdc_run *r, int layer, const float *act, float 
     r->override_node = -1;
     r->override_data = NULL;
     memcpy(logits, r->buf[r->slot[nn - 1]], kdc__numel(r, nn - 1) * sizeof *logits);
+    /* the layers above now hold this pass's values, which the recorded
+     * backward state does not describe */
+    r->record_from = -1;
+    r->grad_done = 0;
     return KDC_OK;
 }
