@@ -52,6 +52,8 @@ STATIC := $(BUILD)/libkdcam.a
 SHARED := $(BUILD)/libkdcam.so.$(VERSION)
 KDCAM  := $(BUILD)/kdcam
 
+.SECONDARY:
+
 .PHONY: all lib test check demo bench examples install uninstall clean FORCE
 all: lib $(KDCAM) examples $(GENW)
 
@@ -105,8 +107,17 @@ check: test
 demo: all
 	@sh tools/demo.sh $(BUILD)
 
-bench: all
-	@echo "benchmarks: see bench/ (issue 5)"
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+$(BUILD)/bench/%.o: KDC_CFLAGS += -Itests/util
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/tests/util/weightgen.o $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(KDC_LDLIBS)
+
+# Benchmarks: never part of `make test`. BENCH_ARGS are passed on.
+bench: $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do $$b $(BENCH_ARGS) || exit 1; done
 
 # Regenerated on every install: it records PREFIX, which may differ per call.
 $(BUILD)/kdcam.pc: kdcam.pc.in FORCE

@@ -8,6 +8,7 @@
 
 #define CLI_MAX_LAYERS 1024
 #define CLI_MAX_IMAGES 256
+#define CLI_MAX_MODELS 8
 
 /* Options every command understands; commands read the ones they need. */
 typedef struct cli_opts {
@@ -28,6 +29,18 @@ typedef struct cli_opts {
     int n_layers;
     const char *images[CLI_MAX_IMAGES];
     int n_images;
+    /* gradients and CAMs */
+    const char *method;      /* --method (NULL: gradcam)                    */
+    int cls;                 /* --class (-1: each image's top-1)            */
+    int guided;              /* --guided                                     */
+    int npy;                 /* --npy                                        */
+    int grad;                /* --grad                                       */
+    const char *feature;     /* --feature mean|max|l2|pca                   */
+    const char *models[CLI_MAX_MODELS]; /* --model NAME=[ARCH:]WEIGHTS      */
+    int n_models;
+    int topk_channels;       /* --scorecam-topk                             */
+    int on_original;         /* --on-original                               */
+    const char *labels;      /* --labels FILE: class names, one per line    */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -35,8 +48,11 @@ enum {
     OPT_ARCH = 1 << 0, OPT_WEIGHTS = 1 << 1, OPT_THREADS = 1 << 2, OPT_SIZE = 1 << 3,
     OPT_TOPK = 1 << 4, OPT_JSON = 1 << 5, OPT_LAYER = 1 << 6, OPT_OUT = 1 << 7,
     OPT_INPUT_NPY = 1 << 8, OPT_IMAGES = 1 << 9, OPT_MODEL_EXTRA = 1 << 10,
-    OPT_VERBOSE = 1 << 11
+    OPT_VERBOSE = 1 << 11, OPT_CAM = 1 << 12, OPT_CLASS = 1 << 13, OPT_GRAD = 1 << 14,
+    OPT_MODELS = 1 << 15
 };
+
+#define CLI_MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA)
 
 /* Parses argv[1..] for a command; returns 0 on success, 1 if --help was
  * printed, -1 on a usage error (message already printed). */
@@ -59,10 +75,22 @@ int cli_load_model(const cli_opts *o, kdc_model **model);
 int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int *n, int *h,
                    int *w);
 
+/* The same, with preprocessing pp (NULL: the model's own), and if crops is
+ * not NULL the n preprocessed 8-bit pictures (from --input-npy: rebuilt
+ * with pp's mean and std), freed with cli_free_crops. */
+int cli_load_batch(const cli_opts *o, const kdc_model *model, const kdc_preprocess *pp,
+                   float **input, int *n, int *h, int *w, kdc_image ***crops);
+void cli_free_crops(kdc_image **crops, int n);
+
 /* Makes dir if needed and checks that files can be created in it. */
 int cli_prepare_out_dir(const char *dir);
 
+/* The last stage (layer4, model.13): the default CAM layer. */
+int cli_default_cam_layer(const kdc_model *m, int *layer, const char **name);
+
 int cmd_layers(int argc, char **argv);
+int cmd_cam(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 

@@ -41,16 +41,25 @@ int cmd_layers(int argc, char **argv)
     kdc_preprocess pp;
     kdc_model_preprocess(m, &pp);
     int h = o.size_h ? o.size_h : pp.crop_h, w = o.size_w ? o.size_w : pp.crop_w;
+    int chw[3];
+    kdc_status st = kdc_model_layer_shape(m, 0, h, w, chw); /* checks the size */
+    if (st) {
+        rc = cli_lib_error(st, NULL);
+        goto out;
+    }
     printf("# %s, %d classes, input %dx%d\n", kdc_model_arch(m), kdc_model_num_classes(m), h, w);
     for (int i = 0; i < kdc_model_num_layers(m); i++) {
-        int chw[3];
-        kdc_status st = kdc_model_layer_shape(m, i, h, w, chw);
-        if (st) {
+        if ((st = kdc_model_layer_shape(m, i, h, w, chw))) {
             rc = cli_lib_error(st, NULL);
             break;
         }
-        printf("%4d  %-28s %dx%dx%d\n", i, kdc_model_layer_name(m, i), chw[0], chw[1], chw[2]);
+        printf("%4d  %-28s %dx%dx%d", i, kdc_model_layer_name(m, i), chw[0], chw[1], chw[2]);
+        const char *alias;
+        for (int k = 0; (alias = kdc_model_layer_alias(m, i, k)); k++)
+            printf("%s%s", k ? ", " : "  (= ", alias);
+        printf("%s\n", kdc_model_layer_alias(m, i, 0) ? ")" : "");
     }
+out:
     kdc_model_destroy(m);
     return rc;
 }
@@ -179,13 +188,46 @@ out:
 
 static const char *dump_usage =
     "usage: kdcam dump [-m ARCH] -w WEIGHTS --layer NAME [--layer NAME]... -o DIR\n"
-    "                  (IMAGE... | --input-npy X.npy)\n"
+    "                  [--grad [--class C]] (IMAGE... | --input-npy X.npy)\n"
     "Writes DIR/NAME.npy (float32) for each layer: N x C x H x W, or N x K for the\n"
     "fully connected layer (as PyTorch's module returns it). DIR is created if missing.\n"
+    "With --grad, also DIR/NAME.grad.npy: the gradient of the target (the logit of\n"
+    "class C, default each image's top-1 class) with respect to the layer's output;\n"
+    "--layer input gives the gradient with respect to the input image.\n"
     "\n" MODEL_OPTS
     "  -l, --layer NAME    a layer name as `kdcam layers` lists it (repeatable)\n"
     "  -o, --out DIR       output directory (required)\n"
+    "      --grad          also write gradients\n"
+    "  -c, --class C       target class for --grad (default: top-1 of each image)\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n";
+
+/* Writes one layer (activation or gradient) as DIR/NAME[.grad].npy. */
+static int write_layer(const kdc_model *m, const kdc_run *run, const char *dir, const char *name,
+                       int layer, int grad, float **buf)
+{
+    int s[4];
+    char path[4096];
+    kdc_status st;
+    if ((st = kdc_run_layer_shape(run, layer, s)))
+        return cli_lib_error(st, NULL);
+    size_t count = (size_t)s[0] * s[1] * s[2] * s[3];
+    float *nb = realloc(*buf, count * sizeof *nb);
+    if (!nb)
+        return cli_error("out of memory for layer %s", name);
+    *buf = nb;
+    st = grad ? kdc_run_read_grad(run, layer, nb, count) : kdc_run_read_layer(run, layer, nb, count);
+    if (st)
+        return cli_lib_error(st, NULL);
+    /* the classifier's output is written N x K, as PyTorch's module returns it */
+    int64_t dims[4] = {s[0], s[1], s[2], s[3]};
+    int ndim = layer == kdc_model_num_layers(m) - 1 && s[2] == 1 && s[3] == 1 ? 2 : 4;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s%s.npy", dir, name, grad ? ".grad" : "") >=
+        sizeof path)
+        return cli_error("%s: output path too long", dir);
+    if ((st = kdc_npy_save(path, nb, ndim, dims)))
+        return cli_lib_error(st, NULL);
+    return 0;
+}
 
 int cmd_dump(int argc, char **argv)
 {
@@ -197,8 +239,8 @@ int cmd_dump(int argc, char **argv)
     int n, h, w, rc;
     kdc_status st;
 
-    rc = cli_parse(argc, argv, MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY,
-                   dump_usage, &o);
+    rc = cli_parse(argc, argv, MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
+                   OPT_GRAD | OPT_CLASS, dump_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
     if (!o.n_layers)
@@ -221,44 +263,44 @@ int cmd_dump(int argc, char **argv)
         goto out;
     if ((rc = cli_load_input(&o, m, &input, &n, &h, &w)))
         goto out;
+    if (o.cls >= 0 && !o.grad) {
+        rc = cli_error("--class only applies with --grad");
+        goto out;
+    }
     kdc_run_options ro = {.threads = o.threads};
+    int lowest = idx[0];
+    for (int i = 1; i < o.n_layers; i++)
+        lowest = idx[i] < lowest ? idx[i] : lowest;
     if ((st = kdc_run_create(m, &ro, &run)) ||
-        (st = kdc_run_forward(run, input, n, h, w, idx, o.n_layers))) {
+        (st = o.grad ? kdc_run_forward_grad(run, input, n, h, w, idx, o.n_layers, lowest)
+                     : kdc_run_forward(run, input, n, h, w, idx, o.n_layers))) {
         rc = cli_lib_error(st, NULL);
         goto out;
     }
+    if (o.grad) {
+        int *cls = NULL;
+        if (o.cls >= 0) {
+            cls = malloc((size_t)n * sizeof *cls);
+            if (!cls) {
+                rc = cli_error("out of memory");
+                goto out;
+            }
+            for (int b = 0; b < n; b++)
+                cls[b] = o.cls;
+        }
+        kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+        st = kdc_run_backward(run, &tg, idx, o.n_layers, 0);
+        free(cls);
+        if (st) {
+            rc = cli_lib_error(st, NULL);
+            goto out;
+        }
+    }
     for (int i = 0; i < o.n_layers; i++) {
-        int s[4];
-        char path[4096];
-        if ((st = kdc_run_layer_shape(run, idx[i], s))) {
-            rc = cli_lib_error(st, NULL);
+        if ((rc = write_layer(m, run, o.out_dir, o.layers[i], idx[i], 0, &buf)))
             goto out;
-        }
-        size_t count = (size_t)s[0] * s[1] * s[2] * s[3];
-        float *nb = realloc(buf, count * sizeof *buf);
-        if (!nb) {
-            rc = cli_error("out of memory for layer %s", o.layers[i]);
+        if (o.grad && (rc = write_layer(m, run, o.out_dir, o.layers[i], idx[i], 1, &buf)))
             goto out;
-        }
-        buf = nb;
-        if ((st = kdc_run_read_layer(run, idx[i], buf, count))) {
-            rc = cli_lib_error(st, NULL);
-            goto out;
-        }
-        /* a non-spatial layer that is a linear map is written N x K */
-        int64_t dims[4] = {s[0], s[1], s[2], s[3]};
-        int ndim = 4;
-        if (idx[i] == kdc_model_num_layers(m) - 1 && s[2] == 1 && s[3] == 1)
-            ndim = 2;
-        if ((size_t)snprintf(path, sizeof path, "%s/%s.npy", o.out_dir, o.layers[i]) >=
-            sizeof path) {
-            rc = cli_error("%s: output path too long", o.out_dir);
-            goto out;
-        }
-        if ((st = kdc_npy_save(path, buf, ndim, dims))) {
-            rc = cli_lib_error(st, NULL);
-            goto out;
-        }
     }
 out:
     free(buf);

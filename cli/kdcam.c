@@ -47,6 +47,7 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
     o->eps = -1.0f;
     o->threads = 1;
     o->topk = 5;
+    o->cls = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -134,6 +135,50 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
         } else if (!strcmp(a, "-o") || !strcmp(a, "--out")) {
             NEEDS(OPT_OUT);
             o->out_dir = v;
+        } else if (!strcmp(a, "--method")) {
+            NEEDS(OPT_CAM);
+            o->method = v;
+        } else if (!strcmp(a, "--feature")) {
+            NEEDS(OPT_CAM);
+            o->feature = v;
+        } else if (!strcmp(a, "--scorecam-topk")) {
+            NEEDS(OPT_CAM);
+            if (parse_int(v, 0, 1 << 20, &o->topk_channels)) {
+                cli_error("--scorecam-topk: '%s' is not a number >= 0", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--guided")) {
+            if (!(acc & OPT_CAM))
+                goto unknown;
+            o->guided = 1;
+        } else if (!strcmp(a, "--npy")) {
+            if (!(acc & OPT_CAM))
+                goto unknown;
+            o->npy = 1;
+        } else if (!strcmp(a, "--on-original")) {
+            if (!(acc & OPT_CAM))
+                goto unknown;
+            o->on_original = 1;
+        } else if (!strcmp(a, "--grad")) {
+            if (!(acc & OPT_GRAD))
+                goto unknown;
+            o->grad = 1;
+        } else if (!strcmp(a, "--class") || !strcmp(a, "-c")) {
+            NEEDS(OPT_CLASS);
+            if (parse_int(v, 0, 1 << 30, &o->cls)) {
+                cli_error("--class: '%s' is not a class index (0, 1, ...)", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--labels")) {
+            NEEDS(OPT_MODELS);
+            o->labels = v;
+        } else if (!strcmp(a, "--model")) {
+            NEEDS(OPT_MODELS);
+            if (o->n_models == CLI_MAX_MODELS) {
+                cli_error("too many --model options (at most %d)", CLI_MAX_MODELS);
+                return -1;
+            }
+            o->models[o->n_models++] = v;
         } else if (!strcmp(a, "--input-npy")) {
             NEEDS(OPT_INPUT_NPY);
             o->input_npy = v;
@@ -188,11 +233,44 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     return 0;
 }
 
+/* Rebuilds an 8-bit picture from a normalised CHW tensor: x * std + mean. */
+static kdc_status crop_from_tensor(const float *x, int h, int w, const kdc_preprocess *pp,
+                                   kdc_image **out)
+{
+    kdc_status st = kdc_image_create(w, h, out);
+    if (st)
+        return st;
+    for (int c = 0; c < 3; c++)
+        for (int i = 0; i < h * w; i++) {
+            float v = (x[(size_t)c * h * w + i] * pp->std[c] + pp->mean[c]) * 255.0f + 0.5f;
+            (*out)->rgb[(size_t)i * 3 + c] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+        }
+    return KDC_OK;
+}
+
+void cli_free_crops(kdc_image **crops, int n)
+{
+    if (!crops)
+        return;
+    for (int i = 0; i < n; i++)
+        kdc_image_destroy(crops[i]);
+    free(crops);
+}
+
 int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int *n, int *h,
                    int *w)
 {
+    return cli_load_batch(o, model, NULL, input, n, h, w, NULL);
+}
+
+int cli_load_batch(const cli_opts *o, const kdc_model *model, const kdc_preprocess *pp_in,
+                   float **input, int *n, int *h, int *w, kdc_image ***crops_out)
+{
     kdc_status st;
+    kdc_image **crops = NULL;
     *input = NULL;
+    if (crops_out)
+        *crops_out = NULL;
     if (o->input_npy) {
         float *data;
         int ndim;
@@ -210,10 +288,38 @@ int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int
         *n = (int)dims[0];
         *h = (int)dims[2];
         *w = (int)dims[3];
+        if (crops_out) {
+            kdc_preprocess pp;
+            if (pp_in)
+                pp = *pp_in;
+            else
+                kdc_model_preprocess(model, &pp);
+            crops = calloc((size_t)*n, sizeof *crops);
+            if (!crops)
+                return cli_error("out of memory");
+            for (int i = 0; i < *n; i++) {
+                if ((st = crop_from_tensor(data + (size_t)i * 3 * *h * *w, *h, *w, &pp,
+                                           &crops[i]))) {
+                    cli_free_crops(crops, *n);
+                    free(data);
+                    *input = NULL;
+                    return cli_lib_error(st, NULL);
+                }
+            }
+            *crops_out = crops;
+        }
         return 0;
     }
     kdc_preprocess pp;
-    kdc_model_preprocess(model, &pp);
+    if (pp_in)
+        pp = *pp_in;
+    else
+        kdc_model_preprocess(model, &pp);
+    if (crops_out) {
+        crops = calloc((size_t)o->n_images, sizeof *crops);
+        if (!crops)
+            return cli_error("out of memory");
+    }
     float *batch = NULL;
     int bh = 0, bw = 0;
     for (int i = 0; i < o->n_images; i++) {
@@ -221,11 +327,13 @@ int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int
         int ih, iw;
         if ((st = kdc_image_load(o->images[i], &img))) {
             free(batch);
+            cli_free_crops(crops, o->n_images);
             return cli_lib_error(st, NULL);
         }
         if ((st = kdc_preprocess_size(&pp, img->width, img->height, &ih, &iw))) {
             kdc_image_destroy(img);
             free(batch);
+            cli_free_crops(crops, o->n_images);
             return cli_lib_error(st, o->images[i]);
         }
         if (i == 0) {
@@ -234,21 +342,27 @@ int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int
             batch = malloc((size_t)o->n_images * 3 * (size_t)ih * (size_t)iw * sizeof *batch);
             if (!batch) {
                 kdc_image_destroy(img);
+                cli_free_crops(crops, o->n_images);
                 return cli_error("out of memory for %d images of %dx%d", o->n_images, ih, iw);
             }
         } else if (ih != bh || iw != bw) {
             kdc_image_destroy(img);
             free(batch);
+            cli_free_crops(crops, o->n_images);
             return cli_error("%s: preprocesses to %dx%d but %s to %dx%d; images of one call "
                              "must agree", o->images[i], ih, iw, o->images[0], bh, bw);
         }
-        st = kdc_preprocess_image(img, &pp, batch + (size_t)i * 3 * ih * iw, NULL);
+        st = kdc_preprocess_image(img, &pp, batch + (size_t)i * 3 * ih * iw,
+                                  crops ? &crops[i] : NULL);
         kdc_image_destroy(img);
         if (st) {
             free(batch);
+            cli_free_crops(crops, o->n_images);
             return cli_lib_error(st, o->images[i]);
         }
     }
+    if (crops_out)
+        *crops_out = crops;
     *input = batch;
     *n = o->n_images;
     *h = bh;
@@ -276,7 +390,9 @@ static const char *usage =
     "Commands:\n"
     "  layers    list every addressable layer of a model with its shape\n"
     "  classify  top-K classes of images\n"
-    "  dump      write layer activations as .npy files\n"
+    "  dump      write layer activations (and gradients) as .npy files\n"
+    "  cam       class activation maps: overlays and .npy maps\n"
+    "  compare   several models side by side: feature map, Grad-CAM, Guided Grad-CAM\n"
     "\n"
     "kdcam COMMAND --help shows the options of a command.\n"
     "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
@@ -303,6 +419,10 @@ int main(int argc, char **argv)
         rc = cmd_classify(argc - 1, argv + 1);
     else if (!strcmp(cmd, "dump"))
         rc = cmd_dump(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "cam"))
+        rc = cmd_cam(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "compare"))
+        rc = cmd_compare(argc - 1, argv + 1);
     else {
         cli_error("unknown command '%s' (kdcam --help lists them)", cmd);
         return 2;

@@ -65,7 +65,8 @@ KDC_API const char *kdc_last_error(void);
 KDC_API const char *kdc_version(void);
 
 /* Frees memory that a libkdcam call returned to the caller (documented at
- * each such call). Accepts NULL. */
+ * each such call). Accepts NULL. It is the C library's free(): calling free()
+ * on such memory is equivalent. */
 KDC_API void kdc_free(void *ptr);
 
 /* ------------------------------------------------------------------ */
@@ -109,9 +110,12 @@ KDC_API void kdc_model_options_init(kdc_model_options *opt);
  * opt may be NULL (defaults). Wrapping prefixes such as "module.",
  * "student.", "model." (where not part of the scheme), "backbone." are
  * stripped. Parameters are converted to float32 and the file is closed. On success *out owns the model; free it with
- * kdc_model_destroy. Errors: KDC_ERR_IO, KDC_ERR_FORMAT (the safetensors
- * rule that failed is named), KDC_ERR_WEIGHTS (tensor name, got and expected
- * shape), KDC_ERR_UNSUPPORTED, KDC_ERR_NO_MEMORY. */
+ * kdc_model_destroy. Errors: KDC_ERR_INVALID_ARGUMENT (unknown arch, eps
+ * outside [0, 1)), KDC_ERR_IO, KDC_ERR_FORMAT (the safetensors rule that
+ * failed is named), KDC_ERR_WEIGHTS (tensor name, got and expected shape;
+ * another architecture; unknown tensors), KDC_ERR_UNSUPPORTED (e.g. basic-
+ * block ResNets), KDC_ERR_NO_MEMORY. Any tensor prefix ending in '.' in
+ * front of the model's keys is accepted as a wrapper. */
 KDC_API kdc_status kdc_model_load(const char *path, const kdc_model_options *opt,
                                   kdc_model **out);
 KDC_API void kdc_model_destroy(kdc_model *model);
@@ -126,11 +130,15 @@ KDC_API int kdc_model_num_classes(const kdc_model *model);
 KDC_API int kdc_model_num_layers(const kdc_model *model);
 /* Name of layer i (PyTorch module path); NULL if out of range. */
 KDC_API const char *kdc_model_layer_name(const kdc_model *model, int layer);
-/* Index of a layer by name; KDC_ERR_NOT_FOUND if there is none. */
+/* Index of a layer by name or alias; KDC_ERR_NOT_FOUND if there is none. */
 KDC_API kdc_status kdc_model_find_layer(const kdc_model *model, const char *name,
                                         int *layer);
+/* The k-th other name (alias) of a layer, k = 0, 1, ...: e.g. "layer4" for
+ * "layer4.2", "model.13.5" for "model.13"; NULL past the last one. */
+KDC_API const char *kdc_model_layer_alias(const kdc_model *model, int layer, int k);
 /* Shape (C, H, W) of a layer's output for an input of in_h x in_w.
- * KDC_ERR_SHAPE if the input is too small for the network. */
+ * KDC_ERR_SHAPE if the input is too small for the network, KDC_ERR_NOT_FOUND
+ * for a layer index out of range. */
 KDC_API kdc_status kdc_model_layer_shape(const kdc_model *model, int layer, int in_h,
                                          int in_w, int chw[3]);
 /* Smallest input height/width the network accepts. */
@@ -191,7 +199,7 @@ KDC_API kdc_status kdc_preprocess_image(const kdc_image *image, const kdc_prepro
 typedef struct kdc_run kdc_run;
 
 typedef struct kdc_run_options {
-    int threads; /* worker threads for this run (>= 1; 0 means 1) */
+    int threads; /* worker threads for this run (1..256; 0 means 1) */
 } kdc_run_options;
 
 /* Creates a run (workspace) for a model. The model must outlive the run.
@@ -200,12 +208,13 @@ KDC_API kdc_status kdc_run_create(const kdc_model *model, const kdc_run_options 
                                   kdc_run **out);
 KDC_API void kdc_run_destroy(kdc_run *run);
 
-/* Runs the network on input (N x 3 x H x W floats, NCHW, preprocessed).
+/* Runs the network on input (N x 3 x H x W floats, NCHW, preprocessed;
+ * 1 <= N <= 65536, H and W from the model's minimum to 16384).
  * keep lists the layer indices whose outputs should stay readable after
  * the call (the last layer, the logits, always does); nkeep may be 0.
- * Errors: KDC_ERR_SHAPE (input too small, wrong channels), KDC_ERR_NOT_FOUND
- * (a layer index out of range), KDC_ERR_INVALID_ARGUMENT (non-finite input),
- * KDC_ERR_NO_MEMORY. */
+ * A failed call leaves no readable results. Errors: KDC_ERR_SHAPE (input
+ * too small or too large), KDC_ERR_NOT_FOUND (a layer index out of range),
+ * KDC_ERR_INVALID_ARGUMENT (non-finite input), KDC_ERR_NO_MEMORY. */
 KDC_API kdc_status kdc_run_forward(kdc_run *run, const float *input, int n, int h, int w,
                                    const int *keep, int nkeep);
 
@@ -265,7 +274,7 @@ KDC_API kdc_status kdc_run_target_classes(const kdc_run *run, int *classes, int 
 
 /* ------------------------------------------------------------------ */
 /* Class activation maps                                               */
-/* Numerically as pytorch-grad-cam defines them (docs/cam.md).         */
+/* Numerically as pytorch-grad-cam defines them (docs/cam.md).        */
 
 typedef enum kdc_cam_method {
     KDC_CAM_GRADCAM = 0,  /* w_k = mean_hw(g_k); ReLU(sum_k w_k A_k)         */
@@ -363,6 +372,20 @@ typedef enum kdc_reduce {
 KDC_API kdc_status kdc_feature_map(const float *A, int n, int c, int h, int w, kdc_reduce reduce,
                                    float *out);
 
+/* Agreement of two maps of n values (e.g. a student's normalised map and its
+ * teacher's, at the same resolution). */
+/* Pearson correlation; 0 when either map is constant. */
+KDC_API double kdc_map_pearson(const float *a, const float *b, size_t n);
+/* Intersection over union of the top `fraction` (e.g. 0.2) of each map: the
+ * ceil(fraction * n) largest values (ties broken by position). */
+KDC_API double kdc_map_iou_top(const float *a, const float *b, size_t n, double fraction);
+/* Pointing game: 1 if the map's maximum (first one in row-major order) lies
+ * inside the box x0 <= x < x1, y0 <= y < y1, else 0. */
+KDC_API int kdc_map_pointing(const float *map, int w, int h, const int box[4]);
+/* Share of the map's sum (values clamped at 0) inside the box; 0 for an
+ * all-zero map. */
+KDC_API double kdc_map_energy_in_box(const float *map, int w, int h, const int box[4]);
+
 /* ------------------------------------------------------------------ */
 /* Pictures                                                            */
 
@@ -404,13 +427,46 @@ KDC_API const char *kdc_imagenet_class_name(int c);
  * in the same directory and renamed, so no half-written file remains. */
 KDC_API kdc_status kdc_npy_save(const char *path, const float *data, int ndim,
                                 const int64_t *dims);
-/* Reads a float32 (<f4) C-order array; *data is freed with kdc_free.
+/* Reads a C-order array of float32 (<f4; <f2 and <f8 are converted);
+ * *data is freed with kdc_free.
  * dims must hold 8 entries. Errors name the file and what is wrong. */
 KDC_API kdc_status kdc_npy_load(const char *path, float **data, int *ndim, int64_t dims[8]);
 
 /* ------------------------------------------------------------------ */
 /* Procedural shapes dataset (kdcam shapes)                            */
-/* (declarations added by the shapes work go here)                     */
+/* A synthetic dataset with known object locations: each image holds one
+ * object of one of kdc_shapes_num_classes() shape classes (random size, 34-56%
+ * of the side across, position fully inside, rotation, colour and fill) on a
+ * cluttered background (gradient, noise, stripes, blobs, grain) with 1-3
+ * distractors that belong to no class (thin lines, zigzags, thin bars, dot
+ * clusters). Image `index` of `seed` depends only on (seed, index, size), so
+ * any subset can be regenerated; no libm is used (see lib/shapes.c). */
+
+#define KDC_SHAPES_MIN_SIZE 64
+#define KDC_SHAPES_MAX_SIZE 1024
+
+typedef struct kdc_shape_info {
+    int cls;          /* class, 0 .. kdc_shapes_num_classes()-1               */
+    int box[4];       /* x0, y0, x1, y1 (x1, y1 exclusive), tight around the
+                         mask                                                 */
+    float cx, cy;     /* centre of the shape, pixels                          */
+    float diameter;   /* diameter of the disk the shape fits in, pixels       */
+    int angle;        /* rotation, degrees 0..359                             */
+} kdc_shape_info;
+
+/* Number of classes (10). */
+KDC_API int kdc_shapes_num_classes(void);
+/* Name of class cls ("circle", "square", "triangle", "star", "cross", "ring",
+ * "heart", "hexagon", "crescent", "frame"), or NULL if out of range. */
+KDC_API const char *kdc_shapes_class_name(int cls);
+/* Renders image `index` of the dataset `seed` at size x size pixels into a
+ * new image *out (free with kdc_image_destroy). info (may be NULL) receives
+ * the class and box; mask (may be NULL; size*size bytes) receives 1 where
+ * the object covers at least half of a pixel, else 0. Errors:
+ * KDC_ERR_INVALID_ARGUMENT (out NULL, size outside KDC_SHAPES_MIN_SIZE ..
+ * KDC_SHAPES_MAX_SIZE), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image **out,
+                                     kdc_shape_info *info, unsigned char *mask);
 
 #ifdef __cplusplus
 }

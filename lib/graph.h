@@ -135,6 +135,9 @@ void kdc__gap_backward_ref(const float *dy, float *dx, size_t hw, int c0, int c1
 void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float *dx, int i0,
                               int i1);
 
+/* run.c: the model a run was created for. */
+const struct kdc_model *kdc__run_model(const kdc_run *run);
+
 /* run.c: runs the network from `layer` up, with that layer's output replaced
  * by act (shaped like it for the batch of the last forward pass), and copies
  * the last layer's output (n x classes) to logits. Needs a completed forward

@@ -752,6 +752,11 @@ kdc_status kdc_run_target_classes(const kdc_run *r, int *classes, int n)
     return KDC_OK;
 }
 
+const struct kdc_model *kdc__run_model(const kdc_run *r)
+{
+    return r->m;
+}
+
 kdc_status kdc__run_forward_from(kdc_run *r, int layer, const float *act, float *logits)
 {
     if (!r || !act || !logits)
