@@ -337,11 +337,130 @@ static void test_bad_inputs(void **state)
     free(in);
 }
 
+/* ------------------------------------------------------------------ */
+/* cam, compare, dump --grad                                           */
+
+static float *load_npy(const char *dir, const char *name, int *ndim, int64_t *dims)
+{
+    char p[512];
+    float *d;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (kdc_npy_load(p, &d, ndim, dims))
+        fail_msg("%s", kdc_last_error());
+    return d;
+}
+
+/* The CLI's maps equal the library's on the same preprocessed input. */
+static void test_cam_cli(void **state)
+{
+    (void)state;
+    char wmb[256], dir[300], x[300];
+    path_in_tmp(wmb, sizeof wmb, "cam-mb.safetensors");
+    snprintf(dir, sizeof dir, "%s/cam", tmp);
+    assert_int_equal(kdc_test_write_weights(wmb, "mobilenetv1", 1001, 10, "", 0), 0);
+
+    /* a 2-image --input-npy batch, so that the CLI and the library see the
+     * same floats */
+    const int n = 2, h = 96, w = 128;
+    float *in = malloc((size_t)n * 3 * h * w * sizeof *in);
+    assert_non_null(in);
+    kdc_test_fill(in, (size_t)n * 3 * h * w, "input", 99, 0.0, 2.0);
+    int64_t d4[4] = {n, 3, h, w};
+    path_in_tmp(x, sizeof x, "batch.npy");
+    assert_int_equal(kdc_npy_save(x, in, 4, d4), KDC_OK);
+    assert_int_equal(run("cam -w %s --input-npy %s -o %s --npy --guided --method gradcam++",
+                         wmb, x, dir), 0);
+    int nd;
+    int64_t d[8];
+    float *map = load_npy(dir, "batch.gradcam++.npy", &nd, d);
+    float *raw = load_npy(dir, "batch.gradcam++.raw.npy", &nd, d);
+    assert_int_equal(nd, 3);
+    assert_true(d[0] == n && d[1] == 3 && d[2] == 4);
+    struct stat sb;
+    char png[400];
+    snprintf(png, sizeof png, "%s/batch_1.guided-gradcam.png", dir);
+    assert_int_equal(stat(png, &sb), 0);
+
+    kdc_model *m;
+    kdc_run *r;
+    kdc_cam_result *res;
+    int layer;
+    assert_int_equal(kdc_model_load(wmb, NULL, &m), KDC_OK);
+    assert_int_equal(kdc_model_find_layer(m, "model.13", &layer), KDC_OK);
+    assert_int_equal(kdc_run_create(m, NULL, &r), KDC_OK);
+    kdc_cam_options co = {.method = KDC_CAM_GRADCAMPP, .layers = &layer, .nlayers = 1};
+    assert_int_equal(kdc_cam_compute(r, in, n, h, w, &co, &res), KDC_OK);
+    assert_memory_equal(map, res->map, (size_t)n * h * w * sizeof *map);
+    assert_memory_equal(raw, res->raw[0], (size_t)n * 3 * 4 * sizeof *raw);
+    kdc_free(map);
+    kdc_free(raw);
+
+    /* dump --grad: the input gradient and model.13's, as the library gives */
+    assert_int_equal(run("dump -w %s --input-npy %s -o %s --grad --class 3 --layer input "
+                         "--layer model.13", wmb, x, dir), 0);
+    float *gin = load_npy(dir, "input.grad.npy", &nd, d);
+    assert_true(nd == 4 && d[0] == n && d[1] == 3 && d[2] == h && d[3] == w);
+    int layers[2] = {0, layer}, cls[2] = {3, 3};
+    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+    float *g = malloc((size_t)n * 3 * h * w * sizeof *g);
+    assert_non_null(g);
+    assert_int_equal(kdc_run_forward_grad(r, in, n, h, w, NULL, 0, 0), KDC_OK);
+    assert_int_equal(kdc_run_backward(r, &tg, layers, 2, 0), KDC_OK);
+    assert_int_equal(kdc_run_read_grad(r, 0, g, (size_t)n * 3 * h * w), KDC_OK);
+    assert_memory_equal(gin, g, (size_t)n * 3 * h * w * sizeof *g);
+    kdc_free(gin);
+    free(g);
+    kdc_cam_result_destroy(res);
+    kdc_run_destroy(r);
+    kdc_model_destroy(m);
+
+    /* every method name of the CLI runs (Score-CAM on 4 channels) */
+    static const char *methods[] = {"gradcam", "hirescam", "xgradcam", "layercam", "eigencam",
+                                    "eigengradcam", "scorecam", "ablationcam", "guided-gradcam",
+                                    "saliency", "smoothgrad", "integrated-gradients"};
+    for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
+        int st = run("cam -w %s --input-npy %s -o %s --npy --method %s --scorecam-topk 4", wmb, x,
+                     dir, methods[i]);
+        if (st)
+            fail_msg("method %s: %s", methods[i], err_text);
+    }
+    /* bad input */
+    expect_error(run("cam -w %s --input-npy %s -o %s --method gradcam+++", wmb, x, dir),
+                 "unknown method 'gradcam+++'");
+    expect_error(run("cam -w %s --input-npy %s -o %s --class 10", wmb, x, dir),
+                 "out of range");
+    expect_error(run("cam -w %s --input-npy %s -o %s --layer model.14", wmb, x, dir),
+                 "no spatial extent");
+    expect_error(run("cam -w %s --input-npy %s -o %s --layer model.99", wmb, x, dir),
+                 "no layer 'model.99'");
+    in[7] = NAN;
+    assert_int_equal(kdc_npy_save(x, in, 4, d4), KDC_OK);
+    expect_error(run("cam -w %s --input-npy %s -o %s", wmb, x, dir), "NaN");
+    free(in);
+
+    /* compare: a teacher and a student, JSON per image and model */
+    char w50[256];
+    path_in_tmp(w50, sizeof w50, "cmp-r50.safetensors");
+    assert_int_equal(kdc_test_write_weights(w50, "resnet50", 50, 10, "", 0), 0);
+    assert_int_equal(run("compare --model \"Teacher (ResNet50)=resnet50:%s\" --model S=%s "
+                         "-o %s --json examples/images/chelsea.png", w50, wmb, dir), 0);
+    assert_non_null(strstr(out_text, "\"model\":\"Teacher (ResNet50)\""));
+    assert_non_null(strstr(out_text, "\"pearson_vs_teacher\":1.000000,\"iou20_vs_teacher\":1.000000"));
+    assert_non_null(strstr(out_text, "\"model\":\"S\",\"arch\":\"mobilenetv1\",\"layer\":\"model.13\""));
+    snprintf(png, sizeof png, "%s/chelsea.compare.png", dir);
+    assert_int_equal(stat(png, &sb), 0);
+    expect_error(run("compare --model T=mobilenetv1:%s -o %s examples/images/chelsea.png", w50,
+                     dir), "not mobilenetv1");
+    assert_int_equal(run("compare --model nonsense -o %s examples/images/chelsea.png", dir), 2);
+    assert_non_null(strstr(err_text, "NAME=[ARCH:]WEIGHTS"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_classify_and_layers),
+        cmocka_unit_test(test_cam_cli),
         cmocka_unit_test(test_dump_mobilenet),
         cmocka_unit_test(test_dump_mobilenet_timm),
         cmocka_unit_test(test_dump_resnet50),
