@@ -41,6 +41,15 @@ typedef struct cli_opts {
     int topk_channels;       /* --scorecam-topk                             */
     int on_original;         /* --on-original                               */
     const char *labels;      /* --labels FILE: class names, one per line    */
+    /* detectors */
+    const char *level;       /* --level pN or a layer name (target level)   */
+    float box[4];            /* --box x0,y0,x1,y1 in original pixels        */
+    int has_box;
+    int channel;             /* --channel K (-1: all)                        */
+    int energy;              /* --energy sumsq|mean (kdc_energy)            */
+    int det_short, det_max;  /* --det-size SHORT[,MAX] (0: model default)   */
+    int fpn_extra;           /* --fpn-extra (kdc_fpn_extra)                 */
+    int fpn_relu_extra;      /* --fpn-relu-extra                             */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -49,10 +58,10 @@ enum {
     OPT_TOPK = 1 << 4, OPT_JSON = 1 << 5, OPT_LAYER = 1 << 6, OPT_OUT = 1 << 7,
     OPT_INPUT_NPY = 1 << 8, OPT_IMAGES = 1 << 9, OPT_MODEL_EXTRA = 1 << 10,
     OPT_VERBOSE = 1 << 11, OPT_CAM = 1 << 12, OPT_CLASS = 1 << 13, OPT_GRAD = 1 << 14,
-    OPT_MODELS = 1 << 15
+    OPT_MODELS = 1 << 15, OPT_DET = 1 << 16
 };
 
-#define CLI_MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA)
+#define CLI_MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA | OPT_VERBOSE)
 
 /* Parses argv[1..] for a command; returns 0 on success, 1 if --help was
  * printed, -1 on a usage error (message already printed). */
@@ -80,6 +89,18 @@ int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int
  * with pp's mean and std), freed with cli_free_crops. */
 int cli_load_batch(const cli_opts *o, const kdc_model *model, const kdc_preprocess *pp,
                    float **input, int *n, int *h, int *w, kdc_image ***crops);
+/* Detector models (kdc_model_num_classes == 0) take the detection input
+ * instead: resized, normalised, padded to a common size; scales[i] (may be
+ * NULL) maps original pixels of image i to input pixels. */
+int cli_is_detector(const kdc_model *m);
+int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int *n, int *h,
+                       int *w, kdc_image ***crops, double **scales);
+/* The energy seed of --level (with --box, --channel, --energy) for the batch:
+ * runs a forward pass keeping the level; *seed is freed with free(). */
+int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input, int n,
+                   int h, int w, const double *scales, int level, float **seed);
+/* The level named by --level (default fpn.p3), as a layer index. */
+int cli_find_level(const cli_opts *o, const kdc_model *m, int *level);
 void cli_free_crops(kdc_image **crops, int n);
 
 /* Makes dir if needed and checks that files can be created in it. */

@@ -39,7 +39,20 @@ static const char *cam_usage =
     "      --npy           also write the maps as .npy\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --prefix P, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
-    "  -t, --threads N     worker threads (default 1)\n";
+    "  -t, --threads N     worker threads (default 1)\n"
+    "  -v, --verbose       list the tensors of the file that were ignored\n"
+    "\n"
+    "Detection backbones (-m resnet50-fpn ..., or detected from the keys) have no\n"
+    "classes: the target is the energy of a level. Images get the detector input\n"
+    "(resized, normalised, padded to a multiple of 32).\n"
+    "      --level L       target level: p2..p7 (fpn.pN) or any layer (default p3);\n"
+    "                      also the default CAM layer\n"
+    "      --energy E      sumsq (default) or mean\n"
+    "      --box x0,y0,x1,y1  only inside this box (original-image pixels)\n"
+    "      --channel K     only channel K of the level\n"
+    "      --det-size S[,M]  shorter side S, longer at most M (default 800,1333)\n"
+    "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
+    "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n";
 
 enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION };
 
@@ -216,9 +229,11 @@ int cmd_cam(int argc, char **argv)
     kdc_attribution at = KDC_ATTR_SALIENCY;
     kdc_status st;
     char (*stems)[256] = NULL;
+    float *seed = NULL;
+    double *scales = NULL;
 
     rc = cli_parse(argc, argv, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
-                   OPT_CAM | OPT_CLASS, cam_usage, &o);
+                   OPT_CAM | OPT_CLASS | OPT_DET, cam_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
     const char *method = o.method ? o.method : "gradcam";
@@ -232,13 +247,33 @@ int cmd_cam(int argc, char **argv)
         o.out_dir = ".";
     if ((rc = cli_load_model(&o, &m)))
         return rc;
+    const int det = cli_is_detector(m);
+    int level = -1;
+    if (!det && (o.level || o.has_box || o.channel >= 0 || o.det_short)) {
+        rc = cli_error("--level, --box, --channel and --det-size apply to detection backbones "
+                       "(-m resnet50-fpn ...)");
+        goto out;
+    }
+    if (det && o.cls >= 0) {
+        rc = cli_error("%s has no classes: its target is the energy of --level (see --help)",
+                       kdc_model_arch(m));
+        goto out;
+    }
+    if (det && o.on_original) {
+        rc = cli_error("--on-original applies to classifiers");
+        goto out;
+    }
+    if (det && (rc = cli_find_level(&o, m, &level)))
+        goto out;
     nlayers = o.n_layers ? o.n_layers : 1;
     for (int i = 0; i < o.n_layers; i++)
         if ((st = kdc_model_find_layer(m, o.layers[i], &layers[i]))) {
             rc = cli_lib_error(st, NULL);
             goto out;
         }
-    if (!o.n_layers && (rc = cli_default_cam_layer(m, &layers[0], NULL)))
+    if (!o.n_layers && det)
+        layers[0] = level;
+    else if (!o.n_layers && (rc = cli_default_cam_layer(m, &layers[0], NULL)))
         goto out;
     if (o.cls >= kdc_model_num_classes(m)) {
         rc = cli_error("--class %d is out of range: %s has %d classes (0..%d)", o.cls,
@@ -249,7 +284,8 @@ int cmd_cam(int argc, char **argv)
         goto out;
     kdc_preprocess pp;
     kdc_model_preprocess(m, &pp);
-    if ((rc = cli_load_batch(&o, m, NULL, &input, &n, &h, &w, &crops)))
+    if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, &crops, &scales)
+                  : cli_load_batch(&o, m, NULL, &input, &n, &h, &w, &crops)))
         goto out;
     /* output names: the image's stem, or for --input-npy the array's stem
      * with the image index */
@@ -288,6 +324,12 @@ int cmd_cam(int argc, char **argv)
     }
     const size_t plane = (size_t)h * w;
     kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+    if (det) {
+        /* detectors: the energy of the level (in the box, on the channel) */
+        if ((rc = cli_level_seed(&o, m, run, input, n, h, w, scales, level, &seed)))
+            goto out;
+        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
+    }
     if (kind != M_ATTRIBUTION) {
         kdc_cam_options co = {.method = cam, .layers = layers, .nlayers = nlayers, .target = tg,
                               .scorecam_topk = o.topk_channels};
@@ -319,7 +361,12 @@ int cmd_cam(int argc, char **argv)
         int c = res ? res->classes[b] : (cls ? cls[b] : -1);
         const char *cname = c >= 0 && kdc_model_num_classes(m) == 1000 ? kdc_imagenet_class_name(c)
                                                                          : NULL;
-        if (res)
+        if (det)
+            printf("%s: %s energy of %s, %s\n", src, o.energy ? "mean" : "sum-of-squares",
+                   kdc_model_layer_alias(m, level, 0) ? kdc_model_layer_alias(m, level, 0)
+                                                      : kdc_model_layer_name(m, level),
+                   method);
+        else if (res)
             printf("%s: class %d%s%s%s, %s\n", src, c, cname ? " (" : "", cname ? cname : "",
                    cname ? ")" : "", method);
         else
@@ -430,6 +477,8 @@ int cmd_cam(int argc, char **argv)
         }
     }
 out:
+    free(seed);
+    free(scales);
     free(stems);
     free(map1);
     free(attr);

@@ -34,7 +34,11 @@ static const char *compare_usage =
     "                      pearson_vs_teacher, iou20_vs_teacher\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P  apply to every model\n"
-    "  -t, --threads N     worker threads (default 1)\n";
+    "  -t, --threads N     worker threads (default 1)\n"
+    "\n"
+    "Detection backbones (ResNet-FPN): columns input / feature map / heatmap of the\n"
+    "energy of --level (default p3), with --box, --channel, --energy, --det-size as\n"
+    "for `kdcam cam`.\n";
 
 typedef struct cmp_model {
     char name[128];
@@ -147,12 +151,16 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
     kdc_status st;
     kdc_preprocess pp;
 
+    const int det = cli_is_detector(cm->m);
+    double *scales = NULL;
+    float *seed = NULL;
     /* the first model's geometry, this model's normalisation */
     kdc_model_preprocess(cm->m, &pp);
     pp.resize_short = geom->resize_short;
     pp.crop_h = geom->crop_h;
     pp.crop_w = geom->crop_w;
-    if ((rc = cli_load_batch(o, cm->m, &pp, &input, n, h, w, crops)))
+    if ((rc = det ? cli_load_det_batch(o, cm->m, &input, n, h, w, crops, &scales)
+                  : cli_load_batch(o, cm->m, &pp, &input, n, h, w, crops)))
         return rc;
     const size_t plane = (size_t)*h * *w;
     const int K = kdc_model_num_classes(cm->m), last = kdc_model_num_layers(cm->m) - 1;
@@ -167,7 +175,7 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
     const size_t fsize = (size_t)fchw[0] * fchw[1] * fchw[2];
     act = malloc((size_t)*n * fsize * sizeof *act);
     raw = malloc((size_t)*n * fchw[1] * fchw[2] * sizeof *raw);
-    logits = malloc((size_t)*n * K * sizeof *logits);
+    logits = malloc((size_t)*n * (K ? K : 1) * sizeof *logits);
     cm->fmap = malloc((size_t)*n * plane * sizeof *cm->fmap);
     cm->cam = malloc((size_t)*n * plane * sizeof *cm->cam);
     cm->guided = malloc((size_t)*n * 3 * plane * sizeof *cm->guided);
@@ -194,20 +202,25 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
         }
     }
     if ((st = kdc_run_read_layer(run, cm->layer, act, (size_t)*n * fsize)) ||
-        (st = kdc_run_read_layer(run, last, logits, (size_t)*n * K)) ||
+        (!det && (st = kdc_run_read_layer(run, last, logits, (size_t)*n * K))) ||
         (st = kdc_feature_map(act, *n, fchw[0], fchw[1], fchw[2], red, raw)) ||
         (st = kdc_cam_normalize_resize(raw, *n, fchw[1], fchw[2], *h, *w, cm->fmap))) {
         rc = cli_lib_error(st, cm->name);
         goto out;
     }
     for (int b = 0; b < *n; b++) {
-        if (o->cls >= K) {
+        if (o->cls >= K && !det) {
             rc = cli_error("%s: --class %d is out of range 0..%d", cm->name, o->cls, K - 1);
             goto out;
         }
         cls[b] = o->cls;
     }
     kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = o->cls >= 0 ? cls : NULL};
+    if (det) {
+        if ((rc = cli_level_seed(o, cm->m, run, input, *n, *h, *w, scales, cm->layer, &seed)))
+            goto out;
+        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = cm->layer, .seed = seed};
+    }
     kdc_cam_options co = {.method = method, .layers = &cm->layer, .nlayers = 1, .target = tg,
                           .scorecam_topk = o->topk_channels};
     if ((st = kdc_cam_compute(run, input, *n, *h, *w, &co, &res))) {
@@ -216,6 +229,15 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
     }
     memcpy(cm->cam, res->map, (size_t)*n * plane * sizeof *cm->cam);
     memcpy(cm->classes, res->classes, (size_t)*n * sizeof *cm->classes);
+    if (det) {
+        /* no classes: the figure shows the level, no Guided Grad-CAM column */
+        for (int b = 0; b < *n; b++)
+            cm->probs[b] = 0.0f;
+        free(cm->guided);
+        cm->guided = NULL;
+        rc = 0;
+        goto out;
+    }
     for (int b = 0; b < *n; b++) {
         const float *z = logits + (size_t)b * K;
         double mx = z[0], sum = 0;
@@ -238,6 +260,8 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
                 cm->guided[((size_t)b * 3 + c) * plane + i] *= cm->cam[b * plane + i];
     rc = 0;
 out:
+    free(seed);
+    free(scales);
     free(cls);
     free(logits);
     free(raw);
@@ -256,11 +280,13 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
                        const kdc_image *crop, kdc_cam_method method, char **labels, int nlabels,
                        const char *path)
 {
-    const int S = 2, pad = 8, cols = 4;
+    const int S = 2, pad = 8, det = cli_is_detector(cms[0].m), cols = det ? 3 : 4;
     static const char *pretty[KDC_CAM_COUNT] = {
         "Grad-CAM", "HiResCAM", "Grad-CAM++", "XGrad-CAM", "Layer-CAM",
         "Eigen-CAM", "EigenGrad-CAM", "Score-CAM", "Ablation-CAM"};
     const char *heads[4] = {"input", "feature map", pretty[method], "Guided Grad-CAM"};
+    if (det)
+        heads[2] = "heatmap (level energy)";
     char text[3][256];
     int lw = 0, tw, th;
     for (int i = 0; i < nm; i++) {
@@ -268,7 +294,10 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
         class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
         snprintf(text[0], sizeof text[0], "%.200s", cms[i].name);
         snprintf(text[1], sizeof text[1], "%s", kdc_model_arch(cms[i].m));
-        snprintf(text[2], sizeof text[2], "%.200s %.2f", cname, cms[i].probs[b]);
+        if (det)
+            snprintf(text[2], sizeof text[2], "energy of %.200s", cms[i].layer_name);
+        else
+            snprintf(text[2], sizeof text[2], "%.200s %.2f", cname, cms[i].probs[b]);
         for (int k = 0; k < 3; k++) {
             kdc_text_size(text[k], S, &tw, &th);
             lw = tw > lw ? tw : lw;
@@ -297,7 +326,10 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
         class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
         snprintf(text[0], sizeof text[0], "%.200s", cms[i].name);
         snprintf(text[1], sizeof text[1], "%s", kdc_model_arch(cms[i].m));
-        snprintf(text[2], sizeof text[2], "%.200s %.2f", cname, cms[i].probs[b]);
+        if (det)
+            snprintf(text[2], sizeof text[2], "energy of %.200s", cms[i].layer_name);
+        else
+            snprintf(text[2], sizeof text[2], "%.200s %.2f", cname, cms[i].probs[b]);
         for (int k = 0; k < 3; k++)
             kdc_image_draw_text(fig, pad, y + k * (th + 6), text[k], S, k == 0 ? INK : GREY);
         kdc_image_paste(fig, crop, x0, y);
@@ -354,7 +386,8 @@ int cmd_compare(int argc, char **argv)
 
     memset(cms, 0, sizeof cms);
     rc = cli_parse(argc, argv, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS | OPT_OUT |
-                   OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON, compare_usage, &o);
+                   OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON | OPT_DET,
+                   compare_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
     if (o.n_models < 1)
@@ -376,7 +409,24 @@ int cmd_compare(int argc, char **argv)
         mo.weights = cms[i].weights;
         if ((rc = cli_load_model(&mo, &cms[i].m)))
             break;
-        rc = cli_default_cam_layer(cms[i].m, &cms[i].layer, &cms[i].layer_name);
+        if (cli_is_detector(cms[i].m) != cli_is_detector(cms[0].m)) {
+            rc = cli_error("%s and %s: classifiers and detection backbones cannot share a figure",
+                           cms[0].name, cms[i].name);
+            break;
+        }
+        if (cli_is_detector(cms[i].m)) {
+            rc = cli_find_level(&o, cms[i].m, &cms[i].layer);
+            cms[i].layer_name = kdc_model_layer_name(cms[i].m, cms[i].layer);
+            for (int k = 0; !rc; k++) { /* prefer the level alias (fpn.p3) */
+                const char *al = kdc_model_layer_alias(cms[i].m, cms[i].layer, k);
+                if (!al)
+                    break;
+                if (!strncmp(al, "fpn.p", 5))
+                    cms[i].layer_name = al;
+            }
+        } else {
+            rc = cli_default_cam_layer(cms[i].m, &cms[i].layer, &cms[i].layer_name);
+        }
     }
     if (!rc)
         rc = cli_prepare_out_dir(o.out_dir);

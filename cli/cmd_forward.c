@@ -14,10 +14,13 @@
     "      --allow-unused  ignore tensors the model does not use\n"                         \
     "      --eps E         BatchNorm epsilon (default 1e-5)\n"                              \
     "      --act relu|relu6  override the activation\n"                                     \
+    "      --fpn-extra X   detectors: auto | none | pool | on-input | on-output | on-lateral\n" \
+    "      --fpn-relu-extra  detectors: ReLU between extra convs\n"                        \
     "  -t, --threads N     worker threads (default 1)\n"                                    \
+    "  -v, --verbose       list the tensors of the file that were ignored (detection heads)\n" \
     "  -h, --help          this help\n"
 
-#define MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA)
+#define MODEL_FLAGS CLI_MODEL_FLAGS
 
 /* ------------------------------------------------------------------ */
 
@@ -41,6 +44,8 @@ int cmd_layers(int argc, char **argv)
     kdc_preprocess pp;
     kdc_model_preprocess(m, &pp);
     int h = o.size_h ? o.size_h : pp.crop_h, w = o.size_w ? o.size_w : pp.crop_w;
+    if (cli_is_detector(m) && !o.size_h)
+        h = w = 800; /* a detector takes any size; show a typical one */
     int chw[3];
     kdc_status st = kdc_model_layer_shape(m, 0, h, w, chw); /* checks the size */
     if (st) {
@@ -235,12 +240,14 @@ int cmd_dump(int argc, char **argv)
     kdc_model *m = NULL;
     kdc_run *run = NULL;
     float *input = NULL, *buf = NULL;
+    double *scales = NULL;
+    float *seed = NULL;
     int idx[CLI_MAX_LAYERS];
     int n, h, w, rc;
     kdc_status st;
 
     rc = cli_parse(argc, argv, MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
-                   OPT_GRAD | OPT_CLASS, dump_usage, &o);
+                   OPT_GRAD | OPT_CLASS | OPT_DET, dump_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
     if (!o.n_layers)
@@ -259,9 +266,23 @@ int cmd_dump(int argc, char **argv)
             goto out;
         }
     }
+    const int det = cli_is_detector(m);
+    int level = -1;
+    if (!det && (o.level || o.has_box || o.channel >= 0 || o.det_short)) {
+        rc = cli_error("--level, --box, --channel and --det-size apply to detection backbones");
+        goto out;
+    }
+    if (det && o.cls >= 0) {
+        rc = cli_error("%s has no classes: --grad differentiates the energy of --level",
+                       kdc_model_arch(m));
+        goto out;
+    }
+    if (det && (rc = cli_find_level(&o, m, &level)))
+        goto out;
     if ((rc = cli_prepare_out_dir(o.out_dir)))
         goto out;
-    if ((rc = cli_load_input(&o, m, &input, &n, &h, &w)))
+    if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, NULL, &scales)
+                  : cli_load_input(&o, m, &input, &n, &h, &w)))
         goto out;
     if (o.cls >= 0 && !o.grad) {
         rc = cli_error("--class only applies with --grad");
@@ -271,8 +292,13 @@ int cmd_dump(int argc, char **argv)
     int lowest = idx[0];
     for (int i = 1; i < o.n_layers; i++)
         lowest = idx[i] < lowest ? idx[i] : lowest;
-    if ((st = kdc_run_create(m, &ro, &run)) ||
-        (st = o.grad ? kdc_run_forward_grad(run, input, n, h, w, idx, o.n_layers, lowest)
+    if ((st = kdc_run_create(m, &ro, &run))) {
+        rc = cli_lib_error(st, NULL);
+        goto out;
+    }
+    if (det && o.grad && (rc = cli_level_seed(&o, m, run, input, n, h, w, scales, level, &seed)))
+        goto out;
+    if ((st = o.grad ? kdc_run_forward_grad(run, input, n, h, w, idx, o.n_layers, lowest)
                      : kdc_run_forward(run, input, n, h, w, idx, o.n_layers))) {
         rc = cli_lib_error(st, NULL);
         goto out;
@@ -289,6 +315,8 @@ int cmd_dump(int argc, char **argv)
                 cls[b] = o.cls;
         }
         kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+        if (det)
+            tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
         st = kdc_run_backward(run, &tg, idx, o.n_layers, 0);
         free(cls);
         if (st) {
@@ -298,11 +326,13 @@ int cmd_dump(int argc, char **argv)
     }
     for (int i = 0; i < o.n_layers; i++) {
         if ((rc = write_layer(m, run, o.out_dir, o.layers[i], idx[i], 0, &buf)))
-            goto out;
+            break;
         if (o.grad && (rc = write_layer(m, run, o.out_dir, o.layers[i], idx[i], 1, &buf)))
-            goto out;
+            break;
     }
 out:
+    free(seed);
+    free(scales);
     free(buf);
     free(input);
     kdc_run_destroy(run);

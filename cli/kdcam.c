@@ -48,6 +48,7 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
     o->threads = 1;
     o->topk = 5;
     o->cls = -1;
+    o->channel = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -169,6 +170,65 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--class: '%s' is not a class index (0, 1, ...)", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--level")) {
+            NEEDS(OPT_DET);
+            o->level = v;
+        } else if (!strcmp(a, "--box")) {
+            NEEDS(OPT_DET);
+            int used = 0;
+            if (sscanf(v, "%f,%f,%f,%f%n", &o->box[0], &o->box[1], &o->box[2], &o->box[3],
+                       &used) != 4 || v[used] || !(o->box[0] < o->box[2]) ||
+                !(o->box[1] < o->box[3])) {
+                cli_error("--box: '%s' is not x0,y0,x1,y1 with x0 < x1 and y0 < y1", v);
+                return -1;
+            }
+            o->has_box = 1;
+        } else if (!strcmp(a, "--channel")) {
+            NEEDS(OPT_DET);
+            if (parse_int(v, 0, 1 << 20, &o->channel)) {
+                cli_error("--channel: '%s' is not a channel index", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--energy")) {
+            NEEDS(OPT_DET);
+            if (!strcmp(v, "sumsq"))
+                o->energy = KDC_ENERGY_SUMSQ;
+            else if (!strcmp(v, "mean"))
+                o->energy = KDC_ENERGY_MEAN;
+            else {
+                cli_error("--energy: '%s' is neither sumsq nor mean", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--det-size")) {
+            NEEDS(OPT_DET);
+            int used = 0, n2 = sscanf(v, "%d,%d%n", &o->det_short, &o->det_max, &used);
+            if (n2 == 1) {
+                used = 0;
+                sscanf(v, "%d%n", &o->det_short, &used);
+                o->det_max = 0;
+            }
+            if (n2 < 1 || v[used] || o->det_short < 32 || o->det_short > 8192 ||
+                (n2 == 2 && o->det_max < o->det_short)) {
+                cli_error("--det-size: '%s' is not SHORT[,MAX] with 32 <= SHORT <= MAX", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--fpn-extra")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            static const char *names[] = {"auto", "none", "pool", "on-input", "on-output",
+                                          "on-lateral"};
+            o->fpn_extra = -1;
+            for (int k = 0; k < 6; k++)
+                if (!strcmp(v, names[k]))
+                    o->fpn_extra = k;
+            if (o->fpn_extra < 0) {
+                cli_error("--fpn-extra: '%s' is not auto, none, pool, on-input, on-output or "
+                          "on-lateral", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--fpn-relu-extra")) {
+            if (!(acc & OPT_MODEL_EXTRA))
+                goto unknown;
+            o->fpn_relu_extra = 1;
         } else if (!strcmp(a, "--labels")) {
             NEEDS(OPT_MODELS);
             o->labels = v;
@@ -227,9 +287,18 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     mo.allow_unused = o->allow_unused;
     mo.bn_eps = o->eps;
     mo.activation = o->act;
+    mo.fpn_extra = (kdc_fpn_extra)o->fpn_extra;
+    mo.fpn_relu_extra = o->fpn_relu_extra;
     kdc_status st = kdc_model_load(o->weights, &mo, model);
     if (st)
         return cli_lib_error(st, NULL);
+    if (o->verbose) {
+        int k = kdc_model_num_ignored(*model);
+        fprintf(stderr, "kdcam: %s: %s, %d tensors ignored%s\n", o->weights,
+                kdc_model_arch(*model), k, k ? ":" : "");
+        for (int i = 0; i < k; i++)
+            fprintf(stderr, "  %s\n", kdc_model_ignored(*model, i));
+    }
     return 0;
 }
 

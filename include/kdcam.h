@@ -81,12 +81,26 @@ typedef enum kdc_activation {
     KDC_ACT_RELU6
 } kdc_activation;
 
+/* Extra levels above the last FPN input (see docs/fpn.md). */
+typedef enum kdc_fpn_extra {
+    KDC_FPN_EXTRA_AUTO = 0,  /* from the tensors: P6/P7 convs if present, else a
+                                max-pool level (Faster R-CNN's "pool")        */
+    KDC_FPN_EXTRA_NONE,      /* no extra level                                 */
+    KDC_FPN_EXTRA_POOL,      /* max_pool2d(P_top, kernel 1, stride 2)          */
+    KDC_FPN_EXTRA_ON_INPUT,  /* extra convs read C5                            */
+    KDC_FPN_EXTRA_ON_OUTPUT, /* extra convs read the top FPN output            */
+    KDC_FPN_EXTRA_ON_LATERAL /* mmdetection: extra convs read the top lateral  */
+} kdc_fpn_extra;
+
 typedef struct kdc_model_options {
-    /* "resnet50", "resnet101", "resnet152", "mobilenetv1", or NULL/"auto"
-     * to detect the architecture from the tensor names and shapes. */
+    /* "resnet50", "resnet101", "resnet152", "mobilenetv1", "resnet50-fpn",
+     * "resnet101-fpn", "resnet152-fpn", or NULL/"auto" to detect the
+     * architecture from the tensor names and shapes. */
     const char *arch;
-    /* BatchNorm epsilon; a negative value means the default 1e-5.
-     * torchvision detector checkpoints use 0.0. */
+    /* BatchNorm epsilon; a negative value means the default: 1e-5, or 0.0
+     * for torchvision detector checkpoints whose body has FrozenBatchNorm2d
+     * (no num_batches_tracked tensors), as torchvision sets for its COCO
+     * weights. */
     float bn_eps;
     /* Activation override; KDC_ACT_DEFAULT keeps the scheme's own
      * (ReLU for torchvision ResNet and the KD MobileNetV1, ReLU6 for timm
@@ -101,6 +115,10 @@ typedef struct kdc_model_options {
      * KDC_ERR_WEIGHTS error. Non-zero: tensors the model does not use are
      * ignored (a distillation checkpoint holding a teacher as well, say). */
     int allow_unused;
+    /* FPN detectors: extra levels, and (mmdetection's relu_before_extra_convs)
+     * a ReLU between extra convs when > 0. */
+    kdc_fpn_extra fpn_extra;
+    int fpn_relu_extra;
 } kdc_model_options;
 
 /* Fills *opt with the defaults (arch auto, eps 1e-5, ...). */
@@ -123,8 +141,13 @@ KDC_API void kdc_model_destroy(kdc_model *model);
 /* The architecture name ("resnet50", "mobilenetv1", ...). Valid while the
  * model lives. */
 KDC_API const char *kdc_model_arch(const kdc_model *model);
-/* Number of output classes (rows of the fc / classifier weight). */
+/* Number of output classes (rows of the fc / classifier weight); 0 for an
+ * FPN backbone, which has no classifier. */
 KDC_API int kdc_model_num_classes(const kdc_model *model);
+/* Tensors of the file that the model does not use and ignored by rule
+ * (detection heads of a detector checkpoint): count and names. */
+KDC_API int kdc_model_num_ignored(const kdc_model *model);
+KDC_API const char *kdc_model_ignored(const kdc_model *model, int i);
 
 /* Addressable layers, in execution order. Index 0 is "input". */
 KDC_API int kdc_model_num_layers(const kdc_model *model);
@@ -182,6 +205,33 @@ typedef struct kdc_preprocess {
 KDC_API void kdc_preprocess_imagenet(kdc_preprocess *pp);
 /* The model's own preprocessing (timm mobilenetv1_100: mean = std = 0.5). */
 KDC_API void kdc_model_preprocess(const kdc_model *model, kdc_preprocess *pp);
+
+/* Detector input: resize keeping the aspect ratio so that the shorter side
+ * is short_side unless the longer would exceed max_side, normalise, and pad
+ * bottom/right with zeros to a multiple of pad. */
+typedef struct kdc_det_preprocess {
+    int short_side;  /* 800                                                    */
+    int max_side;    /* 1333                                                   */
+    int pad;         /* 32                                                     */
+    float scale;     /* pixel multiplier before normalising: 1/255 (torchvision)
+                        or 1 (mmdetection)                                     */
+    float mean[3], std[3];
+    int round_size;  /* resized size: 0 = floor(side * s) (torchvision),
+                        1 = floor(side * s + 0.5) (mmdetection)               */
+} kdc_det_preprocess;
+
+/* The detector preprocessing of a model's layout (torchvision: 0..1 and
+ * ImageNet mean/std; mmdetection: 0..255, mean [123.675, 116.28, 103.53],
+ * std [58.395, 57.12, 57.375]). */
+KDC_API void kdc_model_det_preprocess(const kdc_model *model, kdc_det_preprocess *pp);
+
+/* Resizes (bilinear, half-pixel centres, as torch's interpolate), normalises
+ * and pads an image; *out (3 x h x w floats) is freed with kdc_free. *scale
+ * is resized / original size, to map boxes from original pixels; content_h
+ * and content_w (may be NULL) receive the size before padding. */
+KDC_API kdc_status kdc_preprocess_detection(const kdc_image *image, const kdc_det_preprocess *pp,
+                                            float **out, int *h, int *w, int *content_h,
+                                            int *content_w, double *scale);
 
 /* Output size (h, w) that kdc_preprocess_image produces for an image. */
 KDC_API kdc_status kdc_preprocess_size(const kdc_preprocess *pp, int img_w, int img_h,
@@ -271,6 +321,22 @@ KDC_API kdc_status kdc_run_read_grad(const kdc_run *run, int layer, float *dst, 
 
 /* The class each image's target used in the last backward (n entries). */
 KDC_API kdc_status kdc_run_target_classes(const kdc_run *run, int *classes, int n);
+
+/* Detector targets: the energy of a layer's output (an FPN level, say). */
+typedef enum kdc_energy {
+    KDC_ENERGY_SUMSQ = 0, /* sum of squares                               */
+    KDC_ENERGY_MEAN       /* mean value                                   */
+} kdc_energy;
+
+/* Fills seed (shaped like act, n x c x h x w) so that a KDC_TARGET_SEED
+ * backward from that layer differentiates its energy: over the cells whose
+ * centre lies inside box (x0, y0, x1, y1 in pixels of the in_h x in_w input
+ * tensor; NULL: all cells; a box holding no centre uses the cell under its
+ * centre) and over channel `channel` only (-1: all channels). Errors:
+ * KDC_ERR_INVALID_ARGUMENT (channel or box out of range, NULL pointers). */
+KDC_API kdc_status kdc_energy_seed(const float *act, int n, int c, int h, int w, int in_h,
+                                   int in_w, kdc_energy kind, const float *box, int channel,
+                                   float *seed);
 
 /* ------------------------------------------------------------------ */
 /* Class activation maps                                               */

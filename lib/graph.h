@@ -22,7 +22,8 @@ typedef enum kdc__op {
     KDC__OP_ADD_RELU, /* y = min(max(a + b, 0), clamp) (residual join)  */
     KDC__OP_MAXPOOL,  /* k x k window, stride, zero padding ignored     */
     KDC__OP_GAP,      /* global average pool to N x C x 1 x 1           */
-    KDC__OP_LINEAR    /* fully connected on N x C x 1 x 1 -> N x K x 1 x 1 */
+    KDC__OP_LINEAR,   /* fully connected on N x C x 1 x 1 -> N x K x 1 x 1 */
+    KDC__OP_ADD_UP    /* y = a + nearest_upsample(b) to a's size (FPN)   */
 } kdc__op;
 
 typedef struct kdc__conv_param {
@@ -64,6 +65,10 @@ struct kdc_model {
     int n_blocks;
     size_t n_params;        /* floats held in blocks                        */
     kdc_preprocess preprocess;
+    int detector;           /* 0; 1 torchvision FPN; 2 mmdetection FPN        */
+    float bn_eps;           /* the BatchNorm eps used                         */
+    char **ignored;         /* tensors of the file not used (detection heads) */
+    int n_ignored;
 };
 
 /* Output spatial size of a conv / pool window: floor((in + 2p - k) / s) + 1,
@@ -117,6 +122,13 @@ void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1);
 
 /* linear.c: one image, outputs [o0, o1) */
 void kdc__linear_ref(const kdc__conv_param *lp, const float *in, float *out, int o0, int o1);
+
+/* upsample.c */
+int kdc__nearest_src(int dst, int in, int out);
+void kdc__add_up_ref(const float *a, const float *b, float *y, int h, int w, int bh, int bw,
+                     int c0, int c1);
+void kdc__add_up_backward_ref(const float *dy, float *da, float *db, int h, int w, int bh, int bw,
+                              int c0, int c1);
 
 /* Backward kernels accumulate (+=) into the input gradient dx, so a node
  * consumed twice (a residual join) receives the sum of both paths. */

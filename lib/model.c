@@ -63,7 +63,7 @@ static const struct {
 /* Builder state                                                       */
 
 typedef struct kdc__entry {
-    const char *key;               /* name with the prefix stripped       */
+    const char *key;               /* full tensor name                    */
     const kdc__st_tensor *t;
     int used;
 } kdc__entry;
@@ -74,7 +74,7 @@ typedef struct kdc__builder {
     kdc__st_file *st;
     kdc__entry *entries;           /* sorted by key                       */
     int n_entries;
-    const char *prefix;            /* stripped from every used key        */
+    const char *prefix;            /* put in front of every key looked up */
     float eps;
     float clamp;                   /* INFINITY (ReLU) or 6 (ReLU6)        */
     int cap_nodes, cap_aliases, cap_blocks;
@@ -85,9 +85,13 @@ static int kdc__entry_cmp(const void *a, const void *b)
     return strcmp(((const kdc__entry *)a)->key, ((const kdc__entry *)b)->key);
 }
 
+/* The tensor named prefix + key (entries are indexed by full name). */
 static kdc__entry *kdc__lookup(kdc__builder *b, const char *key)
 {
-    kdc__entry probe = {.key = key};
+    char full[512];
+    if ((size_t)snprintf(full, sizeof full, "%s%s", b->prefix, key) >= sizeof full)
+        return NULL;
+    kdc__entry probe = {.key = full};
     return bsearch(&probe, b->entries, (size_t)b->n_entries, sizeof probe, kdc__entry_cmp);
 }
 
@@ -356,7 +360,10 @@ static const struct {
     {"resnet152", {3, 8, 36, 3}},
 };
 
-static kdc_status kdc__build_resnet(kdc__builder *b, const char *want_arch)
+/* The ResNet body (stem and four stages, stage outputs in stages[]) and,
+ * when classifier is set, avgpool + fc. */
+static kdc_status kdc__build_resnet(kdc__builder *b, const char *want_arch, int classifier,
+                                    int stages[4])
 {
     struct kdc_model *m = b->m;
     char key[256], key2[256], name[128];
@@ -478,15 +485,217 @@ static kdc_status kdc__build_resnet(kdc__builder *b, const char *want_arch)
         }
         if ((st = kdc__add_alias(b, kdc__key(name, sizeof name, "layer%d", l), x)))
             return st;
+        stages[l - 1] = x;
     }
+    m->min_input = 32;
+    kdc_preprocess_imagenet(&m->preprocess);
+    if (!classifier)
+        return KDC_OK;
     x = kdc__add_node(b, KDC__OP_GAP, "avgpool", x, -1, m->nodes[x].channels);
     if (x < 0)
         return KDC_ERR_NO_MEMORY;
     if ((st = kdc__linear(b, "fc", "fc.weight", "fc.bias", x, &x)))
         return st;
     m->num_classes = m->nodes[x].channels;
-    m->min_input = 32;
-    kdc_preprocess_imagenet(&m->preprocess);
+    return KDC_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Feature pyramid (detection backbones)                               */
+
+/* A 1x1 or 3x3 conv with bias under torchvision's or mmdetection's names. */
+static kdc_status kdc__fpn_conv(kdc__builder *b, const char *name, const char *wkey,
+                                const char *bkey, int in, int cout, int k, int stride, int *node)
+{
+    return kdc__conv(b, name, wkey, bkey, in, b->m->nodes[in].channels, cout, k, stride,
+                     k / 2, 1, node);
+}
+
+/* The stage (0..3) whose output has `channels` channels, or -1. */
+static int kdc__stage_with(const struct kdc_model *m, const int stages[4], int from, int channels)
+{
+    for (int s = from; s < 4; s++)
+        if (m->nodes[stages[s]].channels == channels)
+            return s;
+    return -1;
+}
+
+static int kdc__in_channels(kdc__builder *b, const char *key)
+{
+    kdc__entry *e = kdc__lookup(b, key);
+    return e && e->t->ndim == 4 ? (int)e->t->shape[1] : -1;
+}
+
+static kdc_status kdc__level_alias(kdc__builder *b, int level, int node)
+{
+    char name[32];
+    snprintf(name, sizeof name, "fpn.p%d", level);
+    return kdc__add_alias(b, name, node);
+}
+
+/* torchvision: backbone.fpn.inner_blocks.i[.0] (1x1 lateral), layer_blocks.i[.0]
+ * (3x3 output), extra_blocks.p6/p7 (LastLevelP6P7) or a max-pool "pool" level. */
+static kdc_status kdc__build_fpn_tv(kdc__builder *b, const int stages[4], kdc_fpn_extra extra)
+{
+    struct kdc_model *m = b->m;
+    char k1[256], k2[256], name[96];
+    kdc_status st;
+    const char *sp = kdc__has(b, "fpn.inner_blocks.0.0.weight") ? ".0" : "";
+    int L = 0;
+    while (kdc__has(b, kdc__key(k1, sizeof k1, "fpn.inner_blocks.%d%s.weight", L, sp)))
+        L++;
+    const int cin0 = kdc__in_channels(b, kdc__key(k1, sizeof k1, "fpn.inner_blocks.0%s.weight", sp));
+    const int s0 = kdc__stage_with(m, stages, 0, cin0);
+    if (s0 < 0 || s0 + L != 4)
+        return kdc__fail(KDC_ERR_WEIGHTS, "%s: %d FPN inner blocks starting at %d input channels "
+                         "do not match the body's stages (%d, %d, %d, %d channels)", b->path, L,
+                         cin0, m->nodes[stages[0]].channels, m->nodes[stages[1]].channels,
+                         m->nodes[stages[2]].channels, m->nodes[stages[3]].channels);
+    int last = -1, outs[4] = {-1, -1, -1, -1};
+    for (int i = L - 1; i >= 0; i--) {
+        int lat;
+        if ((st = kdc__fpn_conv(b, kdc__key(name, sizeof name, "fpn.inner_blocks.%d", i),
+                                kdc__key(k1, sizeof k1, "fpn.inner_blocks.%d%s.weight", i, sp),
+                                kdc__key(k2, sizeof k2, "fpn.inner_blocks.%d%s.bias", i, sp),
+                                stages[s0 + i], -1, 1, 1, &lat)))
+            return st;
+        if (last >= 0) {
+            if (m->nodes[lat].channels != m->nodes[last].channels)
+                return kdc__fail(KDC_ERR_WEIGHTS, "%s: FPN inner blocks differ in width (%d, %d)",
+                                 b->path, m->nodes[lat].channels, m->nodes[last].channels);
+            lat = kdc__add_node(b, KDC__OP_ADD_UP,
+                                kdc__key(name, sizeof name, "fpn.inner_blocks.%d.merged", i), lat,
+                                last, m->nodes[lat].channels);
+            if (lat < 0)
+                return KDC_ERR_NO_MEMORY;
+        }
+        last = lat;
+        if ((st = kdc__fpn_conv(b, kdc__key(name, sizeof name, "fpn.layer_blocks.%d", i),
+                                kdc__key(k1, sizeof k1, "fpn.layer_blocks.%d%s.weight", i, sp),
+                                kdc__key(k2, sizeof k2, "fpn.layer_blocks.%d%s.bias", i, sp), last,
+                                m->nodes[last].channels, 3, 1, &outs[i])) ||
+            (st = kdc__level_alias(b, s0 + i + 2, outs[i])))
+            return st;
+    }
+    const int top = outs[L - 1], level = s0 + L + 2, cout = m->nodes[top].channels;
+    if (kdc__has(b, "fpn.extra_blocks.p6.weight") && extra != KDC_FPN_EXTRA_NONE) {
+        /* LastLevelP6P7: P6 from P5 when its input width equals the FPN's, else from C5 */
+        int cin6 = kdc__in_channels(b, "fpn.extra_blocks.p6.weight"), p6, r, p7;
+        int from = extra == KDC_FPN_EXTRA_ON_INPUT ? stages[3]
+                   : extra == KDC_FPN_EXTRA_ON_OUTPUT ? top
+                   : cin6 == cout ? top : stages[3];
+        if ((st = kdc__fpn_conv(b, "fpn.extra_blocks.p6", "fpn.extra_blocks.p6.weight",
+                                "fpn.extra_blocks.p6.bias", from, cout, 3, 2, &p6)) ||
+            (st = kdc__level_alias(b, level, p6)))
+            return st;
+        float keep = b->clamp;
+        b->clamp = INFINITY; /* torchvision: p7 = conv(F.relu(p6)) */
+        st = kdc__relu(b, "fpn.extra_blocks.relu", p6, &r);
+        b->clamp = keep;
+        if (st || (st = kdc__fpn_conv(b, "fpn.extra_blocks.p7", "fpn.extra_blocks.p7.weight",
+                                      "fpn.extra_blocks.p7.bias", r, cout, 3, 2, &p7)) ||
+            (st = kdc__level_alias(b, level + 1, p7)))
+            return st;
+    } else if (extra == KDC_FPN_EXTRA_AUTO || extra == KDC_FPN_EXTRA_POOL) {
+        /* LastLevelMaxPool: max_pool2d(P5, kernel 1, stride 2), torchvision's "pool" */
+        int p = kdc__add_node(b, KDC__OP_MAXPOOL, "fpn.pool", top, -1, cout);
+        if (p < 0)
+            return KDC_ERR_NO_MEMORY;
+        m->nodes[p].p.pool.k = 1;
+        m->nodes[p].p.pool.stride = 2;
+        m->nodes[p].p.pool.pad = 0;
+        if ((st = kdc__level_alias(b, level, p)))
+            return st;
+    }
+    m->num_classes = 0;
+    return KDC_OK;
+}
+
+/* mmdetection: neck.lateral_convs.i.conv, neck.fpn_convs.i.conv; start level
+ * from the first lateral's input width; extra fpn_convs on the input (C5),
+ * the output (P5) or the lateral, else a max-pool level. */
+static kdc_status kdc__build_fpn_mm(kdc__builder *b, const int stages[4], kdc_fpn_extra extra,
+                                    int relu_extra)
+{
+    struct kdc_model *m = b->m;
+    char k1[256], k2[256], name[96];
+    kdc_status st;
+    int L = 0, F = 0;
+    while (kdc__has(b, kdc__key(k1, sizeof k1, "neck.lateral_convs.%d.conv.weight", L)))
+        L++;
+    while (kdc__has(b, kdc__key(k1, sizeof k1, "neck.fpn_convs.%d.conv.weight", F)))
+        F++;
+    const int cin0 = kdc__in_channels(b, "neck.lateral_convs.0.conv.weight");
+    const int s0 = kdc__stage_with(m, stages, 0, cin0);
+    if (s0 < 0 || s0 + L != 4 || F < L)
+        return kdc__fail(KDC_ERR_WEIGHTS, "%s: neck with %d lateral convs from %d channels and %d "
+                         "fpn convs does not match the body's stages (%d, %d, %d, %d channels)",
+                         b->path, L, cin0, F, m->nodes[stages[0]].channels,
+                         m->nodes[stages[1]].channels, m->nodes[stages[2]].channels,
+                         m->nodes[stages[3]].channels);
+    int lat[4], outs[8];
+    for (int i = 0; i < L; i++)
+        if ((st = kdc__fpn_conv(b, kdc__key(name, sizeof name, "neck.lateral_convs.%d", i),
+                                kdc__key(k1, sizeof k1, "neck.lateral_convs.%d.conv.weight", i),
+                                kdc__key(k2, sizeof k2, "neck.lateral_convs.%d.conv.bias", i),
+                                stages[s0 + i], -1, 1, 1, &lat[i])))
+            return st;
+    /* top-down: laterals[i - 1] += upsample(laterals[i]) */
+    int merged[4];
+    merged[L - 1] = lat[L - 1];
+    for (int i = L - 2; i >= 0; i--) {
+        if (m->nodes[lat[i]].channels != m->nodes[merged[i + 1]].channels)
+            return kdc__fail(KDC_ERR_WEIGHTS, "%s: lateral convs differ in width", b->path);
+        merged[i] = kdc__add_node(b, KDC__OP_ADD_UP,
+                                  kdc__key(name, sizeof name, "neck.lateral_convs.%d.merged", i),
+                                  lat[i], merged[i + 1], m->nodes[lat[i]].channels);
+        if (merged[i] < 0)
+            return KDC_ERR_NO_MEMORY;
+    }
+    for (int i = 0; i < L; i++)
+        if ((st = kdc__fpn_conv(b, kdc__key(name, sizeof name, "neck.fpn_convs.%d", i),
+                                kdc__key(k1, sizeof k1, "neck.fpn_convs.%d.conv.weight", i),
+                                kdc__key(k2, sizeof k2, "neck.fpn_convs.%d.conv.bias", i),
+                                merged[i], m->nodes[merged[i]].channels, 3, 1, &outs[i])) ||
+            (st = kdc__level_alias(b, s0 + i + 2, outs[i])))
+            return st;
+    const int cout = m->nodes[outs[L - 1]].channels;
+    if (F > L && extra != KDC_FPN_EXTRA_NONE && extra != KDC_FPN_EXTRA_POOL) {
+        int cin = kdc__in_channels(b, kdc__key(k1, sizeof k1, "neck.fpn_convs.%d.conv.weight", L));
+        int from = extra == KDC_FPN_EXTRA_ON_INPUT ? stages[3]
+                   : extra == KDC_FPN_EXTRA_ON_OUTPUT ? outs[L - 1]
+                   : extra == KDC_FPN_EXTRA_ON_LATERAL ? lat[L - 1]
+                   : cin == m->nodes[stages[3]].channels && cin != cout ? stages[3] : outs[L - 1];
+        for (int k = L; k < F; k++) {
+            if (k > L && relu_extra) {
+                float keep = b->clamp;
+                b->clamp = INFINITY;
+                st = kdc__relu(b, kdc__key(name, sizeof name, "neck.fpn_convs.%d.relu", k), from,
+                               &from);
+                b->clamp = keep;
+                if (st)
+                    return st;
+            }
+            if ((st = kdc__fpn_conv(b, kdc__key(name, sizeof name, "neck.fpn_convs.%d", k),
+                                    kdc__key(k1, sizeof k1, "neck.fpn_convs.%d.conv.weight", k),
+                                    kdc__key(k2, sizeof k2, "neck.fpn_convs.%d.conv.bias", k), from,
+                                    cout, 3, 2, &outs[k])) ||
+                (st = kdc__level_alias(b, s0 + k + 2, outs[k])))
+                return st;
+            from = outs[k];
+        }
+    } else if (extra == KDC_FPN_EXTRA_AUTO || extra == KDC_FPN_EXTRA_POOL) {
+        /* num_outs > inputs without extra convs: max_pool2d(P_top, 1, stride=2) */
+        int p = kdc__add_node(b, KDC__OP_MAXPOOL, "neck.pool", outs[L - 1], -1, cout);
+        if (p < 0)
+            return KDC_ERR_NO_MEMORY;
+        m->nodes[p].p.pool.k = 1;
+        m->nodes[p].p.pool.stride = 2;
+        m->nodes[p].p.pool.pad = 0;
+        if ((st = kdc__level_alias(b, s0 + L + 2, p)))
+            return st;
+    }
+    m->num_classes = 0;
     return KDC_OK;
 }
 
@@ -617,6 +826,31 @@ void kdc__model_free_contents(struct kdc_model *m)
     for (int i = 0; i < m->n_blocks; i++)
         free(m->blocks[i]);
     free(m->blocks);
+    for (int i = 0; i < m->n_ignored; i++)
+        free(m->ignored[i]);
+    free(m->ignored);
+}
+
+static kdc_status kdc__note_ignored(struct kdc_model *m, const char *name)
+{
+    char **p = realloc(m->ignored, (size_t)(m->n_ignored + 1) * sizeof *p);
+    if (!p)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory");
+    m->ignored = p;
+    if (!(p[m->n_ignored] = strdup(name)))
+        return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory");
+    m->n_ignored++;
+    return KDC_OK;
+}
+
+int kdc_model_num_ignored(const kdc_model *m)
+{
+    return m ? m->n_ignored : 0;
+}
+
+const char *kdc_model_ignored(const kdc_model *m, int i)
+{
+    return m && i >= 0 && i < m->n_ignored ? m->ignored[i] : NULL;
 }
 
 void kdc_model_destroy(kdc_model *m)
@@ -710,9 +944,12 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
         kdc_model_options_init(&opt);
     arch = opt.arch && strcmp(opt.arch, "auto") && opt.arch[0] ? opt.arch : NULL;
     if (arch && strcmp(arch, "resnet50") && strcmp(arch, "resnet101") &&
-        strcmp(arch, "resnet152") && strcmp(arch, "mobilenetv1"))
+        strcmp(arch, "resnet152") && strcmp(arch, "mobilenetv1") &&
+        strcmp(arch, "resnet50-fpn") && strcmp(arch, "resnet101-fpn") &&
+        strcmp(arch, "resnet152-fpn"))
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown architecture '%s' (known: resnet50, "
-                         "resnet101, resnet152, mobilenetv1)", arch);
+                         "resnet101, resnet152, mobilenetv1, resnet50-fpn, resnet101-fpn, "
+                         "resnet152-fpn)", arch);
     if (!(opt.bn_eps < 0.0f) && !(opt.bn_eps >= 0.0f && opt.bn_eps < 1.0f))
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "BatchNorm eps %g is out of range [0, 1)",
                          (double)opt.bn_eps);
@@ -738,7 +975,7 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
     }
     snprintf(b.m->arch, sizeof b.m->arch, "%s", arch ? arch : "model");
 
-    /* index the tensors under the prefix by their stripped names */
+    /* index every tensor by its full name */
     b.entries = calloc((size_t)kdc__st_count(b.st) + 1, sizeof *b.entries);
     if (!b.entries) {
         st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", path);
@@ -746,9 +983,7 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
     }
     for (int i = 0; i < kdc__st_count(b.st); i++) {
         const kdc__st_tensor *t = kdc__st_at(b.st, i);
-        if (!kdc__starts_with(t->name, prefix))
-            continue;
-        b.entries[b.n_entries].key = t->name + strlen(prefix);
+        b.entries[b.n_entries].key = t->name;
         b.entries[b.n_entries].t = t;
         b.n_entries++;
     }
@@ -764,24 +999,76 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
         st = KDC_ERR_NO_MEMORY;
         goto free_entries;
     }
+    /* a detector: the ResNet body under backbone.body. (torchvision) or
+     * backbone. (mmdetection), with its FPN beside it */
+    char root[256] = "";
+    int fpn = 0;
+    if (scheme == KDC__SCHEME_RESNET) {
+        size_t pl = strlen(prefix);
+        if (pl >= 5 && !strcmp(prefix + pl - 5, "body.")) {
+            snprintf(root, sizeof root, "%.*s", (int)(pl - 5), prefix);
+            b.prefix = root;
+            if (kdc__has(&b, "fpn.inner_blocks.0.0.weight") || kdc__has(&b, "fpn.inner_blocks.0.weight"))
+                fpn = 1;
+        } else if (pl >= 9 && !strcmp(prefix + pl - 9, "backbone.")) {
+            snprintf(root, sizeof root, "%.*s", (int)(pl - 9), prefix);
+            b.prefix = root;
+            if (kdc__has(&b, "neck.lateral_convs.0.conv.weight"))
+                fpn = 2;
+        }
+        b.prefix = prefix;
+    }
+    const int want_fpn = arch && strstr(arch, "-fpn") != NULL;
+    if (want_fpn && !fpn) {
+        st = kdc__fail(KDC_ERR_WEIGHTS, "%s: holds no FPN (no backbone.fpn.inner_blocks.* or "
+                       "neck.lateral_convs.* tensors), not %s", path, arch);
+        goto free_entries;
+    }
+    /* torchvision detectors load their COCO weights into FrozenBatchNorm2d
+     * with eps 0; a body saved from plain BatchNorm2d (it has
+     * num_batches_tracked) keeps eps 1e-5 */
+    if (fpn == 1 && opt.bn_eps < 0.0f && !kdc__has(&b, "bn1.num_batches_tracked"))
+        b.eps = 0.0f;
+    int stages[4];
+    char base[32] = "";
+    if (arch)
+        snprintf(base, sizeof base, "%.*s", (int)strcspn(arch, "-"), arch);
     if (scheme == KDC__SCHEME_RESNET)
-        st = kdc__build_resnet(&b, arch);
+        st = kdc__build_resnet(&b, arch ? base : NULL, !fpn, stages);
     else
         st = kdc__build_mbv1(&b, scheme);
     if (st)
         goto free_entries;
+    if (fpn) {
+        b.prefix = root;
+        st = fpn == 1 ? kdc__build_fpn_tv(&b, stages, opt.fpn_extra)
+                      : kdc__build_fpn_mm(&b, stages, opt.fpn_extra, opt.fpn_relu_extra > 0);
+        b.prefix = prefix;
+        if (st)
+            goto free_entries;
+        strncat(b.m->arch, "-fpn", sizeof b.m->arch - strlen(b.m->arch) - 1);
+        b.m->detector = fpn;
+        b.m->bn_eps = b.eps;
+    }
 
     /* every tensor of the file must have been used (I64 counters excepted) */
     if (!opt.allow_unused) {
         for (int i = 0; i < kdc__st_count(b.st); i++) {
             const kdc__st_tensor *t = kdc__st_at(b.st, i);
-            kdc__entry *e = kdc__starts_with(t->name, prefix)
-                                ? kdc__lookup(&b, t->name + strlen(prefix)) : NULL;
+            b.prefix = "";
+            kdc__entry *e = kdc__lookup(&b, t->name);
             if (e && e->used)
                 continue;
             size_t nl = strlen(t->name);
             if (nl >= 19 && !strcmp(t->name + nl - 19, "num_batches_tracked"))
                 continue;
+            if (fpn && !kdc__starts_with(t->name + strlen(root), "backbone.") &&
+                !kdc__starts_with(t->name + strlen(root), "neck.")) {
+                /* a detection head (rpn, roi_heads, bbox_head, ...): not ours */
+                if ((st = kdc__note_ignored(b.m, t->name)))
+                    goto free_entries;
+                continue;
+            }
             st = kdc__fail(KDC_ERR_WEIGHTS, "%s: unexpected tensor %s (not part of %s); allow "
                            "unused tensors (--allow-unused) to ignore it", path, t->name,
                            b.m->arch);
@@ -898,6 +1185,12 @@ kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw)
         case KDC__OP_GAP:
         case KDC__OP_LINEAR:
             y[1] = y[2] = 1;
+            break;
+        case KDC__OP_ADD_UP:
+            if (chw[3 * n->in[1]] != x[0])
+                return kdc__fail(KDC_ERR_SHAPE, "%s: channels differ", n->name);
+            y[1] = x[1];
+            y[2] = x[2];
             break;
         case KDC__OP_ADD_RELU: {
             const int *x2 = chw + 3 * n->in[1];

@@ -141,7 +141,8 @@ void kdc_run_destroy(kdc_run *r)
 
 static int kdc__elementwise(kdc__op op)
 {
-    return op == KDC__OP_AFFINE || op == KDC__OP_RELU || op == KDC__OP_ADD_RELU;
+    return op == KDC__OP_AFFINE || op == KDC__OP_RELU || op == KDC__OP_ADD_RELU ||
+           op == KDC__OP_ADD_UP;
 }
 
 static size_t kdc__numel(const kdc_run *r, int node)
@@ -230,7 +231,7 @@ typedef struct kdc__task {
     int32_t *argmax;       /* record max-pool winners here, or NULL        */
     const float *x, *x2;
     float *y;
-    const int *in_chw, *out_chw;
+    const int *in_chw, *in2_chw, *out_chw;
     int chunks; /* channel chunks per image */
 } kdc__task;
 
@@ -289,6 +290,12 @@ static void kdc__node_task(void *ctx, int t)
         kdc__linear_ref(&nd->p.conv, k->x + (size_t)b * nd->p.conv.cin, k->y + (size_t)b * C,
                         c0, c1);
         break;
+    case KDC__OP_ADD_UP: {
+        const size_t bhw = (size_t)k->in2_chw[1] * k->in2_chw[2];
+        kdc__add_up_ref(k->x + b * out_img, k->x2 + b * (size_t)C * bhw, k->y + b * out_img,
+                        k->out_chw[1], k->out_chw[2], k->in2_chw[1], k->in2_chw[2], c0, c1);
+        break;
+    }
     case KDC__OP_INPUT:
         break;
     }
@@ -317,6 +324,7 @@ static void kdc__run_node(kdc_run *r, int i, int record)
         .x2 = kdc__data(r, nd->in[1]),
         .y = r->buf[r->slot[i]],
         .in_chw = nd->in[0] >= 0 ? r->chw + 3 * nd->in[0] : NULL,
+        .in2_chw = nd->in[1] >= 0 ? r->chw + 3 * nd->in[1] : NULL,
         .out_chw = r->chw + 3 * i,
     };
     k.chunks = (k.out_chw[0] + KDC__CH_CHUNK - 1) / KDC__CH_CHUNK;
@@ -562,6 +570,13 @@ static void kdc__backward_task(void *ctx, int t)
     case KDC__OP_LINEAR:
         kdc__linear_backward_ref(&nd->p.conv, dy, dx, c0, c1);
         break;
+    case KDC__OP_ADD_UP: {
+        const int *s2 = r->chw + 3 * nd->in[1];
+        const size_t bhw = (size_t)s2[1] * s2[2];
+        kdc__add_up_backward_ref(dy, dx, k->dx2 ? k->dx2 + (size_t)b * Cin * bhw : NULL,
+                                 k->out_chw[1], k->out_chw[2], s2[1], s2[2], c0, c1);
+        break;
+    }
     case KDC__OP_INPUT:
         break;
     }

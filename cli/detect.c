@@ -1,0 +1,205 @@
+/* detect.c - the CLI's handling of detection backbones (ResNet-FPN): the
+ * detector input and level-energy targets. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_is_detector(const kdc_model *m)
+{
+    return kdc_model_num_classes(m) == 0;
+}
+
+int cli_find_level(const cli_opts *o, const kdc_model *m, int *level)
+{
+    char name[160];
+    const char *want = o->level ? o->level : "p3";
+    /* "p3" is short for "fpn.p3"; any layer name works too */
+    if (want[0] == 'p' && want[1] >= '0' && want[1] <= '9')
+        snprintf(name, sizeof name, "fpn.%s", want);
+    else
+        snprintf(name, sizeof name, "%s", want);
+    kdc_status st = kdc_model_find_layer(m, name, level);
+    return st ? cli_lib_error(st, "--level") : 0;
+}
+
+int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int *n, int *h,
+                       int *w, kdc_image ***crops_out, double **scales_out)
+{
+    kdc_det_preprocess pp;
+    kdc_status st;
+    int rc = 0;
+    if (o->input_npy) {
+        /* already the detector's input: no rescaling of boxes */
+        if ((rc = cli_load_batch(o, m, NULL, input, n, h, w, NULL)))
+            return rc;
+        if (scales_out) {
+            *scales_out = malloc((size_t)*n * sizeof **scales_out);
+            if (!*scales_out)
+                return cli_error("out of memory");
+            for (int i = 0; i < *n; i++)
+                (*scales_out)[i] = 1.0;
+        }
+        if (crops_out) {
+            /* pictures of the input, denormalised with the detector's constants */
+            kdc_image **crops = calloc((size_t)*n, sizeof *crops);
+            if (!crops)
+                return cli_error("out of memory");
+            kdc_model_det_preprocess(m, &pp);
+            for (int i = 0; i < *n && !rc; i++) {
+                if ((st = kdc_image_create(*w, *h, &crops[i]))) {
+                    rc = cli_lib_error(st, NULL);
+                    break;
+                }
+                const float *x = *input + (size_t)i * 3 * *h * *w;
+                for (int c = 0; c < 3; c++)
+                    for (int k = 0; k < *h * *w; k++) {
+                        float v = (x[(size_t)c * *h * *w + k] * pp.std[c] + pp.mean[c]) /
+                                  pp.scale + 0.5f;
+                        crops[i]->rgb[(size_t)k * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : (unsigned char)v;
+                    }
+            }
+            *crops_out = crops;
+        }
+        return rc;
+    }
+    kdc_model_det_preprocess(m, &pp);
+    if (o->det_short) {
+        pp.short_side = o->det_short;
+        pp.max_side = o->det_max ? o->det_max : (o->det_short * 1333 + 799) / 800;
+    }
+    const int N = o->n_images;
+    float **one = calloc((size_t)N, sizeof *one);
+    int *hs = calloc((size_t)N, sizeof *hs), *ws = calloc((size_t)N, sizeof *ws);
+    double *scales = calloc((size_t)N, sizeof *scales);
+    kdc_image **crops = crops_out ? calloc((size_t)N, sizeof *crops) : NULL;
+    float *batch = NULL;
+    int H = 0, W = 0;
+    if (!one || !hs || !ws || !scales || (crops_out && !crops)) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    for (int i = 0; i < N; i++) {
+        kdc_image *img;
+        if ((st = kdc_image_load(o->images[i], &img))) {
+            rc = cli_lib_error(st, NULL);
+            goto out;
+        }
+        st = kdc_preprocess_detection(img, &pp, &one[i], &hs[i], &ws[i], NULL, NULL, &scales[i]);
+        if (!st && crops) {
+            int ch, cw;
+            double s;
+            kdc_det_preprocess raw = pp;
+            /* the resized picture: preprocess with identity normalisation */
+            for (int c = 0; c < 3; c++) {
+                raw.mean[c] = 0.0f;
+                raw.std[c] = 1.0f;
+            }
+            raw.scale = 1.0f;
+            float *pix = NULL;
+            int ph, pw;
+            st = kdc_preprocess_detection(img, &raw, &pix, &ph, &pw, &ch, &cw, &s);
+            if (!st && !(st = kdc_image_create(pw, ph, &crops[i])))
+                for (int c = 0; c < 3; c++)
+                    for (int k = 0; k < ph * pw; k++) {
+                        float v = pix[(size_t)c * ph * pw + k] + 0.5f;
+                        crops[i]->rgb[(size_t)k * 3 + c] = v < 0 ? 0 : v > 255 ? 255 : (unsigned char)v;
+                    }
+            kdc_free(pix);
+        }
+        kdc_image_destroy(img);
+        if (st) {
+            rc = cli_lib_error(st, o->images[i]);
+            goto out;
+        }
+        H = hs[i] > H ? hs[i] : H;
+        W = ws[i] > W ? ws[i] : W;
+    }
+    /* one batch: every image padded to the largest (as torchvision batches) */
+    batch = calloc((size_t)N * 3 * H * W, sizeof *batch);
+    if (!batch) {
+        rc = cli_error("out of memory for %d images of %dx%d", N, W, H);
+        goto out;
+    }
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < hs[i]; y++)
+                memcpy(batch + (((size_t)i * 3 + c) * H + y) * W,
+                       one[i] + ((size_t)c * hs[i] + y) * ws[i], (size_t)ws[i] * sizeof *batch);
+    if (crops)
+        for (int i = 0; i < N; i++) {
+            if (hs[i] == H && ws[i] == W)
+                continue;
+            kdc_image *big;
+            if ((st = kdc_image_create(W, H, &big))) {
+                rc = cli_lib_error(st, NULL);
+                goto out;
+            }
+            kdc_image_paste(big, crops[i], 0, 0);
+            kdc_image_destroy(crops[i]);
+            crops[i] = big;
+        }
+    *input = batch;
+    batch = NULL;
+    *n = N;
+    *h = H;
+    *w = W;
+    if (crops_out) {
+        *crops_out = crops;
+        crops = NULL;
+    }
+    if (scales_out) {
+        *scales_out = scales;
+        scales = NULL;
+    }
+out:
+    for (int i = 0; one && i < N; i++)
+        kdc_free(one[i]);
+    free(one);
+    free(hs);
+    free(ws);
+    free(scales);
+    free(batch);
+    cli_free_crops(crops, N);
+    return rc;
+}
+
+int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input, int n,
+                   int h, int w, const double *scales, int level, float **seed)
+{
+    kdc_status st;
+    int s[4];
+    *seed = NULL;
+    if ((st = kdc_run_forward(run, input, n, h, w, &level, 1)) ||
+        (st = kdc_run_layer_shape(run, level, s)))
+        return cli_lib_error(st, NULL);
+    const size_t per = (size_t)s[1] * s[2] * s[3];
+    float *act = malloc((size_t)n * per * sizeof *act), *sd = malloc((size_t)n * per * sizeof *sd);
+    if (!act || !sd) {
+        free(act);
+        free(sd);
+        return cli_error("out of memory");
+    }
+    if ((st = kdc_run_read_layer(run, level, act, (size_t)n * per))) {
+        free(act);
+        free(sd);
+        return cli_lib_error(st, NULL);
+    }
+    /* per image: the box scales with that image's resize */
+    for (int b = 0; b < n; b++) {
+        float box[4];
+        for (int k = 0; k < 4; k++)
+            box[k] = (float)(o->box[k] * (scales ? scales[b] : 1.0));
+        st = kdc_energy_seed(act + b * per, 1, s[1], s[2], s[3], h, w, (kdc_energy)o->energy,
+                             o->has_box ? box : NULL, o->channel, sd + b * per);
+        if (st) {
+            free(act);
+            free(sd);
+            return cli_lib_error(st, kdc_model_layer_name(m, level));
+        }
+    }
+    free(act);
+    *seed = sd;
+    return 0;
+}
