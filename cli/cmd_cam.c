@@ -239,6 +239,8 @@ int cmd_cam(int argc, char **argv)
     const char *method = o.method ? o.method : "gradcam";
     if (parse_method(method, &kind, &cam, &at))
         return 2;
+    if (kind == M_CAM)
+        method = kdc_cam_method_name(cam); /* canonical spelling in file names */
     if (o.feature)
         return cli_error("--feature applies to `kdcam compare`"), 2;
     if (o.n_layers > KDC_CAM_MAX_LAYERS)
@@ -357,7 +359,10 @@ int cmd_cam(int argc, char **argv)
         goto out;
     }
     for (int b = 0; b < n; b++) {
-        const char *src = o.input_npy ? o.input_npy : o.images[b];
+        char srcbuf[4200];
+        if (o.input_npy)
+            snprintf(srcbuf, sizeof srcbuf, "%s[%d]", o.input_npy, b);
+        const char *src = o.input_npy ? srcbuf : o.images[b];
         int c = res ? res->classes[b] : (cls ? cls[b] : -1);
         const char *cname = c >= 0 && kdc_model_num_classes(m) == 1000 ? kdc_imagenet_class_name(c)
                                                                          : NULL;

@@ -30,8 +30,9 @@ static const char *compare_usage =
     "                      1000-class heads, else the class index)\n"
     "      --scorecam-topk K  as for `kdcam cam`\n"
     "  -o, --out DIR       output directory (default: current directory)\n"
-    "      --json          per image and model, one JSON object: class, name, prob,\n"
-    "                      pearson_vs_teacher, iou20_vs_teacher\n"
+    "      --json          per image and model, one JSON object: image, index, model,\n"
+    "                      arch, layer, method, class, name, prob, pearson_vs_teacher,\n"
+    "                      iou20_vs_teacher, figure\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P  apply to every model\n"
     "  -t, --threads N     worker threads (default 1)\n"
@@ -54,7 +55,8 @@ typedef struct cmp_model {
     float *probs;    /* n: softmax probability of class  */
 } cmp_model;
 
-static const char *known_arch[] = {"resnet50", "resnet101", "resnet152", "mobilenetv1", "auto"};
+static const char *known_arch[] = {"resnet50",      "resnet101",     "resnet152",    "mobilenetv1",
+                                   "resnet50-fpn",  "resnet101-fpn", "resnet152-fpn", "auto"};
 
 static int parse_spec(const char *spec, cmp_model *cm)
 {
@@ -76,6 +78,12 @@ static int parse_spec(const char *spec, cmp_model *cm)
                 cm->weights = colon + 1;
             }
         }
+        /* "word:..." with no path characters before the colon meant an
+         * architecture: say so rather than failing to open "word:file" */
+        if (!cm->arch_opt[0] && strcspn(rest, "/.") > (size_t)(colon - rest))
+            return cli_error("--model '%s': unknown architecture '%.*s' (resnet50, resnet101, "
+                             "resnet152, mobilenetv1, resnet50-fpn, resnet101-fpn, "
+                             "resnet152-fpn)", spec, (int)(colon - rest), rest);
     }
     if (!*cm->weights)
         return cli_error("--model '%s': no weights file", spec);
@@ -396,6 +404,9 @@ int cmd_compare(int argc, char **argv)
         return cli_error("--guided, --npy and --on-original apply to `kdcam cam`"), 2;
     if (o.method && kdc_cam_method_parse(o.method, &method))
         return cli_lib_error(KDC_ERR_INVALID_ARGUMENT, "--method"), 2;
+    if (o.feature && strcmp(o.feature, "mean") && strcmp(o.feature, "max") &&
+        strcmp(o.feature, "l2") && strcmp(o.feature, "pca"))
+        return cli_error("--feature: '%s' is not mean, max, l2 or pca", o.feature), 2;
     if (!o.out_dir)
         o.out_dir = ".";
     for (int i = 0; i < o.n_models; i++)

@@ -254,6 +254,8 @@ int cmd_dump(int argc, char **argv)
         return cli_error("no --layer given (kdcam layers lists the names)"), 2;
     if (!o.out_dir)
         return cli_error("no output directory: give -o DIR"), 2;
+    if (o.cls >= 0 && !o.grad)
+        return cli_error("--class only applies with --grad"), 2;
     if ((rc = cli_load_model(&o, &m)))
         return rc;
     for (int i = 0; i < o.n_layers; i++) {
@@ -284,10 +286,6 @@ int cmd_dump(int argc, char **argv)
     if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, NULL, &scales)
                   : cli_load_input(&o, m, &input, &n, &h, &w)))
         goto out;
-    if (o.cls >= 0 && !o.grad) {
-        rc = cli_error("--class only applies with --grad");
-        goto out;
-    }
     kdc_run_options ro = {.threads = o.threads};
     int lowest = idx[0];
     for (int i = 1; i < o.n_layers; i++)
