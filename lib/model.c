@@ -1024,6 +1024,13 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
                        "neck.lateral_convs.* tensors), not %s", path, arch);
         goto free_entries;
     }
+    if (arch && fpn && !want_fpn) {
+        st = kdc__fail(KDC_ERR_WEIGHTS, "%s: holds a detection backbone (a ResNet body with "
+                       "an FPN: %s tensors), not the classifier %s; load it as %s-fpn or "
+                       "with arch auto", path,
+                       fpn == 1 ? "backbone.fpn.*" : "neck.*", arch, arch);
+        goto free_entries;
+    }
     /* torchvision detectors load their COCO weights into FrozenBatchNorm2d
      * with eps 0; a body saved from plain BatchNorm2d (it has
      * num_batches_tracked) keeps eps 1e-5 */
@@ -1051,29 +1058,35 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
         b.m->bn_eps = b.eps;
     }
 
-    /* every tensor of the file must have been used (I64 counters excepted) */
-    if (!opt.allow_unused) {
-        for (int i = 0; i < kdc__st_count(b.st); i++) {
-            const kdc__st_tensor *t = kdc__st_at(b.st, i);
-            b.prefix = "";
-            kdc__entry *e = kdc__lookup(&b, t->name);
-            if (e && e->used)
-                continue;
-            size_t nl = strlen(t->name);
-            if (nl >= 19 && !strcmp(t->name + nl - 19, "num_batches_tracked"))
-                continue;
-            if (fpn && !kdc__starts_with(t->name + strlen(root), "backbone.") &&
-                !kdc__starts_with(t->name + strlen(root), "neck.")) {
-                /* a detection head (rpn, roi_heads, bbox_head, ...): not ours */
-                if ((st = kdc__note_ignored(b.m, t->name)))
-                    goto free_entries;
-                continue;
-            }
-            st = kdc__fail(KDC_ERR_WEIGHTS, "%s: unexpected tensor %s (not part of %s); allow "
-                           "unused tensors (--allow-unused) to ignore it", path, t->name,
-                           b.m->arch);
-            goto free_entries;
+    /* the detector's own prefix, beside which its heads sit: root without
+     * torchvision's "backbone." (mmdetection's root is already that) */
+    size_t wl = strlen(root);
+    if (fpn == 1 && wl >= 9 && !strcmp(root + wl - 9, "backbone."))
+        wl -= 9;
+    /* every tensor of the file must have been used (I64 counters excepted),
+     * but for a detector's heads, which are listed as ignored */
+    b.prefix = "";
+    for (int i = 0; i < kdc__st_count(b.st); i++) {
+        const kdc__st_tensor *t = kdc__st_at(b.st, i);
+        kdc__entry *e = kdc__lookup(&b, t->name);
+        if (e && e->used)
+            continue;
+        size_t nl = strlen(t->name);
+        if (nl >= 19 && !strcmp(t->name + nl - 19, "num_batches_tracked"))
+            continue;
+        if (fpn && !strncmp(t->name, root, wl) && !kdc__starts_with(t->name + wl, "backbone.") &&
+            !kdc__starts_with(t->name + wl, "neck.")) {
+            /* a detection head (rpn, roi_heads, bbox_head, ...): not ours */
+            if ((st = kdc__note_ignored(b.m, t->name)))
+                goto free_entries;
+            continue;
         }
+        if (opt.allow_unused)
+            continue;
+        st = kdc__fail(KDC_ERR_WEIGHTS, "%s: unexpected tensor %s (not part of %s); allow "
+                       "unused tensors (--allow-unused) to ignore it", path, t->name,
+                       b.m->arch);
+        goto free_entries;
     }
     free(b.entries);
     kdc__st_close(b.st);

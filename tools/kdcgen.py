@@ -31,6 +31,32 @@ Per-tensor distributions (by name and shape), uniform on [c - a, c + a]:
   BN running_var               c = 1, a = 0.5
   fc / classifier bias         c = 0, a = 0.05
   num_batches_tracked          int64 scalar 0
+  bias of a detector tensor    c = 0, a = 0.05   (names starting with
+    backbone.fpn., neck., rpn., roi_heads. or bbox_head.: FPN / head conv
+    and fc biases; FPN conv weights follow the conv weight rule above)
+
+Detection-backbone schemes (FPN_SCHEMES; names include the detector's own
+"backbone." etc., the writer's prefix goes in front of them; num_classes is
+ignored): the ResNet50 body of scheme "resnet50" without fc under
+"backbone.body." (torchvision) or "backbone." (mmdetection), with or without
+num_batches_tracked, then the FPN tensors (FPN_CH output channels), then a
+few detection-head tensors (which libkdcam must ignore):
+  resnet50_fpn_tv          torchvision Faster R-CNN: FrozenBN body (no
+                           num_batches_tracked), fpn.inner_blocks.i.0 /
+                           layer_blocks.i.0 for C2..C5 (i = 0..3), max-pool
+                           level; heads rpn.* and roi_heads.*
+  resnet50_fpn_tv_old      the same with the old spelling inner_blocks.i.weight
+                           (no ".0") and a BatchNorm2d body (num_batches_tracked
+                           present: eps 1e-5); no heads
+  resnet50_fpn_tv_p6p7     torchvision RetinaNet v1: FrozenBN body, C3..C5
+                           (i = 0..2), extra_blocks.p6 (in FPN_CH: from P5)
+                           and p7; no heads
+  resnet50_fpn_tv_p6p7_v2  RetinaNet v2: as above, p6 in 2048 (from C5)
+  resnet50_fpn_mm_retina   mmdetection RetinaNet: body under backbone. with
+                           num_batches_tracked, neck.lateral_convs.i.conv (i =
+                           0..2, C3..C5), neck.fpn_convs.0..4.conv (3, 4: the
+                           stride-2 extra convs on C5 and on P6); heads
+                           bbox_head.*
 
 Inputs: fill(name="input", n, seed, c=0, a=2), row-major NCHW.
 
@@ -109,6 +135,10 @@ def fill(name, n, seed, c, a):
     return out
 
 
+DET_BIAS_PREFIXES = ("backbone.fpn.", "neck.", "rpn.", "roi_heads.", "bbox_head.")
+DET_BIAS_A = 0.05
+
+
 def tensor_dist(name, shape):
     """(kind, c, a) for a tensor; kind is 'f32' or 'i64zero'."""
     base = name.rsplit(".", 1)
@@ -117,6 +147,8 @@ def tensor_dist(name, shape):
     mleaf = module.rsplit(".", 1)[-1]
     if leaf == "num_batches_tracked":
         return ("i64zero", 0.0, 0.0)
+    if leaf == "bias" and name.startswith(DET_BIAS_PREFIXES):
+        return ("f32", 0.0, DET_BIAS_A)
     if leaf == "weight" and len(shape) == 4:
         fan_in = shape[1] * shape[2] * shape[3]
         return ("f32", 0.0, math.sqrt(6.0 / fan_in))
@@ -142,9 +174,70 @@ def _bn(p, c):
             (p + ".running_var", (c,)), (p + ".num_batches_tracked", ())]
 
 
+FPN_CH = 64  # FPN output channels of the generated detectors (torchvision's: 256)
+
+# scheme -> (layout, body prefix, num_batches_tracked, stages used (1-based),
+#            extra, old spelling, heads)
+FPN_SCHEMES = {
+    "resnet50_fpn_tv": ("tv", "backbone.body.", False, (1, 2, 3, 4), "pool", False, "tv"),
+    "resnet50_fpn_tv_old": ("tv", "backbone.body.", True, (1, 2, 3, 4), "pool", True, None),
+    "resnet50_fpn_tv_p6p7": ("tv", "backbone.body.", False, (2, 3, 4), "p6p7", False, None),
+    "resnet50_fpn_tv_p6p7_v2": ("tv", "backbone.body.", False, (2, 3, 4), "p6p7_c5", False, None),
+    "resnet50_fpn_mm_retina": ("mm", "backbone.", True, (2, 3, 4), "on_input2", False, "mm"),
+}
+
+
+def _fpn_specs(scheme):
+    layout, bprefix, nbt, stages, extra, old, heads = FPN_SCHEMES[scheme]
+    out = []
+    for name, shape in tensor_specs("resnet50", 1000):
+        if name.startswith("fc."):
+            continue
+        if not nbt and name.endswith(".num_batches_tracked"):
+            continue
+        out.append((bprefix + name, shape))
+    cins = [256 << (s - 1) for s in stages]
+    F = FPN_CH
+    if layout == "tv":
+        sp = "" if old else ".0"
+        for i, ci in enumerate(cins):
+            out.append(("backbone.fpn.inner_blocks.%d%s.weight" % (i, sp), (F, ci, 1, 1)))
+            out.append(("backbone.fpn.inner_blocks.%d%s.bias" % (i, sp), (F,)))
+        for i in range(len(cins)):
+            out.append(("backbone.fpn.layer_blocks.%d%s.weight" % (i, sp), (F, F, 3, 3)))
+            out.append(("backbone.fpn.layer_blocks.%d%s.bias" % (i, sp), (F,)))
+        if extra in ("p6p7", "p6p7_c5"):
+            c6 = F if extra == "p6p7" else 2048
+            out.append(("backbone.fpn.extra_blocks.p6.weight", (F, c6, 3, 3)))
+            out.append(("backbone.fpn.extra_blocks.p6.bias", (F,)))
+            out.append(("backbone.fpn.extra_blocks.p7.weight", (F, F, 3, 3)))
+            out.append(("backbone.fpn.extra_blocks.p7.bias", (F,)))
+    else:
+        for i, ci in enumerate(cins):
+            out.append(("neck.lateral_convs.%d.conv.weight" % i, (F, ci, 1, 1)))
+            out.append(("neck.lateral_convs.%d.conv.bias" % i, (F,)))
+        for i in range(len(cins) + 2):
+            ci = 2048 if i == len(cins) else F
+            out.append(("neck.fpn_convs.%d.conv.weight" % i, (F, ci, 3, 3)))
+            out.append(("neck.fpn_convs.%d.conv.bias" % i, (F,)))
+    if heads == "tv":
+        out += [("rpn.head.conv.0.0.weight", (F, F, 3, 3)), ("rpn.head.conv.0.0.bias", (F,)),
+                ("rpn.head.cls_logits.weight", (3, F, 1, 1)), ("rpn.head.cls_logits.bias", (3,)),
+                ("roi_heads.box_head.fc6.weight", (32, F * 49)),
+                ("roi_heads.box_head.fc6.bias", (32,))]
+    elif heads == "mm":
+        out += [("bbox_head.cls_convs.0.conv.weight", (F, F, 3, 3)),
+                ("bbox_head.cls_convs.0.conv.bias", (F,)),
+                ("bbox_head.retina_cls.weight", (9, F, 3, 3)),
+                ("bbox_head.retina_cls.bias", (9,))]
+    return out
+
+
 def tensor_specs(scheme, num_classes):
     """[(name, shape)] of every tensor of a scheme, in PyTorch state_dict order."""
     out = []
+    if scheme in FPN_SCHEMES:
+        return _fpn_specs(scheme)
     if scheme in RESNET_BLOCKS:
         out.append(("conv1.weight", (64, 3, 7, 7)))
         out += _bn("bn1", 64)

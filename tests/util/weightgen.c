@@ -170,8 +170,110 @@ static const int MBV1[13][3] = {{32, 64, 1},    {64, 128, 2},   {128, 128, 1}, {
 static const int MBV1_TIMM[13][2] = {{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 1}, {3, 0}, {3, 1},
                                      {3, 2}, {3, 3}, {3, 4}, {3, 5}, {4, 0}, {4, 1}};
 
+/* Detection-backbone schemes (kdcgen.FPN_SCHEMES): the resnet50 body without
+ * fc under a detector prefix, the FPN (FPN_CH channels) and a few head
+ * tensors. */
+#define FPN_CH 64
+static const struct {
+    const char *scheme;
+    int mm;            /* 0: torchvision keys, 1: mmdetection keys          */
+    int nbt;           /* body keeps num_batches_tracked                    */
+    int first_stage;   /* 1: C2..C5, 2: C3..C5                              */
+    int extra;         /* 0 none (max-pool level), 1 p6p7 from P5, 2 p6p7
+                          from C5, 3 mmdet two extra convs on C5            */
+    int old;           /* inner_blocks.i.weight (no ".0")                   */
+    int heads;         /* 0 none, 1 torchvision, 2 mmdetection              */
+} FPN_SCHEMES[] = {
+    {"resnet50_fpn_tv", 0, 0, 1, 0, 0, 1},
+    {"resnet50_fpn_tv_old", 0, 1, 1, 0, 1, 0},
+    {"resnet50_fpn_tv_p6p7", 0, 0, 2, 1, 0, 0},
+    {"resnet50_fpn_tv_p6p7_v2", 0, 0, 2, 2, 0, 0},
+    {"resnet50_fpn_mm_retina", 1, 1, 2, 3, 0, 2},
+};
+
+static int build_specs(const char *scheme, int classes, spec_list *l);
+
+static int build_fpn_specs(int k, spec_list *l)
+{
+    spec_list body = {0};
+    char name[128]; /* prefix + a body name; every name fits spec.name */
+    const int64_t F = FPN_CH;
+    if (build_specs("resnet50", 1000, &body) != 0) {
+        free(body.v);
+        return -1;
+    }
+    const char *bp = FPN_SCHEMES[k].mm ? "backbone." : "backbone.body.";
+    for (int i = 0; i < body.n; i++) {
+        const spec *s = &body.v[i];
+        size_t len = strlen(s->name);
+        if (strncmp(s->name, "fc.", 3) == 0)
+            continue;
+        if (!FPN_SCHEMES[k].nbt && len >= 19 && strcmp(s->name + len - 19, "num_batches_tracked") == 0)
+            continue;
+        snprintf(name, sizeof name, "%s%s", bp, s->name);
+        add(l, name, s->ndim, s->shape[0], s->shape[1], s->shape[2], s->shape[3]);
+    }
+    free(body.v);
+    const int L = 5 - FPN_SCHEMES[k].first_stage;
+    if (!FPN_SCHEMES[k].mm) {
+        const char *sp = FPN_SCHEMES[k].old ? "" : ".0";
+        for (int i = 0; i < L; i++) {
+            int64_t ci = (int64_t)256 << (FPN_SCHEMES[k].first_stage - 1 + i);
+            snprintf(name, sizeof name, "backbone.fpn.inner_blocks.%d%s.weight", i, sp);
+            add(l, name, 4, F, ci, 1, 1);
+            snprintf(name, sizeof name, "backbone.fpn.inner_blocks.%d%s.bias", i, sp);
+            add(l, name, 1, F, 0, 0, 0);
+        }
+        for (int i = 0; i < L; i++) {
+            snprintf(name, sizeof name, "backbone.fpn.layer_blocks.%d%s.weight", i, sp);
+            add(l, name, 4, F, F, 3, 3);
+            snprintf(name, sizeof name, "backbone.fpn.layer_blocks.%d%s.bias", i, sp);
+            add(l, name, 1, F, 0, 0, 0);
+        }
+        if (FPN_SCHEMES[k].extra == 1 || FPN_SCHEMES[k].extra == 2) {
+            add(l, "backbone.fpn.extra_blocks.p6.weight", 4, F,
+                FPN_SCHEMES[k].extra == 1 ? F : 2048, 3, 3);
+            add(l, "backbone.fpn.extra_blocks.p6.bias", 1, F, 0, 0, 0);
+            add(l, "backbone.fpn.extra_blocks.p7.weight", 4, F, F, 3, 3);
+            add(l, "backbone.fpn.extra_blocks.p7.bias", 1, F, 0, 0, 0);
+        }
+    } else {
+        for (int i = 0; i < L; i++) {
+            int64_t ci = (int64_t)256 << (FPN_SCHEMES[k].first_stage - 1 + i);
+            snprintf(name, sizeof name, "neck.lateral_convs.%d.conv.weight", i);
+            add(l, name, 4, F, ci, 1, 1);
+            snprintf(name, sizeof name, "neck.lateral_convs.%d.conv.bias", i);
+            add(l, name, 1, F, 0, 0, 0);
+        }
+        for (int i = 0; i < L + 2; i++) {
+            snprintf(name, sizeof name, "neck.fpn_convs.%d.conv.weight", i);
+            add(l, name, 4, F, i == L ? 2048 : F, 3, 3);
+            snprintf(name, sizeof name, "neck.fpn_convs.%d.conv.bias", i);
+            add(l, name, 1, F, 0, 0, 0);
+        }
+    }
+    if (FPN_SCHEMES[k].heads == 1) {
+        add(l, "rpn.head.conv.0.0.weight", 4, F, F, 3, 3);
+        add(l, "rpn.head.conv.0.0.bias", 1, F, 0, 0, 0);
+        add(l, "rpn.head.cls_logits.weight", 4, 3, F, 1, 1);
+        add(l, "rpn.head.cls_logits.bias", 1, 3, 0, 0, 0);
+        add(l, "roi_heads.box_head.fc6.weight", 2, 32, F * 49, 0, 0);
+        add(l, "roi_heads.box_head.fc6.bias", 1, 32, 0, 0, 0);
+    } else if (FPN_SCHEMES[k].heads == 2) {
+        add(l, "bbox_head.cls_convs.0.conv.weight", 4, F, F, 3, 3);
+        add(l, "bbox_head.cls_convs.0.conv.bias", 1, F, 0, 0, 0);
+        add(l, "bbox_head.retina_cls.weight", 4, 9, F, 3, 3);
+        add(l, "bbox_head.retina_cls.bias", 1, 9, 0, 0, 0);
+    }
+    return l->oom ? -1 : 0;
+}
+
 static int build_specs(const char *scheme, int classes, spec_list *l)
 {
+    for (size_t k = 0; k < sizeof FPN_SCHEMES / sizeof FPN_SCHEMES[0]; k++)
+        if (strcmp(scheme, FPN_SCHEMES[k].scheme) == 0)
+            return build_fpn_specs((int)k, l);
+
     char p[64], name[96];
     const int *blocks = NULL;
     static const int r50[4] = {3, 4, 6, 3}, r101[4] = {3, 4, 23, 3}, r152[4] = {3, 8, 36, 3};
@@ -277,6 +379,16 @@ static int tensor_dist(const spec *s, double *c, double *a)
     *a = 0.0;
     if (strcmp(leaf, "num_batches_tracked") == 0)
         return 1;
+    if (strcmp(leaf, "bias") == 0) {
+        /* detector biases (FPN, heads): kdcgen.DET_BIAS_PREFIXES */
+        static const char *const det[] = {"backbone.fpn.", "neck.", "rpn.", "roi_heads.",
+                                          "bbox_head."};
+        for (size_t i = 0; i < sizeof det / sizeof det[0]; i++)
+            if (strncmp(s->name, det[i], strlen(det[i])) == 0) {
+                *a = 0.05;
+                return 0;
+            }
+    }
     if (strcmp(leaf, "weight") == 0 && s->ndim == 4) {
         double fan_in = (double)(s->shape[1] * s->shape[2] * s->shape[3]);
         *a = sqrt(6.0 / fan_in);

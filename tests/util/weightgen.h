@@ -16,7 +16,16 @@
 /* Writes a safetensors file holding every tensor of a model, generated from
  * seed. scheme: "resnet50", "resnet101", "resnet152" (torchvision names,
  * with num_batches_tracked and fc), "mobilenetv1" (KD layout model.N.M.*, fc)
- * or "mobilenetv1_timm" (timm mobilenetv1_100 names). Each name in the file is
+ * or "mobilenetv1_timm" (timm mobilenetv1_100 names), or a ResNet50-FPN
+ * detection backbone: "resnet50_fpn_tv" (torchvision Faster R-CNN keys
+ * backbone.body.* without num_batches_tracked, backbone.fpn.inner_blocks.i.0.*
+ * for C2..C5, plus rpn.* / roi_heads.* head tensors), "resnet50_fpn_tv_old"
+ * (inner_blocks.i.weight spelling, body with num_batches_tracked),
+ * "resnet50_fpn_tv_p6p7" / "resnet50_fpn_tv_p6p7_v2" (RetinaNet v1 / v2: C3..C5,
+ * extra_blocks.p6 from P5 / from C5, p7), "resnet50_fpn_mm_retina"
+ * (mmdetection: backbone.*, neck.lateral_convs / fpn_convs, bbox_head.*); FPN
+ * width 64; num_classes is ignored by them (but must be > 0). See
+ * kdcgen.FPN_SCHEMES. Each name in the file is
  * prefix + name (prefix may be NULL or ""); the values depend on the
  * unprefixed name only. Floating tensors are F32, or F16 (rounded to nearest
  * even) when dtype_f16 is non-zero; num_batches_tracked is an I64 scalar 0.
