@@ -484,12 +484,19 @@ int cmd_compare(int argc, char **argv)
                 json_str(src);
                 printf(",\"index\":%d,\"model\":", b);
                 json_str(cms[i].name);
-                printf(",\"arch\":\"%s\",\"layer\":\"%s\",\"method\":\"%s\",\"class\":%d,\"name\":",
-                       kdc_model_arch(cms[i].m), cms[i].layer_name,
-                       kdc_cam_method_name(method), cms[i].classes[b]);
-                json_str(cname);
-                printf(",\"prob\":%.6g,\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,"
-                       "\"figure\":", cms[i].probs[b], r, iou);
+                printf(",\"arch\":\"%s\",\"layer\":\"%s\",\"method\":\"%s\",",
+                       kdc_model_arch(cms[i].m), cms[i].layer_name, kdc_cam_method_name(method));
+                if (cli_is_detector(cms[i].m)) {
+                    /* a backbone has no classes: the target is the level's energy */
+                    printf("\"class\":null,\"name\":null,\"prob\":null,\"target\":\"%s energy "
+                           "of %s\"", o.energy ? "mean" : "sumsq", cms[i].layer_name);
+                } else {
+                    printf("\"class\":%d,\"name\":", cms[i].classes[b]);
+                    json_str(cname);
+                    printf(",\"prob\":%.6g", cms[i].probs[b]);
+                }
+                printf(",\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,\"figure\":", r,
+                       iou);
                 json_str(path);
                 printf("}\n");
             } else {
