@@ -1,0 +1,602 @@
+/* test_grad.c - backward passes against the PyTorch autograd fixtures.
+ *
+ * Each fixture in tests/fixtures/grad/ (written by tools/gen_grad_fixtures.py)
+ * holds float64 PyTorch gradients of one model (N = 2, a small odd input
+ * size) for seeded weights and a seeded input, which the test regenerates with
+ * tests/util/weightgen.c (checked bit for bit on a few stored weights first):
+ *   1. top-1 logit target: d target / d output at every listed layer (ResNet:
+ *      input, relu, maxpool, every block, every stage, avgpool; MobileNetV1:
+ *      input, model.0 .. model.14);
+ *   2. softmax-probability target of explicit classes (each image's runner-up
+ *      class, so float32 softmax does not underflow): last stage and input;
+ *   3. guided backpropagation: input gradient;
+ *   4. a seeded seed tensor at the second-last stage: gradient two stages
+ *      lower and at the input.
+ * Each gradient must have relative L2 error <= 1e-4 on the stored sample (or
+ * the whole tensor when small), its L2 norm within 1e-4 relative, and its sum
+ * within 1e-4 * sqrt(n * sumsq) (the rules of test_models.c). The classes
+ * used (kdc_run_target_classes) must be PyTorch's top-1 (case 1), the
+ * explicit classes (case 2), -1 (seed). A backward down to the second-last
+ * stage only must give that stage's gradient bitwise equal to the full run.
+ * PyTorch's own float32-vs-float64 error is recorded in each fixture's
+ * metadata (about 1e-6) and printed.
+ *
+ * Error cases (on the MobileNets, which are cheap): backward without
+ * forward_grad, a gradient layer below down_to, a class out of range, a NaN
+ * input.
+ *
+ * Run from the repository root. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kdcam.h"
+#include "safetensors.h"
+#include "util/weightgen.h"
+
+#define FIXTURE_DIR "tests/fixtures/grad/"
+#define TOL 1e-4
+#define MAX_LIST 96
+
+#define CHECK_OK(expr)                                                                     \
+    do {                                                                                   \
+        kdc_status s_ = (expr);                                                            \
+        if (s_ != KDC_OK)                                                                  \
+            fail_msg("%s -> %s: %s", #expr, kdc_status_string(s_), kdc_last_error());     \
+    } while (0)
+
+#define CHECK_STATUS(expr, want)                                                           \
+    do {                                                                                   \
+        kdc_status s_ = (expr);                                                            \
+        if (s_ != (want))                                                                  \
+            fail_msg("%s -> %s (%s), expected %s", #expr, kdc_status_string(s_),           \
+                     kdc_last_error(), kdc_status_string(want));                           \
+    } while (0)
+
+static const char *const MODELS[] = {"resnet50", "resnet101", "resnet152", "mobilenetv1",
+                                     "mobilenetv1_timm"};
+
+/* ------------------------------------------------------------------ */
+/* Temporary weights files                                             */
+
+static char g_tmpdir[64];
+static char g_wpath[256];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/kdcam_test_grad_XXXXXX");
+    if (!mkdtemp(g_tmpdir)) {
+        fprintf(stderr, "test_grad: mkdtemp failed\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (g_wpath[0])
+        remove(g_wpath);
+    if (g_tmpdir[0])
+        rmdir(g_tmpdir);
+    return 0;
+}
+
+/* One weights file at a time (at most one ResNet152, 240 MB, in /tmp). */
+static const char *weights_file(const char *scheme, uint64_t seed, int classes)
+{
+    if (g_wpath[0])
+        remove(g_wpath);
+    snprintf(g_wpath, sizeof g_wpath, "%s/%s_%llu.safetensors", g_tmpdir, scheme,
+             (unsigned long long)seed);
+    if (kdc_test_write_weights(g_wpath, scheme, seed, classes, "", 0) != 0)
+        fail_msg("cannot write generated weights %s", g_wpath);
+    return g_wpath;
+}
+
+/* ------------------------------------------------------------------ */
+/* Fixture access                                                      */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *meta(const kdc__st_file *f, const char *key)
+{
+    const char *v = kdc__st_metadata(f, key);
+    if (!v)
+        fail_msg("fixture metadata has no %s", key);
+    return v;
+}
+
+static long meta_long(const kdc__st_file *f, const char *key)
+{
+    return strtol(meta(f, key), NULL, 10);
+}
+
+/* Splits a comma-separated metadata list into names (copied into buf). */
+static int meta_list(const kdc__st_file *f, const char *key, char names[][96], int max)
+{
+    const char *s = meta(f, key);
+    int n = 0;
+    while (*s) {
+        const char *e = strchr(s, ',');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (n >= max || len >= 96)
+            fail_msg("metadata %s: list too long", key);
+        memcpy(names[n], s, len);
+        names[n][len] = '\0';
+        n++;
+        s += len + (e ? 1 : 0);
+    }
+    return n;
+}
+
+static const kdc__st_tensor *need(const kdc__st_file *f, const char *fmt, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof key, fmt, name);
+    const kdc__st_tensor *t = kdc__st_find(f, key);
+    if (!t)
+        fail_msg("fixture has no tensor %s", key);
+    return t;
+}
+
+static float *read_f32(const kdc__st_tensor *t)
+{
+    float *v = malloc((t->numel ? t->numel : 1) * sizeof *v);
+    assert_non_null(v);
+    CHECK_OK(kdc__st_to_f32(t, v));
+    return v;
+}
+
+static double read_scalar(const kdc__st_tensor *t)
+{
+    assert_int_equal(t->numel, 1);
+    if (t->dtype == KDC__ST_F64) {
+        uint64_t u = 0;
+        for (int i = 7; i >= 0; i--)
+            u = (u << 8) | t->data[i];
+        double d;
+        memcpy(&d, &u, sizeof d);
+        return d;
+    }
+    float v;
+    CHECK_OK(kdc__st_to_f32(t, &v));
+    return v;
+}
+
+static int check_generator(const kdc__st_file *f, const char *scheme, uint64_t seed, int classes)
+{
+    int checked = 0;
+    for (int i = 0; i < kdc__st_count(f); i++) {
+        const kdc__st_tensor *t = kdc__st_at(f, i);
+        size_t len = strlen(t->name);
+        if (strncmp(t->name, "weights:", 8) != 0 || len < 12 ||
+            strcmp(t->name + len - 4, "/val") != 0)
+            continue;
+        char wname[128];
+        snprintf(wname, sizeof wname, "%.*s", (int)(len - 12), t->name + 8);
+        float *gen = NULL;
+        size_t n = 0;
+        if (kdc_test_gen_tensor(scheme, classes, wname, seed, &gen, &n) != 0)
+            fail_msg("generator: scheme %s has no tensor %s", scheme, wname);
+        float *ref = read_f32(t);
+        size_t k = t->numel, bad = 0;
+        for (size_t j = 0; j < k; j++) {
+            size_t idx = k == n ? j : kdc_test_sample_index(n, k, j);
+            if (memcmp(&gen[idx], &ref[j], sizeof(float)) != 0)
+                bad++;
+        }
+        if (bad)
+            fail_msg("generator: %zu of %zu values of %s differ from tools/kdcgen.py", bad, k,
+                     wname);
+        free(ref);
+        free(gen);
+        checked++;
+    }
+    assert_true(checked > 0);
+    return checked;
+}
+
+typedef struct errstat {
+    double worst;
+    char worst_name[160];
+    int failures;
+} errstat;
+
+/* Compares got (cnt floats) with the fixture entry `key` (key/shape, /val,
+ * /sum, /sumsq); records the worst error; prints a FAIL line. */
+static void compare(const kdc__st_file *f, const char *model, const char *key, const float *got,
+                    size_t cnt, errstat *es)
+{
+    const kdc__st_tensor *ts = need(f, "%s/shape", key);
+    int64_t shape[8];
+    CHECK_OK(kdc__st_to_i64(ts, shape));
+    size_t rn = 1;
+    for (size_t d = 0; d < ts->numel; d++)
+        rn *= (size_t)shape[d];
+    if (rn != cnt)
+        fail_msg("%s %s: %zu values, PyTorch %zu", model, key, cnt, rn);
+    const kdc__st_tensor *tv = need(f, "%s/val", key);
+    float *ref = read_f32(tv);
+    size_t k = tv->numel;
+    float *sample = malloc(k * sizeof *sample);
+    assert_non_null(sample);
+    for (size_t j = 0; j < k; j++)
+        sample[j] = got[k == cnt ? j : kdc_test_sample_index(cnt, k, j)];
+    double e_sample = kdc_test_rel_l2(sample, ref, k);
+    double sum, sumsq;
+    kdc_test_sums(got, cnt, &sum, &sumsq);
+    double rsum = read_scalar(need(f, "%s/sum", key));
+    double rsumsq = read_scalar(need(f, "%s/sumsq", key));
+    double e_norm = rsumsq > 0 ? fabs(sqrt(sumsq) - sqrt(rsumsq)) / sqrt(rsumsq) : sqrt(sumsq);
+    double e_sum = fabs(sum - rsum) / (sqrt((double)cnt * rsumsq) + 1e-300);
+    double e = e_sample;
+    if (!(e_norm <= e))
+        e = e_norm;
+    if (!(e_sum <= e))
+        e = e_sum;
+    if (!(e <= TOL)) {
+        printf("  FAIL %s %-24s sampled rel L2 %.3e  norm rel %.3e  sum rel %.3e\n", model, key,
+               e_sample, e_norm, e_sum);
+        es->failures++;
+    }
+    if (!(e <= es->worst)) {
+        es->worst = e;
+        snprintf(es->worst_name, sizeof es->worst_name, "%s", key);
+    }
+    free(sample);
+    free(ref);
+}
+
+/* Reads gradient `layer` from the run and compares it with prefix/name. */
+static void compare_grad(const kdc__st_file *f, const char *model, const kdc_model *m,
+                         const kdc_run *run, const char *prefix, const char *name, int n, int h,
+                         int w, errstat *es)
+{
+    int idx, chw[3];
+    CHECK_OK(kdc_model_find_layer(m, name, &idx));
+    CHECK_OK(kdc_model_layer_shape(m, idx, h, w, chw));
+    size_t cnt = (size_t)n * chw[0] * chw[1] * chw[2];
+    float *g = malloc(cnt * sizeof *g);
+    assert_non_null(g);
+    CHECK_OK(kdc_run_read_grad(run, idx, g, cnt));
+    char key[160];
+    snprintf(key, sizeof key, "%s/%s", prefix, name);
+    compare(f, model, key, g, cnt, es);
+    free(g);
+}
+
+static int *layer_indices(const kdc_model *m, char names[][96], int count)
+{
+    int *v = malloc((size_t)(count > 0 ? count : 1) * sizeof *v);
+    assert_non_null(v);
+    for (int i = 0; i < count; i++) {
+        kdc_status s = kdc_model_find_layer(m, names[i], &v[i]);
+        if (s != KDC_OK)
+            fail_msg("kdc_model_find_layer(%s) -> %s: %s", names[i], kdc_status_string(s),
+                     kdc_last_error());
+    }
+    return v;
+}
+
+typedef struct fixture {
+    kdc__st_file *f;
+    const char *scheme;
+    int n, h, w, classes;
+    kdc_model *m;
+    float *input;
+    size_t in_count;
+} fixture;
+
+static void fixture_open(fixture *fx, const char *model, double *t_load)
+{
+    char path[256];
+    snprintf(path, sizeof path, FIXTURE_DIR "%s.safetensors", model);
+    memset(fx, 0, sizeof *fx);
+    CHECK_OK(kdc__st_open(path, &fx->f));
+    fx->scheme = meta(fx->f, "scheme");
+    uint64_t seed = strtoull(meta(fx->f, "seed"), NULL, 10);
+    uint64_t in_seed = strtoull(meta(fx->f, "input_seed"), NULL, 10);
+    double in_c = strtod(meta(fx->f, "input_c"), NULL);
+    double in_a = strtod(meta(fx->f, "input_a"), NULL);
+    fx->n = (int)meta_long(fx->f, "n");
+    fx->h = (int)meta_long(fx->f, "h");
+    fx->w = (int)meta_long(fx->f, "w");
+    fx->classes = (int)meta_long(fx->f, "num_classes");
+    check_generator(fx->f, fx->scheme, seed, fx->classes);
+    const char *wpath = weights_file(fx->scheme, seed, fx->classes);
+    double t0 = now_s();
+    CHECK_OK(kdc_model_load(wpath, NULL, &fx->m));
+    if (t_load)
+        *t_load = now_s() - t0;
+    assert_string_equal(kdc_model_arch(fx->m), meta(fx->f, "arch"));
+    assert_int_equal(kdc_model_num_classes(fx->m), fx->classes);
+    fx->in_count = (size_t)fx->n * 3 * (size_t)fx->h * (size_t)fx->w;
+    fx->input = malloc(fx->in_count * sizeof *fx->input);
+    assert_non_null(fx->input);
+    kdc_test_fill(fx->input, fx->in_count, "input", in_seed, in_c, in_a);
+}
+
+static void fixture_close(fixture *fx)
+{
+    free(fx->input);
+    kdc_model_destroy(fx->m);
+    kdc__st_close(fx->f);
+}
+
+static void check_classes(const kdc_run *run, const char *model, const char *what,
+                          const int *want, int n, errstat *es)
+{
+    int got[16];
+    assert_true(n <= 16);
+    CHECK_OK(kdc_run_target_classes(run, got, n));
+    for (int b = 0; b < n; b++)
+        if (got[b] != want[b]) {
+            printf("  FAIL %s %s: image %d target class %d, expected %d\n", model, what, b,
+                   got[b], want[b]);
+            es->failures++;
+        }
+}
+
+/* ------------------------------------------------------------------ */
+/* The gradient test                                                   */
+
+static void grad_fixture(void **state)
+{
+    const char *model = *state;
+    fixture fx;
+    double t_load = 0;
+    fixture_open(&fx, model, &t_load);
+    const kdc__st_file *f = fx.f;
+    const int n = fx.n, h = fx.h, w = fx.w;
+    errstat es[4];
+    memset(es, 0, sizeof es);
+
+    static char names[MAX_LIST][96];
+    kdc_run *run = NULL;
+    kdc_run_options ropt = {1};
+    CHECK_OK(kdc_run_create(fx.m, &ropt, &run));
+    double t0 = now_s();
+    CHECK_OK(kdc_run_forward_grad(run, fx.input, n, h, w, NULL, 0, 0));
+    double t_fwd = now_s() - t0;
+
+    /* 1. top-1 logit, every listed layer */
+    int nl = meta_list(f, "logit_layers", names, MAX_LIST);
+    int *idx = layer_indices(fx.m, names, nl);
+    kdc_target tg;
+    memset(&tg, 0, sizeof tg);
+    tg.kind = KDC_TARGET_LOGIT;
+    t0 = now_s();
+    CHECK_OK(kdc_run_backward(run, &tg, idx, nl, 0));
+    double t_bwd = now_s() - t0;
+    for (int i = 0; i < nl; i++)
+        compare_grad(f, model, fx.m, run, "logit", names[i], n, h, w, &es[0]);
+    int64_t top1_64[16];
+    int top1[16];
+    const kdc__st_tensor *tt = need(f, "%s", "top1");
+    assert_true(tt->numel == (size_t)n && n <= 16);
+    CHECK_OK(kdc__st_to_i64(tt, top1_64));
+    for (int b = 0; b < n; b++)
+        top1[b] = (int)top1_64[b];
+    check_classes(run, model, "logit", top1, n, &es[0]);
+
+    /* the same gradient at the second-last stage, kept for the partial run */
+    char cam_layers[2][96];
+    assert_int_equal(meta_list(f, "cam_layers", cam_layers, 2), 2);
+    int l3;
+    CHECK_OK(kdc_model_find_layer(fx.m, cam_layers[0], &l3));
+    int l3chw[3];
+    CHECK_OK(kdc_model_layer_shape(fx.m, l3, h, w, l3chw));
+    size_t l3cnt = (size_t)n * l3chw[0] * l3chw[1] * l3chw[2];
+    float *g3_full = malloc(l3cnt * sizeof *g3_full);
+    float *g3_part = malloc(l3cnt * sizeof *g3_part);
+    assert_non_null(g3_full);
+    assert_non_null(g3_part);
+    CHECK_OK(kdc_run_read_grad(run, l3, g3_full, l3cnt));
+    free(idx);
+
+    /* 2. softmax probability of explicit classes (the generator leaves the
+     * list empty, and says why in prob_skipped, when the case is
+     * ill-conditioned for float32: resnet152's logits reach +-250) */
+    nl = meta_list(f, "prob_layers", names, MAX_LIST);
+    if (nl == 0)
+        printf("  %-17s probability target not checked: %s\n", model, meta(f, "prob_skipped"));
+    idx = layer_indices(fx.m, names, nl);
+    int64_t pc64[16];
+    int pclasses[16];
+    const kdc__st_tensor *tp = need(f, "%s", "prob_classes");
+    assert_true(tp->numel == (size_t)n);
+    CHECK_OK(kdc__st_to_i64(tp, pc64));
+    for (int b = 0; b < n; b++)
+        pclasses[b] = (int)pc64[b];
+    tg.kind = KDC_TARGET_PROB;
+    tg.classes = pclasses;
+    CHECK_OK(kdc_run_backward(run, &tg, idx, nl, 0)); /* runs (classes) even when nl == 0 */
+    for (int i = 0; i < nl; i++)
+        compare_grad(f, model, fx.m, run, "prob", names[i], n, h, w, &es[1]);
+    check_classes(run, model, "prob", pclasses, n, &es[1]);
+    free(idx);
+
+    /* 3. guided backpropagation, top-1 logit, input gradient */
+    int in_idx;
+    CHECK_OK(kdc_model_find_layer(fx.m, "input", &in_idx));
+    assert_int_equal(in_idx, 0);
+    tg.kind = KDC_TARGET_LOGIT;
+    tg.classes = NULL;
+    CHECK_OK(kdc_run_backward(run, &tg, &in_idx, 1, 1));
+    compare_grad(f, model, fx.m, run, "guided", "input", n, h, w, &es[2]);
+    check_classes(run, model, "guided", top1, n, &es[2]);
+
+    /* 4. seed at the second-last stage */
+    int sl, schw[3];
+    CHECK_OK(kdc_model_find_layer(fx.m, meta(f, "seed_layer"), &sl));
+    CHECK_OK(kdc_model_layer_shape(fx.m, sl, h, w, schw));
+    size_t scnt = (size_t)n * schw[0] * schw[1] * schw[2];
+    float *seed = malloc(scnt * sizeof *seed);
+    assert_non_null(seed);
+    kdc_test_fill(seed, scnt, meta(f, "seed_name"), strtoull(meta(f, "seed_seed"), NULL, 10),
+                  strtod(meta(f, "seed_c"), NULL), strtod(meta(f, "seed_a"), NULL));
+    nl = meta_list(f, "seed_grad_layers", names, MAX_LIST);
+    idx = layer_indices(fx.m, names, nl);
+    memset(&tg, 0, sizeof tg);
+    tg.kind = KDC_TARGET_SEED;
+    tg.layer = sl;
+    tg.seed = seed;
+    CHECK_OK(kdc_run_backward(run, &tg, idx, nl, 0));
+    for (int i = 0; i < nl; i++)
+        compare_grad(f, model, fx.m, run, "seed", names[i], n, h, w, &es[3]);
+    int minus1[16];
+    for (int b = 0; b < n; b++)
+        minus1[b] = -1;
+    check_classes(run, model, "seed", minus1, n, &es[3]);
+    free(idx);
+    free(seed);
+
+    /* partial backward: forward_grad down to the second-last stage only */
+    t0 = now_s();
+    CHECK_OK(kdc_run_forward_grad(run, fx.input, n, h, w, NULL, 0, l3));
+    memset(&tg, 0, sizeof tg);
+    tg.kind = KDC_TARGET_LOGIT;
+    CHECK_OK(kdc_run_backward(run, &tg, &l3, 1, 0));
+    double t_part = now_s() - t0;
+    CHECK_OK(kdc_run_read_grad(run, l3, g3_part, l3cnt));
+    int partial_ok = memcmp(g3_full, g3_part, l3cnt * sizeof *g3_full) == 0;
+    if (!partial_ok)
+        printf("  FAIL %s: gradient at %s with down_to = %s differs from the full backward "
+               "(rel L2 %.3e)\n",
+               model, cam_layers[0], cam_layers[0], kdc_test_rel_l2(g3_part, g3_full, l3cnt));
+    /* the input is below down_to now */
+    CHECK_STATUS(kdc_run_backward(run, &tg, &in_idx, 1, 0), KDC_ERR_STATE);
+
+    printf("  %-17s load %.2fs forward_grad %.2fs backward %.2fs partial %.2fs | worst rel: "
+           "logit %.2e (%s) prob %.2e (%s) guided %.2e seed %.2e (%s) | partial bitwise %s | "
+           "PyTorch f32 vs f64: logit %s prob %s guided %s seed %s\n",
+           model, t_load, t_fwd, t_bwd, t_part, es[0].worst, es[0].worst_name, es[1].worst,
+           es[1].worst_name, es[2].worst, es[3].worst, es[3].worst_name,
+           partial_ok ? "yes" : "NO", meta(f, "f32_vs_f64_logit_grad_worst_rel_l2"),
+           meta(f, "f32_vs_f64_prob_grad_worst_rel_l2"),
+           meta(f, "f32_vs_f64_guided_input_rel_l2"),
+           meta(f, "f32_vs_f64_seed_grad_worst_rel_l2"));
+    fflush(stdout);
+
+    free(g3_full);
+    free(g3_part);
+    kdc_run_destroy(run);
+    fixture_close(&fx);
+    assert_true(partial_ok);
+    assert_int_equal(es[0].failures + es[1].failures + es[2].failures + es[3].failures, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Error cases                                                         */
+
+static void errors_on(const char *model)
+{
+    fixture fx;
+    fixture_open(&fx, model, NULL);
+    const int n = fx.n, h = fx.h, w = fx.w;
+    kdc_run *run = NULL;
+    CHECK_OK(kdc_run_create(fx.m, NULL, &run));
+    kdc_target tg;
+    memset(&tg, 0, sizeof tg);
+    tg.kind = KDC_TARGET_LOGIT;
+    int in_idx = 0, last_stage, second;
+    char cam_layers[2][96];
+    assert_int_equal(meta_list(fx.f, "cam_layers", cam_layers, 2), 2);
+    CHECK_OK(kdc_model_find_layer(fx.m, cam_layers[1], &last_stage));
+    CHECK_OK(kdc_model_find_layer(fx.m, cam_layers[0], &second));
+
+    /* backward before any forward_grad */
+    CHECK_STATUS(kdc_run_backward(run, &tg, &in_idx, 1, 0), KDC_ERR_STATE);
+    /* after a plain forward (nothing recorded) */
+    CHECK_OK(kdc_run_forward(run, fx.input, n, h, w, NULL, 0));
+    CHECK_STATUS(kdc_run_backward(run, &tg, &last_stage, 1, 0), KDC_ERR_STATE);
+
+    /* a gradient layer below down_to */
+    CHECK_OK(kdc_run_forward_grad(run, fx.input, n, h, w, NULL, 0, second));
+    CHECK_STATUS(kdc_run_backward(run, &tg, &in_idx, 1, 0), KDC_ERR_STATE);
+    int both[2] = {last_stage, in_idx};
+    CHECK_STATUS(kdc_run_backward(run, &tg, both, 2, 0), KDC_ERR_STATE);
+    CHECK_OK(kdc_run_backward(run, &tg, &second, 1, 0)); /* at down_to itself: fine */
+
+    /* classes out of range, for LOGIT and PROB; the message names the class */
+    int bad[2][2] = {{fx.classes, 0}, {0, -1}};
+    const char *bad_str[2];
+    char s0[16];
+    snprintf(s0, sizeof s0, "%d", fx.classes);
+    bad_str[0] = s0;
+    bad_str[1] = "-1";
+    for (int kind = 0; kind < 2; kind++) {
+        for (int i = 0; i < 2; i++) {
+            int cls[16];
+            for (int b = 0; b < n; b++)
+                cls[b] = b < 2 ? bad[i][b] : 0;
+            tg.kind = kind ? KDC_TARGET_PROB : KDC_TARGET_LOGIT;
+            tg.classes = cls;
+            CHECK_STATUS(kdc_run_backward(run, &tg, &last_stage, 1, 0),
+                         KDC_ERR_INVALID_ARGUMENT);
+            if (!strstr(kdc_last_error(), bad_str[i]))
+                fail_msg("%s: class %s out of range: the message does not name it: \"%s\"",
+                         model, bad_str[i], kdc_last_error());
+        }
+    }
+    /* a valid class afterwards still works */
+    int ok_cls[16] = {0};
+    tg.kind = KDC_TARGET_LOGIT;
+    tg.classes = ok_cls;
+    CHECK_OK(kdc_run_backward(run, &tg, &last_stage, 1, 0));
+
+    /* NaN in the input */
+    float *nan_in = malloc(fx.in_count * sizeof *nan_in);
+    assert_non_null(nan_in);
+    memcpy(nan_in, fx.input, fx.in_count * sizeof *nan_in);
+    nan_in[fx.in_count / 2 + 7] = NAN;
+    CHECK_STATUS(kdc_run_forward_grad(run, nan_in, n, h, w, NULL, 0, 0),
+                 KDC_ERR_INVALID_ARGUMENT);
+    nan_in[fx.in_count / 2 + 7] = INFINITY;
+    CHECK_STATUS(kdc_run_forward_grad(run, nan_in, n, h, w, NULL, 0, 0),
+                 KDC_ERR_INVALID_ARGUMENT);
+    free(nan_in);
+
+    printf("  %-17s error cases: backward before forward_grad, below down_to, classes %d and "
+           "-1, NaN/Inf input: ok\n",
+           model, fx.classes);
+    kdc_run_destroy(run);
+    fixture_close(&fx);
+}
+
+static void grad_errors(void **state)
+{
+    (void)state;
+    errors_on("mobilenetv1");      /* 10 classes */
+    errors_on("mobilenetv1_timm"); /* 1000 classes */
+}
+
+int main(void)
+{
+    enum { NMODELS = sizeof MODELS / sizeof MODELS[0] };
+    struct CMUnitTest tests[NMODELS + 1];
+    for (int i = 0; i < NMODELS; i++) {
+        struct CMUnitTest t = cmocka_unit_test_prestate(grad_fixture, (void *)MODELS[i]);
+        t.name = MODELS[i];
+        tests[i] = t;
+    }
+    struct CMUnitTest te = cmocka_unit_test(grad_errors);
+    tests[NMODELS] = te;
+    return cmocka_run_group_tests_name("grad", tests, group_setup, group_teardown);
+}
