@@ -112,6 +112,7 @@ int cli_default_cam_layer(const kdc_model *m, int *layer, const char **name);
 int cmd_layers(int argc, char **argv);
 int cmd_cam(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+int cmd_shapes(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 

@@ -462,6 +462,7 @@ static const char *usage =
     "  dump      write layer activations (and gradients) as .npy files\n"
     "  cam       class activation maps: overlays and .npy maps\n"
     "  compare   several models side by side: feature map, Grad-CAM, Guided Grad-CAM\n"
+    "  shapes    generate the procedural shapes dataset (images + labels.json)\n"
     "\n"
     "kdcam COMMAND --help shows the options of a command.\n"
     "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
@@ -492,6 +493,8 @@ int main(int argc, char **argv)
         rc = cmd_cam(argc - 1, argv + 1);
     else if (!strcmp(cmd, "compare"))
         rc = cmd_compare(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "shapes"))
+        rc = cmd_shapes(argc - 1, argv + 1);
     else {
         cli_error("unknown command '%s' (kdcam --help lists them)", cmd);
         return 2;

@@ -1,0 +1,199 @@
+/* cmd_shapes.c - kdcam shapes: writes images of the procedural shapes
+ * dataset (kdc_shapes_render) and their labels. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *shapes_usage =
+    "usage: kdcam shapes -n N --seed S -o DIR [--size PX] [--start I] [--masks]\n"
+    "Writes N images of the procedural shapes dataset as DIR/IIIIII.png (I = image\n"
+    "index) and DIR/labels.json with each image's class and bounding box. Each\n"
+    "image holds one object of one of 10 shape classes on a cluttered background\n"
+    "with distractors that belong to no class. Image I of seed S is always the\n"
+    "same, so any subset can be regenerated with --start.\n"
+    "\n"
+    "  -n N           number of images (1..10000000)\n"
+    "      --seed S   dataset seed (0..2^64-1)\n"
+    "  -o, --out DIR  output directory (created if missing)\n"
+    "      --size PX  image side in pixels (64..1024, default 128)\n"
+    "      --start I  index of the first image (default 0)\n"
+    "      --masks    also write DIR/IIIIII_mask.png (white where the object is)\n"
+    "  -h, --help     this help\n"
+    "\n"
+    "labels.json: {\"seed\": S, \"size\": PX, \"classes\": [names], \"images\":\n"
+    "[{\"file\", \"index\", \"class\", \"name\", \"box\": [x0, y0, x1, y1] (x1, y1\n"
+    "exclusive), \"mask\" (with --masks)}]}\n";
+
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    char *end;
+    if (!s || !*s || *s == '-' || *s == '+')
+        return -1;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int cmd_shapes(int argc, char **argv)
+{
+    uint64_t n = 0, seed = 0, start = 0, size = 128;
+    int have_n = 0, have_seed = 0, masks = 0;
+    const char *dir = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "-o") ||
+                    !strcmp(a, "--out") || !strcmp(a, "--size") || !strcmp(a, "--start");
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(shapes_usage, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--masks")) {
+            masks = 1;
+            continue;
+        }
+        if (!takes) {
+            if (a[0] == '-')
+                cli_error("unknown option '%s' (see --help)", a);
+            else
+                cli_error("unexpected argument '%s' (see --help)", a);
+            return 2;
+        }
+        if (!v) {
+            cli_error("option %s needs a value (see --help)", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "-n")) {
+            if (parse_u64(v, 1, 10000000, &n)) {
+                cli_error("-n: '%s' is not a number in 1..10000000", v);
+                return 2;
+            }
+            have_n = 1;
+        } else if (!strcmp(a, "--seed")) {
+            if (parse_u64(v, 0, UINT64_MAX, &seed)) {
+                cli_error("--seed: '%s' is not a number in 0..18446744073709551615", v);
+                return 2;
+            }
+            have_seed = 1;
+        } else if (!strcmp(a, "--size")) {
+            if (parse_u64(v, KDC_SHAPES_MIN_SIZE, KDC_SHAPES_MAX_SIZE, &size)) {
+                cli_error("--size: '%s' is not a number in %d..%d", v, KDC_SHAPES_MIN_SIZE,
+                          KDC_SHAPES_MAX_SIZE);
+                return 2;
+            }
+        } else if (!strcmp(a, "--start")) {
+            if (parse_u64(v, 0, 999999999999ULL, &start)) {
+                cli_error("--start: '%s' is not a number in 0..999999999999", v);
+                return 2;
+            }
+        } else {
+            dir = v;
+        }
+    }
+    if (!have_n)
+        return cli_error("missing -n N (the number of images; see --help)"), 2;
+    if (!have_seed)
+        return cli_error("missing --seed S (see --help)"), 2;
+    if (!dir)
+        return cli_error("missing -o DIR (the output directory; see --help)"), 2;
+    if (cli_prepare_out_dir(dir))
+        return 1;
+
+    const size_t dl = strlen(dir);
+    char *path = malloc(dl + 64), *tmp = malloc(dl + 64);
+    unsigned char *mask = masks ? malloc((size_t)size * (size_t)size) : NULL;
+    kdc_image *mimg = NULL;
+    FILE *js = NULL;
+    int rc = 0;
+    if (!path || !tmp || (masks && !mask)) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    if (masks && kdc_image_create((int)size, (int)size, &mimg)) {
+        rc = cli_lib_error(KDC_ERR_NO_MEMORY, NULL);
+        goto done;
+    }
+    snprintf(path, dl + 64, "%s/labels.json", dir);
+    snprintf(tmp, dl + 64, "%s/.labels.json.tmp", dir);
+    if (!(js = fopen(tmp, "w"))) {
+        rc = cli_error("%s: cannot create: %s", tmp, strerror(errno));
+        goto done;
+    }
+    fprintf(js, "{\"seed\": %llu, \"size\": %d, \"classes\": [", (unsigned long long)seed,
+            (int)size);
+    for (int c = 0; c < kdc_shapes_num_classes(); c++)
+        fprintf(js, "%s\"%s\"", c ? ", " : "", kdc_shapes_class_name(c));
+    fputs("],\n\"images\": [\n", js);
+
+    for (uint64_t k = 0; k < n; k++) {
+        const uint64_t idx = start + k;
+        kdc_image *img;
+        kdc_shape_info info;
+        char file[40];
+        kdc_status st = kdc_shapes_render(seed, idx, (int)size, &img, &info, mask);
+        if (st) {
+            rc = cli_lib_error(st, NULL);
+            goto done;
+        }
+        snprintf(file, sizeof file, "%06llu.png", (unsigned long long)idx);
+        snprintf(path, dl + 64, "%s/%s", dir, file);
+        st = kdc_image_save_png(img, path);
+        kdc_image_destroy(img);
+        if (st) {
+            rc = cli_lib_error(st, NULL);
+            goto done;
+        }
+        fprintf(js, "%s{\"file\": \"%s\", \"index\": %llu, \"class\": %d, \"name\": \"%s\", "
+                    "\"box\": [%d, %d, %d, %d]",
+                k ? ",\n" : "", file, (unsigned long long)idx, info.cls,
+                kdc_shapes_class_name(info.cls), info.box[0], info.box[1], info.box[2],
+                info.box[3]);
+        if (masks) {
+            char mfile[48];
+            for (size_t p = 0; p < (size_t)size * (size_t)size; p++)
+                memset(mimg->rgb + p * 3, mask[p] ? 255 : 0, 3);
+            snprintf(mfile, sizeof mfile, "%06llu_mask.png", (unsigned long long)idx);
+            snprintf(path, dl + 64, "%s/%s", dir, mfile);
+            if ((st = kdc_image_save_png(mimg, path))) {
+                rc = cli_lib_error(st, NULL);
+                goto done;
+            }
+            fprintf(js, ", \"mask\": \"%s\"", mfile);
+        }
+        fputc('}', js);
+    }
+    fputs("\n]}\n", js);
+    {
+        int werr = ferror(js);
+        int cerr = fclose(js);
+        js = NULL;
+        if (werr || cerr) {
+            rc = cli_error("%s: write failed: %s", tmp, strerror(errno));
+            remove(tmp);
+            goto done;
+        }
+    }
+    snprintf(path, dl + 64, "%s/labels.json", dir);
+    if (rename(tmp, path) != 0) {
+        rc = cli_error("%s: cannot write: %s", path, strerror(errno));
+        remove(tmp);
+    }
+done:
+    if (js) {
+        fclose(js);
+        remove(tmp);
+    }
+    kdc_image_destroy(mimg);
+    free(mask);
+    free(path);
+    free(tmp);
+    return rc;
+}

@@ -1,0 +1,211 @@
+/* test_shapes.c - the procedural shapes dataset (kdc_shapes_render). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcam.h"
+
+#define N 128
+
+static void test_class_names(void **state)
+{
+    (void)state;
+    const int nc = kdc_shapes_num_classes();
+    assert_int_equal(nc, 10);
+    for (int c = 0; c < nc; c++) {
+        const char *a = kdc_shapes_class_name(c);
+        assert_non_null(a);
+        assert_true(strlen(a) > 0);
+        for (int d = 0; d < c; d++)
+            assert_string_not_equal(a, kdc_shapes_class_name(d));
+    }
+    assert_string_equal(kdc_shapes_class_name(0), "circle");
+    assert_null(kdc_shapes_class_name(-1));
+    assert_null(kdc_shapes_class_name(nc));
+}
+
+static void test_deterministic(void **state)
+{
+    (void)state;
+    kdc_image *a, *b, *c;
+    kdc_shape_info ia, ib, ic;
+    unsigned char *ma = malloc(N * N), *mb = malloc(N * N);
+    assert_non_null(ma);
+    assert_non_null(mb);
+    assert_int_equal(kdc_shapes_render(7, 42, N, &a, &ia, ma), KDC_OK);
+    /* rendering other images in between must not change image 42 */
+    assert_int_equal(kdc_shapes_render(7, 43, N, &c, &ic, NULL), KDC_OK);
+    assert_int_equal(kdc_shapes_render(7, 42, N, &b, &ib, mb), KDC_OK);
+    assert_int_equal(a->width, N);
+    assert_int_equal(a->height, N);
+    assert_memory_equal(a->rgb, b->rgb, (size_t)N * N * 3);
+    assert_memory_equal(ma, mb, (size_t)N * N);
+    assert_int_equal(ia.cls, ib.cls);
+    assert_memory_equal(ia.box, ib.box, sizeof ia.box);
+    /* another index and another seed give other pixels */
+    assert_memory_not_equal(a->rgb, c->rgb, (size_t)N * N * 3);
+    kdc_image_destroy(c);
+    assert_int_equal(kdc_shapes_render(8, 42, N, &c, NULL, NULL), KDC_OK);
+    assert_memory_not_equal(a->rgb, c->rgb, (size_t)N * N * 3);
+    kdc_image_destroy(a);
+    kdc_image_destroy(b);
+    kdc_image_destroy(c);
+    free(ma);
+    free(mb);
+}
+
+/* The box is inside the image and tight around the mask; every class
+ * appears in 200 images; the object is at least a quarter of the side. */
+static void test_boxes_and_classes(void **state)
+{
+    (void)state;
+    int seen[10] = {0};
+    unsigned char *m = malloc(N * N);
+    assert_non_null(m);
+    for (int i = 0; i < 200; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_true(info.cls >= 0 && info.cls < 10);
+        seen[info.cls]++;
+        const int *b = info.box;
+        assert_true(0 <= b[0] && b[0] < b[2] && b[2] <= N);
+        assert_true(0 <= b[1] && b[1] < b[3] && b[3] <= N);
+        assert_true(b[2] - b[0] >= N / 4 || b[3] - b[1] >= N / 4);
+        int x0 = N, y0 = N, x1 = -1, y1 = -1;
+        for (int y = 0; y < N; y++)
+            for (int x = 0; x < N; x++) {
+                assert_true(m[y * N + x] <= 1);
+                if (!m[y * N + x])
+                    continue;
+                x0 = x < x0 ? x : x0;
+                y0 = y < y0 ? y : y0;
+                x1 = x > x1 ? x : x1;
+                y1 = y > y1 ? y : y1;
+            }
+        assert_int_equal(b[0], x0);
+        assert_int_equal(b[1], y0);
+        assert_int_equal(b[2], x1 + 1);
+        assert_int_equal(b[3], y1 + 1);
+        /* the centre lies inside the image with the shape's disk */
+        assert_true(info.cx - 0.5f * info.diameter >= 0.0f);
+        assert_true(info.cx + 0.5f * info.diameter <= (float)N);
+        assert_true(info.angle >= 0 && info.angle < 360);
+        kdc_image_destroy(im);
+    }
+    for (int c = 0; c < 10; c++)
+        assert_true(seen[c] >= 5);
+    free(m);
+}
+
+/* The pixels of images 0..3 of seed 1 are pinned: the bundled demo models
+ * (weights/demo/) were trained on this generator's output, and any change
+ * of compiler, flags or machine that alters pixels shows up here. */
+static void test_pinned_checksum(void **state)
+{
+    (void)state;
+    uint64_t h = 0xCBF29CE484222325ULL;
+    unsigned char *m = malloc(N * N);
+    assert_non_null(m);
+    static const int cls[4] = {6, 4, 6, 2};
+    static const int box[4][4] = {{54, 40, 96, 82}, {36, 52, 95, 111}, {74, 45, 125, 96},
+                                  {54, 68, 90, 107}};
+    for (int i = 0; i < 4; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_int_equal(info.cls, cls[i]);
+        assert_memory_equal(info.box, box[i], sizeof box[i]);
+        for (int k = 0; k < N * N * 3; k++) {
+            h ^= im->rgb[k];
+            h *= 0x100000001B3ULL;
+        }
+        for (int k = 0; k < N * N; k++) {
+            h ^= m[k];
+            h *= 0x100000001B3ULL;
+        }
+        kdc_image_destroy(im);
+    }
+    free(m);
+    assert_true(h == 0xa86aed53f95e9d4dULL);
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    kdc_image *im = (kdc_image *)1;
+    kdc_shape_info info;
+    assert_int_equal(kdc_shapes_render(1, 0, 63, &im, &info, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_null(im);
+    assert_non_null(strstr(kdc_last_error(), "63"));
+    assert_int_equal(kdc_shapes_render(1, 0, 1025, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_shapes_render(1, 0, 0, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_shapes_render(1, 0, -5, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_shapes_render(1, 0, N, NULL, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    /* the smallest and a larger size work; the box scales with the image */
+    assert_int_equal(kdc_shapes_render(1, 0, 64, &im, &info, NULL), KDC_OK);
+    assert_int_equal(im->width, 64);
+    assert_true(info.box[2] <= 64 && info.box[3] <= 64);
+    kdc_image_destroy(im);
+    assert_int_equal(kdc_shapes_render(1, 0, 256, &im, &info, NULL), KDC_OK);
+    assert_int_equal(im->height, 256);
+    assert_true(info.box[2] - info.box[0] >= 48);
+    kdc_image_destroy(im);
+}
+
+/* The object differs from its surroundings: the mean colour inside the
+ * mask is not the mean colour of the ring of pixels around the box. */
+static void test_object_visible(void **state)
+{
+    (void)state;
+    unsigned char *m = malloc(N * N);
+    assert_non_null(m);
+    int visible = 0;
+    for (int i = 0; i < 50; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render(3, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        double in[3] = {0}, out[3] = {0};
+        int nin = 0, nout = 0;
+        for (int y = 0; y < N; y++)
+            for (int x = 0; x < N; x++) {
+                const unsigned char *p = im->rgb + (y * N + x) * 3;
+                if (m[y * N + x]) {
+                    for (int k = 0; k < 3; k++)
+                        in[k] += p[k];
+                    nin++;
+                } else {
+                    for (int k = 0; k < 3; k++)
+                        out[k] += p[k];
+                    nout++;
+                }
+            }
+        double d = 0;
+        for (int k = 0; k < 3; k++) {
+            double v = in[k] / nin - out[k] / nout;
+            d += v < 0 ? -v : v;
+        }
+        visible += d > 30.0;
+        kdc_image_destroy(im);
+    }
+    assert_true(visible >= 40);
+    free(m);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_class_names),
+        cmocka_unit_test(test_deterministic),
+        cmocka_unit_test(test_boxes_and_classes),
+        cmocka_unit_test(test_pinned_checksum),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_object_visible),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
