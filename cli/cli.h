@@ -73,6 +73,9 @@ int cli_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+/* Prints s as a JSON string literal (quotes, escapes) on stdout. */
+void cli_json_string(const char *s);
+
 /* Prints "kdcam: <what>: <kdc_last_error()>"; returns 1. */
 int cli_lib_error(kdc_status st, const char *what);
 

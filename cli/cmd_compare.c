@@ -133,21 +133,6 @@ static void class_label(const cmp_model *cm, int c, char **labels, int nlabels, 
         snprintf(out, size, "class %d", c);
 }
 
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
 /* Everything one model contributes: maps for all images. */
 static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geom,
                      kdc_cam_method method, int *n, int *h, int *w, kdc_image ***crops)
@@ -481,9 +466,9 @@ int cmd_compare(int argc, char **argv)
             double iou = kdc_map_iou_top(cms[i].cam + b * plane, cms[0].cam + b * plane, plane, 0.2);
             if (o.json) {
                 printf("{\"image\":");
-                json_str(src);
+                cli_json_string(src);
                 printf(",\"index\":%d,\"model\":", b);
-                json_str(cms[i].name);
+                cli_json_string(cms[i].name);
                 printf(",\"arch\":\"%s\",\"layer\":\"%s\",\"method\":\"%s\",",
                        kdc_model_arch(cms[i].m), cms[i].layer_name, kdc_cam_method_name(method));
                 if (cli_is_detector(cms[i].m)) {
@@ -492,12 +477,12 @@ int cmd_compare(int argc, char **argv)
                            "of %s\"", o.energy ? "mean" : "sumsq", cms[i].layer_name);
                 } else {
                     printf("\"class\":%d,\"name\":", cms[i].classes[b]);
-                    json_str(cname);
+                    cli_json_string(cname);
                     printf(",\"prob\":%.6g", cms[i].probs[b]);
                 }
                 printf(",\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,\"figure\":", r,
                        iou);
-                json_str(path);
+                cli_json_string(path);
                 printf("}\n");
             } else {
                 printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f\n", cms[i].name,

@@ -80,21 +80,6 @@ static const char *classify_usage =
     "      --json          one JSON object per image\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n";
 
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
-}
-
 int cmd_classify(int argc, char **argv)
 {
     cli_opts o;
@@ -153,7 +138,7 @@ int cmd_classify(int argc, char **argv)
         }
         if (o.json) {
             printf("{\"input\":");
-            json_string(src);
+            cli_json_string(src);
             printf(",\"index\":%d,\"top\":[", b);
         } else {
             printf("%s", src);
@@ -168,7 +153,7 @@ int cmd_classify(int argc, char **argv)
             if (o.json) {
                 printf("%s{\"class\":%d,\"name\":", i ? "," : "", c);
                 if (name)
-                    json_string(name);
+                    cli_json_string(name);
                 else
                     printf("null");
                 printf(",\"logit\":%.9g,\"prob\":%.9g}", z[c], p);

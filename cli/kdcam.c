@@ -22,6 +22,21 @@ int cli_error(const char *fmt, ...)
     return 1;
 }
 
+void cli_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
 int cli_lib_error(kdc_status st, const char *what)
 {
     (void)st;
