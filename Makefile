@@ -99,7 +99,7 @@ $(BUILD)/tests/%.o: KDC_CFLAGS += -Itests/util
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(TESTUTIL_OBJ) $(STATIC) -lcmocka $(KDC_LDLIBS)
 
-test: $(TEST_BIN) $(KDCAM)
+test: $(TEST_BIN) $(KDCAM) $(GENW)
 	@KDCAM=$(KDCAM) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
 
 check: test

@@ -3,6 +3,8 @@
 # through pkg-config, runs it on a seeded model, and uninstalls. Used by CI.
 set -e
 B=${1:-build}
+# build what this script runs: it must not depend on what ran before it
+make -s BUILD="$B" "$B/kdcam" "$B/kdc-genweights" >/dev/null
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 make -s install PREFIX="$T/prefix" >/dev/null
