@@ -1,6 +1,7 @@
 # libkdcam - build, test, install.
 #   make            library (static + shared), kdcam tool, examples
 #   make test       cmocka suite (SAN=1: under AddressSanitizer + UBSan)
+#   make test-neon  the NEON kernels, cross-built for aarch64, under qemu-user
 #   make demo       the bundled teacher/student demo
 #   make bench      benchmarks
 #   make install    PREFIX=/usr/local DESTDIR=
@@ -54,7 +55,7 @@ KDCAM  := $(BUILD)/kdcam
 
 .SECONDARY:
 
-.PHONY: all lib test check demo bench examples install uninstall clean FORCE
+.PHONY: all lib test test-neon check demo bench examples install uninstall clean FORCE
 all: lib $(KDCAM) examples $(GENW)
 
 lib: $(STATIC) $(SHARED)
@@ -63,6 +64,17 @@ examples: $(EX_BIN)
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(@D)
 	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
+
+# SIMD kernels: files named by ISA get that ISA's flags, and only they (the
+# ISA is chosen at run time, lib/kernels.h). On another architecture the
+# file compiles to nothing, so the flags are only given where they apply.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(filter x86_64-% amd64-%,$(TARGET_MACHINE)),)
+ISA_AVX2_FLAGS := -mavx2 -mfma
+endif
+$(BUILD)/lib/%_avx2.o: lib/%_avx2.c
+	@mkdir -p $(@D)
+	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) $(ISA_AVX2_FLAGS) -c $< -o $@
 
 $(BUILD)/examples/%.o: KDC_CFLAGS += -Iinclude
 
@@ -101,6 +113,22 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(STATIC)
 
 test: $(TEST_BIN) $(KDCAM) $(GENW)
 	@KDCAM=$(KDCAM) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+	$(TEST_NEON)
+
+# The NEON kernels: tools/test_neon.sh cross-builds the library, kdcam and
+# tests/test_kernels for aarch64 (in build/aarch64), runs the test under
+# qemu-user and compares a seeded MobileNetV1 run with the native kdcam's; it
+# skips when the cross compiler or qemu is missing. `make test` ends with
+# it, except under SAN=1: the cross build has no sanitizers (they do not run
+# under qemu-user), so it would only repeat the plain run.
+test-neon: $(KDCAM) $(GENW)
+	+@MAKE="$(MAKE)" KDCAM=$(KDCAM) GENW=$(GENW) sh tools/test_neon.sh
+
+ifeq ($(SAN),1)
+TEST_NEON := @echo "test-neon: skipped under SAN=1 (the plain make test runs it)"
+else
+TEST_NEON := +@MAKE="$(MAKE)" KDCAM=$(KDCAM) GENW=$(GENW) sh tools/test_neon.sh
+endif
 
 check: test
 
@@ -116,8 +144,8 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/tests/util/weightgen.o $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(KDC_LDLIBS)
 
 # Benchmarks: never part of `make test`. BENCH_ARGS are passed on.
-bench: $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do $$b $(BENCH_ARGS) || exit 1; done
+bench: $(BENCH_BIN) $(KDCAM) $(GENW)
+	@BUILD=$(BUILD) BENCH_ARGS="$(BENCH_ARGS)" sh bench/run.sh
 
 # Regenerated on every install: it records PREFIX, which may differ per call.
 $(BUILD)/kdcam.pc: kdcam.pc.in FORCE

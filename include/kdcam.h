@@ -92,6 +92,20 @@ typedef enum kdc_fpn_extra {
     KDC_FPN_EXTRA_ON_LATERAL /* mmdetection: extra convs read the top lateral  */
 } kdc_fpn_extra;
 
+/* Which compute kernels a model runs on (chosen once, at load). The SIMD
+ * kernels (a packed fp32 GEMM for the dense convolutions and the fully
+ * connected layer, depthwise 3x3 kernels for MobileNetV1; docs/kernels.md)
+ * differ from the scalar reference kernels by float
+ * rounding only (summation order and fused multiply-adds; see
+ * docs/architecture.md, "Kernels"); results stay bitwise identical for any
+ * thread count whichever is used. */
+typedef enum kdc_kernels {
+    KDC_KERNELS_AUTO = 0, /* the best this CPU and build have                  */
+    KDC_KERNELS_SCALAR,   /* the plain scalar reference kernels                  */
+    KDC_KERNELS_AVX2,     /* x86-64 AVX2 + FMA                                   */
+    KDC_KERNELS_NEON      /* aarch64 Advanced SIMD                               */
+} kdc_kernels;
+
 typedef struct kdc_model_options {
     /* "resnet50", "resnet101", "resnet152", "mobilenetv1", "resnet50-fpn",
      * "resnet101-fpn", "resnet152-fpn", or NULL/"auto" to detect the
@@ -119,6 +133,10 @@ typedef struct kdc_model_options {
      * a ReLU between extra convs when > 0. */
     kdc_fpn_extra fpn_extra;
     int fpn_relu_extra;
+    /* Kernels to run on: KDC_KERNELS_AUTO (default) picks the best the CPU
+     * has; asking for an instruction set this CPU or build lacks fails the
+     * load with KDC_ERR_UNSUPPORTED. */
+    kdc_kernels kernels;
 } kdc_model_options;
 
 /* Fills *opt with the defaults (arch auto, eps 1e-5, ...). */
@@ -144,6 +162,15 @@ KDC_API const char *kdc_model_arch(const kdc_model *model);
 /* Number of output classes (rows of the fc / classifier weight); 0 for an
  * FPN backbone, which has no classifier. */
 KDC_API int kdc_model_num_classes(const kdc_model *model);
+/* The kernels the model runs on: "scalar", "avx2" or "neon" (see
+ * kdc_model_options.kernels). A static string. */
+KDC_API const char *kdc_model_kernels(const kdc_model *model);
+/* Name of output class c: from the weights file's metadata key
+ * "kdcam.classes" (comma-separated names, one per class) when present,
+ * else the ImageNet-1k name for a 1000-class model, else NULL. Valid while
+ * the model lives. A file may also set "kdcam.preprocess" (see
+ * kdc_model_preprocess). */
+KDC_API const char *kdc_model_class_name(const kdc_model *model, int c);
 /* Tensors of the file that the model does not use and ignored by rule
  * (detection heads of a detector checkpoint): count and names. */
 KDC_API int kdc_model_num_ignored(const kdc_model *model);
@@ -203,7 +230,11 @@ typedef struct kdc_preprocess {
 
 /* torchvision ImageNet evaluation: resize 256, crop 224, ImageNet mean/std. */
 KDC_API void kdc_preprocess_imagenet(kdc_preprocess *pp);
-/* The model's own preprocessing (timm mobilenetv1_100: mean = std = 0.5). */
+/* The model's own preprocessing: the architecture's default (ImageNet;
+ * timm mobilenetv1_100: resize 235, mean = std = 0.5), overridden field by
+ * field by the weights file's metadata key "kdcam.preprocess", e.g.
+ * "resize=128 crop=128x128 mean=0.485,0.456,0.406 std=0.229,0.224,0.225"
+ * (a malformed value fails kdc_model_load with KDC_ERR_FORMAT). */
 KDC_API void kdc_model_preprocess(const kdc_model *model, kdc_preprocess *pp);
 
 /* Detector input: resize keeping the aspect ratio so that the shorter side
@@ -501,7 +532,7 @@ KDC_API kdc_status kdc_npy_load(const char *path, float **data, int *ndim, int64
 /* ------------------------------------------------------------------ */
 /* Procedural shapes dataset (kdcam shapes)                            */
 /* A synthetic dataset with known object locations: each image holds one
- * object of one of kdc_shapes_num_classes() shape classes (random size, 34-56%
+ * object of one of kdc_shapes_num_classes() shape classes (random size, 48-68%
  * of the side across, position fully inside, rotation, colour and fill) on a
  * cluttered background (gradient, noise, stripes, blobs, grain) with 1-3
  * distractors that belong to no class (thin lines, zigzags, thin bars, dot

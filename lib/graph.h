@@ -12,7 +12,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "internal.h"
+#include "kernels.h"
 
 typedef enum kdc__op {
     KDC__OP_INPUT,
@@ -31,8 +35,12 @@ typedef struct kdc__conv_param {
     int kh, kw;
     int stride, pad;
     int groups;         /* 1: dense; cin: depthwise                       */
-    const float *weight;/* (cout, cin / groups, kh, kw)                  */
+    const float *weight;/* (cout, cin / groups, kh, kw); NULL once packed  */
     const float *bias;  /* (cout) or NULL                                 */
+    /* Fast kernels (dense convs and LINEAR, groups == 1): the weight as the
+     * GEMM's A, (cout x cin*kh*kw) in mr-row panels (lib/kernels.h), packed
+     * once at load; NULL on the scalar reference path. */
+    const float *packed;
 } kdc__conv_param;
 
 typedef struct kdc__node {
@@ -68,7 +76,19 @@ struct kdc_model {
     int detector;           /* 0; 1 torchvision FPN; 2 mmdetection FPN        */
     float bn_eps;           /* the BatchNorm eps used                         */
     char **ignored;         /* tensors of the file not used (detection heads) */
+    char *class_text;       /* metadata kdcam.classes, split in place        */
+    char **class_names;     /* (num_classes) into class_text, or NULL        */
     int n_ignored;
+    /* kernels (chosen at load, lib/kernels.h) */
+    kdc__isa isa;
+    const kdc__gemm_kernels *gemm; /* NULL: the scalar reference path          */
+    const kdc__dw_kernels *dw;     /* depthwise 3x3 kernels, or NULL (scalar)  */
+    float **packed;         /* (n_nodes) owned A packings, or NULL           */
+    /* backward-data: the transposed weight (cin*kh*kw x cout) as A, packed
+     * on first use by kdc__conv_packed_t under pack_lock */
+    float **packed_t;       /* (n_nodes), or NULL                            */
+    pthread_mutex_t pack_lock;
+    int pack_lock_init;
 };
 
 /* Output spatial size of a conv / pool window: floor((in + 2p - k) / s) + 1,
@@ -94,6 +114,48 @@ int kdc__pool_threads(const kdc__pool *pool);
  * when all calls are done. Each task must write disjoint outputs, so the
  * result does not depend on the number of threads. */
 void kdc__pool_run(kdc__pool *pool, int ntasks, void (*fn)(void *ctx, int task), void *ctx);
+
+/* ---- fast kernels: per-run workspace (conv.c) ---- */
+
+/* Per-thread GEMM packing buffers of a run and the backward im2col buffer.
+ * Tasks claim a free slot (at most nslots run at once, one per thread). */
+typedef struct kdc__work {
+    int nslots;
+    float *mem;           /* nslots * KDC__GEMM_WORK floats, 64-byte aligned */
+    atomic_int *busy;     /* (nslots)                                       */
+    float *cols;          /* backward-data column buffer                    */
+    size_t cols_cap;      /* floats                                          */
+    float *xpad, *wide;   /* stride-1 convs: padded input, wide output      */
+    size_t xpad_cap, wide_cap;
+} kdc__work;
+
+/* Makes room for nslots slots; KDC_ERR_NO_MEMORY. */
+kdc_status kdc__work_reserve(kdc__work *ws, int nslots);
+void kdc__work_free(kdc__work *ws);
+/* Makes room for the buffers a forward of this conv on one image needs
+ * (without them it takes a slower path); KDC_ERR_NO_MEMORY. */
+kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,
+                             int ow);
+
+/* Dense convolution (groups == 1) or LINEAR through the GEMM (cp->packed
+ * set), forward, for the n images of x (n, cin, ih, iw) into y (n, cout,
+ * oh, ow): y = conv(x) (+ bias), then the epilogue ep (may be NULL; its res
+ * is image 0's residual, laid out like y). Split over output tiles. ws
+ * needs at least as many slots as the pool has threads, and the buffers of
+ * kdc__conv_reserve for the fast padded path (else the slower im2col
+ * packing is used). */
+void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
+                      const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
+                      int oh, int ow, const kdc__gemm_epilogue *ep);
+/* Its backward-data, accumulated: dx += conv^T(dy), with wt the transposed
+ * weight packing (kdc__conv_packed_t). KDC_ERR_NO_MEMORY (column buffer). */
+kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
+                                          const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
+                                          const float *wt, const float *dy, int n, int oh, int ow,
+                                          float *dx, int ih, int iw);
+/* model.c: the transposed weight packing of CONV / LINEAR node `node`,
+ * made on first use (thread-safe); KDC_ERR_NO_MEMORY. */
+kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out);
 
 /* ---- op kernels: scalar references (one file per op family) ---- */
 

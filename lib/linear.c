@@ -1,5 +1,8 @@
 /* linear.c - fully connected layer: forward and backward references.
- * lp->weight is (cout, cin) as in PyTorch's nn.Linear. */
+ * lp->weight is (cout, cin) as in PyTorch's nn.Linear. With SIMD kernels
+ * the layer runs through the packed GEMM instead, as the 1x1 convolution
+ * of a 1x1 image it is (kdc__conv2d_fast, lib/conv.c; the bias is added
+ * after the sum, as here). */
 #include "graph.h"
 
 void kdc__linear_ref(const kdc__conv_param *lp, const float *in, float *out, int o0, int o1)

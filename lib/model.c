@@ -125,6 +125,9 @@ static int kdc__has(kdc__builder *b, const char *key)
 /* ------------------------------------------------------------------ */
 /* Growing the model                                                   */
 
+static kdc_status kdc__apply_metadata(const char *path, const kdc__st_file *f,
+                                      struct kdc_model *m);
+
 static kdc_status kdc__grow(void **arr, int *cap, int need, size_t elem)
 {
     if (need <= *cap)
@@ -815,8 +818,126 @@ void kdc_model_options_init(kdc_model_options *opt)
     opt->bn_eps = -1.0f;
 }
 
+/* ------------------------------------------------------------------ */
+/* Kernels: ISA choice and weight packing                              */
+
+static kdc_status kdc__choose_isa(kdc_kernels want, kdc__isa *isa)
+{
+    switch (want) {
+    case KDC_KERNELS_AUTO: *isa = kdc__isa_best(); return KDC_OK;
+    case KDC_KERNELS_SCALAR: *isa = KDC__ISA_SCALAR; break;
+    case KDC_KERNELS_AVX2: *isa = KDC__ISA_AVX2; break;
+    case KDC_KERNELS_NEON: *isa = KDC__ISA_NEON; break;
+    default:
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kernels: %d is not a kdc_kernels value",
+                         (int)want);
+    }
+    if (!kdc__isa_supported(*isa) || !kdc__gemm_kernels_get(*isa))
+        return kdc__fail(KDC_ERR_UNSUPPORTED, "kernels %s: not available on this CPU and build "
+                         "(%s needs %s); the best available is %s (kernels auto)",
+                         kdc__isa_name(*isa), kdc__isa_name(*isa),
+                         *isa == KDC__ISA_AVX2 ? "an x86-64 CPU with AVX2 and FMA"
+                                               : "an aarch64 CPU",
+                         kdc__isa_name(kdc__isa_best()));
+    return KDC_OK;
+}
+
+static int kdc__gemm_node(const kdc__node *nd)
+{
+    return (nd->op == KDC__OP_CONV && nd->p.conv.groups == 1) || nd->op == KDC__OP_LINEAR;
+}
+
+/* Packs the weight of every dense conv and fully connected layer as the
+ * GEMM's A, once (lib/kernels.h). The scalar ISA packs nothing: it runs the
+ * reference kernels. */
+static kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
+{
+    m->isa = isa;
+    if (isa == KDC__ISA_SCALAR)
+        return KDC_OK;
+    m->gemm = kdc__gemm_kernels_get(isa);
+    m->dw = kdc__dw_kernels_get(isa);
+    m->packed = calloc((size_t)m->n_nodes, sizeof *m->packed);
+    m->packed_t = calloc((size_t)m->n_nodes, sizeof *m->packed_t);
+    if (!m->packed || !m->packed_t)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
+    if (pthread_mutex_init(&m->pack_lock, NULL))
+        return kdc__fail(KDC_ERR_NO_MEMORY, "model: cannot create a mutex");
+    m->pack_lock_init = 1;
+    const int mr = m->gemm->mr;
+    for (int i = 0; i < m->n_nodes; i++) {
+        kdc__node *nd = &m->nodes[i];
+        if (!kdc__gemm_node(nd))
+            continue;
+        kdc__conv_param *cp = &nd->p.conv;
+        const int k = cp->cin * cp->kh * cp->kw;
+        const size_t bytes = kdc__gemm_packed_size(cp->cout, k, mr) * sizeof(float);
+        float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!p)
+            return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
+        kdc__gemm_pack_a(cp->weight, k, 1, cp->cout, k, mr, p);
+        m->packed[i] = p;
+        cp->packed = p;
+        /* the packing is now the only copy the fast path reads (the
+         * transposed one is made from it): give the plain one back */
+        for (int j = 0; j < m->n_blocks; j++)
+            if (m->blocks[j] == cp->weight) {
+                free(m->blocks[j]);
+                m->blocks[j] = NULL;
+                m->n_params -= (size_t)cp->cout * k;
+                cp->weight = NULL;
+                break;
+            }
+    }
+    return KDC_OK;
+}
+
+kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out)
+{
+    kdc_status st = KDC_OK;
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
+    pthread_mutex_lock(lock);
+    if (!m->packed_t[node]) {
+        const kdc__conv_param *cp = &m->nodes[node].p.conv;
+        const int k = cp->cin * cp->kh * cp->kw;
+        const size_t bytes = kdc__gemm_packed_size(k, cp->cout, m->gemm->mr) * sizeof(float);
+        float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (p) {
+            /* element (i, o) of W^T is element (o, i) of the packed W */
+            const int mr = m->gemm->mr;
+            float *d = p;
+            for (int i0 = 0; i0 < k; i0 += mr)
+                for (int o = 0; o < cp->cout; o++, d += mr) {
+                    const float *src = cp->packed + (size_t)(o / mr) * k * mr + o % mr;
+                    for (int i = 0; i < mr; i++)
+                        d[i] = i0 + i < k ? src[(size_t)(i0 + i) * mr] : 0.0f;
+                }
+            m->packed_t[node] = p;
+        } else {
+            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the transposed weights",
+                           m->nodes[node].name);
+        }
+    }
+    *out = m->packed_t[node];
+    pthread_mutex_unlock(lock);
+    return st;
+}
+
+const char *kdc_model_kernels(const kdc_model *m)
+{
+    return m ? kdc__isa_name(m->isa) : NULL;
+}
+
 void kdc__model_free_contents(struct kdc_model *m)
 {
+    for (int i = 0; m->packed && i < m->n_nodes; i++)
+        free(m->packed[i]);
+    for (int i = 0; m->packed_t && i < m->n_nodes; i++)
+        free(m->packed_t[i]);
+    free(m->packed);
+    free(m->packed_t);
+    if (m->pack_lock_init)
+        pthread_mutex_destroy(&m->pack_lock);
     for (int i = 0; i < m->n_nodes; i++)
         free(m->nodes[i].name);
     free(m->nodes);
@@ -829,6 +950,8 @@ void kdc__model_free_contents(struct kdc_model *m)
     for (int i = 0; i < m->n_ignored; i++)
         free(m->ignored[i]);
     free(m->ignored);
+    free(m->class_names);
+    free(m->class_text);
 }
 
 static kdc_status kdc__note_ignored(struct kdc_model *m, const char *name)
@@ -953,6 +1076,9 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
     if (!(opt.bn_eps < 0.0f) && !(opt.bn_eps >= 0.0f && opt.bn_eps < 1.0f))
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "BatchNorm eps %g is out of range [0, 1)",
                          (double)opt.bn_eps);
+    kdc__isa isa = KDC__ISA_SCALAR;
+    if ((st = kdc__choose_isa(opt.kernels, &isa)))
+        return st;
 
     memset(&b, 0, sizeof b);
     b.path = path;
@@ -1088,6 +1214,10 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
                        b.m->arch);
         goto free_entries;
     }
+    if ((st = kdc__apply_metadata(path, b.st, b.m)))
+        goto free_entries;
+    if ((st = kdc__setup_kernels(b.m, isa)))
+        goto free_entries;
     free(b.entries);
     kdc__st_close(b.st);
     *out = b.m;
@@ -1100,6 +1230,125 @@ close_file:
 free_model:
     kdc_model_destroy(b.m);
     return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Model metadata (docs/api.md, "Model metadata")                      */
+
+/* Parses n comma-separated floats of v into out; returns 0 on success. */
+static int kdc__parse_floats(const char *v, float *out, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *end;
+        double d = strtod(v, &end);
+        if (end == v || !(d > -1e30 && d < 1e30))
+            return -1;
+        out[i] = (float)d;
+        v = end;
+        if (i + 1 < n) {
+            if (*v != ',')
+                return -1;
+            v++;
+        }
+    }
+    return *v == '\0' || *v == ' ' ? 0 : -1;
+}
+
+/* "kdcam.preprocess": "resize=R crop=HxW mean=a,b,c std=a,b,c", every
+ * field optional, unnamed fields keep the architecture's default. */
+static kdc_status kdc__meta_preprocess(const char *path, const char *v, kdc_preprocess *pp)
+{
+    kdc_preprocess p = *pp;
+    const char *s = v;
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        if (!*s)
+            break;
+        int ok = 0;
+        char *end;
+        if (!strncmp(s, "resize=", 7)) {
+            long r = strtol(s + 7, &end, 10);
+            ok = end != s + 7 && r >= 0 && r <= 16384;
+            p.resize_short = (int)r;
+            s = end;
+        } else if (!strncmp(s, "crop=", 5)) {
+            long h = strtol(s + 5, &end, 10), w = -1;
+            if (end != s + 5 && *end == 'x') {
+                const char *ws = end + 1;
+                w = strtol(ws, &end, 10);
+                if (end == ws)
+                    w = -1;
+            }
+            ok = h >= 0 && h <= 16384 && w >= 0 && w <= 16384;
+            p.crop_h = (int)h;
+            p.crop_w = (int)w;
+            s = end;
+        } else if (!strncmp(s, "mean=", 5) || !strncmp(s, "std=", 4)) {
+            int is_mean = s[0] == 'm';
+            float *dst = is_mean ? p.mean : p.std;
+            s += is_mean ? 5 : 4;
+            ok = kdc__parse_floats(s, dst, 3) == 0;
+            if (!is_mean)
+                ok = ok && dst[0] > 0 && dst[1] > 0 && dst[2] > 0;
+            while (*s && *s != ' ')
+                s++;
+        }
+        if (!ok || (*s && *s != ' '))
+            return kdc__fail(KDC_ERR_FORMAT, "%s: metadata kdcam.preprocess \"%s\": expected "
+                             "\"resize=R crop=HxW mean=a,b,c std=a,b,c\"", path, v);
+    }
+    *pp = p;
+    return KDC_OK;
+}
+
+/* "kdcam.classes": the class names, comma-separated, one per output. */
+static kdc_status kdc__meta_classes(const char *path, const char *v, struct kdc_model *m)
+{
+    int n = 1;
+    for (const char *s = v; *s; s++)
+        n += *s == ',';
+    if (m->num_classes <= 0 || n != m->num_classes)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: metadata kdcam.classes names %d classes, the "
+                         "model has %d", path, n, m->num_classes);
+    m->class_text = strdup(v);
+    m->class_names = calloc((size_t)n, sizeof *m->class_names);
+    if (!m->class_text || !m->class_names)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for class names", path);
+    char *s = m->class_text;
+    for (int i = 0; i < n; i++) {
+        m->class_names[i] = s;
+        char *c = strchr(s, ',');
+        if (c) {
+            *c = '\0';
+            s = c + 1;
+        }
+        if (!m->class_names[i][0])
+            return kdc__fail(KDC_ERR_FORMAT, "%s: metadata kdcam.classes: class %d has an empty "
+                             "name", path, i);
+    }
+    return KDC_OK;
+}
+
+static kdc_status kdc__apply_metadata(const char *path, const kdc__st_file *f, struct kdc_model *m)
+{
+    kdc_status st;
+    const char *v = kdc__st_metadata(f, "kdcam.preprocess");
+    if (v && (st = kdc__meta_preprocess(path, v, &m->preprocess)))
+        return st;
+    v = kdc__st_metadata(f, "kdcam.classes");
+    if (v && (st = kdc__meta_classes(path, v, m)))
+        return st;
+    return KDC_OK;
+}
+
+const char *kdc_model_class_name(const kdc_model *m, int c)
+{
+    if (!m || c < 0 || c >= m->num_classes)
+        return NULL;
+    if (m->class_names)
+        return m->class_names[c];
+    return m->num_classes == 1000 ? kdc_imagenet_class_name(c) : NULL;
 }
 
 /* ------------------------------------------------------------------ */

@@ -49,6 +49,11 @@ struct kdc_run {
     /* kdc__run_forward_from: this node's output is read from override */
     int override_node;
     const float *override_data;
+    /* fast kernels: GEMM workspaces, and the fused groups of the plan: a
+     * dense conv head runs its AFFINE (and RELU / ADD_RELU) in its epilogue */
+    kdc__work ws;
+    int *fuse_tail;        /* (n_nodes) last node of the group a head runs, 0 */
+    unsigned char *fused;  /* (n_nodes) run by the head of its group          */
 };
 
 kdc_status kdc_run_create(const kdc_model *m, const kdc_run_options *opt, kdc_run **out)
@@ -87,11 +92,13 @@ kdc_status kdc_run_create(const kdc_model *m, const kdc_run_options *opt, kdc_ru
     r->gused = calloc(nn, 1);
     r->grad_of = calloc(nn, sizeof *r->grad_of);
     r->gkeep = calloc(nn, 1);
+    r->fuse_tail = calloc(nn, sizeof *r->fuse_tail);
+    r->fused = calloc(nn, 1);
     r->record_from = -1;
     r->override_node = -1;
     if (!r->chw || !r->slot || !r->keep || !r->want || !r->last_use || !r->need || !r->buf ||
         !r->cap || !r->mask || !r->mask_cap || !r->argmax || !r->argmax_cap || !r->gbuf ||
-        !r->gcap || !r->gused || !r->grad_of || !r->gkeep) {
+        !r->gcap || !r->gused || !r->grad_of || !r->gkeep || !r->fuse_tail || !r->fused) {
         kdc_run_destroy(r);
         return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory");
     }
@@ -108,6 +115,7 @@ void kdc_run_destroy(kdc_run *r)
     if (!r)
         return;
     kdc__pool_destroy(r->pool);
+    kdc__work_free(&r->ws);
     for (int i = 0; i < r->m->n_nodes; i++) {
         if (r->buf)
             free(r->buf[i]);
@@ -119,6 +127,8 @@ void kdc_run_destroy(kdc_run *r)
             free(r->gbuf[i]);
     }
     free(r->classes);
+    free(r->fused);
+    free(r->fuse_tail);
     free(r->gkeep);
     free(r->grad_of);
     free(r->gused);
@@ -145,6 +155,64 @@ static int kdc__elementwise(kdc__op op)
            op == KDC__OP_ADD_UP;
 }
 
+/* Ops that run through the packed GEMM when the model has fast kernels. */
+static int kdc__gemm_op(const kdc_model *m, const kdc__node *nd)
+{
+    return m->gemm && ((nd->op == KDC__OP_CONV && nd->p.conv.groups == 1) ||
+                       nd->op == KDC__OP_LINEAR);
+}
+
+static int kdc__dw_op(const kdc_model *m, const kdc__node *nd);
+
+/* Epilogue fusion: a dense conv (or a depthwise 3x3 one, per channel plane
+ * after the depthwise kernel) whose only reader is an AFFINE (eval BN)
+ * runs that affine in its epilogue, and the RELU or ADD_RELU after it too
+ * when the affine's only reader is that node (and an ADD_RELU's other input,
+ * the residual, is computed before the conv). Nodes whose outputs the
+ * caller keeps are never inside a group, so every kept layer holds exactly
+ * what the unfused ops give (the epilogue does the same float operations). */
+static void kdc__plan_fusion(kdc_run *r)
+{
+    const kdc_model *m = r->m;
+    for (int i = 0; i < m->n_nodes; i++) {
+        r->fuse_tail[i] = 0;
+        r->fused[i] = 0;
+    }
+    if (!m->gemm)
+        return;
+    for (int i = 1; i + 1 < m->n_nodes; i++) {
+        const kdc__node *nd = &m->nodes[i], *af = &m->nodes[i + 1];
+        if (!(kdc__gemm_op(m, nd) && nd->op == KDC__OP_CONV) && !kdc__dw_op(m, nd))
+            continue;
+        if (af->op != KDC__OP_AFFINE || af->in[0] != i || r->last_use[i] != i + 1)
+            continue;
+        int tail = i + 1;
+        if (i + 2 < m->n_nodes && r->last_use[i + 1] == i + 2) {
+            const kdc__node *t = &m->nodes[i + 2];
+            if (t->op == KDC__OP_RELU && t->in[0] == i + 1) {
+                tail = i + 2;
+            } else if (t->op == KDC__OP_ADD_RELU && t->in[0] != t->in[1]) {
+                int other = t->in[0] == i + 1 ? t->in[1] : t->in[1] == i + 1 ? t->in[0] : -1;
+                if (other >= 0 && other < i)
+                    tail = i + 2;
+            }
+        }
+        r->fuse_tail[i] = tail;
+        for (int j = i + 1; j <= tail; j++)
+            r->fused[j] = 1;
+        i = tail;
+    }
+}
+
+/* Depthwise 3x3 convs the depthwise kernel table runs (lib/dwconv.c). */
+static int kdc__dw_op(const kdc_model *m, const kdc__node *nd)
+{
+    const kdc__conv_param *cp = &nd->p.conv;
+    return m->dw && nd->op == KDC__OP_CONV && cp->groups > 1 && cp->groups == cp->cin &&
+           cp->cin == cp->cout && cp->kh == 3 && cp->kw == 3 && (cp->stride == 1 ||
+           cp->stride == 2) && (cp->pad == 0 || cp->pad == 1);
+}
+
 static size_t kdc__numel(const kdc_run *r, int node)
 {
     const int *s = r->chw + 3 * node;
@@ -169,12 +237,17 @@ static kdc_status kdc__plan(kdc_run *r)
             if (in >= 0 && r->last_use[in] < i)
                 r->last_use[in] = i;
         }
+    kdc__plan_fusion(r);
     r->n_slots = 0;
     for (int i = 0; i < nn; i++) {
         const kdc__node *nd = &m->nodes[i];
         const size_t numel = kdc__numel(r, i);
         int s = -1;
-        if (kdc__elementwise(nd->op) && r->last_use[nd->in[0]] == i) {
+        if (r->fused[i]) {
+            /* in place over the group's own chain (never over an ADD_RELU's
+             * residual, which the epilogue reads while writing) */
+            s = r->slot[i - 1];
+        } else if (kdc__elementwise(nd->op) && r->last_use[nd->in[0]] == i) {
             s = r->slot[nd->in[0]]; /* in place over the dying input */
         } else if (n_free > 0) {
             /* best fit: the smallest free buffer that is big enough, else the largest */
@@ -251,6 +324,15 @@ static void kdc__node_task(void *ctx, int t)
 
     switch (nd->op) {
     case KDC__OP_CONV:
+        if (kdc__dw_op(k->r->m, nd)) {
+            const kdc__conv_param *cp = &nd->p.conv;
+            for (int c = c0; c < c1; c++)
+                k->r->m->dw->dw3x3(k->x + ((size_t)b * C + c) * ihw, k->in_chw[1], k->in_chw[2],
+                                   cp->weight + 9 * (size_t)c, cp->bias ? cp->bias[c] : 0.0f,
+                                   k->y + ((size_t)b * C + c) * ohw, k->out_chw[1],
+                                   k->out_chw[2], cp->stride, cp->pad);
+            break;
+        }
         kdc__conv2d_ref(&nd->p.conv, k->x, k->in_chw[1], k->in_chw[2], k->y, k->out_chw[1],
                         k->out_chw[2], b, c0, c1);
         break;
@@ -312,9 +394,122 @@ static const float *kdc__data(const kdc_run *r, int j)
     return r->buf[r->slot[j]];
 }
 
+/* ReLU masks of a fused group's tail, from its output. */
+typedef struct kdc__mask_task {
+    const float *y;
+    uint64_t *mask;
+    int C, chunks;
+    size_t hw;
+    float clamp;
+} kdc__mask_task;
+
+static void kdc__mask_run(void *ctx, int t)
+{
+    const kdc__mask_task *k = ctx;
+    const int b = t / k->chunks, c0 = t % k->chunks * KDC__CH_CHUNK;
+    const int c1 = c0 + KDC__CH_CHUNK < k->C ? c0 + KDC__CH_CHUNK : k->C;
+    kdc__relu_mask(k->y + (size_t)b * k->C * k->hw,
+                   k->mask + (size_t)b * k->C * ((k->hw + 63) / 64), k->hw, k->clamp, c0, c1);
+}
+
+/* The epilogue that runs the rest of the fused group headed by conv i. */
+static void kdc__group_epilogue(const kdc_run *r, int i, int tail, kdc__gemm_epilogue *ep)
+{
+    const kdc_model *m = r->m;
+    memset(ep, 0, sizeof *ep);
+    if (tail == i)
+        return;
+    const kdc__node *af = &m->nodes[i + 1];
+    ep->scale = af->p.affine.scale;
+    ep->shift = af->p.affine.shift;
+    if (tail == i + 2) {
+        const kdc__node *t = &m->nodes[i + 2];
+        ep->relu = 1;
+        ep->clamp = t->p.act.clamp;
+        if (t->op == KDC__OP_ADD_RELU)
+            ep->res = kdc__data(r, t->in[0] == i + 1 ? t->in[1] : t->in[0]);
+    }
+}
+
+/* A depthwise 3x3 conv with its fused group: per channel plane, the
+ * depthwise kernel then the epilogue while the plane is in cache. */
+typedef struct kdc__dw_task {
+    const kdc_run *r;
+    const kdc__node *nd;
+    const float *x;
+    float *y;
+    const kdc__gemm_epilogue *ep; /* res of the whole batch, laid out like y */
+    int C, ih, iw, oh, ow, chunks;
+} kdc__dw_task;
+
+static void kdc__dw_fused_run(void *ctx, int t)
+{
+    const kdc__dw_task *k = ctx;
+    const kdc__conv_param *cp = &k->nd->p.conv;
+    const kdc_model *m = k->r->m;
+    const int b = t / k->chunks, c0 = t % k->chunks * KDC__CH_CHUNK;
+    const int c1 = c0 + KDC__CH_CHUNK < k->C ? c0 + KDC__CH_CHUNK : k->C;
+    const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
+    for (int c = c0; c < c1; c++) {
+        const size_t plane = (size_t)b * k->C + c;
+        float *y = k->y + plane * ohw;
+        m->dw->dw3x3(k->x + plane * ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
+                     cp->bias ? cp->bias[c] : 0.0f, y, k->oh, k->ow, cp->stride, cp->pad);
+        m->gemm->epilogue(k->ep, y, ohw, c, 1, k->ep->res ? k->ep->res + plane * ohw : NULL, ohw,
+                          (int)ohw);
+    }
+}
+
+static void kdc__run_dw_group(kdc_run *r, int i)
+{
+    const kdc__node *nd = &r->m->nodes[i];
+    const int tail = r->fuse_tail[i];
+    kdc__gemm_epilogue ep;
+    kdc__group_epilogue(r, i, tail, &ep);
+    const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
+    kdc__dw_task k = {.r = r, .nd = nd, .x = kdc__data(r, nd->in[0]),
+                      .y = r->buf[r->slot[tail]], .ep = &ep, .C = oc[0], .ih = ic[1],
+                      .iw = ic[2], .oh = oc[1], .ow = oc[2]};
+    k.chunks = (k.C + KDC__CH_CHUNK - 1) / KDC__CH_CHUNK;
+    kdc__pool_run(r->pool, r->n * k.chunks, kdc__dw_fused_run, &k);
+}
+
+/* A dense conv or LINEAR on the GEMM, with the rest of its fused group. */
+static void kdc__run_gemm_node(kdc_run *r, int i)
+{
+    const kdc_model *m = r->m;
+    const kdc__node *nd = &m->nodes[i];
+    const int tail = r->fuse_tail[i] ? r->fuse_tail[i] : i;
+    kdc__gemm_epilogue ep;
+    kdc__group_epilogue(r, i, tail, &ep);
+    const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
+    kdc__conv2d_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, kdc__data(r, nd->in[0]), r->n, ic[1],
+                     ic[2], r->buf[r->slot[tail]], oc[1], oc[2], tail > i ? &ep : NULL);
+}
+
 static void kdc__run_node(kdc_run *r, int i, int record)
 {
     const kdc__node *nd = &r->m->nodes[i];
+    if (r->fused[i]) {
+        /* computed by the head of its group; a recording pass still needs
+         * the ReLU mask of the group's output */
+        if (record && (nd->op == KDC__OP_RELU || nd->op == KDC__OP_ADD_RELU)) {
+            const int *s = r->chw + 3 * i;
+            kdc__mask_task k = {.y = r->buf[r->slot[i]], .mask = r->mask[i], .C = s[0],
+                                .hw = (size_t)s[1] * s[2], .clamp = nd->p.act.clamp};
+            k.chunks = (k.C + KDC__CH_CHUNK - 1) / KDC__CH_CHUNK;
+            kdc__pool_run(r->pool, r->n * k.chunks, kdc__mask_run, &k);
+        }
+        return;
+    }
+    if (kdc__gemm_op(r->m, nd)) {
+        kdc__run_gemm_node(r, i);
+        return;
+    }
+    if (r->fuse_tail[i]) {
+        kdc__run_dw_group(r, i);
+        return;
+    }
     kdc__task k = {
         .r = r,
         .nd = nd,
@@ -412,6 +607,17 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
     }
     if (record_from >= 0 && (st = kdc__alloc_record(r, record_from)))
         return st;
+    if (m->gemm) {
+        if ((st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))))
+            return st;
+        for (int i = 1; i < nn; i++) {
+            const kdc__node *nd = &m->nodes[i];
+            const int *ic = r->chw + 3 * (nd->in[0] >= 0 ? nd->in[0] : 0), *oc = r->chw + 3 * i;
+            if (kdc__gemm_op(m, nd) &&
+                (st = kdc__conv_reserve(&r->ws, &nd->p.conv, ic[1], ic[2], oc[1], oc[2])))
+                return st;
+        }
+    }
     memcpy(r->buf[r->slot[0]], input, numel * sizeof *input);
     for (int i = 1; i < nn; i++)
         kdc__run_node(r, i, record_from >= 0 && i > record_from);
@@ -544,6 +750,14 @@ static void kdc__backward_task(void *ctx, int t)
 
     switch (nd->op) {
     case KDC__OP_CONV:
+        if (kdc__dw_op(r->m, nd)) {
+            const kdc__conv_param *cp = &nd->p.conv;
+            for (int c = c0; c < c1; c++)
+                r->m->dw->dw3x3_backward(dy + (size_t)c * ohw, k->out_chw[1], k->out_chw[2],
+                                         cp->weight + 9 * (size_t)c, dx + (size_t)c * ihw,
+                                         k->in_chw[1], k->in_chw[2], cp->stride, cp->pad);
+            break;
+        }
         kdc__conv2d_backward_data_ref(&nd->p.conv, k->dy, k->out_chw[1], k->out_chw[2], k->dx,
                                       k->in_chw[1], k->in_chw[2], b, c0, c1);
         break;
@@ -713,7 +927,15 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
         k.dy = r->gbuf[r->grad_of[i]];
         k.dx = dx[0];
         k.dx2 = dx[1];
-        if (k.dx || k.dx2) {
+        if (k.dx && kdc__gemm_op(m, nd)) {
+            const float *wt;
+            if ((st = kdc__conv_packed_t(m, i, &wt)) ||
+                (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
+                (st = kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, wt,
+                                                     k.dy, r->n, k.out_chw[1], k.out_chw[2],
+                                                     k.dx, k.in_chw[1], k.in_chw[2])))
+                return st;
+        } else if (k.dx || k.dx2) {
             k.chunks = (k.in_chw[0] + KDC__CH_CHUNK - 1) / KDC__CH_CHUNK;
             kdc__pool_run(r->pool, r->n * k.chunks, kdc__backward_task, &k);
         }

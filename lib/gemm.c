@@ -1,0 +1,304 @@
+/* gemm.c - the packed fp32 GEMM driver, the scalar micro-kernel and the
+ * GEMM kernel tables.
+ *
+ * BLIS-style blocking (lib/kernels.h): A, the weights, is packed once at
+ * model load into mr-row panels over its whole depth; B, the activations, is
+ * packed here per call into nr-column panels, KC rows deep, NC columns wide
+ * (KC x NC floats of the caller's workspace, 1 MB: it stays in L2/L3
+ * while the micro-kernel sweeps the MC-row block of A, which stays in L2,
+ * against one kc x nr micro-panel of B, which stays in L1). A convolution
+ * with a kernel larger than 1x1 or a stride is never lowered to an im2col
+ * buffer: its im2col is read straight out of the input while packing B.
+ *
+ * Results do not depend on the blocking: every output element is the chain
+ * (accumulate ? C : 0) + a0*b0 + a1*b1 + ... in increasing depth, whatever
+ * the tile it sits in, a depth block boundary only stores the partial sum
+ * and loads it back. So tasks may split the output anywhere and the thread
+ * count never changes a bit. */
+#include <string.h>
+
+#include "kernels.h"
+
+/* ------------------------------------------------------------------ */
+/* Scalar micro-kernel: 4 x 8 tile                                     */
+
+void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                              int n, int accumulate)
+{
+    float acc[4][8];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 8; j++)
+            acc[i][j] = accumulate && i < m && j < n ? c[(size_t)i * ldc + j] : 0.0f;
+    for (int p = 0; p < k; p++, a += 4, b += 8)
+        for (int i = 0; i < 4; i++) {
+            const float av = a[i];
+            for (int j = 0; j < 8; j++)
+                acc[i][j] += av * b[j];
+        }
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = acc[i][j];
+}
+
+/* ------------------------------------------------------------------ */
+/* Tables                                                              */
+
+static const kdc__gemm_kernels kdc__gemm_scalar = {
+    KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
+    kdc__gemm_epilogue_scalar};
+#if defined(__x86_64__)
+static const kdc__gemm_kernels kdc__gemm_avx2 = {
+    KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
+    kdc__gemm_epilogue_avx2};
+#endif
+#if defined(__aarch64__)
+static const kdc__gemm_kernels kdc__gemm_neon = {
+    KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
+    kdc__gemm_epilogue_scalar};
+#endif
+
+const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
+{
+    if (!kdc__isa_supported(isa))
+        return NULL;
+    switch (isa) {
+    case KDC__ISA_SCALAR:
+        return &kdc__gemm_scalar;
+    case KDC__ISA_AVX2:
+#if defined(__x86_64__)
+        return &kdc__gemm_avx2;
+#else
+        return NULL;
+#endif
+    case KDC__ISA_NEON:
+#if defined(__aarch64__)
+        return &kdc__gemm_neon;
+#else
+        return NULL;
+#endif
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Packing                                                             */
+
+size_t kdc__gemm_packed_size(int m, int k, int mr)
+{
+    return (size_t)((m + mr - 1) / mr) * (size_t)mr * (size_t)k;
+}
+
+void kdc__gemm_pack_a(const float *a, ptrdiff_t rs, ptrdiff_t cs, int m, int k, int mr,
+                      float *dst)
+{
+    for (int i0 = 0; i0 < m; i0 += mr) {
+        const int h = m - i0 < mr ? m - i0 : mr;
+        for (int p = 0; p < k; p++, dst += mr) {
+            int i = 0;
+            for (; i < h; i++)
+                dst[i] = a[(i0 + i) * rs + p * cs];
+            for (; i < mr; i++)
+                dst[i] = 0.0f;
+        }
+    }
+}
+
+/* One nr-wide row of an im2col panel: the columns of segment s lie in one
+ * output row; d gets the input values or zeros (padding). */
+typedef struct kdc__seg {
+    int j, len; /* columns [j, j + len) of the panel           */
+    int iy, ix; /* input position of tap (0, 0) for column j    */
+} kdc__seg;
+
+/* Input row of the tap for columns of a segment: [lo, hi) of len columns
+ * land inside 0 <= ix + t * stride < iw. */
+static void kdc__seg_range(int ix, int len, int stride, int iw, int *lo, int *hi)
+{
+    int l = ix >= 0 ? 0 : (-ix + stride - 1) / stride;
+    int h = ix > iw - 1 ? 0 : (iw - 1 - ix) / stride + 1;
+    if (h > len)
+        h = len;
+    if (l > h)
+        l = h;
+    *lo = l;
+    *hi = h;
+}
+
+static void kdc__pack_b_im2col(const kdc__gemm_b *b, int p0, int kc, int q0, int w, int nr,
+                               float *d)
+{
+    kdc__seg seg[64];
+    int ns = 0;
+    const int s = b->stride;
+    for (int j = 0; j < w;) {
+        const int q = q0 + j, oy = q / b->ow, ox = q % b->ow;
+        int len = b->ow - ox;
+        if (len > w - j)
+            len = w - j;
+        seg[ns].j = j;
+        seg[ns].len = len;
+        seg[ns].iy = oy * s - b->pad;
+        seg[ns].ix = ox * s - b->pad;
+        ns++;
+        j += len;
+    }
+    const int kk = b->kh * b->kw;
+    const size_t ihw = (size_t)b->ih * b->iw;
+    int c = p0 / kk, r = p0 % kk, ky = r / b->kw, kx = r % b->kw;
+    for (int p = 0; p < kc; p++, d += nr) {
+        const float *plane = b->x + (size_t)c * ihw;
+        for (int g = 0; g < ns; g++) {
+            float *o = d + seg[g].j;
+            const int len = seg[g].len, iy = seg[g].iy + ky;
+            if (iy < 0 || iy >= b->ih) {
+                memset(o, 0, (size_t)len * sizeof *o);
+                continue;
+            }
+            int lo, hi;
+            const int ix = seg[g].ix + kx;
+            kdc__seg_range(ix, len, s, b->iw, &lo, &hi);
+            const float *src = plane + (size_t)iy * b->iw + ix;
+            int t = 0;
+            for (; t < lo; t++)
+                o[t] = 0.0f;
+            if (s == 1) {
+                memcpy(o + lo, src + lo, (size_t)(hi - lo) * sizeof *o);
+                t = hi;
+            } else {
+                for (; t < hi; t++)
+                    o[t] = src[t * s];
+            }
+            for (; t < len; t++)
+                o[t] = 0.0f;
+        }
+        for (int j = w; j < nr; j++)
+            d[j] = 0.0f;
+        if (++kx == b->kw) {
+            kx = 0;
+            if (++ky == b->kh) {
+                ky = 0;
+                c++;
+            }
+        }
+    }
+}
+
+/* Packs rows [p0, p0 + kc) and columns [n0, n0 + nc) of B into
+ * ceil(nc / nr) panels of kc x nr floats (columns past the end are zero). */
+static void kdc__pack_b(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr, float *dst)
+{
+    if (b->im2col == 1) {
+        for (int j0 = 0; j0 < nc; j0 += nr)
+            kdc__pack_b_im2col(b, p0, kc, n0 + j0, nc - j0 < nr ? nc - j0 : nr, nr,
+                               dst + (size_t)(j0 / nr) * kc * nr);
+        return;
+    }
+    /* DENSE and SHIFTED: row p starts at x + off[p] */
+    size_t off[KDC__GEMM_KC];
+    if (b->im2col == 2) {
+        const int kk = b->kh * b->kw;
+        int c = p0 / kk, r = p0 % kk, ky = r / b->kw, kx = r % b->kw;
+        const int st = b->stride;
+        for (int p = 0; p < kc; p++) {
+            off[p] = (size_t)c * b->plane + (size_t)(ky % st * st + kx % st) * b->pplane +
+                     (size_t)(ky / st) * b->ld + (size_t)(kx / st);
+            if (++kx == b->kw) {
+                kx = 0;
+                if (++ky == b->kh) {
+                    ky = 0;
+                    c++;
+                }
+            }
+        }
+    } else {
+        for (int p = 0; p < kc; p++)
+            off[p] = (size_t)(p0 + p) * b->ld;
+    }
+    for (int j0 = 0; j0 < nc; j0 += nr) {
+        const int w = nc - j0 < nr ? nc - j0 : nr;
+        float *d = dst + (size_t)(j0 / nr) * kc * nr;
+        const float *src = b->x + n0 + j0;
+        if (w == nr && nr == 16) {
+            for (int p = 0; p < kc; p++, d += 16)
+                memcpy(d, src + off[p], 16 * sizeof *d);
+        } else if (w == nr && nr == 8) {
+            for (int p = 0; p < kc; p++, d += 8)
+                memcpy(d, src + off[p], 8 * sizeof *d);
+        } else {
+            for (int p = 0; p < kc; p++, d += nr) {
+                memcpy(d, src + off[p], (size_t)w * sizeof *d);
+                memset(d + w, 0, (size_t)(nr - w) * sizeof *d);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Epilogue and driver                                                 */
+
+static inline float kdc__clampf(float v, float clamp)
+{
+    if (v != v)
+        return v;
+    v = v > 0.0f ? v : 0.0f;
+    return v < clamp ? v : clamp;
+}
+
+void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
+                               const float *res, size_t ldres, int n)
+{
+    for (int i = 0; i < m; i++, v += ldv) {
+        const int r = row + i;
+        if (ep->bias) {
+            const float bs = ep->bias[r];
+            for (int j = 0; j < n; j++)
+                v[j] = v[j] + bs;
+        }
+        if (ep->scale) {
+            const float s = ep->scale[r], t = ep->shift[r];
+            for (int j = 0; j < n; j++)
+                v[j] = v[j] * s + t;
+        }
+        if (res) {
+            const float *rs = res + (size_t)i * ldres;
+            for (int j = 0; j < n; j++)
+                v[j] = v[j] + rs[j];
+        }
+        if (ep->relu)
+            for (int j = 0; j < n; j++)
+                v[j] = kdc__clampf(v[j], ep->clamp);
+    }
+}
+
+void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, int m1,
+               const kdc__gemm_b *b, int n0, int n1, float *c, size_t ldc, int accumulate,
+               const kdc__gemm_epilogue *ep, float *work)
+{
+    const int mr = gk->mr, nr = gk->nr;
+    for (int jc = n0; jc < n1; jc += KDC__GEMM_NC) {
+        const int nc = n1 - jc < KDC__GEMM_NC ? n1 - jc : KDC__GEMM_NC;
+        for (int pc = 0; pc < k; pc += KDC__GEMM_KC) {
+            const int kc = k - pc < KDC__GEMM_KC ? k - pc : KDC__GEMM_KC;
+            const int last = pc + kc == k;
+            kdc__pack_b(b, pc, kc, jc, nc, nr, work);
+            for (int ic = m0; ic < m1; ic += KDC__GEMM_MC) {
+                const int mc = m1 - ic < KDC__GEMM_MC ? m1 - ic : KDC__GEMM_MC;
+                for (int jr = 0; jr < nc; jr += nr) {
+                    const int nw = nc - jr < nr ? nc - jr : nr;
+                    const float *bp = work + (size_t)(jr / nr) * kc * nr;
+                    for (int ir = 0; ir < mc; ir += mr) {
+                        const int mw = mc - ir < mr ? mc - ir : mr;
+                        const int row = ic + ir;
+                        const float *ap = apack + ((size_t)(row / mr) * k + pc) * mr;
+                        float *cp = c + (size_t)row * ldc + jc + jr;
+                        gk->gemm(kc, ap, bp, cp, ldc, mw, nw, accumulate || pc > 0);
+                        if (last && ep)
+                            gk->epilogue(ep, cp, ldc, row, mw,
+                                         ep->res ? ep->res + (size_t)row * ldc + jc + jr : NULL,
+                                         ldc, nw);
+                    }
+                }
+            }
+        }
+    }
+}

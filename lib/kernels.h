@@ -1,0 +1,241 @@
+/* kernels.h - the SIMD micro-kernel tables (internal).
+ *
+ * One table per kernel family and instruction set. The ISA of a model is
+ * chosen once, when the model is loaded (kdc_model_options.kernels: the best
+ * one the CPU has, or the one asked for), and every op of every run of that
+ * model uses its tables. The scalar tables are always there: the fallback on
+ * CPUs without the SIMD extensions, and the reference the SIMD kernels are
+ * tested against (besides the plain reference convolution of conv.c).
+ *
+ * Micro-kernels are named by what they compute, their tile and their ISA,
+ * as in XNNPACK: kdc__f32_gemm_6x16_avx2 is the fp32 GEMM micro-kernel of
+ * a 6-row by 16-column tile in AVX2 + FMA. Files that hold SIMD code are
+ * named after their ISA (*_avx2.c, *_neon.c) and get that ISA's compiler
+ * flags from the Makefile; on another architecture they compile to nothing.
+ */
+#ifndef KDC_KERNELS_H
+#define KDC_KERNELS_H
+
+#include <stddef.h>
+
+typedef enum kdc__isa {
+    KDC__ISA_SCALAR = 0,
+    KDC__ISA_AVX2 = 1, /* x86-64 AVX2 + FMA */
+    KDC__ISA_NEON = 2  /* aarch64 Advanced SIMD */
+} kdc__isa;
+
+/* GEMM micro-kernel: the m x n corner (m <= mr, n <= nr) of
+ *     C = (accumulate ? C : 0) + A * B
+ * where C is row-major with row stride ldc, A is an mr-row panel packed as
+ * k columns of mr floats (rows past m are zero), and B is an nr-column
+ * panel packed as k rows of nr floats (columns past n are zero). k >= 1.
+ * The sum over k runs in increasing k with one fused multiply-add per term
+ * and lane, so a result does not depend on where the tile sits. */
+typedef void (*kdc__gemm_ukernel)(int k, const float *a, const float *b, float *c, size_t ldc,
+                                  int m, int n, int accumulate);
+
+/* Depthwise 3x3 convolution of one channel plane, zero padding pad (0 or
+ * 1), stride 1 or 2: y (oh x ow) = bias + sum of w[ky*3+kx] * x(...). */
+typedef void (*kdc__dw3x3_kernel)(const float *x, int ih, int iw, const float *w, float bias,
+                                  float *y, int oh, int ow, int stride, int pad);
+/* Its backward-data for one channel plane: dx (ih x iw) += transpose of the
+ * above applied to dy (oh x ow). */
+typedef void (*kdc__dw3x3_backward_kernel)(const float *dy, int oh, int ow, const float *w,
+                                           float *dx, int ih, int iw, int stride, int pad);
+
+struct kdc__gemm_epilogue;
+/* The GEMM epilogue (kdc__gemm_epilogue, below) on the m x n block v (row
+ * stride ldv) of rows [row, row + m); res: the residual block (row stride
+ * ldres) when ep->res is used, else NULL. Same float operations as the
+ * unfused scalar ops, so any implementation gives the same bits. */
+typedef void (*kdc__gemm_epilogue_fn)(const struct kdc__gemm_epilogue *ep, float *v, size_t ldv,
+                                      int row, int m, const float *res, size_t ldres, int n);
+
+/* One table per kernel family and ISA (XNNPACK style). */
+typedef struct kdc__gemm_kernels {
+    kdc__isa isa;
+    const char *name; /* "f32-gemm-6x16-avx2", ...                */
+    int mr, nr;       /* tile                                        */
+    kdc__gemm_ukernel gemm;
+    kdc__gemm_epilogue_fn epilogue; /* kdc__gemm_epilogue_scalar or a SIMD one */
+} kdc__gemm_kernels;
+
+typedef struct kdc__dw_kernels {
+    kdc__isa isa;
+    const char *name; /* "f32-dw3x3-avx2", ...                      */
+    kdc__dw3x3_kernel dw3x3;
+    kdc__dw3x3_backward_kernel dw3x3_backward;
+} kdc__dw_kernels;
+
+/* Whether this CPU and this build run isa (scalar: always). Decided from
+ * the CPU's features on each call (cheap); no global state. */
+int kdc__isa_supported(kdc__isa isa);
+/* The best isa this CPU and build support. */
+kdc__isa kdc__isa_best(void);
+/* "scalar", "avx2", "neon" */
+const char *kdc__isa_name(kdc__isa isa);
+
+/* The table of a family for isa, or NULL when this build or this CPU lacks
+ * it (gemm.c, dwconv.c). */
+const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa);
+const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa);
+
+/* The GEMM micro-kernels (gemm.c, gemm_avx2.c, gemm_neon.c). The scalar one
+ * does a separate multiply and add per term (no FMA instruction to rely
+ * on); it has the same tile-position independence. */
+void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                              int n, int accumulate);
+#if defined(__x86_64__)
+/* A register-only loop of 12 independent 8-lane FMA chains, iters times
+ * (192 flops per iteration): this core's FMA peak, for bench/. Returns a
+ * value that depends on every result. */
+float kdc__f32_fma_peak_avx2(long iters);
+void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                             int n, int accumulate);
+#endif
+#if defined(__aarch64__)
+void kdc__f32_gemm_8x8_neon(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                            int n, int accumulate);
+#endif
+
+/* The depthwise 3x3 kernels (dwconv.c, dwconv_avx2.c, dwconv_neon.c), of
+ * types kdc__dw3x3_kernel / kdc__dw3x3_backward_kernel. The scalar ones add
+ * in the reference's order with separate multiply and add (equal to
+ * kdc__conv2d_ref); the SIMD ones use the same order with one FMA per term,
+ * so AVX2 and NEON agree to the bit (see dwconv.c). */
+void kdc__f32_dw3x3_scalar(const float *x, int ih, int iw, const float *w, float bias, float *y,
+                           int oh, int ow, int stride, int pad);
+void kdc__f32_dw3x3_backward_scalar(const float *dy, int oh, int ow, const float *w, float *dx,
+                                    int ih, int iw, int stride, int pad);
+#if defined(__x86_64__)
+void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float bias, float *y,
+                         int oh, int ow, int stride, int pad);
+void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *w, float *dx,
+                                  int ih, int iw, int stride, int pad);
+#endif
+#if defined(__aarch64__)
+void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,
+                         int oh, int ow, int stride, int pad);
+void kdc__f32_dw3x3_backward_neon(const float *dy, int oh, int ow, const float *w, float *dx,
+                                  int ih, int iw, int stride, int pad);
+#endif
+
+/* Shared by the SIMD depthwise kernels: zero-padded copies of the rows they
+ * read, so that every vector load is a plain in-bounds load whatever the
+ * padding, width and tail. A plane is processed in strips of at most
+ * KDC__DW_STRIP outputs; a strip reads columns [c0, c0 + len) of a row of
+ * width w (zero outside [0, w)). Four slots hold the rows in use (any four
+ * consecutive rows fall in different slots, row % 4: two output rows of
+ * stride 1 read four), each row copied once per strip. The zeros depend
+ * only on the strip, so they are written once and a row copies its middle
+ * part [lo, hi) only. On the stack (8.7 KB): no allocation, no state
+ * between calls. */
+enum { KDC__DW_STRIP = 256, KDC__DW_ROW = 2 * KDC__DW_STRIP + 32 };
+
+typedef struct kdc__dw_rows {
+    float buf[4][KDC__DW_ROW];
+    int held[4]; /* row held by each slot, -1: none     */
+    int c0, lo, hi;
+} kdc__dw_rows;
+
+/* len <= KDC__DW_ROW */
+static inline void kdc__dw_rows_init(kdc__dw_rows *rw, int w, int c0, int len)
+{
+    for (int s = 0; s < 4; s++) {
+        for (int j = 0; j < len; j++)
+            rw->buf[s][j] = 0.0f;
+        rw->held[s] = -1;
+    }
+    rw->c0 = c0;
+    rw->lo = c0 < 0 ? -c0 : 0;
+    rw->hi = w - c0 < len ? w - c0 : len;
+    if (rw->hi < rw->lo)
+        rw->hi = rw->lo;
+}
+
+/* Row r (0 <= r < rows) of the plane src of width w, as the strip sees it:
+ * element j of the result is src[r][c0 + j]. */
+static inline const float *kdc__dw_row(kdc__dw_rows *rw, const float *src, int w, int r)
+{
+    float *d = rw->buf[r % 4];
+    if (rw->held[r % 4] != r) {
+        const float *s = src + (size_t)r * w + (rw->c0 + rw->lo);
+        for (int j = rw->lo; j < rw->hi; j++)
+            d[j] = s[j - rw->lo];
+        rw->held[r % 4] = r;
+    }
+    return d;
+}
+
+/* ---- the packed GEMM driver (gemm.c) ----
+ *
+ * C (m x n, row-major, row stride ldc) = A (m x k) * B (k x n), BLIS style:
+ * A is packed once (weights, at model load) into mr-row panels spanning the
+ * whole depth k (panel i holds rows [i*mr, i*mr + mr), as k columns of mr
+ * floats, zero rows past m), so the depth block [p0, p0 + kc) of panel i is
+ * the contiguous run at panel + p0 * mr. B is packed per call, depth block
+ * by depth block, into nr-column panels in a caller-provided workspace of
+ * KDC__GEMM_WORK floats. Cache blocking: KC depth, MC rows, NC columns. */
+enum { KDC__GEMM_KC = 256, KDC__GEMM_MC = 144, KDC__GEMM_NC = 1024 };
+#define KDC__GEMM_WORK ((size_t)KDC__GEMM_KC * (KDC__GEMM_NC + 16))
+
+/* Floats of A (m x k) packed in mr-row panels. */
+size_t kdc__gemm_packed_size(int m, int k, int mr);
+/* Packs A, whose element (i, p) is a[i * rs + p * cs], into dst
+ * (kdc__gemm_packed_size floats): rs = k, cs = 1 packs a row-major matrix,
+ * rs = 1, cs = m its transpose. */
+void kdc__gemm_pack_a(const float *a, ptrdiff_t rs, ptrdiff_t cs, int m, int k, int mr,
+                      float *dst);
+/* Element (i, p) of a packed A. */
+static inline float kdc__gemm_packed_at(const float *pa, int k, int mr, int i, int p)
+{
+    return pa[((size_t)(i / mr) * k + p) * mr + i % mr];
+}
+
+/* Where B comes from: a row-major matrix; or the implicit im2col of one
+ * image of a convolution input (row p = (channel, ky, kx) in that order,
+ * column j = output pixel oy * ow + ox), packed on the fly; or (SHIFTED)
+ * the im2col of a conv over its zero-padded input split into stride x
+ * stride phase planes of row width ld and pplane floats each (plane floats
+ * per channel), with output pixels numbered oy * ld + ox (ld - ow unused
+ * columns per row): row (c, ky, kx) is then the contiguous run at
+ * x + c * plane + (ky % s * s + kx % s) * pplane + ky / s * ld + kx / s,
+ * packed as fast as a dense matrix (lib/conv.c builds the planes). */
+typedef struct kdc__gemm_b {
+    const float *x;    /* DENSE: row-major k x n; IM2COL: (c, ih, iw)          */
+    size_t ld;         /* DENSE: row stride; SHIFTED: padded row width          */
+    int im2col;        /* 1: IM2COL, 2: SHIFTED                                 */
+    int ih, iw, kh, kw, stride, pad, oh, ow;
+    size_t plane;      /* SHIFTED: floats per channel (all its phase planes)    */
+    size_t pplane;     /* SHIFTED: floats per phase plane                       */
+} kdc__gemm_b;
+
+/* What is done to each finished output value v of row i, column j, in this
+ * order, with the same float operations as the unfused ops (conv bias,
+ * affine x * scale + shift, add, clamp), so fused and unfused agree to the
+ * bit. Any pointer may be NULL. */
+typedef struct kdc__gemm_epilogue {
+    const float *bias;          /* v += bias[i]                               */
+    const float *scale, *shift; /* v = v * scale[i] + shift[i]                */
+    const float *res;           /* v += res[i * ldc + j] (same layout as C)   */
+    int relu;                   /* v = min(max(v, 0), clamp), NaN kept        */
+    float clamp;
+} kdc__gemm_epilogue;
+
+/* The epilogues (kdc__gemm_epilogue_fn). */
+void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
+                               const float *res, size_t ldres, int n);
+#if defined(__x86_64__)
+void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
+                             const float *res, size_t ldres, int n);
+#endif
+
+/* Rows [m0, m1) (m0 a multiple of mr) and columns [n0, n1) of
+ * C = (accumulate ? C : 0) + A * B, then the epilogue (may be NULL).
+ * work: KDC__GEMM_WORK floats. Each output element is computed by the
+ * same sequence of operations wherever the block boundaries fall. */
+void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, int m1,
+               const kdc__gemm_b *b, int n0, int n1, float *c, size_t ldc, int accumulate,
+               const kdc__gemm_epilogue *ep, float *work);
+
+#endif /* KDC_KERNELS_H */

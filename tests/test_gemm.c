@@ -1,0 +1,682 @@
+/* test_gemm.c - the packed GEMM (lib/gemm.c, lib/gemm_*.c) and the fast
+ * dense convolutions built on it (lib/conv.c), for every instruction set
+ * this CPU and build run (the others are skipped, and say so).
+ *
+ * Tolerances. A float32 dot product of length k, summed in any order with
+ * one rounding per multiply and per add, is within gamma_2k * sum |a_i b_i|
+ * of the exact value, gamma_n = n u / (1 - n u), u = 2^-24 (Higham,
+ * "Accuracy and Stability of Numerical Algorithms", 3.1); with fused
+ * multiply-adds it is within gamma_k. So each element is checked against
+ * a double-precision reference with the bound tol(k) * sum |a_i b_i|,
+ * tol(k) = gamma_(2k+2) (two more roundings for a bias or an accumulated
+ * start value), computed per element; against the float32 scalar reference
+ * kernels (another float32 summation order) the two errors add, so the
+ * bound is doubled. These are worst-case bounds: a kernel summing the
+ * wrong terms, a wrong tap or a missing padding zero is off by the size of
+ * a term, orders of magnitude beyond them.
+ * Bitwise checks: the same kernel with 1 and 2 threads, and the fused
+ * epilogue against the unfused ops. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(KDC_TEST_CMOCKA_SHIM) /* the aarch64 cross build (tools/test_neon.sh) */
+#include "cmocka_shim.h"
+#ifndef assert_memory_equal
+#define assert_memory_equal(a, b, n) assert_true(memcmp((a), (b), (n)) == 0)
+#endif
+#ifndef assert_string_equal
+#define assert_string_equal(a, b) assert_true(strcmp((a), (b)) == 0)
+#endif
+#else
+#include <cmocka.h>
+#endif
+
+#include "graph.h"
+#include "kdcam.h"
+#include "kernels.h"
+#include "weightgen.h"
+
+/* splitmix64: fixed-seed test data */
+static uint64_t rng_state = 12345;
+static double urand(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+static float *rand_buf(size_t n, double lo, double hi)
+{
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    assert_non_null(x);
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(lo + (hi - lo) * urand());
+    return x;
+}
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    return p;
+}
+
+static double gamma_n(double n)
+{
+    const double u = ldexp(1.0, -24);
+    return n * u / (1.0 - n * u);
+}
+
+static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_NEON};
+
+/* ------------------------------------------------------------------ */
+/* ISA queries                                                         */
+
+static void test_isa(void **state)
+{
+    (void)state;
+    assert_true(kdc__isa_supported(KDC__ISA_SCALAR));
+    assert_true(kdc__isa_supported(kdc__isa_best()));
+    assert_string_equal(kdc__isa_name(KDC__ISA_SCALAR), "scalar");
+    assert_string_equal(kdc__isa_name(KDC__ISA_AVX2), "avx2");
+    assert_string_equal(kdc__isa_name(KDC__ISA_NEON), "neon");
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!kdc__isa_supported(all_isas[i])) {
+            assert_null(gk);
+            printf("  %s: not supported here, skipped\n", kdc__isa_name(all_isas[i]));
+            continue;
+        }
+        assert_non_null(gk);
+        assert_int_equal(gk->isa, all_isas[i]);
+        assert_true(gk->mr >= 1 && gk->nr >= 1 && KDC__GEMM_MC % gk->mr == 0 &&
+                    KDC__GEMM_NC % gk->nr == 0);
+        printf("  %s: %s (%d x %d)\n", kdc__isa_name(all_isas[i]), gk->name, gk->mr, gk->nr);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* GEMM driver and micro-kernels against a double product               */
+
+/* C (m x n, ldc) = (acc ? C0 : 0) + A B through the driver; checks each
+ * element against the double product within the bound of the header. */
+static void check_gemm(const kdc__gemm_kernels *gk, int m, int n, int k, int acc, int m0)
+{
+    float *a = rand_buf((size_t)m * k, -1, 1), *b = rand_buf((size_t)k * n, -1, 1);
+    const size_t ldc = (size_t)n + 3; /* a row stride wider than the row */
+    float *c0 = rand_buf((size_t)m * ldc, -1, 1), *c = xmalloc((size_t)m * ldc * sizeof *c);
+    memcpy(c, c0, (size_t)m * ldc * sizeof *c);
+    float *pa = xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+    float *work = xmalloc(KDC__GEMM_WORK * sizeof *work);
+    kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
+    for (int i = 0; i < m; i++)
+        for (int p = 0; p < k; p++)
+            assert_true(kdc__gemm_packed_at(pa, k, gk->mr, i, p) == a[(size_t)i * k + p]);
+    kdc__gemm_b bs = {.x = b, .ld = (size_t)n};
+    /* rows [m0, m) then [0, m0): two calls, as two tasks would */
+    kdc__gemm(gk, pa, k, m0, m, &bs, 0, n, c, ldc, acc, NULL, work);
+    if (m0 > 0)
+        kdc__gemm(gk, pa, k, 0, m0, &bs, 0, n, c, ldc, acc, NULL, work);
+    const double tol = gamma_n(2.0 * k + 2);
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double s = acc ? c0[(size_t)i * ldc + j] : 0.0, sa = fabs(s);
+            for (int p = 0; p < k; p++) {
+                double t = (double)a[(size_t)i * k + p] * b[(size_t)p * n + j];
+                s += t;
+                sa += fabs(t);
+            }
+            double err = fabs(c[(size_t)i * ldc + j] - s);
+            if (!(err <= tol * sa + 1e-30)) {
+                fail_msg("%s m=%d n=%d k=%d acc=%d: C[%d][%d] = %.9g, expected %.9g (err %.3g > "
+                         "bound %.3g)", gk->name, m, n, k, acc, i, j, c[(size_t)i * ldc + j], s,
+                         err, tol * sa);
+            }
+        }
+        for (size_t j = (size_t)n; j < ldc; j++) /* padding of the rows untouched */
+            assert_true(c[(size_t)i * ldc + j] == c0[(size_t)i * ldc + j]);
+    }
+    free(a);
+    free(b);
+    free(c0);
+    free(c);
+    free(pa);
+    free(work);
+}
+
+static void test_gemm_driver(void **state)
+{
+    (void)state;
+    /* m, n, k: tiny, not multiples of any tile, k = 1, and sizes crossing the
+     * MC = 144, NC = 1024 and KC = 256 block boundaries */
+    static const int sizes[][3] = {
+        {1, 1, 1},    {1, 17, 1},    {5, 7, 1},    {6, 16, 1},    {8, 8, 2},     {7, 17, 3},
+        {13, 33, 5},  {3, 100, 257}, {64, 49, 64}, {25, 31, 300}, {145, 20, 19}, {150, 1030, 9},
+        {9, 1041, 520}, {200, 70, 600},
+    };
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            const int m = sizes[s][0];
+            /* split point: a panel boundary inside the rows */
+            const int m0 = m > gk->mr ? (m / 2) / gk->mr * gk->mr : 0;
+            check_gemm(gk, m, sizes[s][1], sizes[s][2], 0, m0);
+            check_gemm(gk, m, sizes[s][1], sizes[s][2], 1, 0);
+        }
+    }
+}
+
+/* The micro-kernel alone on every corner m x n <= mr x nr: only the corner
+ * is written, and the values follow the contract. */
+static void test_ukernels(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        const int mr = gk->mr, nr = gk->nr;
+        for (int k = 1; k <= 9; k += 4)
+            for (int m = 1; m <= mr; m++)
+                for (int n = 1; n <= nr; n++)
+                    for (int acc = 0; acc < 2; acc++) {
+                        float *a = rand_buf((size_t)mr * k, -1, 1);
+                        float *b = rand_buf((size_t)nr * k, -1, 1);
+                        const size_t ldc = (size_t)nr + 5;
+                        float *c0 = rand_buf((size_t)(mr + 1) * ldc, -1, 1);
+                        float *c = xmalloc((size_t)(mr + 1) * ldc * sizeof *c);
+                        memcpy(c, c0, (size_t)(mr + 1) * ldc * sizeof *c);
+                        gk->gemm(k, a, b, c, ldc, m, n, acc);
+                        for (int r = 0; r <= mr; r++)
+                            for (size_t j = 0; j < ldc; j++) {
+                                const size_t at = (size_t)r * ldc + j;
+                                if (r >= m || (int)j >= n) {
+                                    assert_true(c[at] == c0[at]);
+                                    continue;
+                                }
+                                double s = acc ? c0[at] : 0.0, sa = fabs(s);
+                                for (int p = 0; p < k; p++) {
+                                    double t = (double)a[p * mr + r] * b[p * nr + (int)j];
+                                    s += t;
+                                    sa += fabs(t);
+                                }
+                                assert_true(fabs(c[at] - s) <= gamma_n(2.0 * k + 2) * sa);
+                            }
+                        free(a);
+                        free(b);
+                        free(c0);
+                        free(c);
+                    }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Convolutions                                                        */
+
+typedef struct conv_case {
+    int cin, cout, k, stride, pad, ih, iw, bias;
+} conv_case;
+
+/* odd sizes, strides 1 and 2, pads 0..3, kernels 1, 3, 7 */
+static const conv_case conv_cases[] = {
+    {3, 5, 7, 2, 3, 23, 19, 0},  /* the stem's shape, small            */
+    {7, 13, 3, 1, 1, 9, 11, 0},  /* 3x3 stride 1                       */
+    {17, 10, 3, 2, 1, 15, 13, 1}, /* 3x3 stride 2, bias                */
+    {19, 21, 1, 2, 0, 11, 9, 0}, /* 1x1 stride 2 (downsample)          */
+    {33, 70, 1, 1, 0, 13, 17, 1}, /* 1x1 stride 1: directly on NCHW     */
+    {5, 7, 3, 1, 0, 6, 5, 0},    /* no padding                         */
+    {4, 9, 3, 1, 2, 5, 7, 1},    /* pad 2                              */
+    {6, 8, 3, 2, 3, 4, 6, 0},    /* pad 3 > k / 2, tiny image          */
+    {2, 3, 7, 1, 3, 3, 2, 1},    /* kernel larger than the image       */
+    {40, 150, 3, 1, 1, 7, 7, 0}, /* layer4-like: 7x7, rows > MC        */
+    {3, 20, 1, 1, 2, 5, 4, 0},   /* 1x1 with padding goes through im2col */
+    {300, 17, 1, 1, 0, 1, 1, 1}, /* a fully connected layer            */
+};
+
+typedef struct conv_fixture {
+    kdc__conv_param cp;
+    float *w, *bias, *packed, *packed_t;
+    int oh, ow;
+} conv_fixture;
+
+static void conv_setup(const kdc__gemm_kernels *gk, const conv_case *cc, conv_fixture *f)
+{
+    memset(f, 0, sizeof *f);
+    const int kk = cc->k * cc->k, K = cc->cin * kk;
+    f->w = rand_buf((size_t)cc->cout * K, -1, 1);
+    f->bias = cc->bias ? rand_buf((size_t)cc->cout, -1, 1) : NULL;
+    f->packed = xmalloc(kdc__gemm_packed_size(cc->cout, K, gk->mr) * sizeof(float));
+    f->packed_t = xmalloc(kdc__gemm_packed_size(K, cc->cout, gk->mr) * sizeof(float));
+    kdc__gemm_pack_a(f->w, K, 1, cc->cout, K, gk->mr, f->packed);
+    kdc__gemm_pack_a(f->w, 1, K, K, cc->cout, gk->mr, f->packed_t);
+    f->cp = (kdc__conv_param){.cin = cc->cin, .cout = cc->cout, .kh = cc->k, .kw = cc->k,
+                              .stride = cc->stride, .pad = cc->pad, .groups = 1, .weight = f->w,
+                              .bias = f->bias, .packed = f->packed};
+    f->oh = kdc__out_size(cc->ih, cc->k, cc->stride, cc->pad);
+    f->ow = kdc__out_size(cc->iw, cc->k, cc->stride, cc->pad);
+}
+
+static void conv_teardown(conv_fixture *f)
+{
+    free(f->w);
+    free(f->bias);
+    free(f->packed);
+    free(f->packed_t);
+}
+
+/* Sum of |w * x| over the terms of each output (double), for the bounds. */
+static void conv_abs_terms(const kdc__conv_param *cp, const float *x, int n, int ih, int iw,
+                           double *s, int oh, int ow)
+{
+    for (int b = 0; b < n; b++)
+        for (int oc = 0; oc < cp->cout; oc++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++) {
+                    double a = cp->bias ? fabs(cp->bias[oc]) : 0.0;
+                    for (int ic = 0; ic < cp->cin; ic++)
+                        for (int ky = 0; ky < cp->kh; ky++)
+                            for (int kx = 0; kx < cp->kw; kx++) {
+                                int iy = oy * cp->stride + ky - cp->pad;
+                                int ix = ox * cp->stride + kx - cp->pad;
+                                if (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
+                                    continue;
+                                a += fabs((double)cp->weight[((size_t)oc * cp->cin + ic) *
+                                                                 cp->kh * cp->kw +
+                                                             ky * cp->kw + kx] *
+                                          x[(((size_t)b * cp->cin + ic) * ih + iy) * iw + ix]);
+                            }
+                    s[(((size_t)b * cp->cout + oc) * oh + oy) * ow + ox] = a;
+                }
+}
+
+static void pools(kdc__pool **p1, kdc__pool **p2, kdc__work *w1, kdc__work *w2)
+{
+    assert_int_equal(kdc__pool_create(1, p1), KDC_OK);
+    assert_int_equal(kdc__pool_create(2, p2), KDC_OK);
+    memset(w1, 0, sizeof *w1);
+    memset(w2, 0, sizeof *w2);
+    assert_int_equal(kdc__work_reserve(w1, 1), KDC_OK);
+    assert_int_equal(kdc__work_reserve(w2, 2), KDC_OK);
+}
+
+static void test_conv_forward(void **state)
+{
+    (void)state;
+    kdc__pool *p1, *p2;
+    kdc__work w1, w2;
+    pools(&p1, &p2, &w1, &w2);
+    const int n = 2;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        double worst = 0.0;
+        for (size_t t = 0; t < sizeof conv_cases / sizeof *conv_cases; t++) {
+            const conv_case *cc = &conv_cases[t];
+            conv_fixture f;
+            conv_setup(gk, cc, &f);
+            const size_t nin = (size_t)n * cc->cin * cc->ih * cc->iw;
+            const size_t nout = (size_t)n * cc->cout * f.oh * f.ow;
+            float *x = rand_buf(nin, -1, 1);
+            float *ref = xmalloc(nout * sizeof *ref), *y1 = xmalloc(nout * sizeof *y1);
+            float *y2 = xmalloc(nout * sizeof *y2);
+            double *abs_terms = xmalloc(nout * sizeof *abs_terms);
+            for (int b = 0; b < n; b++)
+                kdc__conv2d_ref(&f.cp, x, cc->ih, cc->iw, ref, f.oh, f.ow, b, 0, cc->cout);
+            /* w0 has no conv buffers: stride-1 convs take the im2col path;
+             * w1 and w2 have them: the padded "wide" path */
+            kdc__work w0 = {0};
+            assert_int_equal(kdc__work_reserve(&w0, 1), KDC_OK);
+            assert_int_equal(kdc__conv_reserve(&w1, &f.cp, cc->ih, cc->iw, f.oh, f.ow), KDC_OK);
+            assert_int_equal(kdc__conv_reserve(&w2, &f.cp, cc->ih, cc->iw, f.oh, f.ow), KDC_OK);
+            float *y0 = xmalloc(nout * sizeof *y0);
+            kdc__conv2d_fast(p1, &w0, gk, &f.cp, x, n, cc->ih, cc->iw, y0, f.oh, f.ow, NULL);
+            kdc__conv2d_fast(p1, &w1, gk, &f.cp, x, n, cc->ih, cc->iw, y1, f.oh, f.ow, NULL);
+            kdc__conv2d_fast(p2, &w2, gk, &f.cp, x, n, cc->ih, cc->iw, y2, f.oh, f.ow, NULL);
+            kdc__work_free(&w0);
+            conv_abs_terms(&f.cp, x, n, cc->ih, cc->iw, abs_terms, f.oh, f.ow);
+            const int K = cc->cin * cc->k * cc->k;
+            const double tol = 2.0 * gamma_n(2.0 * K + 2);
+            for (size_t e = 0; e < nout; e++) {
+                for (int v = 0; v < 2; v++) {
+                    const float got = v ? y1[e] : y0[e];
+                    const double err = fabs((double)got - ref[e]);
+                    if (!(err <= tol * abs_terms[e]))
+                        fail_msg("%s case %zu (%s path): y[%zu] = %.9g, reference %.9g (err "
+                                 "%.3g > %.3g)", gk->name, t, v ? "wide" : "im2col", e, got,
+                                 ref[e], err, tol * abs_terms[e]);
+                    if (abs_terms[e] > 0 && err / abs_terms[e] > worst)
+                        worst = err / abs_terms[e];
+                }
+            }
+            free(y0);
+            assert_memory_equal(y1, y2, nout * sizeof *y1); /* 1 vs 2 threads */
+
+            /* the fused epilogue against the unfused ops, to the bit */
+            float *scale = rand_buf((size_t)cc->cout, -2, 2), *shift = rand_buf((size_t)cc->cout, -1, 1);
+            float *res = rand_buf(nout, -1, 1), *fused = xmalloc(nout * sizeof *fused);
+            const size_t img = nout / n, ohw = (size_t)f.oh * f.ow;
+            for (int mode = 0; mode < 3; mode++) {
+                kdc__gemm_epilogue ep = {.scale = scale, .shift = shift, .relu = mode > 0,
+                                         .clamp = mode == 2 ? 6.0f : INFINITY,
+                                         .res = mode == 2 ? res : NULL};
+                kdc__conv2d_fast(mode == 1 ? p2 : p1, mode == 1 ? &w2 : &w1, gk, &f.cp, x, n,
+                                 cc->ih, cc->iw, fused, f.oh, f.ow, &ep);
+                float *u = xmalloc(nout * sizeof *u);
+                for (int b = 0; b < n; b++) {
+                    kdc__affine_ref(y1 + b * img, u + b * img, cc->cout, ohw, scale, shift, 0,
+                                    cc->cout);
+                    if (mode == 1)
+                        kdc__relu_ref(u + b * img, u + b * img, 0, img, INFINITY);
+                    if (mode == 2)
+                        kdc__add_relu_ref(u + b * img, res + b * img, u + b * img, 0, img, 6.0f);
+                }
+                assert_memory_equal(fused, u, nout * sizeof *u);
+                free(u);
+            }
+            free(scale);
+            free(shift);
+            free(res);
+            free(fused);
+            free(x);
+            free(ref);
+            free(y1);
+            free(y2);
+            free(abs_terms);
+            conv_teardown(&f);
+        }
+        printf("  %s forward: worst |fast - ref| / sum|w x| = %.3g (bound for K = 9: %.3g)\n",
+               gk->name, worst, 2.0 * gamma_n(20));
+    }
+    kdc__work_free(&w1);
+    kdc__work_free(&w2);
+    kdc__pool_destroy(p1);
+    kdc__pool_destroy(p2);
+}
+
+static void test_conv_backward(void **state)
+{
+    (void)state;
+    kdc__pool *p1, *p2;
+    kdc__work w1, w2;
+    pools(&p1, &p2, &w1, &w2);
+    const int n = 2;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        double worst = 0.0;
+        for (size_t t = 0; t < sizeof conv_cases / sizeof *conv_cases; t++) {
+            const conv_case *cc = &conv_cases[t];
+            conv_fixture f;
+            conv_setup(gk, cc, &f);
+            const size_t nin = (size_t)n * cc->cin * cc->ih * cc->iw;
+            const size_t nout = (size_t)n * cc->cout * f.oh * f.ow;
+            float *dy = rand_buf(nout, -1, 1), *dx0 = rand_buf(nin, -1, 1);
+            float *ref = xmalloc(nin * sizeof *ref), *g1 = xmalloc(nin * sizeof *g1);
+            float *g2 = xmalloc(nin * sizeof *g2);
+            memcpy(ref, dx0, nin * sizeof *ref);
+            memcpy(g1, dx0, nin * sizeof *g1);
+            memcpy(g2, dx0, nin * sizeof *g2);
+            for (int b = 0; b < n; b++)
+                kdc__conv2d_backward_data_ref(&f.cp, dy, f.oh, f.ow, ref, cc->ih, cc->iw, b, 0,
+                                              cc->cin);
+            assert_int_equal(kdc__conv2d_backward_data_fast(p1, &w1, gk, &f.cp, f.packed_t, dy, n,
+                                                            f.oh, f.ow, g1, cc->ih, cc->iw),
+                             KDC_OK);
+            assert_int_equal(kdc__conv2d_backward_data_fast(p2, &w2, gk, &f.cp, f.packed_t, dy, n,
+                                                            f.oh, f.ow, g2, cc->ih, cc->iw),
+                             KDC_OK);
+            assert_memory_equal(g1, g2, nin * sizeof *g1); /* 1 vs 2 threads */
+            /* bound: terms w * dy of each input element, plus the start value */
+            const int K = cc->cout * cc->k * cc->k;
+            const double tol = 2.0 * gamma_n(2.0 * K + 2);
+            const size_t ihw = (size_t)cc->ih * cc->iw;
+            for (int b = 0; b < n; b++)
+                for (int c = 0; c < cc->cin; c++)
+                    for (int iy = 0; iy < cc->ih; iy++)
+                        for (int ix = 0; ix < cc->iw; ix++) {
+                            const size_t e = ((size_t)b * cc->cin + c) * ihw +
+                                             (size_t)iy * cc->iw + ix;
+                            double sa = fabs(dx0[e]);
+                            for (int oc = 0; oc < cc->cout; oc++)
+                                for (int ky = 0; ky < cc->k; ky++)
+                                    for (int kx = 0; kx < cc->k; kx++) {
+                                        int oy = iy + cc->pad - ky, ox = ix + cc->pad - kx;
+                                        if (oy < 0 || ox < 0 || oy % cc->stride ||
+                                            ox % cc->stride)
+                                            continue;
+                                        oy /= cc->stride;
+                                        ox /= cc->stride;
+                                        if (oy >= f.oh || ox >= f.ow)
+                                            continue;
+                                        sa += fabs((double)f.w[((size_t)oc * cc->cin + c) * cc->k *
+                                                                   cc->k + ky * cc->k + kx] *
+                                                   dy[(((size_t)b * cc->cout + oc) * f.oh + oy) *
+                                                          f.ow + ox]);
+                                    }
+                            const double err = fabs((double)g1[e] - ref[e]);
+                            if (!(err <= tol * sa))
+                                fail_msg("%s case %zu: dx[%zu] = %.9g, reference %.9g (err %.3g "
+                                         "> %.3g)", gk->name, t, e, g1[e], ref[e], err, tol * sa);
+                            if (sa > 0 && err / sa > worst)
+                                worst = err / sa;
+                        }
+            free(dy);
+            free(dx0);
+            free(ref);
+            free(g1);
+            free(g2);
+            conv_teardown(&f);
+        }
+        printf("  %s backward-data: worst |fast - ref| / sum|w dy| = %.3g\n", gk->name, worst);
+    }
+    kdc__work_free(&w1);
+    kdc__work_free(&w2);
+    kdc__pool_destroy(p1);
+    kdc__pool_destroy(p2);
+}
+
+/* ------------------------------------------------------------------ */
+/* Model option and whole-model agreement                              */
+
+static void test_model_kernels(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdc-test-gemm-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.safetensors", dir);
+    assert_int_equal(kdc_test_write_weights(path, "resnet50", 3, 10, "", 0), 0);
+    kdc_model_options mo;
+    kdc_model_options_init(&mo);
+    assert_int_equal(mo.kernels, KDC_KERNELS_AUTO);
+    kdc_model *ms, *mf, *bad;
+    mo.kernels = KDC_KERNELS_SCALAR;
+    assert_int_equal(kdc_model_load(path, &mo, &ms), KDC_OK);
+    assert_string_equal(kdc_model_kernels(ms), "scalar");
+    mo.kernels = KDC_KERNELS_AUTO;
+    assert_int_equal(kdc_model_load(path, &mo, &mf), KDC_OK);
+    assert_string_equal(kdc_model_kernels(mf), kdc__isa_name(kdc__isa_best()));
+    mo.kernels = (kdc_kernels)42;
+    assert_int_equal(kdc_model_load(path, &mo, &bad), KDC_ERR_INVALID_ARGUMENT);
+    assert_null(bad);
+    for (int k = KDC_KERNELS_AVX2; k <= KDC_KERNELS_NEON; k++) {
+        mo.kernels = (kdc_kernels)k;
+        kdc__isa isa = k == KDC_KERNELS_AVX2 ? KDC__ISA_AVX2 : KDC__ISA_NEON;
+        kdc_status st = kdc_model_load(path, &mo, &bad);
+        if (kdc__isa_supported(isa)) {
+            assert_int_equal(st, KDC_OK);
+            kdc_model_destroy(bad);
+        } else {
+            assert_int_equal(st, KDC_ERR_UNSUPPORTED);
+            assert_non_null(strstr(kdc_last_error(), kdc__isa_name(isa)));
+            assert_null(bad);
+        }
+    }
+    remove(path);
+    rmdir(dir);
+
+    /* scalar and fast agree on every layer (kept: no fusion) and on the
+     * logits of a fused pass; the fused pass with 2 threads is bitwise the
+     * 1-thread one, and Grad-CAM gradients agree as well */
+    const int h = 64, w = 80, nl = kdc_model_num_layers(mf);
+    float *x = xmalloc(2 * 3 * h * w * sizeof *x);
+    kdc_test_fill(x, 2 * 3 * h * w, "input", 11, 0.0, 2.0);
+    int *all = xmalloc((size_t)nl * sizeof *all);
+    for (int i = 0; i < nl; i++)
+        all[i] = i;
+    kdc_run *rs, *rf, *rf2;
+    kdc_run_options one = {.threads = 1}, two = {.threads = 2};
+    assert_int_equal(kdc_run_create(ms, &one, &rs), KDC_OK);
+    assert_int_equal(kdc_run_create(mf, &one, &rf), KDC_OK);
+    assert_int_equal(kdc_run_create(mf, &two, &rf2), KDC_OK);
+    assert_int_equal(kdc_run_forward(rs, x, 2, h, w, all, nl), KDC_OK);
+    assert_int_equal(kdc_run_forward(rf, x, 2, h, w, all, nl), KDC_OK);
+    double worst = 0.0;
+    for (int l = 1; l < nl; l++) {
+        int s[4];
+        assert_int_equal(kdc_run_layer_shape(rs, l, s), KDC_OK);
+        const size_t cnt = (size_t)s[0] * s[1] * s[2] * s[3];
+        float *a = xmalloc(cnt * sizeof *a), *b = xmalloc(cnt * sizeof *b);
+        assert_int_equal(kdc_run_read_layer(rs, l, a, cnt), KDC_OK);
+        assert_int_equal(kdc_run_read_layer(rf, l, b, cnt), KDC_OK);
+        double d = 0, nrm = 0;
+        for (size_t e = 0; e < cnt; e++) {
+            d += ((double)a[e] - b[e]) * ((double)a[e] - b[e]);
+            nrm += (double)a[e] * a[e];
+        }
+        const double rel = nrm > 0 ? sqrt(d / nrm) : sqrt(d);
+        worst = rel > worst ? rel : worst;
+        /* the fidelity tests' bound against PyTorch (1e-4); here two float32
+         * implementations of the same network */
+        if (!(rel <= 1e-4))
+            fail_msg("layer %s: scalar vs fast rel L2 %.3g", kdc_model_layer_name(mf, l), rel);
+        free(a);
+        free(b);
+    }
+    float lf[20], lf2[20], ls[20], lu[20];
+    assert_int_equal(kdc_run_read_layer(rs, nl - 1, ls, 20), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(rf, nl - 1, lu, 20), KDC_OK); /* all kept: unfused */
+    assert_int_equal(kdc_run_forward(rf, x, 2, h, w, NULL, 0), KDC_OK); /* fused */
+    assert_int_equal(kdc_run_read_layer(rf, nl - 1, lf, 20), KDC_OK);
+    /* fusion does the unfused ops' float operations: the same bits */
+    assert_memory_equal(lf, lu, sizeof lf);
+    assert_int_equal(kdc_run_forward(rf2, x, 2, h, w, NULL, 0), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(rf2, nl - 1, lf2, 20), KDC_OK);
+    assert_memory_equal(lf, lf2, sizeof lf);
+    for (int e = 0; e < 20; e++)
+        assert_true(fabs(lf[e] - ls[e]) <= 1e-4 * (1 + fabs(ls[e])));
+    printf("  resnet50 %dx%d, batch 2: scalar vs %s, worst layer rel L2 %.3g\n", h, w,
+           kdc_model_kernels(mf), worst);
+
+    /* gradients at the input and at layer2 after a fused recording pass */
+    int layers[2] = {0, 0};
+    assert_int_equal(kdc_model_find_layer(mf, "layer2", &layers[1]), KDC_OK);
+    kdc_target tg = {.kind = KDC_TARGET_LOGIT};
+    int cls[2] = {3, 7};
+    tg.classes = cls;
+    float *gs = xmalloc(2 * 3 * h * w * sizeof *gs), *gf = xmalloc(2 * 3 * h * w * sizeof *gf);
+    float *gf2 = xmalloc(2 * 3 * h * w * sizeof *gf2);
+    kdc_run *runs[3] = {rs, rf, rf2};
+    float *outs[3] = {gs, gf, gf2};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(kdc_run_forward_grad(runs[k], x, 2, h, w, NULL, 0, 0), KDC_OK);
+        assert_int_equal(kdc_run_backward(runs[k], &tg, layers, 2, k == 2), KDC_OK);
+        assert_int_equal(kdc_run_read_grad(runs[k], 0, outs[k], 2 * 3 * h * w), KDC_OK);
+    }
+    double d = 0, nrm = 0;
+    for (int e = 0; e < 2 * 3 * h * w; e++) {
+        d += ((double)gs[e] - gf[e]) * ((double)gs[e] - gf[e]);
+        nrm += (double)gs[e] * gs[e];
+    }
+    printf("  input gradient: scalar vs %s rel L2 %.3g\n", kdc_model_kernels(mf), sqrt(d / nrm));
+    assert_true(sqrt(d / nrm) <= 1e-4);
+    /* guided (k == 2) differs from plain; redo plain on 2 threads for the bits */
+    assert_int_equal(kdc_run_forward_grad(rf2, x, 2, h, w, NULL, 0, 0), KDC_OK);
+    assert_int_equal(kdc_run_backward(rf2, &tg, layers, 2, 0), KDC_OK);
+    assert_int_equal(kdc_run_read_grad(rf2, 0, gf2, 2 * 3 * h * w), KDC_OK);
+    assert_memory_equal(gf, gf2, 2 * 3 * h * w * sizeof *gf);
+    free(gs);
+    free(gf);
+    free(gf2);
+    free(all);
+    free(x);
+    kdc_run_destroy(rs);
+    kdc_run_destroy(rf);
+    kdc_run_destroy(rf2);
+    kdc_model_destroy(ms);
+    kdc_model_destroy(mf);
+}
+
+/* MobileNetV1: depthwise convs fuse their BN and ReLU as well; fused and
+ * unfused passes give the same bits, and agree with the scalar path. */
+static void test_mbv1_fusion(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdc-test-gemm-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    assert_int_equal(kdc_test_write_weights(path, "mobilenetv1", 5, 10, "", 0), 0);
+    kdc_model *mf, *ms;
+    kdc_model_options mo;
+    kdc_model_options_init(&mo);
+    assert_int_equal(kdc_model_load(path, &mo, &mf), KDC_OK);
+    mo.kernels = KDC_KERNELS_SCALAR;
+    assert_int_equal(kdc_model_load(path, &mo, &ms), KDC_OK);
+    remove(path);
+    rmdir(dir);
+    const int h = 65, w = 47, nl = kdc_model_num_layers(mf);
+    float *x = xmalloc(3 * h * w * sizeof *x);
+    kdc_test_fill(x, 3 * h * w, "input", 12, 0.0, 2.0);
+    int *all = xmalloc((size_t)nl * sizeof *all);
+    for (int i = 0; i < nl; i++)
+        all[i] = i;
+    kdc_run *r, *r2, *rs;
+    kdc_run_options two = {.threads = 2};
+    assert_int_equal(kdc_run_create(mf, NULL, &r), KDC_OK);
+    assert_int_equal(kdc_run_create(mf, &two, &r2), KDC_OK);
+    assert_int_equal(kdc_run_create(ms, NULL, &rs), KDC_OK);
+    float a[10], b[10], c[10], d[10];
+    assert_int_equal(kdc_run_forward(r, x, 1, h, w, all, nl), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(r, nl - 1, a, 10), KDC_OK);
+    assert_int_equal(kdc_run_forward(r, x, 1, h, w, NULL, 0), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(r, nl - 1, b, 10), KDC_OK);
+    assert_int_equal(kdc_run_forward(r2, x, 1, h, w, NULL, 0), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(r2, nl - 1, c, 10), KDC_OK);
+    assert_int_equal(kdc_run_forward(rs, x, 1, h, w, NULL, 0), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(rs, nl - 1, d, 10), KDC_OK);
+    assert_memory_equal(a, b, sizeof a);
+    assert_memory_equal(b, c, sizeof b);
+    for (int i = 0; i < 10; i++)
+        assert_true(fabs(b[i] - d[i]) <= 1e-4 * (1 + fabs(d[i])));
+    free(x);
+    free(all);
+    kdc_run_destroy(r);
+    kdc_run_destroy(r2);
+    kdc_run_destroy(rs);
+    kdc_model_destroy(mf);
+    kdc_model_destroy(ms);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_isa),
+        cmocka_unit_test(test_ukernels),
+        cmocka_unit_test(test_gemm_driver),
+        cmocka_unit_test(test_conv_forward),
+        cmocka_unit_test(test_conv_backward),
+        cmocka_unit_test(test_model_kernels),
+        cmocka_unit_test(test_mbv1_fusion),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

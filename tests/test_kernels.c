@@ -1,0 +1,439 @@
+/* test_kernels.c - the micro-kernels of lib/kernels.h against the scalar
+ * references, for every ISA this CPU and build run (the others are skipped
+ * and named as such): natively that is scalar and AVX2 on x86-64; under
+ * qemu-user (tools/test_neon.sh) scalar and NEON on aarch64.
+ *
+ * Each kernel is checked three ways, on odd shapes (sizes 1..19 that are
+ * not multiples of the vector width, stride 1 and 2, pad 0 and 1; GEMM
+ * m < mr, n < nr, k = 1 and large k):
+ *   1. against the reference (kdc__conv2d_ref / kdc__conv2d_backward_data_ref
+ *      with groups = channels, or a product in double) within an error bound
+ *      derived below;
+ *   2. to the bit against the operation order the kernel documents: the
+ *      SIMD kernels against a chain of fmaf() in that order, the scalar ones
+ *      against the reference itself (depthwise) or a chain of separate float
+ *      multiplies and adds (GEMM). This is what makes AVX2 and NEON results
+ *      equal to each other, which no single machine can compare directly;
+ *   3. for writes outside the output: guard zones around it must keep their
+ *      sentinel (and inputs are allocated at their exact size, so the SAN=1
+ *      build catches reads past them).
+ *
+ * cmocka natively; the aarch64 cross build has no cmocka (Debian's arm64
+ * package cannot be installed here: multiarch is refused), so it compiles
+ * with -DKDC_TEST_CMOCKA_SHIM and the small look-alike tests/util/cmocka_shim.h. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(KDC_TEST_CMOCKA_SHIM)
+#include "cmocka_shim.h"
+#else
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+#endif
+
+#include "graph.h"
+#include "kernels.h"
+
+/* GCC in ISO C mode (-std=c11) never contracts a * b + c into an FMA
+ * (-ffp-contract=off), so the plain float expressions of the scalar kernels
+ * and of this file round once per operation, and the scalar kernels can be
+ * held to the bit. Other compilers may contract: there they are held to the
+ * error bound only. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__STRICT_ANSI__)
+#define EXACT_SCALAR 1
+#else
+#define EXACT_SCALAR 0
+#endif
+
+#define U 5.9604644775390625e-08 /* 2^-24, the unit roundoff of float */
+#define GUARD 16                 /* floats of sentinel on each side of an output */
+
+static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_NEON};
+enum { N_ISAS = sizeof all_isas / sizeof all_isas[0] };
+
+/* splitmix64: a fixed-seed generator for test data */
+static uint64_t rng_state = 12345;
+static double urand(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+static void fill(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = (float)(2.0 * urand() - 1.0);
+}
+
+static float sentinel(void)
+{
+    const uint32_t bits = 0x7fc0beefu; /* a quiet NaN no kernel produces */
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+static int is_sentinel(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    return bits == 0x7fc0beefu;
+}
+
+/* Equal as values (a zero's sign may differ: fma(w, 0, -0) is +0). */
+static int same(float a, float b)
+{
+    return a == b || (isnan(a) && isnan(b));
+}
+
+static float *xmalloc(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    assert_non_null(p);
+    return p;
+}
+
+/* An output of n floats between two guard zones. */
+static float *guarded(size_t n)
+{
+    float *p = xmalloc(n + 2 * GUARD);
+    for (size_t i = 0; i < n + 2 * GUARD; i++)
+        p[i] = sentinel();
+    return p + GUARD;
+}
+static void check_guards(const float *out, size_t n, const char *what)
+{
+    for (int i = 1; i <= GUARD; i++)
+        if (!is_sentinel(out[-i]) || !is_sentinel(out[n - 1 + i]))
+            fail_msg("%s: wrote outside its output", what);
+}
+
+/* ------------------------------------------------------------------ */
+/* Error bounds                                                        */
+
+/* Depthwise: an output is bias (or the old dx) plus at most 9 products.
+ * With S = |bias| + sum |w x| (in exact arithmetic), the reference (a
+ * rounded product and a rounded sum per term) is within gamma_10 S
+ * of the exact value, the FMA chain (one rounding per term) within
+ * gamma_9 S, gamma_n = n u / (1 - n u) (Higham, Accuracy and Stability of
+ * Numerical Algorithms, 3.1). So |kernel - reference| <= 19.01 u S < 20 u S.
+ * GEMM: the FMA chain over k terms from C is within gamma_k S of the exact
+ * value, S = |C| + sum |a b|, and the double product is exact to far below
+ * that: (k + 2) u S. The small absolute term covers underflow. */
+static double dw_tol(double s)
+{
+    return 20.0 * U * s + 1e-30;
+}
+static double gemm_tol(int k, double s)
+{
+    return (k + 2.0) * U * s + 1e-30;
+}
+
+/* ------------------------------------------------------------------ */
+/* Depthwise 3x3                                                       */
+
+typedef struct dw_shape {
+    int ih, iw, stride, pad;
+} dw_shape;
+
+/* The FMA chain of one forward output (dwconv.c) and its S. */
+static float fma_fwd(const float *x, int ih, int iw, const float *w, float bias, int oy, int ox,
+                     int s, int p, double *mag)
+{
+    float acc = bias;
+    double m = fabs((double)bias);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const int iy = oy * s + ky - p, ix = ox * s + kx - p;
+            if (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
+                continue;
+            const float v = x[(size_t)iy * iw + ix];
+            acc = fmaf(w[ky * 3 + kx], v, acc);
+            m += fabs((double)w[ky * 3 + kx] * v);
+        }
+    *mag = m;
+    return acc;
+}
+
+/* The FMA chain of one backward-data output: dx(iy, ix) receives dy(oy, ox)
+ * through tap (ky, kx) when oy * s + ky - p = iy and ox * s + kx - p = ix. */
+static float fma_bwd(const float *dy, int oh, int ow, const float *w, float dx0, int iy, int ix,
+                     int s, int p, double *mag)
+{
+    float acc = dx0;
+    double m = fabs((double)dx0);
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = 0; kx < 3; kx++) {
+            const int ty = iy + p - ky, tx = ix + p - kx;
+            if (ty < 0 || tx < 0 || ty % s || tx % s || ty / s >= oh || tx / s >= ow)
+                continue;
+            const float g = dy[(size_t)(ty / s) * ow + tx / s];
+            acc = fmaf(w[ky * 3 + kx], g, acc);
+            m += fabs((double)w[ky * 3 + kx] * g);
+        }
+    *mag = m;
+    return acc;
+}
+
+enum { DW_C = 2 }; /* channels per case: two planes, two filters */
+
+static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
+{
+    const int ih = sh.ih, iw = sh.iw, s = sh.stride, p = sh.pad;
+    const int oh = kdc__out_size(ih, 3, s, p), ow = kdc__out_size(iw, 3, s, p);
+    if (oh <= 0 || ow <= 0)
+        return;
+    const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
+    const int simd = k->isa != KDC__ISA_SCALAR;
+    float w[DW_C * 9], bias[DW_C];
+    float *x = xmalloc(DW_C * ihw), *yref = xmalloc(DW_C * ohw);
+    float *dy = xmalloc(DW_C * ohw), *dx0 = xmalloc(DW_C * ihw), *dxref = xmalloc(DW_C * ihw);
+    fill(w, DW_C * 9);
+    fill(bias, DW_C);
+    fill(x, DW_C * ihw);
+    fill(dy, DW_C * ohw);
+    fill(dx0, DW_C * ihw);
+    memcpy(dxref, dx0, DW_C * ihw * sizeof *dx0);
+
+    const kdc__conv_param cp = {.cin = DW_C, .cout = DW_C, .kh = 3, .kw = 3, .stride = s,
+                                .pad = p, .groups = DW_C, .weight = w, .bias = bias};
+    kdc__conv2d_ref(&cp, x, ih, iw, yref, oh, ow, 0, 0, DW_C);
+    kdc__conv2d_backward_data_ref(&cp, dy, oh, ow, dxref, ih, iw, 0, 0, DW_C);
+
+    for (int c = 0; c < DW_C; c++) {
+        /* exact-size copies of the inputs: reads past them are ASan errors */
+        float *xc = xmalloc(ihw), *dyc = xmalloc(ohw);
+        float *y = guarded(ohw), *dx = guarded(ihw);
+        memcpy(xc, x + c * ihw, ihw * sizeof *xc);
+        memcpy(dyc, dy + c * ohw, ohw * sizeof *dyc);
+        memcpy(dx, dx0 + c * ihw, ihw * sizeof *dx);
+
+        k->dw3x3(xc, ih, iw, w + 9 * c, bias[c], y, oh, ow, s, p);
+        k->dw3x3_backward(dyc, oh, ow, w + 9 * c, dx, ih, iw, s, p);
+        check_guards(y, ohw, "dw3x3");
+        check_guards(dx, ihw, "dw3x3_backward");
+
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const size_t i = (size_t)oy * ow + ox;
+                double mag;
+                const float model = fma_fwd(xc, ih, iw, w + 9 * c, bias[c], oy, ox, s, p, &mag);
+                const float ref = yref[c * ohw + i];
+                if (fabs((double)y[i] - ref) > dw_tol(mag))
+                    fail_msg("%s forward %dx%d s%d p%d: y[%d][%d] = %.9g, reference %.9g",
+                             k->name, ih, iw, s, p, oy, ox, y[i], ref);
+                if ((simd && !same(y[i], model)) || (!simd && EXACT_SCALAR && !same(y[i], ref)))
+                    fail_msg("%s forward %dx%d s%d p%d: y[%d][%d] = %.9g, not the %s %.9g",
+                             k->name, ih, iw, s, p, oy, ox, y[i],
+                             simd ? "FMA chain" : "reference", simd ? model : ref);
+            }
+        for (int iy = 0; iy < ih; iy++)
+            for (int ix = 0; ix < iw; ix++) {
+                const size_t i = (size_t)iy * iw + ix;
+                double mag;
+                const float model =
+                    fma_bwd(dyc, oh, ow, w + 9 * c, dx0[c * ihw + i], iy, ix, s, p, &mag);
+                const float ref = dxref[c * ihw + i];
+                if (fabs((double)dx[i] - ref) > dw_tol(mag))
+                    fail_msg("%s backward %dx%d s%d p%d: dx[%d][%d] = %.9g, reference %.9g",
+                             k->name, ih, iw, s, p, iy, ix, dx[i], ref);
+                if ((simd && !same(dx[i], model)) || (!simd && EXACT_SCALAR && !same(dx[i], ref)))
+                    fail_msg("%s backward %dx%d s%d p%d: dx[%d][%d] = %.9g, not the %s %.9g",
+                             k->name, ih, iw, s, p, iy, ix, dx[i],
+                             simd ? "FMA chain" : "reference", simd ? model : ref);
+            }
+        free(xc);
+        free(dyc);
+        free(y - GUARD);
+        free(dx - GUARD);
+    }
+    free(x);
+    free(yref);
+    free(dy);
+    free(dx0);
+    free(dxref);
+}
+
+/* Every ISA's table: present exactly when the ISA runs here. */
+static void test_tables(void **state)
+{
+    (void)state;
+    char names[128] = "", skipped[128] = "";
+    for (int i = 0; i < N_ISAS; i++) {
+        const kdc__isa isa = all_isas[i];
+        const kdc__dw_kernels *dk = kdc__dw_kernels_get(isa);
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(isa);
+        if (!kdc__isa_supported(isa)) {
+            assert_null(dk);
+            assert_null(gk);
+            strcat(skipped, " ");
+            strcat(skipped, kdc__isa_name(isa));
+            continue;
+        }
+        assert_non_null(dk);
+        assert_non_null(gk);
+        assert_int_equal(dk->isa, isa);
+        assert_int_equal(gk->isa, isa);
+        assert_true(dk->dw3x3 != NULL && dk->dw3x3_backward != NULL && gk->gemm != NULL);
+        assert_true(gk->mr >= 1 && gk->mr <= 32 && gk->nr >= 1 && gk->nr <= 64);
+        strcat(names, " ");
+        strcat(names, kdc__isa_name(isa));
+    }
+    assert_true(kdc__isa_supported(kdc__isa_best()));
+    print_message("kernels: ISAs tested:%s (best: %s); skipped, not on this CPU or build:%s\n",
+                  names, kdc__isa_name(kdc__isa_best()), skipped[0] ? skipped : " none");
+}
+
+/* All heights and widths 1..19 (tails of every length for 4- and 8-wide
+ * vectors, planes narrower than a vector), both strides and paddings. */
+static void test_dw3x3_small(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_ISAS; i++) {
+        const kdc__dw_kernels *k = kdc__dw_kernels_get(all_isas[i]);
+        if (!k)
+            continue;
+        for (int s = 1; s <= 2; s++)
+            for (int p = 0; p <= 1; p++)
+                for (int ih = 1; ih <= 19; ih++)
+                    for (int iw = 1; iw <= 19; iw++)
+                        check_dw(k, (dw_shape){ih, iw, s, p});
+    }
+}
+
+/* Wider planes: MobileNetV1's sizes at 224 x 224 and 160 x 160, widths
+ * with several vectors before the tail, and rows wider than one strip of
+ * KDC__DW_STRIP (256) outputs, cut at and next to strip boundaries. */
+static void test_dw3x3_large(void **state)
+{
+    (void)state;
+    static const dw_shape shapes[] = {
+        {112, 112, 1, 1}, {112, 112, 2, 1}, {56, 56, 1, 1}, {56, 56, 2, 1}, {28, 28, 2, 1},
+        {14, 14, 1, 1},   {14, 14, 2, 1},   {7, 7, 1, 1},   {80, 80, 2, 1}, {5, 5, 1, 1},
+        {23, 61, 1, 0},   {21, 67, 2, 0},   {9, 64, 1, 1},  {9, 65, 2, 1},  {40, 33, 2, 0},
+        {3, 256, 1, 1},   {3, 257, 1, 1},   {2, 513, 1, 1}, {5, 530, 1, 0}, {3, 600, 1, 1},
+        {4, 601, 2, 1},   {3, 517, 2, 0},   {3, 514, 2, 1}, {6, 1030, 2, 1},
+    };
+    for (int i = 0; i < N_ISAS; i++) {
+        const kdc__dw_kernels *k = kdc__dw_kernels_get(all_isas[i]);
+        if (!k)
+            continue;
+        for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++)
+            check_dw(k, shapes[j]);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* GEMM micro-kernels                                                  */
+
+/* C (m x n corner of an mr x nr tile, row stride ldc) = (acc ? C : 0) +
+ * A B, A packed as k columns of mr floats, B as k rows of nr floats. */
+static void check_gemm(const char *name, kdc__gemm_ukernel gemm, int fused, int mr, int nr, int k,
+                       int m, int n, int accumulate)
+{
+    const size_t ldc = (size_t)nr + 3;
+    const size_t csize = (size_t)mr * ldc;
+    float *a = xmalloc((size_t)k * mr), *b = xmalloc((size_t)k * nr);
+    float *c = guarded(csize), *c0 = xmalloc(csize);
+    fill(a, (size_t)k * mr);
+    fill(b, (size_t)k * nr);
+    for (int p = 0; p < k; p++) { /* the zero padding of packed panels */
+        for (int i = m; i < mr; i++)
+            a[(size_t)p * mr + i] = 0.0f;
+        for (int j = n; j < nr; j++)
+            b[(size_t)p * nr + j] = 0.0f;
+    }
+    for (int i = 0; i < mr; i++)
+        for (size_t j = 0; j < ldc; j++)
+            c[i * ldc + j] = i < m && (int)j < n ? (float)(2.0 * urand() - 1.0) : sentinel();
+    memcpy(c0, c, csize * sizeof *c);
+
+    gemm(k, a, b, c, ldc, m, n, accumulate);
+
+    check_guards(c, csize, name);
+    for (int i = 0; i < mr; i++)
+        for (size_t j = 0; j < ldc; j++) {
+            const float got = c[i * ldc + j];
+            if (i >= m || (int)j >= n) {
+                if (!is_sentinel(got))
+                    fail_msg("%s k=%d m=%d n=%d: wrote C[%d][%zu] outside the corner", name, k,
+                             m, n, i, j);
+                continue;
+            }
+            const float init = accumulate ? c0[i * ldc + j] : 0.0f;
+            double exact = init, mag = fabs((double)init);
+            float model = init;
+            for (int p = 0; p < k; p++) {
+                const float av = a[(size_t)p * mr + i], bv = b[(size_t)p * nr + j];
+                exact += (double)av * bv;
+                mag += fabs((double)av * bv);
+                if (fused) {
+                    model = fmaf(av, bv, model);
+                } else {
+                    const float prod = av * bv;
+                    model = model + prod;
+                }
+            }
+            if (fabs(got - exact) > gemm_tol(k, mag))
+                fail_msg("%s k=%d m=%d n=%d acc=%d: C[%d][%zu] = %.9g, exact %.9g", name, k, m,
+                         n, accumulate, i, j, got, exact);
+            if ((fused || EXACT_SCALAR) && !same(got, model))
+                fail_msg("%s k=%d m=%d n=%d acc=%d: C[%d][%zu] = %.9g, not the %s chain %.9g",
+                         name, k, m, n, accumulate, i, j, got, fused ? "FMA" : "mul-add",
+                         model);
+        }
+    free(a);
+    free(b);
+    free(c - GUARD);
+    free(c0);
+}
+
+static void check_gemm_all(const char *name, kdc__gemm_ukernel gemm, int fused, int mr, int nr)
+{
+    /* k = 1, small odd k, a multiple and a non-multiple of the unrolling,
+     * and a large k, for every corner m x n of the tile */
+    static const int ks[] = {1, 2, 3, 5, 8, 17, 256, 1031};
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++)
+        for (int m = 1; m <= mr; m++)
+            for (int n = 1; n <= nr; n++)
+                for (int acc = 0; acc <= 1; acc++)
+                    check_gemm(name, gemm, fused, mr, nr, ks[t], m, n, acc);
+}
+
+static void test_gemm_tables(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_ISAS; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (gk)
+            check_gemm_all(gk->name, gk->gemm, gk->isa != KDC__ISA_SCALAR, gk->mr, gk->nr);
+    }
+}
+
+/* The NEON micro-kernel by name, whatever the table holds. */
+static void test_gemm_8x8_neon(void **state)
+{
+    (void)state;
+#if defined(__aarch64__)
+    check_gemm_all("kdc__f32_gemm_8x8_neon", kdc__f32_gemm_8x8_neon, 1, 8, 8);
+#else
+    print_message("kernels: kdc__f32_gemm_8x8_neon: not an aarch64 build, skipped\n");
+#endif
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tables),      cmocka_unit_test(test_dw3x3_small),
+        cmocka_unit_test(test_dw3x3_large), cmocka_unit_test(test_gemm_tables),
+        cmocka_unit_test(test_gemm_8x8_neon),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
