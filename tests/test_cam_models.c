@@ -45,6 +45,7 @@
 
 #include "kdcam.h"
 #include "safetensors.h"
+#include "util/testkit.h"
 #include "util/weightgen.h"
 
 #define FIXTURE_DIR "tests/fixtures/grad/"
@@ -52,165 +53,23 @@
 #define TOL_MAP 1e-3
 #define SCORECAM_TOPK 8
 
-#define CHECK_OK(expr)                                                                     \
-    do {                                                                                   \
-        kdc_status s_ = (expr);                                                            \
-        if (s_ != KDC_OK)                                                                  \
-            fail_msg("%s -> %s: %s", #expr, kdc_status_string(s_), kdc_last_error());     \
-    } while (0)
-
-#define CHECK_STATUS(expr, want)                                                           \
-    do {                                                                                   \
-        kdc_status s_ = (expr);                                                            \
-        if (s_ != (want))                                                                  \
-            fail_msg("%s -> %s (%s), expected %s", #expr, kdc_status_string(s_),           \
-                     kdc_last_error(), kdc_status_string(want));                           \
-    } while (0)
-
 static const char *const MODELS[] = {"resnet50", "resnet101", "resnet152", "mobilenetv1",
                                      "mobilenetv1_timm"};
 
 /* ------------------------------------------------------------------ */
 /* Temporary weights files                                             */
 
-static char g_tmpdir[64];
-static char g_wpath[256];
-
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/kdcam_test_cam_XXXXXX");
-    if (!mkdtemp(g_tmpdir)) {
-        fprintf(stderr, "test_cam_models: mkdtemp failed\n");
-        return -1;
-    }
-    return 0;
+    return tk_tmpdir_create("test_cam");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_wpath[0])
-        remove(g_wpath);
-    if (g_tmpdir[0])
-        rmdir(g_tmpdir);
+    tk_tmpdir_remove();
     return 0;
-}
-
-static const char *weights_file(const char *scheme, uint64_t seed, int classes)
-{
-    if (g_wpath[0])
-        remove(g_wpath);
-    snprintf(g_wpath, sizeof g_wpath, "%s/%s_%llu.safetensors", g_tmpdir, scheme,
-             (unsigned long long)seed);
-    if (kdc_test_write_weights(g_wpath, scheme, seed, classes, "", 0) != 0)
-        fail_msg("cannot write generated weights %s", g_wpath);
-    return g_wpath;
-}
-
-/* ------------------------------------------------------------------ */
-/* Fixture access                                                      */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static const char *meta(const kdc__st_file *f, const char *key)
-{
-    const char *v = kdc__st_metadata(f, key);
-    if (!v)
-        fail_msg("fixture metadata has no %s", key);
-    return v;
-}
-
-static long meta_long(const kdc__st_file *f, const char *key)
-{
-    return strtol(meta(f, key), NULL, 10);
-}
-
-/* Splits s at sep into at most max names of < 96 chars. */
-static int split(const char *s, char sep, char names[][96], int max)
-{
-    int n = 0;
-    while (*s) {
-        const char *e = strchr(s, sep);
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (n >= max || len >= 96)
-            fail_msg("list \"%s\" too long", s);
-        memcpy(names[n], s, len);
-        names[n][len] = '\0';
-        n++;
-        s += len + (e ? 1 : 0);
-    }
-    return n;
-}
-
-static const kdc__st_tensor *need(const kdc__st_file *f, const char *key)
-{
-    const kdc__st_tensor *t = kdc__st_find(f, key);
-    if (!t)
-        fail_msg("fixture has no tensor %s", key);
-    return t;
-}
-
-static float *read_f32(const kdc__st_tensor *t)
-{
-    float *v = malloc((t->numel ? t->numel : 1) * sizeof *v);
-    assert_non_null(v);
-    CHECK_OK(kdc__st_to_f32(t, v));
-    return v;
-}
-
-static double read_scalar(const kdc__st_tensor *t)
-{
-    assert_int_equal(t->numel, 1);
-    if (t->dtype == KDC__ST_F64) {
-        uint64_t u = 0;
-        for (int i = 7; i >= 0; i--)
-            u = (u << 8) | t->data[i];
-        double d;
-        memcpy(&d, &u, sizeof d);
-        return d;
-    }
-    float v;
-    CHECK_OK(kdc__st_to_f32(t, &v));
-    return v;
-}
-
-static int check_generator(const kdc__st_file *f, const char *scheme, uint64_t seed, int classes)
-{
-    int checked = 0;
-    for (int i = 0; i < kdc__st_count(f); i++) {
-        const kdc__st_tensor *t = kdc__st_at(f, i);
-        size_t len = strlen(t->name);
-        if (strncmp(t->name, "weights:", 8) != 0 || len < 12 ||
-            strcmp(t->name + len - 4, "/val") != 0)
-            continue;
-        char wname[128];
-        snprintf(wname, sizeof wname, "%.*s", (int)(len - 12), t->name + 8);
-        float *gen = NULL;
-        size_t n = 0;
-        if (kdc_test_gen_tensor(scheme, classes, wname, seed, &gen, &n) != 0)
-            fail_msg("generator: scheme %s has no tensor %s", scheme, wname);
-        float *ref = read_f32(t);
-        size_t k = t->numel, bad = 0;
-        for (size_t j = 0; j < k; j++) {
-            size_t idx = k == n ? j : kdc_test_sample_index(n, k, j);
-            if (memcmp(&gen[idx], &ref[j], sizeof(float)) != 0)
-                bad++;
-        }
-        if (bad)
-            fail_msg("generator: %zu of %zu values of %s differ from tools/kdcgen.py", bad, k,
-                     wname);
-        free(ref);
-        free(gen);
-        checked++;
-    }
-    assert_true(checked > 0);
-    return checked;
 }
 
 /* Shape of fixture entry key (key/shape); returns the element count. */
@@ -218,7 +77,7 @@ static size_t ref_shape(const kdc__st_file *f, const char *key, int64_t shape[8]
 {
     char k[200];
     snprintf(k, sizeof k, "%s/shape", key);
-    const kdc__st_tensor *ts = need(f, k);
+    const kdc__st_tensor *ts = tk_need(f, k);
     assert_true(ts->numel >= 1 && ts->numel <= 8);
     CHECK_OK(kdc__st_to_i64(ts, shape));
     size_t n = 1;
@@ -243,8 +102,8 @@ static errs compare(const kdc__st_file *f, const char *key, const float *got, si
         fail_msg("%s: %zu values, PyTorch %zu", key, cnt, rn);
     char k[200];
     snprintf(k, sizeof k, "%s/val", key);
-    const kdc__st_tensor *tv = need(f, k);
-    float *ref = read_f32(tv);
+    const kdc__st_tensor *tv = tk_need(f, k);
+    float *ref = tk_read_f32(tv);
     size_t ns = tv->numel;
     float *sample = malloc(ns * sizeof *sample);
     assert_non_null(sample);
@@ -259,9 +118,9 @@ static errs compare(const kdc__st_file *f, const char *key, const float *got, si
     double sum, sumsq;
     kdc_test_sums(got, cnt, &sum, &sumsq);
     snprintf(k, sizeof k, "%s/sum", key);
-    double rsum = read_scalar(need(f, k));
+    double rsum = tk_read_scalar(tk_need(f, k));
     snprintf(k, sizeof k, "%s/sumsq", key);
-    double rsumsq = read_scalar(need(f, k));
+    double rsumsq = tk_read_scalar(tk_need(f, k));
     double e_norm = rsumsq > 0 ? fabs(sqrt(sumsq) - sqrt(rsumsq)) / sqrt(rsumsq) : sqrt(sumsq);
     double e_sum = rsumsq > 0 ? fabs(sum - rsum) / sqrt((double)cnt * rsumsq) : fabs(sum);
     e.rel = e_sample;
@@ -291,25 +150,25 @@ static void fixture_open(fixture *fx, const char *model)
     snprintf(path, sizeof path, FIXTURE_DIR "%s.safetensors", model);
     memset(fx, 0, sizeof *fx);
     CHECK_OK(kdc__st_open(path, &fx->f));
-    fx->scheme = meta(fx->f, "scheme");
-    uint64_t seed = strtoull(meta(fx->f, "seed"), NULL, 10);
-    uint64_t in_seed = strtoull(meta(fx->f, "input_seed"), NULL, 10);
-    double in_c = strtod(meta(fx->f, "input_c"), NULL);
-    double in_a = strtod(meta(fx->f, "input_a"), NULL);
-    fx->n = (int)meta_long(fx->f, "n");
-    fx->h = (int)meta_long(fx->f, "h");
-    fx->w = (int)meta_long(fx->f, "w");
-    fx->classes = (int)meta_long(fx->f, "num_classes");
-    check_generator(fx->f, fx->scheme, seed, fx->classes);
-    CHECK_OK(kdc_model_load(weights_file(fx->scheme, seed, fx->classes), NULL, &fx->m));
-    assert_string_equal(kdc_model_arch(fx->m), meta(fx->f, "arch"));
+    fx->scheme = tk_meta(fx->f, "scheme");
+    uint64_t seed = strtoull(tk_meta(fx->f, "seed"), NULL, 10);
+    uint64_t in_seed = strtoull(tk_meta(fx->f, "input_seed"), NULL, 10);
+    double in_c = strtod(tk_meta(fx->f, "input_c"), NULL);
+    double in_a = strtod(tk_meta(fx->f, "input_a"), NULL);
+    fx->n = (int)tk_meta_long(fx->f, "n");
+    fx->h = (int)tk_meta_long(fx->f, "h");
+    fx->w = (int)tk_meta_long(fx->f, "w");
+    fx->classes = (int)tk_meta_long(fx->f, "num_classes");
+    tk_check_generator(fx->f, fx->scheme, seed, fx->classes);
+    CHECK_OK(kdc_model_load(tk_weights_file(fx->scheme, seed, fx->classes, "", 0), NULL, &fx->m));
+    assert_string_equal(kdc_model_arch(fx->m), tk_meta(fx->f, "arch"));
     assert_int_equal(kdc_model_num_classes(fx->m), fx->classes);
     fx->in_count = (size_t)fx->n * 3 * (size_t)fx->h * (size_t)fx->w;
     fx->input = malloc(fx->in_count * sizeof *fx->input);
     assert_non_null(fx->input);
     kdc_test_fill(fx->input, fx->in_count, "input", in_seed, in_c, in_a);
     int64_t t[16];
-    const kdc__st_tensor *tt = need(fx->f, "top1");
+    const kdc__st_tensor *tt = tk_need(fx->f, "top1");
     assert_true(tt->numel == (size_t)fx->n && fx->n <= 16);
     CHECK_OK(kdc__st_to_i64(tt, t));
     for (int b = 0; b < fx->n; b++)
@@ -360,22 +219,22 @@ static void cam_fixture(void **state)
     CHECK_OK(kdc_run_create(fx.m, &ropt, &run));
 
     char sets_str[4][96], set_layers[4][KDC_CAM_MAX_LAYERS][96];
-    int nsets = split(meta(f, "cam_sets"), ';', sets_str, 4);
+    int nsets = tk_split(tk_meta(f, "cam_sets"), ';', sets_str, 4);
     int set_n[4], set_idx[4][KDC_CAM_MAX_LAYERS];
     for (int s = 0; s < nsets; s++) {
-        set_n[s] = split(sets_str[s], ',', set_layers[s], KDC_CAM_MAX_LAYERS);
+        set_n[s] = tk_split(sets_str[s], ',', set_layers[s], KDC_CAM_MAX_LAYERS);
         for (int l = 0; l < set_n[s]; l++)
             CHECK_OK(kdc_model_find_layer(fx.m, set_layers[s][l], &set_idx[s][l]));
     }
-    const char *last = meta(f, "cam_last");
-    assert_int_equal(atoi(meta(f, "scorecam_topk")), SCORECAM_TOPK);
+    const char *last = tk_meta(f, "cam_last");
+    assert_int_equal(atoi(tk_meta(f, "scorecam_topk")), SCORECAM_TOPK);
 
     int failures = 0;
     float *gradcam_map = NULL; /* final Grad-CAM map of [last] */
     printf("  %s (N=%d, %dx%d; PyTorch f32 vs f64: raw maps worst %s (%s), final maps max abs "
            "%s)\n",
-           model, n, H, W, meta(f, "f32_vs_f64_cam_raw_worst_rel_l2"),
-           meta(f, "f32_vs_f64_cam_raw_worst"), meta(f, "f32_vs_f64_cam_map_max_abs"));
+           model, n, H, W, tk_meta(f, "f32_vs_f64_cam_raw_worst_rel_l2"),
+           tk_meta(f, "f32_vs_f64_cam_raw_worst"), tk_meta(f, "f32_vs_f64_cam_map_max_abs"));
     for (int mth = 0; mth < KDC_CAM_COUNT; mth++) {
         const char *mname = kdc_cam_method_name((kdc_cam_method)mth);
         assert_non_null(mname);
@@ -394,9 +253,9 @@ static void cam_fixture(void **state)
             opt.nlayers = set_n[s];
             opt.scorecam_topk = SCORECAM_TOPK;
             kdc_cam_result *res = NULL;
-            double t0 = now_s();
+            double t0 = tk_now();
             kdc_status st = kdc_cam_compute(run, fx.input, n, H, W, &opt, &res);
-            double dt = now_s() - t0;
+            double dt = tk_now() - t0;
             if (st != KDC_OK) {
                 printf("  FAIL %s %s: kdc_cam_compute -> %s: %s\n", model, label,
                        kdc_status_string(st), kdc_last_error());
@@ -484,7 +343,7 @@ static void cam_fixture(void **state)
     opt.method = KDC_CAM_GRADCAM;
     opt.nlayers = 1;
     int flat;
-    CHECK_OK(kdc_model_find_layer(fx.m, meta(f, "nospatial_layer"), &flat));
+    CHECK_OK(kdc_model_find_layer(fx.m, tk_meta(f, "nospatial_layer"), &flat));
     opt.layers = &flat;
     kdc_cam_result *res = NULL;
     CHECK_STATUS(kdc_cam_compute(run, fx.input, n, H, W, &opt, &res), KDC_ERR_SHAPE);

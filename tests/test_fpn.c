@@ -42,19 +42,13 @@
 #include "kdcam.h"
 #include "safetensors.h"
 #include "util/fixture.h"
+#include "util/testkit.h"
 #include "util/weightgen.h"
 
 #define FIXTURE_DIR "tests/fixtures/fpn/"
 #define TOL 1e-4
 /* kdc_preprocess_detection vs torchvision (float32 both, see preprocess()) */
 #define PRE_TOL 1e-5
-
-#define CHECK_OK(expr)                                                                     \
-    do {                                                                                   \
-        kdc_status s_ = (expr);                                                            \
-        if (s_ != KDC_OK)                                                                  \
-            fail_msg("%s -> %s: %s", #expr, kdc_status_string(s_), kdc_last_error());     \
-    } while (0)
 
 typedef struct fpn_case {
     const char *name;   /* fixture file without directory and extension */
@@ -71,32 +65,17 @@ static const fpn_case CASES[] = {
     {"mm_retina_n1_64x96", "", NULL},
 };
 
-static char g_tmpdir[64];
-
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/kdcam_test_fpn_XXXXXX");
-    if (!mkdtemp(g_tmpdir)) {
-        fprintf(stderr, "test_fpn: mkdtemp failed\n");
-        return -1;
-    }
-    return 0;
+    return tk_tmpdir_create("test_fpn");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_tmpdir[0])
-        rmdir(g_tmpdir);
+    tk_tmpdir_remove();
     return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static const char *meta(const fx_file *fx, const char *key)
@@ -298,18 +277,18 @@ static void run_fixture(void **state)
 
     /* weights file (with the head tensors of the scheme) */
     char wpath[160];
-    snprintf(wpath, sizeof wpath, "%s/%s.safetensors", g_tmpdir, c->name);
-    double t0 = now_s();
+    snprintf(wpath, sizeof wpath, "%s/%s.safetensors", tk_tmpdir(), c->name);
+    double t0 = tk_now();
     if (kdc_test_write_weights(wpath, scheme, seed, 1, c->prefix, 0) != 0)
         fail_msg("cannot write %s", wpath);
-    const double t_write = now_s() - t0;
+    const double t_write = tk_now() - t0;
     kdc_model_options opt;
     kdc_model_options_init(&opt);
     opt.arch = c->arch;
     kdc_model *m = NULL;
-    t0 = now_s();
+    t0 = tk_now();
     CHECK_OK(kdc_model_load(wpath, &opt, &m));
-    const double t_load = now_s() - t0;
+    const double t_load = tk_now() - t0;
     assert_string_equal(kdc_model_arch(m), meta(&fx, "arch"));
     /* the layout's BatchNorm eps: 0 for FrozenBatchNorm2d bodies (torchvision) */
     if (m->bn_eps != (float)eps)
@@ -355,9 +334,9 @@ static void run_fixture(void **state)
     float *input = make_input(&fx, n, h, w);
     kdc_run *run = NULL;
     CHECK_OK(kdc_run_create(m, NULL, &run));
-    t0 = now_s();
+    t0 = tk_now();
     CHECK_OK(kdc_run_forward_grad(run, input, n, h, w, keep, nl, 0));
-    const double t_fwd = now_s() - t0;
+    const double t_fwd = tk_now() - t0;
 
     int failures = 0;
     double worst_act = 0.0, worst_grad = 0.0;
@@ -415,9 +394,9 @@ static void run_fixture(void **state)
             failures++;
         }
         kdc_target tg = {.kind = KDC_TARGET_SEED, .layer = lev, .seed = seedv};
-        t0 = now_s();
+        t0 = tk_now();
         CHECK_OK(kdc_run_backward(run, &tg, gidx, 5, 0));
-        t_bwd += now_s() - t0;
+        t_bwd += tk_now() - t0;
         for (int k = 0; k < 5; k++) {
             char gname[160];
             snprintf(gname, sizeof gname, "grad/%s/%s", tn, glayers[k]);

@@ -41,26 +41,12 @@
 
 #include "kdcam.h"
 #include "safetensors.h"
+#include "util/testkit.h"
 #include "util/weightgen.h"
 
 #define FIXTURE_DIR "tests/fixtures/grad/"
 #define TOL 1e-4
 #define MAX_LIST 96
-
-#define CHECK_OK(expr)                                                                     \
-    do {                                                                                   \
-        kdc_status s_ = (expr);                                                            \
-        if (s_ != KDC_OK)                                                                  \
-            fail_msg("%s -> %s: %s", #expr, kdc_status_string(s_), kdc_last_error());     \
-    } while (0)
-
-#define CHECK_STATUS(expr, want)                                                           \
-    do {                                                                                   \
-        kdc_status s_ = (expr);                                                            \
-        if (s_ != (want))                                                                  \
-            fail_msg("%s -> %s (%s), expected %s", #expr, kdc_status_string(s_),           \
-                     kdc_last_error(), kdc_status_string(want));                           \
-    } while (0)
 
 static const char *const MODELS[] = {"resnet50", "resnet101", "resnet152", "mobilenetv1",
                                      "mobilenetv1_timm"};
@@ -68,148 +54,17 @@ static const char *const MODELS[] = {"resnet50", "resnet101", "resnet152", "mobi
 /* ------------------------------------------------------------------ */
 /* Temporary weights files                                             */
 
-static char g_tmpdir[64];
-static char g_wpath[256];
-
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/kdcam_test_grad_XXXXXX");
-    if (!mkdtemp(g_tmpdir)) {
-        fprintf(stderr, "test_grad: mkdtemp failed\n");
-        return -1;
-    }
-    return 0;
+    return tk_tmpdir_create("test_grad");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    if (g_wpath[0])
-        remove(g_wpath);
-    if (g_tmpdir[0])
-        rmdir(g_tmpdir);
+    tk_tmpdir_remove();
     return 0;
-}
-
-/* One weights file at a time (at most one ResNet152, 240 MB, in /tmp). */
-static const char *weights_file(const char *scheme, uint64_t seed, int classes)
-{
-    if (g_wpath[0])
-        remove(g_wpath);
-    snprintf(g_wpath, sizeof g_wpath, "%s/%s_%llu.safetensors", g_tmpdir, scheme,
-             (unsigned long long)seed);
-    if (kdc_test_write_weights(g_wpath, scheme, seed, classes, "", 0) != 0)
-        fail_msg("cannot write generated weights %s", g_wpath);
-    return g_wpath;
-}
-
-/* ------------------------------------------------------------------ */
-/* Fixture access                                                      */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static const char *meta(const kdc__st_file *f, const char *key)
-{
-    const char *v = kdc__st_metadata(f, key);
-    if (!v)
-        fail_msg("fixture metadata has no %s", key);
-    return v;
-}
-
-static long meta_long(const kdc__st_file *f, const char *key)
-{
-    return strtol(meta(f, key), NULL, 10);
-}
-
-/* Splits a comma-separated metadata list into names (copied into buf). */
-static int meta_list(const kdc__st_file *f, const char *key, char names[][96], int max)
-{
-    const char *s = meta(f, key);
-    int n = 0;
-    while (*s) {
-        const char *e = strchr(s, ',');
-        size_t len = e ? (size_t)(e - s) : strlen(s);
-        if (n >= max || len >= 96)
-            fail_msg("metadata %s: list too long", key);
-        memcpy(names[n], s, len);
-        names[n][len] = '\0';
-        n++;
-        s += len + (e ? 1 : 0);
-    }
-    return n;
-}
-
-static const kdc__st_tensor *need(const kdc__st_file *f, const char *fmt, const char *name)
-{
-    char key[256];
-    snprintf(key, sizeof key, fmt, name);
-    const kdc__st_tensor *t = kdc__st_find(f, key);
-    if (!t)
-        fail_msg("fixture has no tensor %s", key);
-    return t;
-}
-
-static float *read_f32(const kdc__st_tensor *t)
-{
-    float *v = malloc((t->numel ? t->numel : 1) * sizeof *v);
-    assert_non_null(v);
-    CHECK_OK(kdc__st_to_f32(t, v));
-    return v;
-}
-
-static double read_scalar(const kdc__st_tensor *t)
-{
-    assert_int_equal(t->numel, 1);
-    if (t->dtype == KDC__ST_F64) {
-        uint64_t u = 0;
-        for (int i = 7; i >= 0; i--)
-            u = (u << 8) | t->data[i];
-        double d;
-        memcpy(&d, &u, sizeof d);
-        return d;
-    }
-    float v;
-    CHECK_OK(kdc__st_to_f32(t, &v));
-    return v;
-}
-
-static int check_generator(const kdc__st_file *f, const char *scheme, uint64_t seed, int classes)
-{
-    int checked = 0;
-    for (int i = 0; i < kdc__st_count(f); i++) {
-        const kdc__st_tensor *t = kdc__st_at(f, i);
-        size_t len = strlen(t->name);
-        if (strncmp(t->name, "weights:", 8) != 0 || len < 12 ||
-            strcmp(t->name + len - 4, "/val") != 0)
-            continue;
-        char wname[128];
-        snprintf(wname, sizeof wname, "%.*s", (int)(len - 12), t->name + 8);
-        float *gen = NULL;
-        size_t n = 0;
-        if (kdc_test_gen_tensor(scheme, classes, wname, seed, &gen, &n) != 0)
-            fail_msg("generator: scheme %s has no tensor %s", scheme, wname);
-        float *ref = read_f32(t);
-        size_t k = t->numel, bad = 0;
-        for (size_t j = 0; j < k; j++) {
-            size_t idx = k == n ? j : kdc_test_sample_index(n, k, j);
-            if (memcmp(&gen[idx], &ref[j], sizeof(float)) != 0)
-                bad++;
-        }
-        if (bad)
-            fail_msg("generator: %zu of %zu values of %s differ from tools/kdcgen.py", bad, k,
-                     wname);
-        free(ref);
-        free(gen);
-        checked++;
-    }
-    assert_true(checked > 0);
-    return checked;
 }
 
 typedef struct errstat {
@@ -223,7 +78,7 @@ typedef struct errstat {
 static void compare(const kdc__st_file *f, const char *model, const char *key, const float *got,
                     size_t cnt, errstat *es)
 {
-    const kdc__st_tensor *ts = need(f, "%s/shape", key);
+    const kdc__st_tensor *ts = tk_need(f, "%s/shape", key);
     int64_t shape[8];
     CHECK_OK(kdc__st_to_i64(ts, shape));
     size_t rn = 1;
@@ -231,8 +86,8 @@ static void compare(const kdc__st_file *f, const char *model, const char *key, c
         rn *= (size_t)shape[d];
     if (rn != cnt)
         fail_msg("%s %s: %zu values, PyTorch %zu", model, key, cnt, rn);
-    const kdc__st_tensor *tv = need(f, "%s/val", key);
-    float *ref = read_f32(tv);
+    const kdc__st_tensor *tv = tk_need(f, "%s/val", key);
+    float *ref = tk_read_f32(tv);
     size_t k = tv->numel;
     float *sample = malloc(k * sizeof *sample);
     assert_non_null(sample);
@@ -241,8 +96,8 @@ static void compare(const kdc__st_file *f, const char *model, const char *key, c
     double e_sample = kdc_test_rel_l2(sample, ref, k);
     double sum, sumsq;
     kdc_test_sums(got, cnt, &sum, &sumsq);
-    double rsum = read_scalar(need(f, "%s/sum", key));
-    double rsumsq = read_scalar(need(f, "%s/sumsq", key));
+    double rsum = tk_read_scalar(tk_need(f, "%s/sum", key));
+    double rsumsq = tk_read_scalar(tk_need(f, "%s/sumsq", key));
     double e_norm = rsumsq > 0 ? fabs(sqrt(sumsq) - sqrt(rsumsq)) / sqrt(rsumsq) : sqrt(sumsq);
     double e_sum = fabs(sum - rsum) / (sqrt((double)cnt * rsumsq) + 1e-300);
     double e = e_sample;
@@ -309,22 +164,22 @@ static void fixture_open(fixture *fx, const char *model, double *t_load)
     snprintf(path, sizeof path, FIXTURE_DIR "%s.safetensors", model);
     memset(fx, 0, sizeof *fx);
     CHECK_OK(kdc__st_open(path, &fx->f));
-    fx->scheme = meta(fx->f, "scheme");
-    uint64_t seed = strtoull(meta(fx->f, "seed"), NULL, 10);
-    uint64_t in_seed = strtoull(meta(fx->f, "input_seed"), NULL, 10);
-    double in_c = strtod(meta(fx->f, "input_c"), NULL);
-    double in_a = strtod(meta(fx->f, "input_a"), NULL);
-    fx->n = (int)meta_long(fx->f, "n");
-    fx->h = (int)meta_long(fx->f, "h");
-    fx->w = (int)meta_long(fx->f, "w");
-    fx->classes = (int)meta_long(fx->f, "num_classes");
-    check_generator(fx->f, fx->scheme, seed, fx->classes);
-    const char *wpath = weights_file(fx->scheme, seed, fx->classes);
-    double t0 = now_s();
+    fx->scheme = tk_meta(fx->f, "scheme");
+    uint64_t seed = strtoull(tk_meta(fx->f, "seed"), NULL, 10);
+    uint64_t in_seed = strtoull(tk_meta(fx->f, "input_seed"), NULL, 10);
+    double in_c = strtod(tk_meta(fx->f, "input_c"), NULL);
+    double in_a = strtod(tk_meta(fx->f, "input_a"), NULL);
+    fx->n = (int)tk_meta_long(fx->f, "n");
+    fx->h = (int)tk_meta_long(fx->f, "h");
+    fx->w = (int)tk_meta_long(fx->f, "w");
+    fx->classes = (int)tk_meta_long(fx->f, "num_classes");
+    tk_check_generator(fx->f, fx->scheme, seed, fx->classes);
+    const char *wpath = tk_weights_file(fx->scheme, seed, fx->classes, "", 0);
+    double t0 = tk_now();
     CHECK_OK(kdc_model_load(wpath, NULL, &fx->m));
     if (t_load)
-        *t_load = now_s() - t0;
-    assert_string_equal(kdc_model_arch(fx->m), meta(fx->f, "arch"));
+        *t_load = tk_now() - t0;
+    assert_string_equal(kdc_model_arch(fx->m), tk_meta(fx->f, "arch"));
     assert_int_equal(kdc_model_num_classes(fx->m), fx->classes);
     fx->in_count = (size_t)fx->n * 3 * (size_t)fx->h * (size_t)fx->w;
     fx->input = malloc(fx->in_count * sizeof *fx->input);
@@ -371,24 +226,24 @@ static void grad_fixture(void **state)
     kdc_run *run = NULL;
     kdc_run_options ropt = {1};
     CHECK_OK(kdc_run_create(fx.m, &ropt, &run));
-    double t0 = now_s();
+    double t0 = tk_now();
     CHECK_OK(kdc_run_forward_grad(run, fx.input, n, h, w, NULL, 0, 0));
-    double t_fwd = now_s() - t0;
+    double t_fwd = tk_now() - t0;
 
     /* 1. top-1 logit, every listed layer */
-    int nl = meta_list(f, "logit_layers", names, MAX_LIST);
+    int nl = tk_split(tk_meta(f, "logit_layers"), ',', names, MAX_LIST);
     int *idx = layer_indices(fx.m, names, nl);
     kdc_target tg;
     memset(&tg, 0, sizeof tg);
     tg.kind = KDC_TARGET_LOGIT;
-    t0 = now_s();
+    t0 = tk_now();
     CHECK_OK(kdc_run_backward(run, &tg, idx, nl, 0));
-    double t_bwd = now_s() - t0;
+    double t_bwd = tk_now() - t0;
     for (int i = 0; i < nl; i++)
         compare_grad(f, model, fx.m, run, "logit", names[i], n, h, w, &es[0]);
     int64_t top1_64[16];
     int top1[16];
-    const kdc__st_tensor *tt = need(f, "%s", "top1");
+    const kdc__st_tensor *tt = tk_need(f, "%s", "top1");
     assert_true(tt->numel == (size_t)n && n <= 16);
     CHECK_OK(kdc__st_to_i64(tt, top1_64));
     for (int b = 0; b < n; b++)
@@ -397,7 +252,7 @@ static void grad_fixture(void **state)
 
     /* the same gradient at the second-last stage, kept for the partial run */
     char cam_layers[2][96];
-    assert_int_equal(meta_list(f, "cam_layers", cam_layers, 2), 2);
+    assert_int_equal(tk_split(tk_meta(f, "cam_layers"), ',', cam_layers, 2), 2);
     int l3;
     CHECK_OK(kdc_model_find_layer(fx.m, cam_layers[0], &l3));
     int l3chw[3];
@@ -413,13 +268,13 @@ static void grad_fixture(void **state)
     /* 2. softmax probability of explicit classes (the generator leaves the
      * list empty, and says why in prob_skipped, when the case is
      * ill-conditioned for float32: resnet152's logits reach +-250) */
-    nl = meta_list(f, "prob_layers", names, MAX_LIST);
+    nl = tk_split(tk_meta(f, "prob_layers"), ',', names, MAX_LIST);
     if (nl == 0)
-        printf("  %-17s probability target not checked: %s\n", model, meta(f, "prob_skipped"));
+        printf("  %-17s probability target not checked: %s\n", model, tk_meta(f, "prob_skipped"));
     idx = layer_indices(fx.m, names, nl);
     int64_t pc64[16];
     int pclasses[16];
-    const kdc__st_tensor *tp = need(f, "%s", "prob_classes");
+    const kdc__st_tensor *tp = tk_need(f, "%s", "prob_classes");
     assert_true(tp->numel == (size_t)n);
     CHECK_OK(kdc__st_to_i64(tp, pc64));
     for (int b = 0; b < n; b++)
@@ -444,14 +299,14 @@ static void grad_fixture(void **state)
 
     /* 4. seed at the second-last stage */
     int sl, schw[3];
-    CHECK_OK(kdc_model_find_layer(fx.m, meta(f, "seed_layer"), &sl));
+    CHECK_OK(kdc_model_find_layer(fx.m, tk_meta(f, "seed_layer"), &sl));
     CHECK_OK(kdc_model_layer_shape(fx.m, sl, h, w, schw));
     size_t scnt = (size_t)n * schw[0] * schw[1] * schw[2];
     float *seed = malloc(scnt * sizeof *seed);
     assert_non_null(seed);
-    kdc_test_fill(seed, scnt, meta(f, "seed_name"), strtoull(meta(f, "seed_seed"), NULL, 10),
-                  strtod(meta(f, "seed_c"), NULL), strtod(meta(f, "seed_a"), NULL));
-    nl = meta_list(f, "seed_grad_layers", names, MAX_LIST);
+    kdc_test_fill(seed, scnt, tk_meta(f, "seed_name"), strtoull(tk_meta(f, "seed_seed"), NULL, 10),
+                  strtod(tk_meta(f, "seed_c"), NULL), strtod(tk_meta(f, "seed_a"), NULL));
+    nl = tk_split(tk_meta(f, "seed_grad_layers"), ',', names, MAX_LIST);
     idx = layer_indices(fx.m, names, nl);
     memset(&tg, 0, sizeof tg);
     tg.kind = KDC_TARGET_SEED;
@@ -468,12 +323,12 @@ static void grad_fixture(void **state)
     free(seed);
 
     /* partial backward: forward_grad down to the second-last stage only */
-    t0 = now_s();
+    t0 = tk_now();
     CHECK_OK(kdc_run_forward_grad(run, fx.input, n, h, w, NULL, 0, l3));
     memset(&tg, 0, sizeof tg);
     tg.kind = KDC_TARGET_LOGIT;
     CHECK_OK(kdc_run_backward(run, &tg, &l3, 1, 0));
-    double t_part = now_s() - t0;
+    double t_part = tk_now() - t0;
     CHECK_OK(kdc_run_read_grad(run, l3, g3_part, l3cnt));
     int partial_ok = memcmp(g3_full, g3_part, l3cnt * sizeof *g3_full) == 0;
     if (!partial_ok)
@@ -488,10 +343,10 @@ static void grad_fixture(void **state)
            "PyTorch f32 vs f64: logit %s prob %s guided %s seed %s\n",
            model, t_load, t_fwd, t_bwd, t_part, es[0].worst, es[0].worst_name, es[1].worst,
            es[1].worst_name, es[2].worst, es[3].worst, es[3].worst_name,
-           partial_ok ? "yes" : "NO", meta(f, "f32_vs_f64_logit_grad_worst_rel_l2"),
-           meta(f, "f32_vs_f64_prob_grad_worst_rel_l2"),
-           meta(f, "f32_vs_f64_guided_input_rel_l2"),
-           meta(f, "f32_vs_f64_seed_grad_worst_rel_l2"));
+           partial_ok ? "yes" : "NO", tk_meta(f, "f32_vs_f64_logit_grad_worst_rel_l2"),
+           tk_meta(f, "f32_vs_f64_prob_grad_worst_rel_l2"),
+           tk_meta(f, "f32_vs_f64_guided_input_rel_l2"),
+           tk_meta(f, "f32_vs_f64_seed_grad_worst_rel_l2"));
     fflush(stdout);
 
     free(g3_full);
@@ -517,7 +372,7 @@ static void errors_on(const char *model)
     tg.kind = KDC_TARGET_LOGIT;
     int in_idx = 0, last_stage, second;
     char cam_layers[2][96];
-    assert_int_equal(meta_list(fx.f, "cam_layers", cam_layers, 2), 2);
+    assert_int_equal(tk_split(tk_meta(fx.f, "cam_layers"), ',', cam_layers, 2), 2);
     CHECK_OK(kdc_model_find_layer(fx.m, cam_layers[1], &last_stage));
     CHECK_OK(kdc_model_find_layer(fx.m, cam_layers[0], &second));
 

@@ -33,17 +33,11 @@
 
 #include "kdcam.h"
 #include "safetensors.h"
+#include "util/testkit.h"
 #include "util/weightgen.h"
 
 #define FIXTURE_DIR "tests/fixtures/models/"
 #define TOL 1e-4
-
-#define CHECK_OK(expr)                                                                     \
-    do {                                                                                   \
-        kdc_status s_ = (expr);                                                            \
-        if (s_ != KDC_OK)                                                                  \
-            fail_msg("%s -> %s: %s", #expr, kdc_status_string(s_), kdc_last_error());     \
-    } while (0)
 
 typedef struct fx_case {
     const char *name;   /* fixture file without directory and extension */
@@ -68,69 +62,21 @@ static const fx_case CASES[] = {
 /* ------------------------------------------------------------------ */
 /* Temporary weights files                                             */
 
-static char g_tmpdir[64];
-/* One generated weights file is kept at a time (cases of one model are
- * adjacent), so at most one ResNet152 (240 MB) sits in /tmp. */
-static struct {
-    char key[128];
-    char path[256];
-} g_cache;
-
-static void drop_cached(void)
-{
-    if (g_cache.path[0])
-        remove(g_cache.path);
-    g_cache.path[0] = '\0';
-    g_cache.key[0] = '\0';
-}
-
-static const char *weights_file(const char *scheme, uint64_t seed, int classes,
-                                const char *prefix, int f16)
-{
-    char key[128];
-    snprintf(key, sizeof key, "%s_%llu_%d_%s_%s", scheme, (unsigned long long)seed, classes,
-             prefix[0] ? "prefixed" : "plain", f16 ? "f16" : "f32");
-    if (strcmp(key, g_cache.key) == 0)
-        return g_cache.path;
-    drop_cached();
-    snprintf(g_cache.path, sizeof g_cache.path, "%s/%s.safetensors", g_tmpdir, key);
-    if (kdc_test_write_weights(g_cache.path, scheme, seed, classes, prefix, f16) != 0) {
-        g_cache.path[0] = '\0';
-        fail_msg("cannot write generated weights %s/%s.safetensors", g_tmpdir, key);
-    }
-    snprintf(g_cache.key, sizeof g_cache.key, "%s", key);
-    return g_cache.path;
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/kdcam_test_models_XXXXXX");
-    if (!mkdtemp(g_tmpdir)) {
-        fprintf(stderr, "test_models: mkdtemp failed\n");
-        return -1;
-    }
-    return 0;
+    return tk_tmpdir_create("test_models");
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    drop_cached();
-    if (g_tmpdir[0])
-        rmdir(g_tmpdir);
+    tk_tmpdir_remove();
     return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Fixture access                                                      */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static kdc__st_file *open_fixture(const char *name)
 {
@@ -139,91 +85,6 @@ static kdc__st_file *open_fixture(const char *name)
     snprintf(path, sizeof path, FIXTURE_DIR "%s.safetensors", name);
     CHECK_OK(kdc__st_open(path, &f));
     return f;
-}
-
-static const char *meta(const kdc__st_file *f, const char *key)
-{
-    const char *v = kdc__st_metadata(f, key);
-    if (!v)
-        fail_msg("fixture metadata has no %s", key);
-    return v;
-}
-
-static long meta_long(const kdc__st_file *f, const char *key)
-{
-    return strtol(meta(f, key), NULL, 10);
-}
-
-static const kdc__st_tensor *need(const kdc__st_file *f, const char *fmt, const char *name)
-{
-    char key[256];
-    snprintf(key, sizeof key, fmt, name);
-    const kdc__st_tensor *t = kdc__st_find(f, key);
-    if (!t)
-        fail_msg("fixture has no tensor %s", key);
-    return t;
-}
-
-/* A float tensor of the fixture as a malloc'd float array. */
-static float *read_f32(const kdc__st_tensor *t)
-{
-    float *v = malloc((t->numel ? t->numel : 1) * sizeof *v);
-    assert_non_null(v);
-    CHECK_OK(kdc__st_to_f32(t, v));
-    return v;
-}
-
-/* A scalar (F64 read exactly, anything else through float). */
-static double read_scalar(const kdc__st_tensor *t)
-{
-    assert_int_equal(t->numel, 1);
-    if (t->dtype == KDC__ST_F64) {
-        uint64_t u = 0;
-        for (int i = 7; i >= 0; i--)
-            u = (u << 8) | t->data[i];
-        double d;
-        memcpy(&d, &u, sizeof d);
-        return d;
-    }
-    float v;
-    CHECK_OK(kdc__st_to_f32(t, &v));
-    return v;
-}
-
-/* Checks that the C generator reproduces the stored generated weights bit
- * for bit (keys "weights:NAME/val"). Returns the number checked. */
-static int check_generator(const kdc__st_file *f, const char *scheme, uint64_t seed, int classes)
-{
-    int checked = 0;
-    for (int i = 0; i < kdc__st_count(f); i++) {
-        const kdc__st_tensor *t = kdc__st_at(f, i);
-        size_t len = strlen(t->name);
-        if (strncmp(t->name, "weights:", 8) != 0 || len < 12 ||
-            strcmp(t->name + len - 4, "/val") != 0)
-            continue;
-        char wname[128];
-        snprintf(wname, sizeof wname, "%.*s", (int)(len - 12), t->name + 8);
-        float *gen = NULL;
-        size_t n = 0;
-        if (kdc_test_gen_tensor(scheme, classes, wname, seed, &gen, &n) != 0)
-            fail_msg("generator: scheme %s has no tensor %s", scheme, wname);
-        float *ref = read_f32(t);
-        size_t k = t->numel;
-        size_t bad = 0;
-        for (size_t j = 0; j < k; j++) {
-            size_t idx = k == n ? j : kdc_test_sample_index(n, k, j);
-            if (memcmp(&gen[idx], &ref[j], sizeof(float)) != 0)
-                bad++;
-        }
-        if (bad)
-            fail_msg("generator: %zu of %zu values of %s differ from tools/kdcgen.py", bad, k,
-                     wname);
-        free(ref);
-        free(gen);
-        checked++;
-    }
-    assert_true(checked > 0);
-    return checked;
 }
 
 typedef struct layer_ref {
@@ -265,24 +126,24 @@ static void run_fixture(void **state)
 {
     const fx_case *c = *state;
     kdc__st_file *f = open_fixture(c->name);
-    const char *scheme = meta(f, "scheme");
-    const char *arch = meta(f, "arch");
-    uint64_t seed = strtoull(meta(f, "seed"), NULL, 10);
-    uint64_t in_seed = strtoull(meta(f, "input_seed"), NULL, 10);
-    double in_c = strtod(meta(f, "input_c"), NULL), in_a = strtod(meta(f, "input_a"), NULL);
-    int n = (int)meta_long(f, "n"), h = (int)meta_long(f, "h"), w = (int)meta_long(f, "w");
-    int classes = (int)meta_long(f, "num_classes");
+    const char *scheme = tk_meta(f, "scheme");
+    const char *arch = tk_meta(f, "arch");
+    uint64_t seed = strtoull(tk_meta(f, "seed"), NULL, 10);
+    uint64_t in_seed = strtoull(tk_meta(f, "input_seed"), NULL, 10);
+    double in_c = strtod(tk_meta(f, "input_c"), NULL), in_a = strtod(tk_meta(f, "input_a"), NULL);
+    int n = (int)tk_meta_long(f, "n"), h = (int)tk_meta_long(f, "h"), w = (int)tk_meta_long(f, "w");
+    int classes = (int)tk_meta_long(f, "num_classes");
 
-    check_generator(f, scheme, seed, classes);
+    tk_check_generator(f, scheme, seed, classes);
 
-    const char *wpath = weights_file(scheme, seed, classes, c->prefix, 0);
+    const char *wpath = tk_weights_file(scheme, seed, classes, c->prefix, 0);
     kdc_model_options opt;
     kdc_model_options_init(&opt);
     opt.arch = c->arch;
     kdc_model *m = NULL;
-    double t0 = now_s();
+    double t0 = tk_now();
     CHECK_OK(kdc_model_load(wpath, &opt, &m));
-    double t_load = now_s() - t0;
+    double t_load = tk_now() - t0;
     assert_string_equal(kdc_model_arch(m), arch);
     assert_int_equal(kdc_model_num_classes(m), classes);
 
@@ -311,9 +172,9 @@ static void run_fixture(void **state)
     kdc_run *run = NULL;
     kdc_run_options ropt = {1};
     CHECK_OK(kdc_run_create(m, &ropt, &run));
-    t0 = now_s();
+    t0 = tk_now();
     CHECK_OK(kdc_run_forward(run, input, n, h, w, keep, nl));
-    double t_fwd = now_s() - t0;
+    double t_fwd = tk_now() - t0;
 
     int failures = 0;
     double worst_sample = 0.0, worst_norm = 0.0;
@@ -335,8 +196,8 @@ static void run_fixture(void **state)
         assert_non_null(got);
         CHECK_OK(kdc_run_read_layer(run, L->index, got, cnt));
 
-        const kdc__st_tensor *tv = need(f, "%s/val", L->name);
-        float *ref = read_f32(tv);
+        const kdc__st_tensor *tv = tk_need(f, "%s/val", L->name);
+        float *ref = tk_read_f32(tv);
         size_t k = tv->numel;
         float *sample = malloc(k * sizeof *sample);
         assert_non_null(sample);
@@ -346,8 +207,8 @@ static void run_fixture(void **state)
 
         double sum, sumsq;
         kdc_test_sums(got, cnt, &sum, &sumsq);
-        double rsum = read_scalar(need(f, "%s/sum", L->name));
-        double rsumsq = read_scalar(need(f, "%s/sumsq", L->name));
+        double rsum = tk_read_scalar(tk_need(f, "%s/sum", L->name));
+        double rsumsq = tk_read_scalar(tk_need(f, "%s/sumsq", L->name));
         double e_norm = rsumsq > 0 ? fabs(sqrt(sumsq) - sqrt(rsumsq)) / sqrt(rsumsq)
                                    : sqrt(sumsq);
         double e_sum = fabs(sum - rsum) / (sqrt((double)cnt * rsumsq) + 1e-300);
@@ -378,12 +239,12 @@ static void run_fixture(void **state)
     /* logits and top-1 */
     if (!logits)
         fail_msg("%s: fixture records no fc layer", c->name);
-    const kdc__st_tensor *tl = need(f, "%s", "logits");
+    const kdc__st_tensor *tl = tk_need(f, "%s", "logits");
     assert_int_equal(tl->numel, logits_n);
     assert_int_equal(logits_n, (size_t)n * (size_t)classes);
-    float *rl = read_f32(tl);
+    float *rl = tk_read_f32(tl);
     double e_logits = kdc_test_rel_l2(logits, rl, logits_n);
-    const kdc__st_tensor *tt = need(f, "%s", "top1");
+    const kdc__st_tensor *tt = tk_need(f, "%s", "top1");
     int64_t top1[16];
     assert_true(tt->numel == (size_t)n && n <= 16);
     CHECK_OK(kdc__st_to_i64(tt, top1));
@@ -406,8 +267,8 @@ static void run_fixture(void **state)
            "worst norm rel %.2e (%s)  logits rel L2 %.2e  (PyTorch f32 vs f64: logits %s, "
            "worst layer %s)\n",
            c->name, t_load, t_fwd, nl, worst_sample, worst_sample_name, worst_norm,
-           worst_norm_name, e_logits, meta(f, "f32_vs_f64_logits_rel_l2"),
-           meta(f, "f32_vs_f64_worst_layer_rel_l2"));
+           worst_norm_name, e_logits, tk_meta(f, "f32_vs_f64_logits_rel_l2"),
+           tk_meta(f, "f32_vs_f64_worst_layer_rel_l2"));
     fflush(stdout);
 
     if (c->thread_check) {
@@ -447,14 +308,14 @@ static void f16_weights(void **state)
 {
     (void)state;
     kdc__st_file *f = open_fixture("mobilenetv1_n1_224");
-    const char *scheme = meta(f, "scheme");
-    uint64_t seed = strtoull(meta(f, "seed"), NULL, 10);
-    uint64_t in_seed = strtoull(meta(f, "input_seed"), NULL, 10);
-    double in_c = strtod(meta(f, "input_c"), NULL), in_a = strtod(meta(f, "input_a"), NULL);
-    int n = (int)meta_long(f, "n"), h = (int)meta_long(f, "h"), w = (int)meta_long(f, "w");
-    int classes = (int)meta_long(f, "num_classes");
+    const char *scheme = tk_meta(f, "scheme");
+    uint64_t seed = strtoull(tk_meta(f, "seed"), NULL, 10);
+    uint64_t in_seed = strtoull(tk_meta(f, "input_seed"), NULL, 10);
+    double in_c = strtod(tk_meta(f, "input_c"), NULL), in_a = strtod(tk_meta(f, "input_a"), NULL);
+    int n = (int)tk_meta_long(f, "n"), h = (int)tk_meta_long(f, "h"), w = (int)tk_meta_long(f, "w");
+    int classes = (int)tk_meta_long(f, "num_classes");
 
-    const char *wpath = weights_file(scheme, seed, classes, "", 1);
+    const char *wpath = tk_weights_file(scheme, seed, classes, "", 1);
     kdc_model *m = NULL;
     CHECK_OK(kdc_model_load(wpath, NULL, &m));
     assert_string_equal(kdc_model_arch(m), "mobilenetv1");
@@ -475,13 +336,13 @@ static void f16_weights(void **state)
     CHECK_OK(kdc_run_read_layer(run, fc, logits, cnt));
     for (size_t i = 0; i < cnt; i++)
         assert_true(isfinite(logits[i]));
-    const kdc__st_tensor *t = need(f, "%s", "f16w/logits");
+    const kdc__st_tensor *t = tk_need(f, "%s", "f16w/logits");
     assert_int_equal(t->numel, cnt);
-    float *ref = read_f32(t);
+    float *ref = tk_read_f32(t);
     double e = kdc_test_rel_l2(logits, ref, cnt);
     printf("  F16 weights (mobilenetv1_n1_224): logits rel L2 %.2e vs the f16-weights reference "
            "(f16 vs f32 weights in PyTorch: %s)\n",
-           e, meta(f, "f16w_vs_f32w_logits_rel_l2"));
+           e, tk_meta(f, "f16w_vs_f32w_logits_rel_l2"));
     assert_true(e <= TOL);
     free(ref);
     free(logits);
@@ -491,10 +352,136 @@ static void f16_weights(void **state)
     kdc__st_close(f);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* Metadata keys kdcam.classes and kdcam.preprocess                    */
+
+/* Copies a safetensors file written by kdc_test_write_weights, with its
+ * __metadata__ {"format":"pt"} replaced by meta (a JSON object). */
+static void with_metadata(const char *src, const char *dst, const char *meta)
+{
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)len);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    uint64_t hn = 0;
+    for (int i = 7; i >= 0; i--)
+        hn = hn << 8 | buf[i];
+    char *hdr = calloc(hn + strlen(meta) + 16, 1);
+    assert_non_null(hdr);
+    memcpy(hdr, buf + 8, hn);
+    const char *old = "\"__metadata__\":{\"format\":\"pt\"}";
+    char *at = strstr(hdr, old);
+    assert_non_null(at);
+    char *out = calloc(hn + strlen(meta) + 64, 1);
+    assert_non_null(out);
+    size_t pre = (size_t)(at - hdr);
+    memcpy(out, hdr, pre);
+    size_t k = pre + (size_t)sprintf(out + pre, "\"__metadata__\":%s", meta);
+    strcpy(out + k, at + strlen(old));
+    size_t n = strlen(out);
+    while (n % 8)
+        out[n++] = ' ';
+    f = fopen(dst, "wb");
+    assert_non_null(f);
+    for (int i = 0; i < 8; i++)
+        fputc((int)((n >> (8 * i)) & 0xff), f);
+    fwrite(out, 1, n, f);
+    fwrite(buf + 8 + hn, 1, (size_t)len - 8 - hn, f);
+    fclose(f);
+    free(out);
+    free(hdr);
+    free(buf);
+}
+
+static kdc_status load_with(const char *src, const char *dst, const char *meta, kdc_model **m)
+{
+    with_metadata(src, dst, meta);
+    *m = NULL;
+    return kdc_model_load(dst, NULL, m);
+}
+
+static void metadata_keys(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdcam-meta-XXXXXX", src[64], src1k[64], dst[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(src, sizeof src, "%s/mb10.safetensors", dir);
+    snprintf(src1k, sizeof src1k, "%s/mb1k.safetensors", dir);
+    snprintf(dst, sizeof dst, "%s/meta.safetensors", dir);
+    assert_int_equal(kdc_test_write_weights(src, "mobilenetv1", 7, 10, "", 0), 0);
+    assert_int_equal(kdc_test_write_weights(src1k, "mobilenetv1", 7, 1000, "", 0), 0);
+    kdc_model *m;
+    kdc_preprocess pp;
+
+    /* no metadata: ImageNet names for 1000 classes, none for 10 */
+    assert_int_equal(kdc_model_load(src1k, NULL, &m), KDC_OK);
+    assert_string_equal(kdc_model_class_name(m, 0), "tench");
+    assert_null(kdc_model_class_name(m, 1000));
+    kdc_model_destroy(m);
+    assert_int_equal(kdc_model_load(src, NULL, &m), KDC_OK);
+    assert_null(kdc_model_class_name(m, 0));
+    kdc_model_preprocess(m, &pp);
+    assert_int_equal(pp.resize_short, 256);
+    kdc_model_destroy(m);
+
+    /* names and preprocessing from the file */
+    assert_int_equal(load_with(src, dst, "{\"format\":\"pt\",\"kdcam.classes\":\"circle,square,"
+                               "c,d,e,f,g,h,i,j\",\"kdcam.preprocess\":\"resize=128 "
+                               "crop=120x128 mean=0.5,0.25,0.125 std=0.5,1,2\"}", &m), KDC_OK);
+    assert_string_equal(kdc_model_class_name(m, 0), "circle");
+    assert_string_equal(kdc_model_class_name(m, 9), "j");
+    assert_null(kdc_model_class_name(m, 10));
+    assert_null(kdc_model_class_name(m, -1));
+    kdc_model_preprocess(m, &pp);
+    assert_int_equal(pp.resize_short, 128);
+    assert_int_equal(pp.crop_h, 120);
+    assert_int_equal(pp.crop_w, 128);
+    assert_true(pp.mean[0] == 0.5f && pp.mean[1] == 0.25f && pp.mean[2] == 0.125f);
+    assert_true(pp.std[0] == 0.5f && pp.std[1] == 1.0f && pp.std[2] == 2.0f);
+    kdc_model_destroy(m);
+
+    /* a field left out keeps the default */
+    assert_int_equal(load_with(src, dst, "{\"kdcam.preprocess\":\"resize=300\"}", &m), KDC_OK);
+    kdc_model_preprocess(m, &pp);
+    assert_int_equal(pp.resize_short, 300);
+    assert_int_equal(pp.crop_h, 224);
+    assert_true(pp.mean[0] == 0.485f && pp.std[2] == 0.225f);
+    kdc_model_destroy(m);
+
+    /* malformed values fail the load and name the key */
+    static const struct {
+        const char *meta, *msg;
+    } bad[] = {
+        {"{\"kdcam.classes\":\"a,b,c,d,e,f,g,h,i\"}", "kdcam.classes names 9 classes, the model has 10"},
+        {"{\"kdcam.classes\":\"a,b,,d,e,f,g,h,i,j\"}", "class 2 has an empty name"},
+        {"{\"kdcam.preprocess\":\"resize=abc\"}", "kdcam.preprocess \"resize=abc\""},
+        {"{\"kdcam.preprocess\":\"crop=128\"}", "kdcam.preprocess"},
+        {"{\"kdcam.preprocess\":\"std=0,1,1\"}", "kdcam.preprocess"},
+        {"{\"kdcam.preprocess\":\"mean=1,2\"}", "kdcam.preprocess"},
+        {"{\"kdcam.preprocess\":\"size=128\"}", "kdcam.preprocess"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(load_with(src, dst, bad[i].meta, &m), KDC_ERR_FORMAT);
+        assert_null(m);
+        if (!strstr(kdc_last_error(), bad[i].msg) || !strstr(kdc_last_error(), dst))
+            fail_msg("%s: error '%s' lacks '%s'", bad[i].meta, kdc_last_error(), bad[i].msg);
+    }
+    unlink(src);
+    unlink(src1k);
+    unlink(dst);
+    rmdir(dir);
+}
+
 int main(void)
 {
     enum { NCASES = sizeof CASES / sizeof CASES[0] };
-    struct CMUnitTest tests[NCASES + 1];
+    struct CMUnitTest tests[NCASES + 2];
     for (int i = 0; i < NCASES; i++) {
         struct CMUnitTest t = cmocka_unit_test_prestate(run_fixture, (void *)&CASES[i]);
         t.name = CASES[i].name;
@@ -502,5 +489,7 @@ int main(void)
     }
     struct CMUnitTest t16 = cmocka_unit_test(f16_weights);
     tests[NCASES] = t16;
+    struct CMUnitTest tmeta = cmocka_unit_test(metadata_keys);
+    tests[NCASES + 1] = tmeta;
     return cmocka_run_group_tests_name("models", tests, group_setup, group_teardown);
 }
