@@ -50,6 +50,11 @@ typedef struct cli_opts {
     int det_short, det_max;  /* --det-size SHORT[,MAX] (0: model default)   */
     int fpn_extra;           /* --fpn-extra (kdc_fpn_extra)                 */
     int fpn_relu_extra;      /* --fpn-relu-extra                             */
+    /* bench, pointing */
+    int runs;                /* --runs R (0: the command's default)          */
+    const char *task;        /* --task forward|gradcam|guided                */
+    int limit;               /* --limit N: first N images (0: all)           */
+    const char *kernels;     /* --kernels auto|scalar|avx2|neon (NULL: auto) */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -58,7 +63,7 @@ enum {
     OPT_TOPK = 1 << 4, OPT_JSON = 1 << 5, OPT_LAYER = 1 << 6, OPT_OUT = 1 << 7,
     OPT_INPUT_NPY = 1 << 8, OPT_IMAGES = 1 << 9, OPT_MODEL_EXTRA = 1 << 10,
     OPT_VERBOSE = 1 << 11, OPT_CAM = 1 << 12, OPT_CLASS = 1 << 13, OPT_GRAD = 1 << 14,
-    OPT_MODELS = 1 << 15, OPT_DET = 1 << 16
+    OPT_MODELS = 1 << 15, OPT_DET = 1 << 16, OPT_BENCH = 1 << 17, OPT_LIMIT = 1 << 18
 };
 
 #define CLI_MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA | OPT_VERBOSE)
@@ -112,11 +117,41 @@ int cli_prepare_out_dir(const char *dir);
 /* The last stage (layer4, model.13): the default CAM layer. */
 int cli_default_cam_layer(const kdc_model *m, int *layer, const char **name);
 
+/* --model NAME=[ARCH:]WEIGHTS (compare, pointing): *out points into spec. */
+typedef struct cli_model_spec {
+    char name[128];
+    char arch[32];       /* "" : from the keys */
+    const char *weights; /* into spec */
+} cli_model_spec;
+int cli_parse_model_spec(const char *spec, cli_model_spec *out);
+/* Class names from a file, one per line (--labels); NULL on error (printed).
+ * Free with cli_free_labels. */
+char **cli_read_labels(const char *path, int *count);
+void cli_free_labels(char **labels, int n);
+
+/* json.c: a strict JSON reader (RFC 8259) into a tree. */
+typedef enum cj_type { CJ_NULL, CJ_BOOL, CJ_NUM, CJ_STR, CJ_ARR, CJ_OBJ } cj_type;
+typedef struct cj_value {
+    cj_type type;
+    double num;              /* CJ_NUM; CJ_BOOL: 0 or 1  */
+    char *str;               /* CJ_STR, UTF-8            */
+    int n;                   /* CJ_ARR, CJ_OBJ: entries  */
+    struct cj_value *items;  /* (n)                      */
+    char **keys;             /* CJ_OBJ: (n)              */
+} cj_value;
+/* Parses text; on error returns -1 with a message naming the byte offset. */
+int cj_parse(const char *text, size_t len, cj_value *out, char *err, size_t errsz);
+void cj_free(cj_value *v);
+/* The value of key in an object, or NULL. */
+const cj_value *cj_get(const cj_value *obj, const char *key);
+
 int cmd_layers(int argc, char **argv);
 int cmd_cam(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_shapes(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
+int cmd_pointing(int argc, char **argv); /* cmd_pointing.c */
+int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 
 #endif

@@ -364,8 +364,7 @@ int cmd_cam(int argc, char **argv)
             snprintf(srcbuf, sizeof srcbuf, "%s[%d]", o.input_npy, b);
         const char *src = o.input_npy ? srcbuf : o.images[b];
         int c = res ? res->classes[b] : (cls ? cls[b] : -1);
-        const char *cname = c >= 0 && kdc_model_num_classes(m) == 1000 ? kdc_imagenet_class_name(c)
-                                                                         : NULL;
+        const char *cname = kdc_model_class_name(m, c);
         if (det)
             printf("%s: %s energy of %s, %s\n", src, o.energy ? "mean" : "sum-of-squares",
                    kdc_model_layer_alias(m, level, 0) ? kdc_model_layer_alias(m, level, 0)

@@ -34,7 +34,8 @@ static const char *compare_usage =
     "                      arch, layer, method, class, name, prob, pearson_vs_teacher,\n"
     "                      iou20_vs_teacher, figure\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
-    "      --eps E, --act relu|relu6, --allow-unused, --prefix P  apply to every model\n"
+    "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --kernels K\n"
+    "                      apply to every model\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "\n"
     "Detection backbones (ResNet-FPN): columns input / feature map / heatmap of the\n"
@@ -43,8 +44,6 @@ static const char *compare_usage =
 
 typedef struct cmp_model {
     char name[128];
-    char arch_opt[32];
-    const char *weights;
     kdc_model *m;
     int layer;
     const char *layer_name; /* as looked up: layer4, model.13 */
@@ -55,80 +54,13 @@ typedef struct cmp_model {
     float *probs;    /* n: softmax probability of class  */
 } cmp_model;
 
-static const char *known_arch[] = {"resnet50",      "resnet101",     "resnet152",    "mobilenetv1",
-                                   "resnet50-fpn",  "resnet101-fpn", "resnet152-fpn", "auto"};
-
-static int parse_spec(const char *spec, cmp_model *cm)
-{
-    const char *eq = strchr(spec, '=');
-    if (!eq || eq == spec || !eq[1])
-        return cli_error("--model '%s': expected NAME=[ARCH:]WEIGHTS", spec);
-    size_t nl = (size_t)(eq - spec);
-    if (nl >= sizeof cm->name)
-        return cli_error("--model '%s': name too long", spec);
-    memcpy(cm->name, spec, nl);
-    cm->name[nl] = '\0';
-    const char *rest = eq + 1, *colon = strchr(rest, ':');
-    cm->weights = rest;
-    if (colon) {
-        for (size_t i = 0; i < sizeof known_arch / sizeof *known_arch; i++) {
-            size_t al = strlen(known_arch[i]);
-            if ((size_t)(colon - rest) == al && !strncmp(rest, known_arch[i], al)) {
-                snprintf(cm->arch_opt, sizeof cm->arch_opt, "%s", known_arch[i]);
-                cm->weights = colon + 1;
-            }
-        }
-        /* "word:..." with no path characters before the colon meant an
-         * architecture: say so rather than failing to open "word:file" */
-        if (!cm->arch_opt[0] && strcspn(rest, "/.") > (size_t)(colon - rest))
-            return cli_error("--model '%s': unknown architecture '%.*s' (resnet50, resnet101, "
-                             "resnet152, mobilenetv1, resnet50-fpn, resnet101-fpn, "
-                             "resnet152-fpn)", spec, (int)(colon - rest), rest);
-    }
-    if (!*cm->weights)
-        return cli_error("--model '%s': no weights file", spec);
-    return 0;
-}
-
-/* Class names from --labels (one per line); NULL entries past the file. */
-static char **read_labels(const char *path, int *count)
-{
-    FILE *f = fopen(path, "r");
-    char line[512], **names = NULL;
-    int n = 0, cap = 0;
-    *count = 0;
-    if (!f) {
-        cli_error("%s: cannot open labels file", path);
-        return NULL;
-    }
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\r\n")] = '\0';
-        if (n == cap) {
-            cap = cap ? cap * 2 : 64;
-            char **p = realloc(names, (size_t)cap * sizeof *p);
-            if (!p)
-                break;
-            names = p;
-        }
-        names[n] = strdup(line);
-        if (!names[n])
-            break;
-        n++;
-    }
-    fclose(f);
-    *count = n;
-    if (!names)
-        cli_error("%s: no class names", path);
-    return names;
-}
-
 static void class_label(const cmp_model *cm, int c, char **labels, int nlabels, char *out,
                         size_t size)
 {
     if (labels && c >= 0 && c < nlabels)
         snprintf(out, size, "%s", labels[c]);
-    else if (kdc_model_num_classes(cm->m) == 1000 && kdc_imagenet_class_name(c))
-        snprintf(out, size, "%s", kdc_imagenet_class_name(c));
+    else if (kdc_model_class_name(cm->m, c))
+        snprintf(out, size, "%s", kdc_model_class_name(cm->m, c));
     else
         snprintf(out, size, "class %d", c);
 }
@@ -394,15 +326,18 @@ int cmd_compare(int argc, char **argv)
         return cli_error("--feature: '%s' is not mean, max, l2 or pca", o.feature), 2;
     if (!o.out_dir)
         o.out_dir = ".";
-    for (int i = 0; i < o.n_models; i++)
-        if (parse_spec(o.models[i], &cms[i]))
+    cli_model_spec specs[CLI_MAX_MODELS];
+    for (int i = 0; i < o.n_models; i++) {
+        if (cli_parse_model_spec(o.models[i], &specs[i]))
             return 2;
-    if (o.labels && !(labels = read_labels(o.labels, &nlabels)))
+        memcpy(cms[i].name, specs[i].name, sizeof cms[i].name);
+    }
+    if (o.labels && !(labels = cli_read_labels(o.labels, &nlabels)))
         return 1;
     for (int i = 0; i < o.n_models && !rc; i++) {
         cli_opts mo = o;
-        mo.arch = cms[i].arch_opt[0] ? cms[i].arch_opt : NULL;
-        mo.weights = cms[i].weights;
+        mo.arch = specs[i].arch[0] ? specs[i].arch : NULL;
+        mo.weights = specs[i].weights;
         if ((rc = cli_load_model(&mo, &cms[i].m)))
             break;
         if (cli_is_detector(cms[i].m) != cli_is_detector(cms[0].m)) {
@@ -499,8 +434,6 @@ int cmd_compare(int argc, char **argv)
         free(cms[i].classes);
         free(cms[i].probs);
     }
-    for (int i = 0; i < nlabels; i++)
-        free(labels[i]);
-    free(labels);
+    cli_free_labels(labels, nlabels);
     return rc;
 }

@@ -16,6 +16,7 @@
     "      --act relu|relu6  override the activation\n"                                     \
     "      --fpn-extra X   detectors: auto | none | pool | on-input | on-output | on-lateral\n" \
     "      --fpn-relu-extra  detectors: ReLU between extra convs\n"                        \
+    "      --kernels K     auto | scalar | avx2 | neon (default auto: the best this CPU has)\n" \
     "  -t, --threads N     worker threads (default 1)\n"                                    \
     "  -v, --verbose       list the tensors of the file that were ignored (detection heads)\n" \
     "  -h, --help          this help\n"
@@ -149,7 +150,7 @@ int cmd_classify(int argc, char **argv)
         for (int i = 0; i < topk; i++) {
             int c = order[i];
             double p = exp(z[c] - mx) / sum;
-            const char *name = K == 1000 ? kdc_imagenet_class_name(c) : NULL;
+            const char *name = kdc_model_class_name(m, c);
             if (o.json) {
                 printf("%s{\"class\":%d,\"name\":", i ? "," : "", c);
                 if (name)

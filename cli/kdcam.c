@@ -133,6 +133,32 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--topk: '%s' is not a positive number", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--runs")) {
+            NEEDS(OPT_BENCH);
+            if (parse_int(v, 1, 100000, &o->runs)) {
+                cli_error("--runs: '%s' is not a number in 1..100000", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--task")) {
+            NEEDS(OPT_BENCH);
+            if (strcmp(v, "forward") && strcmp(v, "gradcam") && strcmp(v, "guided")) {
+                cli_error("--task: '%s' is not forward, gradcam or guided", v);
+                return -1;
+            }
+            o->task = v;
+        } else if (!strcmp(a, "--limit")) {
+            NEEDS(OPT_LIMIT);
+            if (parse_int(v, 1, 100000000, &o->limit)) {
+                cli_error("--limit: '%s' is not a positive number", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--kernels")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            if (strcmp(v, "auto") && strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "neon")) {
+                cli_error("--kernels: '%s' is not auto, scalar, avx2 or neon", v);
+                return -1;
+            }
+            o->kernels = v;
         } else if (!strcmp(a, "--json")) {
             if (!(acc & OPT_JSON))
                 goto unknown;
@@ -286,7 +312,10 @@ unknown:
             return -1;
         }
         if (!o->input_npy && !o->n_images) {
-            cli_error("no input: give image files or --input-npy X.npy (see --help)");
+            if (acc & OPT_INPUT_NPY)
+                cli_error("no input: give image files or --input-npy X.npy (see --help)");
+            else
+                cli_error("no input given (see --help)");
             return -1;
         }
     }
@@ -304,6 +333,14 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     mo.activation = o->act;
     mo.fpn_extra = (kdc_fpn_extra)o->fpn_extra;
     mo.fpn_relu_extra = o->fpn_relu_extra;
+    if (o->kernels && !strcmp(o->kernels, "scalar"))
+        mo.kernels = KDC_KERNELS_SCALAR;
+    else if (o->kernels && !strcmp(o->kernels, "avx2"))
+        mo.kernels = KDC_KERNELS_AVX2;
+    else if (o->kernels && !strcmp(o->kernels, "neon"))
+        mo.kernels = KDC_KERNELS_NEON;
+    else
+        mo.kernels = KDC_KERNELS_AUTO;
     kdc_status st = kdc_model_load(o->weights, &mo, model);
     if (st)
         return cli_lib_error(st, NULL);
@@ -478,8 +515,12 @@ static const char *usage =
     "  cam       class activation maps: overlays and .npy maps\n"
     "  compare   several models side by side: feature map, Grad-CAM, Guided Grad-CAM\n"
     "  shapes    generate the procedural shapes dataset (images + labels.json)\n"
+    "  pointing  score models' heatmaps against known object boxes (shapes dataset)\n"
+    "  bench     time forward, Grad-CAM or guided backprop of a model\n"
     "\n"
-    "kdcam COMMAND --help shows the options of a command.\n"
+    "kdcam COMMAND --help shows the options of a command. Every command that loads a\n"
+    "model also takes --kernels auto|scalar|avx2|neon: the compute kernels (default\n"
+    "auto, the best this CPU has; scalar: the plain reference kernels).\n"
     "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
 
 int main(int argc, char **argv)
@@ -510,6 +551,10 @@ int main(int argc, char **argv)
         rc = cmd_compare(argc - 1, argv + 1);
     else if (!strcmp(cmd, "shapes"))
         rc = cmd_shapes(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "pointing"))
+        rc = cmd_pointing(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "bench"))
+        rc = cmd_bench(argc - 1, argv + 1);
     else {
         cli_error("unknown command '%s' (kdcam --help lists them)", cmd);
         return 2;

@@ -455,12 +455,153 @@ static void test_cam_cli(void **state)
     assert_non_null(strstr(err_text, "NAME=[ARCH:]WEIGHTS"));
 }
 
+
+/* ------------------------------------------------------------------ */
+/* pointing: the CLI's scores equal the library's on the same images    */
+
+static double json_field(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (!p)
+        fail_msg("no %s in '%s'", key, line);
+    p += strlen(pat);
+    if (!strncmp(p, "null", 4))
+        return NAN;
+    return strtod(p, NULL);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_pointing_cli(void **state)
+{
+    (void)state;
+    char w50[256], wmb[256], w1k[256], dir[300], bad[300], lab[340];
+    path_in_tmp(w50, sizeof w50, "pt-r50.safetensors");
+    path_in_tmp(wmb, sizeof wmb, "pt-mb.safetensors");
+    path_in_tmp(w1k, sizeof w1k, "pt-mb1k.safetensors");
+    snprintf(dir, sizeof dir, "%s/shapes", tmp);
+    snprintf(bad, sizeof bad, "%s/badshapes", tmp);
+    assert_int_equal(kdc_test_write_weights(w50, "resnet50", 50, 10, "", 0), 0);
+    assert_int_equal(kdc_test_write_weights(wmb, "mobilenetv1", 1001, 10, "", 0), 0);
+    assert_int_equal(kdc_test_write_weights(w1k, "mobilenetv1", 1001, 1000, "", 0), 0);
+    const int N = 5, S = 96;
+    assert_int_equal(run("shapes -n %d --seed 11 --size %d -o %s", N, S, dir), 0);
+    assert_int_equal(run("pointing --model T=%s --model S=mobilenetv1:%s --json --batch 2 -t 2 "
+                         "%s", w50, wmb, dir), 0);
+    char *second = strchr(out_text, '\n');
+    assert_non_null(second);
+    *second++ = '\0';
+    assert_non_null(strstr(out_text, "{\"name\":\"T\",\"arch\":\"resnet50\",\"layer\":\"layer4\""));
+    assert_non_null(strstr(out_text, "\"pearson_vs_teacher\":null,\"iou20_vs_teacher\":null"));
+    assert_non_null(strstr(second, "{\"name\":\"S\",\"arch\":\"mobilenetv1\""));
+    assert_int_equal((int)json_field(out_text, "images"), N);
+
+    /* the same scores from the library: render the same images, run the
+     * same CAM at the same layers, score with the kdc_map_* functions */
+    const char *paths[2] = {w50, wmb}, *lines[2] = {out_text, second};
+    float *maps[2] = {NULL, NULL};
+    for (int mi = 0; mi < 2; mi++) {
+        kdc_model *m;
+        kdc_run *r;
+        int layer;
+        kdc_preprocess pp;
+        assert_int_equal(kdc_model_load(paths[mi], NULL, &m), KDC_OK);
+        assert_int_equal(kdc_model_find_layer(m, mi ? "model.13" : "layer4", &layer), KDC_OK);
+        assert_int_equal(kdc_run_create(m, NULL, &r), KDC_OK);
+        kdc_model_preprocess(m, &pp);
+        pp.resize_short = pp.crop_h = pp.crop_w = 0;
+        maps[mi] = malloc((size_t)N * S * S * sizeof(float));
+        float *x = malloc((size_t)3 * S * S * sizeof *x);
+        assert_true(maps[mi] && x);
+        double acc = 0, hits = 0, energy = 0, pr = 0, iou = 0;
+        for (int i = 0; i < N; i++) {
+            kdc_image *im;
+            kdc_shape_info info;
+            assert_int_equal(kdc_shapes_render(11, (uint64_t)i, S, &im, &info, NULL), KDC_OK);
+            assert_int_equal(kdc_preprocess_image(im, &pp, x, NULL), KDC_OK);
+            kdc_cam_options co = {.method = KDC_CAM_GRADCAM, .layers = &layer, .nlayers = 1};
+            kdc_cam_result *res;
+            assert_int_equal(kdc_cam_compute(r, x, 1, S, S, &co, &res), KDC_OK);
+            float *mp = maps[mi] + (size_t)i * S * S;
+            memcpy(mp, res->map, (size_t)S * S * sizeof *mp);
+            acc += res->classes[0] == info.cls;
+            hits += kdc_map_pointing(mp, S, S, info.box);
+            energy += kdc_map_energy_in_box(mp, S, S, info.box);
+            if (mi) {
+                pr += kdc_map_pearson(mp, maps[0] + (size_t)i * S * S, (size_t)S * S);
+                iou += kdc_map_iou_top(mp, maps[0] + (size_t)i * S * S, (size_t)S * S, 0.2);
+            }
+            kdc_cam_result_destroy(res);
+            kdc_image_destroy(im);
+        }
+        assert_float_equal(json_field(lines[mi], "accuracy"), acc / N, 1e-6);
+        assert_float_equal(json_field(lines[mi], "pointing"), hits / N, 1e-6);
+        assert_float_equal(json_field(lines[mi], "energy_in_box"), energy / N, 1e-6);
+        if (mi) {
+            assert_float_equal(json_field(lines[mi], "pearson_vs_teacher"), pr / N, 1e-6);
+            assert_float_equal(json_field(lines[mi], "iou20_vs_teacher"), iou / N, 1e-6);
+        }
+        printf("  %s: accuracy %.3f pointing %.3f energy %.3f (CLI and library agree)\n",
+               mi ? "S" : "T", acc / N, hits / N, energy / N);
+        free(x);
+        kdc_run_destroy(r);
+        kdc_model_destroy(m);
+    }
+    free(maps[0]);
+    free(maps[1]);
+
+    /* --limit, the text table */
+    assert_int_equal(run("pointing --model T=%s --limit 2 %s", wmb, dir), 0);
+    assert_non_null(strstr(out_text, "2 images of"));
+    assert_non_null(strstr(out_text, "(teacher)"));
+
+    /* bad input: one line naming the problem */
+    expect_error(run("pointing --model T=%s %s/nowhere", wmb, tmp), "labels.json");
+    expect_error(run("pointing --model T=%s %s", w1k, dir), "the model has 1000 classes, the dataset 10");
+    expect_error(run("pointing --model T=%s", wmb), "no input given");
+    expect_error(run("pointing --model T=%s %s %s", wmb, dir, dir), "one folder");
+    expect_error(run("pointing %s", dir), "no --model");
+    assert_int_equal(run("shapes -n 2 --seed 11 --size %d -o %s", S, bad), 0);
+    snprintf(lab, sizeof lab, "%s/labels.json", bad);
+    write_text(lab, "{\"classes\": [\"a\"], \"images\": [{\"file\": \"000000.png\", \"class\": 0, "
+                    "\"box\": [1, 2, 3]");
+    expect_error(run("pointing --model T=%s %s", wmb, bad), "not valid JSON");
+    write_text(lab, "{\"classes\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"], "
+                    "\"images\": [{\"file\": \"000000.png\", \"class\": 0, \"box\": [5, 2, 3, 9]}]}");
+    expect_error(run("pointing --model T=%s %s", wmb, bad), "\"box\"");
+    write_text(lab, "{\"classes\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"], "
+                    "\"images\": [{\"file\": \"000000.png\", \"class\": 10, \"box\": [1, 2, 3, 9]}]}");
+    expect_error(run("pointing --model T=%s %s", wmb, bad), "\"class\"");
+    write_text(lab, "{\"classes\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"], "
+                    "\"images\": [{\"file\": \"missing.png\", \"class\": 1, \"box\": [1, 2, 3, 9]}]}");
+    expect_error(run("pointing --model T=%s %s", wmb, bad), "missing.png");
+    /* escapes are decoded: \u0030 is '0', \/ is '/' (so that name is refused) */
+    write_text(lab, "{\"classes\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"\\ud83d\\ude00\"], "
+                    "\"images\": [{\"file\": \"00000\\u0030.png\", \"class\": 1, \"box\": [1, 2, 30, 29]}]}");
+    assert_int_equal(run("pointing --model T=%s --json %s", wmb, bad), 0);
+    assert_non_null(strstr(out_text, "\"images\":1,"));
+    write_text(lab, "{\"classes\": [\"a\"], \"images\": [{\"file\": \"..\\/x.png\", \"class\": 0, "
+                    "\"box\": [1, 2, 30, 29]}]}");
+    expect_error(run("pointing --model T=%s %s", wmb, bad), "plain file name");
+    write_text(lab, "{\"classes\": [\"a\"], \"classes\": [\"b\"]}");
+    expect_error(run("pointing --model T=%s %s", wmb, bad), "duplicate key at byte");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_classify_and_layers),
         cmocka_unit_test(test_cam_cli),
+        cmocka_unit_test(test_pointing_cli),
         cmocka_unit_test(test_dump_mobilenet),
         cmocka_unit_test(test_dump_mobilenet_timm),
         cmocka_unit_test(test_dump_resnet50),

@@ -1,0 +1,249 @@
+/* cmd_bench.c - kdcam bench: times forward, Grad-CAM or guided backprop of
+ * a model on a synthetic batch.
+ *
+ * The input is 1 x 3 x H x W values of tools/kdcgen.py's generator
+ * (fill("input", n, 7001, c = 0, a = 2): uniform on (-2, 2)), so a script
+ * can hand PyTorch or ONNX Runtime exactly the same tensor (bench/peers.py).
+ * One warm-up run is not counted; then R runs are timed one by one with
+ * CLOCK_MONOTONIC. Each timed run is what a user of the task pays per image:
+ *   forward  kdc_run_forward to the logits;
+ *   gradcam  kdc_cam_compute, Grad-CAM at the default CAM layer (layer4 /
+ *            model.13): forward recording what the backward needs, backward
+ *            to that layer, the normalised and upsampled map (as `kdcam cam`);
+ *   guided   kdc_attribution_compute, guided backprop: forward recording,
+ *            backward down to the input image.
+ * The target is each image's top-1 logit. A detection backbone (FPN) has no
+ * logits: its target is the sum-of-squares energy of fpn.p3 (as `kdcam cam`
+ * by default), whose seed is computed once before timing. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+
+#define BENCH_INPUT_SEED 7001u
+#define BENCH_DEFAULT_RUNS 10
+#define BENCH_WARMUP 1
+
+static const char *bench_usage =
+    "usage: kdcam bench [-m ARCH] -w WEIGHTS [--size HxW] [--threads N]\n"
+    "                   [--task forward|gradcam|guided] [--runs R] [--json]\n"
+    "Times one task of the model on a synthetic batch (1 x 3 x H x W, seeded values\n"
+    "in (-2, 2), the same as tools/kdcgen.py fill(\"input\", n, 7001, 0, 2)): one\n"
+    "warm-up run, then R timed runs; prints min, median and mean milliseconds.\n"
+    "Any weights of the architecture will do (e.g. build/kdc-genweights resnet50 w.safetensors).\n"
+    "\n"
+    "  -m, --arch ARCH     resnet50 | resnet101 | resnet152 | mobilenetv1 (default: from\n"
+    "                      the tensor names)\n"
+    "  -w, --weights FILE  .safetensors weights (required)\n"
+    "      --prefix P      use the model stored under key prefix P (e.g. student.)\n"
+    "      --allow-unused  ignore tensors the model does not use\n"
+    "      --eps E         BatchNorm epsilon (default 1e-5)\n"
+    "      --act relu|relu6  override the activation\n"
+    "      --fpn-extra X   detectors: auto | none | pool | on-input | on-output | on-lateral\n"
+    "      --fpn-relu-extra  detectors: ReLU between extra convs\n"
+    "      --kernels K     auto (default: the best this CPU has) | scalar | avx2 | neon\n"
+    "  -t, --threads N     worker threads (default 1)\n"
+    "  -v, --verbose       list the tensors of the file that were ignored\n"
+    "  -h, --help          this help\n"
+    "      --size HxW      input size (default 224x224)\n"
+    "      --task T        forward (to the logits, default), gradcam (Grad-CAM at the\n"
+    "                      last stage, as kdcam cam) or guided (guided backprop to the\n"
+    "                      input image)\n"
+    "      --runs R        timed runs (default 10)\n"
+    "      --json          one JSON object: arch, kernels, task, size, batch, threads,\n"
+    "                      runs, min_ms, median_ms, mean_ms, max_ms, times_ms, ...\n";
+
+/* tools/kdcgen.py: fnv1a64(name) ^ seed, splitmix64 mix, 24-bit u,
+ * t = (2u + 1 - 2^24) / 2^24 exactly, value = float(c + a * t). */
+static void synthetic_input(float *x, size_t n, const char *name, uint64_t seed, double c,
+                            double a)
+{
+    uint64_t key = 0xCBF29CE484222325ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        key ^= *p;
+        key *= 0x100000001B3ull;
+    }
+    key ^= seed;
+    const double c32 = (float)c, a32 = (float)a;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t z = key + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        double u = (double)(z >> 40);
+        double t = (2.0 * u + (1.0 - 16777216.0)) / 16777216.0;
+        x[i] = (float)(c32 + a32 * t);
+    }
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+enum { TASK_FORWARD, TASK_GRADCAM, TASK_GUIDED };
+
+typedef struct bench_ctx {
+    kdc_run *run;
+    const float *x;
+    int h, w;
+    int task;
+    int layer;          /* gradcam: the CAM layer                         */
+    kdc_target target;  /* gradcam, guided                                */
+    float *grad;        /* guided: 3 x h x w                              */
+} bench_ctx;
+
+static kdc_status run_once(const bench_ctx *b)
+{
+    kdc_status st;
+    switch (b->task) {
+    case TASK_FORWARD:
+        return kdc_run_forward(b->run, b->x, 1, b->h, b->w, NULL, 0);
+    case TASK_GRADCAM: {
+        kdc_cam_options co = {.method = KDC_CAM_GRADCAM, .layers = &b->layer, .nlayers = 1,
+                              .target = b->target};
+        kdc_cam_result *res = NULL;
+        st = kdc_cam_compute(b->run, b->x, 1, b->h, b->w, &co, &res);
+        kdc_cam_result_destroy(res);
+        return st;
+    }
+    default: {
+        kdc_attribution_options ao = {.kind = KDC_ATTR_GUIDED, .target = b->target};
+        return kdc_attribution_compute(b->run, b->x, 1, b->h, b->w, &ao, b->grad);
+    }
+    }
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    cli_opts o;
+    kdc_model *m = NULL;
+    kdc_run *run = NULL;
+    float *x = NULL, *grad = NULL, *seed = NULL;
+    double *t = NULL, *sorted = NULL;
+    kdc_status st;
+    int rc;
+
+    rc = cli_parse(argc, argv, CLI_MODEL_FLAGS | OPT_SIZE | OPT_BENCH | OPT_JSON, bench_usage, &o);
+    if (rc)
+        return rc < 0 ? 2 : 0;
+    const char *task_name = o.task ? o.task : "forward";
+    const int task = !strcmp(task_name, "gradcam") ? TASK_GRADCAM
+                     : !strcmp(task_name, "guided") ? TASK_GUIDED
+                                                    : TASK_FORWARD;
+    const int runs = o.runs ? o.runs : BENCH_DEFAULT_RUNS;
+    const int h = o.size_h ? o.size_h : 224, w = o.size_w ? o.size_w : 224;
+
+    if ((rc = cli_load_model(&o, &m)))
+        return rc;
+    int chw[3];
+    if ((st = kdc_model_layer_shape(m, 0, h, w, chw))) { /* input too small */
+        rc = cli_lib_error(st, NULL);
+        goto out;
+    }
+    const size_t plane = (size_t)h * w;
+    x = malloc(3 * plane * sizeof *x);
+    t = malloc((size_t)runs * sizeof *t);
+    sorted = malloc((size_t)runs * sizeof *sorted);
+    if (task == TASK_GUIDED)
+        grad = malloc(3 * plane * sizeof *grad);
+    if (!x || !t || !sorted || (task == TASK_GUIDED && !grad)) {
+        rc = cli_error("out of memory for a %dx%d input", h, w);
+        goto out;
+    }
+    synthetic_input(x, 3 * plane, "input", BENCH_INPUT_SEED, 0.0, 2.0);
+
+    kdc_run_options ro = {.threads = o.threads};
+    if ((st = kdc_run_create(m, &ro, &run))) {
+        rc = cli_lib_error(st, NULL);
+        goto out;
+    }
+    bench_ctx b = {.run = run, .x = x, .h = h, .w = w, .task = task, .layer = -1,
+                   .target = {.kind = KDC_TARGET_LOGIT}, .grad = grad};
+    const char *layer_name = NULL;
+    const int det = cli_is_detector(m);
+    if (det && task != TASK_FORWARD) {
+        /* the energy of fpn.p3, as `kdcam cam` on a detection backbone */
+        if ((rc = cli_find_level(&o, m, &b.layer)) ||
+            (rc = cli_level_seed(&o, m, run, x, 1, h, w, NULL, b.layer, &seed)))
+            goto out;
+        b.target = (kdc_target){.kind = KDC_TARGET_SEED, .layer = b.layer, .seed = seed};
+        layer_name = kdc_model_layer_alias(m, b.layer, 0) ? kdc_model_layer_alias(m, b.layer, 0)
+                                                           : kdc_model_layer_name(m, b.layer);
+    } else if (task == TASK_GRADCAM) {
+        if ((rc = cli_default_cam_layer(m, &b.layer, &layer_name)))
+            goto out;
+    }
+
+    for (int r = 0; r < BENCH_WARMUP; r++)
+        if ((st = run_once(&b))) {
+            rc = cli_lib_error(st, task_name);
+            goto out;
+        }
+    for (int r = 0; r < runs; r++) {
+        double t0 = now_ms();
+        st = run_once(&b);
+        t[r] = now_ms() - t0;
+        if (st) {
+            rc = cli_lib_error(st, task_name);
+            goto out;
+        }
+    }
+
+    double sum = 0.0;
+    for (int r = 0; r < runs; r++) {
+        sorted[r] = t[r];
+        sum += t[r];
+    }
+    qsort(sorted, (size_t)runs, sizeof *sorted, cmp_double);
+    const double mn = sorted[0], mx = sorted[runs - 1], mean = sum / runs;
+    const double med = runs % 2 ? sorted[runs / 2] : 0.5 * (sorted[runs / 2 - 1] + sorted[runs / 2]);
+    const char *arch = kdc_model_arch(m);
+    const char *kernels = kdc_model_kernels(m);
+
+    if (o.json) {
+        printf("{\"arch\":");
+        cli_json_string(arch);
+        printf(",\"kernels\":");
+        cli_json_string(kernels);
+        printf(",\"task\":\"%s\",\"layer\":", task_name);
+        if (layer_name)
+            cli_json_string(layer_name);
+        else
+            printf("null");
+        printf(",\"size\":\"%dx%d\",\"batch\":1,\"threads\":%d,\"warmup\":%d,\"runs\":%d,"
+               "\"min_ms\":%.3f,\"median_ms\":%.3f,\"mean_ms\":%.3f,\"max_ms\":%.3f,\"times_ms\":[",
+               h, w, o.threads, BENCH_WARMUP, runs, mn, med, mean, mx);
+        for (int r = 0; r < runs; r++)
+            printf("%s%.3f", r ? "," : "", t[r]);
+        printf("],\"version\":");
+        cli_json_string(kdc_version());
+        printf("}\n");
+    } else {
+        printf("%s (%s kernels) %s%s%s %dx%d, batch 1, %d thread%s: %d run%s, min %.2f ms, "
+               "median %.2f ms, mean %.2f ms\n",
+               arch, kernels, task_name, layer_name ? " at " : "", layer_name ? layer_name : "", h, w,
+               o.threads, o.threads == 1 ? "" : "s", runs, runs == 1 ? "" : "s", mn, med, mean);
+    }
+out:
+    free(x);
+    free(grad);
+    free(seed);
+    free(t);
+    free(sorted);
+    kdc_run_destroy(run);
+    kdc_model_destroy(m);
+    return rc;
+}
