@@ -240,9 +240,14 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
     kdc_image_fill(fig, 0, 0, W, H, WHITE);
     int x0 = pad + lw + pad;
     for (int c = 0; c < cols; c++) {
-        kdc_text_size(heads[c], S, &tw, &th);
-        kdc_image_draw_text(fig, x0 + c * (w + pad) + (w - tw) / 2, pad, heads[c], S, INK);
+        /* a heading wider than its column (small images) at half size */
+        int hs = S;
+        kdc_text_size(heads[c], hs, &tw, &th);
+        if (tw > w + pad && hs > 1)
+            kdc_text_size(heads[c], --hs, &tw, &th);
+        kdc_image_draw_text(fig, x0 + c * (w + pad) + (w - tw) / 2, pad, heads[c], hs, INK);
     }
+    kdc_text_size("Hg", S, &tw, &th);
     const size_t plane = (size_t)h * w;
     int rc = 0;
     for (int i = 0; i < nm && !rc; i++) {
@@ -286,9 +291,15 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
             kdc_image_draw_text(fig, x0 + w + pad, by + 16, "0", S, GREY);
             kdc_text_size("1", S, &tw, &th);
             kdc_image_draw_text(fig, x0 + w + pad + bw - tw, by + 16, "1", S, GREY);
-            kdc_text_size("map (normalised per model)", S, &tw, &th);
-            kdc_image_draw_text(fig, x0 + w + pad + (bw - tw) / 2, by + 16,
-                                "map (normalised per model)", S, GREY);
+            /* the caption between the two ends, at half size if it does not fit */
+            const char *cap = "map (normalised per model)";
+            int cs = S, one;
+            kdc_text_size("1", S, &one, &th);
+            kdc_text_size(cap, cs, &tw, &th);
+            if (tw > bw - 4 * one && cs > 1)
+                kdc_text_size(cap, --cs, &tw, &th);
+            if (tw <= bw - 4 * one)
+                kdc_image_draw_text(fig, x0 + w + pad + (bw - tw) / 2, by + 16, cap, cs, GREY);
         }
         kdc_image_destroy(bar);
         free(ramp);

@@ -4,7 +4,7 @@
  * cluttered background (gradient, value noise, stripes, soft blobs, grain)
  * with 1-3 distractors that belong to no class: thin lines, zigzags, long
  * thin bars and clusters of small dots. Class objects are solid (or
- * hollow, with thick walls), at least a third of the image side across (the disk it fits in), so no
+ * hollow, with thick walls), 48-68% of the image side across (the disk it fits in), so no
  * distractor can be taken for one by construction: every distractor is
  * either at most 4 pixels thick or made of dots at most 5 pixels across,
  * or a bar with an aspect ratio of at least 4.
@@ -449,7 +449,7 @@ kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image 
     r.s = kdc__mix64(seed ^ 0x5348415045530000ULL) ^ kdc__mix64(index * 0xD1B54A32D192ED03ULL + 1);
     /* scene parameters first, so each draw is independent of the others */
     const int cls = kdc__ui(&r, 0, KDC__NCLASS - 1);
-    const float diam = kdc__ur(&r, 0.34f, 0.56f) * (float)n;
+    const float diam = kdc__ur(&r, 0.48f, 0.68f) * (float)n;
     const float rad = 0.5f * diam;
     const float margin = rad + 1.0f;
     const float cx = kdc__ur(&r, margin, (float)n - margin);

@@ -105,7 +105,9 @@ static void test_boxes_and_classes(void **state)
 
 /* The pixels of images 0..3 of seed 1 are pinned: the bundled demo models
  * (weights/demo/) were trained on this generator's output, and any change
- * of compiler, flags or machine that alters pixels shows up here. */
+ * of compiler, flags or machine that alters pixels shows up here. The value
+ * is the generator's own output (gcc -O2 and clang -O2 builds agree); change
+ * it only together with retrained demo models. */
 static void test_pinned_checksum(void **state)
 {
     (void)state;
@@ -113,8 +115,8 @@ static void test_pinned_checksum(void **state)
     unsigned char *m = malloc(N * N);
     assert_non_null(m);
     static const int cls[4] = {6, 4, 6, 2};
-    static const int box[4][4] = {{54, 40, 96, 82}, {36, 52, 95, 111}, {74, 45, 125, 96},
-                                  {54, 68, 90, 107}};
+    static const int box[4][4] = {{46, 31, 103, 88}, {28, 40, 103, 115}, {60, 34, 126, 100},
+                                  {42, 53, 90, 106}};
     for (int i = 0; i < 4; i++) {
         kdc_image *im;
         kdc_shape_info info;
@@ -132,7 +134,7 @@ static void test_pinned_checksum(void **state)
         kdc_image_destroy(im);
     }
     free(m);
-    assert_true(h == 0xa86aed53f95e9d4dULL);
+    assert_true(h == 0x665874dacfb15fd1ULL);
 }
 
 static void test_sizes(void **state)

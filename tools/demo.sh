@@ -1,25 +1,41 @@
 #!/bin/sh
-# make demo: the forward pipeline on the bundled photos.
-# Until trained demo models are bundled (weights/demo/), the model is a
-# ResNet-50 with seeded random weights: its classes are meaningless, but
-# every step (weights file -> model -> preprocessing -> layers -> .npy) is
-# the real one.
+# make demo: the bundled demo models (weights/demo/: a ResNet-50-topology
+# teacher and three MobileNetV1 students: vanilla, logit KD, ICKD) on
+# held-out images of the procedural shapes dataset, whose object boxes are
+# known. Writes side-by-side figures (kdcam compare) and scores every
+# model's Grad-CAM against the boxes (kdcam pointing).
 set -e
 B=${1:-build}
+K=$B/kdcam
+W=weights/demo
 D=$B/demo
+N=${DEMO_IMAGES:-300}
+THREADS=${DEMO_THREADS:-2}
+
+for f in teacher student student_kd student_ickd; do
+    [ -f "$W/$f.safetensors" ] || { echo "demo: $W/$f.safetensors is missing" >&2; exit 1; }
+done
+rm -rf "$D/heldout" "$D/figures"
 mkdir -p "$D"
-W=$D/resnet50-seeded.safetensors
-[ -f "$W" ] || "$B/kdc-genweights" resnet50 "$W" 50
-echo "== model: $W (ResNet-50 topology, seeded random weights: predictions are arbitrary)"
-echo "== kdcam layers (first and last lines of $("$B/kdcam" layers -w "$W" | wc -l))"
-"$B/kdcam" layers -w "$W" | sed -n '1,6p'
-echo "   ..."
-"$B/kdcam" layers -w "$W" | tail -n 4
-echo "== kdcam classify --topk 3 (2 threads)"
-"$B/kdcam" classify -w "$W" --topk 3 --threads 2 examples/images/chelsea.png examples/images/coffee.png
-echo "== kdcam dump --layer layer4 --layer fc"
-"$B/kdcam" dump -w "$W" --threads 2 --layer layer4 --layer fc -o "$D/dump" examples/images/chelsea.png
-ls -l "$D/dump"
-echo "== examples/forward (the README's C example)"
-"$B/examples/forward" "$W" examples/images/coffee.png layer3
-echo "demo outputs are in $D"
+
+# --seed 3 is the held-out seed of tools/train_demo.py: none of these images
+# was seen in training
+echo "== kdcam shapes -n $N --seed 3 -o $D/heldout"
+"$K" shapes -n "$N" --seed 3 -o "$D/heldout" >/dev/null
+
+set -- --model "Teacher (ResNet-50)=$W/teacher.safetensors" \
+       --model "Student (MobileNetV1)=$W/student.safetensors" \
+       --model "KD student=$W/student_kd.safetensors" \
+       --model "ICKD student=$W/student_ickd.safetensors"
+
+echo "== kdcam compare (teacher and students; feature map, Grad-CAM, Guided Grad-CAM)"
+"$K" compare "$@" --threads "$THREADS" -o "$D/figures" \
+    "$D/heldout/000000.png" "$D/heldout/000001.png" "$D/heldout/000002.png" \
+    "$D/heldout/000003.png"
+
+echo "== kdcam pointing (Grad-CAM at each model's last stage vs the object boxes)"
+"$K" pointing "$@" --threads "$THREADS" "$D/heldout" | tee "$D/pointing.txt"
+
+echo
+echo "figures: $D/figures/*.compare.png (one per image: a row per model)"
+echo "table:   $D/pointing.txt; the images and their boxes: $D/heldout/labels.json"
