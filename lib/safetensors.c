@@ -17,6 +17,7 @@
  *
  * The JSON parser never reads outside the header and limits nesting to
  * ST_JSON_MAX_DEPTH, so its recursion is bounded. */
+#define _DEFAULT_SOURCE /* madvise */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1016,6 +1017,22 @@ static float st_f64_to_f32(double d)
     return (float)d;
 }
 
+/* The whole pages of a tensor's bytes leave the process's resident set once
+ * converted (the mapping is read-only and file-backed, so a later read simply
+ * faults them in again): loading then holds one copy of the weights, not the
+ * file's pages and the float copy together. Advice only; failure is harmless. */
+static void st_release(const kdc__st_tensor *t, size_t nbytes)
+{
+    const long ps = sysconf(_SC_PAGESIZE);
+    if (ps <= 0 || nbytes < (size_t)ps)
+        return;
+    uintptr_t a = (uintptr_t)t->data, b = a + nbytes;
+    a = (a + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    b &= ~(uintptr_t)(ps - 1);
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 kdc_status kdc__st_to_f32(const kdc__st_tensor *t, float *dst)
 {
     size_t i;
@@ -1026,14 +1043,17 @@ kdc_status kdc__st_to_f32(const kdc__st_tensor *t, float *dst)
     case KDC__ST_F32:
         for (i = 0; i < t->numel; i++)
             dst[i] = st_bits_to_f32(st_ld32(t->data + 4 * i));
+        st_release(t, 4 * t->numel);
         return KDC_OK;
     case KDC__ST_F16:
         for (i = 0; i < t->numel; i++)
             dst[i] = kdc__f16_to_f32(st_ld16(t->data + 2 * i));
+        st_release(t, 2 * t->numel);
         return KDC_OK;
     case KDC__ST_BF16:
         for (i = 0; i < t->numel; i++)
             dst[i] = kdc__bf16_to_f32(st_ld16(t->data + 2 * i));
+        st_release(t, 2 * t->numel);
         return KDC_OK;
     case KDC__ST_F64:
         for (i = 0; i < t->numel; i++) {
