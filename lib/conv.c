@@ -500,15 +500,9 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
         kdc__gemm_job_run(pool, &j, n);
         return KDC_OK;
     }
-    const size_t need = (size_t)j.m * ohw;
-    if (ws->cols_cap < need) {
-        free(ws->cols);
-        ws->cols = malloc(need * sizeof *ws->cols);
-        ws->cols_cap = ws->cols ? need : 0;
-        if (!ws->cols)
-            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for a %zu-float column "
-                             "buffer", need);
-    }
+    kdc_status st = kdc__grow(&ws->cols, &ws->cols_cap, (size_t)j.m * ohw);
+    if (st)
+        return st;
     for (int b = 0; b < n; b++) {
         j.b.x = dy + b * j.b_img;
         j.c = ws->cols;
