@@ -71,10 +71,14 @@ $(BUILD)/lib/%.o: lib/%.c
 TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
 ifneq ($(filter x86_64-% amd64-%,$(TARGET_MACHINE)),)
 ISA_AVX2_FLAGS := -mavx2 -mfma
+ISA_AVX512_FLAGS := -mavx512f -mavx2 -mfma
 endif
 $(BUILD)/lib/%_avx2.o: lib/%_avx2.c
 	@mkdir -p $(@D)
 	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) $(ISA_AVX2_FLAGS) -c $< -o $@
+$(BUILD)/lib/%_avx512.o: lib/%_avx512.c
+	@mkdir -p $(@D)
+	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) $(ISA_AVX512_FLAGS) -c $< -o $@
 
 $(BUILD)/examples/%.o: KDC_CFLAGS += -Iinclude
 

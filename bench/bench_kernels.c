@@ -1,18 +1,20 @@
 /* bench_kernels.c - the convolution kernels against this machine's FMA peak.
  *
- * 1. The FMA peak of one core, measured with a register-only loop of 12
- *    independent AVX2 FMA chains (kdc__f32_fma_peak_avx2; on a CPU without
- *    AVX2 the percentage columns are left out).
+ * 1. The FMA peak of one core for each x86 vector width, measured with a
+ *    register-only loop of independent FMA chains (kdc__f32_fma_peak_avx2,
+ *    12 ymm chains; kdc__f32_fma_peak_avx512, 16 zmm chains); a kernel's
+ *    percentage is of its own ISA's peak (without a peak, e.g. on aarch64,
+ *    the percentage columns are 0).
  * 2. Every distinct conv layer shape of ResNet50 and MobileNetV1 at 224x224,
  *    batch 1, taken from the loaded models themselves: dense convs through
  *    the fast path of a model (kdc__conv2d_fast: 1x1 stride 1 is a plain
  *    GEMM on the NCHW activations, the others pack their im2col on the fly),
- *    on 1 thread; depthwise 3x3 through the depthwise kernel table. Min and
+ *    for every SIMD ISA this CPU has, on 1 thread; depthwise 3x3 through the depthwise kernel table. Min and
  *    median of R runs, GFLOP/s (2 flops per multiply-add) and % of the peak.
  *    The sum over ResNet50's 1x1 layers (weighted by how often each shape
  *    occurs) is the issue's "1x1 GEMMs at >= 75% of peak" figure.
- * 3. Whole forward passes, scalar reference kernels vs the best ISA, 1 and 2
- *    threads (fused epilogues, nothing kept).
+ * 3. Whole forward passes, scalar reference kernels vs each SIMD ISA, 1 and
+ *    2 threads (fused epilogues, nothing kept).
  * Prints a table, or JSON lines with --json.
  *
  * usage: bench_kernels [--runs R] [--json] [--no-models]
@@ -67,30 +69,42 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* GFLOP/s of the FMA loop on this thread: the best of 200 runs of about
- * 2 ms (short runs, so that some fall between the time slices of other
- * processes on a busy machine). */
-static double fma_peak(void)
+/* GFLOP/s of the FMA loop of isa on this thread (0 without one): the best
+ * of 200 runs of about 2 ms (short runs, so that some fall between the time
+ * slices of other processes on a busy machine). */
+static double fma_peak(kdc__isa isa)
 {
 #if defined(__x86_64__)
-    if (!kdc__isa_supported(KDC__ISA_AVX2))
+    if (!kdc__isa_supported(isa) || (isa != KDC__ISA_AVX2 && isa != KDC__ISA_AVX512))
         return 0.0;
-    const long iters = 1000000;
+    const long iters = isa == KDC__ISA_AVX2 ? 1000000 : 700000;
+    const double flops = isa == KDC__ISA_AVX2 ? 192.0 : 512.0;
     double best = 0.0;
     volatile float sink = 0.0f;
     for (int r = 0; r < 200; r++) {
         double t0 = now_ms();
-        sink += kdc__f32_fma_peak_avx2(iters);
+        sink += isa == KDC__ISA_AVX2 ? kdc__f32_fma_peak_avx2(iters)
+                                     : kdc__f32_fma_peak_avx512(iters);
         double t = now_ms() - t0;
-        double g = iters * 192.0 / (t * 1e6);
+        double g = iters * flops / (t * 1e6);
         best = g > best ? g : best;
     }
     (void)sink;
     return best;
 #else
+    (void)isa;
     return 0.0;
 #endif
 }
+
+/* The SIMD ISAs benchmarked, with the kdc_kernels value that asks for each. */
+static const struct {
+    kdc__isa isa;
+    kdc_kernels k;
+} simd[] = {{KDC__ISA_AVX2, KDC_KERNELS_AVX2},
+            {KDC__ISA_AVX512, KDC_KERNELS_AVX512},
+            {KDC__ISA_NEON, KDC_KERNELS_NEON}};
+enum { N_SIMD = sizeof simd / sizeof simd[0] };
 
 typedef struct shape {
     int cin, cout, k, stride, pad, ih, iw, groups;
@@ -185,8 +199,9 @@ static void bench_layers(const char *arch, const kdc_model *m, int runs, int jso
                    L->cout, L->k, L->stride, L->pad, L->count, runs, mn, md, gf,
                    peak > 0 ? 100.0 * gf / peak : 0.0);
         else
-            printf("%-12s %-28s %-6s %3d %9.3f %9.3f %8.1f %6.1f%%\n", arch, name, kind,
-                   L->count, mn, md, gf, peak > 0 ? 100.0 * gf / peak : 0.0);
+            printf("%-12s %-28s %-6s %3d %9.3f %9.3f %8.1f %6.1f%%  %s\n", arch, name, kind,
+                   L->count, mn, md, gf, peak > 0 ? 100.0 * gf / peak : 0.0,
+                   depthwise ? dw->name : m->gemm->name);
         free(t);
         free(x);
         free(y);
@@ -194,25 +209,28 @@ static void bench_layers(const char *arch, const kdc_model *m, int runs, int jso
     if (sum_1x1_ms > 0) {
         const double gf = sum_1x1_flop / (sum_1x1_ms * 1e6);
         if (json)
-            printf("{\"bench\":\"kernels\",\"arch\":\"%s\",\"kind\":\"gemm_1x1_total\","
-                   "\"min_ms\":%.3f,\"gflops\":%.2f,\"pct_peak\":%.1f}\n",
-                   arch, sum_1x1_ms, gf, peak > 0 ? 100.0 * gf / peak : 0.0);
+            printf("{\"bench\":\"kernels\",\"arch\":\"%s\",\"kernel\":\"%s\","
+                   "\"kind\":\"gemm_1x1_total\",\"min_ms\":%.3f,\"gflops\":%.2f,"
+                   "\"pct_peak\":%.1f}\n",
+                   arch, m->gemm->name, sum_1x1_ms, gf, peak > 0 ? 100.0 * gf / peak : 0.0);
         else
-            printf("%-12s %-28s %-6s %3s %9.3f %9s %8.1f %6.1f%%\n", arch, "all 1x1 stride 1",
-                   "gemm", "", sum_1x1_ms, "", gf, peak > 0 ? 100.0 * gf / peak : 0.0);
+            printf("%-12s %-28s %-6s %3s %9.3f %9s %8.1f %6.1f%%  %s\n", arch,
+                   "all 1x1 stride 1", "gemm", "", sum_1x1_ms, "", gf,
+                   peak > 0 ? 100.0 * gf / peak : 0.0, m->gemm->name);
     }
 }
 
 static void bench_model(const char *arch, const char *path, int runs, int json)
 {
-    static const kdc_kernels ks[2] = {KDC_KERNELS_SCALAR, KDC_KERNELS_AUTO};
     const int h = 224, w = 224;
     float *x = xmalloc(3 * h * w * sizeof *x);
     kdc_test_fill(x, 3 * h * w, "input", 7001, 0.0, 2.0);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k <= N_SIMD; k++) { /* k = 0: scalar, then each SIMD ISA */
+        if (k > 0 && !kdc__isa_supported(simd[k - 1].isa))
+            continue;
         kdc_model_options mo;
         kdc_model_options_init(&mo);
-        mo.kernels = ks[k];
+        mo.kernels = k == 0 ? KDC_KERNELS_SCALAR : simd[k - 1].k;
         kdc_model *m;
         CHECK(kdc_model_load(path, &mo, &m));
         for (int threads = 1; threads <= 2; threads++) {
@@ -267,14 +285,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_kernels: --runs must be positive\n");
         return 2;
     }
-    const double peak = fma_peak();
-    if (json)
-        printf("{\"bench\":\"fma_peak\",\"threads\":1,\"gflops\":%.2f}\n", peak);
-    else
-        printf("FMA peak (1 thread, register-only AVX2 loop): %.1f GFLOP/s\n\n%-12s %-28s %-6s "
-               "%3s %9s %9s %8s %7s\n",
-               peak, "arch", "layer (cin x h x w -> cout)", "path", "n", "min ms", "median ms",
-               "GFLOP/s", "peak");
+    double peaks[N_SIMD];
+    for (int i = 0; i < N_SIMD; i++) {
+        peaks[i] = fma_peak(simd[i].isa);
+        if (peaks[i] <= 0)
+            continue;
+        if (json)
+            printf("{\"bench\":\"fma_peak\",\"isa\":\"%s\",\"threads\":1,\"gflops\":%.2f}\n",
+                   kdc__isa_name(simd[i].isa), peaks[i]);
+        else
+            printf("FMA peak (1 thread, register-only %s loop): %.1f GFLOP/s\n",
+                   kdc__isa_name(simd[i].isa), peaks[i]);
+    }
+    if (!json)
+        printf("\n%-12s %-28s %-6s %3s %9s %9s %8s %7s  %s\n", "arch",
+               "layer (cin x h x w -> cout)", "path", "n", "min ms", "median ms", "GFLOP/s",
+               "peak", "kernel");
     char tmpl[] = "/tmp/kdcam-bench-XXXXXX";
     if (!mkdtemp(tmpl)) {
         perror("mkdtemp");
@@ -292,14 +318,21 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_kernels: cannot write %s weights\n", archs[a]);
             return 1;
         }
-        kdc_model *m;
-        CHECK(kdc_model_load(paths[a], NULL, &m));
-        if (!m->gemm) {
-            printf("%s: no SIMD kernels on this CPU, layer timings skipped\n", archs[a]);
-        } else {
-            bench_layers(archs[a], m, runs, json, peak, pool, &ws);
+        int any = 0;
+        for (int i = 0; i < N_SIMD; i++) {
+            if (!kdc__isa_supported(simd[i].isa))
+                continue;
+            kdc_model_options mo;
+            kdc_model_options_init(&mo);
+            mo.kernels = simd[i].k;
+            kdc_model *m;
+            CHECK(kdc_model_load(paths[a], &mo, &m));
+            bench_layers(archs[a], m, runs, json, peaks[i], pool, &ws);
+            kdc_model_destroy(m);
+            any = 1;
         }
-        kdc_model_destroy(m);
+        if (!any)
+            printf("%s: no SIMD kernels on this CPU, layer timings skipped\n", archs[a]);
     }
     kdc__work_free(&ws);
     kdc__pool_destroy(pool);

@@ -54,7 +54,7 @@ typedef struct cli_opts {
     int runs;                /* --runs R (0: the command's default)          */
     const char *task;        /* --task forward|gradcam|guided                */
     int limit;               /* --limit N: first N images (0: all)           */
-    const char *kernels;     /* --kernels auto|scalar|avx2|neon (NULL: auto) */
+    const char *kernels;     /* --kernels auto|scalar|avx2|avx512|neon (NULL: auto) */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */

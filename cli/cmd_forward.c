@@ -16,7 +16,7 @@
     "      --act relu|relu6  override the activation\n"                                     \
     "      --fpn-extra X   detectors: auto | none | pool | on-input | on-output | on-lateral\n" \
     "      --fpn-relu-extra  detectors: ReLU between extra convs\n"                        \
-    "      --kernels K     auto | scalar | avx2 | neon (default auto: the best this CPU has)\n" \
+    "      --kernels K     auto | scalar | avx2 | avx512 | neon (default auto: the best)\n" \
     "  -t, --threads N     worker threads (default 1)\n"                                    \
     "  -v, --verbose       list the tensors of the file that were ignored (detection heads)\n" \
     "  -h, --help          this help\n"

@@ -154,8 +154,9 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
             }
         } else if (!strcmp(a, "--kernels")) {
             NEEDS(OPT_MODEL_EXTRA);
-            if (strcmp(v, "auto") && strcmp(v, "scalar") && strcmp(v, "avx2") && strcmp(v, "neon")) {
-                cli_error("--kernels: '%s' is not auto, scalar, avx2 or neon", v);
+            if (strcmp(v, "auto") && strcmp(v, "scalar") && strcmp(v, "avx2") &&
+                strcmp(v, "avx512") && strcmp(v, "neon")) {
+                cli_error("--kernels: '%s' is not auto, scalar, avx2, avx512 or neon", v);
                 return -1;
             }
             o->kernels = v;
@@ -337,6 +338,8 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
         mo.kernels = KDC_KERNELS_SCALAR;
     else if (o->kernels && !strcmp(o->kernels, "avx2"))
         mo.kernels = KDC_KERNELS_AVX2;
+    else if (o->kernels && !strcmp(o->kernels, "avx512"))
+        mo.kernels = KDC_KERNELS_AVX512;
     else if (o->kernels && !strcmp(o->kernels, "neon"))
         mo.kernels = KDC_KERNELS_NEON;
     else
@@ -519,8 +522,8 @@ static const char *usage =
     "  bench     time forward, Grad-CAM or guided backprop of a model\n"
     "\n"
     "kdcam COMMAND --help shows the options of a command. Every command that loads a\n"
-    "model also takes --kernels auto|scalar|avx2|neon: the compute kernels (default\n"
-    "auto, the best this CPU has; scalar: the plain reference kernels).\n"
+    "model also takes --kernels auto|scalar|avx2|avx512|neon: the compute kernels\n"
+    "(default auto, the best this CPU has; scalar: the plain reference kernels).\n"
     "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
 
 int main(int argc, char **argv)

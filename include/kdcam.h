@@ -103,7 +103,8 @@ typedef enum kdc_kernels {
     KDC_KERNELS_AUTO = 0, /* the best this CPU and build have                  */
     KDC_KERNELS_SCALAR,   /* the plain scalar reference kernels                  */
     KDC_KERNELS_AVX2,     /* x86-64 AVX2 + FMA                                   */
-    KDC_KERNELS_NEON      /* aarch64 Advanced SIMD                               */
+    KDC_KERNELS_NEON,     /* aarch64 Advanced SIMD                               */
+    KDC_KERNELS_AVX512    /* x86-64 AVX-512F (AVX2 kernels where none of its own) */
 } kdc_kernels;
 
 typedef struct kdc_model_options {

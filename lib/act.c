@@ -1,9 +1,11 @@
 /* act.c - ReLU / ReLU6 and the residual join add+ReLU: forward and backward
- * references, and the bit masks the backward pass keeps.
+ * references, the bit masks the backward pass keeps, and the table of the
+ * mask kernels (SIMD versions in act_avx2.c and act_avx512.c).
  * clamp is INFINITY for ReLU and 6 for ReLU6. NaN propagates (as in PyTorch). */
 #include <string.h>
 
 #include "graph.h"
+#include "kernels.h"
 
 static inline float kdc__clamp(float v, float clamp)
 {
@@ -61,4 +63,42 @@ void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, si
             o[i] += g[i];
         }
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Tables (lib/kernels.h)                                              */
+
+static const kdc__act_kernels kdc__act_scalar = {KDC__ISA_SCALAR, "f32-relu-mask-scalar",
+                                                 kdc__relu_mask, kdc__relu_backward_ref};
+#if defined(__x86_64__)
+static const kdc__act_kernels kdc__act_avx2 = {KDC__ISA_AVX2, "f32-relu-mask-avx2",
+                                               kdc__f32_relu_mask_avx2,
+                                               kdc__f32_relu_backward_avx2};
+static const kdc__act_kernels kdc__act_avx512 = {KDC__ISA_AVX512, "f32-relu-mask-avx512",
+                                                 kdc__f32_relu_mask_avx512,
+                                                 kdc__f32_relu_backward_avx512};
+#endif
+
+const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa)
+{
+    if (!kdc__isa_supported(isa))
+        return NULL;
+    switch (isa) {
+    case KDC__ISA_SCALAR:
+    case KDC__ISA_NEON: /* no NEON version: the scalar reference */
+        return &kdc__act_scalar;
+    case KDC__ISA_AVX2:
+#if defined(__x86_64__)
+        return &kdc__act_avx2;
+#else
+        return NULL;
+#endif
+    case KDC__ISA_AVX512:
+#if defined(__x86_64__)
+        return &kdc__act_avx512;
+#else
+        return NULL;
+#endif
+    }
+    return NULL;
 }

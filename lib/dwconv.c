@@ -89,6 +89,10 @@ static const kdc__dw_kernels kdc__dw_scalar = {
 #if defined(__x86_64__)
 static const kdc__dw_kernels kdc__dw_avx2 = {
     KDC__ISA_AVX2, "f32-dw3x3-avx2", kdc__f32_dw3x3_avx2, kdc__f32_dw3x3_backward_avx2};
+/* No AVX-512 depthwise kernel: its planes (at most 112 wide) gain little
+ * from 16 lanes, so the AVX-512 table runs the AVX2 one. */
+static const kdc__dw_kernels kdc__dw_avx512 = {
+    KDC__ISA_AVX512, "f32-dw3x3-avx2", kdc__f32_dw3x3_avx2, kdc__f32_dw3x3_backward_avx2};
 #endif
 #if defined(__aarch64__)
 static const kdc__dw_kernels kdc__dw_neon = {
@@ -105,6 +109,12 @@ const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa)
     case KDC__ISA_AVX2:
 #if defined(__x86_64__)
         return &kdc__dw_avx2;
+#else
+        return NULL;
+#endif
+    case KDC__ISA_AVX512:
+#if defined(__x86_64__)
+        return &kdc__dw_avx512;
 #else
         return NULL;
 #endif

@@ -50,6 +50,9 @@ static const kdc__gemm_kernels kdc__gemm_scalar = {
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
     kdc__gemm_epilogue_avx2};
+static const kdc__gemm_kernels kdc__gemm_avx512 = {
+    KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
+    kdc__gemm_epilogue_avx512};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
@@ -67,6 +70,12 @@ const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
     case KDC__ISA_AVX2:
 #if defined(__x86_64__)
         return &kdc__gemm_avx2;
+#else
+        return NULL;
+#endif
+    case KDC__ISA_AVX512:
+#if defined(__x86_64__)
+        return &kdc__gemm_avx512;
 #else
         return NULL;
 #endif
@@ -218,7 +227,10 @@ static void kdc__pack_b(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, in
         const int w = nc - j0 < nr ? nc - j0 : nr;
         float *d = dst + (size_t)(j0 / nr) * kc * nr;
         const float *src = b->x + n0 + j0;
-        if (w == nr && nr == 16) {
+        if (w == nr && nr == 32) {
+            for (int p = 0; p < kc; p++, d += 32)
+                memcpy(d, src + off[p], 32 * sizeof *d);
+        } else if (w == nr && nr == 16) {
             for (int p = 0; p < kc; p++, d += 16)
                 memcpy(d, src + off[p], 16 * sizeof *d);
         } else if (w == nr && nr == 8) {

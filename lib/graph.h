@@ -83,6 +83,7 @@ struct kdc_model {
     kdc__isa isa;
     const kdc__gemm_kernels *gemm; /* NULL: the scalar reference path          */
     const kdc__dw_kernels *dw;     /* depthwise 3x3 kernels, or NULL (scalar)  */
+    const kdc__act_kernels *act;   /* ReLU mask kernels (any ISA, never NULL)  */
     float **packed;         /* (n_nodes) owned A packings, or NULL           */
     /* backward-data: the transposed weight (cin*kh*kw x cout) as A, packed
      * on first use by kdc__conv_packed_t under pack_lock */

@@ -10,18 +10,20 @@
  * Micro-kernels are named by what they compute, their tile and their ISA,
  * as in XNNPACK: kdc__f32_gemm_6x16_avx2 is the fp32 GEMM micro-kernel of
  * a 6-row by 16-column tile in AVX2 + FMA. Files that hold SIMD code are
- * named after their ISA (*_avx2.c, *_neon.c) and get that ISA's compiler
+ * named after their ISA (*_avx2.c, *_avx512.c, *_neon.c) and get that ISA's compiler
  * flags from the Makefile; on another architecture they compile to nothing.
  */
 #ifndef KDC_KERNELS_H
 #define KDC_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum kdc__isa {
     KDC__ISA_SCALAR = 0,
     KDC__ISA_AVX2 = 1, /* x86-64 AVX2 + FMA */
-    KDC__ISA_NEON = 2  /* aarch64 Advanced SIMD */
+    KDC__ISA_NEON = 2, /* aarch64 Advanced SIMD */
+    KDC__ISA_AVX512 = 3 /* x86-64 AVX-512F (+ AVX2 + FMA for the other families) */
 } kdc__isa;
 
 /* GEMM micro-kernel: the m x n corner (m <= mr, n <= nr) of
@@ -67,20 +69,53 @@ typedef struct kdc__dw_kernels {
     kdc__dw3x3_backward_kernel dw3x3_backward;
 } kdc__dw_kernels;
 
+/* ReLU backward state (lib/act.c): the bit mask of where the gradient
+ * passes, from the ReLU's output y (bit i of plane c set iff 0 < y < clamp,
+ * NaN never), and the backward dx += dy where the bit is set (guided: and
+ * dy > 0). Planes of hw floats; mask planes of (hw + 63) / 64 words, the
+ * bits past hw zero. Channels [c0, c1). Every ISA gives the scalar
+ * reference's bits: a comparison per element and one add. */
+typedef void (*kdc__relu_mask_fn)(const float *y, uint64_t *mask, size_t hw, float clamp, int c0,
+                                  int c1);
+typedef void (*kdc__relu_backward_fn)(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                      int guided, int c0, int c1);
+
+typedef struct kdc__act_kernels {
+    kdc__isa isa;
+    const char *name; /* "f32-relu-mask-avx512", ...                */
+    kdc__relu_mask_fn relu_mask;
+    kdc__relu_backward_fn relu_backward;
+} kdc__act_kernels;
+
 /* Whether this CPU and this build run isa (scalar: always). Decided from
  * the CPU's features on each call (cheap); no global state. */
 int kdc__isa_supported(kdc__isa isa);
 /* The best isa this CPU and build support. */
 kdc__isa kdc__isa_best(void);
-/* "scalar", "avx2", "neon" */
+/* "scalar", "avx2", "neon", "avx512" */
 const char *kdc__isa_name(kdc__isa isa);
 
 /* The table of a family for isa, or NULL when this build or this CPU lacks
  * it (gemm.c, dwconv.c). */
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa);
 const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa);
+const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa); /* act.c */
 
-/* The GEMM micro-kernels (gemm.c, gemm_avx2.c, gemm_neon.c). The scalar one
+/* The ReLU mask kernels (act.c, act_avx2.c, act_avx512.c); the scalar ones
+ * are kdc__relu_mask and kdc__relu_backward_ref of lib/graph.h. On aarch64
+ * the scalar ones serve (no NEON version yet). */
+#if defined(__x86_64__)
+void kdc__f32_relu_mask_avx2(const float *y, uint64_t *mask, size_t hw, float clamp, int c0,
+                             int c1);
+void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                 int guided, int c0, int c1);
+void kdc__f32_relu_mask_avx512(const float *y, uint64_t *mask, size_t hw, float clamp, int c0,
+                               int c1);
+void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                   int guided, int c0, int c1);
+#endif
+
+/* The GEMM micro-kernels (gemm.c, gemm_avx2.c, gemm_avx512.c, gemm_neon.c). The scalar one
  * does a separate multiply and add per term (no FMA instruction to rely
  * on); it has the same tile-position independence. */
 void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, size_t ldc, int m,
@@ -92,6 +127,10 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 float kdc__f32_fma_peak_avx2(long iters);
 void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc, int m,
                              int n, int accumulate);
+/* The same for 16 16-lane chains (256 flops per iteration). */
+float kdc__f32_fma_peak_avx512(long iters);
+void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                               int n, int accumulate);
 #endif
 #if defined(__aarch64__)
 void kdc__f32_gemm_8x8_neon(int k, const float *a, const float *b, float *c, size_t ldc, int m,
@@ -228,6 +267,8 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
 #if defined(__x86_64__)
 void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                              const float *res, size_t ldres, int n);
+void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
+                               const float *res, size_t ldres, int n);
 #endif
 
 /* Rows [m0, m1) (m0 a multiple of mr) and columns [n0, n1) of

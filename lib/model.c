@@ -828,6 +828,7 @@ static kdc_status kdc__choose_isa(kdc_kernels want, kdc__isa *isa)
     case KDC_KERNELS_SCALAR: *isa = KDC__ISA_SCALAR; break;
     case KDC_KERNELS_AVX2: *isa = KDC__ISA_AVX2; break;
     case KDC_KERNELS_NEON: *isa = KDC__ISA_NEON; break;
+    case KDC_KERNELS_AVX512: *isa = KDC__ISA_AVX512; break;
     default:
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kernels: %d is not a kdc_kernels value",
                          (int)want);
@@ -836,8 +837,9 @@ static kdc_status kdc__choose_isa(kdc_kernels want, kdc__isa *isa)
         return kdc__fail(KDC_ERR_UNSUPPORTED, "kernels %s: not available on this CPU and build "
                          "(%s needs %s); the best available is %s (kernels auto)",
                          kdc__isa_name(*isa), kdc__isa_name(*isa),
-                         *isa == KDC__ISA_AVX2 ? "an x86-64 CPU with AVX2 and FMA"
-                                               : "an aarch64 CPU",
+                         *isa == KDC__ISA_AVX2     ? "an x86-64 CPU with AVX2 and FMA"
+                         : *isa == KDC__ISA_AVX512 ? "an x86-64 CPU with AVX-512F, AVX2 and FMA"
+                                                   : "an aarch64 CPU",
                          kdc__isa_name(kdc__isa_best()));
     return KDC_OK;
 }
@@ -853,6 +855,7 @@ static int kdc__gemm_node(const kdc__node *nd)
 static kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
 {
     m->isa = isa;
+    m->act = kdc__act_kernels_get(isa);
     if (isa == KDC__ISA_SCALAR)
         return KDC_OK;
     m->gemm = kdc__gemm_kernels_get(isa);

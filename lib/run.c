@@ -344,15 +344,17 @@ static void kdc__node_task(void *ctx, int t)
         kdc__relu_ref(k->x + b * out_img, k->y + b * out_img, c0 * ohw, c1 * ohw,
                       nd->p.act.clamp);
         if (k->mask)
-            kdc__relu_mask(k->y + b * out_img, k->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
-                           nd->p.act.clamp, c0, c1);
+            k->r->m->act->relu_mask(k->y + b * out_img,
+                                    k->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
+                                    nd->p.act.clamp, c0, c1);
         break;
     case KDC__OP_ADD_RELU:
         kdc__add_relu_ref(k->x + b * out_img, k->x2 + b * out_img, k->y + b * out_img, c0 * ohw,
                           c1 * ohw, nd->p.act.clamp);
         if (k->mask)
-            kdc__relu_mask(k->y + b * out_img, k->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
-                           nd->p.act.clamp, c0, c1);
+            k->r->m->act->relu_mask(k->y + b * out_img,
+                                    k->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
+                                    nd->p.act.clamp, c0, c1);
         break;
     case KDC__OP_MAXPOOL:
         if (k->argmax)
@@ -396,6 +398,7 @@ static const float *kdc__data(const kdc_run *r, int j)
 
 /* ReLU masks of a fused group's tail, from its output. */
 typedef struct kdc__mask_task {
+    const kdc__act_kernels *act;
     const float *y;
     uint64_t *mask;
     int C, chunks;
@@ -408,8 +411,8 @@ static void kdc__mask_run(void *ctx, int t)
     const kdc__mask_task *k = ctx;
     const int b = t / k->chunks, c0 = t % k->chunks * KDC__CH_CHUNK;
     const int c1 = c0 + KDC__CH_CHUNK < k->C ? c0 + KDC__CH_CHUNK : k->C;
-    kdc__relu_mask(k->y + (size_t)b * k->C * k->hw,
-                   k->mask + (size_t)b * k->C * ((k->hw + 63) / 64), k->hw, k->clamp, c0, c1);
+    k->act->relu_mask(k->y + (size_t)b * k->C * k->hw,
+                      k->mask + (size_t)b * k->C * ((k->hw + 63) / 64), k->hw, k->clamp, c0, c1);
 }
 
 /* The epilogue that runs the rest of the fused group headed by conv i. */
@@ -495,8 +498,9 @@ static void kdc__run_node(kdc_run *r, int i, int record)
          * the ReLU mask of the group's output */
         if (record && (nd->op == KDC__OP_RELU || nd->op == KDC__OP_ADD_RELU)) {
             const int *s = r->chw + 3 * i;
-            kdc__mask_task k = {.y = r->buf[r->slot[i]], .mask = r->mask[i], .C = s[0],
-                                .hw = (size_t)s[1] * s[2], .clamp = nd->p.act.clamp};
+            kdc__mask_task k = {.act = r->m->act, .y = r->buf[r->slot[i]], .mask = r->mask[i],
+                                .C = s[0], .hw = (size_t)s[1] * s[2],
+                                .clamp = nd->p.act.clamp};
             k.chunks = (k.C + KDC__CH_CHUNK - 1) / KDC__CH_CHUNK;
             kdc__pool_run(r->pool, r->n * k.chunks, kdc__mask_run, &k);
         }
@@ -768,9 +772,9 @@ static void kdc__backward_task(void *ctx, int t)
     case KDC__OP_ADD_RELU: {
         const uint64_t *mask = r->mask[k->node] + (size_t)b * Cout * ((ohw + 63) / 64);
         if (dx)
-            kdc__relu_backward_ref(dy, mask, dx, ohw, k->guided, c0, c1);
+            r->m->act->relu_backward(dy, mask, dx, ohw, k->guided, c0, c1);
         if (k->dx2)
-            kdc__relu_backward_ref(dy, mask, k->dx2 + (size_t)b * Cin * ihw, ohw, k->guided, c0,
+            r->m->act->relu_backward(dy, mask, k->dx2 + (size_t)b * Cin * ihw, ohw, k->guided, c0,
                                    c1);
         break;
     }

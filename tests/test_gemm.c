@@ -74,7 +74,8 @@ static double gamma_n(double n)
     return n * u / (1.0 - n * u);
 }
 
-static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_NEON};
+static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_AVX512,
+                                     KDC__ISA_NEON};
 
 /* ------------------------------------------------------------------ */
 /* ISA queries                                                         */
@@ -87,6 +88,9 @@ static void test_isa(void **state)
     assert_string_equal(kdc__isa_name(KDC__ISA_SCALAR), "scalar");
     assert_string_equal(kdc__isa_name(KDC__ISA_AVX2), "avx2");
     assert_string_equal(kdc__isa_name(KDC__ISA_NEON), "neon");
+    assert_string_equal(kdc__isa_name(KDC__ISA_AVX512), "avx512");
+    if (kdc__isa_supported(KDC__ISA_AVX512)) /* the best where it is there */
+        assert_int_equal(kdc__isa_best(), KDC__ISA_AVX512);
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
         if (!kdc__isa_supported(all_isas[i])) {
@@ -509,9 +513,15 @@ static void test_model_kernels(void **state)
     mo.kernels = (kdc_kernels)42;
     assert_int_equal(kdc_model_load(path, &mo, &bad), KDC_ERR_INVALID_ARGUMENT);
     assert_null(bad);
-    for (int k = KDC_KERNELS_AVX2; k <= KDC_KERNELS_NEON; k++) {
-        mo.kernels = (kdc_kernels)k;
-        kdc__isa isa = k == KDC_KERNELS_AVX2 ? KDC__ISA_AVX2 : KDC__ISA_NEON;
+    static const struct {
+        kdc_kernels k;
+        kdc__isa isa;
+    } asks[] = {{KDC_KERNELS_AVX2, KDC__ISA_AVX2},
+                {KDC_KERNELS_AVX512, KDC__ISA_AVX512},
+                {KDC_KERNELS_NEON, KDC__ISA_NEON}};
+    for (size_t q = 0; q < sizeof asks / sizeof asks[0]; q++) {
+        mo.kernels = asks[q].k;
+        const kdc__isa isa = asks[q].isa;
         kdc_status st = kdc_model_load(path, &mo, &bad);
         if (kdc__isa_supported(isa)) {
             assert_int_equal(st, KDC_OK);
@@ -667,6 +677,90 @@ static void test_mbv1_fusion(void **state)
     kdc_model_destroy(ms);
 }
 
+/* The AVX-512 table against the AVX2 one on a whole network: every GEMM
+ * element is the same FMA chain and the other kernels are shared, so every
+ * layer, the fused logits and the input gradients (plain and guided) must
+ * be the same bits, on 1 and on 2 threads. */
+static void test_avx512_equals_avx2(void **state)
+{
+    (void)state;
+    if (!kdc__isa_supported(KDC__ISA_AVX512) || !kdc__isa_supported(KDC__ISA_AVX2)) {
+        printf("  avx512 or avx2 not on this CPU or build: skipped\n");
+        return;
+    }
+    char dir[] = "/tmp/kdc-test-gemm-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/r.safetensors", dir);
+    assert_int_equal(kdc_test_write_weights(path, "resnet50", 4, 10, "", 0), 0);
+    kdc_model_options mo;
+    kdc_model_options_init(&mo);
+    kdc_model *m2, *m5;
+    mo.kernels = KDC_KERNELS_AVX2;
+    assert_int_equal(kdc_model_load(path, &mo, &m2), KDC_OK);
+    mo.kernels = KDC_KERNELS_AVX512;
+    assert_int_equal(kdc_model_load(path, &mo, &m5), KDC_OK);
+    assert_string_equal(kdc_model_kernels(m5), "avx512");
+    remove(path);
+    rmdir(dir);
+    const int h = 53, w = 70, nl = kdc_model_num_layers(m2);
+    const size_t nx = (size_t)2 * 3 * h * w;
+    float *x = xmalloc(nx * sizeof *x);
+    kdc_test_fill(x, nx, "input", 13, 0.0, 2.0);
+    int *all = xmalloc((size_t)nl * sizeof *all);
+    for (int i = 0; i < nl; i++)
+        all[i] = i;
+    int layers[2] = {0, 0};
+    assert_int_equal(kdc_model_find_layer(m2, "layer3", &layers[1]), KDC_OK);
+    int cls[2] = {2, 9};
+    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+    for (int threads = 1; threads <= 2; threads++) {
+        kdc_run_options ro = {.threads = threads};
+        kdc_run *r2, *r5;
+        assert_int_equal(kdc_run_create(m2, &ro, &r2), KDC_OK);
+        assert_int_equal(kdc_run_create(m5, &ro, &r5), KDC_OK);
+        assert_int_equal(kdc_run_forward(r2, x, 2, h, w, all, nl), KDC_OK);
+        assert_int_equal(kdc_run_forward(r5, x, 2, h, w, all, nl), KDC_OK);
+        for (int l = 1; l < nl; l++) {
+            int s[4];
+            assert_int_equal(kdc_run_layer_shape(r2, l, s), KDC_OK);
+            const size_t cnt = (size_t)s[0] * s[1] * s[2] * s[3];
+            float *a = xmalloc(cnt * sizeof *a), *b = xmalloc(cnt * sizeof *b);
+            assert_int_equal(kdc_run_read_layer(r2, l, a, cnt), KDC_OK);
+            assert_int_equal(kdc_run_read_layer(r5, l, b, cnt), KDC_OK);
+            if (memcmp(a, b, cnt * sizeof *a))
+                fail_msg("layer %s: avx512 differs from avx2", kdc_model_layer_name(m2, l));
+            free(a);
+            free(b);
+        }
+        float l2[20], l5[20];
+        assert_int_equal(kdc_run_forward(r2, x, 2, h, w, NULL, 0), KDC_OK); /* fused */
+        assert_int_equal(kdc_run_forward(r5, x, 2, h, w, NULL, 0), KDC_OK);
+        assert_int_equal(kdc_run_read_layer(r2, nl - 1, l2, 20), KDC_OK);
+        assert_int_equal(kdc_run_read_layer(r5, nl - 1, l5, 20), KDC_OK);
+        assert_memory_equal(l2, l5, sizeof l2);
+        float *g2 = xmalloc(nx * sizeof *g2), *g5 = xmalloc(nx * sizeof *g5);
+        for (int guided = 0; guided <= 1; guided++) {
+            assert_int_equal(kdc_run_forward_grad(r2, x, 2, h, w, NULL, 0, 0), KDC_OK);
+            assert_int_equal(kdc_run_backward(r2, &tg, layers, 2, guided), KDC_OK);
+            assert_int_equal(kdc_run_read_grad(r2, 0, g2, nx), KDC_OK);
+            assert_int_equal(kdc_run_forward_grad(r5, x, 2, h, w, NULL, 0, 0), KDC_OK);
+            assert_int_equal(kdc_run_backward(r5, &tg, layers, 2, guided), KDC_OK);
+            assert_int_equal(kdc_run_read_grad(r5, 0, g5, nx), KDC_OK);
+            assert_memory_equal(g2, g5, nx * sizeof *g2);
+        }
+        free(g2);
+        free(g5);
+        kdc_run_destroy(r2);
+        kdc_run_destroy(r5);
+    }
+    printf("  resnet50 %dx%d, batch 2: avx512 = avx2 to the bit (layers, logits, gradients)\n",
+           h, w);
+    free(x);
+    free(all);
+    kdc_model_destroy(m2);
+    kdc_model_destroy(m5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -677,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_model_kernels),
         cmocka_unit_test(test_mbv1_fusion),
+        cmocka_unit_test(test_avx512_equals_avx2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

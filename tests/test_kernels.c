@@ -54,7 +54,8 @@
 #define U 5.9604644775390625e-08 /* 2^-24, the unit roundoff of float */
 #define GUARD 16                 /* floats of sentinel on each side of an output */
 
-static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_NEON};
+static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_AVX512,
+                                     KDC__ISA_NEON};
 enum { N_ISAS = sizeof all_isas / sizeof all_isas[0] };
 
 /* splitmix64: a fixed-seed generator for test data */
@@ -428,12 +429,87 @@ static void test_gemm_8x8_neon(void **state)
 #endif
 }
 
+/* ------------------------------------------------------------------ */
+/* ReLU mask kernels                                                   */
+
+/* Values that test every branch of the comparisons: zeros of both signs,
+ * the clamp itself, infinities, NaN, denormals, and random ones. */
+static void fill_act(float *x, size_t n)
+{
+    static const float special[] = {0.0f, -0.0f, 6.0f, INFINITY, -INFINITY, NAN, 1e-42f,
+                                    -1e-42f, 5.9999995f, 6.0000005f};
+    for (size_t i = 0; i < n; i++) {
+        const double u = urand();
+        x[i] = u < 0.25 ? special[(size_t)(urand() * 10) % 10] : (float)(16.0 * urand() - 8.0);
+    }
+}
+
+/* One plane size: channels [1, 3) of 3, mask and backward, against the
+ * scalar reference to the bit; channel 0 and the guards untouched. */
+static void check_act(const kdc__act_kernels *ak, size_t hw, float clamp, int guided)
+{
+    enum { C = 3, WG = 2 };
+    const size_t words = (hw + 63) / 64, nw = C * words + 2 * WG;
+    float *y = xmalloc(C * hw), *dy = xmalloc(C * hw);
+    float *dx0 = xmalloc(C * hw), *dxr = xmalloc(C * hw), *dx = guarded(C * hw);
+    uint64_t *mr = malloc(nw * sizeof *mr), *mk = malloc(nw * sizeof *mk);
+    assert_non_null(mr);
+    assert_non_null(mk);
+    fill_act(y, C * hw);
+    fill_act(dy, C * hw);
+    fill_act(dx0, C * hw);
+    for (size_t i = 0; i < nw; i++)
+        mr[i] = mk[i] = 0xa5a5a5a5a5a5a5a5ull;
+    kdc__relu_mask(y, mr + WG, hw, clamp, 1, C);
+    ak->relu_mask(y, mk + WG, hw, clamp, 1, C);
+    if (memcmp(mr, mk, nw * sizeof *mr))
+        fail_msg("%s: mask hw=%zu clamp=%g differs from the reference", ak->name, hw, clamp);
+    memcpy(dxr, dx0, C * hw * sizeof *dxr);
+    memcpy(dx, dx0, C * hw * sizeof *dx);
+    kdc__relu_backward_ref(dy, mr + WG, dxr, hw, guided, 1, C);
+    ak->relu_backward(dy, mr + WG, dx, hw, guided, 1, C);
+    check_guards(dx, C * hw, ak->name);
+    if (memcmp(dx, dxr, C * hw * sizeof *dx))
+        fail_msg("%s: backward hw=%zu clamp=%g guided=%d differs from the reference", ak->name,
+                 hw, clamp, guided);
+    free(y);
+    free(dy);
+    free(dx0);
+    free(dxr);
+    free(dx - GUARD);
+    free(mr);
+    free(mk);
+}
+
+static void test_act_tables(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {100, 127, 128, 129, 196, 784, 3136, 12544};
+    for (int i = 0; i < N_ISAS; i++) {
+        const kdc__act_kernels *ak = kdc__act_kernels_get(all_isas[i]);
+        if (!kdc__isa_supported(all_isas[i])) {
+            assert_null(ak);
+            continue;
+        }
+        assert_non_null(ak);
+        for (int guided = 0; guided <= 1; guided++)
+            for (int cl = 0; cl <= 1; cl++) {
+                const float clamp = cl ? 6.0f : INFINITY;
+                for (size_t hw = 1; hw <= 70; hw++)
+                    check_act(ak, hw, clamp, guided);
+                for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++)
+                    check_act(ak, sizes[t], clamp, guided);
+            }
+        print_message("kernels: %s: masks and backward equal to the reference\n", ak->name);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),      cmocka_unit_test(test_dw3x3_small),
         cmocka_unit_test(test_dw3x3_large), cmocka_unit_test(test_gemm_tables),
-        cmocka_unit_test(test_gemm_8x8_neon),
+        cmocka_unit_test(test_gemm_8x8_neon), cmocka_unit_test(test_act_tables),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

@@ -1,0 +1,74 @@
+/* act_avx2.c - ReLU backward masks and ReLU backward, AVX2.
+ *
+ * Eight elements a step: the mask byte comes from MOVMSKPS of the two
+ * comparisons, and the backward pass expands a byte of the mask word into
+ * lane masks (a lane's bit ANDed and compared) to blend o + g over o. Same
+ * comparisons and the same single add per element as the scalar reference
+ * (lib/act.c), so the same bits; tails of fewer than 8 run the reference's
+ * loop. Compiled with -mavx2 -mfma (Makefile), chosen at run time. */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include "kernels.h"
+
+void kdc__f32_relu_mask_avx2(const float *y, uint64_t *mask, size_t hw, float clamp, int c0,
+                             int c1)
+{
+    const size_t words = (hw + 63) / 64;
+    const __m256 zero = _mm256_setzero_ps(), cl = _mm256_set1_ps(clamp);
+    for (int c = c0; c < c1; c++) {
+        const float *v = y + (size_t)c * hw;
+        uint64_t *m = mask + (size_t)c * words;
+        for (size_t w = 0; w < words; w++) {
+            uint64_t bits = 0;
+            size_t i = w * 64;
+            const size_t end = hw - i < 64 ? hw : i + 64;
+            for (; i + 8 <= end; i += 8) {
+                const __m256 x = _mm256_loadu_ps(v + i);
+                const __m256 k = _mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GT_OQ),
+                                               _mm256_cmp_ps(x, cl, _CMP_LT_OQ));
+                bits |= (uint64_t)(unsigned)_mm256_movemask_ps(k) << (i % 64);
+            }
+            for (; i < end; i++)
+                if (v[i] > 0.0f && v[i] < clamp)
+                    bits |= (uint64_t)1 << (i % 64);
+            m[w] = bits;
+        }
+    }
+}
+
+void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                 int guided, int c0, int c1)
+{
+    const size_t words = (hw + 63) / 64;
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    for (int c = c0; c < c1; c++) {
+        const float *g = dy + (size_t)c * hw;
+        const uint64_t *m = mask + (size_t)c * words;
+        float *o = dx + (size_t)c * hw;
+        size_t i = 0;
+        for (; i + 8 <= hw; i += 8) {
+            const int byte = (int)(m[i / 64] >> (i % 64)) & 0xff;
+            if (!byte)
+                continue;
+            const __m256i sel = _mm256_cmpeq_epi32(
+                _mm256_and_si256(_mm256_set1_epi32(byte), lane), lane);
+            const __m256 gv = _mm256_loadu_ps(g + i), ov = _mm256_loadu_ps(o + i);
+            __m256 pass = _mm256_castsi256_ps(sel);
+            if (guided)
+                pass = _mm256_and_ps(pass, _mm256_cmp_ps(gv, zero, _CMP_GT_OQ));
+            _mm256_storeu_ps(o + i, _mm256_blendv_ps(ov, _mm256_add_ps(ov, gv), pass));
+        }
+        for (; i < hw; i++) {
+            if (!((m[i / 64] >> (i % 64)) & 1))
+                continue;
+            if (guided && !(g[i] > 0.0f))
+                continue;
+            o[i] += g[i];
+        }
+    }
+}
+
+#endif /* __x86_64__ */

@@ -1,0 +1,184 @@
+/* gemm_avx512.c - fp32 GEMM micro-kernel, 8 x 32 tile, AVX-512F.
+ *
+ * Sixteen zmm accumulators (8 rows x 2 vectors of 16 columns); per depth
+ * step two loads of B, eight broadcasts of A (folded into the FMAs as
+ * embedded broadcasts) and sixteen FMAs: enough independent chains to hide
+ * the FMA latency on two 512-bit pipes, with 16 registers to spare. Eight
+ * rows divide every channel count of these networks, so no row of a tile
+ * is wasted. Partial tiles use AVX-512 masks instead of a copy through a
+ * buffer.
+ *
+ * Every output element is the same chain as in the AVX2 and NEON kernels:
+ * (accumulate ? C : 0), then one FMA per depth step in increasing depth.
+ * So this kernel gives the AVX2 kernel's bits exactly (tests/test_gemm.c).
+ *
+ * Compiled with -mavx512f -mavx2 -mfma (Makefile) and chosen at run time
+ * (lib/cpu.c) only on a CPU that has all three. */
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+
+#include "kernels.h"
+
+/* Lanes [0, n) of a 16-lane vector, n clamped to 0..16. */
+static inline __mmask16 kdc__lanes(int n)
+{
+    if (n <= 0)
+        return 0;
+    if (n >= 16)
+        return (__mmask16)0xffff;
+    return (__mmask16)((1u << n) - 1u);
+}
+
+#define KDC__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+
+/* The tile's left half (n <= 16): half the work for the narrow last column
+ * panel (a 7x7 layer has 49 = 32 + 17 columns, a 14x14 one 196 = 6 x 32 +
+ * 4), with the same FMA chain per element as the full tile. B rows are
+ * still 32 floats apart. */
+static void kdc__gemm_8x16_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
+                                  int m, int n, int accumulate)
+{
+    const __mmask16 mk = kdc__lanes(n);
+#define KDC__DECL(i)                                                                           \
+    __m512 c##i = accumulate && (i) < m ? _mm512_maskz_loadu_ps(mk, c + (size_t)(i) * ldc)     \
+                                        : _mm512_setzero_ps();
+    KDC__ROWS(KDC__DECL)
+#undef KDC__DECL
+    for (int p = 0; p < k; p++, a += 8, b += 32) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+#define KDC__FMA(i) c##i = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b0, c##i);
+        KDC__ROWS(KDC__FMA)
+#undef KDC__FMA
+    }
+#define KDC__STORE(i)                                                                          \
+    if ((i) < m)                                                                               \
+        _mm512_mask_storeu_ps(c + (size_t)(i) * ldc, mk, c##i);
+    KDC__ROWS(KDC__STORE)
+#undef KDC__STORE
+}
+
+void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                               int n, int accumulate)
+{
+    if (n <= 16) {
+        kdc__gemm_8x16_avx512(k, a, b, c, ldc, m, n, accumulate);
+        return;
+    }
+    const __mmask16 m0 = kdc__lanes(n), m1 = kdc__lanes(n - 16);
+#define KDC__DECL(i)                                                                           \
+    __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();                      \
+    if (accumulate && (i) < m) {                                                               \
+        c##i##0 = _mm512_maskz_loadu_ps(m0, c + (size_t)(i) * ldc);                            \
+        c##i##1 = _mm512_maskz_loadu_ps(m1, c + (size_t)(i) * ldc + 16);                       \
+    }
+    KDC__ROWS(KDC__DECL)
+#undef KDC__DECL
+
+#define KDC__FMA(i)                                                                            \
+    {                                                                                          \
+        const __m512 av = _mm512_set1_ps(A[i]);                                                \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                            \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                            \
+    }
+#define KDC__STEP(A_, B_)                                                                      \
+    do {                                                                                       \
+        const float *A = (A_);                                                                 \
+        const __m512 b0 = _mm512_loadu_ps(B_), b1 = _mm512_loadu_ps((B_) + 16);               \
+        KDC__ROWS(KDC__FMA)                                                                    \
+    } while (0)
+
+    int p = 0;
+    for (; p + 4 <= k; p += 4, a += 32, b += 128) {
+        /* B panel rows 16 steps ahead: two cache lines per step */
+        _mm_prefetch((const char *)(b + 512), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 528), _MM_HINT_T0);
+        KDC__STEP(a, b);
+        _mm_prefetch((const char *)(b + 544), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 560), _MM_HINT_T0);
+        KDC__STEP(a + 8, b + 32);
+        _mm_prefetch((const char *)(b + 576), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 592), _MM_HINT_T0);
+        KDC__STEP(a + 16, b + 64);
+        _mm_prefetch((const char *)(b + 608), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + 624), _MM_HINT_T0);
+        KDC__STEP(a + 24, b + 96);
+    }
+    for (; p < k; p++, a += 8, b += 32)
+        KDC__STEP(a, b);
+#undef KDC__STEP
+#undef KDC__FMA
+
+#define KDC__STORE(i)                                                                          \
+    if ((i) < m) {                                                                             \
+        _mm512_mask_storeu_ps(c + (size_t)(i) * ldc, m0, c##i##0);                             \
+        _mm512_mask_storeu_ps(c + (size_t)(i) * ldc + 16, m1, c##i##1);                        \
+    }
+    KDC__ROWS(KDC__STORE)
+#undef KDC__STORE
+}
+
+#undef KDC__ROWS
+
+/* The epilogue in 16-lane steps, tails through a mask; the float operations
+ * of the scalar ops, as kdc__gemm_epilogue_avx2 (there: why MAXPS/MINPS and
+ * a blend give kdc__clamp's result, NaN kept). */
+void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
+                               const float *res, size_t ldres, int n)
+{
+    const __m512 zero = _mm512_setzero_ps(), cl = _mm512_set1_ps(ep->clamp);
+    for (int i = 0; i < m; i++, v += ldv) {
+        const int r = row + i;
+        const float *rs = res ? res + (size_t)i * ldres : NULL;
+        const __m512 bs = _mm512_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
+        const __m512 sc = _mm512_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
+        const __m512 sh = _mm512_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
+        for (int j = 0; j < n; j += 16) {
+            const __mmask16 k = kdc__lanes(n - j);
+            __m512 x = _mm512_maskz_loadu_ps(k, v + j);
+            if (ep->bias)
+                x = _mm512_add_ps(x, bs);
+            if (ep->scale)
+                x = _mm512_add_ps(_mm512_mul_ps(x, sc), sh);
+            if (rs)
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, rs + j));
+            if (ep->relu) {
+                const __m512 y = _mm512_min_ps(_mm512_max_ps(x, zero), cl);
+                x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+            }
+            _mm512_mask_storeu_ps(v + j, k, x);
+        }
+    }
+}
+
+float kdc__f32_fma_peak_avx512(long iters)
+{
+    __m512 v[16];
+    const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 16; i++)
+        v[i] = _mm512_set1_ps((float)i);
+    for (long t = 0; t < iters; t++) {
+        v[0] = _mm512_fmadd_ps(v[0], a, b);
+        v[1] = _mm512_fmadd_ps(v[1], a, b);
+        v[2] = _mm512_fmadd_ps(v[2], a, b);
+        v[3] = _mm512_fmadd_ps(v[3], a, b);
+        v[4] = _mm512_fmadd_ps(v[4], a, b);
+        v[5] = _mm512_fmadd_ps(v[5], a, b);
+        v[6] = _mm512_fmadd_ps(v[6], a, b);
+        v[7] = _mm512_fmadd_ps(v[7], a, b);
+        v[8] = _mm512_fmadd_ps(v[8], a, b);
+        v[9] = _mm512_fmadd_ps(v[9], a, b);
+        v[10] = _mm512_fmadd_ps(v[10], a, b);
+        v[11] = _mm512_fmadd_ps(v[11], a, b);
+        v[12] = _mm512_fmadd_ps(v[12], a, b);
+        v[13] = _mm512_fmadd_ps(v[13], a, b);
+        v[14] = _mm512_fmadd_ps(v[14], a, b);
+        v[15] = _mm512_fmadd_ps(v[15], a, b);
+    }
+    __m512 s = v[0];
+    for (int i = 1; i < 16; i++)
+        s = _mm512_add_ps(s, v[i]);
+    return _mm512_reduce_add_ps(s);
+}
+
+#endif /* __x86_64__ */
