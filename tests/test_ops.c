@@ -250,6 +250,41 @@ static void test_add_relu(void **state)
 
 /* ---- pooling and linear ---- */
 
+/* The forward max-pool (with its unrolled 3 x 3 interior) against the
+ * recording one (one plain loop for every output) on every small size,
+ * stride, padding and window, with ties, infinities and NaNs: the same
+ * values, NaN where NaN. */
+static void test_maxpool_interior(void **state)
+{
+    (void)state;
+    static const float special[] = {0.0f, -0.0f, 1.0f, -INFINITY, INFINITY, NAN};
+    /* outputs are at most (13 + 2 - 1) x (13 + 2 - 1) per plane (k 2, pad 1) */
+    float x[2 * 13 * 13], y[2 * 14 * 14], y2[2 * 14 * 14];
+    int32_t idx[2 * 14 * 14];
+    rng_state = 9;
+    int checked = 0;
+    for (int k = 1; k <= 3; k++)
+        for (int s = 1; s <= 2; s++)
+            for (int p = 0; p <= k / 2; p++)
+                for (int ih = 1; ih <= 13; ih++)
+                    for (int iw = 1; iw <= 13; iw += 3) {
+                        const int oh = kdc__out_size(ih, k, s, p), ow = kdc__out_size(iw, k, s, p);
+                        if (oh <= 0 || ow <= 0)
+                            continue;
+                        for (int i = 0; i < 2 * ih * iw; i++)
+                            x[i] = urand() < 0.2 ? special[(int)(urand() * 6) % 6]
+                                                 : (float)(int)(urand() * 7.0);
+                        kdc__maxpool_ref(x, ih, iw, y, oh, ow, k, s, p, 0, 2);
+                        kdc__maxpool_idx_ref(x, ih, iw, y2, idx, oh, ow, k, s, p, 0, 2);
+                        for (int i = 0; i < 2 * oh * ow; i++)
+                            if (!(y[i] == y2[i] || (isnan(y[i]) && isnan(y2[i]))))
+                                fail_msg("maxpool k%d s%d p%d %dx%d: output %d = %g, not %g", k,
+                                         s, p, ih, iw, i, y[i], y2[i]);
+                        checked++;
+                    }
+    assert_true(checked > 300);
+}
+
 static void test_maxpool(void **state)
 {
     (void)state;
@@ -368,7 +403,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_cases), cmocka_unit_test(test_affine),
         cmocka_unit_test(test_bn_fold),    cmocka_unit_test(test_relu),
-        cmocka_unit_test(test_add_relu),   cmocka_unit_test(test_maxpool),
+        cmocka_unit_test(test_add_relu),   cmocka_unit_test(test_maxpool), cmocka_unit_test(test_maxpool_interior),
         cmocka_unit_test(test_gap),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_out_size),
     };
