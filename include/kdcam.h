@@ -163,7 +163,7 @@ KDC_API const char *kdc_model_arch(const kdc_model *model);
 /* Number of output classes (rows of the fc / classifier weight); 0 for an
  * FPN backbone, which has no classifier. */
 KDC_API int kdc_model_num_classes(const kdc_model *model);
-/* The kernels the model runs on: "scalar", "avx2" or "neon" (see
+/* The kernels the model runs on: "scalar", "avx2", "avx512" or "neon" (see
  * kdc_model_options.kernels). A static string. */
 KDC_API const char *kdc_model_kernels(const kdc_model *model);
 /* Name of output class c: from the weights file's metadata key
