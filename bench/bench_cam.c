@@ -15,36 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_NAME "bench_cam"
+#include "bench_util.h"
 #include "kdcam.h"
 #include "weightgen.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void stats(double *v, int n, double *min, double *med)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    *min = v[0];
-    *med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-#define CHECK(x)                                                                 \
-    do {                                                                         \
-        if ((x) != KDC_OK) {                                                     \
-            fprintf(stderr, "bench_cam: %s: %s\n", #x, kdc_last_error());        \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
 
 int main(int argc, char **argv)
 {

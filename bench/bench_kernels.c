@@ -9,8 +9,9 @@
  *    batch 1, taken from the loaded models themselves: dense convs through
  *    the fast path of a model (kdc__conv2d_fast: 1x1 stride 1 is a plain
  *    GEMM on the NCHW activations, the others pack their im2col on the fly),
- *    for every SIMD ISA this CPU has, on 1 thread; depthwise 3x3 through the depthwise kernel table. Min and
- *    median of R runs, GFLOP/s (2 flops per multiply-add) and % of the peak.
+ *    for every SIMD ISA this CPU has, on 1 thread; depthwise 3x3 through
+ *    the depthwise kernel table. Min and median of R runs, GFLOP/s (2 flops
+ *    per multiply-add) and % of the peak.
  *    The sum over ResNet50's 1x1 layers (weighted by how often each shape
  *    occurs) is the issue's "1x1 GEMMs at >= 75% of peak" figure.
  * 3. Whole forward passes, scalar reference kernels vs each SIMD ISA, 1 and
@@ -27,37 +28,11 @@
 #include <unistd.h>
 
 #include "graph.h"
+#define BENCH_NAME "bench_kernels"
+#include "bench_util.h"
 #include "kdcam.h"
 #include "kernels.h"
 #include "weightgen.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static void stats(double *v, int n, double *min, double *med)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    *min = v[0];
-    *med = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-#define CHECK(x)                                                                 \
-    do {                                                                         \
-        if ((x) != KDC_OK) {                                                     \
-            fprintf(stderr, "bench_kernels: %s: %s\n", #x, kdc_last_error());    \
-            exit(1);                                                             \
-        }                                                                        \
-    } while (0)
 
 static void *xmalloc(size_t n)
 {
