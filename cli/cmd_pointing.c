@@ -50,6 +50,7 @@ typedef struct pt_model {
     int layer;
     const char *layer_name;
     kdc_preprocess pp;
+    int made_h, made_w; /* the crop of the model's own preprocessing */
     float *map;    /* batch x h x w of the current batch */
     double correct, hits, energy, pearson, iou;
 } pt_model;
@@ -308,6 +309,8 @@ int cmd_pointing(int argc, char **argv)
             break;
         }
         kdc_model_preprocess(pm->m, &pm->pp);
+        pm->made_h = pm->pp.crop_h;
+        pm->made_w = pm->pp.crop_w;
         pm->pp.resize_short = 0; /* the boxes are in the images' own pixels */
         pm->pp.crop_h = pm->pp.crop_w = 0;
         kdc_run_options ro = {.threads = o.threads};
@@ -327,6 +330,13 @@ int cmd_pointing(int argc, char **argv)
         else {
             w = pics[0]->width;
             h = pics[0]->height;
+            /* scored as they are, but a model trained at another size points
+             * differently (the grid of its last stage moves): say so */
+            for (int i = 0; i < o.n_models; i++)
+                if (pms[i].made_h != h || pms[i].made_w != w)
+                    fprintf(stderr, "kdcam: note: %s expects %dx%d images (its preprocessing), "
+                            "%s holds %dx%d; scored at %dx%d\n", pms[i].spec.name,
+                            pms[i].made_w, pms[i].made_h, dir, w, h, w, h);
         }
     }
     const size_t plane = (size_t)h * w;

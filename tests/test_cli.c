@@ -562,6 +562,9 @@ static void test_pointing_cli(void **state)
     assert_int_equal(run("pointing --model T=%s --limit 2 %s", wmb, dir), 0);
     assert_non_null(strstr(out_text, "2 images of"));
     assert_non_null(strstr(out_text, "(teacher)"));
+    /* these weights carry no kdcam.preprocess: ImageNet's 224x224, not 96x96 */
+    if (!strstr(err_text, "note: T expects 224x224 images") || !strstr(err_text, "holds 96x96"))
+        fail_msg("no size note on stderr: '%s'", err_text);
 
     /* bad input: one line naming the problem */
     expect_error(run("pointing --model T=%s %s/nowhere", wmb, tmp), "labels.json");
