@@ -18,7 +18,8 @@ static const char *shapes_usage =
     "  -n N           number of images (1..10000000)\n"
     "      --seed S   dataset seed (0..2^64-1)\n"
     "  -o, --out DIR  output directory (created if missing)\n"
-    "      --size PX  image side in pixels (64..1024, default 128)\n"
+    "      --size PX  image side in pixels (64..1024, default 192: the size the\n"
+    "                 bundled demo models were trained at)\n"
     "      --start I  index of the first image (default 0)\n"
     "      --masks    also write DIR/IIIIII_mask.png (white where the object is)\n"
     "  -h, --help     this help\n"
@@ -42,7 +43,7 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 
 int cmd_shapes(int argc, char **argv)
 {
-    uint64_t n = 0, seed = 0, start = 0, size = 128;
+    uint64_t n = 0, seed = 0, start = 0, size = 192;
     int have_n = 0, have_seed = 0, masks = 0;
     const char *dir = NULL;
 
