@@ -68,6 +68,20 @@ static void *xmalloc(size_t n)
     return p;
 }
 
+/* Layer l of two runs of the same model and input, read into fresh buffers
+ * (*a, *b; the caller frees them); returns the element count. */
+static size_t read_layer_pair(kdc_run *ra, kdc_run *rb, int l, float **a, float **b)
+{
+    int s[4];
+    assert_int_equal(kdc_run_layer_shape(ra, l, s), KDC_OK);
+    const size_t cnt = (size_t)s[0] * s[1] * s[2] * s[3];
+    *a = xmalloc(cnt * sizeof **a);
+    *b = xmalloc(cnt * sizeof **b);
+    assert_int_equal(kdc_run_read_layer(ra, l, *a, cnt), KDC_OK);
+    assert_int_equal(kdc_run_read_layer(rb, l, *b, cnt), KDC_OK);
+    return cnt;
+}
+
 static double gamma_n(double n)
 {
     const double u = ldexp(1.0, -24);
@@ -553,12 +567,8 @@ static void test_model_kernels(void **state)
     assert_int_equal(kdc_run_forward(rf, x, 2, h, w, all, nl), KDC_OK);
     double worst = 0.0;
     for (int l = 1; l < nl; l++) {
-        int s[4];
-        assert_int_equal(kdc_run_layer_shape(rs, l, s), KDC_OK);
-        const size_t cnt = (size_t)s[0] * s[1] * s[2] * s[3];
-        float *a = xmalloc(cnt * sizeof *a), *b = xmalloc(cnt * sizeof *b);
-        assert_int_equal(kdc_run_read_layer(rs, l, a, cnt), KDC_OK);
-        assert_int_equal(kdc_run_read_layer(rf, l, b, cnt), KDC_OK);
+        float *a, *b;
+        const size_t cnt = read_layer_pair(rs, rf, l, &a, &b);
         double d = 0, nrm = 0;
         for (size_t e = 0; e < cnt; e++) {
             d += ((double)a[e] - b[e]) * ((double)a[e] - b[e]);
@@ -721,12 +731,8 @@ static void test_avx512_equals_avx2(void **state)
         assert_int_equal(kdc_run_forward(r2, x, 2, h, w, all, nl), KDC_OK);
         assert_int_equal(kdc_run_forward(r5, x, 2, h, w, all, nl), KDC_OK);
         for (int l = 1; l < nl; l++) {
-            int s[4];
-            assert_int_equal(kdc_run_layer_shape(r2, l, s), KDC_OK);
-            const size_t cnt = (size_t)s[0] * s[1] * s[2] * s[3];
-            float *a = xmalloc(cnt * sizeof *a), *b = xmalloc(cnt * sizeof *b);
-            assert_int_equal(kdc_run_read_layer(r2, l, a, cnt), KDC_OK);
-            assert_int_equal(kdc_run_read_layer(r5, l, b, cnt), KDC_OK);
+            float *a, *b;
+            const size_t cnt = read_layer_pair(r2, r5, l, &a, &b);
             if (memcmp(a, b, cnt * sizeof *a))
                 fail_msg("layer %s: avx512 differs from avx2", kdc_model_layer_name(m2, l));
             free(a);
