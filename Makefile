@@ -37,9 +37,10 @@ KDC_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
 LIB_CFLAGS  := -DKDC_BUILDING_LIBRARY -fvisibility=hidden
 KDC_LDLIBS  := -lm -lpthread
 
-LIB_SRC  := $(sort $(wildcard lib/*.c))
+# Sources are found in every folder below lib/ and cli/ (docs/architecture.md).
+LIB_SRC  := $(sort $(shell find lib -name '*.c'))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
-CLI_SRC  := $(sort $(wildcard cli/*.c))
+CLI_SRC  := $(sort $(shell find cli -name '*.c'))
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 EX_SRC   := $(sort $(wildcard examples/*.c))
 EX_BIN   := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
