@@ -31,8 +31,11 @@ endif
 
 # What every file needs; never -march=native for the library: SIMD files
 # get their own flags below.
+# Every folder of lib/ is on the include path: header names are unique in the
+# tree, so a file names the header it needs, not where it lives.
+LIB_DIRS    := $(sort $(shell find lib -type d))
 KDC_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
-               -Wno-unused-parameter -Iinclude -Ilib -I/usr/include/stb \
+               -Wno-unused-parameter -Iinclude $(LIB_DIRS:%=-I%) -I/usr/include/stb \
                -fPIC -MMD -MP $(SANFLAGS)
 LIB_CFLAGS  := -DKDC_BUILDING_LIBRARY -fvisibility=hidden
 KDC_LDLIBS  := -lm -lpthread

@@ -56,11 +56,13 @@ $MAKE --no-print-directory CC="$CROSS_CC" AR="$AR" CFLAGS="$CROSS_CFLAGS" LDFLAG
     BUILD="$OUT" "$OUT/libkdcam.a" "$OUT/kdcam"
 
 mkdir -p "$OUT/tests"
+# every folder of lib/ is on the include path, as in the Makefile
+LIB_INCLUDES=$(find lib -type d | sort | sed 's/^/-I/' | tr '\n' ' ')
 # Linked statically: it needs no aarch64 loader (qemu's -L would find one in
 # the sysroot, but a static test cannot pick up a wrong one).
 # shellcheck disable=SC2086 # CROSS_CFLAGS is a list of flags
 "$CROSS_CC" -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Wno-unused-parameter \
-    -Iinclude -Ilib -Itests/util -DKDC_TEST_CMOCKA_SHIM $CROSS_CFLAGS -static \
+    -Iinclude $LIB_INCLUDES -Itests/util -DKDC_TEST_CMOCKA_SHIM $CROSS_CFLAGS -static \
     -o "$OUT/tests/test_kernels" tests/test_kernels.c "$OUT/libkdcam.a" -lm -lpthread
 
 # 1. The kernels against the scalar references.
@@ -75,7 +77,7 @@ fi
 # the native kdcam on AVX2. Every SIMD kernel of both computes each output
 # as one FMA chain in the same order and the rest is the same scalar C, so
 # the files must be equal to the bit: a difference means the NEON path (a
-# kernel, or how lib/run.c uses it) computes something else. If a kernel
+# kernel, or how lib/run/ uses it) computes something else. If a kernel
 # is ever added that legitimately rounds differently on the two ISAs, this
 # comparison has to become a tolerance.
 KDCAM=${KDCAM:-build/kdcam}

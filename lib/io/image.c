@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "atomic.h"
 #include "stb_impl.h"
 
 /* ------------------------------------------------------------------ */

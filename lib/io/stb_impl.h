@@ -1,7 +1,5 @@
 /* stb_impl.h - internal wrappers around the statically compiled stb_image
- * and stb_image_write (lib/stb_impl.c), plus the small atomic-write file
- * helpers that image.c and npy.c share (defined in lib/npy.c).
- * Never installed. */
+ * and stb_image_write (lib/io/stb_impl.c). Never installed. */
 #ifndef KDC_STB_IMPL_H
 #define KDC_STB_IMPL_H
 
@@ -31,20 +29,5 @@ const char *kdc__stbi_failure_reason(void);
  * fp. Returns 1 on success, 0 if encoding or writing failed. */
 int kdc__stbi_write_png(FILE *fp, int w, int h, int comp, const unsigned char *pixels,
                         int stride);
-
-/* Atomic file writing (defined in lib/npy.c).
- * kdc__atomic_open creates "PATH.tmpXXXXXX" (mode 0666 & ~umask) next to
- * path and opens it for writing. kdc__atomic_commit flushes, syncs and
- * closes it and renames it over path; kdc__atomic_abort closes and removes
- * it. Both free the temporary name. Errors name path (KDC_ERR_IO,
- * KDC_ERR_NO_MEMORY). */
-typedef struct kdc__atomic_file {
-    FILE *fp;
-    char *tmp_path;
-} kdc__atomic_file;
-
-kdc_status kdc__atomic_open(const char *path, kdc__atomic_file *af);
-kdc_status kdc__atomic_commit(const char *path, kdc__atomic_file *af);
-void kdc__atomic_abort(kdc__atomic_file *af);
 
 #endif /* KDC_STB_IMPL_H */
