@@ -145,13 +145,4 @@ void cj_free(cj_value *v);
 /* The value of key in an object, or NULL. */
 const cj_value *cj_get(const cj_value *obj, const char *key);
 
-int cmd_layers(int argc, char **argv);
-int cmd_cam(int argc, char **argv);
-int cmd_compare(int argc, char **argv);
-int cmd_shapes(int argc, char **argv);
-int cmd_classify(int argc, char **argv);
-int cmd_dump(int argc, char **argv);
-int cmd_pointing(int argc, char **argv); /* cmd_pointing.c */
-int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
-
 #endif

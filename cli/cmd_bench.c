@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "commands.h"
 
 #define BENCH_INPUT_SEED 7001u
 #define BENCH_DEFAULT_RUNS 10

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 
 static const char *cam_usage =
     "usage: kdcam cam [-m ARCH] -w WEIGHTS [--layer NAME]... [--method M] [--class C]\n"

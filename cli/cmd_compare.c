@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 
 static const char *compare_usage =
     "usage: kdcam compare --model NAME=[ARCH:]WEIGHTS [--model ...]... [--method M]\n"

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 
 static const char *pointing_usage =
     "usage: kdcam pointing --model NAME=[ARCH:]WEIGHTS [--model ...]... [--method M]\n"

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "commands.h"
 
 static const char *shapes_usage =
     "usage: kdcam shapes -n N --seed S -o DIR [--size PX] [--start I] [--masks]\n"

@@ -1,5 +1,6 @@
-/* kdcam.c - the command-line tool: dispatch and the options every command
- * shares. Each command prints one line "kdcam: ..." on stderr and exits
+/* common.c - what the commands of the kdcam tool share: option parsing,
+ * error printing, loading a model and its input batch, the output
+ * directory. Each command prints one line "kdcam: ..." on stderr and exits
  * non-zero on any error (2 for a usage error). */
 #include <errno.h>
 #include <stdarg.h>
@@ -506,63 +507,4 @@ int cli_prepare_out_dir(const char *dir)
     if (access(dir, W_OK | X_OK) != 0)
         return cli_error("%s: output directory is not writable: %s", dir, strerror(errno));
     return 0;
-}
-
-static const char *usage =
-    "usage: kdcam COMMAND [options]\n"
-    "\n"
-    "Commands:\n"
-    "  layers    list every addressable layer of a model with its shape\n"
-    "  classify  top-K classes of images\n"
-    "  dump      write layer activations (and gradients) as .npy files\n"
-    "  cam       class activation maps: overlays and .npy maps\n"
-    "  compare   several models side by side: feature map, Grad-CAM, Guided Grad-CAM\n"
-    "  shapes    generate the procedural shapes dataset (images + labels.json)\n"
-    "  pointing  score models' heatmaps against known object boxes (shapes dataset)\n"
-    "  bench     time forward, Grad-CAM or guided backprop of a model\n"
-    "\n"
-    "kdcam COMMAND --help shows the options of a command. Every command that loads a\n"
-    "model also takes --kernels auto|scalar|avx2|avx512|neon: the compute kernels\n"
-    "(default auto, the best this CPU has; scalar: the plain reference kernels).\n"
-    "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
-
-int main(int argc, char **argv)
-{
-    if (argc < 2) {
-        fputs(usage, stderr);
-        return 2;
-    }
-    const char *cmd = argv[1];
-    int rc;
-    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
-        fputs(usage, stdout);
-        return 0;
-    }
-    if (!strcmp(cmd, "--version")) {
-        printf("kdcam %s\n", kdc_version());
-        return 0;
-    }
-    if (!strcmp(cmd, "layers"))
-        rc = cmd_layers(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "classify"))
-        rc = cmd_classify(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "dump"))
-        rc = cmd_dump(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "cam"))
-        rc = cmd_cam(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "compare"))
-        rc = cmd_compare(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "shapes"))
-        rc = cmd_shapes(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "pointing"))
-        rc = cmd_pointing(argc - 1, argv + 1);
-    else if (!strcmp(cmd, "bench"))
-        rc = cmd_bench(argc - 1, argv + 1);
-    else {
-        cli_error("unknown command '%s' (kdcam --help lists them)", cmd);
-        return 2;
-    }
-    if (fflush(stdout) != 0 && rc == 0)
-        rc = cli_error("cannot write to standard output");
-    return rc;
 }
