@@ -41,32 +41,9 @@
 #include "graph.h"
 #include "kdcam.h"
 #include "kernels.h"
+#include "kit.h"
 #include "weightgen.h"
 
-/* splitmix64: fixed-seed test data */
-static uint64_t rng_state = 12345;
-static double urand(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-static float *rand_buf(size_t n, double lo, double hi)
-{
-    float *x = malloc((n ? n : 1) * sizeof *x);
-    assert_non_null(x);
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * urand());
-    return x;
-}
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    assert_non_null(p);
-    return p;
-}
 
 /* Layer l of two runs of the same model and input, read into fresh buffers
  * (*a, *b; the caller frees them); returns the element count. */
@@ -75,8 +52,8 @@ static size_t read_layer_pair(kdc_run *ra, kdc_run *rb, int l, float **a, float 
     int s[4];
     assert_int_equal(kdc_run_layer_shape(ra, l, s), KDC_OK);
     const size_t cnt = (size_t)s[0] * s[1] * s[2] * s[3];
-    *a = xmalloc(cnt * sizeof **a);
-    *b = xmalloc(cnt * sizeof **b);
+    *a = tk_xmalloc(cnt * sizeof **a);
+    *b = tk_xmalloc(cnt * sizeof **b);
     assert_int_equal(kdc_run_read_layer(ra, l, *a, cnt), KDC_OK);
     assert_int_equal(kdc_run_read_layer(rb, l, *b, cnt), KDC_OK);
     return cnt;
@@ -127,12 +104,12 @@ static void test_isa(void **state)
  * element against the double product within the bound of the header. */
 static void check_gemm(const kdc__gemm_kernels *gk, int m, int n, int k, int acc, int m0)
 {
-    float *a = rand_buf((size_t)m * k, -1, 1), *b = rand_buf((size_t)k * n, -1, 1);
+    float *a = tk_rand_buf((size_t)m * k, -1, 1), *b = tk_rand_buf((size_t)k * n, -1, 1);
     const size_t ldc = (size_t)n + 3; /* a row stride wider than the row */
-    float *c0 = rand_buf((size_t)m * ldc, -1, 1), *c = xmalloc((size_t)m * ldc * sizeof *c);
+    float *c0 = tk_rand_buf((size_t)m * ldc, -1, 1), *c = tk_xmalloc((size_t)m * ldc * sizeof *c);
     memcpy(c, c0, (size_t)m * ldc * sizeof *c);
-    float *pa = xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
-    float *work = xmalloc(KDC__GEMM_WORK * sizeof *work);
+    float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+    float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
     kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
     for (int i = 0; i < m; i++)
         for (int p = 0; p < k; p++)
@@ -207,11 +184,11 @@ static void test_ukernels(void **state)
             for (int m = 1; m <= mr; m++)
                 for (int n = 1; n <= nr; n++)
                     for (int acc = 0; acc < 2; acc++) {
-                        float *a = rand_buf((size_t)mr * k, -1, 1);
-                        float *b = rand_buf((size_t)nr * k, -1, 1);
+                        float *a = tk_rand_buf((size_t)mr * k, -1, 1);
+                        float *b = tk_rand_buf((size_t)nr * k, -1, 1);
                         const size_t ldc = (size_t)nr + 5;
-                        float *c0 = rand_buf((size_t)(mr + 1) * ldc, -1, 1);
-                        float *c = xmalloc((size_t)(mr + 1) * ldc * sizeof *c);
+                        float *c0 = tk_rand_buf((size_t)(mr + 1) * ldc, -1, 1);
+                        float *c = tk_xmalloc((size_t)(mr + 1) * ldc * sizeof *c);
                         memcpy(c, c0, (size_t)(mr + 1) * ldc * sizeof *c);
                         gk->gemm(k, a, b, c, ldc, m, n, acc);
                         for (int r = 0; r <= mr; r++)
@@ -270,10 +247,10 @@ static void conv_setup(const kdc__gemm_kernels *gk, const conv_case *cc, conv_fi
 {
     memset(f, 0, sizeof *f);
     const int kk = cc->k * cc->k, K = cc->cin * kk;
-    f->w = rand_buf((size_t)cc->cout * K, -1, 1);
-    f->bias = cc->bias ? rand_buf((size_t)cc->cout, -1, 1) : NULL;
-    f->packed = xmalloc(kdc__gemm_packed_size(cc->cout, K, gk->mr) * sizeof(float));
-    f->packed_t = xmalloc(kdc__gemm_packed_size(K, cc->cout, gk->mr) * sizeof(float));
+    f->w = tk_rand_buf((size_t)cc->cout * K, -1, 1);
+    f->bias = cc->bias ? tk_rand_buf((size_t)cc->cout, -1, 1) : NULL;
+    f->packed = tk_xmalloc(kdc__gemm_packed_size(cc->cout, K, gk->mr) * sizeof(float));
+    f->packed_t = tk_xmalloc(kdc__gemm_packed_size(K, cc->cout, gk->mr) * sizeof(float));
     kdc__gemm_pack_a(f->w, K, 1, cc->cout, K, gk->mr, f->packed);
     kdc__gemm_pack_a(f->w, 1, K, K, cc->cout, gk->mr, f->packed_t);
     f->cp = (kdc__conv_param){.cin = cc->cin, .cout = cc->cout, .kh = cc->k, .kw = cc->k,
@@ -344,10 +321,10 @@ static void test_conv_forward(void **state)
             conv_setup(gk, cc, &f);
             const size_t nin = (size_t)n * cc->cin * cc->ih * cc->iw;
             const size_t nout = (size_t)n * cc->cout * f.oh * f.ow;
-            float *x = rand_buf(nin, -1, 1);
-            float *ref = xmalloc(nout * sizeof *ref), *y1 = xmalloc(nout * sizeof *y1);
-            float *y2 = xmalloc(nout * sizeof *y2);
-            double *abs_terms = xmalloc(nout * sizeof *abs_terms);
+            float *x = tk_rand_buf(nin, -1, 1);
+            float *ref = tk_xmalloc(nout * sizeof *ref), *y1 = tk_xmalloc(nout * sizeof *y1);
+            float *y2 = tk_xmalloc(nout * sizeof *y2);
+            double *abs_terms = tk_xmalloc(nout * sizeof *abs_terms);
             for (int b = 0; b < n; b++)
                 kdc__conv2d_ref(&f.cp, x, cc->ih, cc->iw, ref, f.oh, f.ow, b, 0, cc->cout);
             /* w0 has no conv buffers: stride-1 convs take the im2col path;
@@ -356,7 +333,7 @@ static void test_conv_forward(void **state)
             assert_int_equal(kdc__work_reserve(&w0, 1), KDC_OK);
             assert_int_equal(kdc__conv_reserve(&w1, &f.cp, cc->ih, cc->iw, f.oh, f.ow), KDC_OK);
             assert_int_equal(kdc__conv_reserve(&w2, &f.cp, cc->ih, cc->iw, f.oh, f.ow), KDC_OK);
-            float *y0 = xmalloc(nout * sizeof *y0);
+            float *y0 = tk_xmalloc(nout * sizeof *y0);
             kdc__conv2d_fast(p1, &w0, gk, &f.cp, x, n, cc->ih, cc->iw, y0, f.oh, f.ow, NULL);
             kdc__conv2d_fast(p1, &w1, gk, &f.cp, x, n, cc->ih, cc->iw, y1, f.oh, f.ow, NULL);
             kdc__conv2d_fast(p2, &w2, gk, &f.cp, x, n, cc->ih, cc->iw, y2, f.oh, f.ow, NULL);
@@ -380,8 +357,8 @@ static void test_conv_forward(void **state)
             assert_memory_equal(y1, y2, nout * sizeof *y1); /* 1 vs 2 threads */
 
             /* the fused epilogue against the unfused ops, to the bit */
-            float *scale = rand_buf((size_t)cc->cout, -2, 2), *shift = rand_buf((size_t)cc->cout, -1, 1);
-            float *res = rand_buf(nout, -1, 1), *fused = xmalloc(nout * sizeof *fused);
+            float *scale = tk_rand_buf((size_t)cc->cout, -2, 2), *shift = tk_rand_buf((size_t)cc->cout, -1, 1);
+            float *res = tk_rand_buf(nout, -1, 1), *fused = tk_xmalloc(nout * sizeof *fused);
             const size_t img = nout / n, ohw = (size_t)f.oh * f.ow;
             for (int mode = 0; mode < 3; mode++) {
                 kdc__gemm_epilogue ep = {.scale = scale, .shift = shift, .relu = mode > 0,
@@ -389,7 +366,7 @@ static void test_conv_forward(void **state)
                                          .res = mode == 2 ? res : NULL};
                 kdc__conv2d_fast(mode == 1 ? p2 : p1, mode == 1 ? &w2 : &w1, gk, &f.cp, x, n,
                                  cc->ih, cc->iw, fused, f.oh, f.ow, &ep);
-                float *u = xmalloc(nout * sizeof *u);
+                float *u = tk_xmalloc(nout * sizeof *u);
                 for (int b = 0; b < n; b++) {
                     kdc__affine_ref(y1 + b * img, u + b * img, cc->cout, ohw, scale, shift, 0,
                                     cc->cout);
@@ -439,9 +416,9 @@ static void test_conv_backward(void **state)
             conv_setup(gk, cc, &f);
             const size_t nin = (size_t)n * cc->cin * cc->ih * cc->iw;
             const size_t nout = (size_t)n * cc->cout * f.oh * f.ow;
-            float *dy = rand_buf(nout, -1, 1), *dx0 = rand_buf(nin, -1, 1);
-            float *ref = xmalloc(nin * sizeof *ref), *g1 = xmalloc(nin * sizeof *g1);
-            float *g2 = xmalloc(nin * sizeof *g2);
+            float *dy = tk_rand_buf(nout, -1, 1), *dx0 = tk_rand_buf(nin, -1, 1);
+            float *ref = tk_xmalloc(nin * sizeof *ref), *g1 = tk_xmalloc(nin * sizeof *g1);
+            float *g2 = tk_xmalloc(nin * sizeof *g2);
             memcpy(ref, dx0, nin * sizeof *ref);
             memcpy(g1, dx0, nin * sizeof *g1);
             memcpy(g2, dx0, nin * sizeof *g2);
@@ -553,9 +530,9 @@ static void test_model_kernels(void **state)
      * logits of a fused pass; the fused pass with 2 threads is bitwise the
      * 1-thread one, and Grad-CAM gradients agree as well */
     const int h = 64, w = 80, nl = kdc_model_num_layers(mf);
-    float *x = xmalloc(2 * 3 * h * w * sizeof *x);
+    float *x = tk_xmalloc(2 * 3 * h * w * sizeof *x);
     kdc_test_fill(x, 2 * 3 * h * w, "input", 11, 0.0, 2.0);
-    int *all = xmalloc((size_t)nl * sizeof *all);
+    int *all = tk_xmalloc((size_t)nl * sizeof *all);
     for (int i = 0; i < nl; i++)
         all[i] = i;
     kdc_run *rs, *rf, *rf2;
@@ -604,8 +581,8 @@ static void test_model_kernels(void **state)
     kdc_target tg = {.kind = KDC_TARGET_LOGIT};
     int cls[2] = {3, 7};
     tg.classes = cls;
-    float *gs = xmalloc(2 * 3 * h * w * sizeof *gs), *gf = xmalloc(2 * 3 * h * w * sizeof *gf);
-    float *gf2 = xmalloc(2 * 3 * h * w * sizeof *gf2);
+    float *gs = tk_xmalloc(2 * 3 * h * w * sizeof *gs), *gf = tk_xmalloc(2 * 3 * h * w * sizeof *gf);
+    float *gf2 = tk_xmalloc(2 * 3 * h * w * sizeof *gf2);
     kdc_run *runs[3] = {rs, rf, rf2};
     float *outs[3] = {gs, gf, gf2};
     for (int k = 0; k < 3; k++) {
@@ -655,9 +632,9 @@ static void test_mbv1_fusion(void **state)
     remove(path);
     rmdir(dir);
     const int h = 65, w = 47, nl = kdc_model_num_layers(mf);
-    float *x = xmalloc(3 * h * w * sizeof *x);
+    float *x = tk_xmalloc(3 * h * w * sizeof *x);
     kdc_test_fill(x, 3 * h * w, "input", 12, 0.0, 2.0);
-    int *all = xmalloc((size_t)nl * sizeof *all);
+    int *all = tk_xmalloc((size_t)nl * sizeof *all);
     for (int i = 0; i < nl; i++)
         all[i] = i;
     kdc_run *r, *r2, *rs;
@@ -714,9 +691,9 @@ static void test_avx512_equals_avx2(void **state)
     rmdir(dir);
     const int h = 53, w = 70, nl = kdc_model_num_layers(m2);
     const size_t nx = (size_t)2 * 3 * h * w;
-    float *x = xmalloc(nx * sizeof *x);
+    float *x = tk_xmalloc(nx * sizeof *x);
     kdc_test_fill(x, nx, "input", 13, 0.0, 2.0);
-    int *all = xmalloc((size_t)nl * sizeof *all);
+    int *all = tk_xmalloc((size_t)nl * sizeof *all);
     for (int i = 0; i < nl; i++)
         all[i] = i;
     int layers[2] = {0, 0};
@@ -744,7 +721,7 @@ static void test_avx512_equals_avx2(void **state)
         assert_int_equal(kdc_run_read_layer(r2, nl - 1, l2, 20), KDC_OK);
         assert_int_equal(kdc_run_read_layer(r5, nl - 1, l5, 20), KDC_OK);
         assert_memory_equal(l2, l5, sizeof l2);
-        float *g2 = xmalloc(nx * sizeof *g2), *g5 = xmalloc(nx * sizeof *g5);
+        float *g2 = tk_xmalloc(nx * sizeof *g2), *g5 = tk_xmalloc(nx * sizeof *g5);
         for (int guided = 0; guided <= 1; guided++) {
             assert_int_equal(kdc_run_forward_grad(r2, x, 2, h, w, NULL, 0, 0), KDC_OK);
             assert_int_equal(kdc_run_backward(r2, &tg, layers, 2, guided), KDC_OK);

@@ -18,6 +18,7 @@
 
 #include "internal.h"
 #include "kdcam.h"
+#include "testkit.h"
 #include "util/weightgen.h"
 
 #define FIX "tests/fixtures/"
@@ -78,46 +79,6 @@ static void check_resize_case(const char *src_path, const char *ref_path)
     kdc_image_destroy(src);
     kdc_image_destroy(ref);
     kdc_image_destroy(out);
-}
-
-static char tmpdir[64];
-
-static int setup_tmpdir(void **state)
-{
-    strcpy(tmpdir, "/tmp/kdc_test_image_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
-static int teardown_tmpdir(void **state)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[512];
-    if (d) {
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-            remove(p);
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-    return 0;
 }
 
 static void expect_error(kdc_status got, kdc_status want, const char *must_contain)
@@ -449,7 +410,7 @@ static void test_load_errors(void **state)
         0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
         0, 0, 0x9c, 0x40, 0, 0, 0, 10, 8, 2, 0, 0, 0, 0, 0, 0, 0};
     char path[256];
-    snprintf(path, sizeof path, "%s/huge.png", tmpdir);
+    snprintf(path, sizeof path, "%s/huge.png", tk_tmpdir());
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(huge, 1, sizeof huge, f), sizeof huge);
@@ -487,7 +448,7 @@ static void test_png_round_trip(void **state)
     assert_int_equal(kdc_image_create(31, 17, &im), KDC_OK);
     for (int i = 0; i < 31 * 17 * 3; i++)
         im->rgb[i] = (unsigned char)(i * 7919 % 251);
-    snprintf(path, sizeof path, "%s/out.png", tmpdir);
+    snprintf(path, sizeof path, "%s/out.png", tk_tmpdir());
     assert_int_equal(kdc_image_save_png(im, path), KDC_OK);
     /* overwrite in place works too */
     assert_int_equal(kdc_image_save_png(im, path), KDC_OK);
@@ -495,7 +456,7 @@ static void test_png_round_trip(void **state)
     assert_int_equal(back->width, 31);
     assert_int_equal(back->height, 17);
     assert_memory_equal(back->rgb, im->rgb, 31 * 17 * 3);
-    assert_int_equal(count_entries(tmpdir), 1); /* no temporary file left */
+    assert_int_equal(tk_count_entries(tk_tmpdir()), 1); /* no temporary file left */
     kdc_image_destroy(back);
     kdc_image_destroy(im);
 }
@@ -505,7 +466,7 @@ static void test_png_save_errors(void **state)
     kdc_image *im = NULL;
     char path[256];
     assert_int_equal(kdc_image_create(4, 4, &im), KDC_OK);
-    snprintf(path, sizeof path, "%s/missing_dir/out.png", tmpdir);
+    snprintf(path, sizeof path, "%s/missing_dir/out.png", tk_tmpdir());
     expect_error(kdc_image_save_png(im, path), KDC_ERR_IO, path);
     assert_int_equal(access(path, F_OK), -1);
 
@@ -513,11 +474,11 @@ static void test_png_save_errors(void **state)
      * fails, and the temporary file is removed. */
     char sub[256];
     int before;
-    snprintf(sub, sizeof sub, "%s/adir", tmpdir);
+    snprintf(sub, sizeof sub, "%s/adir", tk_tmpdir());
     assert_int_equal(mkdir(sub, 0755), 0);
-    before = count_entries(tmpdir);
+    before = tk_count_entries(tk_tmpdir());
     expect_error(kdc_image_save_png(im, sub), KDC_ERR_IO, sub);
-    assert_int_equal(count_entries(tmpdir), before);
+    assert_int_equal(tk_count_entries(tk_tmpdir()), before);
     rmdir(sub);
 
     expect_error(kdc_image_save_png(NULL, path), KDC_ERR_INVALID_ARGUMENT, NULL);
@@ -562,5 +523,9 @@ int main(void)
         cmocka_unit_test(test_png_save_errors),
         cmocka_unit_test(test_class_names),
     };
-    return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
+    if (tk_tmpdir_create("test_image") != 0)
+        return 1;
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tk_tmpdir_remove();
+    return failed;
 }

@@ -39,6 +39,7 @@
 
 #include "graph.h"
 #include "kernels.h"
+#include "kit.h"
 
 /* GCC in ISO C mode (-std=c11) never contracts a * b + c into an FMA
  * (-ffp-contract=off), so the plain float expressions of the scalar kernels
@@ -57,22 +58,6 @@
 static const kdc__isa all_isas[] = {KDC__ISA_SCALAR, KDC__ISA_AVX2, KDC__ISA_AVX512,
                                      KDC__ISA_NEON};
 enum { N_ISAS = sizeof all_isas / sizeof all_isas[0] };
-
-/* splitmix64: a fixed-seed generator for test data */
-static uint64_t rng_state = 12345;
-static double urand(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-static void fill(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(2.0 * urand() - 1.0);
-}
 
 static float sentinel(void)
 {
@@ -94,17 +79,10 @@ static int same(float a, float b)
     return a == b || (isnan(a) && isnan(b));
 }
 
-static float *xmalloc(size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    return p;
-}
-
 /* An output of n floats between two guard zones. */
 static float *guarded(size_t n)
 {
-    float *p = xmalloc(n + 2 * GUARD);
+    float *p = tk_xmalloc((n + 2 * GUARD) * sizeof(float));
     for (size_t i = 0; i < n + 2 * GUARD; i++)
         p[i] = sentinel();
     return p + GUARD;
@@ -194,13 +172,16 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
     const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
     const int simd = k->isa != KDC__ISA_SCALAR;
     float w[DW_C * 9], bias[DW_C];
-    float *x = xmalloc(DW_C * ihw), *yref = xmalloc(DW_C * ohw);
-    float *dy = xmalloc(DW_C * ohw), *dx0 = xmalloc(DW_C * ihw), *dxref = xmalloc(DW_C * ihw);
-    fill(w, DW_C * 9);
-    fill(bias, DW_C);
-    fill(x, DW_C * ihw);
-    fill(dy, DW_C * ohw);
-    fill(dx0, DW_C * ihw);
+    float *x = tk_xmalloc(DW_C * ihw * sizeof(float));
+    float *yref = tk_xmalloc(DW_C * ohw * sizeof(float));
+    float *dy = tk_xmalloc(DW_C * ohw * sizeof(float));
+    float *dx0 = tk_xmalloc(DW_C * ihw * sizeof(float));
+    float *dxref = tk_xmalloc(DW_C * ihw * sizeof(float));
+    tk_fill(w, DW_C * 9, -1, 1);
+    tk_fill(bias, DW_C, -1, 1);
+    tk_fill(x, DW_C * ihw, -1, 1);
+    tk_fill(dy, DW_C * ohw, -1, 1);
+    tk_fill(dx0, DW_C * ihw, -1, 1);
     memcpy(dxref, dx0, DW_C * ihw * sizeof *dx0);
 
     const kdc__conv_param cp = {.cin = DW_C, .cout = DW_C, .kh = 3, .kw = 3, .stride = s,
@@ -210,7 +191,7 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
 
     for (int c = 0; c < DW_C; c++) {
         /* exact-size copies of the inputs: reads past them are ASan errors */
-        float *xc = xmalloc(ihw), *dyc = xmalloc(ohw);
+        float *xc = tk_xmalloc(ihw * sizeof(float)), *dyc = tk_xmalloc(ohw * sizeof(float));
         float *y = guarded(ohw), *dx = guarded(ihw);
         memcpy(xc, x + c * ihw, ihw * sizeof *xc);
         memcpy(dyc, dy + c * ohw, ohw * sizeof *dyc);
@@ -341,10 +322,11 @@ static void check_gemm(const char *name, kdc__gemm_ukernel gemm, int fused, int 
 {
     const size_t ldc = (size_t)nr + 3;
     const size_t csize = (size_t)mr * ldc;
-    float *a = xmalloc((size_t)k * mr), *b = xmalloc((size_t)k * nr);
-    float *c = guarded(csize), *c0 = xmalloc(csize);
-    fill(a, (size_t)k * mr);
-    fill(b, (size_t)k * nr);
+    float *a = tk_xmalloc((size_t)k * mr * sizeof(float));
+    float *b = tk_xmalloc((size_t)k * nr * sizeof(float));
+    float *c = guarded(csize), *c0 = tk_xmalloc(csize * sizeof(float));
+    tk_fill(a, (size_t)k * mr, -1, 1);
+    tk_fill(b, (size_t)k * nr, -1, 1);
     for (int p = 0; p < k; p++) { /* the zero padding of packed panels */
         for (int i = m; i < mr; i++)
             a[(size_t)p * mr + i] = 0.0f;
@@ -353,7 +335,7 @@ static void check_gemm(const char *name, kdc__gemm_ukernel gemm, int fused, int 
     }
     for (int i = 0; i < mr; i++)
         for (size_t j = 0; j < ldc; j++)
-            c[i * ldc + j] = i < m && (int)j < n ? (float)(2.0 * urand() - 1.0) : sentinel();
+            c[i * ldc + j] = i < m && (int)j < n ? (float)(2.0 * tk_urand() - 1.0) : sentinel();
     memcpy(c0, c, csize * sizeof *c);
 
     gemm(k, a, b, c, ldc, m, n, accumulate);
@@ -439,8 +421,9 @@ static void fill_act(float *x, size_t n)
     static const float special[] = {0.0f, -0.0f, 6.0f, INFINITY, -INFINITY, NAN, 1e-42f,
                                     -1e-42f, 5.9999995f, 6.0000005f};
     for (size_t i = 0; i < n; i++) {
-        const double u = urand();
-        x[i] = u < 0.25 ? special[(size_t)(urand() * 10) % 10] : (float)(16.0 * urand() - 8.0);
+        const double u = tk_urand();
+        x[i] = u < 0.25 ? special[(size_t)(tk_urand() * 10) % 10]
+                        : (float)(16.0 * tk_urand() - 8.0);
     }
 }
 
@@ -450,8 +433,10 @@ static void check_act(const kdc__act_kernels *ak, size_t hw, float clamp, int gu
 {
     enum { C = 3, WG = 2 };
     const size_t words = (hw + 63) / 64, nw = C * words + 2 * WG;
-    float *y = xmalloc(C * hw), *dy = xmalloc(C * hw);
-    float *dx0 = xmalloc(C * hw), *dxr = xmalloc(C * hw), *dx = guarded(C * hw);
+    float *y = tk_xmalloc(C * hw * sizeof(float)), *dy = tk_xmalloc(C * hw * sizeof(float));
+    float *dx0 = tk_xmalloc(C * hw * sizeof(float));
+    float *dxr = tk_xmalloc(C * hw * sizeof(float));
+    float *dx = guarded(C * hw);
     uint64_t *mr = malloc(nw * sizeof *mr), *mk = malloc(nw * sizeof *mk);
     assert_non_null(mr);
     assert_non_null(mk);

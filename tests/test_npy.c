@@ -16,55 +16,9 @@
 #include <unistd.h>
 
 #include "kdcam.h"
+#include "testkit.h"
 
 #define FIX "tests/fixtures/"
-
-static char tmpdir[64];
-
-static int setup_tmpdir(void **state)
-{
-    strcpy(tmpdir, "/tmp/kdc_test_npy_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    if (!d)
-        return -1;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-            n++;
-    closedir(d);
-    return n;
-}
-
-static int teardown_tmpdir(void **state)
-{
-    DIR *d = opendir(tmpdir);
-    struct dirent *e;
-    char p[512];
-    if (d) {
-        while ((e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
-            remove(p);
-        }
-        closedir(d);
-    }
-    rmdir(tmpdir);
-    return 0;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[256];
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    return p;
-}
 
 static void write_bytes(const char *path, const void *data, size_t n)
 {
@@ -154,7 +108,7 @@ static void round_trip(int ndim, const int64_t *dims)
         x[1] = -0.0f;
         x[2] = INFINITY;
     }
-    const char *p = tmp_path("rt.npy");
+    const char *p = tk_tmp_path("rt.npy");
     assert_int_equal(kdc_npy_save(p, x, ndim, dims), KDC_OK);
     assert_int_equal(kdc_npy_load(p, &y, &gnd, got), KDC_OK);
     assert_int_equal(gnd, ndim);
@@ -174,7 +128,7 @@ static void round_trip(int ndim, const int64_t *dims)
     assert_int_equal(b[off - 1], '\n');
     assert_int_equal(len, off + 4 * n);
     assert_non_null(strstr((char *)b + 10, "'descr': '<f4'"));
-    assert_int_equal(count_entries(tmpdir), 1);
+    assert_int_equal(tk_count_entries(tk_tmpdir()), 1);
     free(b);
     free(x);
     kdc_free(y);
@@ -202,13 +156,13 @@ static void test_header_text(void **state)
     for (int i = 0; i < 24; i++)
         x[i] = (float)i;
     unsigned char *b;
-    assert_int_equal(kdc_npy_save(tmp_path("a.npy"), x, 1, d1), KDC_OK);
-    b = read_bytes(tmp_path("a.npy"), &len);
+    assert_int_equal(kdc_npy_save(tk_tmp_path("a.npy"), x, 1, d1), KDC_OK);
+    b = read_bytes(tk_tmp_path("a.npy"), &len);
     const char *h1 = "{'descr': '<f4', 'fortran_order': False, 'shape': (7,), }";
     assert_memory_equal(b + 10, h1, strlen(h1));
     free(b);
-    assert_int_equal(kdc_npy_save(tmp_path("a.npy"), x, 3, d3), KDC_OK);
-    b = read_bytes(tmp_path("a.npy"), &len);
+    assert_int_equal(kdc_npy_save(tk_tmp_path("a.npy"), x, 3, d3), KDC_OK);
+    b = read_bytes(tk_tmp_path("a.npy"), &len);
     const char *h3 = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, 4), }";
     assert_memory_equal(b + 10, h3, strlen(h3));
     /* NumPy's file of arange(24) (2x3x4) has the same data at the same
@@ -219,7 +173,7 @@ static void test_header_text(void **state)
     assert_memory_equal(nb + len - 96, b + len - 96, 96);
     free(nb);
     free(b);
-    remove(tmp_path("a.npy"));
+    remove(tk_tmp_path("a.npy"));
 }
 
 static void test_load_numpy_files(void **state)
@@ -260,16 +214,16 @@ static void test_header_variants(void **state)
     int64_t d[8];
     /* version 3.0, double quotes, other key order, no trailing comma, a
      * Python 2 long, fortran order on 1-d data (the same as C order) */
-    write_npy_raw(tmp_path("v.npy"), 3,
+    write_npy_raw(tk_tmp_path("v.npy"), 3,
                   "{\"shape\": (6L,), \"fortran_order\": True, \"descr\": \"<f4\"}", v, 24);
-    assert_int_equal(kdc_npy_load(tmp_path("v.npy"), &y, &nd, d), KDC_OK);
+    assert_int_equal(kdc_npy_load(tk_tmp_path("v.npy"), &y, &nd, d), KDC_OK);
     assert_true(nd == 1 && d[0] == 6 && y[5] == 6.0f);
     kdc_free(y);
     /* float16 specials */
     uint16_t h[6] = {0x3C00, 0x8000, 0x7C00, 0xFC00, 0x0001, 0x7E00};
-    write_npy_raw(tmp_path("v.npy"), 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (6,), }",
+    write_npy_raw(tk_tmp_path("v.npy"), 1, "{'descr': '<f2', 'fortran_order': False, 'shape': (6,), }",
                   h, 12);
-    assert_int_equal(kdc_npy_load(tmp_path("v.npy"), &y, &nd, d), KDC_OK);
+    assert_int_equal(kdc_npy_load(tk_tmp_path("v.npy"), &y, &nd, d), KDC_OK);
     assert_true(y[0] == 1.0f);
     assert_true(y[1] == 0.0f && signbit(y[1]));
     assert_true(isinf(y[2]) && y[2] > 0);
@@ -279,12 +233,12 @@ static void test_header_variants(void **state)
     kdc_free(y);
     /* float64 beyond float range becomes infinity */
     double big[2] = {1e300, -1e300};
-    write_npy_raw(tmp_path("v.npy"), 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+    write_npy_raw(tk_tmp_path("v.npy"), 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
                   big, 16);
-    assert_int_equal(kdc_npy_load(tmp_path("v.npy"), &y, &nd, d), KDC_OK);
+    assert_int_equal(kdc_npy_load(tk_tmp_path("v.npy"), &y, &nd, d), KDC_OK);
     assert_true(isinf(y[0]) && y[0] > 0 && isinf(y[1]) && y[1] < 0);
     kdc_free(y);
-    remove(tmp_path("v.npy"));
+    remove(tk_tmp_path("v.npy"));
 }
 
 static void test_load_rejections(void **state)
@@ -298,7 +252,7 @@ static void test_load_rejections(void **state)
     /* truncated data, trailing data, truncated header */
     size_t len;
     unsigned char *b = read_bytes(FIX "np_f32.npy", &len);
-    const char *p = tmp_path("bad.npy");
+    const char *p = tk_tmp_path("bad.npy");
     write_bytes(p, b, len - 3);
     expect_load_error(p, KDC_ERR_FORMAT, "truncated");
     unsigned char *b2 = malloc(len + 4);
@@ -368,22 +322,22 @@ static void test_save_errors(void **state)
     char p[256];
 
     /* a missing directory */
-    snprintf(p, sizeof p, "%s/missing/x.npy", tmpdir);
+    snprintf(p, sizeof p, "%s/missing/x.npy", tk_tmpdir());
     assert_int_equal(kdc_npy_save(p, x, 2, d), KDC_ERR_IO);
     assert_non_null(strstr(kdc_last_error(), p));
     assert_int_equal(access(p, F_OK), -1);
 
     /* the target is a directory: the rename fails after the temporary file
      * was written; it must be gone afterwards */
-    snprintf(p, sizeof p, "%s/adir", tmpdir);
+    snprintf(p, sizeof p, "%s/adir", tk_tmpdir());
     assert_int_equal(mkdir(p, 0755), 0);
     assert_int_equal(kdc_npy_save(p, x, 2, d), KDC_ERR_IO);
     assert_non_null(strstr(kdc_last_error(), p));
-    assert_int_equal(count_entries(tmpdir), 1);
+    assert_int_equal(tk_count_entries(tk_tmpdir()), 1);
     rmdir(p);
 
     /* a failed save leaves an existing file untouched */
-    const char *q = tmp_path("keep.npy");
+    const char *q = tk_tmp_path("keep.npy");
     assert_int_equal(kdc_npy_save(q, x, 1, d), KDC_OK);
     int64_t bad[2] = {-1, 2};
     assert_int_equal(kdc_npy_save(q, x, 2, bad), KDC_ERR_INVALID_ARGUMENT);
@@ -403,7 +357,7 @@ static void test_save_errors(void **state)
     int64_t huge[2] = {INT64_MAX, 4};
     assert_int_equal(kdc_npy_save(q, x, 2, huge), KDC_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(kdc_last_error(), "overflow"));
-    assert_int_equal(count_entries(tmpdir), 0);
+    assert_int_equal(tk_count_entries(tk_tmpdir()), 0);
 }
 
 int main(void)
@@ -416,5 +370,9 @@ int main(void)
         cmocka_unit_test(test_load_rejections),
         cmocka_unit_test(test_save_errors),
     };
-    return cmocka_run_group_tests(tests, setup_tmpdir, teardown_tmpdir);
+    if (tk_tmpdir_create("test_npy") != 0)
+        return 1;
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    tk_tmpdir_remove();
+    return failed;
 }

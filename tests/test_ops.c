@@ -16,22 +16,8 @@
 #include <cmocka.h>
 
 #include "graph.h"
+#include "kit.h"
 
-/* splitmix64: a fixed-seed generator for test data */
-static uint64_t rng_state;
-static double urand(void)
-{
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
-static void fill(float *x, size_t n, double lo, double hi)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = (float)(lo + (hi - lo) * urand());
-}
 
 /* ---- naive double-precision definitions ---- */
 
@@ -90,10 +76,10 @@ static void check_conv(const conv_case *cc)
     double *xd = malloc(nx * sizeof *xd), *yd = malloc(ny * sizeof *yd);
     assert_non_null(w); assert_non_null(bias); assert_non_null(x); assert_non_null(y);
     assert_non_null(dy); assert_non_null(dx); assert_non_null(xd); assert_non_null(yd);
-    fill(w, nw, -1, 1);
-    fill(bias, (size_t)cc->cout, -1, 1);
-    fill(x, nx, -1, 1);
-    fill(dy, ny, -1, 1);
+    tk_fill(w, nw, -1, 1);
+    tk_fill(bias, (size_t)cc->cout, -1, 1);
+    tk_fill(x, nx, -1, 1);
+    tk_fill(dy, ny, -1, 1);
     cp.weight = w;
     cp.bias = cc->bias ? bias : NULL;
 
@@ -113,7 +99,7 @@ static void check_conv(const conv_case *cc)
         kdc__conv2d_backward_data_ref(&cp, dy, oh, ow, dx, cc->ih, cc->iw, b, 0, cc->cin);
     const double h = 1e-3;
     for (size_t t = 0; t < 40; t++) {
-        size_t i = (size_t)(urand() * nx);
+        size_t i = (size_t)(tk_urand() * nx);
         double keep = xd[i];
         xd[i] = keep + h;
         naive_conv(&cp, xd, cc->n, cc->ih, cc->iw, yd, oh, ow);
@@ -142,7 +128,7 @@ static void test_conv_cases(void **state)
         {1, 4, 6, 7, 5, 3, 1, 1, 2, 1},   /* grouped                       */
         {1, 2, 3, 2, 3, 3, 1, 1, 1, 0},   /* tiny input, mostly padding    */
     };
-    rng_state = 1;
+    tk_seed(1);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         check_conv(&cases[i]);
 }
@@ -154,11 +140,11 @@ static void test_affine(void **state)
     (void)state;
     enum { C = 5, HW = 13 };
     float x[C * HW], y[C * HW], dy[C * HW], dx[C * HW] = {0}, scale[C], shift[C];
-    rng_state = 2;
-    fill(x, C * HW, -2, 2);
-    fill(dy, C * HW, -1, 1);
-    fill(scale, C, -2, 2);
-    fill(shift, C, -1, 1);
+    tk_seed(2);
+    tk_fill(x, C * HW, -2, 2);
+    tk_fill(dy, C * HW, -1, 1);
+    tk_fill(scale, C, -2, 2);
+    tk_fill(shift, C, -1, 1);
     kdc__affine_ref(x, y, C, HW, scale, shift, 0, C);
     kdc__affine_backward_ref(dy, dx, HW, scale, 0, C);
     for (int c = 0; c < C; c++)
@@ -189,8 +175,8 @@ static void check_relu(float clamp, int guided)
     float x[C * HW], y[C * HW], dy[C * HW], dx[C * HW] = {0};
     uint64_t mask[C * 2];
     assert_int_equal(words, 2);
-    fill(x, C * HW, -8, 8);
-    fill(dy, C * HW, -1, 1);
+    tk_fill(x, C * HW, -8, 8);
+    tk_fill(dy, C * HW, -1, 1);
     for (int i = 0; i < C * HW; i++) /* keep away from the kinks at 0 and 6 */
         if (fabsf(x[i]) < 0.01f || fabsf(x[i] - 6.0f) < 0.01f)
             x[i] += 0.05f;
@@ -215,7 +201,7 @@ static void check_relu(float clamp, int guided)
 static void test_relu(void **state)
 {
     (void)state;
-    rng_state = 3;
+    tk_seed(3);
     check_relu(INFINITY, 0);
     check_relu(6.0f, 0);
     check_relu(INFINITY, 1);
@@ -228,10 +214,10 @@ static void test_add_relu(void **state)
     enum { N = 50 };
     float a[N], b[N], y[N], dy[N], da[N] = {0}, db[N] = {0};
     uint64_t mask[1];
-    rng_state = 4;
-    fill(a, N, -3, 3);
-    fill(b, N, -3, 3);
-    fill(dy, N, -1, 1);
+    tk_seed(4);
+    tk_fill(a, N, -3, 3);
+    tk_fill(b, N, -3, 3);
+    tk_fill(dy, N, -1, 1);
     for (int i = 0; i < N; i++)
         if (fabsf(a[i] + b[i]) < 0.01f)
             a[i] += 0.05f;
@@ -261,7 +247,7 @@ static void test_maxpool_interior(void **state)
     /* outputs are at most (13 + 2 - 1) x (13 + 2 - 1) per plane (k 2, pad 1) */
     float x[2 * 13 * 13], y[2 * 14 * 14], y2[2 * 14 * 14];
     int32_t idx[2 * 14 * 14];
-    rng_state = 9;
+    tk_seed(9);
     int checked = 0;
     for (int k = 1; k <= 3; k++)
         for (int s = 1; s <= 2; s++)
@@ -272,8 +258,8 @@ static void test_maxpool_interior(void **state)
                         if (oh <= 0 || ow <= 0)
                             continue;
                         for (int i = 0; i < 2 * ih * iw; i++)
-                            x[i] = urand() < 0.2 ? special[(int)(urand() * 6) % 6]
-                                                 : (float)(int)(urand() * 7.0);
+                            x[i] = tk_urand() < 0.2 ? special[(int)(tk_urand() * 6) % 6]
+                                                 : (float)(int)(tk_urand() * 7.0);
                         kdc__maxpool_ref(x, ih, iw, y, oh, ow, k, s, p, 0, 2);
                         kdc__maxpool_idx_ref(x, ih, iw, y2, idx, oh, ow, k, s, p, 0, 2);
                         for (int i = 0; i < 2 * oh * ow; i++)
@@ -294,18 +280,18 @@ static void test_maxpool(void **state)
     int32_t idx[C * 5 * 5];
     assert_int_equal(oh, 5);
     assert_int_equal(ow, 4);
-    rng_state = 5;
+    tk_seed(5);
     /* distinct values (a shuffled ramp) so the max is unique and a finite
      * difference step cannot change the winner */
     for (int i = 0; i < C * IH * IW; i++)
         x[i] = (float)i * 0.1f;
     for (int i = C * IH * IW - 1; i > 0; i--) {
-        int j = (int)(urand() * (i + 1));
+        int j = (int)(tk_urand() * (i + 1));
         float t = x[i];
         x[i] = x[j];
         x[j] = t;
     }
-    fill(dy, (size_t)C * oh * ow, -1, 1);
+    tk_fill(dy, (size_t)C * oh * ow, -1, 1);
     kdc__maxpool_ref(x, IH, IW, y, oh, ow, K, S, P, 0, C);
     kdc__maxpool_idx_ref(x, IH, IW, y2, idx, oh, ow, K, S, P, 0, C);
     kdc__maxpool_backward_ref(dy, idx, (size_t)oh * ow, dx, (size_t)IH * IW, 0, C);
@@ -345,9 +331,9 @@ static void test_gap(void **state)
     (void)state;
     enum { C = 3, HW = 10 };
     float x[C * HW], y[C], dy[C], dx[C * HW] = {0};
-    rng_state = 6;
-    fill(x, C * HW, -1, 1);
-    fill(dy, C, -1, 1);
+    tk_seed(6);
+    tk_fill(x, C * HW, -1, 1);
+    tk_fill(dy, C, -1, 1);
     kdc__gap_ref(x, HW, y, 0, C);
     kdc__gap_backward_ref(dy, dx, HW, 0, C);
     for (int c = 0; c < C; c++) {
@@ -365,11 +351,11 @@ static void test_linear(void **state)
     (void)state;
     enum { CIN = 7, COUT = 4 };
     float w[COUT * CIN], bias[COUT], x[CIN], y[COUT], dy[COUT], dx[CIN] = {0};
-    rng_state = 7;
-    fill(w, COUT * CIN, -1, 1);
-    fill(bias, COUT, -1, 1);
-    fill(x, CIN, -1, 1);
-    fill(dy, COUT, -1, 1);
+    tk_seed(7);
+    tk_fill(w, COUT * CIN, -1, 1);
+    tk_fill(bias, COUT, -1, 1);
+    tk_fill(x, CIN, -1, 1);
+    tk_fill(dy, COUT, -1, 1);
     kdc__conv_param lp = {.cin = CIN, .cout = COUT, .kh = 1, .kw = 1, .stride = 1, .groups = 1,
                           .weight = w, .bias = bias};
     kdc__linear_ref(&lp, x, y, 0, COUT);
@@ -407,5 +393,6 @@ int main(void)
         cmocka_unit_test(test_gap),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_out_size),
     };
+    tk_seed(0);
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
 }

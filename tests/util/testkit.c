@@ -6,6 +6,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,9 +150,43 @@ int tk_tmpdir_create(const char *tag)
 void tk_tmpdir_remove(void)
 {
     tk_drop_file();
-    if (g_tmpdir[0])
-        rmdir(g_tmpdir);
+    if (!g_tmpdir[0])
+        return;
+    DIR *d = opendir(g_tmpdir);
+    struct dirent *e;
+    char p[512];
+    if (d) {
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", g_tmpdir, e->d_name);
+            remove(p);
+        }
+        closedir(d);
+    }
+    rmdir(g_tmpdir);
     g_tmpdir[0] = '\0';
+}
+
+const char *tk_tmp_path(const char *name)
+{
+    static char p[256];
+    snprintf(p, sizeof p, "%s/%s", g_tmpdir, name);
+    return p;
+}
+
+int tk_count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
 }
 
 const char *tk_tmpdir(void)

@@ -60,6 +60,11 @@ int tk_check_generator(const kdc__st_file *f, const char *scheme, uint64_t seed,
 int tk_tmpdir_create(const char *tag);
 void tk_tmpdir_remove(void);
 const char *tk_tmpdir(void);
+/* tk_tmpdir_remove removes what the directory holds, then the directory. */
+/* name inside the temporary directory (one static buffer). */
+const char *tk_tmp_path(const char *name);
+/* Entries of dir other than . and .. (-1 if it cannot be read). */
+int tk_count_entries(const char *dir);
 const char *tk_weights_file(const char *scheme, uint64_t seed, int classes, const char *prefix,
                             int f16);
 
