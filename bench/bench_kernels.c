@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "conv_gemm.h"
 #include "graph.h"
 #define BENCH_NAME "bench_kernels"
 #include "bench_util.h"

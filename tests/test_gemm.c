@@ -38,6 +38,7 @@
 #include <cmocka.h>
 #endif
 
+#include "conv_gemm.h"
 #include "graph.h"
 #include "kdcam.h"
 #include "kernels.h"

@@ -26,7 +26,7 @@
 #define KDC__CPU_RELAX() ((void)0)
 #endif
 
-#include "graph.h"
+#include "threadpool.h"
 
 enum { KDC__POOL_SPIN = 1 << 14 };
 

@@ -1424,58 +1424,6 @@ void kdc_model_preprocess(const kdc_model *m, kdc_preprocess *pp)
         kdc_preprocess_imagenet(pp);
 }
 
-kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw)
-{
-    if (h < m->min_input || w < m->min_input)
-        return kdc__fail(KDC_ERR_SHAPE, "input %dx%d is too small for %s (at least %dx%d)", h, w,
-                         m->arch, m->min_input, m->min_input);
-    for (int i = 0; i < m->n_nodes; i++) {
-        const kdc__node *n = &m->nodes[i];
-        const int *x = n->in[0] >= 0 ? chw + 3 * n->in[0] : NULL;
-        int *y = chw + 3 * i;
-        y[0] = n->channels;
-        switch (n->op) {
-        case KDC__OP_INPUT:
-            y[1] = h;
-            y[2] = w;
-            break;
-        case KDC__OP_CONV:
-            y[1] = kdc__out_size(x[1], n->p.conv.kh, n->p.conv.stride, n->p.conv.pad);
-            y[2] = kdc__out_size(x[2], n->p.conv.kw, n->p.conv.stride, n->p.conv.pad);
-            break;
-        case KDC__OP_MAXPOOL:
-            y[1] = kdc__out_size(x[1], n->p.pool.k, n->p.pool.stride, n->p.pool.pad);
-            y[2] = kdc__out_size(x[2], n->p.pool.k, n->p.pool.stride, n->p.pool.pad);
-            break;
-        case KDC__OP_GAP:
-        case KDC__OP_LINEAR:
-            y[1] = y[2] = 1;
-            break;
-        case KDC__OP_ADD_UP:
-            if (chw[3 * n->in[1]] != x[0])
-                return kdc__fail(KDC_ERR_SHAPE, "%s: channels differ", n->name);
-            y[1] = x[1];
-            y[2] = x[2];
-            break;
-        case KDC__OP_ADD_RELU: {
-            const int *x2 = chw + 3 * n->in[1];
-            if (x2[1] != x[1] || x2[2] != x[2])
-                return kdc__fail(KDC_ERR_SHAPE, "input %dx%d: the residual branches of %s "
-                                 "differ in size (%dx%d and %dx%d)", h, w, n->name, x[1], x[2],
-                                 x2[1], x2[2]);
-        } /* fall through */
-        default:
-            y[1] = x[1];
-            y[2] = x[2];
-            break;
-        }
-        if (y[1] <= 0 || y[2] <= 0)
-            return kdc__fail(KDC_ERR_SHAPE, "input %dx%d is too small for %s: layer %s would be "
-                             "empty", h, w, m->arch, n->name);
-    }
-    return KDC_OK;
-}
-
 kdc_status kdc_model_layer_shape(const kdc_model *m, int layer, int in_h, int in_w, int out[3])
 {
     if (!m || !out)

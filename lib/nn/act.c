@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "graph.h"
+#include "op.h"
 #include "kernels.h"
 
 static inline float kdc__clamp(float v, float clamp)
@@ -102,3 +103,72 @@ const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa)
     }
     return NULL;
 }
+
+/* ------------------------------------------------------------------ */
+/* The RELU and ADD_RELU ops (op.h)                                    */
+
+static void kdc__relu_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2], img = (size_t)C * ohw;
+    const float clamp = a->nd->p.act.clamp;
+    kdc__relu_ref(a->x + b * img, a->y + b * img, c0 * ohw, c1 * ohw, clamp);
+    if (a->mask)
+        a->m->act->relu_mask(a->y + b * img, a->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
+                             clamp, c0, c1);
+}
+
+static void kdc__add_relu_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2], img = (size_t)C * ohw;
+    const float clamp = a->nd->p.act.clamp;
+    kdc__add_relu_ref(a->x + b * img, a->x2 + b * img, a->y + b * img, c0 * ohw, c1 * ohw, clamp);
+    if (a->mask)
+        a->m->act->relu_mask(a->y + b * img, a->mask + (size_t)b * C * ((ohw + 63) / 64), ohw,
+                             clamp, c0, c1);
+}
+
+/* Both: the gradient passes where the recorded mask is set, into each
+ * input that needs it (an ADD_RELU's two inputs get the same). */
+static void kdc__relu_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int Cin = a->in_chw[0], Cout = a->out_chw[0];
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+    const float *dy = a->dy + (size_t)b * Cout * ohw;
+    const uint64_t *mask = a->mask + (size_t)b * Cout * ((ohw + 63) / 64);
+    if (a->dx)
+        a->m->act->relu_backward(dy, mask, a->dx + (size_t)b * Cin * ihw, ohw, a->guided, c0, c1);
+    if (a->dx2)
+        a->m->act->relu_backward(dy, mask, a->dx2 + (size_t)b * Cin * ihw, ohw, a->guided, c0,
+                                 c1);
+}
+
+static kdc_status kdc__add_relu_shape(const kdc__node *nd, const int *x, const int *x2, int h,
+                                      int w, int *y)
+{
+    if (x2[1] != x[1] || x2[2] != x[2])
+        return kdc__fail(KDC_ERR_SHAPE, "input %dx%d: the residual branches of %s "
+                         "differ in size (%dx%d and %dx%d)", h, w, nd->name, x[1], x[2],
+                         x2[1], x2[2]);
+    return kdc__shape_same(nd, x, x2, h, w, y);
+}
+
+const kdc__op_def kdc__op_relu = {
+    .name = "relu",
+    .in_place = 1,
+    .record = KDC__RECORD_MASK,
+    .shape = kdc__shape_same,
+    .forward = kdc__relu_forward,
+    .backward = kdc__relu_backward,
+};
+
+const kdc__op_def kdc__op_add_relu = {
+    .name = "add_relu",
+    .in_place = 1,
+    .record = KDC__RECORD_MASK,
+    .shape = kdc__add_relu_shape,
+    .forward = kdc__add_relu_forward,
+    .backward = kdc__relu_backward,
+};

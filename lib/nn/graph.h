@@ -13,21 +13,16 @@
 #include <stdint.h>
 
 #include <pthread.h>
-#include <stdatomic.h>
 
 #include "internal.h"
 #include "kernels.h"
 
+/* The ops, from the op table (ops.def; definitions in op.h). */
 typedef enum kdc__op {
-    KDC__OP_INPUT,
-    KDC__OP_CONV,     /* conv2d, optional bias, groups                  */
-    KDC__OP_AFFINE,   /* per-channel y = x * scale + shift (eval BN)    */
-    KDC__OP_RELU,     /* y = min(max(x, 0), clamp)                      */
-    KDC__OP_ADD_RELU, /* y = min(max(a + b, 0), clamp) (residual join)  */
-    KDC__OP_MAXPOOL,  /* k x k window, stride, zero padding ignored     */
-    KDC__OP_GAP,      /* global average pool to N x C x 1 x 1           */
-    KDC__OP_LINEAR,   /* fully connected on N x C x 1 x 1 -> N x K x 1 x 1 */
-    KDC__OP_ADD_UP    /* y = a + nearest_upsample(b) to a's size (FPN)   */
+#define KDC__OP(id, def) KDC__OP_##id,
+#include "ops.def"
+#undef KDC__OP
+    KDC__OP_COUNT
 } kdc__op;
 
 typedef struct kdc__conv_param {
@@ -105,60 +100,15 @@ static inline int kdc__out_size(int in, int k, int stride, int pad)
  * output would be empty. */
 kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw);
 
-/* ---- thread pool (threadpool.c) ---- */
-typedef struct kdc__pool kdc__pool;
-/* nthreads >= 1; 1 means run everything on the calling thread. */
-kdc_status kdc__pool_create(int nthreads, kdc__pool **out);
-void kdc__pool_destroy(kdc__pool *pool);
-int kdc__pool_threads(const kdc__pool *pool);
-/* Calls fn(ctx, i) for i in [0, ntasks), spread over the threads; returns
- * when all calls are done. Each task must write disjoint outputs, so the
- * result does not depend on the number of threads. */
-void kdc__pool_run(kdc__pool *pool, int ntasks, void (*fn)(void *ctx, int task), void *ctx);
-
-/* ---- fast kernels: per-run workspace (conv.c) ---- */
-
-/* Per-thread GEMM packing buffers of a run and the backward im2col buffer.
- * Tasks claim a free slot (at most nslots run at once, one per thread). */
-typedef struct kdc__work {
-    int nslots;
-    float *mem;           /* nslots * KDC__GEMM_WORK floats, 64-byte aligned */
-    atomic_int *busy;     /* (nslots)                                       */
-    float *cols;          /* backward-data column buffer                    */
-    size_t cols_cap;      /* floats                                          */
-    float *xpad, *wide;   /* stride-1 convs: padded input, wide output      */
-    size_t xpad_cap, wide_cap;
-} kdc__work;
-
-/* Makes room for nslots slots; KDC_ERR_NO_MEMORY. */
-kdc_status kdc__work_reserve(kdc__work *ws, int nslots);
-void kdc__work_free(kdc__work *ws);
-/* Makes room for the buffers a forward of this conv on one image needs
- * (without them it takes a slower path); KDC_ERR_NO_MEMORY. */
-kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,
-                             int ow);
-
-/* Dense convolution (groups == 1) or LINEAR through the GEMM (cp->packed
- * set), forward, for the n images of x (n, cin, ih, iw) into y (n, cout,
- * oh, ow): y = conv(x) (+ bias), then the epilogue ep (may be NULL; its res
- * is image 0's residual, laid out like y). Split over output tiles. ws
- * needs at least as many slots as the pool has threads, and the buffers of
- * kdc__conv_reserve for the fast padded path (else the slower im2col
- * packing is used). */
-void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
-                      const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
-                      int oh, int ow, const kdc__gemm_epilogue *ep);
-/* Its backward-data, accumulated: dx += conv^T(dy), with wt the transposed
- * weight packing (kdc__conv_packed_t). KDC_ERR_NO_MEMORY (column buffer). */
-kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
-                                          const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
-                                          const float *wt, const float *dy, int n, int oh, int ow,
-                                          float *dx, int ih, int iw);
 /* model.c: the transposed weight packing of CONV / LINEAR node `node`,
  * made on first use (thread-safe); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out);
 
 /* ---- op kernels: scalar references (one file per op family) ---- */
+
+/* conv.c: first and one-past-last output index o with
+ * 0 <= o*stride + tap - pad < in (the taps of a conv that read the image). */
+void kdc__valid_range(int in, int out, int stride, int pad, int tap, int *lo, int *hi);
 
 /* conv.c: out (n, cout, oh, ow) from in (n, cin, ih, iw), output channels
  * [oc0, oc1) of image b only, so callers can split work. */

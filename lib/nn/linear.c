@@ -4,6 +4,7 @@
  * of a 1x1 image it is (kdc__conv2d_fast, lib/conv.c; the bias is added
  * after the sum, as here). */
 #include "graph.h"
+#include "op.h"
 
 void kdc__linear_ref(const kdc__conv_param *lp, const float *in, float *out, int o0, int o1)
 {
@@ -27,3 +28,28 @@ void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float 
         dx[i] += s;
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* The LINEAR op (op.h); with SIMD kernels lib/run/ lowers it to the GEMM */
+
+static void kdc__linear_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const kdc__node *nd = a->nd;
+    kdc__linear_ref(&nd->p.conv, a->x + (size_t)b * nd->p.conv.cin,
+                    a->y + (size_t)b * a->out_chw[0], c0, c1);
+}
+
+static void kdc__linear_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+    kdc__linear_backward_ref(&a->nd->p.conv, a->dy + (size_t)b * a->out_chw[0] * ohw,
+                             a->dx + (size_t)b * a->in_chw[0] * ihw, c0, c1);
+}
+
+const kdc__op_def kdc__op_linear = {
+    .name = "linear",
+    .shape = kdc__shape_one,
+    .forward = kdc__linear_forward,
+    .backward = kdc__linear_backward,
+};

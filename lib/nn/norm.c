@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "graph.h"
+#include "op.h"
 
 void kdc__bn_fold(const float *gamma, const float *beta, const float *mean, const float *var,
                   float eps, int c, float *scale, float *shift)
@@ -40,3 +41,30 @@ void kdc__affine_backward_ref(const float *dy, float *dx, size_t hw, const float
             o[i] += g[i] * s;
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* The AFFINE op (op.h): eval-mode BatchNorm                           */
+
+static void kdc__affine_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2], img = (size_t)C * hw;
+    kdc__affine_ref(a->x + b * img, a->y + b * img, C, hw, a->nd->p.affine.scale,
+                    a->nd->p.affine.shift, c0, c1);
+}
+
+static void kdc__affine_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2];
+    kdc__affine_backward_ref(a->dy + (size_t)b * a->out_chw[0] * hw,
+                             a->dx + (size_t)b * a->in_chw[0] * hw, hw, a->nd->p.affine.scale,
+                             c0, c1);
+}
+
+const kdc__op_def kdc__op_affine = {
+    .name = "affine",
+    .in_place = 1,
+    .shape = kdc__shape_same,
+    .forward = kdc__affine_forward,
+    .backward = kdc__affine_backward,
+};

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "graph.h"
+#include "op.h"
 
 /* The max over the k x k window with top-left input corner (iy0, ix0),
  * scanned row by row; taps in the padding are skipped (PyTorch pads max
@@ -154,3 +155,71 @@ void kdc__gap_backward_ref(const float *dy, float *dx, size_t hw, int c0, int c1
             o[i] += g;
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* The MAXPOOL and GAP ops (op.h)                                      */
+
+static kdc_status kdc__maxpool_shape(const kdc__node *nd, const int *x, const int *x2, int h,
+                                     int w, int *y)
+{
+    y[1] = kdc__out_size(x[1], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad);
+    y[2] = kdc__out_size(x[2], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad);
+    return KDC_OK;
+}
+
+/* With the winners recorded when a->argmax is set. */
+static void kdc__maxpool_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const kdc__node *nd = a->nd;
+    const int C = a->out_chw[0];
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t out_img = (size_t)C * a->out_chw[1] * a->out_chw[2];
+    if (a->argmax)
+        kdc__maxpool_idx_ref(a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
+                             a->y + b * out_img, a->argmax + b * out_img, a->out_chw[1],
+                             a->out_chw[2], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad, c0,
+                             c1);
+    else
+        kdc__maxpool_ref(a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
+                         a->y + b * out_img, a->out_chw[1], a->out_chw[2], nd->p.pool.k,
+                         nd->p.pool.stride, nd->p.pool.pad, c0, c1);
+}
+
+static void kdc__maxpool_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int Cout = a->out_chw[0];
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+    kdc__maxpool_backward_ref(a->dy + (size_t)b * Cout * ohw, a->argmax + (size_t)b * Cout * ohw,
+                              ohw, a->dx + (size_t)b * a->in_chw[0] * ihw, ihw, c0, c1);
+}
+
+static void kdc__gap_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    kdc__gap_ref(a->x + b * (size_t)C * ihw, ihw, a->y + (size_t)b * C, c0, c1);
+}
+
+static void kdc__gap_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+    kdc__gap_backward_ref(a->dy + (size_t)b * a->out_chw[0] * ohw,
+                          a->dx + (size_t)b * a->in_chw[0] * ihw, ihw, c0, c1);
+}
+
+const kdc__op_def kdc__op_maxpool = {
+    .name = "maxpool",
+    .record = KDC__RECORD_ARGMAX,
+    .shape = kdc__maxpool_shape,
+    .forward = kdc__maxpool_forward,
+    .backward = kdc__maxpool_backward,
+};
+
+const kdc__op_def kdc__op_gap = {
+    .name = "gap",
+    .shape = kdc__shape_one,
+    .forward = kdc__gap_forward,
+    .backward = kdc__gap_backward,
+};

@@ -5,6 +5,7 @@
  * source index = min(floor(dst * (in / out)), in - 1), the scale computed in
  * float as PyTorch does. */
 #include "graph.h"
+#include "op.h"
 
 int kdc__nearest_src(int dst, int in, int out)
 {
@@ -50,3 +51,43 @@ void kdc__add_up_backward_ref(const float *dy, float *da, float *db, int h, int 
         }
     }
 }
+
+/* ------------------------------------------------------------------ */
+/* The ADD_UP op (op.h)                                                */
+
+static kdc_status kdc__add_up_shape(const kdc__node *nd, const int *x, const int *x2, int h, int w,
+                                    int *y)
+{
+    if (x2[0] != x[0])
+        return kdc__fail(KDC_ERR_SHAPE, "%s: channels differ", nd->name);
+    return kdc__shape_same(nd, x, x2, h, w, y);
+}
+
+static void kdc__add_up_forward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t out_img = (size_t)C * a->out_chw[1] * a->out_chw[2];
+    const size_t bhw = (size_t)a->in2_chw[1] * a->in2_chw[2];
+    kdc__add_up_ref(a->x + b * out_img, a->x2 + b * (size_t)C * bhw, a->y + b * out_img,
+                    a->out_chw[1], a->out_chw[2], a->in2_chw[1], a->in2_chw[2], c0, c1);
+}
+
+static void kdc__add_up_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int Cin = a->in_chw[0];
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+    const size_t bhw = (size_t)a->in2_chw[1] * a->in2_chw[2];
+    kdc__add_up_backward_ref(a->dy + (size_t)b * a->out_chw[0] * ohw,
+                             a->dx ? a->dx + (size_t)b * Cin * ihw : NULL,
+                             a->dx2 ? a->dx2 + (size_t)b * Cin * bhw : NULL, a->out_chw[1],
+                             a->out_chw[2], a->in2_chw[1], a->in2_chw[2], c0, c1);
+}
+
+const kdc__op_def kdc__op_add_up = {
+    .name = "add_up",
+    .in_place = 1,
+    .shape = kdc__add_up_shape,
+    .forward = kdc__add_up_forward,
+    .backward = kdc__add_up_backward,
+};

@@ -1,0 +1,264 @@
+/* backward.c - gradients of a target with respect to layer outputs.
+ *
+ * kdc_run_backward seeds the gradient at the target and walks the nodes
+ * from it down to the lowest requested layer; each op's backward task (op
+ * table) adds into its inputs' gradients, so a residual join's input gets
+ * the sum of both paths. Dense convs and LINEAR use the GEMM's
+ * backward-data (conv_gemm.c). Gradient buffers come from a per-run pool. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "op.h"
+#include "run.h"
+#include "sched.h"
+
+/* A zeroed gradient buffer of numel floats from the run's pool (best fit
+ * among the free ones; grown or added when none fits). */
+static int kdc__grad_acquire(kdc_run *r, size_t numel)
+{
+    int best = -1, largest = -1;
+    for (int b = 0; b < r->n_gbuf; b++) {
+        if (r->gused[b])
+            continue;
+        if (r->gcap[b] >= numel && (best < 0 || r->gcap[b] < r->gcap[best]))
+            best = b;
+        if (largest < 0 || r->gcap[b] > r->gcap[largest])
+            largest = b;
+    }
+    if (best < 0) {
+        best = largest >= 0 ? largest : r->n_gbuf;
+        if (best >= r->m->n_nodes)
+            return -1; /* cannot happen: at most one live gradient per node */
+        float *p = realloc(r->gbuf[best], numel * sizeof *p);
+        if (!p)
+            return -1;
+        r->gbuf[best] = p;
+        r->gcap[best] = numel;
+        if (best == r->n_gbuf)
+            r->n_gbuf++;
+    }
+    r->gused[best] = 1;
+    memset(r->gbuf[best], 0, numel * sizeof(float));
+    return best;
+}
+
+static void kdc__grad_release_all(kdc_run *r)
+{
+    for (int i = 0; i < r->m->n_nodes; i++)
+        r->grad_of[i] = -1;
+    memset(r->gused, 0, (size_t)r->m->n_nodes);
+}
+
+/* Backward of one node: the op table's task over (image, chunk of input
+ * channels). */
+typedef struct kdc__btask {
+    kdc__op_args a;
+    const kdc__op_def *op;
+    int chunks;              /* input-channel chunks per image              */
+} kdc__btask;
+
+static void kdc__backward_task(void *ctx, int t)
+{
+    const kdc__btask *k = ctx;
+    int b, c0, c1;
+    kdc__sched_image_range(t, k->chunks, k->a.in_chw[0], &b, &c0, &c1);
+    k->op->backward(&k->a, b, c0, c1);
+}
+
+/* Seed of the target at the last layer (logits z): d z_c / d z = onehot(c);
+ * d softmax(z)_c / d z_j = p_c (delta_cj - p_j). */
+static kdc_status kdc__class_seed(kdc_run *r, const kdc_target *tg, float *seed)
+{
+    const kdc_model *m = r->m;
+    const int last = m->n_nodes - 1, K = r->chw[3 * last];
+    const float *z = r->buf[r->slot[last]];
+    for (int b = 0; b < r->n; b++) {
+        const float *zb = z + (size_t)b * K;
+        int c = 0;
+        if (tg->classes) {
+            c = tg->classes[b];
+            if (c < 0 || c >= K)
+                return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "target class %d of image %d is out "
+                                 "of range 0..%d", c, b, K - 1);
+        } else {
+            for (int j = 1; j < K; j++)
+                if (zb[j] > zb[c])
+                    c = j;
+        }
+        r->classes[b] = c;
+        float *s = seed + (size_t)b * K;
+        if (tg->kind == KDC_TARGET_LOGIT) {
+            s[c] = 1.0f;
+            continue;
+        }
+        double mx = zb[0], sum = 0.0;
+        for (int j = 1; j < K; j++)
+            mx = zb[j] > mx ? zb[j] : mx;
+        for (int j = 0; j < K; j++)
+            sum += exp((double)zb[j] - mx);
+        const double pc = exp((double)zb[c] - mx) / sum;
+        for (int j = 0; j < K; j++) {
+            double pj = exp((double)zb[j] - mx) / sum;
+            s[j] = (float)(pc * ((j == c) - pj));
+        }
+    }
+    return KDC_OK;
+}
+
+kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers, int ngrad,
+                            int guided)
+{
+    if (!r || !tg || (ngrad > 0 && !layers) || ngrad < 0)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_backward: NULL or bad argument");
+    const kdc_model *m = r->m;
+    const int nn = m->n_nodes;
+    if (!r->done || r->record_from < 0)
+        return kdc__fail(KDC_ERR_STATE, "backward needs a completed kdc_run_forward_grad first");
+    r->grad_done = 0;
+    int target = nn - 1;
+    if (tg->kind == KDC_TARGET_SEED) {
+        if (tg->layer < 0 || tg->layer >= nn)
+            return kdc__fail(KDC_ERR_NOT_FOUND, "%s: target layer index %d is out of range 0..%d",
+                             m->arch, tg->layer, nn - 1);
+        if (!tg->seed)
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed target at %s: seed is NULL",
+                             m->nodes[tg->layer].name);
+        target = tg->layer;
+    } else if (tg->kind != KDC_TARGET_LOGIT && tg->kind != KDC_TARGET_PROB) {
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown target kind %d", (int)tg->kind);
+    }
+    int lowest = target;
+    memset(r->gkeep, 0, (size_t)nn);
+    for (int i = 0; i < ngrad; i++) {
+        const int l = layers[i];
+        if (l < 0 || l >= nn)
+            return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                             m->arch, l, nn - 1);
+        if (l < r->record_from)
+            return kdc__fail(KDC_ERR_STATE, "gradient at %s needs kdc_run_forward_grad down to "
+                             "it (it went down to %s)", m->nodes[l].name,
+                             m->nodes[r->record_from].name);
+        if (l > target)
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "gradient at %s: the target at %s does "
+                             "not depend on it", m->nodes[l].name, m->nodes[target].name);
+        r->gkeep[l] = 1;
+        if (l < lowest)
+            lowest = l;
+    }
+    if (r->classes_cap < r->n) {
+        int *c = realloc(r->classes, (size_t)r->n * sizeof *c);
+        if (!c)
+            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory");
+        r->classes = c;
+        r->classes_cap = r->n;
+    }
+    for (int b = 0; b < r->n; b++)
+        r->classes[b] = -1;
+
+    kdc__grad_release_all(r);
+    int g = kdc__grad_acquire(r, kdc__numel(r, target));
+    if (g < 0)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+    r->grad_of[target] = g;
+    kdc_status st;
+    if (tg->kind == KDC_TARGET_SEED) {
+        const size_t cnt = kdc__numel(r, target);
+        for (size_t i = 0; i < cnt; i++)
+            if (!isfinite(tg->seed[i]))
+                return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed at %s: value %zu is not finite",
+                                 m->nodes[target].name, i);
+        memcpy(r->gbuf[g], tg->seed, cnt * sizeof(float));
+    } else if ((st = kdc__class_seed(r, tg, r->gbuf[g]))) {
+        return st;
+    }
+
+    for (int i = target; i > lowest; i--) {
+        if (r->grad_of[i] < 0)
+            continue;
+        const kdc__node *nd = &m->nodes[i];
+        kdc__btask k = {.op = kdc__op_table[nd->op],
+                        .a = {.m = m, .nd = nd, .guided = guided,
+                              .mask = r->mask[i], .argmax = r->argmax[i],
+                              .in_chw = r->chw + 3 * nd->in[0],
+                              .in2_chw = nd->in[1] >= 0 ? r->chw + 3 * nd->in[1] : NULL,
+                              .out_chw = r->chw + 3 * i}};
+        float *dx[2] = {NULL, NULL};
+        for (int j = 0; j < 2; j++) {
+            int in = nd->in[j];
+            if (in < lowest)
+                continue;
+            if (r->grad_of[in] < 0) {
+                int gb = kdc__grad_acquire(r, kdc__numel(r, in));
+                if (gb < 0)
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+                r->grad_of[in] = gb;
+            }
+            dx[j] = r->gbuf[r->grad_of[in]];
+        }
+        /* dy may move if acquire reallocated: reload it */
+        k.a.dy = r->gbuf[r->grad_of[i]];
+        k.a.dx = dx[0];
+        k.a.dx2 = dx[1];
+        if (k.a.dx && kdc__conv_is_gemm(m, nd)) {
+            const float *wt;
+            if ((st = kdc__conv_packed_t(m, i, &wt)) ||
+                (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
+                (st = kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, wt,
+                                                     k.a.dy, r->n, k.a.out_chw[1],
+                                                     k.a.out_chw[2], k.a.dx, k.a.in_chw[1],
+                                                     k.a.in_chw[2])))
+                return st;
+        } else if (k.a.dx || k.a.dx2) {
+            k.chunks = kdc__sched_chunks(k.a.in_chw[0], KDC__SCHED_CH_CHUNK);
+            kdc__pool_run(r->pool, r->n * k.chunks, kdc__backward_task, &k);
+        }
+        if (!r->gkeep[i]) {
+            r->gused[r->grad_of[i]] = 0;
+            r->grad_of[i] = -1;
+        }
+    }
+    /* requested layers the target does not reach have a zero gradient */
+    for (int i = 0; i < ngrad; i++) {
+        const int l = layers[i];
+        if (r->grad_of[l] < 0) {
+            int gb = kdc__grad_acquire(r, kdc__numel(r, l));
+            if (gb < 0)
+                return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+            r->grad_of[l] = gb;
+        }
+    }
+    r->grad_done = 1;
+    return KDC_OK;
+}
+
+kdc_status kdc_run_read_grad(const kdc_run *r, int layer, float *dst, size_t count)
+{
+    if (!r || !dst)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_read_grad: NULL argument");
+    if (layer < 0 || layer >= r->m->n_nodes)
+        return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                         r->m->arch, layer, r->m->n_nodes - 1);
+    if (!r->grad_done || !r->gkeep[layer] || r->grad_of[layer] < 0)
+        return kdc__fail(KDC_ERR_STATE, "no gradient at %s: the last backward did not ask for it",
+                         r->m->nodes[layer].name);
+    size_t numel = kdc__numel(r, layer);
+    if (count < numel)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "gradient at %s has %zu values, the buffer %zu",
+                         r->m->nodes[layer].name, numel, count);
+    memcpy(dst, r->gbuf[r->grad_of[layer]], numel * sizeof *dst);
+    return KDC_OK;
+}
+
+kdc_status kdc_run_target_classes(const kdc_run *r, int *classes, int n)
+{
+    if (!r || !classes)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_target_classes: NULL argument");
+    if (!r->grad_done)
+        return kdc__fail(KDC_ERR_STATE, "no backward pass has completed on this run");
+    if (n < r->n)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "the batch has %d images, the buffer %d", r->n,
+                         n);
+    memcpy(classes, r->classes, (size_t)r->n * sizeof *classes);
+    return KDC_OK;
+}

@@ -1,0 +1,398 @@
+/* conv_gemm.c - dense convolutions and fully connected layers lowered to
+ * the packed GEMM (lib/kernels/gemm.c), forward and backward-data, with the
+ * run's workspaces. How the work is split into jobs is sched.h's decision.
+ *
+ * Forward, per image: Y (cout x oh*ow) = W (cout x cin*kh*kw) * X', with
+ * X' the input itself for a 1x1 stride-1 unpadded conv (NCHW is already
+ * cin x h*w), else its im2col, read on the fly while B is packed.
+ * Backward-data: dX += W^T dY for 1x1 stride 1; else the columns
+ * W^T dY (cin*kh*kw x oh*ow) are formed, then added back into dX by
+ * col2im, split over input channels. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_gemm.h"
+#include "graph.h"
+#include "sched.h"
+
+kdc_status kdc__work_reserve(kdc__work *ws, int nslots)
+{
+    if (ws->nslots >= nslots)
+        return KDC_OK;
+    free(ws->mem);
+    free(ws->busy);
+    ws->mem = NULL;
+    ws->busy = NULL;
+    ws->nslots = 0;
+    const size_t bytes = (size_t)nslots * KDC__GEMM_WORK * sizeof(float);
+    ws->mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    ws->busy = calloc((size_t)nslots, sizeof *ws->busy);
+    if (!ws->mem || !ws->busy) {
+        free(ws->mem);
+        free(ws->busy);
+        ws->mem = NULL;
+        ws->busy = NULL;
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for %d GEMM workspaces", nslots);
+    }
+    for (int i = 0; i < nslots; i++)
+        atomic_init(&ws->busy[i], 0);
+    ws->nslots = nslots;
+    return KDC_OK;
+}
+
+void kdc__work_free(kdc__work *ws)
+{
+    free(ws->mem);
+    free(ws->busy);
+    free(ws->cols);
+    free(ws->xpad);
+    free(ws->wide);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* Every conv but the plain 1x1 stride-1 one (which is a GEMM on the
+ * input as it is) runs on a zero-padded copy of the input split into
+ * stride x stride phase planes, Q[a][b][c][i][j] = xpad[c][s*i + a][s*j + b]
+ * (Hq x Wq each), and computes "wide" output rows of Wq columns (the last
+ * Wq - ow of each row are thrown away). Tap (ky, kx) of output (oy, ox)
+ * is then Q[ky % s][kx % s][c][oy + ky / s][ox + kx / s]: every row of the
+ * im2col is one contiguous run of a phase plane, and B packs with plain
+ * copies. Only the phases some tap reads are filled. */
+typedef struct kdc__wide_geom {
+    int s, hp, wp, hq, wq;
+    size_t pplane, plane, nw; /* phase plane, channel (s*s phases), wide row run */
+} kdc__wide_geom;
+
+static int kdc__is_wide(const kdc__conv_param *cp)
+{
+    return cp->stride > 1 || cp->kh > 1 || cp->kw > 1 || cp->pad > 0;
+}
+
+static void kdc__wide_geometry(const kdc__conv_param *cp, int ih, int iw, int oh, int ow,
+                               kdc__wide_geom *g)
+{
+    g->s = cp->stride;
+    g->hp = ih + 2 * cp->pad;
+    g->wp = iw + 2 * cp->pad;
+    g->hq = (g->hp + g->s - 1) / g->s;
+    g->wq = (g->wp + g->s - 1) / g->s;
+    g->pplane = (size_t)g->hq * g->wq;
+    g->plane = (size_t)g->s * g->s * g->pplane;
+    g->nw = (size_t)(oh - 1) * g->wq + (size_t)ow;
+}
+
+static void kdc__wide_sizes(const kdc__conv_param *cp, int ih, int iw, int oh, int ow,
+                            size_t *xpad, size_t *wide)
+{
+    kdc__wide_geom g;
+    kdc__wide_geometry(cp, ih, iw, oh, ow, &g);
+    *xpad = (size_t)cp->cin * g.plane;
+    *wide = (size_t)cp->cout * g.nw;
+}
+
+static kdc_status kdc__grow(float **p, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return KDC_OK;
+    free(*p);
+    *p = malloc(need * sizeof **p);
+    *cap = *p ? need : 0;
+    if (!*p)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for a %zu-float conv buffer",
+                         need);
+    return KDC_OK;
+}
+
+kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,
+                             int ow)
+{
+    if (!kdc__is_wide(cp) || oh < 1 || ow < 1)
+        return KDC_OK;
+    size_t xpad, wide;
+    kdc__wide_sizes(cp, ih, iw, oh, ow, &xpad, &wide);
+    kdc_status st = kdc__grow(&ws->xpad, &ws->xpad_cap, xpad);
+    if (!st)
+        st = kdc__grow(&ws->wide, &ws->wide_cap, wide);
+    return st;
+}
+
+/* A free slot: at most nslots tasks run at once, so one is always free. */
+static int kdc__slot_claim(kdc__work *ws)
+{
+    for (;;)
+        for (int s = 0; s < ws->nslots; s++)
+            if (!atomic_load_explicit(&ws->busy[s], memory_order_relaxed) &&
+                !atomic_exchange_explicit(&ws->busy[s], 1, memory_order_acquire))
+                return s;
+}
+
+static void kdc__slot_release(kdc__work *ws, int s)
+{
+    atomic_store_explicit(&ws->busy[s], 0, memory_order_release);
+}
+
+/* One GEMM over a batch, split into tasks of (image, row part, column
+ * part). Row parts are whole mr panels, column parts whole nr panels. */
+typedef struct kdc__gemm_job {
+    const kdc__gemm_kernels *gk;
+    kdc__work *ws;
+    const float *a;
+    int k, m, n;                 /* per image: C is m x n, depth k           */
+    kdc__gemm_b b;               /* b.x of image 0                           */
+    size_t b_img;                /* floats from one image's B source to next  */
+    float *c;                    /* image 0's C                              */
+    size_t c_img, ldc;
+    int accumulate;
+    const kdc__gemm_epilogue *ep;/* ep->res is image 0's                     */
+    int mparts, nparts, mtiles, ntiles;
+} kdc__gemm_job;
+
+static void kdc__gemm_task(void *ctx, int t)
+{
+    const kdc__gemm_job *j = ctx;
+    const int per = j->mparts * j->nparts;
+    const int img = t / per, mi = t % per / j->nparts, ni = t % j->nparts;
+    const int mr = j->gk->mr, nr = j->gk->nr;
+    int m0 = kdc__sched_part(j->mtiles, j->mparts, mi) * mr;
+    int m1 = kdc__sched_part(j->mtiles, j->mparts, mi + 1) * mr;
+    int n0 = kdc__sched_part(j->ntiles, j->nparts, ni) * nr;
+    int n1 = kdc__sched_part(j->ntiles, j->nparts, ni + 1) * nr;
+    if (m1 > j->m)
+        m1 = j->m;
+    if (n1 > j->n)
+        n1 = j->n;
+    if (m0 >= m1 || n0 >= n1)
+        return;
+    kdc__gemm_b b = j->b;
+    b.x += img * j->b_img;
+    kdc__gemm_epilogue ep, *epp = NULL;
+    if (j->ep) {
+        ep = *j->ep;
+        if (ep.res)
+            ep.res += img * j->c_img;
+        epp = &ep;
+    }
+    const int s = kdc__slot_claim(j->ws);
+    kdc__gemm(j->gk, j->a, j->k, m0, m1, &b, n0, n1, j->c + img * j->c_img, j->ldc,
+              j->accumulate, epp, j->ws->mem + (size_t)s * KDC__GEMM_WORK);
+    kdc__slot_release(j->ws, s);
+}
+
+/* The tiles of C (m x n) and their parts for the threads (sched.h). */
+static void kdc__gemm_split(kdc__gemm_job *j, int nimg, int threads)
+{
+    const int mr = j->gk->mr, nr = j->gk->nr;
+    j->mtiles = (j->m + mr - 1) / mr;
+    j->ntiles = (j->n + nr - 1) / nr;
+    kdc__sched_gemm(j->mtiles, j->ntiles, nimg, threads, &j->mparts, &j->nparts);
+}
+
+static void kdc__gemm_job_run(kdc__pool *pool, kdc__gemm_job *j, int nimg)
+{
+    kdc__gemm_split(j, nimg, kdc__pool_threads(pool));
+    kdc__pool_run(pool, nimg * j->mparts * j->nparts, kdc__gemm_task, j);
+}
+
+static int kdc__is_pointwise(const kdc__conv_param *cp)
+{
+    return cp->kh == 1 && cp->kw == 1 && cp->stride == 1 && cp->pad == 0;
+}
+
+/* The padded copy of one image (channel chunks) and the copy of the wide
+ * output rows into y with the epilogue (row chunks). */
+typedef struct kdc__wide_job {
+    const kdc__conv_param *cp;
+    const float *x;              /* one image                                */
+    float *xpad, *wide, *y;
+    int ih, iw, oh, ow;
+    const kdc__wide_geom *g;
+    const kdc__gemm_kernels *gk;
+    const kdc__gemm_epilogue *ep;/* res of this image                        */
+} kdc__wide_job;
+
+static void kdc__pad_task(void *ctx, int t)
+{
+    const kdc__wide_job *j = ctx;
+    const kdc__wide_geom *g = j->g;
+    const int p = j->cp->pad, s = g->s;
+    const int pa = s < j->cp->kh ? s : j->cp->kh, pb = s < j->cp->kw ? s : j->cp->kw;
+    int c0, c1;
+    kdc__sched_chunk_range(t, KDC__SCHED_WIDE_CHUNK, j->cp->cin, &c0, &c1);
+    for (int c = c0; c < c1; c++) {
+        const float *src = j->x + (size_t)c * j->ih * j->iw;
+        for (int a = 0; a < pa; a++)
+            for (int b = 0; b < pb; b++) {
+                float *d = j->xpad + (size_t)c * g->plane + (size_t)(a * s + b) * g->pplane;
+                for (int i = 0; i < g->hq; i++, d += g->wq) {
+                    const int y = s * i + a - p; /* input row */
+                    if (y < 0 || y >= j->ih) {
+                        memset(d, 0, (size_t)g->wq * sizeof *d);
+                        continue;
+                    }
+                    const float *row = src + (size_t)y * j->iw;
+                    if (s == 1) {
+                        memset(d, 0, (size_t)p * sizeof *d);
+                        memcpy(d + p, row, (size_t)j->iw * sizeof *d);
+                        memset(d + p + j->iw, 0, (size_t)(g->wq - p - j->iw) * sizeof *d);
+                        continue;
+                    }
+                    for (int q = 0; q < g->wq; q++) {
+                        const int xx = s * q + b - p;
+                        d[q] = xx >= 0 && xx < j->iw ? row[xx] : 0.0f;
+                    }
+                }
+            }
+    }
+}
+
+static void kdc__unwide_task(void *ctx, int t)
+{
+    const kdc__wide_job *j = ctx;
+    const int cout = j->cp->cout;
+    const size_t ohw = (size_t)j->oh * j->ow, nw = j->g->nw;
+    int c0, c1;
+    kdc__sched_chunk_range(t, KDC__SCHED_WIDE_CHUNK, cout, &c0, &c1);
+    for (int c = c0; c < c1; c++) {
+        float *d = j->y + (size_t)c * ohw;
+        for (int r = 0; r < j->oh; r++)
+            memcpy(d + (size_t)r * j->ow, j->wide + (size_t)c * nw + (size_t)r * j->g->wq,
+                   (size_t)j->ow * sizeof *d);
+        if (j->ep)
+            j->gk->epilogue(j->ep, d, ohw, c, 1, j->ep->res ? j->ep->res + (size_t)c * ohw : NULL,
+                            ohw, (int)ohw);
+    }
+}
+
+void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
+                      const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
+                      int oh, int ow, const kdc__gemm_epilogue *ep)
+{
+    const size_t ohw = (size_t)oh * ow;
+    kdc__gemm_epilogue e = {0};
+    if (ep)
+        e = *ep;
+    e.bias = cp->bias;
+    size_t xpad_need, wide_need;
+    if (kdc__is_wide(cp) && oh > 0 && ow > 0 &&
+        (kdc__wide_sizes(cp, ih, iw, oh, ow, &xpad_need, &wide_need),
+         ws->xpad_cap >= xpad_need && ws->wide_cap >= wide_need)) {
+        kdc__wide_geom g;
+        kdc__wide_geometry(cp, ih, iw, oh, ow, &g);
+        const int has_ep = ep || cp->bias;
+        for (int b = 0; b < n; b++) {
+            kdc__gemm_epilogue eb = e;
+            if (eb.res)
+                eb.res += (size_t)b * cp->cout * ohw;
+            kdc__wide_job wj = {.cp = cp, .x = x + (size_t)b * cp->cin * ih * iw,
+                                .xpad = ws->xpad, .wide = ws->wide,
+                                .y = y + (size_t)b * cp->cout * ohw, .ih = ih, .iw = iw,
+                                .oh = oh, .ow = ow, .g = &g, .gk = gk,
+                                .ep = has_ep ? &eb : NULL};
+            kdc__pool_run(pool, kdc__sched_chunks(cp->cin, KDC__SCHED_WIDE_CHUNK), kdc__pad_task,
+                          &wj);
+            kdc__gemm_job j = {
+                .gk = gk, .ws = ws, .a = cp->packed, .k = cp->cin * cp->kh * cp->kw,
+                .m = cp->cout, .n = (int)g.nw,
+                .b = {.x = ws->xpad, .ld = (size_t)g.wq, .im2col = 2, .kh = cp->kh,
+                      .kw = cp->kw, .stride = g.s, .plane = g.plane, .pplane = g.pplane},
+                .c = ws->wide, .ldc = g.nw,
+            };
+            kdc__gemm_job_run(pool, &j, 1);
+            kdc__pool_run(pool, kdc__sched_chunks(cp->cout, KDC__SCHED_WIDE_CHUNK),
+                          kdc__unwide_task, &wj);
+        }
+        return;
+    }
+    kdc__gemm_job j = {
+        .gk = gk, .ws = ws, .a = cp->packed, .k = cp->cin * cp->kh * cp->kw, .m = cp->cout,
+        .n = (int)ohw,
+        .b = {.x = x, .ld = ohw, .im2col = !kdc__is_pointwise(cp), .ih = ih, .iw = iw,
+              .kh = cp->kh, .kw = cp->kw, .stride = cp->stride, .pad = cp->pad, .oh = oh,
+              .ow = ow},
+        .b_img = (size_t)cp->cin * ih * iw,
+        .c = y, .c_img = (size_t)cp->cout * ohw, .ldc = ohw,
+        .ep = (ep || cp->bias) ? &e : NULL,
+    };
+    kdc__gemm_job_run(pool, &j, n);
+}
+
+/* col2im of one image: dx += the columns, a task per (chunk of input
+ * channels, band of input rows); every dx element receives its terms in
+ * (ky, kx) order whatever the split. Bands let the 3-channel stem spread
+ * over threads. */
+typedef struct kdc__col2im_job {
+    const kdc__conv_param *cp;
+    const float *cols;
+    float *dx;
+    int ih, iw, oh, ow;
+    int bands;
+} kdc__col2im_job;
+
+static void kdc__col2im_task(void *ctx, int t)
+{
+    const kdc__col2im_job *j = ctx;
+    const kdc__conv_param *cp = j->cp;
+    const size_t ihw = (size_t)j->ih * j->iw, ohw = (size_t)j->oh * j->ow;
+    const int band = t % j->bands;
+    const int ya = kdc__sched_part(j->ih, j->bands, band);
+    const int yb = kdc__sched_part(j->ih, j->bands, band + 1);
+    int c0, c1;
+    kdc__sched_chunk_range(t / j->bands, KDC__SCHED_COL2IM_CHUNK, cp->cin, &c0, &c1);
+    for (int c = c0; c < c1; c++) {
+        float *xo = j->dx + (size_t)c * ihw;
+        for (int ky = 0; ky < cp->kh; ky++) {
+            int y0, y1;
+            kdc__valid_range(j->ih, j->oh, cp->stride, cp->pad, ky, &y0, &y1);
+            for (int kx = 0; kx < cp->kw; kx++) {
+                const float *col = j->cols + ((size_t)(c * cp->kh + ky) * cp->kw + kx) * ohw;
+                int x0, x1;
+                kdc__valid_range(j->iw, j->ow, cp->stride, cp->pad, kx, &x0, &x1);
+                for (int yo = y0; yo < y1; yo++) {
+                    const int iy = yo * cp->stride + ky - cp->pad;
+                    if (iy < ya || iy >= yb)
+                        continue;
+                    float *xr = xo + (size_t)iy * j->iw + kx - cp->pad;
+                    const float *cr = col + (size_t)yo * j->ow;
+                    for (int xi = x0; xi < x1; xi++)
+                        xr[xi * cp->stride] += cr[xi];
+                }
+            }
+        }
+    }
+}
+
+kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
+                                          const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
+                                          const float *wt, const float *dy, int n, int oh, int ow,
+                                          float *dx, int ih, int iw)
+{
+    const size_t ohw = (size_t)oh * ow, ihw = (size_t)ih * iw;
+    const int kk = cp->kh * cp->kw;
+    kdc__gemm_job j = {
+        .gk = gk, .ws = ws, .a = wt, .k = cp->cout, .m = cp->cin * kk, .n = (int)ohw,
+        .b = {.x = dy, .ld = ohw},
+        .b_img = (size_t)cp->cout * ohw,
+        .ldc = ohw,
+    };
+    if (kdc__is_pointwise(cp)) {
+        j.c = dx;
+        j.c_img = (size_t)cp->cin * ihw;
+        j.accumulate = 1;
+        kdc__gemm_job_run(pool, &j, n);
+        return KDC_OK;
+    }
+    kdc_status st = kdc__grow(&ws->cols, &ws->cols_cap, (size_t)j.m * ohw);
+    if (st)
+        return st;
+    for (int b = 0; b < n; b++) {
+        j.b.x = dy + b * j.b_img;
+        j.c = ws->cols;
+        kdc__gemm_job_run(pool, &j, 1);
+        const int chunks = kdc__sched_chunks(cp->cin, KDC__SCHED_COL2IM_CHUNK);
+        const int bands = kdc__sched_bands(chunks, kdc__pool_threads(pool), ih);
+        kdc__col2im_job cj = {.cp = cp, .cols = ws->cols, .dx = dx + b * (size_t)cp->cin * ihw,
+                              .ih = ih, .iw = iw, .oh = oh, .ow = ow, .bands = bands};
+        kdc__pool_run(pool, chunks * bands, kdc__col2im_task, &cj);
+    }
+    return KDC_OK;
+}

@@ -1,0 +1,50 @@
+/* conv_gemm.h - dense convs and LINEAR lowered to the packed GEMM, and the
+ * per-run workspaces they use (conv_gemm.c; internal). */
+#ifndef KDC_CONV_GEMM_H
+#define KDC_CONV_GEMM_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "graph.h"
+#include "kernels.h"
+#include "threadpool.h"
+
+/* Per-thread GEMM packing buffers of a run and the backward im2col buffer.
+ * Tasks claim a free slot (at most nslots run at once, one per thread). */
+typedef struct kdc__work {
+    int nslots;
+    float *mem;           /* nslots * KDC__GEMM_WORK floats, 64-byte aligned */
+    atomic_int *busy;     /* (nslots)                                       */
+    float *cols;          /* backward-data column buffer                    */
+    size_t cols_cap;      /* floats                                          */
+    float *xpad, *wide;   /* stride-1 convs: padded input, wide output      */
+    size_t xpad_cap, wide_cap;
+} kdc__work;
+
+/* Makes room for nslots slots; KDC_ERR_NO_MEMORY. */
+kdc_status kdc__work_reserve(kdc__work *ws, int nslots);
+void kdc__work_free(kdc__work *ws);
+/* Makes room for the buffers a forward of this conv on one image needs
+ * (without them it takes a slower path); KDC_ERR_NO_MEMORY. */
+kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,
+                             int ow);
+
+/* Dense convolution (groups == 1) or LINEAR through the GEMM (cp->packed
+ * set), forward, for the n images of x (n, cin, ih, iw) into y (n, cout,
+ * oh, ow): y = conv(x) (+ bias), then the epilogue ep (may be NULL; its res
+ * is image 0's residual, laid out like y). Split over output tiles. ws
+ * needs at least as many slots as the pool has threads, and the buffers of
+ * kdc__conv_reserve for the fast padded path (else the slower im2col
+ * packing is used). */
+void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
+                      const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
+                      int oh, int ow, const kdc__gemm_epilogue *ep);
+/* Its backward-data, accumulated: dx += conv^T(dy), with wt the transposed
+ * weight packing (kdc__conv_packed_t). KDC_ERR_NO_MEMORY (column buffer). */
+kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
+                                          const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
+                                          const float *wt, const float *dy, int n, int oh, int ow,
+                                          float *dx, int ih, int iw);
+
+#endif /* KDC_CONV_GEMM_H */

@@ -1,0 +1,331 @@
+/* forward.c - the forward executor: every node in order, each split into
+ * jobs (sched.h) that run its op's task from the op table (op.h); dense
+ * convs and LINEAR go through the GEMM (conv_gemm.c) with the rest of
+ * their fused group in the epilogue, depthwise 3x3 convs through the
+ * depthwise kernels with theirs. A recording pass (kdc_run_forward_grad)
+ * also keeps what backward needs: the op table says which state. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "op.h"
+#include "run.h"
+#include "sched.h"
+
+/* ------------------------------------------------------------------ */
+/* Executing one node: the op table's task over (image, channel chunk) */
+
+typedef struct kdc__task {
+    kdc__op_args a;
+    const kdc__op_def *op;
+    int chunks; /* channel chunks per image */
+} kdc__task;
+
+static void kdc__node_task(void *ctx, int t)
+{
+    const kdc__task *k = ctx;
+    int b, c0, c1;
+    kdc__sched_image_range(t, k->chunks, k->a.out_chw[0], &b, &c0, &c1);
+    k->op->forward(&k->a, b, c0, c1);
+}
+
+/* Where node j's output is: its buffer, or the replacement of
+ * kdc__run_forward_from. */
+static const float *kdc__data(const kdc_run *r, int j)
+{
+    if (j < 0)
+        return NULL;
+    if (j == r->override_node)
+        return r->override_data;
+    return r->buf[r->slot[j]];
+}
+
+/* ReLU masks of a fused group's tail, from its output. */
+typedef struct kdc__mask_task {
+    const kdc__act_kernels *act;
+    const float *y;
+    uint64_t *mask;
+    int C, chunks;
+    size_t hw;
+    float clamp;
+} kdc__mask_task;
+
+static void kdc__mask_run(void *ctx, int t)
+{
+    const kdc__mask_task *k = ctx;
+    int b, c0, c1;
+    kdc__sched_image_range(t, k->chunks, k->C, &b, &c0, &c1);
+    k->act->relu_mask(k->y + (size_t)b * k->C * k->hw,
+                      k->mask + (size_t)b * k->C * ((k->hw + 63) / 64), k->hw, k->clamp, c0, c1);
+}
+
+/* The epilogue that runs the rest of the fused group headed by conv i. */
+static void kdc__group_epilogue(const kdc_run *r, int i, int tail, kdc__gemm_epilogue *ep)
+{
+    const kdc_model *m = r->m;
+    memset(ep, 0, sizeof *ep);
+    if (tail == i)
+        return;
+    const kdc__node *af = &m->nodes[i + 1];
+    ep->scale = af->p.affine.scale;
+    ep->shift = af->p.affine.shift;
+    if (tail == i + 2) {
+        const kdc__node *t = &m->nodes[i + 2];
+        ep->relu = 1;
+        ep->clamp = t->p.act.clamp;
+        if (t->op == KDC__OP_ADD_RELU)
+            ep->res = kdc__data(r, t->in[0] == i + 1 ? t->in[1] : t->in[0]);
+    }
+}
+
+/* A depthwise 3x3 conv with its fused group: per channel plane, the
+ * depthwise kernel then the epilogue while the plane is in cache. */
+typedef struct kdc__dw_task {
+    const kdc_run *r;
+    const kdc__node *nd;
+    const float *x;
+    float *y;
+    const kdc__gemm_epilogue *ep; /* res of the whole batch, laid out like y */
+    int C, ih, iw, oh, ow, chunks;
+} kdc__dw_task;
+
+static void kdc__dw_fused_run(void *ctx, int t)
+{
+    const kdc__dw_task *k = ctx;
+    const kdc__conv_param *cp = &k->nd->p.conv;
+    const kdc_model *m = k->r->m;
+    int b, c0, c1;
+    kdc__sched_image_range(t, k->chunks, k->C, &b, &c0, &c1);
+    const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
+    for (int c = c0; c < c1; c++) {
+        const size_t plane = (size_t)b * k->C + c;
+        float *y = k->y + plane * ohw;
+        m->dw->dw3x3(k->x + plane * ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
+                     cp->bias ? cp->bias[c] : 0.0f, y, k->oh, k->ow, cp->stride, cp->pad);
+        m->gemm->epilogue(k->ep, y, ohw, c, 1, k->ep->res ? k->ep->res + plane * ohw : NULL, ohw,
+                          (int)ohw);
+    }
+}
+
+static void kdc__run_dw_group(kdc_run *r, int i)
+{
+    const kdc__node *nd = &r->m->nodes[i];
+    const int tail = r->fuse_tail[i];
+    kdc__gemm_epilogue ep;
+    kdc__group_epilogue(r, i, tail, &ep);
+    const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
+    kdc__dw_task k = {.r = r, .nd = nd, .x = kdc__data(r, nd->in[0]),
+                      .y = r->buf[r->slot[tail]], .ep = &ep, .C = oc[0], .ih = ic[1],
+                      .iw = ic[2], .oh = oc[1], .ow = oc[2]};
+    k.chunks = kdc__sched_chunks(k.C, KDC__SCHED_CH_CHUNK);
+    kdc__pool_run(r->pool, r->n * k.chunks, kdc__dw_fused_run, &k);
+}
+
+/* A dense conv or LINEAR on the GEMM, with the rest of its fused group. */
+static void kdc__run_gemm_node(kdc_run *r, int i)
+{
+    const kdc_model *m = r->m;
+    const kdc__node *nd = &m->nodes[i];
+    const int tail = r->fuse_tail[i] ? r->fuse_tail[i] : i;
+    kdc__gemm_epilogue ep;
+    kdc__group_epilogue(r, i, tail, &ep);
+    const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
+    kdc__conv2d_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, kdc__data(r, nd->in[0]), r->n, ic[1],
+                     ic[2], r->buf[r->slot[tail]], oc[1], oc[2], tail > i ? &ep : NULL);
+}
+
+static void kdc__run_node(kdc_run *r, int i, int record)
+{
+    const kdc__node *nd = &r->m->nodes[i];
+    if (r->fused[i]) {
+        /* computed by the head of its group; a recording pass still needs
+         * the ReLU mask of the group's output */
+        if (record && kdc__op_table[nd->op]->record == KDC__RECORD_MASK) {
+            const int *s = r->chw + 3 * i;
+            kdc__mask_task k = {.act = r->m->act, .y = r->buf[r->slot[i]], .mask = r->mask[i],
+                                .C = s[0], .hw = (size_t)s[1] * s[2],
+                                .clamp = nd->p.act.clamp};
+            k.chunks = kdc__sched_chunks(k.C, KDC__SCHED_CH_CHUNK);
+            kdc__pool_run(r->pool, r->n * k.chunks, kdc__mask_run, &k);
+        }
+        return;
+    }
+    if (kdc__conv_is_gemm(r->m, nd)) {
+        kdc__run_gemm_node(r, i);
+        return;
+    }
+    if (r->fuse_tail[i]) {
+        kdc__run_dw_group(r, i);
+        return;
+    }
+    const kdc__op_def *op = kdc__op_table[nd->op];
+    kdc__task k = {
+        .op = op,
+        .a = {
+            .m = r->m,
+            .nd = nd,
+            .mask = record && op->record == KDC__RECORD_MASK ? r->mask[i] : NULL,
+            .argmax = record && op->record == KDC__RECORD_ARGMAX ? r->argmax[i] : NULL,
+            .x = kdc__data(r, nd->in[0]),
+            .x2 = kdc__data(r, nd->in[1]),
+            .y = r->buf[r->slot[i]],
+            .in_chw = nd->in[0] >= 0 ? r->chw + 3 * nd->in[0] : NULL,
+            .in2_chw = nd->in[1] >= 0 ? r->chw + 3 * nd->in[1] : NULL,
+            .out_chw = r->chw + 3 * i,
+        },
+    };
+    k.chunks = kdc__sched_chunks(k.a.out_chw[0], KDC__SCHED_CH_CHUNK);
+    kdc__pool_run(r->pool, r->n * k.chunks, kdc__node_task, &k);
+}
+
+/* Makes room for the backward state of nodes > from (ReLU masks, max-pool
+ * winners) for the current plan. */
+static kdc_status kdc__alloc_record(kdc_run *r, int from)
+{
+    const kdc_model *m = r->m;
+    for (int i = from + 1; i < m->n_nodes; i++) {
+        const kdc__node *nd = &m->nodes[i];
+        const int *s = r->chw + 3 * i;
+        const kdc__record rec = kdc__op_table[nd->op]->record;
+        if (rec == KDC__RECORD_MASK) {
+            size_t words = (size_t)r->n * s[0] * (((size_t)s[1] * s[2] + 63) / 64);
+            if (r->mask_cap[i] < words) {
+                free(r->mask[i]);
+                r->mask[i] = malloc(words * sizeof **r->mask);
+                r->mask_cap[i] = r->mask[i] ? words : 0;
+                if (!r->mask[i])
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for backward state");
+            }
+        } else if (rec == KDC__RECORD_ARGMAX) {
+            size_t cnt = kdc__numel(r, i);
+            if (r->argmax_cap[i] < cnt) {
+                free(r->argmax[i]);
+                r->argmax[i] = malloc(cnt * sizeof **r->argmax);
+                r->argmax_cap[i] = r->argmax[i] ? cnt : 0;
+                if (!r->argmax[i])
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for backward state");
+            }
+        }
+    }
+    return KDC_OK;
+}
+
+static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int w,
+                               const int *keep, int nkeep, int record_from)
+{
+    kdc_status st;
+    if (!r || !input)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_forward: NULL argument");
+    const kdc_model *m = r->m;
+    const int nn = m->n_nodes;
+    /* whatever happens below, the results of an earlier pass are gone */
+    r->done = 0;
+    r->grad_done = 0;
+    r->record_from = -1;
+    if (n < 1 || n > 65536)
+        return kdc__fail(KDC_ERR_SHAPE, "input: batch size %d is out of range 1..65536", n);
+    if (h > 16384 || w > 16384)
+        return kdc__fail(KDC_ERR_SHAPE, "input %dx%d is larger than 16384x16384", h, w);
+    if (nkeep < 0 || (nkeep > 0 && !keep))
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_forward: bad keep list");
+    memset(r->want, 0, (size_t)nn);
+    for (int i = 0; i < nkeep; i++) {
+        if (keep[i] < 0 || keep[i] >= nn)
+            return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                             m->arch, keep[i], nn - 1);
+        r->want[keep[i]] = 1;
+    }
+    const size_t numel = (size_t)n * 3 * (size_t)h * (size_t)w;
+    for (size_t i = 0; i < numel; i++) {
+        if (!isfinite(input[i])) {
+            size_t hw = (size_t)h * w;
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "input: value at n=%zu c=%zu y=%zu x=%zu "
+                             "is %s", i / (3 * hw), i / hw % 3, i % hw / (size_t)w,
+                             i % (size_t)w, isnan(input[i]) ? "NaN" : "infinite");
+        }
+    }
+    r->done = 0;
+    r->grad_done = 0;
+    r->record_from = -1;
+    if (!r->planned || r->n != n || r->h != h || r->w != w || memcmp(r->want, r->keep, (size_t)nn)) {
+        r->planned = 0;
+        if ((st = kdc__infer_shapes(m, h, w, r->chw)))
+            return st;
+        r->n = n;
+        r->h = h;
+        r->w = w;
+        memcpy(r->keep, r->want, (size_t)nn);
+        if ((st = kdc__plan(r)))
+            return st;
+    }
+    if (record_from >= 0 && (st = kdc__alloc_record(r, record_from)))
+        return st;
+    if (m->gemm) {
+        if ((st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))))
+            return st;
+        for (int i = 1; i < nn; i++) {
+            const kdc__node *nd = &m->nodes[i];
+            const int *ic = r->chw + 3 * (nd->in[0] >= 0 ? nd->in[0] : 0), *oc = r->chw + 3 * i;
+            if (kdc__conv_is_gemm(m, nd) &&
+                (st = kdc__conv_reserve(&r->ws, &nd->p.conv, ic[1], ic[2], oc[1], oc[2])))
+                return st;
+        }
+    }
+    memcpy(r->buf[r->slot[0]], input, numel * sizeof *input);
+    for (int i = 1; i < nn; i++)
+        kdc__run_node(r, i, record_from >= 0 && i > record_from);
+    r->done = 1;
+    r->record_from = record_from;
+    return KDC_OK;
+}
+
+kdc_status kdc_run_forward(kdc_run *r, const float *input, int n, int h, int w, const int *keep,
+                           int nkeep)
+{
+    return kdc__forward(r, input, n, h, w, keep, nkeep, -1);
+}
+
+kdc_status kdc_run_forward_grad(kdc_run *r, const float *input, int n, int h, int w,
+                                const int *keep, int nkeep, int down_to)
+{
+    if (r && (down_to < 0 || down_to >= r->m->n_nodes))
+        return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d",
+                         r->m->arch, down_to, r->m->n_nodes - 1);
+    return kdc__forward(r, input, n, h, w, keep, nkeep, down_to);
+}
+
+kdc_status kdc__run_forward_from(kdc_run *r, int layer, const float *act, float *logits)
+{
+    if (!r || !act || !logits)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "forward from a layer: NULL argument");
+    const kdc_model *m = r->m;
+    const int nn = m->n_nodes;
+    if (!r->done)
+        return kdc__fail(KDC_ERR_STATE, "forward from a layer needs a completed forward pass");
+    if (layer < 0 || layer >= nn)
+        return kdc__fail(KDC_ERR_NOT_FOUND, "%s: layer index %d is out of range 0..%d", m->arch,
+                         layer, nn - 1);
+    if (!r->keep[layer] && layer != nn - 1)
+        return kdc__fail(KDC_ERR_STATE, "forward from %s: the last forward pass did not keep it",
+                         m->nodes[layer].name);
+    for (int i = layer + 1; i < nn; i++)
+        for (int j = 0; j < 2; j++) {
+            int in = m->nodes[i].in[j];
+            if (in >= 0 && in < layer && !r->keep[in])
+                return kdc__fail(KDC_ERR_STATE, "forward from %s: %s reads %s, which lies below "
+                                 "it and was not kept", m->nodes[layer].name, m->nodes[i].name,
+                                 m->nodes[in].name);
+        }
+    r->override_node = layer;
+    r->override_data = act;
+    for (int i = layer + 1; i < nn; i++)
+        kdc__run_node(r, i, 0);
+    r->override_node = -1;
+    r->override_data = NULL;
+    memcpy(logits, r->buf[r->slot[nn - 1]], kdc__numel(r, nn - 1) * sizeof *logits);
+    /* the layers above now hold this pass's values, which the recorded
+     * backward state does not describe */
+    r->record_from = -1;
+    r->grad_done = 0;
+    return KDC_OK;
+}

@@ -1,0 +1,65 @@
+/* run.h - a run's state, shared by the files of lib/run/ (internal).
+ *
+ * A kdc_run owns everything that changes while a model runs: the thread
+ * pool, the activation buffers and their plan (plan.c), the backward state
+ * a recording forward keeps (forward.c), the gradient buffers (backward.c)
+ * and the GEMM workspaces (conv_gemm.c). */
+#ifndef KDC_RUN_H
+#define KDC_RUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conv_gemm.h"
+#include "graph.h"
+#include "threadpool.h"
+
+struct kdc_run {
+    const kdc_model *m;
+    kdc__pool *pool;
+    /* plan, valid for (n, h, w, keep) */
+    int n, h, w;
+    int planned;
+    int *chw;              /* (n_nodes, 3) output shapes                      */
+    int *slot;             /* (n_nodes) buffer of each node's output          */
+    unsigned char *keep;   /* (n_nodes) caller wants the output after forward */
+    unsigned char *want;   /* (n_nodes) scratch: keep set of the current call */
+    int *last_use;         /* (n_nodes) index of the last consumer            */
+    int n_slots;
+    size_t *need;          /* (n_nodes) floats each slot needs                */
+    float **buf;           /* (n_nodes) slot buffers                          */
+    size_t *cap;           /* (n_nodes) floats allocated per slot             */
+    int done;              /* a forward pass completed with this plan         */
+    /* backward state recorded by kdc_run_forward_grad for nodes > record_from */
+    int record_from;       /* -1: the last forward recorded nothing           */
+    uint64_t **mask;       /* (n_nodes) ReLU masks, one bit per element       */
+    size_t *mask_cap;      /* (n_nodes) words allocated                        */
+    int32_t **argmax;      /* (n_nodes) max-pool winners                      */
+    size_t *argmax_cap;
+    /* gradients: a pool of buffers, and which one holds each node's gradient */
+    float **gbuf;          /* (n_nodes) */
+    size_t *gcap;          /* (n_nodes) */
+    unsigned char *gused;  /* (n_nodes) */
+    int n_gbuf;
+    int *grad_of;          /* (n_nodes) buffer index, -1 none                 */
+    unsigned char *gkeep;  /* (n_nodes) gradients the caller asked for        */
+    int grad_done;
+    int *classes;          /* (n) classes of the last backward's target       */
+    int classes_cap;
+    /* kdc__run_forward_from: this node's output is read from override */
+    int override_node;
+    const float *override_data;
+    /* fast kernels: GEMM workspaces, and the fused groups of the plan: a
+     * dense conv head runs its AFFINE (and RELU / ADD_RELU) in its epilogue */
+    kdc__work ws;
+    int *fuse_tail;        /* (n_nodes) last node of the group a head runs, 0 */
+    unsigned char *fused;  /* (n_nodes) run by the head of its group          */
+};
+
+/* plan.c: elements of node's output for the planned batch. */
+size_t kdc__numel(const kdc_run *r, int node);
+/* plan.c: the liveness plan of buffers and fused groups for r->n, r->chw
+ * and r->keep; allocates the buffers. KDC_ERR_NO_MEMORY. */
+kdc_status kdc__plan(kdc_run *r);
+
+#endif /* KDC_RUN_H */
