@@ -375,6 +375,90 @@ static void test_linear(void **state)
     }
 }
 
+/* ---- ADD_UP: the FPN's top-down join y = a + nearest_upsample(b) ---- */
+
+/* PyTorch's F.interpolate(mode="nearest", size=(h, w)): source index
+ * floor(dst * (in / out)), the scale in float, at most in - 1. */
+static int naive_nearest(int dst, int in, int out)
+{
+    const float scale = (float)in / (float)out;
+    int s = (int)floorf((float)dst * scale);
+    return s > in - 1 ? in - 1 : s;
+}
+
+static double add_up_loss(const float *a, const float *b, const float *dy, int C, int h, int w,
+                          int bh, int bw)
+{
+    double l = 0.0;
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double v = (double)a[(c * h + y) * w + x] +
+                           b[(c * bh + naive_nearest(y, bh, h)) * bw + naive_nearest(x, bw, w)];
+                l += dy[(c * h + y) * w + x] * v;
+            }
+    return l;
+}
+
+static void check_add_up(int C, int h, int w, int bh, int bw)
+{
+    const size_t na = (size_t)C * h * w, nb = (size_t)C * bh * bw;
+    float *a = tk_rand_buf(na, -2, 2), *b = tk_rand_buf(nb, -2, 2), *dy = tk_rand_buf(na, -1, 1);
+    float *y = tk_xmalloc(na * sizeof *y);
+    float *da = calloc(na, sizeof *da), *db = calloc(nb, sizeof *db);
+    assert_non_null(da);
+    assert_non_null(db);
+    /* forward and backward over two channel ranges, to exercise c0 / c1 */
+    kdc__add_up_ref(a, b, y, h, w, bh, bw, 0, C / 2);
+    kdc__add_up_ref(a, b, y, h, w, bh, bw, C / 2, C);
+    for (int c = 0; c < C; c++)
+        for (int yy = 0; yy < h; yy++)
+            for (int xx = 0; xx < w; xx++) {
+                float want = a[(c * h + yy) * w + xx] +
+                             b[(c * bh + naive_nearest(yy, bh, h)) * bw + naive_nearest(xx, bw, w)];
+                assert_float_equal(y[(c * h + yy) * w + xx], want, 0.0);
+            }
+    kdc__add_up_backward_ref(dy, da, db, h, w, bh, bw, 0, C / 2);
+    kdc__add_up_backward_ref(dy, da, db, h, w, bh, bw, C / 2, C);
+    /* central differences of L = sum(dy * y) with respect to a and b */
+    const float d = 0.01f;
+    for (size_t i = 0; i < na; i++) {
+        const float keep = a[i], up = keep + d, down = keep - d;
+        a[i] = up;
+        const double lp = add_up_loss(a, b, dy, C, h, w, bh, bw);
+        a[i] = down;
+        const double lm = add_up_loss(a, b, dy, C, h, w, bh, bw);
+        a[i] = keep;
+        assert_true(fabs((lp - lm) / ((double)up - down) - da[i]) < 1e-3);
+    }
+    for (size_t i = 0; i < nb; i++) {
+        const float keep = b[i], up = keep + d, down = keep - d;
+        b[i] = up;
+        const double lp = add_up_loss(a, b, dy, C, h, w, bh, bw);
+        b[i] = down;
+        const double lm = add_up_loss(a, b, dy, C, h, w, bh, bw);
+        b[i] = keep;
+        assert_true(fabs((lp - lm) / ((double)up - down) - db[i]) < 1e-3);
+    }
+    /* da only, db only: each is optional */
+    memset(da, 0, na * sizeof *da);
+    kdc__add_up_backward_ref(dy, da, NULL, h, w, bh, bw, 0, C);
+    for (size_t i = 0; i < na; i++)
+        assert_float_equal(da[i], dy[i], 0.0);
+    free(a); free(b); free(dy); free(y); free(da); free(db);
+}
+
+static void test_add_up(void **state)
+{
+    (void)state;
+    tk_seed(10);
+    check_add_up(3, 8, 10, 4, 5);  /* exactly 2x, as in the FPN at even sizes */
+    check_add_up(2, 7, 9, 4, 5);   /* odd sizes: ceil-halved levels (49x67 inputs) */
+    check_add_up(4, 13, 17, 7, 9);
+    check_add_up(1, 5, 6, 5, 6);   /* same size */
+    check_add_up(2, 6, 4, 1, 1);   /* a 1x1 level broadcast */
+}
+
 static void test_out_size(void **state)
 {
     (void)state;
@@ -391,7 +475,7 @@ int main(void)
         cmocka_unit_test(test_bn_fold),    cmocka_unit_test(test_relu),
         cmocka_unit_test(test_add_relu),   cmocka_unit_test(test_maxpool), cmocka_unit_test(test_maxpool_interior),
         cmocka_unit_test(test_gap),        cmocka_unit_test(test_linear),
-        cmocka_unit_test(test_out_size),
+        cmocka_unit_test(test_add_up),     cmocka_unit_test(test_out_size),
     };
     tk_seed(0);
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);
