@@ -6,10 +6,6 @@
 
 #include "cli.h"
 
-static const char *const known_arch[] = {"resnet50",      "resnet101",     "resnet152",
-                                         "mobilenetv1",   "resnet50-fpn",  "resnet101-fpn",
-                                         "resnet152-fpn", "auto"};
-
 int cli_parse_model_spec(const char *spec, cli_model_spec *cm)
 {
     memset(cm, 0, sizeof *cm);
@@ -24,19 +20,29 @@ int cli_parse_model_spec(const char *spec, cli_model_spec *cm)
     const char *rest = eq + 1, *colon = strchr(rest, ':');
     cm->weights = rest;
     if (colon) {
-        for (size_t i = 0; i < sizeof known_arch / sizeof *known_arch; i++) {
-            size_t al = strlen(known_arch[i]);
-            if ((size_t)(colon - rest) == al && !strncmp(rest, known_arch[i], al)) {
-                snprintf(cm->arch, sizeof cm->arch, "%s", known_arch[i]);
+        /* the library's architectures (kdc_model_arch_name), then "auto" */
+        for (int i = 0;; i++) {
+            const char *an = kdc_model_arch_name(i) ? kdc_model_arch_name(i) : "auto";
+            size_t al = strlen(an);
+            if ((size_t)(colon - rest) == al && !strncmp(rest, an, al)) {
+                snprintf(cm->arch, sizeof cm->arch, "%s", an);
                 cm->weights = colon + 1;
             }
+            if (!kdc_model_arch_name(i))
+                break;
         }
         /* "word:..." with no path characters before the colon meant an
          * architecture: say so rather than failing to open "word:file" */
-        if (!cm->arch[0] && strcspn(rest, "/.") > (size_t)(colon - rest))
-            return cli_error("--model '%s': unknown architecture '%.*s' (resnet50, resnet101, "
-                             "resnet152, mobilenetv1, resnet50-fpn, resnet101-fpn, "
-                             "resnet152-fpn)", spec, (int)(colon - rest), rest);
+        if (!cm->arch[0] && strcspn(rest, "/.") > (size_t)(colon - rest)) {
+            char known[256];
+            size_t used = 0;
+            known[0] = '\0';
+            for (int i = 0; kdc_model_arch_name(i) && used < sizeof known; i++)
+                used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
+                                         kdc_model_arch_name(i));
+            return cli_error("--model '%s': unknown architecture '%.*s' (%s)", spec,
+                             (int)(colon - rest), rest, known);
+        }
     }
     if (!*cm->weights)
         return cli_error("--model '%s': no weights file", spec);

@@ -160,6 +160,10 @@ KDC_API void kdc_model_destroy(kdc_model *model);
 /* The architecture name ("resnet50", "mobilenetv1", ...). Valid while the
  * model lives. */
 KDC_API const char *kdc_model_arch(const kdc_model *model);
+/* The i-th architecture kdc_model_options.arch accepts (i = 0, 1, ...:
+ * "resnet50", "resnet101", ..., "resnet152-fpn"), NULL past the last one.
+ * A static string. */
+KDC_API const char *kdc_model_arch_name(int i);
 /* Number of output classes (rows of the fc / classifier weight); 0 for an
  * FPN backbone, which has no classifier. */
 KDC_API int kdc_model_num_classes(const kdc_model *model);
