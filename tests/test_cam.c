@@ -22,15 +22,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cam_internal.h"
 #include "kdcam.h"
 #include "safetensors.h"
 #include "util/testkit.h"
 #include "util/weightgen.h"
-
-/* internal functions of lib/cam.c checked here */
-kdc_status kdc__cam_aggregate(const float *const *raw, const int *raw_h, const int *raw_w,
-                              int nlayers, int n, int out_h, int out_w, float *tmp, float *map);
-void kdc__upsample_align_corners(const float *src, int h, int w, float *dst, int H, int W);
 
 #define FIX "tests/fixtures/cam/"
 #define TOL_RAW 1e-4

@@ -160,18 +160,6 @@ void kdc__gap_backward_ref(const float *dy, float *dx, size_t hw, int c0, int c1
 void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float *dx, int i0,
                               int i1);
 
-/* run.c: the model a run was created for. */
-const struct kdc_model *kdc__run_model(const kdc_run *run);
-
-/* run.c: runs the network from `layer` up, with that layer's output replaced
- * by act (shaped like it for the batch of the last forward pass), and copies
- * the last layer's output (n x classes) to logits. Needs a completed forward
- * pass that kept `layer` and every layer below it that a layer above it
- * reads (KDC_ERR_STATE otherwise). Outputs of layers above `layer` then hold
- * this pass's values, so the backward state of the last forward pass is
- * dropped: a backward needs a new kdc_run_forward_grad. */
-kdc_status kdc__run_forward_from(kdc_run *run, int layer, const float *act, float *logits);
-
 /* model.c */
 void kdc__model_free_contents(struct kdc_model *m);
 

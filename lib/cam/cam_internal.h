@@ -1,0 +1,39 @@
+/* cam_internal.h - what the files of lib/cam/ share, and what
+ * tests/test_cam.c checks directly (internal; never installed). */
+#ifndef KDC_CAM_INTERNAL_H
+#define KDC_CAM_INTERNAL_H
+
+#include <stddef.h>
+
+#include "internal.h"
+
+/* eigen.c: out (hw) = the projection of the c x hw activations A (times the
+ * gradients G when G is not NULL) on their first principal component, with
+ * its sign fixed (Eigen-CAM, EigenGrad-CAM, the PCA feature map). */
+kdc_status kdc__pca_project(const float *A, const float *G, int c, int hw, float *out);
+
+/* resize.c: min-max normalisation of one plane of count values into dst
+ * (0 where the plane is constant). */
+void kdc__minmax_plane(const float *src, float *dst, size_t count);
+/* torch.nn.UpsamplingBilinear2d (bilinear, align_corners=True) of one
+ * h x w plane to H x W, in float as PyTorch's CPU kernel: src = d * (in -
+ * 1) / (out - 1), i0 = floor(src), i1 = min(i0 + 1, in - 1). Unlike the
+ * OpenCV resize of the post-processing, the corners map onto the corners. */
+/* tests/test_cam.c checks it against PyTorch. */
+void kdc__upsample_align_corners(const float *src, int h, int w, float *dst, int H, int W);
+
+/* methods.c: methods that need the gradients at the target layers. */
+int kdc__needs_grad(kdc_cam_method m);
+
+/* compute.c: pytorch-grad-cam's post-processing of the per-layer raw maps (already
+ * ReLU'd, n x raw_h[l] x raw_w[l] each): per layer scale_cam_image with
+ * resize to out_h x out_w (kdc_cam_normalize_resize); then max(0), the
+ * mean over the layers (float sum in layer order, divided by the count, as
+ * NumPy's float32 mean), and scale_cam_image again without resize. So even
+ * one layer is normalised twice, the second time at full size. tmp holds
+ * n x out_h x out_w floats of scratch. tests/test_cam.c checks the chain on
+ * its own. */
+kdc_status kdc__cam_aggregate(const float *const *raw, const int *raw_h, const int *raw_w,
+                              int nlayers, int n, int out_h, int out_w, float *tmp, float *map);
+
+#endif /* KDC_CAM_INTERNAL_H */
