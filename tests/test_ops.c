@@ -422,24 +422,18 @@ static void check_add_up(int C, int h, int w, int bh, int bw)
     kdc__add_up_backward_ref(dy, da, db, h, w, bh, bw, C / 2, C);
     /* central differences of L = sum(dy * y) with respect to a and b */
     const float d = 0.01f;
-    for (size_t i = 0; i < na; i++) {
-        const float keep = a[i], up = keep + d, down = keep - d;
-        a[i] = up;
-        const double lp = add_up_loss(a, b, dy, C, h, w, bh, bw);
-        a[i] = down;
-        const double lm = add_up_loss(a, b, dy, C, h, w, bh, bw);
-        a[i] = keep;
-        assert_true(fabs((lp - lm) / ((double)up - down) - da[i]) < 1e-3);
-    }
-    for (size_t i = 0; i < nb; i++) {
-        const float keep = b[i], up = keep + d, down = keep - d;
-        b[i] = up;
-        const double lp = add_up_loss(a, b, dy, C, h, w, bh, bw);
-        b[i] = down;
-        const double lm = add_up_loss(a, b, dy, C, h, w, bh, bw);
-        b[i] = keep;
-        assert_true(fabs((lp - lm) / ((double)up - down) - db[i]) < 1e-3);
-    }
+    float *in[2] = {a, b}, *grad[2] = {da, db};
+    const size_t count[2] = {na, nb};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < count[k]; i++) {
+            const float keep = in[k][i], up = keep + d, down = keep - d;
+            in[k][i] = up;
+            const double lp = add_up_loss(a, b, dy, C, h, w, bh, bw);
+            in[k][i] = down;
+            const double lm = add_up_loss(a, b, dy, C, h, w, bh, bw);
+            in[k][i] = keep;
+            assert_true(fabs((lp - lm) / ((double)up - down) - grad[k][i]) < 1e-3);
+        }
     /* da only, db only: each is optional */
     memset(da, 0, na * sizeof *da);
     kdc__add_up_backward_ref(dy, da, NULL, h, w, bh, bw, 0, C);

@@ -11,7 +11,6 @@
 
 #include "op.h"
 #include "run.h"
-#include "sched.h"
 
 /* A zeroed gradient buffer of numel floats from the run's pool (best fit
  * among the free ones; grown or added when none fits). */
@@ -48,22 +47,6 @@ static void kdc__grad_release_all(kdc_run *r)
     for (int i = 0; i < r->m->n_nodes; i++)
         r->grad_of[i] = -1;
     memset(r->gused, 0, (size_t)r->m->n_nodes);
-}
-
-/* Backward of one node: the op table's task over (image, chunk of input
- * channels). */
-typedef struct kdc__btask {
-    kdc__op_args a;
-    const kdc__op_def *op;
-    int chunks;              /* input-channel chunks per image              */
-} kdc__btask;
-
-static void kdc__backward_task(void *ctx, int t)
-{
-    const kdc__btask *k = ctx;
-    int b, c0, c1;
-    kdc__sched_image_range(t, k->chunks, k->a.in_chw[0], &b, &c0, &c1);
-    k->op->backward(&k->a, b, c0, c1);
 }
 
 /* Seed of the target at the last layer (logits z): d z_c / d z = onehot(c);
@@ -177,7 +160,7 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
         if (r->grad_of[i] < 0)
             continue;
         const kdc__node *nd = &m->nodes[i];
-        kdc__btask k = {.op = kdc__op_table[nd->op],
+        kdc__task k = {.op = kdc__op_table[nd->op], .backward = 1,
                         .a = {.m = m, .nd = nd, .guided = guided,
                               .mask = r->mask[i], .argmax = r->argmax[i],
                               .in_chw = r->chw + 3 * nd->in[0],
@@ -210,8 +193,7 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
                                                      k.a.in_chw[2])))
                 return st;
         } else if (k.a.dx || k.a.dx2) {
-            k.chunks = kdc__sched_chunks(k.a.in_chw[0], KDC__SCHED_CH_CHUNK);
-            kdc__pool_run(r->pool, r->n * k.chunks, kdc__backward_task, &k);
+            kdc__task_run(r, &k);
         }
         if (!r->gkeep[i]) {
             r->gused[r->grad_of[i]] = 0;
@@ -242,12 +224,7 @@ kdc_status kdc_run_read_grad(const kdc_run *r, int layer, float *dst, size_t cou
     if (!r->grad_done || !r->gkeep[layer] || r->grad_of[layer] < 0)
         return kdc__fail(KDC_ERR_STATE, "no gradient at %s: the last backward did not ask for it",
                          r->m->nodes[layer].name);
-    size_t numel = kdc__numel(r, layer);
-    if (count < numel)
-        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "gradient at %s has %zu values, the buffer %zu",
-                         r->m->nodes[layer].name, numel, count);
-    memcpy(dst, r->gbuf[r->grad_of[layer]], numel * sizeof *dst);
-    return KDC_OK;
+    return kdc__copy_out(r, layer, "gradient at", r->gbuf[r->grad_of[layer]], dst, count);
 }
 
 kdc_status kdc_run_target_classes(const kdc_run *r, int *classes, int n)

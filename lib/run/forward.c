@@ -15,18 +15,24 @@
 /* ------------------------------------------------------------------ */
 /* Executing one node: the op table's task over (image, channel chunk) */
 
-typedef struct kdc__task {
-    kdc__op_args a;
-    const kdc__op_def *op;
-    int chunks; /* channel chunks per image */
-} kdc__task;
-
-static void kdc__node_task(void *ctx, int t)
+static void kdc__task_job(void *ctx, int t)
 {
     const kdc__task *k = ctx;
     int b, c0, c1;
-    kdc__sched_image_range(t, k->chunks, k->a.out_chw[0], &b, &c0, &c1);
-    k->op->forward(&k->a, b, c0, c1);
+    if (k->backward) {
+        kdc__sched_image_range(t, k->chunks, k->a.in_chw[0], &b, &c0, &c1);
+        k->op->backward(&k->a, b, c0, c1);
+    } else {
+        kdc__sched_image_range(t, k->chunks, k->a.out_chw[0], &b, &c0, &c1);
+        k->op->forward(&k->a, b, c0, c1);
+    }
+}
+
+void kdc__task_run(kdc_run *r, kdc__task *k)
+{
+    const int channels = k->backward ? k->a.in_chw[0] : k->a.out_chw[0];
+    k->chunks = kdc__sched_chunks(channels, KDC__SCHED_CH_CHUNK);
+    kdc__pool_run(r->pool, r->n * k->chunks, kdc__task_job, k);
 }
 
 /* Where node j's output is: its buffer, or the replacement of
@@ -174,8 +180,7 @@ static void kdc__run_node(kdc_run *r, int i, int record)
             .out_chw = r->chw + 3 * i,
         },
     };
-    k.chunks = kdc__sched_chunks(k.a.out_chw[0], KDC__SCHED_CH_CHUNK);
-    kdc__pool_run(r->pool, r->n * k.chunks, kdc__node_task, &k);
+    kdc__task_run(r, &k);
 }
 
 /* Makes room for the backward state of nodes > from (ReLU masks, max-pool

@@ -114,6 +114,17 @@ static kdc_status kdc__check_kept(const kdc_run *r, int layer)
     return KDC_OK;
 }
 
+kdc_status kdc__copy_out(const kdc_run *r, int layer, const char *what, const float *src,
+                         float *dst, size_t count)
+{
+    size_t numel = kdc__numel(r, layer);
+    if (count < numel)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s %s has %zu values, the buffer %zu", what,
+                         r->m->nodes[layer].name, numel, count);
+    memcpy(dst, src, numel * sizeof *dst);
+    return KDC_OK;
+}
+
 kdc_status kdc_run_layer_shape(const kdc_run *r, int layer, int nchw[4])
 {
     kdc_status st = kdc__check_kept(r, layer);
@@ -133,12 +144,7 @@ kdc_status kdc_run_read_layer(const kdc_run *r, int layer, float *dst, size_t co
         return st;
     if (!dst)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_read_layer: dst is NULL");
-    size_t numel = kdc__numel(r, layer);
-    if (count < numel)
-        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "layer %s has %zu values, the buffer %zu",
-                         r->m->nodes[layer].name, numel, count);
-    memcpy(dst, r->buf[r->slot[layer]], numel * sizeof *dst);
-    return KDC_OK;
+    return kdc__copy_out(r, layer, "layer", r->buf[r->slot[layer]], dst, count);
 }
 
 const struct kdc_model *kdc__run_model(const kdc_run *r)

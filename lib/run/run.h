@@ -12,6 +12,7 @@
 
 #include "conv_gemm.h"
 #include "graph.h"
+#include "op.h"
 #include "threadpool.h"
 
 struct kdc_run {
@@ -61,5 +62,22 @@ size_t kdc__numel(const kdc_run *r, int node);
 /* plan.c: the liveness plan of buffers and fused groups for r->n, r->chw
  * and r->keep; allocates the buffers. KDC_ERR_NO_MEMORY. */
 kdc_status kdc__plan(kdc_run *r);
+
+/* A node's op-table task spread over the run's pool (forward.c): forward
+ * in jobs of (image, chunk of output channels), backward in jobs of
+ * (image, chunk of input channels), as sched.h splits them. */
+typedef struct kdc__task {
+    kdc__op_args a;
+    const kdc__op_def *op;
+    int backward;
+    int chunks;            /* set by kdc__task_run */
+} kdc__task;
+void kdc__task_run(kdc_run *r, kdc__task *k);
+
+/* run.c: copies layer's numel floats from src to dst (count floats),
+ * KDC_ERR_INVALID_ARGUMENT "<what> <layer> has N values, the buffer M"
+ * when they do not fit. */
+kdc_status kdc__copy_out(const kdc_run *r, int layer, const char *what, const float *src,
+                         float *dst, size_t count);
 
 #endif /* KDC_RUN_H */
