@@ -1,5 +1,5 @@
-/* test_gemm.c - the packed GEMM (lib/gemm.c, lib/gemm_*.c) and the fast
- * dense convolutions built on it (lib/conv.c), for every instruction set
+/* test_gemm.c - the packed GEMM (lib/kernels/gemm.c, lib/kernels/*/gemm_*.c) and the fast
+ * dense convolutions built on it (lib/run/conv_gemm.c), for every instruction set
  * this CPU and build run (the others are skipped, and say so).
  *
  * Tolerances. A float32 dot product of length k, summed in any order with

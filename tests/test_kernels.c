@@ -1,4 +1,4 @@
-/* test_kernels.c - the micro-kernels of lib/kernels.h against the scalar
+/* test_kernels.c - the micro-kernels of lib/kernels/kernels.h against the scalar
  * references, for every ISA this CPU and build run (the others are skipped
  * and named as such): natively that is scalar and AVX2 on x86-64; under
  * qemu-user (tools/test_neon.sh) scalar and NEON on aarch64.

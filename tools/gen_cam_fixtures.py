@@ -6,8 +6,8 @@ Run from the repository root with Debian's PyTorch (torch 1.13 + numpy):
     /usr/bin/python3 tools/gen_cam_fixtures.py
 
 Everything here re-implements pytorch-grad-cam's conventions in NumPy / PyTorch
-(pytorch-grad-cam and OpenCV are not installed), independently of lib/cam.c and
-lib/render.c. Files written (tests/fixtures/cam/):
+(pytorch-grad-cam and OpenCV are not installed), independently of lib/cam/ and
+lib/cam/render.c. Files written (tests/fixtures/cam/):
 
 maps.safetensors   kdc_cam_from_maps / kdc_feature_map / resizing:
   CASE/A, CASE/G          F32 (n, c, h, w) inputs
@@ -374,7 +374,7 @@ def input_grad(model, x, cls, kind="logit"):
 
 
 def splitmix64_normals(seed, count):
-    """Box-Muller on splitmix64, as lib/cam.c: pairs (cos, sin)."""
+    """Box-Muller on splitmix64, as lib/cam/attribution.c: pairs (cos, sin)."""
     mask = (1 << 64) - 1
     state = seed & mask
     out = np.empty(count, dtype=np.float64)

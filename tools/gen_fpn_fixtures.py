@@ -68,7 +68,7 @@ input pixels or "", channel (-1 = all)), summed over the batch:
   sumsq  E = sum of squares of the level
   mean   E = mean of the level over the cells whose centre ((x + 0.5) * in_w /
          w, (y + 0.5) * in_h / h) lies in [x0, x1) x [y0, y1) (and over one
-         channel, or all): kdc_energy_seed's rule (lib/detect.c), re-implemented
+         channel, or all): kdc_energy_seed's rule (lib/models/detect.c), re-implemented
          in box_mask() below.
 
 preprocess_coffee: torchvision GeneralizedRCNNTransform(min_size=800,
@@ -277,7 +277,7 @@ def build(scheme, seed):
 # Energy targets
 
 def box_mask(h, w, in_h, in_w, box):
-    """kdc_energy_seed's cell rule (lib/detect.c): cell (y, x) is in when its
+    """kdc_energy_seed's cell rule (lib/models/detect.c): cell (y, x) is in when its
     centre ((x + 0.5) * in_w / w, (y + 0.5) * in_h / h) lies in [x0, x1) x
     [y0, y1); a box holding no centre takes the cell under its centre."""
     if box is None:

@@ -284,7 +284,7 @@ def projection_2d(X):
     """utils/svd_on_activations.py get_2d_projection: per image, the (hw x c)
     matrix, columns centred, projected on the first right singular vector
     (np.linalg.svd(full_matrices=True), VT[0]). libkdcam's sign fix (not in
-    pytorch-grad-cam; lib/cam.c kdc__pca_project): flip so that
+    pytorch-grad-cam; lib/cam/eigen.c kdc__pca_project): flip so that
     sum(projection * channel-mean of X) >= 0, X being the decomposed map (A for
     Eigen-CAM, G * A for EigenGrad-CAM); the projection has zero mean, so this
     is its correlation with the channel mean. Returns (maps, smallest relative

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Writes lib/imagenet_classes.c: the 1000 ImageNet-1k class names in
+"""Writes lib/data/imagenet_classes.c: the 1000 ImageNet-1k class names in
 torchvision's order (torchvision.models._meta._IMAGENET_CATEGORIES).
 
 Run from the repository root with the system Python that has torchvision:
@@ -9,7 +9,7 @@ import sys
 
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-OUT = "lib/imagenet_classes.c"
+OUT = "lib/data/imagenet_classes.c"
 
 
 def c_string(s):

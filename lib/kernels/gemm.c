@@ -1,7 +1,7 @@
 /* gemm.c - the packed fp32 GEMM driver, the scalar micro-kernel and the
  * GEMM kernel tables.
  *
- * BLIS-style blocking (lib/kernels.h): A, the weights, is packed once at
+ * BLIS-style blocking (lib/kernels/kernels.h): A, the weights, is packed once at
  * model load into mr-row panels over its whole depth; B, the activations, is
  * packed here per call into nr-column panels, KC rows deep, NC columns wide
  * (KC x NC floats of the caller's workspace, 1 MB: it stays in L2/L3

@@ -5,7 +5,7 @@
  * one the CPU has, or the one asked for), and every op of every run of that
  * model uses its tables. The scalar tables are always there: the fallback on
  * CPUs without the SIMD extensions, and the reference the SIMD kernels are
- * tested against (besides the plain reference convolution of conv.c).
+ * tested against (besides the plain reference convolution of nn/conv.c).
  *
  * Micro-kernels are named by what they compute, their tile and their ISA,
  * as in XNNPACK: kdc__f32_gemm_6x16_avx2 is the fp32 GEMM micro-kernel of
@@ -69,7 +69,7 @@ typedef struct kdc__dw_kernels {
     kdc__dw3x3_backward_kernel dw3x3_backward;
 } kdc__dw_kernels;
 
-/* ReLU backward state (lib/act.c): the bit mask of where the gradient
+/* ReLU backward state (lib/nn/act.c): the bit mask of where the gradient
  * passes, from the ReLU's output y (bit i of plane c set iff 0 < y < clamp,
  * NaN never), and the backward dx += dy where the bit is set (guided: and
  * dy > 0). Planes of hw floats; mask planes of (hw + 63) / 64 words, the
@@ -96,12 +96,12 @@ kdc__isa kdc__isa_best(void);
 const char *kdc__isa_name(kdc__isa isa);
 
 /* The table of a family for isa, or NULL when this build or this CPU lacks
- * it (gemm.c, dwconv.c). */
+ * it (gemm.c, nn/dwconv.c). */
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa);
 const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa);
-const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa); /* act.c */
+const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa); /* nn/act.c */
 
-/* The ReLU mask kernels (act.c, act_avx2.c, act_avx512.c); the scalar ones
+/* The ReLU mask kernels (nn/act.c, x86/act_avx2.c, x86/act_avx512.c); the scalar ones
  * are kdc__relu_mask and kdc__relu_backward_ref of lib/graph.h. On aarch64
  * the scalar ones serve (no NEON version yet). */
 #if defined(__x86_64__)
@@ -115,7 +115,7 @@ void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float 
                                    int guided, int c0, int c1);
 #endif
 
-/* The GEMM micro-kernels (gemm.c, gemm_avx2.c, gemm_avx512.c, gemm_neon.c). The scalar one
+/* The GEMM micro-kernels (gemm.c, x86/gemm_avx2.c, x86/gemm_avx512.c, arm/gemm_neon.c). The scalar one
  * does a separate multiply and add per term (no FMA instruction to rely
  * on); it has the same tile-position independence. */
 void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, size_t ldc, int m,
@@ -137,11 +137,11 @@ void kdc__f32_gemm_8x8_neon(int k, const float *a, const float *b, float *c, siz
                             int n, int accumulate);
 #endif
 
-/* The depthwise 3x3 kernels (dwconv.c, dwconv_avx2.c, dwconv_neon.c), of
+/* The depthwise 3x3 kernels (nn/dwconv.c, x86/dwconv_avx2.c, arm/dwconv_neon.c), of
  * types kdc__dw3x3_kernel / kdc__dw3x3_backward_kernel. The scalar ones add
  * in the reference's order with separate multiply and add (equal to
  * kdc__conv2d_ref); the SIMD ones use the same order with one FMA per term,
- * so AVX2 and NEON agree to the bit (see dwconv.c). */
+ * so AVX2 and NEON agree to the bit (see nn/dwconv.c). */
 void kdc__f32_dw3x3_scalar(const float *x, int ih, int iw, const float *w, float bias, float *y,
                            int oh, int ow, int stride, int pad);
 void kdc__f32_dw3x3_backward_scalar(const float *dy, int oh, int ow, const float *w, float *dx,
@@ -239,7 +239,7 @@ static inline float kdc__gemm_packed_at(const float *pa, int k, int mr, int i, i
  * per channel), with output pixels numbered oy * ld + ox (ld - ow unused
  * columns per row): row (c, ky, kx) is then the contiguous run at
  * x + c * plane + (ky % s * s + kx % s) * pplane + ky / s * ld + kx / s,
- * packed as fast as a dense matrix (lib/conv.c builds the planes). */
+ * packed as fast as a dense matrix (lib/run/conv_gemm.c builds the planes). */
 typedef struct kdc__gemm_b {
     const float *x;    /* DENSE: row-major k x n; IM2COL: (c, ih, iw)          */
     size_t ld;         /* DENSE: row stride; SHIFTED: padded row width          */

@@ -67,7 +67,7 @@ void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, si
 }
 
 /* ------------------------------------------------------------------ */
-/* Tables (lib/kernels.h)                                              */
+/* Tables (lib/kernels/kernels.h)                                              */
 
 static const kdc__act_kernels kdc__act_scalar = {KDC__ISA_SCALAR, "f32-relu-mask-scalar",
                                                  kdc__relu_mask, kdc__relu_backward_ref};

@@ -6,7 +6,7 @@
  * plane, so the caller splits work by channel.
  *
  * The scalar kernels add the terms in the order of the reference
- * convolution (lib/conv.c): bias first, then tap by tap in (ky, kx) order,
+ * convolution (lib/nn/conv.c): bias first, then tap by tap in (ky, kx) order,
  * one rounded multiply and one rounded add per term, skipping taps in the
  * padding. They give the reference's result to the bit (when the compiler
  * contracts neither, as GCC does not in ISO C mode).

@@ -33,7 +33,7 @@ typedef struct kdc__conv_param {
     const float *weight;/* (cout, cin / groups, kh, kw); NULL once packed  */
     const float *bias;  /* (cout) or NULL                                 */
     /* Fast kernels (dense convs and LINEAR, groups == 1): the weight as the
-     * GEMM's A, (cout x cin*kh*kw) in mr-row panels (lib/kernels.h), packed
+     * GEMM's A, (cout x cin*kh*kw) in mr-row panels (lib/kernels/kernels.h), packed
      * once at load; NULL on the scalar reference path. */
     const float *packed;
 } kdc__conv_param;
@@ -100,7 +100,7 @@ static inline int kdc__out_size(int in, int k, int stride, int pad)
  * output would be empty. */
 kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw);
 
-/* model.c: the transposed weight packing of CONV / LINEAR node `node`,
+/* models/pack.c: the transposed weight packing of CONV / LINEAR node `node`,
  * made on first use (thread-safe); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out);
 
@@ -160,7 +160,7 @@ void kdc__gap_backward_ref(const float *dy, float *dx, size_t hw, int c0, int c1
 void kdc__linear_backward_ref(const kdc__conv_param *lp, const float *dy, float *dx, int i0,
                               int i1);
 
-/* model.c */
+/* models/model.c */
 void kdc__model_free_contents(struct kdc_model *m);
 
 #endif /* KDC_GRAPH_H */

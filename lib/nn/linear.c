@@ -1,7 +1,7 @@
 /* linear.c - fully connected layer: forward and backward references.
  * lp->weight is (cout, cin) as in PyTorch's nn.Linear. With SIMD kernels
  * the layer runs through the packed GEMM instead, as the 1x1 convolution
- * of a 1x1 image it is (kdc__conv2d_fast, lib/conv.c; the bias is added
+ * of a 1x1 image it is (kdc__conv2d_fast, lib/run/conv_gemm.c; the bias is added
  * after the sum, as here). */
 #include "graph.h"
 #include "op.h"

@@ -6,7 +6,7 @@
  * which backward state a recording forward keeps. The executor and the
  * shape inference look ops up in kdc__op_table[] (ops.c) and never switch
  * on the op. The tasks call the op family's scalar reference kernels, or
- * the model's SIMD kernel tables (lib/kernels.h) where the op has them.
+ * the model's SIMD kernel tables (lib/kernels/kernels.h) where the op has them.
  *
  * Adding an op: its definition in the file of its family (forward,
  * backward, shape, reference kernels side by side), one KDC__OP row in

@@ -4,7 +4,7 @@
  * depth step two loads of A (8 rows), two loads of B (8 columns) and
  * sixteen FMAs by lane (vfmaq_laneq_f32: c += b * a[lane], one rounding).
  * 16 + 4 of the 32 vector registers. The contract is kdc__gemm_ukernel's
- * (lib/kernels.h): each element is (accumulate ? C : 0) + a0*b0 + a1*b1 +
+ * (lib/kernels/kernels.h): each element is (accumulate ? C : 0) + a0*b0 + a1*b1 +
  * ... in increasing depth, one FMA per term, the same chain as the AVX2
  * kernel, so the two agree to the bit whatever the tile shapes. NEON is
  * part of the aarch64 base architecture: no extra compiler flags. */

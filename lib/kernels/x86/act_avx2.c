@@ -4,7 +4,7 @@
  * comparisons, and the backward pass expands a byte of the mask word into
  * lane masks (a lane's bit ANDed and compared) to blend o + g over o. Same
  * comparisons and the same single add per element as the scalar reference
- * (lib/act.c), so the same bits; tails of fewer than 8 run the reference's
+ * (lib/nn/act.c), so the same bits; tails of fewer than 8 run the reference's
  * loop. Compiled with -mavx2 -mfma (Makefile), chosen at run time. */
 #if defined(__x86_64__)
 

@@ -3,7 +3,7 @@
  * The mask bits are AVX-512 mask registers already: 16 comparisons give 16
  * bits of the mask word, and the backward pass loads 16 bits of the word as
  * the write mask of a masked add. Same comparisons and the same single add
- * per element as the scalar reference (lib/act.c), so the same bits.
+ * per element as the scalar reference (lib/nn/act.c), so the same bits.
  * Compiled with -mavx512f -mavx2 -mfma (Makefile), chosen at run time. */
 #if defined(__x86_64__)
 

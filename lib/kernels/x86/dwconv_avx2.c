@@ -5,7 +5,7 @@
  * computes the chain of dwconv.c: acc = bias (backward: the old dx), then
  * one FMA per tap in (ky, kx) order; rows outside the image are skipped,
  * columns outside it read the zeros of a padded row copy (kdc__dw_rows,
- * lib/kernels.h: each row read is copied once per strip of up to 256
+ * lib/kernels/kernels.h: each row read is copied once per strip of up to 256
  * outputs). So a result does not depend on where its block falls, and this
  * file agrees to the bit with dwconv_neon.c. The last block of a row is
  * computed in full and stored through a mask. Stride 1 works on two rows
