@@ -1,6 +1,7 @@
-/* test_gemm.c - the packed GEMM (lib/kernels/gemm.c, lib/kernels/*/gemm_*.c) and the fast
- * dense convolutions built on it (lib/run/conv_gemm.c), for every instruction set
- * this CPU and build run (the others are skipped, and say so).
+/* test_gemm.c - the packed GEMM (lib/kernels/gemm.c and the ISA files
+ * beside it) and the fast dense convolutions built on it
+ * (lib/run/conv_gemm.c), for every instruction set this CPU and build run
+ * (the others are skipped, and say so).
  *
  * Tolerances. A float32 dot product of length k, summed in any order with
  * one rounding per multiply and per add, is within gamma_2k * sum |a_i b_i|
