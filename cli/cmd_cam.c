@@ -96,18 +96,6 @@ static void stem_of(const char *path, char *out, size_t size)
         *dot = '\0';
 }
 
-int cli_default_cam_layer(const kdc_model *m, int *layer, const char **name)
-{
-    static const char *names[] = {"layer4", "model.13"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (kdc_model_find_layer(m, names[i], layer) == KDC_OK) {
-            if (name)
-                *name = names[i];
-            return 0;
-        }
-    return cli_error("%s: no default CAM layer; give --layer", kdc_model_arch(m));
-}
-
 static int save_npy(const char *dir, const char *stem, const char *method, const char *suffix,
                     const float *data, int ndim, const int64_t *dims)
 {

@@ -508,3 +508,15 @@ int cli_prepare_out_dir(const char *dir)
         return cli_error("%s: output directory is not writable: %s", dir, strerror(errno));
     return 0;
 }
+
+int cli_default_cam_layer(const kdc_model *m, int *layer, const char **name)
+{
+    static const char *names[] = {"layer4", "model.13"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (kdc_model_find_layer(m, names[i], layer) == KDC_OK) {
+            if (name)
+                *name = names[i];
+            return 0;
+        }
+    return cli_error("%s: no default CAM layer; give --layer", kdc_model_arch(m));
+}
