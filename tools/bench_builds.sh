@@ -8,14 +8,16 @@
 # the new binary is faster).
 #
 # usage: tools/bench_builds.sh OLD_KDCAM [NEW_KDCAM]
-#   NEW_KDCAM defaults to build/kdcam (built by make). ROUNDS (default 10)
-#   and THREADS (default 1) come from the environment. Needs python3
+#   NEW_KDCAM defaults to build/kdcam (built by make). ROUNDS (default 10),
+#   RUNS (default 1), THREADS (default 1), MODELS ("resnet50 mobilenetv1")
+#   and TASKS ("forward guided") come from the environment. Needs python3
 #   (standard library) for the statistics.
 set -eu
 cd "$(dirname "$0")/.."
 A=${1:?usage: tools/bench_builds.sh OLD_KDCAM [NEW_KDCAM]}
 B=${2:-build/kdcam}
 ROUNDS=${ROUNDS:-10}
+RUNS=${RUNS:-1}
 THREADS=${THREADS:-1}
 PY=${PYTHON:-python3}
 make -s -j2 build/kdcam build/kdc-genweights >/dev/null
@@ -26,15 +28,15 @@ build/kdc-genweights mobilenetv1 "$T/mobilenetv1.safetensors" 1
 
 echo "old: $A"
 echo "new: $B"
-echo "rounds $ROUNDS (A B interleaved), threads $THREADS, 224x224, batch 1; ms"
-for model in resnet50 mobilenetv1; do
-    for task in forward guided; do
+echo "rounds $ROUNDS (A B interleaved), $RUNS timed runs each, threads $THREADS, 224x224, batch 1; ms"
+for model in ${MODELS:-resnet50 mobilenetv1}; do
+    for task in ${TASKS:-forward guided}; do
         : > "$T/a" && : > "$T/b"
         i=0
         while [ $i -lt "$ROUNDS" ]; do
             for side in a b; do
                 if [ $side = a ]; then bin=$A; else bin=$B; fi
-                "$bin" bench -w "$T/$model.safetensors" --task "$task" --runs 1 -t "$THREADS" \
+                "$bin" bench -w "$T/$model.safetensors" --task "$task" --runs "$RUNS" -t "$THREADS" \
                     --json >> "$T/$side"
             done
             i=$((i + 1))
@@ -43,7 +45,7 @@ for model in resnet50 mobilenetv1; do
 import json, statistics, sys
 model, task, fa, fb = sys.argv[1:]
 def times(f):
-    return [json.loads(l)["times_ms"][0] for l in open(f) if l.strip()]
+    return [json.loads(l)["median_ms"] for l in open(f) if l.strip()]
 a, b = times(fa), times(fb)
 ma, mb = min(a), min(b)
 da, db = statistics.median(a), statistics.median(b)
