@@ -7,7 +7,9 @@
 # every layer, with --grad (classifiers: every layer's gradient of each
 # image's top-1 logit; detectors: the default --level energy and every
 # layer up to it), and the .npy files are compared with cmp. Each model
-# runs under several kernel / thread settings (KDC_CMP_RUNS).
+# runs under several kernel / thread settings (KDC_CMP_RUNS, default
+# "auto:1 auto:3 scalar:2"); KDC_CMP_FIXTURES narrows the fixture files
+# (shell patterns, default all of them).
 #
 # usage: tools/compare_builds.sh [REV]      (default REV: 69b959f)
 #   The other build is a git worktree of REV in /tmp/kdcam_cmp_REV (made if
@@ -34,8 +36,11 @@ trap 'rm -rf "$T"' EXIT INT TERM
 fail=0
 files=0
 models=0
-for fx in tests/fixtures/models/*.safetensors tests/fixtures/grad/*.safetensors \
-          tests/fixtures/fpn/*.safetensors tests/fixtures/cam/model.safetensors; do
+FIXTURES=${KDC_CMP_FIXTURES:-"tests/fixtures/models/*.safetensors \
+    tests/fixtures/grad/*.safetensors tests/fixtures/fpn/*.safetensors \
+    tests/fixtures/cam/model.safetensors"}
+# shellcheck disable=SC2086 # FIXTURES is a list of patterns
+for fx in $FIXTURES; do
     # scheme seed classes n h w (or nothing: not a model fixture)
     meta=$("$PY" - "$fx" "$T/input.npy" <<'EOF'
 import json, random, struct, sys
