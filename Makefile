@@ -70,7 +70,7 @@ $(BUILD)/lib/%.o: lib/%.c
 	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) -c $< -o $@
 
 # SIMD kernels: files named by ISA get that ISA's flags, and only they (the
-# ISA is chosen at run time, lib/kernels.h). On another architecture the
+# ISA is chosen at run time, lib/kernels/kernels.h). On another architecture the
 # file compiles to nothing, so the flags are only given where they apply.
 TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
 ifneq ($(filter x86_64-% amd64-%,$(TARGET_MACHINE)),)
