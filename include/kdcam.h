@@ -542,7 +542,7 @@ KDC_API kdc_status kdc_npy_load(const char *path, float **data, int *ndim, int64
  * cluttered background (gradient, noise, stripes, blobs, grain) with 1-3
  * distractors that belong to no class (thin lines, zigzags, thin bars, dot
  * clusters). Image `index` of `seed` depends only on (seed, index, size), so
- * any subset can be regenerated; no libm is used (see lib/shapes.c). */
+ * any subset can be regenerated; no libm is used (see lib/data/shapes.c). */
 
 #define KDC_SHAPES_MIN_SIZE 64
 #define KDC_SHAPES_MAX_SIZE 1024
