@@ -37,6 +37,21 @@ KDC_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
 LIB_CFLAGS  := -DKDC_BUILDING_LIBRARY -fvisibility=hidden
 KDC_LDLIBS  := -lm -lpthread
 
+# JPEG decoder. JPEG=turbo (default): libjpeg-turbo with Pillow's settings,
+# bit-exact with PIL (lib/io/jpeg.c). JPEG=stb: stb_image's decoder, no
+# dependency, but pixels differ from PIL's by a level or two (docs/api.md).
+# Use a separate BUILD folder per choice: objects do not track it.
+JPEG ?= turbo
+ifeq ($(JPEG),turbo)
+KDC_CFLAGS += -DKDC_HAVE_LIBJPEG
+KDC_LDLIBS += -ljpeg
+PC_REQUIRES_PRIVATE := libjpeg
+else ifeq ($(JPEG),stb)
+PC_REQUIRES_PRIVATE :=
+else
+$(error JPEG must be turbo or stb, not '$(JPEG)')
+endif
+
 # Sources are found in every folder below lib/ and cli/ (docs/architecture.md).
 LIB_SRC  := $(sort $(shell find lib -name '*.c'))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -156,7 +171,8 @@ bench: $(BENCH_BIN) $(KDCAM) $(GENW)
 $(BUILD)/kdcam.pc: kdcam.pc.in FORCE
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|' $< > $@
 
 FORCE:
 

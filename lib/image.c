@@ -1,4 +1,5 @@
-/* image.c - 8-bit RGB images: loading (stb_image), PIL-compatible
+/* image.c - 8-bit RGB images: loading (libjpeg-turbo for JPEG, lib/io/jpeg.c;
+ * stb_image for the rest), PIL-compatible
  * antialiased bilinear resizing, PNG writing, and torchvision-style
  * preprocessing (resize shorter side, centre crop, normalise). */
 #include <errno.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "io/jpeg.h"
 #include "stb_impl.h"
 
 /* ------------------------------------------------------------------ */
@@ -209,6 +211,12 @@ kdc_status kdc_image_load(const char *path, kdc_image **out)
         st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: empty file", path);
         goto done;
     }
+#ifdef KDC_HAVE_LIBJPEG
+    if (kdc__jpeg_signature(buf, len)) { /* libjpeg-turbo, as Pillow decodes it */
+        st = kdc__jpeg_decode(buf, len, path, KDC__IMAGE_MAX_PIXELS_DEFAULT, out);
+        goto done;
+    }
+#endif
     if (!kdc__stbi_info(buf, len, &w, &h, &comp)) {
         st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: %s", path,
                        kdc__stbi_failure_reason());

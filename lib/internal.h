@@ -32,4 +32,10 @@ static inline int kdc__mul_size(size_t a, size_t b, size_t *out)
     return 1;
 }
 
+/* Default limit on width * height of a decoded image, checked from the
+ * file's header before any pixel memory is allocated. */
+#ifndef KDC__IMAGE_MAX_PIXELS_DEFAULT
+#define KDC__IMAGE_MAX_PIXELS_DEFAULT ((uint64_t)32768 * 32768)
+#endif
+
 #endif /* KDC_INTERNAL_H */
