@@ -12,10 +12,14 @@ VG="valgrind -q --leak-check=full --show-leak-kinds=all --errors-for-leak-kinds=
 $VG "$B/kdcam" classify -w "$T/w.safetensors" --threads 2 --json examples/images/chelsea.png examples/images/coffee.png >/dev/null
 $VG "$B/kdcam" dump -w "$T/w.safetensors" --layer model.13 --layer fc -o "$T/out" examples/images/chelsea.png
 $VG "$B/kdcam" layers -w "$T/w.safetensors" >/dev/null
+# JPEG through libjpeg-turbo: baseline, progressive, grayscale, CMYK, YCCK
+$VG "$B/kdcam" classify -w "$T/w.safetensors" tests/fixtures/jpeg/*.jpg >/dev/null
 # failing runs must not leak either
 set +e
 $VG "$B/kdcam" dump -w "$T/w.safetensors" --layer nope -o "$T/out" examples/images/chelsea.png 2>/dev/null
 [ $? -eq 1 ] || { echo "valgrind: error run did not exit 1 cleanly"; exit 1; }
 $VG "$B/kdcam" classify -w "$T/w.safetensors" tests/fixtures/truncated.png 2>/dev/null
+[ $? -eq 1 ] || { echo "valgrind: error run did not exit 1 cleanly"; exit 1; }
+$VG "$B/kdcam" classify -w "$T/w.safetensors" tests/fixtures/truncated.jpg 2>/dev/null
 [ $? -eq 1 ] || { echo "valgrind: error run did not exit 1 cleanly"; exit 1; }
 echo "valgrind: no leaks or errors in kdcam runs"
