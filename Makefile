@@ -5,6 +5,7 @@
 #   make demo       the bundled teacher/student demo
 #   make bench      benchmarks
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make JPEG=stb   without libjpeg-turbo (JPEG not bit-exact with PIL)
 # CFLAGS/LDFLAGS are yours: what you pass is added to what the build needs.
 
 PREFIX     ?= /usr/local
