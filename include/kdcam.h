@@ -204,10 +204,13 @@ typedef struct kdc_image {
     unsigned char *rgb; /* width * height * 3 bytes, owned by the image */
 } kdc_image;
 
-/* Loads a JPEG/PNG/BMP/... file through stb_image. Grayscale is expanded to
- * RGB and alpha is dropped, as PIL's convert("RGB") does.
+/* Loads a JPEG (through libjpeg-turbo with Pillow's settings: the pixels of
+ * PIL's Image.open(path).convert("RGB"), CMYK included; stb_image in a
+ * `make JPEG=stb` build) or PNG/BMP/... (stb_image) file. Grayscale is
+ * expanded to RGB and alpha is dropped, as PIL's convert("RGB") does.
  * *out is freed with kdc_image_destroy.
- * Errors: KDC_ERR_IO (cannot open), KDC_ERR_FORMAT (truncated or corrupt). */
+ * Errors: KDC_ERR_IO (cannot open), KDC_ERR_FORMAT (truncated or corrupt,
+ * or too large), KDC_ERR_NO_MEMORY. */
 KDC_API kdc_status kdc_image_load(const char *path, kdc_image **out);
 KDC_API void kdc_image_destroy(kdc_image *image);
 

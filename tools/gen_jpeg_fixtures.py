@@ -13,7 +13,8 @@ three ways so that the test does not only see Pillow's encoder settings:
             progressive, grayscale (mode L) and CMYK (Pillow writes it
             Adobe-inverted, with an Adobe marker)
   cjpeg_*   libjpeg-turbo's cjpeg (from a PPM/PGM): 4:2:0 / 4:4:4,
-            progressive, grayscale, arithmetic coding, restart markers
+            progressive, grayscale, arithmetic coding, restart markers,
+            RGB (not YCbCr) colour space
   tj_*      libjpeg-turbo's TurboJPEG API through ctypes: a CMYK source,
             which TurboJPEG writes as YCCK
 For each NAME.jpg the references are:
@@ -150,6 +151,8 @@ def make_jpegs():
     cjpeg("cjpeg_q85_restart_77x51.jpg", cup((77, 51)), "-quality", "85", "-restart", "1",
           "-optimize")
     add("cjpeg_q85_restart_77x51.jpg", "cjpeg q85 restart every MCU row, optimised Huffman")
+    cjpeg("cjpeg_q90_rgb_51x37.jpg", cat((51, 37)), "-quality", "90", "-rgb")
+    add("cjpeg_q90_rgb_51x37.jpg", "cjpeg q90 RGB colour space (Adobe transform 0)")
 
     tj_cmyk("tj_q85_ycck_57x43.jpg", cat((57, 43)), 85)
     add("tj_q85_ycck_57x43.jpg", "TurboJPEG q85 YCCK 4:2:0")
