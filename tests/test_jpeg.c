@@ -336,6 +336,23 @@ static void test_hostile_headers(void **state)
     free(src);
 }
 
+/* A valid file with 603 scans (tools/gen_jpeg_fixtures.py; Pillow decodes
+ * it) is refused: each scan can cost a pass over the whole image. */
+static void test_hostile_scans(void **state)
+{
+    kdc_image *im = (kdc_image *)1;
+    kdc_status st = load_guarded(DIR "hostile_600_scans.jpg", &im);
+#ifdef KDC_HAVE_LIBJPEG
+    assert_int_equal(st, KDC_ERR_FORMAT);
+    assert_null(im);
+    assert_non_null(strstr(kdc_last_error(), "more than 500 scans"));
+    print_message("  %s\n", kdc_last_error());
+#else
+    if (st == KDC_OK) /* stb_image has no scan limit */
+        kdc_image_destroy(im);
+#endif
+}
+
 /* Every truncation of a baseline and of a progressive file fails: the
  * missing part is never decoded as grey. */
 static void test_hostile_truncated(void **state)
@@ -396,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_pixels_equal_pil),
         cmocka_unit_test(test_cli_dump_equals_torchvision),
         cmocka_unit_test(test_hostile_headers),
+        cmocka_unit_test(test_hostile_scans),
         cmocka_unit_test(test_hostile_truncated),
         cmocka_unit_test(test_hostile_mutations),
     };

@@ -26,6 +26,13 @@ For each NAME.jpg the references are:
                  every fixture, so the C test can rebuild torchvision's input
                  tensor bit for bit from the PNG instead of storing 600 KB of
                  float32 per image.
+  hostile_600_scans.jpg
+                 not in refs.txt: an 8x8 sequential file with one scan per
+                 component (cjpeg -scans) whose first scan is repeated 600
+                 times. libjpeg and Pillow decode it (this script checks:
+                 the pixels are the original's); libkdcam refuses more than
+                 500 scans, as djpeg -maxscans 500 does, because a hostile
+                 file can make the decoder work once per scan.
   refs.txt       one line per fixture, in batch order: NAME.jpg followed by
                  the 10 logits (%.17g) of PyTorch's KD MobileNetV1
                  (tools/gen_fixtures.py's model, seeded weights kdcgen
@@ -159,9 +166,39 @@ def make_jpegs():
     return fx
 
 
+def many_scans(name, n):
+    """A valid JPEG with n + 3 scans: the first of three non-interleaved
+    sequential scans repeated n times (each repeat decodes the same data)."""
+    im = Image.fromarray((np.arange(8 * 8 * 3).reshape(8, 8, 3) * 5 % 251).astype(np.uint8))
+    with tempfile.TemporaryDirectory() as d:
+        src, script, out = (os.path.join(d, f) for f in ("s.ppm", "s.txt", "s.jpg"))
+        im.save(src)
+        with open(script, "w") as f:
+            f.write("0;\n1;\n2;\n")
+        subprocess.run(["cjpeg", "-quality", "90", "-scans", script, "-outfile", out, src],
+                       check=True)
+        with open(out, "rb") as f:
+            data = f.read()
+    sos = data.find(b"\xff\xda")
+    end = sos + 2
+    while not (data[end] == 0xFF and data[end + 1] != 0 and not 0xD0 <= data[end + 1] <= 0xD7):
+        end += 1  # the end of the scan's entropy-coded data
+    data = data[:sos] + data[sos:end] * n + data[sos:]
+    with open(path(name), "wb") as f:
+        f.write(data)
+    with tempfile.TemporaryDirectory() as d:
+        one = os.path.join(d, "one.jpg")
+        with open(one, "wb") as f:
+            f.write(data[:sos] + data[sos + (end - sos) * n:])
+        a = np.asarray(Image.open(path(name)).convert("RGB"))
+        b = np.asarray(Image.open(one).convert("RGB"))
+    assert np.array_equal(a, b), "PIL does not decode the many-scans file as the original"
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     fx = make_jpegs()
+    many_scans("hostile_600_scans.jpg", 600)
     crop = T.Compose([T.Resize(256), T.CenterCrop(224)])
     norm = T.Compose([T.ToTensor(), T.Normalize(MEAN, STD)])
     m32 = np.array(MEAN, np.float32)[:, None, None]
