@@ -47,6 +47,8 @@ Hostile files (tests/fixtures/pth/hostile/), each must fail, naming the cause:
   short_storage.pth     data/0 shorter than the tensor needs
   deep.pth              5,000 nested lists (the limit is 100)
   view_past_end.pth     a tensor view that reaches past its storage
+Seeds for the fuzz target tests/fuzz/fuzz_pth.c (tests/fuzz/corpus/pth/):
+small torch.save files of every layout above, plus three hostile files.
 Each hostile call would create the file kdcam_pwned in the current
 directory; the tests check it never appears.
 """
@@ -67,6 +69,7 @@ import torch.nn as nn
 sys.dont_write_bytecode = True
 OUT = os.path.join("tests", "fixtures", "pth")
 HOSTILE = os.path.join(OUT, "hostile")
+CORPUS = os.path.join("tests", "fuzz", "corpus", "pth")
 PWNED = "touch kdcam_pwned"
 
 
@@ -109,7 +112,7 @@ def tiny_resnet50(classes=10):
     class Narrow(Bottleneck):
         pass
 
-    m = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=classes, width_per_group=1)
+    m = ResNet(Bottleneck, [3, 4, 6, 3], num_classes=classes)
     # base width 1 instead of 64: rebuild the stem and stages at 1/64
     m.inplanes = 1
     m.conv1 = nn.Conv2d(3, 1, 7, 2, 3, bias=False)
@@ -343,7 +346,30 @@ def main():
     bad_pkl = pkl[:i + 1] + b"K\x32" + pkl[i + 3:]
     write_zip(os.path.join(HOSTILE, "view_past_end.pth"),
               [(n, bad_pkl if n.endswith("data.pkl") else b) for n, b in ents])
-    for d in (OUT, HOSTILE):
+    # --- fuzzing seeds (tests/fuzz/corpus/pth): small, every layout ----
+    os.makedirs(CORPUS, exist_ok=True)
+    a = torch.arange(12, dtype=torch.float32).view(3, 4)
+    tiny = collections.OrderedDict([("w", a), ("wt", a.t()), ("b", a[1]),
+                                    ("h", a.half()), ("bf", a.bfloat16()),
+                                    ("n", torch.tensor(3)), ("e", torch.zeros(0, 2))])
+    for name, obj, kw in [
+            ("sd.pth", tiny, {}),
+            ("model.pth", {"model": tiny, "epoch": 3, "meta": {"x": (1, 2.5, None, True)}}, {}),
+            ("params.pth", {"state_dict": collections.OrderedDict(
+                (k, nn.Parameter(v, requires_grad=False)) for k, v in tiny.items())}, {}),
+            ("proto4.pth", tiny, {"pickle_protocol": 4}),
+            ("legacy.pth", {"model": tiny}, {"_use_new_zipfile_serialization": False}),
+            ("opaque.pth", {"args": argparse.Namespace(a=1), "model": tiny}, {})]:
+        torch.save(obj, os.path.join(CORPUS, name), **kw)
+    with open(os.path.join(CORPUS, "sd.pth"), "rb") as f:
+        z = to_zip64(f.read())
+    with open(os.path.join(CORPUS, "zip64.pth"), "wb") as f:
+        f.write(z)
+    for n in ("os_system.pth", "short_storage.pth", "view_past_end.pth"):
+        with open(os.path.join(HOSTILE, n), "rb") as f, open(os.path.join(CORPUS, n), "wb") as g:
+            g.write(f.read())
+
+    for d in (OUT, HOSTILE, CORPUS):
         for n in sorted(os.listdir(d)):
             p = os.path.join(d, n)
             if os.path.isfile(p):

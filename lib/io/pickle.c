@@ -227,14 +227,17 @@ static kdc_status pk_global(kdc__pickle *p, const char *module, size_t ml, const
 /* ------------------------------------------------------------------ */
 /* Calls of known globals                                              */
 
+/* Whether value v (UINT32_MAX: none) is of kind k. */
 static int pk_is(const kdc__pickle *p, uint32_t v, kdc__pk_kind k)
 {
-    return p->values[v].kind == k;
+    return v < p->n_values && p->values[v].kind == k;
 }
 
-/* Item i of tuple t, or UINT32_MAX. */
+/* Item i of tuple t, or UINT32_MAX if t is no tuple or too short. */
 static uint32_t pk_item(const kdc__pickle *p, uint32_t t, uint32_t i)
 {
+    if (!pk_is(p, t, KDC__PK_TUPLE))
+        return UINT32_MAX;
     const kdc__pk_value *v = &p->values[t];
     return i < v->u.list.n ? v->u.list.items[i] : UINT32_MAX;
 }

@@ -105,13 +105,54 @@ static int pth_blob_cmp(const void *a, const void *b)
     return strcmp(((const struct kdc__pth_blob *)a)->key, ((const struct kdc__pth_blob *)b)->key);
 }
 
-/* The element size of the storage called key (from any tensor using it). */
-static size_t pth_elem_size(const kdc__pickle *pk, const char *key)
+static int pth_storage_cmp(const void *a, const void *b)
 {
-    for (uint32_t i = 0; i < pk->n_storages; i++)
-        if (!strcmp(pk->storages[i].key, key))
-            return pk->storages[i].elem_size;
-    return 0;
+    return strcmp(((const kdc__pk_storage *)a)->key, ((const kdc__pk_storage *)b)->key);
+}
+
+/* The element size of the storage called key (from any tensor using it),
+ * by binary search in storages sorted by key; 0 if none uses it. */
+static size_t pth_elem_size(const kdc__pk_storage *sorted, uint32_t n, const char *key)
+{
+    kdc__pk_storage probe = {.key = key};
+    const kdc__pk_storage *s = n ? bsearch(&probe, sorted, n, sizeof probe, pth_storage_cmp) : NULL;
+    return s ? s->elem_size : 0;
+}
+
+/* Each storage of the legacy stream, from pos: an int64 element count,
+ * then its bytes, in the order of the key list. */
+static kdc_status pth_legacy_blobs(kdc__pth *p, const unsigned char *buf, size_t len, size_t pos,
+                                   uint32_t keys, const kdc__pk_storage *sorted)
+{
+    const kdc__pickle *pk = &p->pk;
+    uint32_t n = pk->values[keys].u.list.n;
+
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t k = pk->values[keys].u.list.items[i];
+        if (pk->values[k].kind != KDC__PK_STR)
+            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: a storage key is not a string");
+        const char *key = pk->values[k].u.str.s;
+        size_t es = pth_elem_size(sorted, pk->n_storages, key), nbytes;
+        if (!es)
+            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: storage %s is used by no tensor",
+                             key);
+        if (len - pos < 8)
+            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: storage %s is truncated", key);
+        uint64_t numel = 0;
+        for (int b = 7; b >= 0; b--)
+            numel = numel << 8 | buf[pos + (size_t)b];
+        pos += 8;
+        if (numel > SIZE_MAX || !kdc__mul_size((size_t)numel, es, &nbytes) ||
+            nbytes > len - pos)
+            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: storage %s (%llu elements) runs "
+                             "past the end of the file", key, (unsigned long long)numel);
+        p->blobs[i].key = key;
+        p->blobs[i].data = buf + pos;
+        p->blobs[i].size = nbytes;
+        pos += nbytes;
+        p->n_blobs = i + 1;
+    }
+    return KDC_OK;
 }
 
 static kdc_status pth_read_legacy(kdc__pth *p, const unsigned char *buf, size_t len,
@@ -148,36 +189,20 @@ static kdc_status pth_read_legacy(kdc__pth *p, const unsigned char *buf, size_t 
     if (pk->values[keys].kind != KDC__PK_LIST)
         return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: the storage keys are not a list");
 
-    /* Each storage: int64 element count, then its bytes, in key order. */
     uint32_t n = pk->values[keys].u.list.n;
     p->blobs = calloc(n ? n : 1, sizeof *p->blobs);
-    if (!p->blobs)
+    kdc__pk_storage *sorted = malloc((pk->n_storages ? pk->n_storages : 1) * sizeof *sorted);
+    if (!p->blobs || !sorted) {
+        free(sorted);
         return kdc__fail(KDC_ERR_NO_MEMORY, "out of memory for %u storages", n);
-    for (uint32_t i = 0; i < n; i++) {
-        uint32_t k = pk->values[keys].u.list.items[i];
-        if (pk->values[k].kind != KDC__PK_STR)
-            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: a storage key is not a string");
-        const char *key = pk->values[k].u.str.s;
-        size_t es = pth_elem_size(pk, key), nbytes;
-        if (!es)
-            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: storage %s is used by no tensor",
-                             key);
-        if (len - pos < 8)
-            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: storage %s is truncated", key);
-        uint64_t numel = 0;
-        for (int b = 7; b >= 0; b--)
-            numel = numel << 8 | buf[pos + (size_t)b];
-        pos += 8;
-        if (numel > SIZE_MAX || !kdc__mul_size((size_t)numel, es, &nbytes) ||
-            nbytes > len - pos)
-            return kdc__fail(KDC_ERR_FORMAT, "legacy checkpoint: storage %s (%llu elements) runs "
-                             "past the end of the file", key, (unsigned long long)numel);
-        p->blobs[i].key = key;
-        p->blobs[i].data = buf + pos;
-        p->blobs[i].size = nbytes;
-        pos += nbytes;
-        p->n_blobs = i + 1;
     }
+    if (pk->n_storages)
+        memcpy(sorted, pk->storages, pk->n_storages * sizeof *sorted);
+    qsort(sorted, pk->n_storages, sizeof *sorted, pth_storage_cmp);
+    st = pth_legacy_blobs(p, buf, len, pos, keys, sorted);
+    free(sorted);
+    if (st)
+        return st;
     qsort(p->blobs, p->n_blobs, sizeof *p->blobs, pth_blob_cmp);
     for (size_t i = 1; i < p->n_blobs; i++)
         if (!strcmp(p->blobs[i - 1].key, p->blobs[i].key))
@@ -304,8 +329,8 @@ static kdc_status pth_find(kdc__pth *p, uint32_t v, const char *key, uint32_t *s
             for (uint32_t i = 0; i + 1 < d->u.list.n; i += 2) {
                 uint32_t x = d->u.list.items[i + 1], k = d->u.list.items[i];
                 if (pk->values[x].kind == KDC__PK_OPAQUE && pk->values[k].kind == KDC__PK_STR)
-                    return kdc__fail(KDC_ERR_FORMAT, "%s: entry %s is %s, not a tensor (kdcam "
-                                     "calls nothing from a checkpoint)", at,
+                    return kdc__fail(KDC_ERR_FORMAT, "%s: entry %s cannot be loaded: it is %s "
+                                     "(kdcam calls nothing from a checkpoint)", at,
                                      pk->values[k].u.str.s, kdc__pickle_describe(pk, x));
             }
             char keys[200];
@@ -405,6 +430,12 @@ static kdc_status pth_tensor(kdc__pth *p, const char *dir, const char *name, con
         out->mapped = mapped;
         return KDC_OK;
     }
+    /* A strided view may repeat elements (stride 0): its copy is limited
+     * so that a small file cannot ask for unbounded memory. */
+    if (nbytes > p->copy_budget)
+        return kdc__fail(KDC_ERR_FORMAT, "tensor %s: a strided view of %zu bytes, more than the "
+                         "checkpoint's size allows for copies of views", name, nbytes);
+    p->copy_budget -= nbytes;
     unsigned char *copy = malloc(nbytes), **grown;
     if (!copy)
         return kdc__fail(KDC_ERR_NO_MEMORY, "tensor %s: out of memory for a %zu-byte copy", name,
@@ -443,8 +474,8 @@ static kdc_status pth_tensors(kdc__pth *p, const char *dir, uint32_t sd, int map
         if (strlen(k->u.str.s) != k->u.str.n)
             return kdc__fail(KDC_ERR_FORMAT, "%s: a key holds a NUL byte", at);
         if (pk->values[v].kind == KDC__PK_OPAQUE)
-            return kdc__fail(KDC_ERR_FORMAT, "%s: entry %s is %s, not a tensor (kdcam calls "
-                             "nothing from a checkpoint)", at, k->u.str.s,
+            return kdc__fail(KDC_ERR_FORMAT, "%s: entry %s cannot be loaded: it is %s (kdcam "
+                             "calls nothing from a checkpoint)", at, k->u.str.s,
                              kdc__pickle_describe(pk, v));
         if (pk->values[v].kind != KDC__PK_TENSOR)
             continue;
@@ -466,6 +497,7 @@ kdc_status kdc__pth_read(const unsigned char *buf, size_t len, const char *key, 
 
     memset(out, 0, sizeof *out);
     kdc__pickle_init(&out->pk);
+    out->copy_budget = len;
     if (kdc__zip_sniff(buf, len))
         st = pth_read_zip(out, buf, len, &root, dir, sizeof dir);
     else if (pth_legacy_start(buf, len))

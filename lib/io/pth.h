@@ -27,6 +27,7 @@ typedef struct kdc__pth {
     kdc__zip zip;
     unsigned char **copies;    /* strided tensors' contiguous copies        */
     int n_copies;
+    size_t copy_budget;        /* bytes left for copies: the input's size   */
     struct kdc__pth_blob *blobs; /* legacy storages: key -> bytes           */
     size_t n_blobs;
 } kdc__pth;
