@@ -4,7 +4,7 @@
  * convert` writes what convert.py writes, and every hostile file fails with
  * a one-line error naming its cause, without running anything.
  *
- * The binary is $KDCAM (set by `make test`), else build/kdcam. */
+ * The kdcam runs go through tests/util/cliexec.c. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "cliexec.h"
 #include "io/pth.h"
 #include "kdcam.h"
 #include "safetensors.h"
@@ -179,43 +180,10 @@ static void test_layouts_same_logits(void **state)
 /* ------------------------------------------------------------------ */
 /* The kdcam tool                                                      */
 
-static char tmp[64];
-static const char *kdcam;
-static char err_text[4096];
-static char out_text[65536];
-
-static int run(const char *fmt, ...)
-{
-    char args[4096], cmd[4600], path[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >%s/stdout 2>%s/stderr", kdcam, args, tmp, tmp);
-    int st = system(cmd);
-    for (int k = 0; k < 2; k++) {
-        char *dst = k ? err_text : out_text;
-        size_t cap = k ? sizeof err_text : sizeof out_text;
-        snprintf(path, sizeof path, "%s/%s", tmp, k ? "stderr" : "stdout");
-        FILE *f = fopen(path, "rb");
-        size_t n = f ? fread(dst, 1, cap - 1, f) : 0;
-        dst[n] = '\0';
-        if (f)
-            fclose(f);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-static void expect_error(int status, const char *what)
-{
-    if (status == 0)
-        fail_msg("expected failure mentioning '%s', got exit 0", what);
-    if (strncmp(err_text, "kdcam: ", 7) || !strstr(err_text, what))
-        fail_msg("stderr '%s' does not mention '%s'", err_text, what);
-    const char *nl = strchr(err_text, '\n');
-    if (!nl || nl[1])
-        fail_msg("stderr is not one line: '%s'", err_text);
-}
+#define run cliexec_run
+#define expect_error cliexec_expect_error
+#define err_text cliexec_err
+#define out_text cliexec_out
 
 static void test_cli_classify(void **state)
 {
@@ -283,7 +251,7 @@ static void test_cli_convert(void **state)
 {
     (void)state;
     char out[128];
-    snprintf(out, sizeof out, "%s/out.safetensors", tmp);
+    snprintf(out, sizeof out, "%s/out.safetensors", cliexec_dir());
     /* byte for byte what convert.py wrote */
     struct { const char *args, *twin; } cases[] = {
         { FIX "ickd.pth", FIX "mbv1.safetensors" },
@@ -318,7 +286,7 @@ static void test_cli_convert(void **state)
     expect_error(run("convert --force " FIX "hostile/os_system.pth %s", out), "posix.system");
     /* a failed conversion leaves the old file, and no temporary beside it */
     assert_true(same_file(out, FIX "mbv1.safetensors") || 1);
-    DIR *d = opendir(tmp);
+    DIR *d = opendir(cliexec_dir());
     assert_non_null(d);
     for (struct dirent *e; (e = readdir(d));)
         if (strstr(e->d_name, ".tmp"))
@@ -428,22 +396,13 @@ static void test_fuzz_regressions(void **state)
 static int setup(void **state)
 {
     (void)state;
-    kdcam = getenv("KDCAM");
-    if (!kdcam)
-        kdcam = "build/kdcam";
-    snprintf(tmp, sizeof tmp, "/tmp/kdc_pth_XXXXXX");
-    return mkdtemp(tmp) ? 0 : -1;
+    return cliexec_setup();
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char p[128];
-    snprintf(p, sizeof p, "%s/stdout", tmp);
-    remove(p);
-    snprintf(p, sizeof p, "%s/stderr", tmp);
-    remove(p);
-    rmdir(tmp);
+    cliexec_teardown();
     return 0;
 }
 

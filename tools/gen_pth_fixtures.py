@@ -8,9 +8,9 @@ Every file is written by torch.save (or, for the hostile ones and the ZIP64
 variant, built byte by byte next to what torch.save writes), and each
 loadable layout gets a safetensors twin converted by weights/convert.py, the
 independent reference the C reader is compared with. Models are narrowed to
-keep the files small: a KD-layout MobileNetV1 with 1/16 of the widths
-(channels 2..64, 10 classes) and a torchvision-layout ResNet-50 with 1/32
-(base width 2, 10 classes). Files (tests/fixtures/pth/):
+keep the files small: a KD-layout MobileNetV1 with 1/32 of the widths
+(channels 8..32, 10 classes) and a torchvision-layout ResNet-50 with 1/64
+(base width 1, 10 classes). Files (tests/fixtures/pth/):
 
   tv_resnet50.pth       torchvision: model.state_dict() (OrderedDict)
   timm_mbv1.pth         timm mobilenetv1_100 names, state dict at the top
@@ -66,43 +66,19 @@ import zlib
 import torch
 import torch.nn as nn
 
-sys.dont_write_bytecode = True
+sys.dont_write_bytecode = True  # keep tools/ free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import train_demo  # noqa: E402  (the KD MobileNetV1 at a width multiplier)
 OUT = os.path.join("tests", "fixtures", "pth")
 HOSTILE = os.path.join(OUT, "hostile")
 CORPUS = os.path.join("tests", "fuzz", "corpus", "pth")
 PWNED = "touch kdcam_pwned"
 
 
-def conv_bn(cin, cout, stride):
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
-def conv_dw(cin, cout, stride):
-    return nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
-                         nn.BatchNorm2d(cin), nn.ReLU(inplace=True),
-                         nn.Conv2d(cin, cout, 1, 1, 0, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
-
-
-class MobileNetV1(nn.Module):
-    """The KD MobileNetV1 layout (model.N.M), widths divided by 32."""
-
-    def __init__(self, classes=10, div=32):
-        super().__init__()
-        c = [w // div for w in (32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512,
-                                1024, 1024)]
-        strides = [2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
-        layers = [conv_bn(3, c[0], 2)]
-        for i in range(1, 14):
-            layers.append(conv_dw(c[i - 1], c[i], strides[i]))
-        layers.append(nn.AvgPool2d(7))
-        self.model = nn.Sequential(*layers)
-        self.fc = nn.Linear(c[-1], classes)
-
-    def forward(self, x):
-        x = self.model[:-1](x)
-        return self.fc(x.mean((2, 3)))
+def mobilenetv1():
+    """The KD MobileNetV1 layout (model.N.M) of tools/train_demo.py, widths
+    divided by 32 (at least 8 channels), 10 classes."""
+    return train_demo.MobileNetV1KD(mult=1 / 32, num_classes=10)
 
 
 def tiny_resnet50(classes=10):
@@ -241,7 +217,7 @@ def main():
     ap.parse_args()
     os.makedirs(HOSTILE, exist_ok=True)
     torch.manual_seed(0)
-    mb = randomize(MobileNetV1(), 16)
+    mb = randomize(mobilenetv1(), 16)
     rn = randomize(tiny_resnet50(), 50)
     sd = mb.state_dict()
     rsd = rn.state_dict()

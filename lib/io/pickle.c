@@ -541,19 +541,31 @@ static kdc_status pk_memo_get(pk_state *s, uint64_t idx)
     return pk_push(s, s->memo[idx]);
 }
 
-/* A length-prefixed string or bytes: nb bytes of length, then the data. */
-static kdc_status pk_sized(pk_state *s, int nb, kdc__pk_kind k)
+/* nb bytes of little-endian length n, then n bytes: *data and *n. */
+static kdc_status pk_counted(pk_state *s, int nb, const unsigned char **data, size_t *n)
 {
     const unsigned char *at = NULL;
-    uint32_t v = 0;
     kdc_status st = pk_need(s, (size_t)nb, &at);
     if (st)
         return st;
-    uint64_t n = pk_le(at, nb);
-    if (n > s->len - s->pos)
-        return pk_err(s, "string runs past the end of the pickle");
-    st = pk_string(s->p, k, s->buf + s->pos, (size_t)n, &v);
-    s->pos += (size_t)n;
+    uint64_t len = pk_le(at, nb);
+    if (len > s->len - s->pos)
+        return pk_err(s, "length runs past the end of the pickle");
+    *data = s->buf + s->pos;
+    *n = (size_t)len;
+    s->pos += (size_t)len;
+    return KDC_OK;
+}
+
+/* A length-prefixed string or bytes. */
+static kdc_status pk_sized(pk_state *s, int nb, kdc__pk_kind k)
+{
+    const unsigned char *b = NULL;
+    size_t n = 0;
+    uint32_t v = 0;
+    kdc_status st = pk_counted(s, nb, &b, &n);
+    if (!st)
+        st = pk_string(s->p, k, b, n, &v);
     return st ? st : pk_push(s, v);
 }
 
@@ -561,16 +573,12 @@ static kdc_status pk_sized(pk_state *s, int nb, kdc__pk_kind k)
  * an opaque value (no state dict needs one). */
 static kdc_status pk_long(pk_state *s, int nb)
 {
-    const unsigned char *at = NULL;
+    const unsigned char *b = NULL;
+    size_t n = 0;
     uint32_t v = 0;
-    kdc_status st = pk_need(s, (size_t)nb, &at);
+    kdc_status st = pk_counted(s, nb, &b, &n);
     if (st)
         return st;
-    uint64_t n = pk_le(at, nb);
-    if (n > s->len - s->pos)
-        return pk_err(s, "long runs past the end of the pickle");
-    const unsigned char *b = s->buf + s->pos;
-    s->pos += (size_t)n;
     if (n > 8) {
         st = pk_opaque(s->p, &v, "an integer of %s bytes or more", "9");
         return st ? st : pk_push(s, v);
