@@ -156,8 +156,10 @@ KDC_API void kdc_model_options_init(kdc_model_options *opt);
  * "student.", "model." (where not part of the scheme), "backbone." are
  * stripped. Parameters are converted to float32 and the file is closed. On success *out owns the model; free it with
  * kdc_model_destroy. Errors: KDC_ERR_INVALID_ARGUMENT (unknown arch, eps
- * outside [0, 1)), KDC_ERR_IO, KDC_ERR_FORMAT (the safetensors rule that
- * failed is named), KDC_ERR_WEIGHTS (tensor name, got and expected shape;
+ * outside [0, 1), a key for a safetensors file), KDC_ERR_IO, KDC_ERR_FORMAT
+ * (the safetensors rule that failed is named; a malformed checkpoint, or one
+ * with a call where a tensor should be, named), KDC_ERR_NOT_FOUND (no state
+ * dict in a checkpoint, or no such key), KDC_ERR_WEIGHTS (tensor name, got and expected shape;
  * another architecture; unknown tensors), KDC_ERR_UNSUPPORTED (e.g. basic-
  * block ResNets), KDC_ERR_NO_MEMORY. Any tensor prefix ending in '.' in
  * front of the model's keys is accepted as a wrapper. */
