@@ -309,6 +309,7 @@ static const struct {
     { "short_storage.pth", "storage 0 holds 40 bytes", KDC_ERR_FORMAT },
     { "deep.pth", "nesting deeper than 100 levels", KDC_ERR_FORMAT },
     { "view_past_end.pth", "reaches past the end of its storage 0", KDC_ERR_FORMAT },
+    { "expand.pth", "a strided view of 4194304 bytes", KDC_ERR_FORMAT },
 };
 
 static void test_hostile(void **state)

@@ -47,6 +47,8 @@ Hostile files (tests/fixtures/pth/hostile/), each must fail, naming the cause:
   short_storage.pth     data/0 shorter than the tensor needs
   deep.pth              5,000 nested lists (the limit is 100)
   view_past_end.pth     a tensor view that reaches past its storage
+  expand.pth            torch.ones(1).expand(2**20): a 4 MiB strided view of a
+                        4-byte storage, more than the file's size allows to copy
 Seeds for the fuzz target tests/fuzz/fuzz_pth.c (tests/fuzz/corpus/pth/):
 small torch.save files of every layout above, plus three hostile files.
 Each hostile call would create the file kdcam_pwned in the current
@@ -344,6 +346,9 @@ def main():
     for n in ("os_system.pth", "short_storage.pth", "view_past_end.pth"):
         with open(os.path.join(HOSTILE, n), "rb") as f, open(os.path.join(CORPUS, n), "wb") as g:
             g.write(f.read())
+
+    # a stride-0 expansion: 4 MB of float32 from a 4-byte storage
+    torch.save({"w": torch.ones(1).expand(1 << 20)}, os.path.join(HOSTILE, "expand.pth"))
 
     for d in (OUT, HOSTILE, CORPUS):
         for n in sorted(os.listdir(d)):

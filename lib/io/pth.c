@@ -422,8 +422,12 @@ static kdc_status pth_tensor(kdc__pth *p, const char *dir, const char *name, con
     out->dtype_name = s->dtype_name;
     out->ndim = t->ndim;
     memcpy(out->shape, t->shape, sizeof t->shape);
+    /* A contiguous tensor lies inside its storage; a strided one may not
+     * (stride 0 repeats elements), so its size is checked. */
+    if (t->numel > SIZE_MAX || !kdc__mul_size((size_t)t->numel, s->elem_size, &nbytes))
+        return kdc__fail(KDC_ERR_FORMAT, "tensor %s: %llu elements are too many", name,
+                         (unsigned long long)t->numel);
     out->numel = (size_t)t->numel;
-    nbytes = out->numel * s->elem_size; /* <= size: no overflow */
     out->nbytes = nbytes;
     if (!t->numel || pth_contiguous(t)) {
         out->data = t->numel ? data + t->offset * s->elem_size : data;
