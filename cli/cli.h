@@ -15,6 +15,7 @@ typedef struct cli_opts {
     const char *arch;
     const char *weights;
     const char *prefix;
+    const char *key;         /* --key K: the state dict in a .pth checkpoint */
     const char *out_dir;
     const char *input_npy;
     int allow_unused;
@@ -153,5 +154,7 @@ int cmd_classify(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_pointing(int argc, char **argv); /* cmd_pointing.c */
 int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
+int cmd_convert(int argc, char **argv);  /* cmd_convert.c */
+int cmd_inspect(int argc, char **argv);  /* cmd_inspect.c */
 
 #endif

@@ -38,7 +38,7 @@ static const char *cam_usage =
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --npy           also write the maps as .npy\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
-    "      --prefix P, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
+    "      --prefix P, --key K, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "  -v, --verbose       list the tensors of the file that were ignored\n"
     "\n"

@@ -9,7 +9,8 @@
 #define MODEL_OPTS                                                                        \
     "  -m, --arch ARCH     resnet50 | resnet101 | resnet152 | mobilenetv1 (default: from\n" \
     "                      the tensor names)\n"                                             \
-    "  -w, --weights FILE  .safetensors weights (required)\n"                                 \
+    "  -w, --weights FILE  your PyTorch checkpoint (.pth, .pt) or .safetensors (required)\n"  \
+    "      --key K         .pth: the state dict under checkpoint key K (e.g. model, a.b)\n" \
     "      --prefix P      use the model stored under key prefix P (e.g. student.)\n"       \
     "      --allow-unused  ignore tensors the model does not use\n"                         \
     "      --eps E         BatchNorm epsilon (default 1e-5)\n"                              \

@@ -34,7 +34,7 @@ static const char *pointing_usage =
     "      --json          one JSON object per model: name, arch, layer, method,\n"
     "                      images, accuracy, pointing, energy_in_box,\n"
     "                      pearson_vs_teacher, iou20_vs_teacher (null for the teacher)\n"
-    "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --kernels K\n"
+    "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
     "                      apply to every model\n";
 
 typedef struct pt_image {

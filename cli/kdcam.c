@@ -89,6 +89,9 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
         } else if (!strcmp(a, "--prefix")) {
             NEEDS(OPT_MODEL_EXTRA);
             o->prefix = v;
+        } else if (!strcmp(a, "--key")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            o->key = v;
         } else if (!strcmp(a, "--allow-unused")) {
             if (!(acc & OPT_MODEL_EXTRA))
                 goto unknown;
@@ -304,7 +307,7 @@ unknown:
 #undef NEEDS
     }
     if ((acc & OPT_WEIGHTS) && !o->weights) {
-        cli_error("missing -w WEIGHTS (a .safetensors file; see --help)");
+        cli_error("missing -w WEIGHTS (a .pth or .safetensors file; see --help)");
         return -1;
     }
     if (acc & OPT_IMAGES) {
@@ -329,6 +332,7 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     kdc_model_options_init(&mo);
     mo.arch = o->arch;
     mo.prefix = o->prefix;
+    mo.key = o->key;
     mo.allow_unused = o->allow_unused;
     mo.bn_eps = o->eps;
     mo.activation = o->act;
@@ -520,11 +524,15 @@ static const char *usage =
     "  shapes    generate the procedural shapes dataset (images + labels.json)\n"
     "  pointing  score models' heatmaps against known object boxes (shapes dataset)\n"
     "  bench     time forward, Grad-CAM or guided backprop of a model\n"
+    "  inspect   list the tensors of a weights file (.pth or .safetensors)\n"
+    "  convert   convert a PyTorch checkpoint (.pth) to safetensors\n"
     "\n"
     "kdcam COMMAND --help shows the options of a command. Every command that loads a\n"
     "model also takes --kernels auto|scalar|avx2|avx512|neon: the compute kernels\n"
     "(default auto, the best this CPU has; scalar: the plain reference kernels).\n"
-    "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n";
+    "Weights: point -w at your PyTorch checkpoint (.pth, .pt; read without running\n"
+    "its pickled code) or at a .safetensors file; --key K names the state dict inside\n"
+    "a checkpoint (default: found under the usual keys).\n";
 
 int main(int argc, char **argv)
 {
@@ -558,6 +566,10 @@ int main(int argc, char **argv)
         rc = cmd_pointing(argc - 1, argv + 1);
     else if (!strcmp(cmd, "bench"))
         rc = cmd_bench(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "inspect"))
+        rc = cmd_inspect(argc - 1, argv + 1);
+    else if (!strcmp(cmd, "convert"))
+        rc = cmd_convert(argc - 1, argv + 1);
     else {
         cli_error("unknown command '%s' (kdcam --help lists them)", cmd);
         return 2;

@@ -28,4 +28,17 @@ for f in tests/fixtures/truncated.jpg $J/hostile_600_scans.jpg; do
     $VG "$B/kdcam" classify -w "$T/w.safetensors" "$f" 2>/dev/null
     [ $? -eq 1 ] || { echo "valgrind: error run ($f) did not exit 1 cleanly"; exit 1; }
 done
+# PyTorch checkpoints: loading, listing, converting; hostile files fail cleanly
+set -e
+for f in torchdistill legacy views zip64; do
+    $VG "$B/kdcam" classify -w tests/fixtures/pth/$f.pth --json examples/images/chelsea.png >/dev/null
+done
+$VG "$B/kdcam" inspect tests/fixtures/pth/mmcv.pth >/dev/null
+$VG "$B/kdcam" convert --dtype f16 tests/fixtures/pth/bf16.pth "$T/c.safetensors"
+set +e
+for f in tests/fixtures/pth/hostile/*.pth; do
+    $VG "$B/kdcam" classify -w "$f" examples/images/chelsea.png 2>/dev/null
+    [ $? -eq 1 ] || { echo "valgrind: $f did not exit 1 cleanly"; exit 1; }
+done
+[ ! -e kdcam_pwned ] || { echo "valgrind: a hostile checkpoint ran code"; exit 1; }
 echo "valgrind: no leaks or errors in kdcam runs"
