@@ -18,9 +18,14 @@
 #define STBIW_REALLOC(p, newsz) realloc(p, newsz)
 #define STBIW_FREE(p) free(p)
 #define STBI_NO_STDIO /* we read files ourselves, for errno-based messages */
+/* Only the formats libkdcam documents (docs/security.md): the others are
+ * attack surface nobody asked for (Debian 12's stb_image 2.27 has a heap
+ * over-read in its 16-bit PGM reader, CVE-2021-42716). */
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
-#define STBI_FAILURE_USERMSG
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_WRITE_NO_STDIO
