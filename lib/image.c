@@ -199,7 +199,13 @@ kdc_status kdc_image_load_ex(const char *path, const kdc_image_options *opt, kdc
     pix = kdc__stbi_load(buf, len, &w, &h, 3);
     if (!pix) {
         /* stb's reasons are terse ("bad huffman code"): say what and where. */
-        const char *why = kdc__stbi_failure_reason();
+        char why[64];
+        /* Some reasons quote bytes of the file (a PNG chunk type): only
+         * printable ASCII goes into the message. */
+        snprintf(why, sizeof why, "%s", kdc__stbi_failure_reason());
+        for (char *c = why; *c; c++)
+            if (*c < 0x20 || *c > 0x7E)
+                *c = '?';
         if (!strcmp(why, "outofmem"))
             st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory decoding a %dx%d %s image",
                            path, w, h, kdc__image_format_name(format));

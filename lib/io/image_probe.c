@@ -207,6 +207,32 @@ static kdc_status kdc__jpeg_walk(const char *path, const unsigned char *b, size_
                      "marker)", path);
 }
 
+/* PNG chunks up to the first IDAT: an empty first IDAT is refused, as
+ * stb_image 2.27 then computes an offset from a NULL pointer (undefined
+ * behaviour; encoders do not write empty IDAT chunks). Truncation and
+ * checksums are left to the decoder. */
+static kdc_status kdc__png_chunks(const char *path, const unsigned char *b, size_t n)
+{
+    size_t i = 8;
+    while (n - i >= 8) {
+        uint32_t len = kdc__be32(b + i);
+        if (len > 0x7FFFFFFFu)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: corrupt PNG: chunk "
+                             "length above 2^31 - 1 (at byte %zu)", path, i);
+        if (!memcmp(b + i + 4, "IDAT", 4)) {
+            if (len == 0)
+                return kdc__fail(KDC_ERR_UNSUPPORTED, "%s: not a readable image: PNG whose "
+                                 "first IDAT chunk is empty (at byte %zu) is not supported",
+                                 path, i);
+            break;
+        }
+        if ((size_t)len + 12 > n - i)
+            break;
+        i += (size_t)len + 12;
+    }
+    return KDC_OK;
+}
+
 /* BMP: the size from a BITMAPCOREHEADER (OS/2) or BITMAPINFOHEADER. */
 static kdc_status kdc__bmp_size(const char *path, const unsigned char *b, size_t n, int64_t *w,
                                 int64_t *h)
@@ -275,6 +301,8 @@ kdc_status kdc__image_probe(const char *path, const unsigned char *b, size_t n,
                              "header chunk", path);
         ww = kdc__be32(b + 16);
         hh = kdc__be32(b + 20);
+        if ((st = kdc__png_chunks(path, b, n)) != KDC_OK)
+            return st;
     } else if (n >= 2 && b[0] == 'B' && b[1] == 'M') {
         *format = KDC__IMAGE_BMP;
         if ((st = kdc__bmp_size(path, b, n, &ww, &hh)) != KDC_OK)
