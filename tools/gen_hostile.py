@@ -3,7 +3,9 @@
 that reproduce the findings of issue 18 (crashes through stb_image, files
 that declare gigabytes, misleading messages). tests/test_hostile.c runs
 `kdcam` on each and asserts a clean failure; the 100 MB safetensors header
-is made by the test itself. Deterministic; needs numpy, Pillow and torch:
+is made by the test itself. Deterministic except checkpoint_legacy.pth,
+whose storage keys torch takes from object ids (any run's file will do).
+Needs numpy, Pillow and torch:
 
     /usr/bin/python3 tools/gen_hostile.py
 """
@@ -64,6 +66,13 @@ def main():
     z = zlib.compressobj(9)
     idat = z.compress(bytes(1 << 20)) + z.flush()
     put("png_bomb_30000x30000.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
+        png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
+    # 5b. A PNG wider than any decoder here takes (stb said "Image not of any
+    #     known type, or corrupt"): 40000 x 10, few pixels.
+    ihdr = struct.pack(">IIBBBBB", 40000, 10, 8, 0, 0, 0, 0)
+    z = zlib.compressobj(9)
+    idat = z.compress(bytes(10 * 40001)) + z.flush()
+    put("png_40000x10.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
         png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
     # 6. An RLE TGA declaring 16384 x 16384 (TGA is not read any more).
     tga = struct.pack("<BBBHHBHHHHBB", 0, 0, 10, 0, 0, 0, 0, 0, 16384, 16384, 24, 0)
