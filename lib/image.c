@@ -167,8 +167,8 @@ kdc_status kdc_image_load(const char *path, kdc_image **out)
 kdc_status kdc_image_load_ex(const char *path, const kdc_image_options *opt, kdc_image **out)
 {
     unsigned char *buf = NULL, *pix = NULL;
-    size_t len = 0;
-    int w = 0, h = 0;
+    size_t len = 0, max_alloc;
+    int w = 0, h = 0, capped = 0;
     int64_t max_pixels = opt && opt->max_pixels ? opt->max_pixels : KDC__IMAGE_MAX_PIXELS_DEFAULT;
     kdc__image_format format;
     kdc_image *im = NULL;
@@ -196,7 +196,17 @@ kdc_status kdc_image_load_ex(const char *path, const kdc_image_options *opt, kdc
                        "ends early)", path);
         goto done;
     }
-    pix = kdc__stbi_load(buf, len, &w, &h, 3);
+    /* No decoder buffer needs more than 8 bytes per pixel of the declared
+     * size (16-bit RGBA PNG rows; JPEG planes padded to 16 x 16 blocks and
+     * its progressive coefficients take less), plus 1 MiB for tables. */
+    max_alloc = (size_t)8 * ((size_t)w + 16) * ((size_t)h + 16) + ((size_t)1 << 20);
+    pix = kdc__stbi_load(buf, len, &w, &h, 3, max_alloc, &capped);
+    if (!pix && capped) {
+        st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: its compressed data expands "
+                       "beyond what a %dx%d %s needs (a decompression bomb?)", path, w, h,
+                       kdc__image_format_name(format));
+        goto done;
+    }
     if (!pix) {
         /* stb's reasons are terse ("bad huffman code"): say what and where. */
         char why[64];

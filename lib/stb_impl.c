@@ -10,9 +10,37 @@
 
 /* Refuse absurd sizes inside the decoders too, not only after the probe. */
 #define STBI_MAX_DIMENSIONS KDC__IMAGE_MAX_SIDE
-/* kdc_image takes ownership of decoded pixels and frees them with free(). */
-#define STBI_MALLOC(sz) malloc(sz)
-#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+/* Decoding allocates through these: kdc_image takes ownership of decoded
+ * pixels and frees them with free(). While kdc__stbi_load runs, a block
+ * larger than its max_alloc is refused, so that a file whose compressed
+ * data expands past what its declared size needs (a PNG zlib bomb: 1 MB of
+ * IDAT inflates to 1 GB whatever IHDR says; stb_image grows its buffer by
+ * doubling) fails instead of taking the memory. The cap lives in
+ * thread-local storage for the duration of one call, as stb_image's own
+ * failure reason does. */
+static _Thread_local size_t kdc__stbi_cap;   /* 0: no cap */
+static _Thread_local int kdc__stbi_capped;   /* a block was refused */
+
+static void *kdc__stbi_malloc(size_t n)
+{
+    if (kdc__stbi_cap && n > kdc__stbi_cap) {
+        kdc__stbi_capped = 1;
+        return NULL;
+    }
+    return malloc(n);
+}
+
+static void *kdc__stbi_realloc(void *p, size_t n)
+{
+    if (kdc__stbi_cap && n > kdc__stbi_cap) {
+        kdc__stbi_capped = 1;
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+#define STBI_MALLOC(sz) kdc__stbi_malloc(sz)
+#define STBI_REALLOC(p, newsz) kdc__stbi_realloc(p, newsz)
 #define STBI_FREE(p) free(p)
 #define STBIW_MALLOC(sz) malloc(sz)
 #define STBIW_REALLOC(p, newsz) realloc(p, newsz)
@@ -62,14 +90,22 @@ int kdc__stbi_info(const unsigned char *buf, size_t len, int *w, int *h, int *co
 }
 
 unsigned char *kdc__stbi_load(const unsigned char *buf, size_t len, int *w, int *h,
-                              int req_comp)
+                              int req_comp, size_t max_alloc, int *capped)
 {
+    unsigned char *pix;
     int comp;
+    *capped = 0;
     if (len > (size_t)INT_MAX) {
         stbi__g_failure_reason = "file too large";
         return NULL;
     }
-    return stbi_load_from_memory(buf, (int)len, w, h, &comp, req_comp);
+    kdc__stbi_cap = max_alloc;
+    kdc__stbi_capped = 0;
+    pix = stbi_load_from_memory(buf, (int)len, w, h, &comp, req_comp);
+    *capped = kdc__stbi_capped;
+    kdc__stbi_cap = 0;
+    kdc__stbi_capped = 0;
+    return pix;
 }
 
 void kdc__stbi_free(void *pixels)

@@ -105,6 +105,7 @@ static void test_images(void **state)
         {"pgm16_overread.pgm", "PNM (PBM/PGM/PPM) files are not supported"},
         {"pgm16_4000x4000.jpg", "PNM (PBM/PGM/PPM) files are not supported"},
         {"png_bomb_30000x30000.png", "above the limit of 89478485 pixels"},
+        {"png_zlib_bomb_100x100.png", "expands beyond what a 100x100 PNG needs"},
         {"png_40000x10.png", "declares 40000x10 pixels; each side must be in 1..32768"},
         {"tga_rle_16384.tga", "not a JPEG, PNG or BMP file"},
         {"bmp_30000x30000.bmp", "above the limit of 89478485 pixels"},

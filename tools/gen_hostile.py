@@ -67,6 +67,13 @@ def main():
     idat = z.compress(bytes(1 << 20)) + z.flush()
     put("png_bomb_30000x30000.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
         png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
+    # 5a. A zlib bomb: a 100 x 100 PNG whose IDAT inflates to 160 MB (stb
+    #     grows its output buffer by doubling, to 256 MB, whatever IHDR says).
+    ihdr = struct.pack(">IIBBBBB", 100, 100, 8, 0, 0, 0, 0)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(bytes(1 << 20)) for _ in range(160)) + z.flush()
+    put("png_zlib_bomb_100x100.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) +
+        png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b""))
     # 5b. A PNG wider than any decoder here takes (stb said "Image not of any
     #     known type, or corrupt"): 40000 x 10, few pixels.
     ihdr = struct.pack(">IIBBBBB", 40000, 10, 8, 0, 0, 0, 0)

@@ -207,30 +207,39 @@ static kdc_status kdc__jpeg_walk(const char *path, const unsigned char *b, size_
                      "marker)", path);
 }
 
-/* PNG chunks up to the first IDAT: an empty first IDAT is refused, as
- * stb_image 2.27 then computes an offset from a NULL pointer (undefined
- * behaviour; encoders do not write empty IDAT chunks). Truncation and
- * checksums are left to the decoder. */
+/* PNG chunks from IHDR to IEND: each must fit in the file (a chunk that
+ * claims more makes stb_image grow its IDAT buffer towards the claim, up to
+ * 2 GB, before it finds the data missing), and an empty first IDAT is
+ * refused, as stb_image 2.27 then offsets a NULL pointer (undefined
+ * behaviour; encoders do not write empty IDAT chunks). Checksums and the
+ * order of other chunks are left to the decoder. */
 static kdc_status kdc__png_chunks(const char *path, const unsigned char *b, size_t n)
 {
     size_t i = 8;
-    while (n - i >= 8) {
+    int idat = 0;
+    for (;;) {
+        if (n - i < 12)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: truncated PNG (no IEND "
+                             "chunk)", path);
         uint32_t len = kdc__be32(b + i);
         if (len > 0x7FFFFFFFu)
             return kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: corrupt PNG: chunk "
                              "length above 2^31 - 1 (at byte %zu)", path, i);
+        if ((size_t)len > n - i - 12)
+            return kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: truncated PNG (a chunk "
+                             "of %u bytes at byte %zu runs past the end of the file)", path,
+                             (unsigned)len, i);
         if (!memcmp(b + i + 4, "IDAT", 4)) {
-            if (len == 0)
+            if (len == 0 && !idat)
                 return kdc__fail(KDC_ERR_UNSUPPORTED, "%s: not a readable image: PNG whose "
                                  "first IDAT chunk is empty (at byte %zu) is not supported",
                                  path, i);
-            break;
+            idat = 1;
         }
-        if ((size_t)len + 12 > n - i)
-            break;
+        if (!memcmp(b + i + 4, "IEND", 4))
+            return KDC_OK;
         i += (size_t)len + 12;
     }
-    return KDC_OK;
 }
 
 /* BMP: the size from a BITMAPCOREHEADER (OS/2) or BITMAPINFOHEADER. */
