@@ -4,6 +4,7 @@
 #   make test-neon  the NEON kernels, cross-built for aarch64, under qemu-user
 #   make demo       the bundled teacher/student demo
 #   make bench      benchmarks
+#   make fuzz       libFuzzer targets (clang); make fuzz-smoke runs each 30 s
 #   make install    PREFIX=/usr/local DESTDIR=
 # CFLAGS/LDFLAGS are yours: what you pass is added to what the build needs.
 
