@@ -21,13 +21,19 @@
 static _Thread_local size_t kdc__stbi_cap;   /* 0: no cap */
 static _Thread_local int kdc__stbi_capped;   /* a block was refused */
 
+/* Zeroed: on some corrupt JPEG scans stb_image 2.27 leaves parts of its
+ * component buffers unwritten and still returns an image, which then held
+ * whatever the heap held (different pixels and logits on every run, found by
+ * tests/test_image_repeat.c with a fuzz regression input). Large blocks
+ * come from fresh zero pages anyway. Grown blocks (realloc: the PNG IDAT
+ * and zlib output) are written before they are read. */
 static void *kdc__stbi_malloc(size_t n)
 {
     if (kdc__stbi_cap && n > kdc__stbi_cap) {
         kdc__stbi_capped = 1;
         return NULL;
     }
-    return malloc(n);
+    return calloc(1, n ? n : 1);
 }
 
 static void *kdc__stbi_realloc(void *p, size_t n)
