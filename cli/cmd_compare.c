@@ -34,6 +34,7 @@ static const char *compare_usage =
     "                      arch, layer, method, class, name, prob, pearson_vs_teacher,\n"
     "                      iou20_vs_teacher, figure\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
+    "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
     "                      apply to every model\n"
     "  -t, --threads N     worker threads (default 1)\n"

@@ -259,14 +259,33 @@ typedef struct kdc_image {
     unsigned char *rgb; /* width * height * 3 bytes, owned by the image */
 } kdc_image;
 
-/* Loads a JPEG (through libjpeg-turbo with Pillow's settings: the pixels of
- * PIL's Image.open(path).convert("RGB"), CMYK included; stb_image in a
- * `make JPEG=stb` build) or PNG/BMP/... (stb_image) file. Grayscale is
- * expanded to RGB and alpha is dropped, as PIL's convert("RGB") does.
- * *out is freed with kdc_image_destroy.
- * Errors: KDC_ERR_IO (cannot open), KDC_ERR_FORMAT (truncated or corrupt,
- * or too large), KDC_ERR_NO_MEMORY. */
+/* Loads a JPEG, PNG or BMP file (other formats are refused). JPEG goes
+ * through libjpeg-turbo with Pillow's settings: the pixels of PIL's
+ * Image.open(path).convert("RGB"), CMYK included (stb_image in a
+ * `make JPEG=stb` build); PNG and BMP through stb_image. Grayscale is
+ * expanded to RGB and alpha is dropped, as PIL's convert("RGB") does. The
+ * header is read and checked before anything is decoded: a file declaring
+ * more than 89,478,485 pixels (PIL's decompression-bomb threshold) is
+ * refused; kdc_image_load_ex takes another limit. *out is freed with
+ * kdc_image_destroy. Errors: KDC_ERR_IO (cannot open), KDC_ERR_FORMAT
+ * (truncated or corrupt), KDC_ERR_UNSUPPORTED (another format, or above the
+ * pixel limit), KDC_ERR_NO_MEMORY. docs/security.md. */
 KDC_API kdc_status kdc_image_load(const char *path, kdc_image **out);
+
+typedef struct kdc_image_options {
+    /* Refuse images of more than this many pixels (width x height) before
+     * decoding them; 0 means the default, 89,478,485. Decoding takes about
+     * 3 to 6 bytes per pixel. */
+    int64_t max_pixels;
+} kdc_image_options;
+
+/* Sets the defaults (what kdc_image_load uses). */
+KDC_API void kdc_image_options_init(kdc_image_options *opt);
+
+/* kdc_image_load with options (opt may be NULL: the defaults). Errors as
+ * kdc_image_load, plus KDC_ERR_INVALID_ARGUMENT for a negative max_pixels. */
+KDC_API kdc_status kdc_image_load_ex(const char *path, const kdc_image_options *opt,
+                                     kdc_image **out);
 KDC_API void kdc_image_destroy(kdc_image *image);
 
 /* Allocates an image of the given size (pixels zeroed). */

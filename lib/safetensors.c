@@ -34,6 +34,12 @@
 /* The reference reader refuses headers above 100 MB. */
 #define ST_MAX_HEADER 100000000ULL
 #define ST_JSON_MAX_DEPTH 64
+/* Memory the header's JSON tree may take (docs/security.md). A tensor entry
+ * costs about 1 KB, so this holds some 60,000 tensors; a hostile header of
+ * 100 MB of "[0,0,0,..." would otherwise need gigabytes. */
+#define ST_JSON_MAX_TREE (64u << 20)
+/* What one allocation costs beyond its size (malloc's bookkeeping). */
+#define ST_JSON_ALLOC_OVERHEAD 16u
 
 /* ------------------------------------------------------------------ */
 /* A JSON tree                                                          */
@@ -68,6 +74,7 @@ struct st_json_parser {
     const char *path;
     const unsigned char *s; /* the header, not NUL-terminated */
     size_t len, pos;
+    size_t tree_bytes;      /* allocated for the tree so far (a bound) */
 };
 
 static void st_json_free(struct st_json *v)
@@ -97,6 +104,20 @@ static kdc_status st_json_error(struct st_json_parser *jp, const char *what)
 static kdc_status st_json_nomem(struct st_json_parser *jp)
 {
     return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory parsing the header", jp->path);
+}
+
+/* Counts an allocation of bytes (a new block, or what a realloc adds)
+ * against ST_JSON_MAX_TREE before it is made. */
+static kdc_status st_json_charge(struct st_json_parser *jp, size_t bytes)
+{
+    if (bytes > ST_JSON_MAX_TREE - jp->tree_bytes ||
+        ST_JSON_ALLOC_OVERHEAD > ST_JSON_MAX_TREE - jp->tree_bytes - bytes)
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: header JSON needs more than %u MiB of memory to parse (stopped at "
+                         "header byte %zu of %zu)",
+                         jp->path, ST_JSON_MAX_TREE >> 20, jp->pos, jp->len);
+    jp->tree_bytes += bytes + ST_JSON_ALLOC_OVERHEAD;
+    return KDC_OK;
 }
 
 static void st_json_skip_ws(struct st_json_parser *jp)
@@ -178,6 +199,8 @@ static kdc_status st_json_string(struct st_json_parser *jp, char **out)
     }
 
     /* Escapes only shrink, so the raw length bounds the decoded one. */
+    if (st_json_charge(jp, end - start + 1) != KDC_OK)
+        return KDC_ERR_FORMAT;
     buf = malloc(end - start + 1);
     if (!buf)
         return st_json_nomem(jp);
@@ -293,6 +316,10 @@ static kdc_status st_json_append(struct st_json_parser *jp, struct st_json *list
 
         if (!kdc__mul_size(cap, sizeof *items, &bytes))
             return st_json_nomem(jp);
+        /* The new blocks, counted whole: realloc may hold old and new. */
+        if (st_json_charge(jp, bytes + (list->type == ST_JSON_OBJECT ? cap * sizeof(char *) : 0))
+            != KDC_OK)
+            return KDC_ERR_FORMAT;
         items = realloc(list->u.list.items, bytes);
         if (!items)
             return st_json_nomem(jp);
@@ -744,6 +771,15 @@ static kdc_status st_parse(kdc__st_file *f, const char *path)
     const unsigned char *data;
     kdc_status st;
 
+    /* A PyTorch checkpoint's first 8 bytes read as a header length that
+     * does not fit; say what the file is instead (a zip archive since
+     * PyTorch 1.6, a bare pickle before). */
+    if ((hlen > ST_MAX_HEADER || hlen > f->map_size - 8) &&
+        (!memcmp(base, "PK\x03\x04", 4) || (base[0] == 0x80 && base[1] >= 2 && base[1] <= 5)))
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: this is a PyTorch checkpoint (%s), not safetensors; convert it "
+                         "with weights/convert.py",
+                         path, base[0] == 'P' ? "a zip archive, .pth/.pt" : "a pickle file");
     if (hlen > ST_MAX_HEADER)
         return kdc__fail(KDC_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
                          path, (unsigned long long)hlen, ST_MAX_HEADER);
