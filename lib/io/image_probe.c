@@ -112,11 +112,17 @@ static kdc_status kdc__jpeg_sof(const char *path, size_t at, const unsigned char
  * every Huffman table the scan decodes with defined before it (a decoder
  * may otherwise read a table it never filled: stb_image 2.27 indexes out of
  * its arrays). A progressive DC scan uses DC tables (the first pass only),
- * an AC scan AC tables; other frames use both. */
+ * an AC scan AC tables; other frames use both. Only checked where stb_image
+ * decodes JPEG (`make JPEG=stb`): libjpeg-turbo checks its tables itself and
+ * supplies the standard ones when a file has none (Motion-JPEG frames), as
+ * Pillow's decoding does. Arithmetic-coded scans (huffman == 0) use none. */
 static kdc_status kdc__jpeg_sos(const char *path, size_t at, const unsigned char *p, size_t n,
                                 int ncomp, const unsigned char ids[4], int progressive,
-                                unsigned char defined[2][4])
+                                int huffman, unsigned char defined[2][4])
 {
+#ifdef KDC_HAVE_LIBJPEG
+    huffman = 0;
+#endif
     if (ncomp == 0)
         return kdc__bad_jpeg(path, at, "scan before the frame header");
     if (n < 1 || p[0] < 1 || p[0] > ncomp || n != 4 + 2 * (size_t)p[0])
@@ -132,7 +138,7 @@ static kdc_status kdc__jpeg_sos(const char *path, size_t at, const unsigned char
             return kdc__bad_jpeg(path, at, "scan names a component the frame does not have");
         if (q[1] >> 4 > 3 || (q[1] & 15) > 3)
             return kdc__bad_jpeg(path, at, "scan Huffman table id above 3");
-        if ((use_dc && !defined[0][q[1] >> 4]) || (use_ac && !defined[1][q[1] & 15]))
+        if (huffman && ((use_dc && !defined[0][q[1] >> 4]) || (use_ac && !defined[1][q[1] & 15])))
             return kdc__bad_jpeg(path, at, "scan uses a Huffman table that was never defined");
     }
     return KDC_OK;
@@ -144,7 +150,7 @@ static kdc_status kdc__jpeg_walk(const char *path, const unsigned char *b, size_
                                  int *h)
 {
     size_t i = 2; /* after SOI */
-    int ncomp = 0, scans = 0, progressive = 0;
+    int ncomp = 0, scans = 0, progressive = 0, huffman = 1;
     unsigned char ids[4] = {0}, defined[2][4] = {{0}};
     kdc_status st;
     while (i < n) {
@@ -188,8 +194,9 @@ static kdc_status kdc__jpeg_walk(const char *path, const unsigned char *b, size_
             else
                 st = kdc__jpeg_sof(path, at, p, plen, w, h, &ncomp, ids);
             progressive = (m & 3) == 2; /* SOF2, SOF6, SOF10, SOF14 */
+            huffman = m < 0xC8;           /* SOF9..SOF15: arithmetic coding */
         } else if (m == 0xDA) {
-            st = kdc__jpeg_sos(path, at, p, plen, ncomp, ids, progressive, defined);
+            st = kdc__jpeg_sos(path, at, p, plen, ncomp, ids, progressive, huffman, defined);
             scans++;
         }
         if (st != KDC_OK)
