@@ -4,7 +4,9 @@
 #   make test-neon  the NEON kernels, cross-built for aarch64, under qemu-user
 #   make demo       the bundled teacher/student demo
 #   make bench      benchmarks
+#   make fuzz       libFuzzer targets (clang); make fuzz-smoke runs each 30 s
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make JPEG=stb   without libjpeg-turbo (JPEG not bit-exact with PIL)
 # CFLAGS/LDFLAGS are yours: what you pass is added to what the build needs.
 
 PREFIX     ?= /usr/local
@@ -21,9 +23,17 @@ PYTHON  ?= /usr/bin/python3
 VERSION   := 0.1.0
 SOVERSION := 0
 
-ifeq ($(SAN),1)
+# float-cast-overflow: GCC's -fsanitize=undefined leaves it out (clang's
+# does not); a NaN converted to an integer is what it catches.
+ifeq ($(FUZZ),1)
+# `make fuzz` builds here with clang: the library instrumented for libFuzzer.
+BUILD   ?= build/fuzz
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow,fuzzer-no-link \
+            -fno-omit-frame-pointer -fno-sanitize-recover=all
+else ifeq ($(SAN),1)
 BUILD   ?= build/san
-SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SANFLAGS := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
+            -fno-sanitize-recover=all
 else
 BUILD   ?= build
 SANFLAGS :=
@@ -40,6 +50,21 @@ KDC_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow \
 LIB_CFLAGS  := -DKDC_BUILDING_LIBRARY -fvisibility=hidden
 KDC_LDLIBS  := -lm -lpthread
 
+# JPEG decoder. JPEG=turbo (default): libjpeg-turbo with Pillow's settings,
+# bit-exact with PIL (lib/io/jpeg.c). JPEG=stb: stb_image's decoder, no
+# dependency, but pixels differ from PIL's by a level or two (docs/api.md).
+# Use a separate BUILD folder per choice: objects do not track it.
+JPEG ?= turbo
+ifeq ($(JPEG),turbo)
+KDC_CFLAGS += -DKDC_HAVE_LIBJPEG
+KDC_LDLIBS += -ljpeg
+PC_REQUIRES_PRIVATE := libjpeg
+else ifeq ($(JPEG),stb)
+PC_REQUIRES_PRIVATE :=
+else
+$(error JPEG must be turbo or stb, not '$(JPEG)')
+endif
+
 # Sources are found in every folder below lib/ and cli/ (docs/architecture.md).
 LIB_SRC  := $(sort $(shell find lib -name '*.c'))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -51,6 +76,9 @@ TESTUTIL_SRC := $(sort $(wildcard tests/util/*.c))
 TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+FUZZ_SRC   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=%)
+FUZZ_PLAIN := $(FUZZ_NAMES:%=$(BUILD)/tests/fuzz/plain_%)
 
 GENW   := $(BUILD)/kdc-genweights
 STATIC := $(BUILD)/libkdcam.a
@@ -59,7 +87,8 @@ KDCAM  := $(BUILD)/kdcam
 
 .SECONDARY:
 
-.PHONY: all lib test test-neon check demo bench examples install uninstall clean FORCE
+.PHONY: all lib test test-neon check demo bench examples install uninstall clean FORCE \
+        fuzz fuzz-targets fuzz-smoke
 all: lib $(KDCAM) examples $(GENW)
 
 lib: $(STATIC) $(SHARED)
@@ -83,6 +112,21 @@ $(BUILD)/lib/%_avx2.o: lib/%_avx2.c
 $(BUILD)/lib/%_avx512.o: lib/%_avx512.c
 	@mkdir -p $(@D)
 	$(CC) $(KDC_CFLAGS) $(LIB_CFLAGS) $(CFLAGS) $(ISA_AVX512_FLAGS) -c $< -o $@
+
+# stb_image 2.27 (docs/security.md) on corrupt JPEG entropy data: its DC
+# predictor adds and multiplies without bounds (int overflow; 2.28 checks),
+# so stb_impl.c is compiled with -fwrapv: the overflow wraps, as defined
+# behaviour, into a wrong pixel of a corrupt file. And its bit reader shifts
+# a zero by more than 31 bits once a scan reaches a marker early (2.28
+# returns early): 0 on every machine, no memory touched; its decoders also
+# shift negative values left, which GCC defines as two's complement. In
+# sanitizer builds the shift and signed-overflow checks, and only they, are
+# off for this one file.
+$(BUILD)/lib/io/stb_impl.o: KDC_CFLAGS += -fwrapv
+$(BUILD)/lib/io/stb_impl.o: Makefile
+ifneq ($(SANFLAGS),)
+$(BUILD)/lib/io/stb_impl.o: KDC_CFLAGS += -fno-sanitize=shift,signed-integer-overflow
+endif
 
 $(BUILD)/examples/%.o: KDC_CFLAGS += -Iinclude
 
@@ -119,9 +163,41 @@ $(BUILD)/tests/%.o: KDC_CFLAGS += -Itests/util
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TESTUTIL_OBJ) $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $< $(TESTUTIL_OBJ) $(STATIC) -lcmocka $(KDC_LDLIBS)
 
-test: $(TEST_BIN) $(KDCAM) $(GENW)
+test: $(TEST_BIN) $(KDCAM) $(GENW) $(FUZZ_PLAIN)
 	@KDCAM=$(KDCAM) BUILD=$(BUILD) sh tests/run.sh $(TEST_BIN)
+	@sh tests/fuzz/regress.sh $(FUZZ_PLAIN)
 	$(TEST_NEON)
+
+# Fuzzing (docs/security.md). Every tests/fuzz/fuzz_NAME.c defines
+# LLVMFuzzerTestOneInput; its seeds are tests/fuzz/corpus/NAME/, its
+# dictionary tests/fuzz/NAME.dict, its regression inputs
+# tests/fuzz/regress/NAME/. `make test` links each target with a plain
+# driver (tests/fuzz/driver.c) and runs every regression file and every
+# seed through every target. `make fuzz` builds the libFuzzer binaries with
+# clang (build/fuzz/fuzzers/NAME); `make fuzz-smoke` runs each for
+# FUZZ_SECONDS.
+# The CLI code that fuzz targets call: its JSON reader (no other CLI symbols).
+FUZZ_CLI_OBJ = $(filter %/json.o,$(CLI_OBJ))
+FUZZ_SECONDS ?= 30
+CLANG ?= clang
+
+$(BUILD)/tests/fuzz/%.o: KDC_CFLAGS += -D_GNU_SOURCE -Itests/fuzz -Icli
+
+$(BUILD)/tests/fuzz/plain_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/driver.o \
+                             $(FUZZ_CLI_OBJ) $(STATIC)
+	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $^ $(KDC_LDLIBS)
+
+$(BUILD)/fuzzers/%: $(BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_CLI_OBJ) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(SANFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $^ $(KDC_LDLIBS)
+
+fuzz-targets: $(FUZZ_NAMES:%=$(BUILD)/fuzzers/%)
+
+fuzz:
+	+$(MAKE) FUZZ=1 CC=$(CLANG) fuzz-targets
+
+fuzz-smoke: fuzz
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/smoke.sh build/fuzz $(FUZZ_NAMES)
 
 # The NEON kernels: tools/test_neon.sh cross-builds the library, kdcam and
 # tests/test_kernels for aarch64 (in build/aarch64), runs the test under
@@ -159,7 +235,8 @@ bench: $(BENCH_BIN) $(KDCAM) $(GENW)
 $(BUILD)/kdcam.pc: kdcam.pc.in FORCE
 	@mkdir -p $(@D)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
-	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@REQUIRES_PRIVATE@|$(PC_REQUIRES_PRIVATE)|' $< > $@
 
 FORCE:
 
@@ -181,4 +258,4 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TESTUTIL_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.d) $(EX_SRC:examples/%.c=$(BUILD)/examples/%.d)
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(FUZZ_SRC:%.c=$(BUILD)/%.d) $(TESTUTIL_OBJ:.o=.d) $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.d) $(EX_SRC:examples/%.c=$(BUILD)/examples/%.d)

@@ -15,6 +15,7 @@ typedef struct cli_opts {
     const char *arch;
     const char *weights;
     const char *prefix;
+    const char *key;         /* --key K: the state dict in a .pth checkpoint */
     const char *out_dir;
     const char *input_npy;
     int allow_unused;
@@ -55,6 +56,7 @@ typedef struct cli_opts {
     const char *task;        /* --task forward|gradcam|guided                */
     int limit;               /* --limit N: first N images (0: all)           */
     const char *kernels;     /* --kernels auto|scalar|avx2|avx512|neon (NULL: auto) */
+    long long max_pixels;    /* --max-pixels N: image size limit (0: library default) */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -89,6 +91,9 @@ int cli_load_model(const cli_opts *o, kdc_model **model);
 
 /* The batch to run: images preprocessed with the model's preprocessing, or
  * --input-npy. *input (N x 3 x H x W) is freed with free(). */
+/* kdc_image_load_ex with the --max-pixels limit. */
+kdc_status cli_image_load(const cli_opts *o, const char *path, kdc_image **img);
+
 int cli_load_input(const cli_opts *o, const kdc_model *model, float **input, int *n, int *h,
                    int *w);
 

@@ -39,7 +39,8 @@ static const char *cam_usage =
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --npy           also write the maps as .npy\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
-    "      --prefix P, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
+    "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
+    "      --prefix P, --key K, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "  -v, --verbose       list the tensors of the file that were ignored\n"
     "\n"
@@ -165,7 +166,7 @@ static int write_overlay(const cli_opts *o, const kdc_preprocess *pp, int b, con
     kdc_status st;
     int rc;
     if (o->on_original && !o->input_npy) {
-        if ((st = kdc_image_load(o->images[b], &orig)))
+        if ((st = cli_image_load(o, o->images[b], &orig)))
             return cli_lib_error(st, NULL);
         float *big = malloc((size_t)orig->width * orig->height * sizeof *big);
         if (!big) {

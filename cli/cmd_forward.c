@@ -10,7 +10,8 @@
 #define MODEL_OPTS                                                                        \
     "  -m, --arch ARCH     resnet50 | resnet101 | resnet152 | mobilenetv1 (default: from\n" \
     "                      the tensor names)\n"                                             \
-    "  -w, --weights FILE  .safetensors weights (required)\n"                                 \
+    "  -w, --weights FILE  your PyTorch checkpoint (.pth, .pt) or .safetensors (required)\n"  \
+    "      --key K         .pth: the state dict under checkpoint key K (e.g. model, a.b)\n" \
     "      --prefix P      use the model stored under key prefix P (e.g. student.)\n"       \
     "      --allow-unused  ignore tensors the model does not use\n"                         \
     "      --eps E         BatchNorm epsilon (default 1e-5)\n"                              \
@@ -80,7 +81,8 @@ static const char *classify_usage =
     "\n" MODEL_OPTS
     "  -k, --topk K        classes per image (default 5)\n"
     "      --json          one JSON object per image\n"
-    "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n";
+    "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
+    "      --max-pixels N  refuse larger images before decoding (default 89478485)\n";
 
 int cmd_classify(int argc, char **argv)
 {
@@ -191,7 +193,8 @@ static const char *dump_usage =
     "  -o, --out DIR       output directory (required)\n"
     "      --grad          also write gradients\n"
     "  -c, --class C       target class for --grad (default: top-1 of each image)\n"
-    "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n";
+    "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
+    "      --max-pixels N  refuse larger images before decoding (default 89478485)\n";
 
 /* Writes one layer (activation or gradient) as DIR/NAME[.grad].npy. */
 static int write_layer(const kdc_model *m, const kdc_run *run, const char *dir, const char *name,

@@ -30,12 +30,13 @@ static const char *pointing_usage =
     "  -l, --layer L       CAM layer for every model (default: each model's last\n"
     "                      stage, layer4 or model.13)\n"
     "      --limit N       score the first N images of DIR only (default all)\n"
+    "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "      --batch B       images per pass (default 16)\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "      --json          one JSON object per model: name, arch, layer, method,\n"
     "                      images, accuracy, pointing, energy_in_box,\n"
     "                      pearson_vs_teacher, iou20_vs_teacher (null for the teacher)\n"
-    "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --kernels K\n"
+    "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
     "                      apply to every model\n";
 
 typedef struct pt_image {
@@ -206,14 +207,14 @@ static int check_classes(const pt_model *pm, char **classes, int nc)
 
 /* Loads and normalises images [i0, i0 + n) for one model into x
  * (n x 3 x h x w); every image must be h x w. */
-static int load_batch(const char *dir, const pt_image *ims, int i0, int n, const pt_model *pm,
-                      kdc_image **pics, float *x, int h, int w)
+static int load_batch(const cli_opts *o, const char *dir, const pt_image *ims, int i0, int n,
+                      const pt_model *pm, kdc_image **pics, float *x, int h, int w)
 {
     for (int b = 0; b < n; b++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, ims[i0 + b].file);
         kdc_status st;
-        if (!pics[b] && (st = kdc_image_load(path, &pics[b])))
+        if (!pics[b] && (st = cli_image_load(o, path, &pics[b])))
             return cli_lib_error(st, NULL);
         if (pics[b]->width != w || pics[b]->height != h)
             return cli_error("%s: %dx%d, but the first image is %dx%d (all images of a folder "
@@ -326,7 +327,7 @@ int cmd_pointing(int argc, char **argv)
     if (!rc) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, ims[0].file);
-        if ((st = kdc_image_load(path, &pics[0])))
+        if ((st = cli_image_load(&o, path, &pics[0])))
             rc = cli_lib_error(st, NULL);
         else {
             w = pics[0]->width;
@@ -353,7 +354,7 @@ int cmd_pointing(int argc, char **argv)
         for (int i = 0; i < o.n_models && !rc; i++) {
             pt_model *pm = &pms[i];
             kdc_cam_result *res = NULL;
-            if ((rc = load_batch(dir, ims, i0, n, pm, pics, x, h, w)))
+            if ((rc = load_batch(&o, dir, ims, i0, n, pm, pics, x, h, w)))
                 break;
             kdc_cam_options co = {.method = method, .layers = &pm->layer, .nlayers = 1};
             if ((st = kdc_cam_compute(pm->run, x, n, h, w, &co, &res))) {

@@ -11,5 +11,7 @@ int cmd_compare(int argc, char **argv);  /* cmd_compare.c */
 int cmd_shapes(int argc, char **argv);   /* cmd_shapes.c */
 int cmd_pointing(int argc, char **argv); /* cmd_pointing.c */
 int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
+int cmd_inspect(int argc, char **argv);  /* cmd_inspect.c */
+int cmd_convert(int argc, char **argv);  /* cmd_convert.c */
 
 #endif

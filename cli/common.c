@@ -90,6 +90,9 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
         } else if (!strcmp(a, "--prefix")) {
             NEEDS(OPT_MODEL_EXTRA);
             o->prefix = v;
+        } else if (!strcmp(a, "--key")) {
+            NEEDS(OPT_MODEL_EXTRA);
+            o->key = v;
         } else if (!strcmp(a, "--allow-unused")) {
             if (!(acc & OPT_MODEL_EXTRA))
                 goto unknown;
@@ -285,6 +288,15 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
         } else if (!strcmp(a, "--input-npy")) {
             NEEDS(OPT_INPUT_NPY);
             o->input_npy = v;
+        } else if (!strcmp(a, "--max-pixels")) {
+            NEEDS(OPT_IMAGES);
+            char *end;
+            errno = 0;
+            o->max_pixels = strtoll(v, &end, 10);
+            if (end == v || *end || errno || o->max_pixels < 1) {
+                cli_error("--max-pixels: '%s' is not a positive number of pixels", v);
+                return -1;
+            }
         } else if (a[0] == '-' && a[1]) {
             goto unknown;
         } else {
@@ -305,7 +317,7 @@ unknown:
 #undef NEEDS
     }
     if ((acc & OPT_WEIGHTS) && !o->weights) {
-        cli_error("missing -w WEIGHTS (a .safetensors file; see --help)");
+        cli_error("missing -w WEIGHTS (a .pth or .safetensors file; see --help)");
         return -1;
     }
     if (acc & OPT_IMAGES) {
@@ -330,6 +342,7 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     kdc_model_options_init(&mo);
     mo.arch = o->arch;
     mo.prefix = o->prefix;
+    mo.key = o->key;
     mo.allow_unused = o->allow_unused;
     mo.bn_eps = o->eps;
     mo.activation = o->act;
@@ -358,6 +371,15 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     return 0;
 }
 
+kdc_status cli_image_load(const cli_opts *o, const char *path, kdc_image **img)
+{
+    kdc_image_options opt;
+    kdc_image_options_init(&opt);
+    if (o->max_pixels > 0)
+        opt.max_pixels = o->max_pixels;
+    return kdc_image_load_ex(path, &opt, img);
+}
+
 /* Rebuilds an 8-bit picture from a normalised CHW tensor: x * std + mean. */
 static kdc_status crop_from_tensor(const float *x, int h, int w, const kdc_preprocess *pp,
                                    kdc_image **out)
@@ -368,7 +390,9 @@ static kdc_status crop_from_tensor(const float *x, int h, int w, const kdc_prepr
     for (int c = 0; c < 3; c++)
         for (int i = 0; i < h * w; i++) {
             float v = (x[(size_t)c * h * w + i] * pp->std[c] + pp->mean[c]) * 255.0f + 0.5f;
-            (*out)->rgb[(size_t)i * 3 + c] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+            /* NaN goes to 0 here (casting it is undefined); the forward
+             * pass refuses non-finite inputs with a message. */
+            (*out)->rgb[(size_t)i * 3 + c] = (unsigned char)(v >= 0 ? (v > 255 ? 255 : v) : 0);
         }
     return KDC_OK;
 }
@@ -404,9 +428,13 @@ int cli_load_batch(const cli_opts *o, const kdc_model *model, const kdc_preproce
             return cli_lib_error(st, NULL);
         if (ndim != 4 || dims[1] != 3 || dims[0] < 1 || dims[2] < 1 || dims[3] < 1 ||
             dims[2] > 16384 || dims[3] > 16384 || dims[0] > 65536) {
+            char shape[160] = "";
+            for (int d = 0, k = 0; d < ndim && k < (int)sizeof shape - 24; d++)
+                k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%lld", d ? ", " : "",
+                              (long long)dims[d]);
             kdc_free(data);
-            return cli_error("%s: expected a float32 array N x 3 x H x W, got %d dims%s",
-                             o->input_npy, ndim, ndim == 4 ? " with C != 3" : "");
+            return cli_error("%s: expected a float32 array N x 3 x H x W (N in 1..65536, H and "
+                             "W in 1..16384), got shape (%s)", o->input_npy, shape);
         }
         /* kdc_free and free are the same allocator by contract (kdcam.h) */
         *input = data;
@@ -450,7 +478,7 @@ int cli_load_batch(const cli_opts *o, const kdc_model *model, const kdc_preproce
     for (int i = 0; i < o->n_images; i++) {
         kdc_image *img;
         int ih, iw;
-        if ((st = kdc_image_load(o->images[i], &img))) {
+        if ((st = cli_image_load(o, o->images[i], &img))) {
             free(batch);
             cli_free_crops(crops, o->n_images);
             return cli_lib_error(st, NULL);

@@ -82,7 +82,7 @@ int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int
     }
     for (int i = 0; i < N; i++) {
         kdc_image *img;
-        if ((st = kdc_image_load(o->images[i], &img))) {
+        if ((st = cli_image_load(o, o->images[i], &img))) {
             rc = cli_lib_error(st, NULL);
             goto out;
         }

@@ -22,6 +22,8 @@ static const struct {
     {"pointing", cmd_pointing,
      "score models' heatmaps against known object boxes (shapes dataset)"},
     {"bench", cmd_bench, "time forward, Grad-CAM or guided backprop of a model"},
+    {"inspect", cmd_inspect, "list the tensors of a weights file (.pth or .safetensors)"},
+    {"convert", cmd_convert, "convert a PyTorch checkpoint (.pth) to safetensors"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 
@@ -34,7 +36,9 @@ static void usage(FILE *f)
           "kdcam COMMAND --help shows the options of a command. Every command that loads a\n"
           "model also takes --kernels auto|scalar|avx2|avx512|neon: the compute kernels\n"
           "(default auto, the best this CPU has; scalar: the plain reference kernels).\n"
-          "Weights are .safetensors files (weights/convert.py converts PyTorch checkpoints).\n",
+          "Weights: point -w at your PyTorch checkpoint (.pth, .pt; read without running\n"
+          "its pickled code) or at a .safetensors file; --key K names the state dict inside\n"
+          "a checkpoint (default: found under the usual keys).\n",
           f);
 }
 

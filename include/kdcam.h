@@ -138,24 +138,79 @@ typedef struct kdc_model_options {
      * has; asking for an instruction set this CPU or build lacks fails the
      * load with KDC_ERR_UNSUPPORTED. */
     kdc_kernels kernels;
+    /* PyTorch checkpoints (.pth, .pt): the dotted key path of the state dict
+     * in the checkpoint ("model", "state_dict", "model.student"). NULL or "":
+     * the top level if it holds tensors, else the first of the keys
+     * state_dict, model, model_state, model_state_dict, student, module, net,
+     * ema, followed down. Must be NULL or "" for a safetensors file. */
+    const char *key;
 } kdc_model_options;
 
 /* Fills *opt with the defaults (arch auto, eps 1e-5, ...). */
 KDC_API void kdc_model_options_init(kdc_model_options *opt);
 
-/* Loads a safetensors file and builds the model it describes.
- * opt may be NULL (defaults). Wrapping prefixes such as "module.",
+/* Loads a weights file and builds the model it describes: a safetensors
+ * file or a PyTorch checkpoint (.pth/.pt, zip or legacy format, told apart
+ * by their first bytes; read without running any of its pickled code, see
+ * kdc_weights_open). opt may be NULL (defaults). Wrapping prefixes such as "module.",
  * "student.", "model." (where not part of the scheme), "backbone." are
  * stripped. Parameters are converted to float32 and the file is closed. On success *out owns the model; free it with
  * kdc_model_destroy. Errors: KDC_ERR_INVALID_ARGUMENT (unknown arch, eps
- * outside [0, 1)), KDC_ERR_IO, KDC_ERR_FORMAT (the safetensors rule that
- * failed is named), KDC_ERR_WEIGHTS (tensor name, got and expected shape;
+ * outside [0, 1), a key for a safetensors file), KDC_ERR_IO, KDC_ERR_FORMAT
+ * (the safetensors rule that failed is named; a malformed checkpoint, or one
+ * with a call where a tensor should be, named), KDC_ERR_NOT_FOUND (no state
+ * dict in a checkpoint, or no such key), KDC_ERR_WEIGHTS (tensor name, got and expected shape;
  * another architecture; unknown tensors), KDC_ERR_UNSUPPORTED (e.g. basic-
  * block ResNets), KDC_ERR_NO_MEMORY. Any tensor prefix ending in '.' in
  * front of the model's keys is accepted as a wrapper. */
 KDC_API kdc_status kdc_model_load(const char *path, const kdc_model_options *opt,
                                   kdc_model **out);
 KDC_API void kdc_model_destroy(kdc_model *model);
+
+/* ------------------------------------------------------------------ */
+/* Weights files                                                        */
+
+/* The tensors of a weights file, without building a model: for listing
+ * (kdcam inspect) and converting (kdcam convert). */
+typedef struct kdc_weights kdc_weights;
+
+/* Opens a safetensors file or a PyTorch checkpoint (told apart by their
+ * first bytes, not the name). A checkpoint is read by a restricted
+ * unpickler that builds only dicts, lists, tuples, strings, numbers and
+ * tensors; it never calls anything the pickle names. Its state dict is
+ * found at key (dotted; see kdc_model_options.key). Errors: KDC_ERR_IO,
+ * KDC_ERR_FORMAT (what is malformed; a value on the path to a tensor that
+ * kdcam would have to call, such as "a call to posix.system", is named),
+ * KDC_ERR_NOT_FOUND (no state dict, no such key), KDC_ERR_INVALID_ARGUMENT
+ * (a key for a safetensors file), KDC_ERR_UNSUPPORTED, KDC_ERR_NO_MEMORY.
+ * Free with kdc_weights_close (accepts NULL). */
+KDC_API kdc_status kdc_weights_open(const char *path, const char *key, kdc_weights **out);
+KDC_API void kdc_weights_close(kdc_weights *w);
+/* Number of tensors (non-tensor state-dict entries are not counted). */
+KDC_API int kdc_weights_count(const kdc_weights *w);
+/* Tensor i (0 <= i < count; in the file's order): its name, its dtype as
+ * safetensors spells it ("F32", "F16", "BF16", "F64", "I64", "I32", "I16",
+ * "I8", "U8", "BOOL"), and its shape (returns the rank, at most 8, or -1 if
+ * i is out of range). Strings stay valid until kdc_weights_close. */
+KDC_API const char *kdc_weights_name(const kdc_weights *w, int i);
+KDC_API const char *kdc_weights_dtype(const kdc_weights *w, int i);
+KDC_API int kdc_weights_shape(const kdc_weights *w, int i, int64_t shape[8]);
+
+typedef enum kdc_save_dtype {
+    KDC_SAVE_KEEP = 0,   /* every tensor as it is                        */
+    KDC_SAVE_F32,        /* floating tensors to float32                  */
+    KDC_SAVE_F16         /* floating tensors to float16 (nearest even)   */
+} kdc_save_dtype;
+
+/* Writes the tensors as a safetensors file at path (through a temporary
+ * file renamed into place: never half a file), in name order, with
+ * __metadata__ {"format": "pt"}, as weights/convert.py writes it. prefix
+ * (NULL or "": all): only tensors whose names start with it, written
+ * without it. Integer tensors are kept as they are. Errors:
+ * KDC_ERR_NOT_FOUND (no tensor under prefix), KDC_ERR_FORMAT (two names
+ * the same), KDC_ERR_IO, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_weights_save(const kdc_weights *w, const char *path, const char *prefix,
+                                    kdc_save_dtype dtype);
 
 /* The architecture name ("resnet50", "mobilenetv1", ...). Valid while the
  * model lives. */
@@ -208,11 +263,33 @@ typedef struct kdc_image {
     unsigned char *rgb; /* width * height * 3 bytes, owned by the image */
 } kdc_image;
 
-/* Loads a JPEG/PNG/BMP/... file through stb_image. Grayscale is expanded to
- * RGB and alpha is dropped, as PIL's convert("RGB") does.
- * *out is freed with kdc_image_destroy.
- * Errors: KDC_ERR_IO (cannot open), KDC_ERR_FORMAT (truncated or corrupt). */
+/* Loads a JPEG, PNG or BMP file (other formats are refused). JPEG goes
+ * through libjpeg-turbo with Pillow's settings: the pixels of PIL's
+ * Image.open(path).convert("RGB"), CMYK included (stb_image in a
+ * `make JPEG=stb` build); PNG and BMP through stb_image. Grayscale is
+ * expanded to RGB and alpha is dropped, as PIL's convert("RGB") does. The
+ * header is read and checked before anything is decoded: a file declaring
+ * more than 89,478,485 pixels (PIL's decompression-bomb threshold) is
+ * refused; kdc_image_load_ex takes another limit. *out is freed with
+ * kdc_image_destroy. Errors: KDC_ERR_IO (cannot open), KDC_ERR_FORMAT
+ * (truncated or corrupt), KDC_ERR_UNSUPPORTED (another format, or above the
+ * pixel limit), KDC_ERR_NO_MEMORY. docs/security.md. */
 KDC_API kdc_status kdc_image_load(const char *path, kdc_image **out);
+
+typedef struct kdc_image_options {
+    /* Refuse images of more than this many pixels (width x height) before
+     * decoding them; 0 means the default, 89,478,485. Decoding takes about
+     * 3 to 6 bytes per pixel. */
+    int64_t max_pixels;
+} kdc_image_options;
+
+/* Sets the defaults (what kdc_image_load uses). */
+KDC_API void kdc_image_options_init(kdc_image_options *opt);
+
+/* kdc_image_load with options (opt may be NULL: the defaults). Errors as
+ * kdc_image_load, plus KDC_ERR_INVALID_ARGUMENT for a negative max_pixels. */
+KDC_API kdc_status kdc_image_load_ex(const char *path, const kdc_image_options *opt,
+                                     kdc_image **out);
 KDC_API void kdc_image_destroy(kdc_image *image);
 
 /* Allocates an image of the given size (pixels zeroed). */

@@ -17,53 +17,18 @@
 
 #include <cmocka.h>
 
+#include "cliexec.h"
 #include "fixture.h"
 #include "kdcam.h"
 #include "safetensors.h"
 #include "weightgen.h"
 
+/* The shared runner (tests/util/cliexec.c), under this file's names. */
+#define run cliexec_run
+#define expect_error cliexec_expect_error
+#define err_text cliexec_err
+#define out_text cliexec_out
 static char tmp[64];
-static const char *kdcam;
-static char err_text[4096];
-static char out_text[65536];
-
-/* Runs `kdcam ARGS`, capturing stdout and stderr; returns the exit status. */
-static int run(const char *fmt, ...)
-{
-    char args[8192], cmd[9000], path[128];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "%s %s >%s/stdout 2>%s/stderr", kdcam, args, tmp, tmp);
-    int st = system(cmd);
-    for (int k = 0; k < 2; k++) {
-        char *dst = k ? err_text : out_text;
-        size_t cap = k ? sizeof err_text : sizeof out_text;
-        snprintf(path, sizeof path, "%s/%s", tmp, k ? "stderr" : "stdout");
-        FILE *f = fopen(path, "rb");
-        size_t n = f ? fread(dst, 1, cap - 1, f) : 0;
-        dst[n] = '\0';
-        if (f)
-            fclose(f);
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
-/* A failing command: non-zero exit, exactly one line on stderr starting with
- * "kdcam: " and containing `what`. */
-static void expect_error(int status, const char *what)
-{
-    if (status == 0)
-        fail_msg("expected failure mentioning '%s', got exit 0", what);
-    if (strncmp(err_text, "kdcam: ", 7) || !strstr(err_text, what))
-        fail_msg("stderr '%s' does not mention '%s'", err_text, what);
-    char *nl = strchr(err_text, '\n');
-    if (!nl || nl[1] != '\0')
-        fail_msg("stderr is not one line: '%s'", err_text);
-    if (status >= 128)
-        fail_msg("kdcam crashed (status %d): %s", status, err_text);
-}
 
 static const char *path_in_tmp(char *buf, size_t size, const char *name)
 {
@@ -74,12 +39,9 @@ static const char *path_in_tmp(char *buf, size_t size, const char *name)
 static int setup(void **state)
 {
     (void)state;
-    kdcam = getenv("KDCAM");
-    if (!kdcam)
-        kdcam = "build/kdcam";
-    snprintf(tmp, sizeof tmp, "/tmp/kdcam-cli-XXXXXX");
-    if (!mkdtemp(tmp))
+    if (cliexec_setup())
         return -1;
+    snprintf(tmp, sizeof tmp, "%s", cliexec_dir());
     return 0;
 }
 

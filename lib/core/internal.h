@@ -15,6 +15,12 @@
 #define KDC_PRINTF(a, b)
 #endif
 
+/* Images with more pixels are refused before decoding unless
+ * kdc_image_options.max_pixels says otherwise: PIL's MAX_IMAGE_PIXELS
+ * (2^30 / 4 / 3), the size of its decompression-bomb warning
+ * (docs/security.md). */
+#define KDC__IMAGE_MAX_PIXELS_DEFAULT 89478485LL
+
 /* Sets this thread's error message (printf-style) and returns status, so a
  * failing path reads `return kdc__fail(KDC_ERR_IO, "%s: %s", path, why);`. */
 kdc_status kdc__fail(kdc_status status, const char *fmt, ...) KDC_PRINTF(2, 3);

@@ -1,4 +1,5 @@
-/* image.c - 8-bit RGB images: loading (stb_image), PIL-compatible
+/* image.c - 8-bit RGB images: loading (libjpeg-turbo for JPEG, lib/io/jpeg.c;
+ * stb_image for the rest), PIL-compatible
  * antialiased bilinear resizing, PNG writing, and torchvision-style
  * preprocessing (resize shorter side, centre crop, normalise). */
 #include <errno.h>
@@ -9,6 +10,8 @@
 
 #include "internal.h"
 #include "atomic.h"
+#include "image_probe.h"
+#include "jpeg.h"
 #include "stb_impl.h"
 
 /* ------------------------------------------------------------------ */
@@ -108,44 +111,6 @@ done:
     return st;
 }
 
-/* stb_image decodes a JPEG that stops early without an error (the missing
- * part comes out grey). Walk the marker structure and require an EOI marker:
- * returns 1 if the file reaches one, 0 if the data ends first. Junk between
- * segments is skipped as decoders do. */
-static int kdc__jpeg_complete(const unsigned char *b, size_t n)
-{
-    size_t i = 2; /* after SOI */
-    while (i < n) {
-        if (b[i] != 0xFF) { /* junk: resynchronise on the next 0xFF */
-            i++;
-            continue;
-        }
-        while (i < n && b[i] == 0xFF) /* fill bytes */
-            i++;
-        if (i >= n)
-            return 0;
-        unsigned m = b[i++];
-        if (m == 0xD9)
-            return 1;
-        if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7))
-            continue; /* no payload */
-        if (i + 2 > n)
-            return 0;
-        size_t seglen = (size_t)b[i] << 8 | b[i + 1];
-        if (seglen < 2 || seglen > n - i)
-            return 0;
-        i += seglen;
-        if (m == 0xDA) { /* entropy-coded data up to the next real marker */
-            while (i + 1 < n && !(b[i] == 0xFF && b[i + 1] != 0x00 &&
-                                  !(b[i + 1] >= 0xD0 && b[i + 1] <= 0xD7)))
-                i++;
-            if (i + 1 >= n)
-                return 0;
-        }
-    }
-    return 0;
-}
-
 static uint32_t kdc__le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
@@ -191,11 +156,24 @@ static int kdc__bmp_complete(const unsigned char *b, size_t n)
     return (uint64_t)n >= need;
 }
 
+void kdc_image_options_init(kdc_image_options *opt)
+{
+    if (opt)
+        opt->max_pixels = KDC__IMAGE_MAX_PIXELS_DEFAULT;
+}
+
 kdc_status kdc_image_load(const char *path, kdc_image **out)
 {
+    return kdc_image_load_ex(path, NULL, out);
+}
+
+kdc_status kdc_image_load_ex(const char *path, const kdc_image_options *opt, kdc_image **out)
+{
     unsigned char *buf = NULL, *pix = NULL;
-    size_t len = 0;
-    int w = 0, h = 0, comp = 0;
+    size_t len = 0, max_alloc;
+    int w = 0, h = 0, capped = 0;
+    int64_t max_pixels = opt && opt->max_pixels ? opt->max_pixels : KDC__IMAGE_MAX_PIXELS_DEFAULT;
+    kdc__image_format format;
     kdc_image *im = NULL;
     kdc_status st;
 
@@ -204,37 +182,56 @@ kdc_status kdc_image_load(const char *path, kdc_image **out)
     if (!path || !out)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_image_load: %s is NULL",
                          !path ? "path" : "out");
+    if (max_pixels < 0)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_image_load: max_pixels %lld is negative",
+                         (long long)max_pixels);
     if ((st = kdc__read_file(path, &buf, &len)) != KDC_OK)
         return st;
     if (len == 0) {
         st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: empty file", path);
         goto done;
     }
-    if (!kdc__stbi_info(buf, len, &w, &h, &comp)) {
-        st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: %s", path,
-                       kdc__stbi_failure_reason());
+    /* Format, size and limits from the header, before any decoder runs. */
+    if ((st = kdc__image_probe(path, buf, len, max_pixels, &format, &w, &h)) != KDC_OK)
+        goto done;
+#ifdef KDC_HAVE_LIBJPEG
+    if (format == KDC__IMAGE_JPEG) { /* libjpeg-turbo, as Pillow decodes it */
+        st = kdc__jpeg_decode(buf, len, path, (uint64_t)max_pixels, out);
         goto done;
     }
-    if (w < 1 || h < 1 || w > KDC__IMAGE_MAX_SIDE || h > KDC__IMAGE_MAX_SIDE) {
-        st = kdc__fail(KDC_ERR_FORMAT, "%s: image size %dx%d is not in 1..%d", path, w, h,
-                       KDC__IMAGE_MAX_SIDE);
-        goto done;
-    }
-    if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF &&
-        !kdc__jpeg_complete(buf, len)) {
-        st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: truncated JPEG (no end "
-                       "of image marker)", path);
-        goto done;
-    }
-    if (len >= 2 && buf[0] == 'B' && buf[1] == 'M' && !kdc__bmp_complete(buf, len)) {
+#endif
+    if (format == KDC__IMAGE_BMP && !kdc__bmp_complete(buf, len)) {
         st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: truncated BMP (pixel data "
                        "ends early)", path);
         goto done;
     }
-    pix = kdc__stbi_load(buf, len, &w, &h, 3);
+    /* No decoder buffer needs more than 8 bytes per pixel of the declared
+     * size (16-bit RGBA PNG rows; JPEG planes padded to 16 x 16 blocks and
+     * its progressive coefficients take less), plus 1 MiB for tables. */
+    max_alloc = (size_t)8 * ((size_t)w + 16) * ((size_t)h + 16) + ((size_t)1 << 20);
+    pix = kdc__stbi_load(buf, len, &w, &h, 3, max_alloc, &capped);
+    if (!pix && capped) {
+        st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: its compressed data expands "
+                       "beyond what a %dx%d %s needs (a decompression bomb?)", path, w, h,
+                       kdc__image_format_name(format));
+        goto done;
+    }
     if (!pix) {
-        st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: %s", path,
-                       kdc__stbi_failure_reason());
+        /* stb's reasons are terse ("bad huffman code"): say what and where. */
+        char why[64];
+        /* Some reasons quote bytes of the file (a PNG chunk type): only
+         * printable ASCII goes into the message. */
+        snprintf(why, sizeof why, "%s", kdc__stbi_failure_reason());
+        for (char *c = why; *c; c++)
+            if (*c < 0x20 || *c > 0x7E)
+                *c = '?';
+        if (!strcmp(why, "outofmem"))
+            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory decoding a %dx%d %s image",
+                           path, w, h, kdc__image_format_name(format));
+        else
+            st = kdc__fail(KDC_ERR_FORMAT, "%s: not a readable image: corrupt or unsupported "
+                           "%dx%d %s (decoder: %s)", path, w, h,
+                           kdc__image_format_name(format), why[0] ? why : "no reason given");
         goto done;
     }
     if (!(im = malloc(sizeof *im))) {

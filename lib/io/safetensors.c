@@ -49,6 +49,8 @@ struct kdc__st_file {
     struct st_rec *recs;          /* in data-offset order */
     struct st_rec **by_name;      /* sorted by name, for kdc__st_find */
     int count;
+    void *owner;                  /* kdc__st_from_table: what the tensors live in */
+    void (*release)(void *);
 };
 
 static const struct {
@@ -259,6 +261,15 @@ static kdc_status st_parse(kdc__st_file *f, const char *path)
     const unsigned char *data;
     kdc_status st;
 
+    /* A PyTorch checkpoint's first 8 bytes read as a header length that
+     * does not fit; say what the file is instead (a zip archive since
+     * PyTorch 1.6, a bare pickle before). */
+    if ((hlen > ST_MAX_HEADER || hlen > f->map_size - 8) &&
+        (!memcmp(base, "PK\x03\x04", 4) || (base[0] == 0x80 && base[1] >= 2 && base[1] <= 5)))
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: this is a PyTorch checkpoint (%s), not safetensors; convert it "
+                         "with weights/convert.py",
+                         path, base[0] == 'P' ? "a zip archive, .pth/.pt" : "a pickle file");
     if (hlen > ST_MAX_HEADER)
         return kdc__fail(KDC_ERR_FORMAT, "%s: header length %llu exceeds the limit of %llu bytes",
                          path, (unsigned long long)hlen, ST_MAX_HEADER);
@@ -339,8 +350,10 @@ static kdc_status st_parse(kdc__st_file *f, const char *path)
                          "%s: tensor data ends at buffer byte %zu and does not reach the end of the file (data buffer is %zu bytes)",
                          path, expect, buf_size);
 
-    for (i = 0; i < (size_t)f->count; i++)
+    for (i = 0; i < (size_t)f->count; i++) {
         f->recs[i].t.data = data + f->recs[i].begin;
+        f->recs[i].t.mapped = 1;
+    }
     return KDC_OK;
 }
 
@@ -417,7 +430,48 @@ void kdc__st_close(kdc__st_file *f)
     kdc__st_json_free(&f->root);
     if (f->map)
         munmap(f->map, f->map_size);
+    if (f->release)
+        f->release(f->owner);
     free(f);
+}
+
+kdc_status kdc__st_from_table(const kdc__st_tensor *tensors, int n, void *owner,
+                              void (*release)(void *), kdc__st_file **out)
+{
+    kdc__st_file *f = calloc(1, sizeof *f);
+    kdc_status st = KDC_OK;
+    int i;
+
+    *out = NULL;
+    if (!f) {
+        release(owner);
+        return kdc__fail(KDC_ERR_NO_MEMORY, "out of memory for the tensor table");
+    }
+    f->owner = owner;
+    f->release = release;
+    f->recs = calloc(n > 0 ? (size_t)n : 1, sizeof *f->recs);
+    f->by_name = malloc((n > 0 ? (size_t)n : 1) * sizeof *f->by_name);
+    if (!f->recs || !f->by_name) {
+        st = kdc__fail(KDC_ERR_NO_MEMORY, "out of memory for the tensor table");
+        goto fail;
+    }
+    /* Kept in the given order (kdc__st_at); begin/end are unused here. */
+    for (i = 0; i < n; i++) {
+        f->recs[i].t = tensors[i];
+        f->by_name[i] = &f->recs[i];
+    }
+    f->count = n;
+    qsort(f->by_name, (size_t)n, sizeof *f->by_name, st_cmp_name);
+    for (i = 1; i < n; i++)
+        if (strcmp(f->by_name[i - 1]->t.name, f->by_name[i]->t.name) == 0) {
+            st = kdc__fail(KDC_ERR_FORMAT, "duplicate tensor name \"%s\"", f->by_name[i]->t.name);
+            goto fail;
+        }
+    *out = f;
+    return KDC_OK;
+fail:
+    kdc__st_close(f);
+    return st;
 }
 
 int kdc__st_count(const kdc__st_file *f)
@@ -534,14 +588,14 @@ static float st_f64_to_f32(double d)
     return (float)d;
 }
 
-/* The whole pages of a tensor's bytes leave the process's resident set once
+/* The whole pages of a mapped tensor's bytes leave the process's resident set once
  * converted (the mapping is read-only and file-backed, so a later read simply
  * faults them in again): loading then holds one copy of the weights, not the
  * file's pages and the float copy together. Advice only; failure is harmless. */
 static void st_release(const kdc__st_tensor *t, size_t nbytes)
 {
     const long ps = sysconf(_SC_PAGESIZE);
-    if (ps <= 0 || nbytes < (size_t)ps)
+    if (!t->mapped || ps <= 0 || nbytes < (size_t)ps)
         return;
     uintptr_t a = (uintptr_t)t->data, b = a + nbytes;
     a = (a + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);

@@ -36,6 +36,8 @@ typedef struct kdc__st_tensor {
     size_t numel;             /* product of shape (1 for rank 0)              */
     const unsigned char *data;/* into the mapping; NOT aligned in general     */
     size_t nbytes;
+    int mapped;               /* data lies in a read-only file mapping, whose
+                                 pages kdc__st_to_f32 may drop once converted */
 } kdc__st_tensor;
 
 typedef struct kdc__st_file kdc__st_file;
@@ -45,6 +47,13 @@ typedef struct kdc__st_file kdc__st_file;
  * KDC_ERR_NO_MEMORY. Tensors stay valid until kdc__st_close. */
 kdc_status kdc__st_open(const char *path, kdc__st_file **out);
 void kdc__st_close(kdc__st_file *f);
+
+/* A handle over n tensors read from another format (io/pth.c): the records
+ * are copied, the names and data they point to stay owned by owner, which
+ * kdc__st_close (or a failure here) hands to release(owner). Errors:
+ * KDC_ERR_FORMAT (a duplicate name), KDC_ERR_NO_MEMORY. */
+kdc_status kdc__st_from_table(const kdc__st_tensor *tensors, int n, void *owner,
+                              void (*release)(void *), kdc__st_file **out);
 
 int kdc__st_count(const kdc__st_file *f);
 /* Tensors in data-offset order. */

@@ -8,6 +8,12 @@
 #include "st_json.h"
 
 #define ST_JSON_MAX_DEPTH 64
+/* Memory the header's JSON tree may take (docs/security.md). A tensor entry
+ * costs about 1 KB, so this holds some 60,000 tensors; a hostile header of
+ * 100 MB of "[0,0,0,..." would otherwise need gigabytes. */
+#define ST_JSON_MAX_TREE (64u << 20)
+/* What one allocation costs beyond its size (malloc's bookkeeping). */
+#define ST_JSON_ALLOC_OVERHEAD 16u
 
 void kdc__st_json_free(struct st_json *v)
 {
@@ -36,6 +42,20 @@ static kdc_status st_json_error(struct st_json_parser *jp, const char *what)
 static kdc_status st_json_nomem(struct st_json_parser *jp)
 {
     return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory parsing the header", jp->path);
+}
+
+/* Counts an allocation of bytes (a new block, or what a realloc adds)
+ * against ST_JSON_MAX_TREE before it is made. */
+static kdc_status st_json_charge(struct st_json_parser *jp, size_t bytes)
+{
+    if (bytes > ST_JSON_MAX_TREE - jp->tree_bytes ||
+        ST_JSON_ALLOC_OVERHEAD > ST_JSON_MAX_TREE - jp->tree_bytes - bytes)
+        return kdc__fail(KDC_ERR_FORMAT,
+                         "%s: header JSON needs more than %u MiB of memory to parse (stopped at "
+                         "header byte %zu of %zu)",
+                         jp->path, ST_JSON_MAX_TREE >> 20, jp->pos, jp->len);
+    jp->tree_bytes += bytes + ST_JSON_ALLOC_OVERHEAD;
+    return KDC_OK;
 }
 
 static void st_json_skip_ws(struct st_json_parser *jp)
@@ -117,6 +137,8 @@ static kdc_status st_json_string(struct st_json_parser *jp, char **out)
     }
 
     /* Escapes only shrink, so the raw length bounds the decoded one. */
+    if (st_json_charge(jp, end - start + 1) != KDC_OK)
+        return KDC_ERR_FORMAT;
     buf = malloc(end - start + 1);
     if (!buf)
         return st_json_nomem(jp);
@@ -232,6 +254,10 @@ static kdc_status st_json_append(struct st_json_parser *jp, struct st_json *list
 
         if (!kdc__mul_size(cap, sizeof *items, &bytes))
             return st_json_nomem(jp);
+        /* The new blocks, counted whole: realloc may hold old and new. */
+        if (st_json_charge(jp, bytes + (list->type == ST_JSON_OBJECT ? cap * sizeof(char *) : 0))
+            != KDC_OK)
+            return KDC_ERR_FORMAT;
         items = realloc(list->u.list.items, bytes);
         if (!items)
             return st_json_nomem(jp);

@@ -39,6 +39,7 @@ struct st_json_parser {
     const char *path;
     const unsigned char *s; /* the header, not NUL-terminated */
     size_t len, pos;
+    size_t tree_bytes;      /* allocated for the tree so far (a bound) */
 };
 
 /* Integer value of a JSON number: 0 ok, else why not. */

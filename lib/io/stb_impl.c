@@ -10,17 +10,58 @@
 
 /* Refuse absurd sizes inside the decoders too, not only after the probe. */
 #define STBI_MAX_DIMENSIONS KDC__IMAGE_MAX_SIDE
-/* kdc_image takes ownership of decoded pixels and frees them with free(). */
-#define STBI_MALLOC(sz) malloc(sz)
-#define STBI_REALLOC(p, newsz) realloc(p, newsz)
+/* Decoding allocates through these: kdc_image takes ownership of decoded
+ * pixels and frees them with free(). While kdc__stbi_load runs, a block
+ * larger than its max_alloc is refused, so that a file whose compressed
+ * data expands past what its declared size needs (a PNG zlib bomb: 1 MB of
+ * IDAT inflates to 1 GB whatever IHDR says; stb_image grows its buffer by
+ * doubling) fails instead of taking the memory. The cap lives in
+ * thread-local storage for the duration of one call, as stb_image's own
+ * failure reason does. */
+static _Thread_local size_t kdc__stbi_cap;   /* 0: no cap */
+static _Thread_local int kdc__stbi_capped;   /* a block was refused */
+
+/* Zeroed: on some corrupt JPEG scans stb_image 2.27 leaves parts of its
+ * component buffers unwritten and still returns an image, which then held
+ * whatever the heap held (different pixels and logits on every run, found by
+ * tests/test_image_repeat.c with a fuzz regression input). Large blocks
+ * come from fresh zero pages anyway. Grown blocks (realloc: the PNG IDAT
+ * and zlib output) are written before they are read. */
+static void *kdc__stbi_malloc(size_t n)
+{
+    if (kdc__stbi_cap && n > kdc__stbi_cap) {
+        kdc__stbi_capped = 1;
+        return NULL;
+    }
+    return calloc(1, n ? n : 1);
+}
+
+static void *kdc__stbi_realloc(void *p, size_t n)
+{
+    if (kdc__stbi_cap && n > kdc__stbi_cap) {
+        kdc__stbi_capped = 1;
+        return NULL;
+    }
+    return realloc(p, n);
+}
+
+#define STBI_MALLOC(sz) kdc__stbi_malloc(sz)
+#define STBI_REALLOC(p, newsz) kdc__stbi_realloc(p, newsz)
 #define STBI_FREE(p) free(p)
 #define STBIW_MALLOC(sz) malloc(sz)
 #define STBIW_REALLOC(p, newsz) realloc(p, newsz)
 #define STBIW_FREE(p) free(p)
 #define STBI_NO_STDIO /* we read files ourselves, for errno-based messages */
+/* Only the formats libkdcam documents (docs/security.md): the others are
+ * attack surface nobody asked for (Debian 12's stb_image 2.27 has a heap
+ * over-read in its 16-bit PGM reader, CVE-2021-42716). */
+#ifndef KDC_HAVE_LIBJPEG /* JPEG goes to libjpeg-turbo unless `make JPEG=stb` */
+#define STBI_ONLY_JPEG
+#endif
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
-#define STBI_FAILURE_USERMSG
 #define STB_IMAGE_STATIC
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_WRITE_NO_STDIO
@@ -57,14 +98,22 @@ int kdc__stbi_info(const unsigned char *buf, size_t len, int *w, int *h, int *co
 }
 
 unsigned char *kdc__stbi_load(const unsigned char *buf, size_t len, int *w, int *h,
-                              int req_comp)
+                              int req_comp, size_t max_alloc, int *capped)
 {
+    unsigned char *pix;
     int comp;
+    *capped = 0;
     if (len > (size_t)INT_MAX) {
         stbi__g_failure_reason = "file too large";
         return NULL;
     }
-    return stbi_load_from_memory(buf, (int)len, w, h, &comp, req_comp);
+    kdc__stbi_cap = max_alloc;
+    kdc__stbi_capped = 0;
+    pix = stbi_load_from_memory(buf, (int)len, w, h, &comp, req_comp);
+    *capped = kdc__stbi_capped;
+    kdc__stbi_cap = 0;
+    kdc__stbi_capped = 0;
+    return pix;
 }
 
 void kdc__stbi_free(void *pixels)

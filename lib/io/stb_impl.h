@@ -17,9 +17,11 @@ int kdc__stbi_info(const unsigned char *buf, size_t len, int *w, int *h, int *co
 
 /* Decodes an in-memory image file to 8-bit, req_comp channels per pixel.
  * Returns a buffer from malloc() (free with free() or kdc__stbi_free) or
- * NULL. */
+ * NULL. No block the decoder allocates may exceed max_alloc bytes (0: no
+ * cap); *capped says whether one was refused (the failure reason is then
+ * "outofmem"). */
 unsigned char *kdc__stbi_load(const unsigned char *buf, size_t len, int *w, int *h,
-                              int req_comp);
+                              int req_comp, size_t max_alloc, int *capped);
 void kdc__stbi_free(void *pixels);
 
 /* stb_image's reason for the last failure on this thread ("" if none). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "builder.h"
+#include "weights.h"
 
 void kdc_model_options_init(kdc_model_options *opt)
 {
@@ -97,7 +98,7 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
     b.m = calloc(1, sizeof *b.m);
     if (!b.m)
         return kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", path);
-    if ((st = kdc__st_open(path, &b.st)))
+    if ((st = kdc__weights_open(path, opt.key, &b.st)))
         goto free_model;
     if ((st = kdc__find_scheme(&b, opt.prefix, &scheme, prefix, sizeof prefix)))
         goto close_file;

@@ -1,0 +1,32 @@
+/* cliexec.h - running the kdcam tool from a test and checking its errors.
+ *
+ * The binary is $KDCAM (set by `make test`), else build/kdcam. Output goes to
+ * files in a temporary directory made by cliexec_setup. */
+#ifndef KDC_TEST_CLIEXEC_H
+#define KDC_TEST_CLIEXEC_H
+
+/* What the last cliexec_run printed. */
+extern char cliexec_out[65536];
+extern char cliexec_err[4096];
+
+/* The temporary directory (valid after cliexec_setup). */
+const char *cliexec_dir(void);
+
+/* Finds the binary and makes the temporary directory; 0 or -1. */
+int cliexec_setup(void);
+/* Removes the captured output files and the directory (if empty). */
+void cliexec_teardown(void);
+
+/* Runs `kdcam ARGS`, capturing stdout and stderr; returns the exit status
+ * (128 if it did not exit normally). */
+int cliexec_run(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* A failing command: non-zero exit, exactly one line on stderr starting
+ * with "kdcam: " and containing what (a cmocka failure otherwise). */
+void cliexec_expect_error(int status, const char *what);
+
+#endif
