@@ -11,5 +11,7 @@ int cmd_compare(int argc, char **argv);  /* cmd_compare.c */
 int cmd_shapes(int argc, char **argv);   /* cmd_shapes.c */
 int cmd_pointing(int argc, char **argv); /* cmd_pointing.c */
 int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
+int cmd_analyze(int argc, char **argv);  /* cmd_analyze.c */
+int cmd_merge(int argc, char **argv);    /* cmd_merge.c */
 
 #endif

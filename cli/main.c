@@ -22,6 +22,9 @@ static const struct {
     {"pointing", cmd_pointing,
      "score models' heatmaps against known object boxes (shapes dataset)"},
     {"bench", cmd_bench, "time forward, Grad-CAM or guided backprop of a model"},
+    {"analyze", cmd_analyze,
+     "teacher/student statistics over a dataset: CKA, agreement (resumable, shardable)"},
+    {"merge", cmd_merge, "combine the shard folders of `kdcam analyze --shard` into one"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

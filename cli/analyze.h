@@ -1,0 +1,63 @@
+/* analyze.h - what kdcam analyze (cmd_analyze.c), kdcam merge (cmd_merge.c)
+ * and the summary writer (analyze_summary.c) share: the rows file.
+ *
+ * DIR/rows.jsonl holds, one JSON object per line:
+ *   {"type":"meta", ...}       first line: what the run computes (models,
+ *                              weights' SHA-256, layers, batch, inputs);
+ *                              identical for every shard of one analysis
+ *   {"type":"image","i":I,...} one per image: its prediction and map
+ *                              agreement per model
+ *   {"type":"batch","b":B,...} after the images of minibatch B: the three
+ *                              HSICs of every CKA pair; a batch row commits
+ *                              the batch (--resume restarts after the last)
+ * Minibatch B holds images B*batch .. B*batch+batch-1; shard I of N
+ * computes the batches with B % N == I. The summary is always computed
+ * from a rows file in batch order, so one run, a resumed run and merged
+ * shards give the same summary to the last bit. */
+#ifndef KDCAM_ANALYZE_H
+#define KDCAM_ANALYZE_H
+
+#include <stdio.h>
+
+#include "cli.h"
+
+#define AN_ROWS "rows.jsonl"
+#define AN_KERNELS 2 /* linear, rbf */
+
+/* One line of a rows file, kept as text (merge copies it verbatim). */
+typedef struct an_line {
+    char *text;  /* without the newline */
+    int type;    /* AN_IMAGE, AN_BATCH  */
+    long index;  /* image i or batch b  */
+    long batch;  /* the minibatch it belongs to */
+} an_line;
+enum { AN_IMAGE = 1, AN_BATCH = 2 };
+
+typedef struct an_rows {
+    char *meta;       /* the meta line's text               */
+    cj_value metav;   /* parsed                             */
+    an_line *lines;   /* image and batch lines, file order  */
+    int nlines;
+    long images, batch, shard, nshards; /* from meta        */
+    long complete_bytes; /* file offset after the last batch row */
+} an_rows;
+
+/* Reads DIR/rows.jsonl. Lines after the last batch row (an interrupted
+ * batch) are ignored. Errors are printed. */
+int an_rows_read(const char *path, an_rows *r);
+void an_rows_free(an_rows *r);
+
+/* Writes DIR/summary.json (and the CKA .npy files and heatmaps beside it)
+ * from the rows file DIR/rows.jsonl. Prints the summary table on stdout
+ * unless quiet. */
+int an_summarize(const char *dir, int quiet);
+
+/* CKA heatmap PNG (analyze_png.c): rows x cols values in [0, 1] (NaN:
+ * grey), row and column labels, a title and a colour bar. */
+int an_heatmap_png(const char *path, const double *v, int rows, int cols, char **row_names,
+                   char **col_names, const char *title);
+
+/* Writes s as a JSON string literal to f. */
+void an_json_string(FILE *f, const char *s);
+
+#endif

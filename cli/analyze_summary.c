@@ -1,0 +1,302 @@
+/* analyze_summary.c - DIR/summary.json, the CKA matrices (.npy, .png) and
+ * the printed table, computed from DIR/rows.jsonl alone: image rows in
+ * image order, batch rows in batch order, so the same rows give the same
+ * summary whichever runs (one, resumed, merged shards) wrote them. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "analyze.h"
+
+/* Per model, the per-image values that the summary averages. */
+enum { V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU, V_POINTING, V_ENERGY, V_COUNT };
+static const char *v_names[V_COUNT] = {"accuracy", "top1_agreement", "kl_T1", "kl_T4",
+                                       "pearson_vs_teacher", "iou20_vs_teacher", "pointing",
+                                       "energy_in_box"};
+
+typedef struct an_stat {
+    double *v;
+    size_t n;
+} an_stat;
+
+static int cmp_line(const void *a, const void *b)
+{
+    const an_line *x = a, *y = b;
+    if (x->type != y->type)
+        return x->type - y->type;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+static double num_or_nan(const cj_value *o, const char *key)
+{
+    const cj_value *v = cj_get(o, key);
+    return v && v->type == CJ_NUM ? v->num : NAN;
+}
+
+static void print_mean_ci(FILE *f, const an_stat *s)
+{
+    double m, half;
+    if (kdc_mean_ci95(s->v, s->n, &m, &half))
+        fputs("null", f);
+    else
+        fprintf(f, "{\"mean\":%.17g,\"ci95\":%.17g,\"n\":%zu}", m, half, s->n);
+}
+
+static int write_matrix_npy(const char *path, const double *v, int64_t d0, int64_t d1,
+                            int64_t d2)
+{
+    const size_t n = (size_t)(d0 * d1 * d2);
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    if (!f)
+        return cli_error("out of memory");
+    for (size_t i = 0; i < n; i++)
+        f[i] = (float)v[i];
+    const int64_t dims3[3] = {d0, d1, d2};
+    kdc_status st = d0 == 1 ? kdc_npy_save(path, f, 2, dims3 + 1) : kdc_npy_save(path, f, 3, dims3);
+    free(f);
+    return st ? cli_lib_error(st, path) : 0;
+}
+
+int an_summarize(const char *dir, int quiet)
+{
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof path, "%s/%s", dir, AN_ROWS);
+    an_rows r;
+    int rc = an_rows_read(path, &r);
+    if (rc)
+        return rc;
+    const cj_value *models = cj_get(&r.metav, "models");
+    const int nm = models && models->type == CJ_ARR ? models->n : 0;
+    if (nm < 2 || nm > CLI_MAX_MODELS) {
+        an_rows_free(&r);
+        return cli_error("%s: the meta line lists no teacher and students", path);
+    }
+    int nl[CLI_MAX_MODELS];
+    const char *name[CLI_MAX_MODELS];
+    for (int i = 0; i < nm; i++) {
+        const cj_value *ly = cj_get(&models->items[i], "layers"),
+                       *nmv = cj_get(&models->items[i], "name");
+        nl[i] = ly && ly->type == CJ_ARR ? ly->n : 0;
+        name[i] = nmv && nmv->type == CJ_STR ? nmv->str : "?";
+    }
+    qsort(r.lines, (size_t)r.nlines, sizeof *r.lines, cmp_line);
+    an_stat st[CLI_MAX_MODELS][V_COUNT];
+    memset(st, 0, sizeof st);
+    int npairs = 0;
+    for (int s = 1; s < nm; s++)
+        npairs += AN_KERNELS * nl[0] * nl[s];
+    kdc_cka **acc = calloc((size_t)(npairs ? npairs : 1), sizeof *acc);
+    long nbatch_rows = 0, n_images = 0, cka_batches = 0;
+    for (int i = 0; i < r.nlines; i++)
+        nbatch_rows += r.lines[i].type == AN_BATCH;
+    double *per_batch = malloc((size_t)(nbatch_rows ? nbatch_rows : 1) *
+                               (size_t)(npairs ? npairs : 1) * sizeof *per_batch);
+    for (int i = 0; i < nm && acc; i++)
+        for (int k = 0; k < V_COUNT; k++)
+            if (!(st[i][k].v = malloc((size_t)(r.nlines + 1) * sizeof(double))))
+                rc = 1;
+    for (int p = 0; p < npairs && acc && !rc; p++)
+        if (kdc_cka_create(&acc[p]))
+            rc = 1;
+    if (rc || !acc || !per_batch) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    char err[160];
+    for (int li = 0; li < r.nlines && !rc; li++) {
+        const an_line *L = &r.lines[li];
+        cj_value v;
+        if (cj_parse(L->text, strlen(L->text), &v, err, sizeof err)) {
+            rc = cli_error("%s: a row no longer parses: %s", path, err);
+            break;
+        }
+        if (L->type == AN_IMAGE) {
+            const cj_value *m = cj_get(&v, "m");
+            const double label = num_or_nan(&v, "label");
+            if (!m || m->type != CJ_ARR || m->n != nm) {
+                rc = cli_error("%s: image %ld: expected %d model entries", path, L->index, nm);
+            } else {
+                n_images++;
+                const double t1 = num_or_nan(&m->items[0], "top1");
+                for (int i = 0; i < nm; i++) {
+                    const cj_value *e = &m->items[i];
+                    const double top1 = num_or_nan(e, "top1");
+                    double val[V_COUNT] = {
+                        isnan(label) ? NAN : (double)(top1 == label), i ? (double)(top1 == t1) : NAN,
+                        num_or_nan(e, "kl1"), num_or_nan(e, "kl4"), num_or_nan(e, "pearson"),
+                        num_or_nan(e, "iou20"), num_or_nan(e, "pointing"), num_or_nan(e, "energy")};
+                    for (int k = 0; k < V_COUNT; k++)
+                        if (!isnan(val[k]))
+                            st[i][k].v[st[i][k].n++] = val[k];
+                }
+            }
+        } else {
+            const cj_value *hs = cj_get(&v, "hsic");
+            const int n = (int)num_or_nan(&v, "n");
+            if (hs && hs->type == CJ_ARR) {
+                if (hs->n != npairs) {
+                    rc = cli_error("%s: batch %ld: %d CKA pairs, expected %d", path, L->index,
+                                   hs->n, npairs);
+                } else {
+                    for (int p = 0; p < npairs && !rc; p++) {
+                        const cj_value *t = &hs->items[p];
+                        double h3[3];
+                        for (int q = 0; q < 3; q++)
+                            h3[q] = t->type == CJ_ARR && t->n == 3 && t->items[q].type == CJ_NUM
+                                        ? t->items[q].num : NAN;
+                        kdc_status s2 = kdc_cka_add_hsic(acc[p], h3, n);
+                        if (s2 || isnan(h3[0] + h3[1] + h3[2]))
+                            rc = cli_error("%s: batch %ld: a bad HSIC entry", path, L->index);
+                        const double den = h3[0] * h3[2];
+                        per_batch[cka_batches * npairs + p] = den > 0 ? h3[1] / sqrt(den) : NAN;
+                    }
+                    cka_batches++;
+                }
+            }
+        }
+        cj_free(&v);
+    }
+    if (rc)
+        goto out;
+
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    snprintf(tmp, sizeof tmp, "%s/summary.json.tmp", dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        rc = cli_error("%s: cannot create: %s", tmp, strerror(errno));
+        goto out;
+    }
+    fprintf(f, "{\"provenance\":%s,\n\"images\":%ld,\"batches\":%ld,\"cka_batches\":%ld,\n"
+            "\"models\":[", r.meta, n_images, nbatch_rows, cka_batches);
+    for (int i = 0; i < nm; i++) {
+        fputs(i ? ",\n{\"name\":" : "\n{\"name\":", f);
+        an_json_string(f, name[i]);
+        for (int k = 0; k < V_COUNT; k++) {
+            fprintf(f, ",\"%s\":", v_names[k]);
+            print_mean_ci(f, &st[i][k]);
+        }
+        fputc('}', f);
+    }
+    fputs("],\n\"cka\":[", f);
+    int p = 0, first = 1;
+    static const char *kn[AN_KERNELS] = {"linear", "rbf"};
+    for (int s = 1; s < nm && !rc; s++)
+        for (int k = 0; k < AN_KERNELS && !rc; k++) {
+            const int rows = nl[0], cols = nl[s], np = rows * cols;
+            double *mat = malloc((size_t)np * sizeof *mat);
+            double *pb = malloc((size_t)(cka_batches ? cka_batches : 1) * np * sizeof *pb);
+            if (!mat || !pb) {
+                free(mat);
+                free(pb);
+                rc = cli_error("out of memory");
+                break;
+            }
+            for (int q = 0; q < np; q++) {
+                double c = NAN;
+                if (cka_batches && kdc_cka_result(acc[p + q], &c, NULL, NULL, NULL))
+                    c = NAN;
+                mat[q] = c;
+                for (long b = 0; b < cka_batches; b++)
+                    pb[b * np + q] = per_batch[b * npairs + p + q];
+            }
+            char base[64], file[4300];
+            snprintf(base, sizeof base, "cka_s%d_%s", s, kn[k]);
+            fputs(first ? "\n{\"student\":" : ",\n{\"student\":", f);
+            first = 0;
+            an_json_string(f, name[s]);
+            fprintf(f, ",\"kernel\":\"%s\",\"rows_teacher_layers\":", kn[k]);
+            fprintf(f, "%d,\"cols_student_layers\":%d,\"npy\":\"%s.npy\",\"per_batch_npy\":"
+                    "\"%s_batches.npy\",\"png\":\"%s.png\",\"matrix\":[", rows, cols, base, base,
+                    base);
+            for (int a = 0; a < rows; a++) {
+                fputs(a ? ",[" : "[", f);
+                for (int b = 0; b < cols; b++) {
+                    if (b)
+                        fputc(',', f);
+                    if (isfinite(mat[a * cols + b]))
+                        fprintf(f, "%.17g", mat[a * cols + b]);
+                    else
+                        fputs("null", f);
+                }
+                fputc(']', f);
+            }
+            fputs("]}", f);
+            snprintf(file, sizeof file, "%s/%s.npy", dir, base);
+            if (!rc)
+                rc = write_matrix_npy(file, mat, 1, rows, cols);
+            snprintf(file, sizeof file, "%s/%s_batches.npy", dir, base);
+            if (!rc && cka_batches)
+                rc = write_matrix_npy(file, pb, cka_batches, rows, cols);
+            if (!rc) {
+                char title[300], **rn = NULL, **cn = NULL;
+                const cj_value *tl = cj_get(&models->items[0], "layers"),
+                               *sl = cj_get(&models->items[s], "layers");
+                rn = calloc((size_t)rows, sizeof *rn);
+                cn = calloc((size_t)cols, sizeof *cn);
+                if (!rn || !cn) {
+                    rc = cli_error("out of memory");
+                } else {
+                    for (int a = 0; a < rows; a++)
+                        rn[a] = tl->items[a].type == CJ_STR ? tl->items[a].str : "?";
+                    for (int b = 0; b < cols; b++)
+                        cn[b] = sl->items[b].type == CJ_STR ? sl->items[b].str : "?";
+                    snprintf(title, sizeof title, "%s CKA: %.100s (rows) vs %.100s (columns)",
+                             kn[k], name[0], name[s]);
+                    snprintf(file, sizeof file, "%s/%s.png", dir, base);
+                    rc = an_heatmap_png(file, mat, rows, cols, rn, cn, title);
+                }
+                free(rn);
+                free(cn);
+            }
+            if (!rc && !quiet && k == 0)
+                printf("%-28.28s last-stage CKA vs %s: linear %.4f", name[s], name[0],
+                       mat[(rows - 2 >= 0 ? rows - 2 : 0) * cols + (cols - 2 >= 0 ? cols - 2 : 0)]);
+            if (!rc && !quiet && k == 1)
+                printf("  rbf %.4f\n",
+                       mat[(rows - 2 >= 0 ? rows - 2 : 0) * cols + (cols - 2 >= 0 ? cols - 2 : 0)]);
+            free(mat);
+            free(pb);
+            p += np;
+        }
+    fputs("]}\n", f);
+    if (fclose(f) && !rc)
+        rc = cli_error("%s: cannot write", tmp);
+    if (!rc && rename(tmp, path))
+        rc = cli_error("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
+    if (rc)
+        remove(tmp);
+    if (!rc && !quiet) {
+        int64_t ex = 0;
+        double c0;
+        if (npairs)
+            (void)kdc_cka_result(acc[0], &c0, NULL, NULL, &ex); /* counts set even on error */
+        printf("%ld images (%lld in CKA minibatches); summary: %s\n", n_images, (long long)ex,
+               path);
+        printf("%-28s %8s %8s %8s %8s %8s %8s\n", "model", "accuracy", "agree", "KL(T=1)",
+               "pearson", "iou20", "pointing");
+        for (int i = 0; i < nm; i++) {
+            printf("%-28.28s", name[i]);
+            const int cols[6] = {V_CORRECT, V_AGREE, V_KL1, V_PEARSON, V_IOU, V_POINTING};
+            for (int c = 0; c < 6; c++) {
+                double m, half;
+                if (kdc_mean_ci95(st[i][cols[c]].v, st[i][cols[c]].n, &m, &half))
+                    printf(" %8s", "-");
+                else
+                    printf(" %8.4f", m);
+            }
+            printf("\n");
+        }
+    }
+out:
+    for (int i = 0; i < nm; i++)
+        for (int k = 0; k < V_COUNT; k++)
+            free(st[i][k].v);
+    for (int q = 0; q < npairs && acc; q++)
+        kdc_cka_destroy(acc[q]);
+    free(acc);
+    free(per_batch);
+    an_rows_free(&r);
+    return rc;
+}
