@@ -158,7 +158,8 @@ void cli_dataset_free(cli_dataset *ds)
     if (!ds)
         return;
     cli_free_items(ds->items, ds->n);
-    cli_free_labels(ds->classes, ds->nclasses);
+    if (ds->classes) /* a list file has class numbers, no names */
+        cli_free_labels(ds->classes, ds->nclasses);
     memset(ds, 0, sizeof *ds);
 }
 
