@@ -40,11 +40,15 @@ typedef struct an_rows {
     int nlines;
     long images, batch, shard, nshards; /* from meta        */
     long complete_bytes; /* file offset after the last batch row */
+    long nbatches, last_batch; /* batch rows, and the last one's index */
 } an_rows;
 
-/* Reads DIR/rows.jsonl. Lines after the last batch row (an interrupted
- * batch) are ignored. Errors are printed. */
-int an_rows_read(const char *path, an_rows *r);
+/* Reads a rows file line by line, checking that rows come in batch order.
+ * Lines after the last batch row (an interrupted batch) are ignored. With
+ * keep, the image and batch lines are kept in r->lines (merge); without,
+ * only the meta line and the counts (memory independent of the file's
+ * length). Errors are printed. */
+int an_rows_read(const char *path, an_rows *r, int keep);
 void an_rows_free(an_rows *r);
 
 /* Writes DIR/summary.json (and the CKA .npy files and heatmaps beside it)

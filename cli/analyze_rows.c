@@ -2,6 +2,7 @@
  * the meta line, then image and batch lines up to the last batch line (what
  * follows it is an interrupted batch and is dropped). */
 #include <stdio.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,21 +40,21 @@ void an_rows_free(an_rows *r)
     memset(r, 0, sizeof *r);
 }
 
-int an_rows_read(const char *path, an_rows *r)
+int an_rows_read(const char *path, an_rows *r, int keep)
 {
     memset(r, 0, sizeof *r);
-    size_t len = 0;
-    char *text = cli_read_file(path, &len), err[160];
-    if (!text)
+    FILE *f = fopen(path, "rb");
+    if (!f)
         return cli_error("%s: cannot read", path);
+    char *line = NULL, err[160];
+    size_t lcap = 0;
+    ssize_t got;
+    long pos = 0;
     int rc = 0, cap = 0, lineno = 0, last_batch = -1;
-    size_t pos = 0;
-    while (pos < len && !rc) {
-        char *nl = memchr(text + pos, '\n', len - pos);
-        if (!nl)
+    while (!rc && (got = getline(&line, &lcap, f)) > 0) {
+        if (line[got - 1] != '\n')
             break; /* an unfinished last line */
-        const size_t ll = (size_t)(nl - (text + pos));
-        char *line = text + pos;
+        const size_t ll = (size_t)got - 1;
         lineno++;
         cj_value v;
         if (cj_parse(line, ll, &v, err, sizeof err)) {
@@ -95,32 +96,42 @@ int an_rows_read(const char *path, an_rows *r)
                 rc = cli_error("%s:%d: neither an image nor a batch row", path, lineno);
                 break;
             }
-            if (r->nlines == cap) {
-                cap = cap ? 2 * cap : 1024;
-                an_line *nlp = realloc(r->lines, (size_t)cap * sizeof *nlp);
-                if (!nlp) {
+            const long b = t == AN_BATCH ? idx : idx / r->batch;
+            if (b < r->last_batch) {
+                rc = cli_error("%s:%d: rows out of batch order", path, lineno);
+                break;
+            }
+            if (keep) {
+                if (r->nlines == cap) {
+                    cap = cap ? 2 * cap : 1024;
+                    an_line *nlp = realloc(r->lines, (size_t)cap * sizeof *nlp);
+                    if (!nlp) {
+                        rc = cli_error("out of memory");
+                        break;
+                    }
+                    r->lines = nlp;
+                }
+                an_line *L = &r->lines[r->nlines];
+                if (!(L->text = strndup(line, ll))) {
                     rc = cli_error("out of memory");
                     break;
                 }
-                r->lines = nlp;
+                L->type = t;
+                L->index = idx;
+                L->batch = b;
+                r->nlines++;
             }
-            an_line *L = &r->lines[r->nlines];
-            if (!(L->text = strndup(line, ll))) {
-                rc = cli_error("out of memory");
-                break;
-            }
-            L->type = t;
-            L->index = idx;
-            L->batch = t == AN_BATCH ? idx : idx / r->batch;
-            r->nlines++;
             if (t == AN_BATCH) {
                 last_batch = r->nlines - 1;
-                r->complete_bytes = (long)(pos + ll + 1);
+                r->last_batch = b;
+                r->nbatches++;
+                r->complete_bytes = pos + (long)ll + 1;
             }
         }
-        pos += ll + 1;
+        pos += (long)ll + 1;
     }
-    free(text);
+    free(line);
+    fclose(f);
     if (!rc && !r->meta)
         rc = cli_error("%s: empty (no meta line)", path);
     if (rc) {

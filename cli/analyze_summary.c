@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 #include <string.h>
 
 #include "analyze.h"
@@ -20,14 +21,6 @@ typedef struct an_stat {
     double *v;
     size_t n;
 } an_stat;
-
-static int cmp_line(const void *a, const void *b)
-{
-    const an_line *x = a, *y = b;
-    if (x->type != y->type)
-        return x->type - y->type;
-    return (x->index > y->index) - (x->index < y->index);
-}
 
 static double num_or_nan(const cj_value *o, const char *key)
 {
@@ -64,7 +57,7 @@ int an_summarize(const char *dir, int quiet)
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/%s", dir, AN_ROWS);
     an_rows r;
-    int rc = an_rows_read(path, &r);
+    int rc = an_rows_read(path, &r, 0);
     if (rc)
         return rc;
     const cj_value *models = cj_get(&r.metav, "models");
@@ -81,21 +74,18 @@ int an_summarize(const char *dir, int quiet)
         nl[i] = ly && ly->type == CJ_ARR ? ly->n : 0;
         name[i] = nmv && nmv->type == CJ_STR ? nmv->str : "?";
     }
-    qsort(r.lines, (size_t)r.nlines, sizeof *r.lines, cmp_line);
     an_stat st[CLI_MAX_MODELS][V_COUNT];
     memset(st, 0, sizeof st);
     int npairs = 0;
     for (int s = 1; s < nm; s++)
         npairs += AN_KERNELS * nl[0] * nl[s];
     kdc_cka **acc = calloc((size_t)(npairs ? npairs : 1), sizeof *acc);
-    long nbatch_rows = 0, n_images = 0, cka_batches = 0;
-    for (int i = 0; i < r.nlines; i++)
-        nbatch_rows += r.lines[i].type == AN_BATCH;
+    long nbatch_rows = r.nbatches, n_images = 0, cka_batches = 0;
     double *per_batch = malloc((size_t)(nbatch_rows ? nbatch_rows : 1) *
                                (size_t)(npairs ? npairs : 1) * sizeof *per_batch);
     for (int i = 0; i < nm && acc; i++)
         for (int k = 0; k < V_COUNT; k++)
-            if (!(st[i][k].v = malloc((size_t)(r.nlines + 1) * sizeof(double))))
+            if (!(st[i][k].v = malloc((size_t)(r.images + 1) * sizeof(double))))
                 rc = 1;
     for (int p = 0; p < npairs && acc && !rc; p++)
         if (kdc_cka_create(&acc[p]))
@@ -104,15 +94,37 @@ int an_summarize(const char *dir, int quiet)
         rc = cli_error("out of memory");
         goto out;
     }
-    char err[160];
-    for (int li = 0; li < r.nlines && !rc; li++) {
-        const an_line *L = &r.lines[li];
+    /* the rows again, streamed: they come in batch order (an_rows_read
+     * checked), up to the last complete batch */
+    char err[160], *line = NULL;
+    size_t lcap = 0;
+    ssize_t got;
+    long pos = 0;
+    FILE *in = fopen(path, "rb");
+    if (!in) {
+        rc = cli_error("%s: cannot read", path);
+        goto out;
+    }
+    while (!rc && (got = getline(&line, &lcap, in)) > 0) {
+        const long at = pos;
+        pos += got;
+        if (at == 0)
+            continue; /* the meta line */
+        if (pos > r.complete_bytes)
+            break;
         cj_value v;
-        if (cj_parse(L->text, strlen(L->text), &v, err, sizeof err)) {
+        if (cj_parse(line, (size_t)got - 1, &v, err, sizeof err)) {
             rc = cli_error("%s: a row no longer parses: %s", path, err);
             break;
         }
-        if (L->type == AN_IMAGE) {
+        const cj_value *ty = cj_get(&v, "type");
+        an_line l = {.type = ty && ty->type == CJ_STR && !strcmp(ty->str, "image") ? AN_IMAGE
+                                                                                  : AN_BATCH};
+        l.index = (long)num_or_nan(&v, l.type == AN_IMAGE ? "i" : "b");
+        const an_line *L = &l;
+        if (L->type == AN_IMAGE && n_images > r.images) {
+            rc = cli_error("%s: more image rows than the meta line's %ld images", path, r.images);
+        } else if (L->type == AN_IMAGE) {
             const cj_value *m = cj_get(&v, "m");
             const double label = num_or_nan(&v, "label");
             if (!m || m->type != CJ_ARR || m->n != nm) {
@@ -136,7 +148,7 @@ int an_summarize(const char *dir, int quiet)
             const cj_value *hs = cj_get(&v, "hsic");
             const int n = (int)num_or_nan(&v, "n");
             if (hs && hs->type == CJ_ARR) {
-                if (hs->n != npairs) {
+                if (hs->n != npairs || cka_batches >= nbatch_rows) {
                     rc = cli_error("%s: batch %ld: %d CKA pairs, expected %d", path, L->index,
                                    hs->n, npairs);
                 } else {
@@ -158,6 +170,8 @@ int an_summarize(const char *dir, int quiet)
         }
         cj_free(&v);
     }
+    free(line);
+    fclose(in);
     if (rc)
         goto out;
 

@@ -589,7 +589,7 @@ int cmd_analyze(int argc, char **argv)
     struct stat sb;
     if (a.resume && !stat(rows, &sb)) {
         an_rows r;
-        if ((rc = an_rows_read(rows, &r))) {
+        if ((rc = an_rows_read(rows, &r, 0))) {
             free(meta);
             goto out;
         }
@@ -597,9 +597,8 @@ int cmd_analyze(int argc, char **argv)
             rc = cli_error("%s: was written by another analysis (models, weights, layers, "
                            "inputs, batch or shard differ): cannot --resume it", rows);
         } else {
-            for (int i = 0; i < r.nlines; i++)
-                if (r.lines[i].type == AN_BATCH && r.lines[i].index >= next_batch)
-                    next_batch = r.lines[i].index + a.nshards;
+            if (r.nbatches)
+                next_batch = r.last_batch + a.nshards;
             if (truncate(rows, r.complete_bytes))
                 rc = cli_error("%s: cannot truncate: %s", rows, strerror(errno));
             else if (!(f = fopen(rows, "a")))

@@ -69,7 +69,7 @@ int cmd_merge(int argc, char **argv)
         return cli_error("out of memory");
     for (; nread < nd && !rc; nread++) {
         snprintf(path, sizeof path, "%s/%s", dirs[nread], AN_ROWS);
-        rc = an_rows_read(path, &r[nread]);
+        rc = an_rows_read(path, &r[nread], 1);
     }
     if (rc) {
         nread--;
@@ -92,11 +92,9 @@ int cmd_merge(int argc, char **argv)
                            r[d].nshards, dirs[0], N);
         else if (seen[r[d].shard]++)
             rc = cli_error("%s: shard %ld/%ld is given twice", dirs[d], r[d].shard, N);
-        long want = 0, got = 0;
+        long want = 0, got = r[d].nbatches;
         for (long b = r[d].shard; b < nbatches; b += N)
             want++;
-        for (int i = 0; i < r[d].nlines; i++)
-            got += r[d].lines[i].type == AN_BATCH;
         if (!rc && got != want)
             rc = cli_error("%s: shard %ld/%ld is incomplete: %ld of its %ld batches (finish it "
                            "with --resume)", dirs[d], r[d].shard, N, got, want);
