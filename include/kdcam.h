@@ -610,6 +610,10 @@ KDC_API void kdc_cka_destroy(kdc_cka *acc);
  * undefined (a constant representation). Errors as kdc_hsic_unbiased. */
 KDC_API kdc_status kdc_cka_add_gram(kdc_cka *acc, const double *K, const double *L, int n,
                                     double *batch_cka);
+/* Adds one minibatch given its three HSIC values (xx, xy, yy), as
+ * kdc_hsic_unbiased computed them for n >= 4 examples: how stored per-batch
+ * values are summed again (kdcam merge). */
+KDC_API kdc_status kdc_cka_add_hsic(kdc_cka *acc, const double hsic[3], int n);
 /* Adds one minibatch of two representations of the same n examples: x (n x
  * dx) and y (n x dy) float32 rows, compared with kernel. */
 KDC_API kdc_status kdc_cka_add(kdc_cka *acc, const float *x, size_t dx, const float *y,
@@ -637,6 +641,31 @@ KDC_API int kdc_argmax(const float *v, int k);
  * standard deviation (n - 1); half = 0 when n = 1. Summed in index order.
  * KDC_ERR_INVALID_ARGUMENT when n = 0. */
 KDC_API kdc_status kdc_mean_ci95(const double *v, size_t n, double *mean, double *half);
+
+/* Faithfulness of a map (how much the model's score depends on the pixels
+ * the map points at). Deletion and insertion (Petsiuk et al. 2018, RISE):
+ * pixels are taken in order of decreasing map value (ties by position);
+ * step k of `steps` moves the first floor(k * h * w / steps) of them. For
+ * deletion they are replaced by `substrate` (image -> substrate), for
+ * insertion they come from the image (substrate -> image). Writes the
+ * inputs of steps k0 .. k0 + count - 1 (0 <= k0, k0 + count <= steps + 1)
+ * to out (count x 3 x h x w), so the passes can be batched with a bound on
+ * memory. image and substrate are 3 x h x w (CHW), map is h x w. Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL, sizes, steps < 1, a step range outside
+ * 0..steps), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_faith_perturb(const float *image, const float *substrate, const float *map,
+                                     int h, int w, int steps, int insertion, int k0, int count,
+                                     float *out);
+/* RISE's area under a curve of n >= 2 scores at evenly spaced fractions of
+ * [0, 1]: (sum - first/2 - last/2) / (n - 1). NaN if n < 2. */
+KDC_API double kdc_faith_auc(const double *scores, int n);
+/* Average Drop and Increase in Confidence (Chattopadhay et al. 2018,
+ * Grad-CAM++), in percent, over n images: Y[i] the class score on image i,
+ * O[i] on the image multiplied by its map: AD = 100 mean(max(0, Y - O) / Y),
+ * IC = 100 mean(O > Y). Errors: KDC_ERR_INVALID_ARGUMENT (n = 0, NULL, a
+ * score Y <= 0). */
+KDC_API kdc_status kdc_faith_average_drop(const double *Y, const double *O, size_t n,
+                                          double *avg_drop, double *increase);
 
 /* ---- end of the dataset statistics section ----------------------- */
 

@@ -43,6 +43,27 @@ static double expected(const char *name)
     return v;
 }
 
+/* the values of a "name v1 v2 ..." line (at most max); returns how many */
+static int expected_list(const char *name, double *v, int max)
+{
+    FILE *f = fopen(FIX "expected.txt", "r");
+    assert_non_null(f);
+    char key[64];
+    int got = 0;
+    while (fscanf(f, "%63s", key) == 1) {
+        if (!strcmp(key, name)) {
+            while (got < max && fscanf(f, "%lf", &v[got]) == 1)
+                got++;
+            break;
+        }
+        int c;
+        while ((c = fgetc(f)) != EOF && c != '\n')
+            ;
+    }
+    fclose(f);
+    return got;
+}
+
 static void assert_rel(double got, double want, const char *what)
 {
     const double tol = REL * fmax(fabs(want), 1e-12);
@@ -228,18 +249,8 @@ static void test_prediction_kl(void **state)
 static void test_mean_ci(void **state)
 {
     (void)state;
-    FILE *f = fopen(FIX "expected.txt", "r");
-    assert_non_null(f);
-    char key[64];
     double v[9];
-    int got = 0;
-    while (fscanf(f, "%63s", key) == 1)
-        if (!strcmp(key, "ci.values")) {
-            for (got = 0; got < 9 && fscanf(f, "%lf", &v[got]) == 1; got++)
-                ;
-            break;
-        }
-    fclose(f);
+    const int got = expected_list("ci.values", v, 9);
     assert_int_equal(got, 9);
     double m, half;
     assert_int_equal(kdc_mean_ci95(v, 9, &m, &half), KDC_OK);
@@ -248,6 +259,60 @@ static void test_mean_ci(void **state)
     assert_int_equal(kdc_mean_ci95(v, 1, &m, &half), KDC_OK);
     assert_true(m == v[0] && half == 0.0);
     assert_int_equal(kdc_mean_ci95(v, 0, &m, &half), KDC_ERR_INVALID_ARGUMENT);
+}
+
+/* deletion and insertion inputs equal NumPy's exactly (they are copies);
+ * batched generation (k0, count) gives the same steps */
+static void test_faith_perturb(void **state)
+{
+    (void)state;
+    int64_t di[8], ds[8], dm[8], dd[8];
+    float *img = NULL, *sub = NULL, *map = NULL, *want = NULL;
+    int nd;
+    assert_int_equal(kdc_npy_load(FIX "faith_image.npy", &img, &nd, di), KDC_OK);
+    assert_int_equal(kdc_npy_load(FIX "faith_substrate.npy", &sub, &nd, ds), KDC_OK);
+    assert_int_equal(kdc_npy_load(FIX "faith_map.npy", &map, &nd, dm), KDC_OK);
+    const int h = (int)dm[0], w = (int)dm[1], steps = 7;
+    const size_t one = (size_t)3 * h * w;
+    static const char *files[2] = {FIX "faith_deletion.npy", FIX "faith_insertion.npy"};
+    float *out = tk_xmalloc((steps + 1) * one * sizeof *out);
+    for (int ins = 0; ins < 2; ins++) {
+        assert_int_equal(kdc_npy_load(files[ins], &want, &nd, dd), KDC_OK);
+        assert_int_equal(nd, 4);
+        assert_int_equal(dd[0], steps + 1);
+        /* in three chunks: steps 0-2, 3-6, 7 */
+        assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, ins, 0, 3, out), KDC_OK);
+        assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, ins, 3, 4, out + 3 * one),
+                         KDC_OK);
+        assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, ins, 7, 1, out + 7 * one),
+                         KDC_OK);
+        assert_memory_equal(out, want, (steps + 1) * one * sizeof *out);
+        free(want);
+    }
+    assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, 0, 6, 3, out),
+                     KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, 0, 0, 0, 1, out),
+                     KDC_ERR_INVALID_ARGUMENT);
+    free(out);
+    free(img);
+    free(sub);
+    free(map);
+}
+
+static void test_faith_scores(void **state)
+{
+    (void)state;
+    double sc[8], Y[8], O[8], ad, ic;
+    assert_int_equal(expected_list("auc.scores", sc, 8), 8);
+    assert_rel(kdc_faith_auc(sc, 8), expected("auc.value"), "AUC");
+    assert_true(isnan(kdc_faith_auc(sc, 1)));
+    assert_int_equal(expected_list("ad.Y", Y, 8), 8);
+    assert_int_equal(expected_list("ad.O", O, 8), 8);
+    assert_int_equal(kdc_faith_average_drop(Y, O, 8, &ad, &ic), KDC_OK);
+    assert_rel(ad, expected("ad.drop"), "Average Drop");
+    assert_rel(ic, expected("ad.inc"), "Increase in Confidence");
+    Y[2] = 0.0;
+    assert_int_equal(kdc_faith_average_drop(Y, O, 8, &ad, &ic), KDC_ERR_INVALID_ARGUMENT);
 }
 
 int main(void)
@@ -259,6 +324,8 @@ int main(void)
         cmocka_unit_test(test_cka_identity_and_constant),
         cmocka_unit_test(test_prediction_kl),
         cmocka_unit_test(test_mean_ci),
+        cmocka_unit_test(test_faith_perturb),
+        cmocka_unit_test(test_faith_scores),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,6 +94,35 @@ def main():
     lines.append("ci.values " + " ".join(f"{t:.17g}" for t in v))
     lines.append(f"ci.mean {v.mean():.17g}")
     lines.append(f"ci.half {1.959963984540054 * v.std(ddof=1) / np.sqrt(len(v)):.17g}")
+    # faithfulness: deletion / insertion inputs (RISE: pixels by decreasing
+    # saliency, ties by position; step k moves floor(k * hw / steps)), their
+    # AUC (RISE's auc), Average Drop / Increase in Confidence (Grad-CAM++)
+    H, W, STEPS = 5, 6, 7
+    img = rng.standard_normal((3, H, W)).astype(np.float32)
+    sub = rng.standard_normal((3, H, W)).astype(np.float32)
+    m = rng.integers(0, 6, (H, W)).astype(np.float32) / 5  # ties on purpose
+    np.save(f"{OUT}/faith_image.npy", img)
+    np.save(f"{OUT}/faith_substrate.npy", sub)
+    np.save(f"{OUT}/faith_map.npy", m)
+    flat = m.reshape(-1)
+    order = np.lexsort((np.arange(H * W), -flat))
+    for name, src, dst in (("deletion", img, sub), ("insertion", sub, img)):
+        outs = []
+        for k in range(STEPS + 1):
+            o = src.reshape(3, -1).copy()
+            idx = order[: k * H * W // STEPS]
+            o[:, idx] = dst.reshape(3, -1)[:, idx]
+            outs.append(o.reshape(3, H, W))
+        np.save(f"{OUT}/faith_{name}.npy", np.stack(outs).astype(np.float32))
+    sc = rng.uniform(0, 1, STEPS + 1)
+    lines.append("auc.scores " + " ".join(f"{t:.17g}" for t in sc))
+    lines.append(f"auc.value {(sc.sum() - sc[0] / 2 - sc[-1] / 2) / (len(sc) - 1):.17g}")
+    Y = rng.uniform(0.1, 1, 8)
+    O = np.clip(Y + rng.normal(0, 0.2, 8), 0, 1)
+    lines.append("ad.Y " + " ".join(f"{t:.17g}" for t in Y))
+    lines.append("ad.O " + " ".join(f"{t:.17g}" for t in O))
+    lines.append(f"ad.drop {100 * np.mean(np.maximum(0, Y - O) / Y):.17g}")
+    lines.append(f"ad.inc {100 * np.mean(O > Y):.17g}")
     with open(f"{OUT}/expected.txt", "w") as f:
         f.write("\n".join(lines) + "\n")
 

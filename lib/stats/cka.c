@@ -17,6 +17,13 @@ struct kdc_cka {
     int64_t batches, examples;
 };
 
+/* The unbiased estimator divides by n - 3: fewer than 4 examples is an error. */
+static kdc_status kdc__too_small(int n)
+{
+    return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "HSIC: a minibatch of %d examples is too small: "
+                     "the unbiased estimator needs at least 4", n);
+}
+
 static int kdc__cmp_double(const void *a, const void *b)
 {
     const double x = *(const double *)a, y = *(const double *)b;
@@ -65,8 +72,7 @@ kdc_status kdc_hsic_unbiased(const double *K, const double *L, int n, double *hs
     if (!K || !L || !hsic)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "HSIC: NULL argument");
     if (n < 4)
-        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "HSIC: a minibatch of %d examples is too "
-                         "small: the unbiased estimator needs at least 4", n);
+        return kdc__too_small(n);
     const size_t N = (size_t)n;
     double tr = 0, sk = 0, sl = 0, kl1 = 0;
     for (size_t i = 0; i < N; i++) {
@@ -118,12 +124,21 @@ kdc_status kdc_cka_add_gram(kdc_cka *acc, const double *K, const double *L, int 
     if ((st = kdc_hsic_unbiased(K, K, n, &h[0])) || (st = kdc_hsic_unbiased(K, L, n, &h[1])) ||
         (st = kdc_hsic_unbiased(L, L, n, &h[2])))
         return st;
-    for (int i = 0; i < 3; i++)
-        acc->hsic[i] += h[i];
-    acc->batches++;
-    acc->examples += n;
     if (batch_cka)
         *batch_cka = kdc__cka_of(h);
+    return kdc_cka_add_hsic(acc, h, n);
+}
+
+kdc_status kdc_cka_add_hsic(kdc_cka *acc, const double hsic[3], int n)
+{
+    if (!acc || !hsic)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cka_add_hsic: NULL argument");
+    if (n < 4)
+        return kdc__too_small(n);
+    for (int i = 0; i < 3; i++)
+        acc->hsic[i] += hsic[i];
+    acc->batches++;
+    acc->examples += n;
     return KDC_OK;
 }
 
@@ -133,8 +148,7 @@ kdc_status kdc_cka_add(kdc_cka *acc, const float *x, size_t dx, const float *y, 
     if (!acc)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cka_add: acc is NULL");
     if (n < 4) /* refused before any work, with kdc_hsic_unbiased's message */
-        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "HSIC: a minibatch of %d examples is too "
-                         "small: the unbiased estimator needs at least 4", n);
+        return kdc__too_small(n);
     const size_t N = (size_t)n;
     double *K = malloc(N * N * sizeof *K), *L = malloc(N * N * sizeof *L);
     kdc_status st;
