@@ -12,10 +12,12 @@
 #include "analyze.h"
 
 /* Per model, the per-image values that the summary averages. */
-enum { V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU, V_POINTING, V_ENERGY, V_COUNT };
+enum { V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU, V_POINTING, V_ENERGY, V_DEL,
+       V_INS, V_Y, V_YMAP, V_COUNT };
 static const char *v_names[V_COUNT] = {"accuracy", "top1_agreement", "kl_T1", "kl_T4",
                                        "pearson_vs_teacher", "iou20_vs_teacher", "pointing",
-                                       "energy_in_box"};
+                                       "energy_in_box", "deletion_auc", "insertion_auc",
+                                       "score", "score_on_image_times_map"};
 
 typedef struct an_stat {
     double *v;
@@ -138,7 +140,9 @@ int an_summarize(const char *dir, int quiet)
                     double val[V_COUNT] = {
                         isnan(label) ? NAN : (double)(top1 == label), i ? (double)(top1 == t1) : NAN,
                         num_or_nan(e, "kl1"), num_or_nan(e, "kl4"), num_or_nan(e, "pearson"),
-                        num_or_nan(e, "iou20"), num_or_nan(e, "pointing"), num_or_nan(e, "energy")};
+                        num_or_nan(e, "iou20"), num_or_nan(e, "pointing"), num_or_nan(e, "energy"),
+                        num_or_nan(e, "deletion"), num_or_nan(e, "insertion"), num_or_nan(e, "y"),
+                        num_or_nan(e, "y_map")};
                     for (int k = 0; k < V_COUNT; k++)
                         if (!isnan(val[k]))
                             st[i][k].v[st[i][k].n++] = val[k];
@@ -191,6 +195,12 @@ int an_summarize(const char *dir, int quiet)
             fprintf(f, ",\"%s\":", v_names[k]);
             print_mean_ci(f, &st[i][k]);
         }
+        double ad, ic;
+        if (st[i][V_Y].n && st[i][V_Y].n == st[i][V_YMAP].n &&
+            !kdc_faith_average_drop(st[i][V_Y].v, st[i][V_YMAP].v, st[i][V_Y].n, &ad, &ic))
+            fprintf(f, ",\"average_drop\":%.17g,\"increase_in_confidence\":%.17g", ad, ic);
+        else
+            fputs(",\"average_drop\":null,\"increase_in_confidence\":null", f);
         fputc('}', f);
     }
     fputs("],\n\"cka\":[", f);

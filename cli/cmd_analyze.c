@@ -47,6 +47,10 @@ static const char *analyze_usage =
     "      --teacher-layers, --student-layers L,...  CKA layers (default: each\n"
     "                      stage output and the logits)\n"
     "      --method M      CAM method (default gradcam)\n"
+    "      --faith S       also the faithfulness of each model's maps: deletion and\n"
+    "                      insertion AUC in S steps, Average Drop, Increase in\n"
+    "                      Confidence (docs/analyze.md; 2S+3 extra image passes per\n"
+    "                      image and model, batched by --batch; default 0: off)\n"
     "      --progress-every S  seconds between progress lines when stderr is not a\n"
     "                      terminal (default 10)\n"
     "  -t, --threads N     worker threads per model (default 1)\n"
@@ -65,12 +69,14 @@ typedef struct an_model {
     char *lnames[AN_MAX_LAYERS];
     double *gram[AN_MAX_LAYERS][AN_KERNELS]; /* n x n each, this batch */
     float *logits, *map;                      /* n x K, n x h x w       */
+    double *faith;                            /* n x 4: deletion AUC, insertion
+                                                 AUC, score Y, score on x * map */
     int *top1;
     char sha[65];
 } an_model;
 
 typedef struct an_opts {
-    int batch, shard, nshards, resume, progress_every;
+    int batch, shard, nshards, resume, progress_every, faith;
     const char *tlayers, *slayers;
 } an_opts;
 
@@ -88,7 +94,7 @@ static int take_own_options(int argc, char **argv, char **rest, int *nrest, an_o
         }
         int is_val = i > 0 && (!strcmp(f, "--batch") || !strcmp(f, "--shard") ||
                                !strcmp(f, "--teacher-layers") || !strcmp(f, "--student-layers") ||
-                               !strcmp(f, "--progress-every"));
+                               !strcmp(f, "--progress-every") || !strcmp(f, "--faith"));
         if (!is_val) {
             rest[(*nrest)++] = argv[i];
             continue;
@@ -102,6 +108,11 @@ static int take_own_options(int argc, char **argv, char **rest, int *nrest, an_o
                 return cli_error("--batch: '%s' is not a number in 4..1024 (CKA's unbiased "
                                  "HSIC needs minibatches of at least 4)", v);
             a->batch = (int)x;
+        } else if (!strcmp(f, "--faith")) {
+            x = strtol(v, &end, 10);
+            if (end == v || *end || x < 0 || x > 1024)
+                return cli_error("--faith: '%s' is not a number of steps in 0..1024", v);
+            a->faith = (int)x;
         } else if (!strcmp(f, "--progress-every")) {
             x = strtol(v, &end, 10);
             if (end == v || *end || x < 1 || x > 86400)
@@ -228,8 +239,9 @@ static void write_meta(FILE *f, int argc, char **argv, const char *src, const cl
     fprintf(f, ",\"input_kind\":\"%s\",\"images\":%ld,\"image_size\":[%d,%d],\"batch\":%d,"
             "\"method\":\"%s\",\"cam_target\":\"top-1 class of each model\","
             "\"temperatures\":[1,4],\"kernels\":[\"linear\",\"rbf\"],"
-            "\"rbf_bandwidth\":\"median squared distance\",\"seeds\":{\"dataset\":",
-            kinds[ds->kind], images, h, w, a->batch, kdc_cam_method_name(method));
+            "\"rbf_bandwidth\":\"median squared distance\",\"faith_steps\":%d,"
+            "\"seeds\":{\"dataset\":",
+            kinds[ds->kind], images, h, w, a->batch, kdc_cam_method_name(method), a->faith);
     if (seed >= 0)
         fprintf(f, "%ld", seed);
     else
@@ -306,14 +318,74 @@ static void free_batch(an_model *ams, int nm)
         free(am->logits);
         free(am->map);
         free(am->top1);
+        free(am->faith);
+        am->faith = NULL;
         am->logits = am->map = NULL;
         am->top1 = NULL;
     }
 }
 
+/* The softmax probability of class c for `count` inputs (chunk x 3 x h x w),
+ * one pass of at most `chunk` images at a time. */
+static kdc_status class_probs(an_model *am, const float *x, int count, int h, int w, int c,
+                              float *logits, double *p)
+{
+    const int last = am->layers[am->nl];
+    kdc_status st = kdc_run_forward(am->run, x, count, h, w, &last, 1);
+    if (!st)
+        st = kdc_run_read_layer(am->run, last, logits, (size_t)count * am->K);
+    for (int i = 0; i < count && !st; i++)
+        p[i] = softmax_prob(logits + (size_t)i * am->K, am->K, c);
+    return st;
+}
+
+/* Faithfulness of each image's map (the model's top-1 class): deletion and
+ * insertion in `steps` steps from / to the normalised zero image (the
+ * per-channel mean colour), their AUC, and the class score on x and on x *
+ * map (Average Drop, Increase in Confidence). Perturbed inputs are made
+ * `chunk` at a time: memory is chunk images, whatever the steps. */
+static int faithfulness(an_model *am, const float *x, int n, int h, int w, int steps, int chunk)
+{
+    const size_t plane = (size_t)h * w, one = 3 * plane;
+    float *buf = malloc((size_t)chunk * one * sizeof *buf), *zero = calloc(one, sizeof *zero);
+    float *logits = malloc((size_t)chunk * am->K * sizeof *logits);
+    double *curve = malloc((size_t)(steps + 1) * sizeof *curve);
+    kdc_status st = KDC_OK;
+    int rc = 0;
+    if (!(am->faith = malloc((size_t)n * 4 * sizeof *am->faith)) || !buf || !zero || !logits ||
+        !curve) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    for (int b = 0; b < n && !st; b++) {
+        const float *xb = x + (size_t)b * one, *mp = am->map + (size_t)b * plane;
+        const int c = am->top1[b];
+        for (int ins = 0; ins < 2 && !st; ins++) {
+            for (int k0 = 0; k0 <= steps && !st; k0 += chunk) {
+                const int cnt = steps + 1 - k0 < chunk ? steps + 1 - k0 : chunk;
+                if (!(st = kdc_faith_perturb(xb, zero, mp, h, w, steps, ins, k0, cnt, buf)))
+                    st = class_probs(am, buf, cnt, h, w, c, logits, curve + k0);
+            }
+            am->faith[b * 4 + ins] = kdc_faith_auc(curve, steps + 1);
+        }
+        for (size_t i = 0; i < one && !st; i++) /* x and x * map, one pass */
+            buf[i] = xb[i], buf[one + i] = xb[i] * mp[i % plane];
+        if (!st) /* chunk = --batch >= 4 */
+            st = class_probs(am, buf, 2, h, w, c, logits, am->faith + b * 4 + 2);
+    }
+    if (st)
+        rc = cli_lib_error(st, am->spec.name);
+out:
+    free(buf);
+    free(zero);
+    free(logits);
+    free(curve);
+    return rc;
+}
+
 /* One model on one minibatch: Gram matrices of its CKA layers, logits, map. */
 static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_cam_method method,
-                     int want_gram)
+                     int want_gram, int faith_steps, int chunk)
 {
     const size_t plane = (size_t)h * w;
     float *x = malloc((size_t)n * 3 * plane * sizeof *x), *act = NULL;
@@ -357,6 +429,8 @@ static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_ca
         goto out;
     memcpy(am->map, res->map, (size_t)n * plane * sizeof *am->map);
     memcpy(am->top1, res->classes, (size_t)n * sizeof *am->top1);
+    if (faith_steps > 0)
+        rc = faithfulness(am, x, n, h, w, faith_steps, chunk);
 out:
     if (st)
         rc = cli_lib_error(st, am->spec.name);
@@ -411,6 +485,13 @@ static int write_batch(FILE *f, const cli_dataset *ds, long bi, long i0, int n, 
                 print_num(f, kdc_map_energy_in_box(mp, w, h, it->box));
             } else {
                 fputs(",\"pointing\":null,\"energy\":null", f);
+            }
+            if (am->faith) {
+                static const char *fk[4] = {"deletion", "insertion", "y", "y_map"};
+                for (int q = 0; q < 4; q++) {
+                    fprintf(f, ",\"%s\":", fk[q]);
+                    print_num(f, am->faith[b * 4 + q]);
+                }
             }
             fputc('}', f);
         }
@@ -643,7 +724,7 @@ int cmd_analyze(int argc, char **argv)
                                pics[k]->height, w, h);
         }
         for (int i = 0; i < nm && !rc; i++)
-            rc = run_model(&ams[i], pics, n, h, w, method, n >= 4);
+            rc = run_model(&ams[i], pics, n, h, w, method, n >= 4, a.faith, a.batch);
         if (!rc)
             rc = write_batch(f, &ds, b, i0, n, h, w, ams, nm);
         if (!rc && fflush(f))

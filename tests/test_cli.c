@@ -758,6 +758,28 @@ static void test_analyze_inputs(void **state)
     assert_non_null(strstr(sum, "\"input_kind\":\"list\",\"images\":6"));
     assert_non_null(strstr(sum, "\"accuracy\":{\"mean\":"));
     assert_non_null(strstr(sum, "\"pointing\":null"));
+    assert_non_null(strstr(sum, "\"deletion_auc\":null"));
+    free(sum);
+    /* faithfulness (--faith): every model gets AUCs, Average Drop and IC */
+    snprintf(out, sizeof out, "%s/an-faith", tmp);
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 --faith 5 -o %s %s", out, list), 0);
+    snprintf(p, sizeof p, "%s/summary.json", out);
+    sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "\"faith_steps\":5"));
+    const char *q = sum;
+    for (int i = 0; i < 2; i++) {
+        q = strstr(q, "\"deletion_auc\":{\"mean\":");
+        assert_non_null(q);
+        const double del = strtod(q + 23, NULL);
+        q = strstr(q, "\"insertion_auc\":{\"mean\":");
+        assert_non_null(q);
+        const double ins = strtod(q + 24, NULL);
+        assert_true(del >= 0 && del <= 1 && ins >= 0 && ins <= 1);
+        q = strstr(q, "\"average_drop\":");
+        assert_non_null(q);
+        const double ad = strtod(q + 15, NULL);
+        assert_true(ad >= 0 && ad <= 100);
+    }
     free(sum);
     snprintf(out, sizeof out, "%s/an-treeout", tmp);
     assert_int_equal(run("analyze " AN_MODELS " --batch 4 -o %s %s", out, tree), 0);
