@@ -51,10 +51,39 @@ typedef struct an_rows {
 int an_rows_read(const char *path, an_rows *r, int keep);
 void an_rows_free(an_rows *r);
 
-/* Writes DIR/summary.json (and the CKA .npy files and heatmaps beside it)
- * from the rows file DIR/rows.jsonl. Prints the summary table on stdout
- * unless quiet. */
-int an_summarize(const char *dir, int quiet);
+/* The images where the students' maps disagree most with the teacher's
+ * (lowest Pearson r of any student). */
+#define AN_WORST 6
+typedef struct an_worst {
+    long i;
+    double pearson;
+    char file[1024];
+} an_worst;
+
+/* Per-model values the summary averages (mean and 95% CI each). */
+enum { V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU, V_POINTING, V_ENERGY, V_DEL,
+       V_INS, V_Y, V_YMAP, V_COUNT };
+
+/* What DIR/report.html shows (analyze_report.c). */
+typedef struct an_report {
+    const char *meta;    /* the provenance (meta line) */
+    int nm;
+    const char *name[CLI_MAX_MODELS];
+    int has[CLI_MAX_MODELS][V_COUNT];
+    double mean[CLI_MAX_MODELS][V_COUNT], ci[CLI_MAX_MODELS][V_COUNT];
+    double last_cka[CLI_MAX_MODELS][AN_KERNELS]; /* students: last stage vs teacher's */
+    long images, cka_examples;
+    an_worst worst[AN_WORST];
+    int nworst;
+    int grids;           /* DIR/disagree_I.png exist for the worst images */
+} an_report;
+int an_report_html(const char *dir, const an_report *rep);
+
+/* Writes DIR/summary.json, the CKA .npy files and heatmaps, and
+ * DIR/report.html from the rows file DIR/rows.jsonl. Prints the summary
+ * table on stdout unless quiet. grids: the caller writes
+ * DIR/disagree_I.png for the images listed in worst (may be NULL). */
+int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nworst);
 
 /* CKA heatmap PNG (analyze_png.c): rows x cols values in [0, 1] (NaN:
  * grey), row and column labels, a title and a colour bar. */

@@ -11,9 +11,6 @@
 
 #include "analyze.h"
 
-/* Per model, the per-image values that the summary averages. */
-enum { V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU, V_POINTING, V_ENERGY, V_DEL,
-       V_INS, V_Y, V_YMAP, V_COUNT };
 static const char *v_names[V_COUNT] = {"accuracy", "top1_agreement", "kl_T1", "kl_T4",
                                        "pearson_vs_teacher", "iou20_vs_teacher", "pointing",
                                        "energy_in_box", "deletion_auc", "insertion_auc",
@@ -54,18 +51,43 @@ static int write_matrix_npy(const char *path, const double *v, int64_t d0, int64
     return st ? cli_lib_error(st, path) : 0;
 }
 
-int an_summarize(const char *dir, int quiet)
+/* Keeps the AN_WORST lowest (pearson, i) pairs, sorted. */
+static void note_worst(an_report *rep, long i, double r, const char *file)
 {
+    if (isnan(r))
+        return;
+    int at = rep->nworst;
+    while (at > 0 && (rep->worst[at - 1].pearson > r))
+        at--;
+    if (at >= AN_WORST)
+        return;
+    const int last = rep->nworst < AN_WORST ? rep->nworst : AN_WORST - 1;
+    memmove(&rep->worst[at + 1], &rep->worst[at], (size_t)(last - at) * sizeof rep->worst[0]);
+    rep->worst[at].i = i;
+    rep->worst[at].pearson = r;
+    snprintf(rep->worst[at].file, sizeof rep->worst[at].file, "%s", file);
+    if (rep->nworst < AN_WORST)
+        rep->nworst++;
+}
+
+int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nworst)
+{
+    an_report *rep = calloc(1, sizeof *rep);
+    if (!rep)
+        return cli_error("out of memory");
     char path[4200], tmp[4300];
     snprintf(path, sizeof path, "%s/%s", dir, AN_ROWS);
     an_rows r;
     int rc = an_rows_read(path, &r, 0);
-    if (rc)
+    if (rc) {
+        free(rep);
         return rc;
+    }
     const cj_value *models = cj_get(&r.metav, "models");
     const int nm = models && models->type == CJ_ARR ? models->n : 0;
     if (nm < 2 || nm > CLI_MAX_MODELS) {
         an_rows_free(&r);
+        free(rep);
         return cli_error("%s: the meta line lists no teacher and students", path);
     }
     int nl[CLI_MAX_MODELS];
@@ -134,6 +156,14 @@ int an_summarize(const char *dir, int quiet)
             } else {
                 n_images++;
                 const double t1 = num_or_nan(&m->items[0], "top1");
+                double rmin = NAN;
+                for (int i = 1; i < nm; i++) {
+                    const double ri = num_or_nan(&m->items[i], "pearson");
+                    if (!isnan(ri) && !(ri >= rmin))
+                        rmin = ri;
+                }
+                const cj_value *fv = cj_get(&v, "file");
+                note_worst(rep, L->index, rmin, fv && fv->type == CJ_STR ? fv->str : "");
                 for (int i = 0; i < nm; i++) {
                     const cj_value *e = &m->items[i];
                     const double top1 = num_or_nan(e, "top1");
@@ -274,6 +304,8 @@ int an_summarize(const char *dir, int quiet)
                 free(rn);
                 free(cn);
             }
+            rep->last_cka[s][k] =
+                mat[(rows - 2 >= 0 ? rows - 2 : 0) * cols + (cols - 2 >= 0 ? cols - 2 : 0)];
             if (!rc && !quiet && k == 0)
                 printf("%-28.28s last-stage CKA vs %s: linear %.4f", name[s], name[0],
                        mat[(rows - 2 >= 0 ? rows - 2 : 0) * cols + (cols - 2 >= 0 ? cols - 2 : 0)]);
@@ -291,11 +323,29 @@ int an_summarize(const char *dir, int quiet)
         rc = cli_error("%s: cannot rename to %s: %s", tmp, path, strerror(errno));
     if (rc)
         remove(tmp);
+    int64_t ex = 0;
+    double c0;
+    if (npairs)
+        (void)kdc_cka_result(acc[0], &c0, NULL, NULL, &ex); /* counts set even on error */
+    if (!rc) {
+        rep->meta = r.meta;
+        rep->nm = nm;
+        rep->images = n_images;
+        rep->cka_examples = (long)ex;
+        rep->grids = grids;
+        for (int i = 0; i < nm; i++) {
+            rep->name[i] = name[i];
+            for (int k = 0; k < V_COUNT; k++)
+                rep->has[i][k] = !kdc_mean_ci95(st[i][k].v, st[i][k].n, &rep->mean[i][k],
+                                                &rep->ci[i][k]);
+        }
+        rc = an_report_html(dir, rep);
+        if (worst && nworst) {
+            memcpy(worst, rep->worst, sizeof rep->worst);
+            *nworst = rep->nworst;
+        }
+    }
     if (!rc && !quiet) {
-        int64_t ex = 0;
-        double c0;
-        if (npairs)
-            (void)kdc_cka_result(acc[0], &c0, NULL, NULL, &ex); /* counts set even on error */
         printf("%ld images (%lld in CKA minibatches); summary: %s\n", n_images, (long long)ex,
                path);
         printf("%-28s %8s %8s %8s %8s %8s %8s\n", "model", "accuracy", "agree", "KL(T=1)",
@@ -322,5 +372,6 @@ out:
     free(acc);
     free(per_batch);
     an_rows_free(&r);
+    free(rep);
     return rc;
 }

@@ -527,6 +527,73 @@ static int write_batch(FILE *f, const cli_dataset *ds, long bi, long i0, int n, 
     return 0;
 }
 
+/* DIR/disagree_I.png: image I and each model's map over it, side by side,
+ * each column headed by the model's name and (students) the Pearson r of
+ * its map with the teacher's. */
+static int disagreement_grid(const cli_dataset *ds, long idx, an_model *ams, int nm,
+                             kdc_cam_method method, const char *dir)
+{
+    static const unsigned char WHITE[3] = {255, 255, 255}, INK[3] = {20, 20, 20};
+    char path[4200];
+    kdc_image *pic = NULL, *crop = NULL, *fig = NULL, *ov = NULL;
+    kdc_cam_result *res[CLI_MAX_MODELS] = {0};
+    float *x = NULL;
+    kdc_status st;
+    int rc = 0, h = 0, w = 0, tw, th;
+    cli_dataset_path(ds, (int)idx, path, sizeof path);
+    if ((st = kdc_image_load(path, &pic)) ||
+        (st = kdc_preprocess_size(&ams[0].pp, pic->width, pic->height, &h, &w)))
+        goto out;
+    const size_t plane = (size_t)h * w;
+    if (!(x = malloc(3 * plane * sizeof *x))) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    for (int i = 0; i < nm && !st; i++) {
+        kdc_cam_options co = {.method = method, .layers = &ams[i].cam_layer, .nlayers = 1};
+        if (!(st = kdc_preprocess_image(pic, &ams[i].pp, x, i ? NULL : &crop)))
+            st = kdc_cam_compute(ams[i].run, x, 1, h, w, &co, &res[i]);
+    }
+    if (st)
+        goto out;
+    const int pad = 8;
+    kdc_text_size("Hg", 1, &tw, &th);
+    const int head = 2 * (th + 4) + pad, W = pad + (nm + 1) * (w + pad), H = head + h + pad;
+    if ((st = kdc_image_create(W, H, &fig)))
+        goto out;
+    kdc_image_fill(fig, 0, 0, W, H, WHITE);
+    kdc_image_draw_text(fig, pad, pad, "input", 1, INK);
+    kdc_image_paste(fig, crop, pad, head);
+    for (int i = 0; i < nm && !st; i++) {
+        char txt[160];
+        const int x0 = pad + (i + 1) * (w + pad);
+        snprintf(txt, sizeof txt, "%.40s", ams[i].spec.name);
+        kdc_image_draw_text(fig, x0, pad, txt, 1, INK);
+        if (i)
+            snprintf(txt, sizeof txt, "r = %.3f", kdc_map_pearson(res[i]->map, res[0]->map, plane));
+        else
+            snprintf(txt, sizeof txt, "(teacher)");
+        kdc_image_draw_text(fig, x0, pad + th + 4, txt, 1, INK);
+        if (!(st = kdc_overlay(crop, res[i]->map, &ov)))
+            kdc_image_paste(fig, ov, x0, head);
+        kdc_image_destroy(ov);
+        ov = NULL;
+    }
+    snprintf(path, sizeof path, "%s/disagree_%ld.png", dir, idx);
+    if (!st)
+        st = kdc_image_save_png(fig, path);
+out:
+    if (st)
+        rc = cli_lib_error(st, path);
+    for (int i = 0; i < nm; i++)
+        kdc_cam_result_destroy(res[i]);
+    kdc_image_destroy(fig);
+    kdc_image_destroy(crop);
+    kdc_image_destroy(pic);
+    free(x);
+    return rc;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -559,6 +626,8 @@ int cmd_analyze(int argc, char **argv)
     char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
     int nrest = 0, rc, nm = 0;
     kdc_cam_method method = KDC_CAM_GRADCAM;
+    an_worst worst[AN_WORST];
+    int nworst = 0;
 
     memset(ams, 0, sizeof ams);
     memset(&ds, 0, sizeof ds);
@@ -744,7 +813,9 @@ int cmd_analyze(int argc, char **argv)
         rc = cli_error("%s: cannot write: %s", rows, strerror(errno));
     f = NULL;
     if (!rc)
-        rc = an_summarize(o.out_dir, 0);
+        rc = an_summarize(o.out_dir, 0, 1, worst, &nworst);
+    for (int k = 0; k < nworst && !rc; k++)
+        rc = disagreement_grid(&ds, worst[k].i, ams, nm, method, o.out_dir);
 out:
     if (f)
         fclose(f);

@@ -140,7 +140,7 @@ int cmd_merge(int argc, char **argv)
         rc = cli_error("%s: cannot rename: %s", tmp, strerror(errno));
     }
     if (!rc)
-        rc = an_summarize(out, 0);
+        rc = an_summarize(out, 0, 0, NULL, NULL);
 done:
     free(all);
     for (int d = 0; d < nread; d++)

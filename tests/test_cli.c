@@ -675,6 +675,27 @@ static void test_analyze_shards(void **state)
     assert_non_null(strstr(sum, "\"images\":14,\"batches\":4,\"cka_batches\":3"));
     assert_non_null(strstr(sum, "\"sha256\":\""));
     assert_non_null(strstr(sum, "\"layers\":[\"layer1\",\"layer2\",\"layer3\",\"layer4\",\"fc\"]"));
+    /* report.html: every picture it shows lies beside it (no network) */
+    for (int d = 0; d < 2; d++) {
+        const char *od = d ? merged : one;
+        snprintf(p, sizeof p, "%s/report.html", od);
+        char *html = slurp(p, NULL);
+        assert_null(strstr(html, "http"));
+        int imgs = 0;
+        for (const char *q = strstr(html, "src=\""); q; q = strstr(q + 1, "src=\"")) {
+            char name[200], file[600];
+            const char *e = strchr(q + 5, '"');
+            assert_non_null(e);
+            snprintf(name, sizeof name, "%.*s", (int)(e - q - 5), q + 5);
+            snprintf(file, sizeof file, "%s/%s", od, name);
+            struct stat sb;
+            if (stat(file, &sb))
+                fail_msg("%s shows %s, which is missing", p, name);
+            imgs++;
+        }
+        assert_int_equal(imgs, d ? 2 : 2 + 6); /* heatmaps; a single run: 6 figures */
+        free(html);
+    }
     /* the command is kept without --shard, -o, -t: every shard's is the same */
     assert_null(strstr(sum, "--shard"));
     free(sum);
