@@ -234,6 +234,26 @@ static int list_dir(const char *dir, int want_dirs, char ***out, int *count)
     return 0;
 }
 
+/* A zeroed item at the end of ds->items (not counted yet: the caller
+ * increments ds->n once it is filled); NULL, error printed, when out of
+ * memory. */
+static cli_item *new_item(cli_dataset *ds, int *cap)
+{
+    if (ds->n == *cap) {
+        const int nc = *cap ? 2 * *cap : 256;
+        cli_item *ni = realloc(ds->items, (size_t)nc * sizeof *ni);
+        if (!ni) {
+            cli_error("out of memory");
+            return NULL;
+        }
+        ds->items = ni;
+        *cap = nc;
+    }
+    cli_item *it = &ds->items[ds->n];
+    memset(it, 0, sizeof *it);
+    return it;
+}
+
 /* ImageFolder: classes are the sorted subfolders, images sorted by name in each */
 static int read_image_folder(const char *dir, cli_dataset *ds)
 {
@@ -256,17 +276,11 @@ static int read_image_folder(const char *dir, cli_dataset *ds)
         if ((rc = list_dir(sub, 0, &files, &nf)))
             break;
         for (int i = 0; i < nf && !rc; i++) {
-            if (ds->n == cap) {
-                cap = cap ? 2 * cap : 256;
-                cli_item *ni = realloc(ds->items, (size_t)cap * sizeof *ni);
-                if (!ni) {
-                    rc = cli_error("out of memory");
-                    break;
-                }
-                ds->items = ni;
+            cli_item *it = new_item(ds, &cap);
+            if (!it) {
+                rc = 1;
+                break;
             }
-            cli_item *it = &ds->items[ds->n];
-            memset(it, 0, sizeof *it);
             size_t len = strlen(cls[c]) + strlen(files[i]) + 2;
             if (!(it->file = malloc(len))) {
                 rc = cli_error("out of memory");
@@ -326,17 +340,11 @@ static int read_list_file(const char *path, cli_dataset *ds)
             break;
         }
         labelled = cls >= 0;
-        if (ds->n == cap) {
-            cap = cap ? 2 * cap : 256;
-            cli_item *ni = realloc(ds->items, (size_t)cap * sizeof *ni);
-            if (!ni) {
-                rc = cli_error("out of memory");
-                break;
-            }
-            ds->items = ni;
+        cli_item *it = new_item(ds, &cap);
+        if (!it) {
+            rc = 1;
+            break;
         }
-        cli_item *it = &ds->items[ds->n];
-        memset(it, 0, sizeof *it);
         size_t need = (size_t)ds->base_len + strlen(ln) + 2;
         if (!(it->file = malloc(need))) {
             rc = cli_error("out of memory");
