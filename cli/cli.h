@@ -140,7 +140,8 @@ typedef struct cli_item {
  * image's file, class and box; names what is wrong (printed). */
 int cli_read_shapes_labels(const char *dir, cli_item **images, int *n_images, char ***classes,
                            int *n_classes);
-/* A whole file into a malloc'ed buffer, NULL if it cannot be read. */
+/* A whole file into a malloc'ed buffer with a '\0' after its *len bytes,
+ * NULL if it cannot be read. */
 char *cli_read_file(const char *path, size_t *len);
 void cli_free_items(cli_item *items, int n);
 

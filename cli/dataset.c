@@ -36,10 +36,11 @@ char *cli_read_file(const char *path, size_t *len)
     }
     int err = ferror(f);
     fclose(f);
-    if (err) {
+    if (err || !buf) {
         free(buf);
         return NULL;
     }
+    buf[n] = '\0'; /* n < cap: the loop ends on a short read */
     *len = n;
     return buf;
 }
