@@ -145,6 +145,10 @@ $(SHARED): $(LIB_OBJ)
 	ln -sf libkdcam.so.$(VERSION) $(BUILD)/libkdcam.so.$(SOVERSION)
 	ln -sf libkdcam.so.$(SOVERSION) $(BUILD)/libkdcam.so
 
+# kdcam analyze records the commit it was built from (its provenance block)
+KDC_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+$(BUILD)/cli/cmd_analyze.o: KDC_CFLAGS += -DKDCAM_COMMIT=\"$(or $(KDC_COMMIT),unknown)\"
+
 $(KDCAM): $(CLI_OBJ) $(STATIC)
 	$(CC) $(SANFLAGS) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(KDC_LDLIBS)
 

@@ -134,6 +134,43 @@ int cli_parse_model_spec(const char *spec, cli_model_spec *out);
 char **cli_read_labels(const char *path, int *count);
 void cli_free_labels(char **labels, int n);
 
+/* dataset.c: the image sets commands walk. */
+typedef struct cli_item {
+    char *file;  /* relative to the dataset's folder (a list file: as opened) */
+    int cls;     /* -1: no label                                              */
+    int box[4];  /* x0, y0, x1, y1 (exclusive) in the image's pixels          */
+    int has_box;
+} cli_item;
+/* Reads DIR/labels.json of a `kdcam shapes` folder: class names and every
+ * image's file, class and box; names what is wrong (printed). */
+int cli_read_shapes_labels(const char *dir, cli_item **images, int *n_images, char ***classes,
+                           int *n_classes);
+/* A whole file into a malloc'ed buffer with a '\0' after its *len bytes,
+ * NULL if it cannot be read. */
+char *cli_read_file(const char *path, size_t *len);
+void cli_free_items(cli_item *items, int n);
+
+enum { CLI_DS_SHAPES, CLI_DS_FOLDER, CLI_DS_LIST };
+typedef struct cli_dataset {
+    int kind;          /* CLI_DS_*                                           */
+    char dir[4096];    /* the folder (shapes, ImageFolder)                   */
+    int base_len;      /* (internal)                                         */
+    cli_item *items;
+    int n;
+    char **classes;    /* names (shapes, ImageFolder); NULL for a list file  */
+    int nclasses;
+    int has_labels, has_boxes;
+} cli_dataset;
+/* A `kdcam shapes` folder (has labels.json), an ImageFolder tree (class
+ * subfolders) or a list file ("PATH [CLASS]" per line). */
+int cli_dataset_open(const char *src, cli_dataset *ds);
+void cli_dataset_free(cli_dataset *ds);
+/* The path to open for item i. */
+void cli_dataset_path(const cli_dataset *ds, int i, char *out, size_t size);
+
+/* sha256.c: the SHA-256 of a file as 64 hex digits (error printed). */
+int cli_sha256_file(const char *path, char hex[65]);
+
 /* json.c: a strict JSON reader (RFC 8259) into a tree. */
 typedef enum cj_type { CJ_NULL, CJ_BOOL, CJ_NUM, CJ_STR, CJ_ARR, CJ_OBJ } cj_type;
 typedef struct cj_value {

@@ -39,11 +39,7 @@ static const char *pointing_usage =
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
     "                      apply to every model\n";
 
-typedef struct pt_image {
-    char *file;
-    int cls;
-    int box[4];
-} pt_image;
+typedef cli_item pt_image; /* dataset.c reads labels.json */
 
 typedef struct pt_model {
     cli_model_spec spec;
@@ -56,137 +52,6 @@ typedef struct pt_model {
     float *map;    /* batch x h x w of the current batch */
     double correct, hits, energy, pearson, iou;
 } pt_model;
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap)
-            break;
-        char *nb = realloc(buf, cap * 2);
-        if (!nb) {
-            free(buf);
-            buf = NULL;
-            break;
-        }
-        buf = nb;
-        cap *= 2;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
-}
-
-static int json_int(const cj_value *v, long lo, long hi, long *out)
-{
-    if (!v || v->type != CJ_NUM || v->num != floor(v->num) || v->num < lo || v->num > hi)
-        return -1;
-    *out = (long)v->num;
-    return 0;
-}
-
-/* Reads DIR/labels.json: the class names and every image's file, class and
- * box. Checks what the scoring relies on and names what is wrong. */
-static int read_labels_json(const char *dir, pt_image **images, int *n_images, char ***classes,
-                            int *n_classes)
-{
-    char path[4096], err[160];
-    size_t len = 0;
-    snprintf(path, sizeof path, "%s/labels.json", dir);
-    char *text = read_file(path, &len);
-    if (!text)
-        return cli_error("%s: cannot read (is %s a folder written by `kdcam shapes`?)", path, dir);
-    cj_value root;
-    int rc = 0;
-    if (cj_parse(text, len, &root, err, sizeof err)) {
-        free(text);
-        return cli_error("%s: not valid JSON: %s", path, err);
-    }
-    free(text);
-    const cj_value *cl = cj_get(&root, "classes"), *im = cj_get(&root, "images");
-    pt_image *ims = NULL;
-    char **names = NULL;
-    int nc = 0, ni = 0;
-    if (!cl || cl->type != CJ_ARR || cl->n < 1) {
-        rc = cli_error("%s: no \"classes\" array of names", path);
-        goto out;
-    }
-    if (!im || im->type != CJ_ARR || im->n < 1) {
-        rc = cli_error("%s: no \"images\" array, or it is empty", path);
-        goto out;
-    }
-    names = calloc((size_t)cl->n, sizeof *names);
-    ims = calloc((size_t)im->n, sizeof *ims);
-    if (!names || !ims) {
-        rc = cli_error("out of memory");
-        goto out;
-    }
-    for (; nc < cl->n; nc++) {
-        if (cl->items[nc].type != CJ_STR) {
-            rc = cli_error("%s: classes[%d] is not a string", path, nc);
-            goto out;
-        }
-        if (!(names[nc] = strdup(cl->items[nc].str))) {
-            rc = cli_error("out of memory");
-            goto out;
-        }
-    }
-    for (; ni < im->n; ni++) {
-        const cj_value *e = &im->items[ni];
-        const cj_value *f = cj_get(e, "file"), *c = cj_get(e, "class"), *b = cj_get(e, "box");
-        long v[4], k;
-        if (!f || f->type != CJ_STR || !f->str[0] || strchr(f->str, '/')) {
-            rc = cli_error("%s: images[%d]: \"file\" is missing or not a plain file name", path,
-                           ni);
-            goto out;
-        }
-        if (json_int(c, 0, cl->n - 1, &k)) {
-            rc = cli_error("%s: images[%d] (%s): \"class\" is missing or not in 0..%d", path, ni,
-                           f->str, cl->n - 1);
-            goto out;
-        }
-        if (!b || b->type != CJ_ARR || b->n != 4 || json_int(&b->items[0], 0, 1 << 20, &v[0]) ||
-            json_int(&b->items[1], 0, 1 << 20, &v[1]) ||
-            json_int(&b->items[2], 0, 1 << 20, &v[2]) ||
-            json_int(&b->items[3], 0, 1 << 20, &v[3]) || v[2] <= v[0] || v[3] <= v[1]) {
-            rc = cli_error("%s: images[%d] (%s): \"box\" is not [x0, y0, x1, y1] with x0 < x1, "
-                           "y0 < y1", path, ni, f->str);
-            goto out;
-        }
-        if (!(ims[ni].file = strdup(f->str))) {
-            rc = cli_error("out of memory");
-            goto out;
-        }
-        ims[ni].cls = (int)k;
-        for (int i = 0; i < 4; i++)
-            ims[ni].box[i] = (int)v[i];
-    }
-out:
-    cj_free(&root);
-    if (rc) {
-        for (int i = 0; i < ni && ims; i++)
-            free(ims[i].file);
-        free(ims);
-        cli_free_labels(names, nc);
-        return rc;
-    }
-    *images = ims;
-    *n_images = ni;
-    *classes = names;
-    *n_classes = nc;
-    return 0;
-}
 
 /* The model's classes must be the dataset's, in the same order. */
 static int check_classes(const pt_model *pm, char **classes, int nc)
@@ -287,7 +152,7 @@ int cmd_pointing(int argc, char **argv)
         if (cli_parse_model_spec(o.models[i], &pms[i].spec))
             return 2;
     const char *dir = o.images[0];
-    if ((rc = read_labels_json(dir, &ims, &n_listed, &classes, &n_classes)))
+    if ((rc = cli_read_shapes_labels(dir, &ims, &n_listed, &classes, &n_classes)))
         return rc;
     n_images = n_listed;
     if (o.limit > 0 && o.limit < n_images)

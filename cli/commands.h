@@ -13,5 +13,7 @@ int cmd_pointing(int argc, char **argv); /* cmd_pointing.c */
 int cmd_bench(int argc, char **argv);    /* cmd_bench.c */
 int cmd_inspect(int argc, char **argv);  /* cmd_inspect.c */
 int cmd_convert(int argc, char **argv);  /* cmd_convert.c */
+int cmd_analyze(int argc, char **argv);  /* cmd_analyze.c */
+int cmd_merge(int argc, char **argv);    /* cmd_merge.c */
 
 #endif

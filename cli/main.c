@@ -24,6 +24,9 @@ static const struct {
     {"bench", cmd_bench, "time forward, Grad-CAM or guided backprop of a model"},
     {"inspect", cmd_inspect, "list the tensors of a weights file (.pth or .safetensors)"},
     {"convert", cmd_convert, "convert a PyTorch checkpoint (.pth) to safetensors"},
+    {"analyze", cmd_analyze,
+     "teacher/student statistics over a dataset: CKA, agreement (resumable, shardable)"},
+    {"merge", cmd_merge, "combine the shard folders of `kdcam analyze --shard` into one"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };
 

@@ -647,6 +647,105 @@ KDC_API const char *kdc_shapes_class_name(int cls);
 KDC_API kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image **out,
                                      kdc_shape_info *info, unsigned char *mask);
 
+/* ------------------------------------------------------------------ */
+/* Dataset statistics (issue 14): CKA, prediction agreement, summaries */
+/* Teacher/student comparisons over many images, as `kdcam analyze`   */
+/* computes them (docs/analyze.md). All arithmetic in double.           */
+
+/* The kernel a CKA compares representations with. */
+typedef enum kdc_cka_kernel {
+    KDC_CKA_LINEAR = 0, /* K = X X^T                                            */
+    KDC_CKA_RBF         /* K_ij = exp(-|x_i - x_j|^2 / (2 m)), m the median of
+                           all n^2 squared distances (Kornblith et al. 2019's
+                           rbf(X, threshold=1)); all-zero distances give K = 1 */
+} kdc_cka_kernel;
+
+/* The n x n kernel (Gram) matrix of n examples of d features each (x is n x
+ * d, row-major, float32) into K (n*n doubles). Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL pointers, n < 1, d < 1, unknown kernel). */
+KDC_API kdc_status kdc_cka_gram(const float *x, int n, size_t d, kdc_cka_kernel kernel,
+                                double *K);
+
+/* The unbiased HSIC estimator of Song et al. (2012), as minibatch CKA uses
+ * it (Nguyen, Raghu and Kornblith 2021; torch_cka's _HSIC): with K~, L~ the
+ * Gram matrices with zeroed diagonals,
+ *   [tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2 1'K~L~1 / (n-2)] / (n(n-3)).
+ * n < 4 is refused (KDC_ERR_INVALID_ARGUMENT: the estimator divides by
+ * n - 3, where torch_cka returns NaN). */
+KDC_API kdc_status kdc_hsic_unbiased(const double *K, const double *L, int n, double *hsic);
+
+/* A minibatch CKA accumulator: sums HSIC(K,K), HSIC(K,L), HSIC(L,L) over
+ * minibatches; CKA = sum HSIC(K,L) / sqrt(sum HSIC(K,K) * sum HSIC(L,L)).
+ * Accumulators of disjoint sets of minibatches merge exactly (sums of the
+ * same per-batch values; in another order they differ by rounding only). */
+typedef struct kdc_cka kdc_cka;
+
+KDC_API kdc_status kdc_cka_create(kdc_cka **out);
+KDC_API void kdc_cka_destroy(kdc_cka *acc);
+/* Adds one minibatch given its two Gram matrices (n x n each, n >= 4).
+ * batch_cka (may be NULL) receives the minibatch's own CKA, NaN where it is
+ * undefined (a constant representation). Errors as kdc_hsic_unbiased. */
+KDC_API kdc_status kdc_cka_add_gram(kdc_cka *acc, const double *K, const double *L, int n,
+                                    double *batch_cka);
+/* Adds one minibatch given its three HSIC values (xx, xy, yy), as
+ * kdc_hsic_unbiased computed them for n >= 4 examples: how stored per-batch
+ * values are summed again (kdcam merge). */
+KDC_API kdc_status kdc_cka_add_hsic(kdc_cka *acc, const double hsic[3], int n);
+/* Adds one minibatch of two representations of the same n examples: x (n x
+ * dx) and y (n x dy) float32 rows, compared with kernel. */
+KDC_API kdc_status kdc_cka_add(kdc_cka *acc, const float *x, size_t dx, const float *y,
+                               size_t dy, int n, kdc_cka_kernel kernel, double *batch_cka);
+/* Adds src's minibatches to dst. */
+KDC_API kdc_status kdc_cka_merge(kdc_cka *dst, const kdc_cka *src);
+/* The CKA over every minibatch added; hsic (may be NULL) receives the three
+ * sums (xx, xy, yy), batches and examples (may be NULL) the counts. Errors:
+ * KDC_ERR_STATE (no minibatch yet, or sum HSIC(K,K) * sum HSIC(L,L) <= 0:
+ * CKA undefined). */
+KDC_API kdc_status kdc_cka_result(const kdc_cka *acc, double *cka, double hsic[3],
+                                  int64_t *batches, int64_t *examples);
+
+/* KL(p || q) in nats between softmax(p_logits / T) and softmax(q_logits /
+ * T) over k classes (no T^2 factor): a teacher's and a student's
+ * predictive distributions (Stanton et al. 2021). Errors:
+ * KDC_ERR_INVALID_ARGUMENT (k < 1, T <= 0, NULL). */
+KDC_API kdc_status kdc_prediction_kl(const float *p_logits, const float *q_logits, int k,
+                                     double temperature, double *kl);
+/* Index of the largest of k values (the first one on ties); -1 if k < 1. */
+KDC_API int kdc_argmax(const float *v, int k);
+
+/* Mean of n values and the half-width of its 95% confidence interval under
+ * the normal approximation: 1.959963984540054 * s / sqrt(n), s the sample
+ * standard deviation (n - 1); half = 0 when n = 1. Summed in index order.
+ * KDC_ERR_INVALID_ARGUMENT when n = 0. */
+KDC_API kdc_status kdc_mean_ci95(const double *v, size_t n, double *mean, double *half);
+
+/* Faithfulness of a map (how much the model's score depends on the pixels
+ * the map points at). Deletion and insertion (Petsiuk et al. 2018, RISE):
+ * pixels are taken in order of decreasing map value (ties by position);
+ * step k of `steps` moves the first floor(k * h * w / steps) of them. For
+ * deletion they are replaced by `substrate` (image -> substrate), for
+ * insertion they come from the image (substrate -> image). Writes the
+ * inputs of steps k0 .. k0 + count - 1 (0 <= k0, k0 + count <= steps + 1)
+ * to out (count x 3 x h x w), so the passes can be batched with a bound on
+ * memory. image and substrate are 3 x h x w (CHW), map is h x w. Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL, sizes, steps < 1, a step range outside
+ * 0..steps), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_faith_perturb(const float *image, const float *substrate, const float *map,
+                                     int h, int w, int steps, int insertion, int k0, int count,
+                                     float *out);
+/* RISE's area under a curve of n >= 2 scores at evenly spaced fractions of
+ * [0, 1]: (sum - first/2 - last/2) / (n - 1). NaN if n < 2. */
+KDC_API double kdc_faith_auc(const double *scores, int n);
+/* Average Drop and Increase in Confidence (Chattopadhay et al. 2018,
+ * Grad-CAM++), in percent, over n images: Y[i] the class score on image i,
+ * O[i] on the image multiplied by its map: AD = 100 mean(max(0, Y - O) / Y),
+ * IC = 100 mean(O > Y). Errors: KDC_ERR_INVALID_ARGUMENT (n = 0, NULL, a
+ * score Y <= 0). */
+KDC_API kdc_status kdc_faith_average_drop(const double *Y, const double *O, size_t n,
+                                          double *avg_drop, double *increase);
+
+/* ---- end of the dataset statistics section ----------------------- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -560,6 +560,230 @@ static void test_pointing_cli(void **state)
     expect_error(run("pointing --model T=%s %s", wmb, bad), "duplicate key at byte");
 }
 
+/* ------------------------------------------------------------------ */
+/* analyze and merge: shards, resume, inputs, refusals                   */
+
+/* the whole of a file (fails the test if it cannot be read); free() it */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return b;
+}
+
+static void assert_same_file(const char *a, const char *b)
+{
+    size_t la, lb;
+    char *x = slurp(a, &la), *y = slurp(b, &lb);
+    if (la != lb || memcmp(x, y, la))
+        fail_msg("%s and %s differ", a, b);
+    free(x);
+    free(y);
+}
+
+static void assert_same_outputs(const char *d1, const char *d2)
+{
+    static const char *files[] = {"rows.jsonl", "summary.json", "cka_s1_linear.npy",
+                                  "cka_s1_rbf.npy", "cka_s1_linear_batches.npy",
+                                  "cka_s1_rbf.png"};
+    char a[400], b[400];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(a, sizeof a, "%s/%s", d1, files[i]);
+        snprintf(b, sizeof b, "%s/%s", d2, files[i]);
+        assert_same_file(a, b);
+    }
+}
+
+#define AN_MODELS "--model T=weights/demo/teacher.safetensors " \
+                  "--model S=weights/demo/student_kd.safetensors"
+
+/* 3 shards merged (in any order) give the single run's rows and summary to
+ * the last bit; shards hold different batch counts (2, 1, 1) and the last
+ * batch (2 images) is left out of CKA. */
+static void test_analyze_shards(void **state)
+{
+    (void)state;
+    char dir[300], one[300], sh[3][300], merged[300], p[400];
+    snprintf(dir, sizeof dir, "%s/an-shapes", tmp);
+    snprintf(one, sizeof one, "%s/an-one", tmp);
+    snprintf(merged, sizeof merged, "%s/an-merged", tmp);
+    assert_int_equal(run("shapes -n 16 --seed 5 --size 96 -o %s", dir), 0);
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 --limit 14 -o %s %s", one, dir), 0);
+    assert_non_null(strstr(out_text, "last-stage CKA vs T: linear"));
+    assert_non_null(strstr(err_text, "14/14 images"));
+    for (int i = 0; i < 3; i++) {
+        snprintf(sh[i], sizeof sh[i], "%s/an-shard%d", tmp, i);
+        assert_int_equal(run("analyze " AN_MODELS " --batch 4 --limit 14 --shard %d/3 -t 2 "
+                             "-o %s %s", i, sh[i], dir), 0);
+    }
+    expect_error(run("merge -o %s %s %s", merged, sh[0], sh[2]), "shard 1/3 is missing");
+    expect_error(run("merge -o %s %s %s %s %s", merged, sh[0], sh[1], sh[2], sh[1]),
+                 "given twice");
+    assert_int_equal(run("merge -o %s %s %s %s", merged, sh[2], sh[0], sh[1]), 0);
+    assert_same_outputs(one, merged);
+    snprintf(p, sizeof p, "%s/summary.json", one);
+    char *sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "\"images\":14,\"batches\":4,\"cka_batches\":3"));
+    assert_non_null(strstr(sum, "\"sha256\":\""));
+    assert_non_null(strstr(sum, "\"layers\":[\"layer1\",\"layer2\",\"layer3\",\"layer4\",\"fc\"]"));
+    /* report.html: every picture it shows lies beside it (no network) */
+    for (int d = 0; d < 2; d++) {
+        const char *od = d ? merged : one;
+        snprintf(p, sizeof p, "%s/report.html", od);
+        char *html = slurp(p, NULL);
+        assert_null(strstr(html, "http"));
+        int imgs = 0;
+        for (const char *q = strstr(html, "src=\""); q; q = strstr(q + 1, "src=\"")) {
+            char name[200], file[600];
+            const char *e = strchr(q + 5, '"');
+            assert_non_null(e);
+            snprintf(name, sizeof name, "%.*s", (int)(e - q - 5), q + 5);
+            snprintf(file, sizeof file, "%s/%s", od, name);
+            struct stat sb;
+            if (stat(file, &sb))
+                fail_msg("%s shows %s, which is missing", p, name);
+            imgs++;
+        }
+        assert_int_equal(imgs, d ? 2 : 2 + 6); /* heatmaps; a single run: 6 figures */
+        free(html);
+    }
+    /* the command is kept without --shard, -o, -t: every shard's is the same */
+    assert_null(strstr(sum, "--shard"));
+    free(sum);
+    /* a shard of another analysis (other batch) is refused */
+    snprintf(p, sizeof p, "%s/an-other", tmp);
+    assert_int_equal(run("analyze " AN_MODELS " --batch 5 --limit 14 --shard 1/3 -o %s %s", p,
+                         dir), 0);
+    expect_error(run("merge -o %s/an-m2 %s %s %s", tmp, sh[0], p, sh[2]), "different analyses");
+    expect_error(run("merge -o %s %s %s %s", merged, sh[2], sh[0], sh[1]), "exists");
+}
+
+/* an interrupted run (its rows file cut inside a batch) resumed gives the
+ * uninterrupted run's files */
+static void test_analyze_resume(void **state)
+{
+    (void)state;
+    char dir[300], one[300], part[300], a[400], b[400];
+    snprintf(dir, sizeof dir, "%s/an-shapes", tmp);
+    snprintf(one, sizeof one, "%s/an-one", tmp);
+    snprintf(part, sizeof part, "%s/an-part", tmp);
+    assert_int_equal(mkdir(part, 0755), 0);
+    snprintf(a, sizeof a, "%s/rows.jsonl", one);
+    snprintf(b, sizeof b, "%s/rows.jsonl", part);
+    size_t len;
+    char *rows = slurp(a, &len);
+    /* cut 30 bytes into the first image row after the second batch row */
+    char *cut = rows;
+    for (int k = 0; k < 2; k++) {
+        cut = strstr(cut, "{\"type\":\"batch\"");
+        assert_non_null(cut);
+        cut = strchr(cut, '\n') + 1;
+    }
+    FILE *f = fopen(b, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(rows, 1, (size_t)(cut - rows) + 30, f), (size_t)(cut - rows) + 30);
+    fclose(f);
+    free(rows);
+    expect_error(run("analyze " AN_MODELS " --batch 4 --limit 14 -o %s %s", part, dir),
+                 "use --resume");
+    expect_error(run("analyze " AN_MODELS " --batch 8 --limit 14 --resume -o %s %s", part, dir),
+                 "another analysis");
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 --limit 14 --resume -o %s %s", part,
+                         dir), 0);
+    assert_non_null(strstr(err_text, "resuming"));
+    assert_non_null(strstr(err_text, "at image 8"));
+    assert_same_outputs(one, part);
+    /* resuming a finished run computes nothing and changes nothing */
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 --limit 14 --resume -o %s %s", part,
+                         dir), 0);
+    assert_same_outputs(one, part);
+}
+
+/* list files and ImageFolder trees; the refusals */
+static void test_analyze_inputs(void **state)
+{
+    (void)state;
+    char dir[300], list[300], tree[300], out[300], p[700];
+    snprintf(dir, sizeof dir, "%s/an-shapes", tmp);
+    snprintf(list, sizeof list, "%s/an-list.txt", tmp);
+    snprintf(tree, sizeof tree, "%s/an-tree", tmp);
+    /* the list: images 0-5 of the shapes folder with their classes (from
+     * labels.json), paths relative to the list's folder */
+    FILE *f = fopen(list, "w");
+    assert_non_null(f);
+    fputs("# path class\n", f);
+    assert_int_equal(mkdir(tree, 0755), 0);
+    for (int i = 0; i < 6; i++) {
+        char src[400], sub[500];
+        snprintf(src, sizeof src, "%s/%06d.png", dir, i);
+        fprintf(f, "an-shapes/%06d.png %d\n", i, i % 2);
+        snprintf(sub, sizeof sub, "%s/c%d", tree, i % 2);
+        mkdir(sub, 0755);
+        snprintf(p, sizeof p, "%s/c%d/%06d.png", tree, i % 2, i);
+        assert_int_equal(symlink(src, p), 0);
+    }
+    fclose(f);
+    snprintf(out, sizeof out, "%s/an-listout", tmp);
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 -o %s %s", out, list), 0);
+    snprintf(p, sizeof p, "%s/summary.json", out);
+    char *sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "\"input_kind\":\"list\",\"images\":6"));
+    assert_non_null(strstr(sum, "\"accuracy\":{\"mean\":"));
+    assert_non_null(strstr(sum, "\"pointing\":null"));
+    assert_non_null(strstr(sum, "\"deletion_auc\":null"));
+    free(sum);
+    /* faithfulness (--faith): every model gets AUCs, Average Drop and IC */
+    snprintf(out, sizeof out, "%s/an-faith", tmp);
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 --faith 5 -o %s %s", out, list), 0);
+    snprintf(p, sizeof p, "%s/summary.json", out);
+    sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "\"faith_steps\":5"));
+    const char *q = sum;
+    for (int i = 0; i < 2; i++) {
+        q = strstr(q, "\"deletion_auc\":{\"mean\":");
+        assert_non_null(q);
+        const double del = strtod(q + 23, NULL);
+        q = strstr(q, "\"insertion_auc\":{\"mean\":");
+        assert_non_null(q);
+        const double ins = strtod(q + 24, NULL);
+        assert_true(del >= 0 && del <= 1 && ins >= 0 && ins <= 1);
+        q = strstr(q, "\"average_drop\":");
+        assert_non_null(q);
+        const double ad = strtod(q + 15, NULL);
+        assert_true(ad >= 0 && ad <= 100);
+    }
+    free(sum);
+    snprintf(out, sizeof out, "%s/an-treeout", tmp);
+    assert_int_equal(run("analyze " AN_MODELS " --batch 4 -o %s %s", out, tree), 0);
+    snprintf(p, sizeof p, "%s/rows.jsonl", out);
+    sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "\"input_kind\":\"imagefolder\",\"images\":6"));
+    assert_non_null(strstr(sum, "\"file\":\"c1/000001.png\",\"label\":1"));
+    free(sum);
+    /* refusals: one line each */
+    expect_error(run("analyze " AN_MODELS " --batch 3 -o %s/x %s", tmp, dir), "at least 4");
+    expect_error(run("analyze " AN_MODELS " --shard 3/3 -o %s/x %s", tmp, dir), "0 <= I < N");
+    expect_error(run("analyze --model T=weights/demo/teacher.safetensors -o %s/x %s", tmp, dir),
+                 "at least one student");
+    write_text(list, "a.png 1\nb.png\n");
+    expect_error(run("analyze " AN_MODELS " -o %s/x %s", tmp, list), "some lines have a class");
+    snprintf(p, sizeof p, "%s/an-empty", tmp);
+    assert_int_equal(mkdir(p, 0755), 0);
+    expect_error(run("analyze " AN_MODELS " -o %s/x %s", tmp, p), "no class subfolders");
+    expect_error(run("merge -o %s/x %s", tmp, p), "cannot read");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +791,9 @@ int main(void)
         cmocka_unit_test(test_classify_and_layers),
         cmocka_unit_test(test_cam_cli),
         cmocka_unit_test(test_pointing_cli),
+        cmocka_unit_test(test_analyze_shards),
+        cmocka_unit_test(test_analyze_resume),
+        cmocka_unit_test(test_analyze_inputs),
         cmocka_unit_test(test_dump_mobilenet),
         cmocka_unit_test(test_dump_mobilenet_timm),
         cmocka_unit_test(test_dump_resnet50),

@@ -3,7 +3,8 @@
 # teacher and three MobileNetV1 students: vanilla, logit KD, ICKD) on
 # held-out images of the procedural shapes dataset, whose object boxes are
 # known. Writes side-by-side figures (kdcam compare) and scores every
-# model's Grad-CAM against the boxes (kdcam pointing).
+# model's Grad-CAM against the boxes (kdcam pointing); ends with the dataset
+# statistics (kdcam analyze): each student's last-stage CKA against the teacher.
 set -e
 B=${1:-build}
 K=$B/kdcam
@@ -15,7 +16,7 @@ THREADS=${DEMO_THREADS:-2}
 for f in teacher student student_kd student_ickd; do
     [ -f "$W/$f.safetensors" ] || { echo "demo: $W/$f.safetensors is missing" >&2; exit 1; }
 done
-rm -rf "$D/heldout" "$D/figures"
+rm -rf "$D/heldout" "$D/figures" "$D/analyze"
 mkdir -p "$D"
 
 # --seed 3 is the held-out seed of tools/train_demo.py: none of these images
@@ -36,6 +37,14 @@ echo "== kdcam compare (teacher and students; feature map, Grad-CAM, Guided Grad
 echo "== kdcam pointing (Grad-CAM at each model's last stage vs the object boxes)"
 "$K" pointing "$@" --threads "$THREADS" "$D/heldout" | tee "$D/pointing.txt"
 
+echo "== kdcam analyze (CKA, prediction and map agreement over the same images)"
+"$K" analyze "$@" --threads "$THREADS" --batch 16 -o "$D/analyze" "$D/heldout" \
+    > "$D/analyze.txt"
+
 echo
 echo "figures: $D/figures/*.compare.png (one per image: a row per model)"
+echo "dataset statistics: $D/analyze/summary.json, CKA heatmaps $D/analyze/cka_*.png"
 echo "table:   $D/pointing.txt; the images and their boxes: $D/heldout/labels.json"
+echo
+echo "CKA of each student's last stage (model.13) against the teacher's (layer4), $N images:"
+grep "last-stage CKA" "$D/analyze.txt"

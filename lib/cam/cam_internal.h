@@ -22,6 +22,15 @@ void kdc__minmax_plane(const float *src, float *dst, size_t count);
 /* tests/test_cam.c checks it against PyTorch. */
 void kdc__upsample_align_corners(const float *src, int h, int w, float *dst, int H, int W);
 
+/* metrics.c: a value and its position; kdc__ranked_desc orders them for
+ * qsort, larger values first, equal values by position (top-k IoU; the
+ * deletion/insertion order of lib/stats/faith.c). */
+typedef struct kdc__ranked {
+    float v;
+    size_t i;
+} kdc__ranked;
+int kdc__ranked_desc(const void *x, const void *y);
+
 /* methods.c: methods that need the gradients at the target layers. */
 int kdc__needs_grad(kdc_cam_method m);
 

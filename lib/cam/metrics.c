@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "cam_internal.h"
 
 double kdc_map_pearson(const float *a, const float *b, size_t n)
 {
@@ -27,13 +27,7 @@ double kdc_map_pearson(const float *a, const float *b, size_t n)
     return saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : 0.0;
 }
 
-typedef struct kdc__ranked {
-    float v;
-    size_t i;
-} kdc__ranked;
-
-/* Larger values first; equal values by position. */
-static int kdc__rank_cmp(const void *x, const void *y)
+int kdc__ranked_desc(const void *x, const void *y)
 {
     const kdc__ranked *p = x, *q = y;
     if (p->v != q->v)
@@ -52,7 +46,7 @@ static int kdc__top_k(const float *m, size_t n, size_t k, unsigned char *sel)
         r[i].i = i;
         sel[i] = 0;
     }
-    qsort(r, n, sizeof *r, kdc__rank_cmp);
+    qsort(r, n, sizeof *r, kdc__ranked_desc);
     for (size_t j = 0; j < k; j++)
         sel[r[j].i] = 1;
     free(r);

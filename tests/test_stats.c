@@ -1,0 +1,331 @@
+/* test_stats.c - the dataset statistics (lib/stats/): Gram matrices,
+ * unbiased HSIC, minibatch CKA (linear and RBF) with merged accumulators,
+ * the too-small-batch refusal, prediction KL and the mean's 95% interval,
+ * against tools/gen_stats_fixtures.py (NumPy, float64). Run from the
+ * repository root. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcam.h"
+#include "kit.h"
+
+#define FIX "tests/fixtures/stats/"
+#define REL 1e-6
+
+/* the value of `name` in expected.txt (fails the test if absent) */
+static double expected(const char *name)
+{
+    FILE *f = fopen(FIX "expected.txt", "r");
+    assert_non_null(f);
+    char key[128];
+    double v = NAN;
+    int found = 0;
+    while (fscanf(f, "%127s", key) == 1) {
+        if (!strcmp(key, name)) {
+            found = fscanf(f, "%lf", &v) == 1;
+            break;
+        }
+        int c;
+        while ((c = fgetc(f)) != EOF && c != '\n')
+            ;
+    }
+    fclose(f);
+    if (!found)
+        fail_msg("expected.txt has no %s", name);
+    return v;
+}
+
+/* the values of a "name v1 v2 ..." line (at most max); returns how many */
+static int expected_list(const char *name, double *v, int max)
+{
+    FILE *f = fopen(FIX "expected.txt", "r");
+    assert_non_null(f);
+    char key[64];
+    int got = 0;
+    while (fscanf(f, "%63s", key) == 1) {
+        if (!strcmp(key, name)) {
+            while (got < max && fscanf(f, "%lf", &v[got]) == 1)
+                got++;
+            break;
+        }
+        int c;
+        while ((c = fgetc(f)) != EOF && c != '\n')
+            ;
+    }
+    fclose(f);
+    return got;
+}
+
+static void assert_rel(double got, double want, const char *what)
+{
+    const double tol = REL * fmax(fabs(want), 1e-12);
+    if (!(fabs(got - want) <= tol))
+        fail_msg("%s: got %.17g, NumPy %.17g (rel %.3g)", what, got, want,
+                 fabs(got - want) / fmax(fabs(want), 1e-300));
+}
+
+static float *load(const char *name, int64_t dims[8])
+{
+    float *d = NULL;
+    int nd = 0;
+    char path[256];
+    snprintf(path, sizeof path, FIX "%s", name);
+    assert_int_equal(kdc_npy_load(path, &d, &nd, dims), KDC_OK);
+    assert_int_equal(nd, 2);
+    return d;
+}
+
+static void check_kernel(kdc_cka_kernel kernel, const char *kname)
+{
+    int64_t dx[8], dy[8];
+    float *x = load("x.npy", dx), *y = load("y.npy", dy);
+    const int nb = (int)expected("batches");
+    kdc_cka *all = NULL, *a = NULL, *b = NULL;
+    assert_int_equal(kdc_cka_create(&all), KDC_OK);
+    assert_int_equal(kdc_cka_create(&a), KDC_OK);
+    assert_int_equal(kdc_cka_create(&b), KDC_OK);
+    char key[96];
+    int i0 = 0;
+    for (int bi = 0; bi < nb; bi++) {
+        snprintf(key, sizeof key, "batch%d", bi);
+        const int n = (int)expected(key);
+        const float *xb = x + (size_t)i0 * dx[1], *yb = y + (size_t)i0 * dy[1];
+        double *K = tk_xmalloc((size_t)n * n * sizeof *K), *L = tk_xmalloc((size_t)n * n * sizeof *L);
+        assert_int_equal(kdc_cka_gram(xb, n, (size_t)dx[1], kernel, K), KDC_OK);
+        assert_int_equal(kdc_cka_gram(yb, n, (size_t)dy[1], kernel, L), KDC_OK);
+        if (bi == 0) {
+            snprintf(key, sizeof key, "%s.b0.K00", kname);
+            assert_rel(K[0], expected(key), key);
+            snprintf(key, sizeof key, "%s.b0.K12", kname);
+            assert_rel(K[1 * n + 2], expected(key), key);
+            snprintf(key, sizeof key, "%s.b0.K31", kname);
+            assert_rel(K[3 * n + 1], expected(key), key);
+        }
+        static const char *pairs[3] = {"hsic_xx", "hsic_xy", "hsic_yy"};
+        const double *A[3] = {K, K, L}, *B[3] = {K, L, L};
+        for (int p = 0; p < 3; p++) {
+            double h;
+            assert_int_equal(kdc_hsic_unbiased(A[p], B[p], n, &h), KDC_OK);
+            snprintf(key, sizeof key, "%s.b%d.%s", kname, bi, pairs[p]);
+            assert_rel(h, expected(key), key);
+        }
+        double bc, bc2;
+        assert_int_equal(kdc_cka_add_gram(all, K, L, n, &bc), KDC_OK);
+        snprintf(key, sizeof key, "%s.b%d.cka", kname, bi);
+        assert_rel(bc, expected(key), key);
+        /* the same from the representations; batches 0-1 to a, the rest to b */
+        assert_int_equal(kdc_cka_add(bi < 2 ? a : b, xb, (size_t)dx[1], yb, (size_t)dy[1], n,
+                                     kernel, &bc2),
+                         KDC_OK);
+        assert_true(bc2 == bc);
+        free(K);
+        free(L);
+        i0 += n;
+    }
+    double cka, cka_a, cka_m, h[3], hm[3];
+    int64_t batches, examples;
+    assert_int_equal(kdc_cka_result(all, &cka, h, &batches, &examples), KDC_OK);
+    snprintf(key, sizeof key, "%s.cka", kname);
+    assert_rel(cka, expected(key), key);
+    assert_int_equal(batches, nb);
+    assert_int_equal(examples, i0);
+    assert_int_equal(kdc_cka_result(a, &cka_a, NULL, NULL, NULL), KDC_OK);
+    snprintf(key, sizeof key, "%s.shardA.cka", kname);
+    assert_rel(cka_a, expected(key), key);
+    /* merged shards (2 and 3 batches) give the single run's result */
+    assert_int_equal(kdc_cka_merge(a, b), KDC_OK);
+    assert_int_equal(kdc_cka_result(a, &cka_m, hm, &batches, &examples), KDC_OK);
+    assert_int_equal(batches, nb);
+    assert_int_equal(examples, i0);
+    for (int p = 0; p < 3; p++)
+        assert_true(fabs(hm[p] - h[p]) <= 1e-12 * fabs(h[p]));
+    snprintf(key, sizeof key, "%s.cka", kname);
+    assert_rel(cka_m, expected(key), "merged cka");
+    kdc_cka_destroy(all);
+    kdc_cka_destroy(a);
+    kdc_cka_destroy(b);
+    free(x);
+    free(y);
+}
+
+static void test_cka_linear(void **state)
+{
+    (void)state;
+    check_kernel(KDC_CKA_LINEAR, "linear");
+}
+
+static void test_cka_rbf(void **state)
+{
+    (void)state;
+    check_kernel(KDC_CKA_RBF, "rbf");
+}
+
+/* batches of 3 or fewer are refused with a message, never NaN */
+static void test_small_batch(void **state)
+{
+    (void)state;
+    float x[3 * 5];
+    double K[9], h = 42.0, c = 42.0;
+    tk_fill(x, 15, -1, 1);
+    kdc_cka *acc = NULL;
+    assert_int_equal(kdc_cka_create(&acc), KDC_OK);
+    for (int n = 0; n <= 3; n++) {
+        assert_int_equal(kdc_cka_add(acc, x, 5, x, 5, n, KDC_CKA_LINEAR, &c),
+                         KDC_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(kdc_last_error(), "at least 4"));
+    }
+    assert_int_equal(kdc_cka_gram(x, 3, 5, KDC_CKA_LINEAR, K), KDC_OK);
+    assert_int_equal(kdc_hsic_unbiased(K, K, 3, &h), KDC_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(kdc_last_error(), "minibatch of 3 examples is too small"));
+    assert_int_equal(kdc_cka_add_gram(acc, K, K, 3, &c), KDC_ERR_INVALID_ARGUMENT);
+    assert_true(h == 42.0 && c == 42.0);
+    /* nothing was added: no result */
+    assert_int_equal(kdc_cka_result(acc, &c, NULL, NULL, NULL), KDC_ERR_STATE);
+    assert_int_equal(kdc_cka_gram(x, 3, 5, (kdc_cka_kernel)7, K), KDC_ERR_INVALID_ARGUMENT);
+    kdc_cka_destroy(acc);
+}
+
+/* a representation against itself: CKA 1; against a constant one: refused */
+static void test_cka_identity_and_constant(void **state)
+{
+    (void)state;
+    enum { N = 8, D = 6 };
+    float x[N * D], z[N * D];
+    tk_fill(x, N * D, -2, 2);
+    for (int i = 0; i < N * D; i++)
+        z[i] = 0.5f;
+    kdc_cka *acc = NULL, *bad = NULL;
+    assert_int_equal(kdc_cka_create(&acc), KDC_OK);
+    assert_int_equal(kdc_cka_create(&bad), KDC_OK);
+    double c, bc;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(kdc_cka_add(acc, x, D, x, D, N, (kdc_cka_kernel)k, &bc), KDC_OK);
+        assert_true(fabs(bc - 1.0) < 1e-12);
+    }
+    assert_int_equal(kdc_cka_result(acc, &c, NULL, NULL, NULL), KDC_OK);
+    assert_true(fabs(c - 1.0) < 1e-12);
+    assert_int_equal(kdc_cka_add(bad, x, D, z, D, N, KDC_CKA_LINEAR, &bc), KDC_OK);
+    assert_true(isnan(bc));
+    assert_int_equal(kdc_cka_result(bad, &c, NULL, NULL, NULL), KDC_ERR_STATE);
+    assert_non_null(strstr(kdc_last_error(), "undefined"));
+    kdc_cka_destroy(acc);
+    kdc_cka_destroy(bad);
+}
+
+static void test_prediction_kl(void **state)
+{
+    (void)state;
+    int64_t dt[8], ds[8];
+    float *lt = load("logits_t.npy", dt), *ls = load("logits_s.npy", ds);
+    char key[64];
+    for (int T = 1; T <= 4; T += 3)
+        for (int i = 0; i < dt[0]; i++) {
+            double kl;
+            assert_int_equal(kdc_prediction_kl(lt + i * dt[1], ls + i * dt[1], (int)dt[1], T, &kl),
+                             KDC_OK);
+            snprintf(key, sizeof key, "kl.T%d.%d", T, i);
+            assert_rel(kl, expected(key), key);
+        }
+    double kl;
+    assert_int_equal(kdc_prediction_kl(lt, lt, (int)dt[1], 1.0, &kl), KDC_OK);
+    assert_true(kl == 0.0);
+    assert_int_equal(kdc_prediction_kl(lt, ls, (int)dt[1], 0.0, &kl), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_prediction_kl(lt, ls, 0, 1.0, &kl), KDC_ERR_INVALID_ARGUMENT);
+    const float v[5] = {1, 3, -2, 3, 0};
+    assert_int_equal(kdc_argmax(v, 5), 1);
+    assert_int_equal(kdc_argmax(v, 0), -1);
+    free(lt);
+    free(ls);
+}
+
+static void test_mean_ci(void **state)
+{
+    (void)state;
+    double v[9];
+    const int got = expected_list("ci.values", v, 9);
+    assert_int_equal(got, 9);
+    double m, half;
+    assert_int_equal(kdc_mean_ci95(v, 9, &m, &half), KDC_OK);
+    assert_rel(m, expected("ci.mean"), "mean");
+    assert_rel(half, expected("ci.half"), "ci half-width");
+    assert_int_equal(kdc_mean_ci95(v, 1, &m, &half), KDC_OK);
+    assert_true(m == v[0] && half == 0.0);
+    assert_int_equal(kdc_mean_ci95(v, 0, &m, &half), KDC_ERR_INVALID_ARGUMENT);
+}
+
+/* deletion and insertion inputs equal NumPy's exactly (they are copies);
+ * batched generation (k0, count) gives the same steps */
+static void test_faith_perturb(void **state)
+{
+    (void)state;
+    int64_t di[8], ds[8], dm[8], dd[8];
+    float *img = NULL, *sub = NULL, *map = NULL, *want = NULL;
+    int nd;
+    assert_int_equal(kdc_npy_load(FIX "faith_image.npy", &img, &nd, di), KDC_OK);
+    assert_int_equal(kdc_npy_load(FIX "faith_substrate.npy", &sub, &nd, ds), KDC_OK);
+    assert_int_equal(kdc_npy_load(FIX "faith_map.npy", &map, &nd, dm), KDC_OK);
+    const int h = (int)dm[0], w = (int)dm[1], steps = 7;
+    const size_t one = (size_t)3 * h * w;
+    static const char *files[2] = {FIX "faith_deletion.npy", FIX "faith_insertion.npy"};
+    float *out = tk_xmalloc((steps + 1) * one * sizeof *out);
+    for (int ins = 0; ins < 2; ins++) {
+        assert_int_equal(kdc_npy_load(files[ins], &want, &nd, dd), KDC_OK);
+        assert_int_equal(nd, 4);
+        assert_int_equal(dd[0], steps + 1);
+        /* in three chunks: steps 0-2, 3-6, 7 */
+        assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, ins, 0, 3, out), KDC_OK);
+        assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, ins, 3, 4, out + 3 * one),
+                         KDC_OK);
+        assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, ins, 7, 1, out + 7 * one),
+                         KDC_OK);
+        assert_memory_equal(out, want, (steps + 1) * one * sizeof *out);
+        free(want);
+    }
+    assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, steps, 0, 6, 3, out),
+                     KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_faith_perturb(img, sub, map, h, w, 0, 0, 0, 1, out),
+                     KDC_ERR_INVALID_ARGUMENT);
+    free(out);
+    free(img);
+    free(sub);
+    free(map);
+}
+
+static void test_faith_scores(void **state)
+{
+    (void)state;
+    double sc[8], Y[8], O[8], ad, ic;
+    assert_int_equal(expected_list("auc.scores", sc, 8), 8);
+    assert_rel(kdc_faith_auc(sc, 8), expected("auc.value"), "AUC");
+    assert_true(isnan(kdc_faith_auc(sc, 1)));
+    assert_int_equal(expected_list("ad.Y", Y, 8), 8);
+    assert_int_equal(expected_list("ad.O", O, 8), 8);
+    assert_int_equal(kdc_faith_average_drop(Y, O, 8, &ad, &ic), KDC_OK);
+    assert_rel(ad, expected("ad.drop"), "Average Drop");
+    assert_rel(ic, expected("ad.inc"), "Increase in Confidence");
+    Y[2] = 0.0;
+    assert_int_equal(kdc_faith_average_drop(Y, O, 8, &ad, &ic), KDC_ERR_INVALID_ARGUMENT);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cka_linear),
+        cmocka_unit_test(test_cka_rbf),
+        cmocka_unit_test(test_small_batch),
+        cmocka_unit_test(test_cka_identity_and_constant),
+        cmocka_unit_test(test_prediction_kl),
+        cmocka_unit_test(test_mean_ci),
+        cmocka_unit_test(test_faith_perturb),
+        cmocka_unit_test(test_faith_scores),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
