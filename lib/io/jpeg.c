@@ -11,7 +11,7 @@
  * file says. convert("RGB") then replicates L and turns CMYK into RGB with
  * r = clip(nk - nk * c / 255) (nk = 255 - k, Pillow's rounded division).
  *
- * libjpeg's default error handler calls exit(): ours formats the message
+ * libjpeg's default error handler ends the process: ours formats the message
  * and longjmps back here. Warnings that mean the pixel data is corrupt or
  * missing (premature end of file, bad Huffman code, ...) are errors too, so
  * a truncated file is refused instead of decoded half grey; the harmless

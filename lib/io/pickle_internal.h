@@ -16,7 +16,7 @@
 int kdc__pk_grow(void **arr, uint32_t *cap, uint32_t n, size_t size, uint32_t limit);
 /* A new value of kind k; its index in *out. */
 kdc_status kdc__pk_new(kdc__pickle *p, kdc__pk_kind k, uint32_t *out);
-/* An opaque value described by printf(fmt, arg). */
+/* An opaque value, described by the format fmt applied to arg. */
 kdc_status kdc__pk_opaque(kdc__pickle *p, uint32_t *out, const char *fmt, const char *arg);
 /* Appends item to container c, keeping depth up to date. */
 kdc_status kdc__pk_append(kdc__pickle *p, uint32_t c, uint32_t item);

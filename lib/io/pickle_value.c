@@ -69,7 +69,7 @@ kdc_status kdc__pk_new(kdc__pickle *p, kdc__pk_kind k, uint32_t *out)
     return KDC_OK;
 }
 
-/* An opaque value described by printf(fmt, ...). */
+/* An opaque value, described by the format fmt applied to arg. */
 kdc_status kdc__pk_opaque(kdc__pickle *p, uint32_t *out, const char *fmt, const char *arg)
 {
     kdc_status st = kdc__pk_new(p, KDC__PK_OPAQUE, out);

@@ -88,15 +88,6 @@ static void *kdc__stbi_realloc(void *p, size_t n)
 #pragma GCC diagnostic ignored "-Wunused-function"
 #endif
 
-int kdc__stbi_info(const unsigned char *buf, size_t len, int *w, int *h, int *comp)
-{
-    if (len > (size_t)INT_MAX) {
-        stbi__g_failure_reason = "file too large";
-        return 0;
-    }
-    return stbi_info_from_memory(buf, (int)len, w, h, comp);
-}
-
 unsigned char *kdc__stbi_load(const unsigned char *buf, size_t len, int *w, int *h,
                               int req_comp, size_t max_alloc, int *capped)
 {

@@ -11,10 +11,6 @@
 /* Largest accepted image side, in pixels (also stb's own limit). */
 #define KDC__IMAGE_MAX_SIDE 32768
 
-/* Header-only probe of an in-memory image file. Returns 1 and the size and
- * channel count on success; 0 (see kdc__stbi_failure_reason) otherwise. */
-int kdc__stbi_info(const unsigned char *buf, size_t len, int *w, int *h, int *comp);
-
 /* Decodes an in-memory image file to 8-bit, req_comp channels per pixel.
  * Returns a buffer from malloc() (free with free() or kdc__stbi_free) or
  * NULL. No block the decoder allocates may exceed max_alloc bytes (0: no
