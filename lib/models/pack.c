@@ -76,26 +76,36 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
     return KDC_OK;
 }
 
+size_t kdc__conv_packed_t_size(const struct kdc_model *m, int node)
+{
+    const kdc__conv_param *cp = &m->nodes[node].p.conv;
+    return kdc__gemm_packed_size(cp->cin * cp->kh * cp->kw, cp->cout, m->gemm->mr);
+}
+
+void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst)
+{
+    /* element (i, o) of W^T is element (o, i) of the packed W */
+    const kdc__conv_param *cp = &m->nodes[node].p.conv;
+    const int k = cp->cin * cp->kh * cp->kw, mr = m->gemm->mr;
+    float *d = dst;
+    for (int i0 = 0; i0 < k; i0 += mr)
+        for (int o = 0; o < cp->cout; o++, d += mr) {
+            const float *src = cp->packed + (size_t)(o / mr) * k * mr + o % mr;
+            for (int i = 0; i < mr; i++)
+                d[i] = i0 + i < k ? src[(size_t)(i0 + i) * mr] : 0.0f;
+        }
+}
+
 kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out)
 {
     kdc_status st = KDC_OK;
     pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
     pthread_mutex_lock(lock);
     if (!m->packed_t[node]) {
-        const kdc__conv_param *cp = &m->nodes[node].p.conv;
-        const int k = cp->cin * cp->kh * cp->kw;
-        const size_t bytes = kdc__gemm_packed_size(k, cp->cout, m->gemm->mr) * sizeof(float);
+        const size_t bytes = kdc__conv_packed_t_size(m, node) * sizeof(float);
         float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (p) {
-            /* element (i, o) of W^T is element (o, i) of the packed W */
-            const int mr = m->gemm->mr;
-            float *d = p;
-            for (int i0 = 0; i0 < k; i0 += mr)
-                for (int o = 0; o < cp->cout; o++, d += mr) {
-                    const float *src = cp->packed + (size_t)(o / mr) * k * mr + o % mr;
-                    for (int i = 0; i < mr; i++)
-                        d[i] = i0 + i < k ? src[(size_t)(i0 + i) * mr] : 0.0f;
-                }
+            kdc__conv_transpose_packed(m, node, p);
             m->packed_t[node] = p;
         } else {
             st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the transposed weights",

@@ -103,6 +103,11 @@ kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw);
 /* models/pack.c: the transposed weight packing of CONV / LINEAR node `node`,
  * made on first use (thread-safe); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out);
+/* The same transposed packing written into dst (kdc__conv_packed_t_size
+ * floats), not kept: for runs whose inputs are too large to keep every
+ * layer's copy besides their activations (lib/run/backward.c). */
+size_t kdc__conv_packed_t_size(const struct kdc_model *m, int node);
+void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst);
 
 /* ---- op kernels: scalar references (one file per op family) ---- */
 

@@ -89,6 +89,28 @@ static kdc_status kdc__class_seed(kdc_run *r, const kdc_target *tg, float *seed)
     return KDC_OK;
 }
 
+/* The transposed weights of conv i for its backward-data. Kept in the
+ * model (made once, shared by runs) for inputs up to KDC__WT_KEEP_PIXELS
+ * (n x h x w): a classifier's backward pass then never transposes. Larger
+ * inputs (a detector at 800 x 1216) have activations that dwarf the cost
+ * of transposing one layer at a time into the run's buffer, and keeping
+ * every layer's copy would add the weights' size again to the peak
+ * (230 MB for ResNet-152). The values, and so the results, are the same. */
+enum { KDC__WT_KEEP_PIXELS = 4 * 224 * 224 };
+
+static kdc_status kdc__backward_weights(kdc_run *r, int i, const float **wt)
+{
+    const kdc_model *m = r->m;
+    if (m->packed_t[i] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
+        return kdc__conv_packed_t(m, i, wt);
+    kdc_status st = kdc__work_wt(&r->ws, kdc__conv_packed_t_size(m, i));
+    if (st)
+        return st;
+    kdc__conv_transpose_packed(m, i, r->ws.wt);
+    *wt = r->ws.wt;
+    return KDC_OK;
+}
+
 kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers, int ngrad,
                             int guided)
 {
@@ -111,6 +133,9 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
     } else if (tg->kind != KDC_TARGET_LOGIT && tg->kind != KDC_TARGET_PROB) {
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown target kind %d", (int)tg->kind);
     }
+    /* the forward's padding buffers are not needed below: give them back
+     * before the gradients and columns are made */
+    kdc__work_release_forward(&r->ws);
     int lowest = target;
     memset(r->gkeep, 0, (size_t)nn);
     for (int i = 0; i < ngrad; i++) {
@@ -185,7 +210,7 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
         k.a.dx2 = dx[1];
         if (k.a.dx && kdc__conv_is_gemm(m, nd)) {
             const float *wt;
-            if ((st = kdc__conv_packed_t(m, i, &wt)) ||
+            if ((st = kdc__backward_weights(r, i, &wt)) ||
                 (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
                 (st = kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, wt,
                                                      k.a.dy, r->n, k.a.out_chw[1],

@@ -47,6 +47,7 @@ void kdc__work_free(kdc__work *ws)
     free(ws->cols);
     free(ws->xpad);
     free(ws->wide);
+    free(ws->wt);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -88,6 +89,28 @@ static void kdc__wide_sizes(const kdc__conv_param *cp, int ih, int iw, int oh, i
     kdc__wide_geometry(cp, ih, iw, oh, ow, &g);
     *xpad = (size_t)cp->cin * g.plane;
     *wide = (size_t)cp->cout * g.nw;
+}
+
+kdc_status kdc__work_wt(kdc__work *ws, size_t n)
+{
+    if (ws->wt_cap >= n)
+        return KDC_OK;
+    free(ws->wt);
+    ws->wt = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    ws->wt_cap = ws->wt ? n : 0;
+    if (!ws->wt)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for %zu transposed weights", n);
+    return KDC_OK;
+}
+
+void kdc__work_release_forward(kdc__work *ws)
+{
+    if (ws->xpad_cap + ws->wide_cap <= (size_t)KDC__COLS_MAX)
+        return;
+    free(ws->xpad);
+    free(ws->wide);
+    ws->xpad = ws->wide = NULL;
+    ws->xpad_cap = ws->wide_cap = 0;
 }
 
 static kdc_status kdc__grow(float **p, size_t *cap, size_t need)
@@ -144,7 +167,7 @@ typedef struct kdc__gemm_job {
     size_t c_img, ldc;
     int accumulate;
     const kdc__gemm_epilogue *ep;/* ep->res is image 0's                     */
-    int mparts, nparts, mtiles, ntiles;
+    int mparts, nparts, mtiles, ntiles, threads;
 } kdc__gemm_job;
 
 static void kdc__gemm_task(void *ctx, int t)
@@ -184,13 +207,14 @@ static void kdc__gemm_split(kdc__gemm_job *j, int nimg, int threads)
     const int mr = j->gk->mr, nr = j->gk->nr;
     j->mtiles = (j->m + mr - 1) / mr;
     j->ntiles = (j->n + nr - 1) / nr;
-    kdc__sched_gemm(j->mtiles, j->ntiles, nimg, threads, &j->mparts, &j->nparts);
+    j->threads = kdc__sched_gemm(j->mtiles, j->ntiles, nimg, (double)nimg * j->m * j->n * j->k,
+                                 threads, &j->mparts, &j->nparts);
 }
 
 static void kdc__gemm_job_run(kdc__pool *pool, kdc__gemm_job *j, int nimg)
 {
     kdc__gemm_split(j, nimg, kdc__pool_threads(pool));
-    kdc__pool_run(pool, nimg * j->mparts * j->nparts, kdc__gemm_task, j);
+    kdc__pool_run_capped(pool, nimg * j->mparts * j->nparts, j->threads, kdc__gemm_task, j);
 }
 
 static int kdc__is_pointwise(const kdc__conv_param *cp)
@@ -208,6 +232,7 @@ typedef struct kdc__wide_job {
     const kdc__wide_geom *g;
     const kdc__gemm_kernels *gk;
     const kdc__gemm_epilogue *ep;/* res of this image                        */
+    kdc__sched_ch pad, unwide;   /* splits of the two copies                 */
 } kdc__wide_job;
 
 static void kdc__pad_task(void *ctx, int t)
@@ -216,8 +241,8 @@ static void kdc__pad_task(void *ctx, int t)
     const kdc__wide_geom *g = j->g;
     const int p = j->cp->pad, s = g->s;
     const int pa = s < j->cp->kh ? s : j->cp->kh, pb = s < j->cp->kw ? s : j->cp->kw;
-    int c0, c1;
-    kdc__sched_chunk_range(t, KDC__SCHED_WIDE_CHUNK, j->cp->cin, &c0, &c1);
+    int b0, c0, c1;
+    kdc__sched_ch_range(&j->pad, t, j->cp->cin, &b0, &c0, &c1);
     for (int c = c0; c < c1; c++) {
         const float *src = j->x + (size_t)c * j->ih * j->iw;
         for (int a = 0; a < pa; a++)
@@ -250,8 +275,8 @@ static void kdc__unwide_task(void *ctx, int t)
     const kdc__wide_job *j = ctx;
     const int cout = j->cp->cout;
     const size_t ohw = (size_t)j->oh * j->ow, nw = j->g->nw;
-    int c0, c1;
-    kdc__sched_chunk_range(t, KDC__SCHED_WIDE_CHUNK, cout, &c0, &c1);
+    int b0, c0, c1;
+    kdc__sched_ch_range(&j->unwide, t, cout, &b0, &c0, &c1);
     for (int c = c0; c < c1; c++) {
         float *d = j->y + (size_t)c * ohw;
         for (int r = 0; r < j->oh; r++)
@@ -288,8 +313,12 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                                 .y = y + (size_t)b * cp->cout * ohw, .ih = ih, .iw = iw,
                                 .oh = oh, .ow = ow, .g = &g, .gk = gk,
                                 .ep = has_ep ? &eb : NULL};
-            kdc__pool_run(pool, kdc__sched_chunks(cp->cin, KDC__SCHED_WIDE_CHUNK), kdc__pad_task,
-                          &wj);
+            const int threads = kdc__pool_threads(pool);
+            kdc__sched_channels(1, cp->cin, (double)g.plane, KDC__SCHED_WIDE_CHUNK, threads,
+                                &wj.pad);
+            kdc__sched_channels(1, cp->cout, 2.0 * ohw, KDC__SCHED_WIDE_CHUNK, threads,
+                                &wj.unwide);
+            kdc__pool_run_capped(pool, wj.pad.jobs, wj.pad.threads, kdc__pad_task, &wj);
             kdc__gemm_job j = {
                 .gk = gk, .ws = ws, .a = cp->packed, .k = cp->cin * cp->kh * cp->kw,
                 .m = cp->cout, .n = (int)g.nw,
@@ -298,8 +327,8 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                 .c = ws->wide, .ldc = g.nw,
             };
             kdc__gemm_job_run(pool, &j, 1);
-            kdc__pool_run(pool, kdc__sched_chunks(cp->cout, KDC__SCHED_WIDE_CHUNK),
-                          kdc__unwide_task, &wj);
+            kdc__pool_run_capped(pool, wj.unwide.jobs, wj.unwide.threads, kdc__unwide_task,
+                                 &wj);
         }
         return;
     }
@@ -319,12 +348,15 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
 /* col2im of one image: dx += the columns, a task per (chunk of input
  * channels, band of input rows); every dx element receives its terms in
  * (ky, kx) order whatever the split. Bands let the 3-channel stem spread
- * over threads. */
+ * over threads. The columns may hold only output rows [oa, ob) (a memory
+ * band, below); then only input rows [ya, yb), whose every term lies in
+ * those output rows, are written. */
 typedef struct kdc__col2im_job {
     const kdc__conv_param *cp;
     const float *cols;
     float *dx;
     int ih, iw, oh, ow;
+    int oa, ob, ya, yb;
     int bands;
 } kdc__col2im_job;
 
@@ -332,10 +364,10 @@ static void kdc__col2im_task(void *ctx, int t)
 {
     const kdc__col2im_job *j = ctx;
     const kdc__conv_param *cp = j->cp;
-    const size_t ihw = (size_t)j->ih * j->iw, ohw = (size_t)j->oh * j->ow;
+    const size_t ihw = (size_t)j->ih * j->iw, ohw = (size_t)(j->ob - j->oa) * j->ow;
     const int band = t % j->bands;
-    const int ya = kdc__sched_part(j->ih, j->bands, band);
-    const int yb = kdc__sched_part(j->ih, j->bands, band + 1);
+    const int ya = j->ya + kdc__sched_part(j->yb - j->ya, j->bands, band);
+    const int yb = j->ya + kdc__sched_part(j->yb - j->ya, j->bands, band + 1);
     int c0, c1;
     kdc__sched_chunk_range(t / j->bands, KDC__SCHED_COL2IM_CHUNK, cp->cin, &c0, &c1);
     for (int c = c0; c < c1; c++) {
@@ -343,6 +375,8 @@ static void kdc__col2im_task(void *ctx, int t)
         for (int ky = 0; ky < cp->kh; ky++) {
             int y0, y1;
             kdc__valid_range(j->ih, j->oh, cp->stride, cp->pad, ky, &y0, &y1);
+            y0 = y0 > j->oa ? y0 : j->oa;
+            y1 = y1 < j->ob ? y1 : j->ob;
             for (int kx = 0; kx < cp->kw; kx++) {
                 const float *col = j->cols + ((size_t)(c * cp->kh + ky) * cp->kw + kx) * ohw;
                 int x0, x1;
@@ -352,13 +386,25 @@ static void kdc__col2im_task(void *ctx, int t)
                     if (iy < ya || iy >= yb)
                         continue;
                     float *xr = xo + (size_t)iy * j->iw + kx - cp->pad;
-                    const float *cr = col + (size_t)yo * j->ow;
+                    const float *cr = col + (size_t)(yo - j->oa) * j->ow;
                     for (int xi = x0; xi < x1; xi++)
                         xr[xi * cp->stride] += cr[xi];
                 }
             }
         }
     }
+}
+
+/* Output rows [*oa, *ob) that input rows [ya, yb) receive terms from. */
+static void kdc__band_rows(const kdc__conv_param *cp, int oh, int ya, int yb, int *oa, int *ob)
+{
+    const int lo = ya + cp->pad - (cp->kh - 1), hi = yb - 1 + cp->pad;
+    *oa = lo <= 0 ? 0 : (lo + cp->stride - 1) / cp->stride;
+    *ob = hi < 0 ? 0 : hi / cp->stride + 1;
+    if (*ob > oh)
+        *ob = oh;
+    if (*oa > *ob)
+        *oa = *ob;
 }
 
 kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
@@ -381,18 +427,45 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
         kdc__gemm_job_run(pool, &j, n);
         return KDC_OK;
     }
-    kdc_status st = kdc__grow(&ws->cols, &ws->cols_cap, (size_t)j.m * ohw);
+    /* The columns of a large layer (a detector's 256-channel 3x3 convs at
+     * 200 x 304: 560 MB) are formed in bands of input rows, each from the
+     * output rows it needs (a few rows computed twice at the seams), so the
+     * buffer stays near KDC__COLS_MAX floats. The band count depends on
+     * the shapes only, and every dx element still gets its terms in the
+     * same order: the same bits as one band. */
+    const int bands = kdc__sched_mem_bands((double)j.m * ohw, ih);
+    size_t need = 0;
+    for (int band = 0; band < bands; band++) {
+        int oa, ob;
+        kdc__band_rows(cp, oh, kdc__sched_part(ih, bands, band),
+                       kdc__sched_part(ih, bands, band + 1), &oa, &ob);
+        const size_t cols = (size_t)j.m * (size_t)(ob - oa) * ow;
+        need = cols > need ? cols : need;
+    }
+    kdc_status st = kdc__grow(&ws->cols, &ws->cols_cap, need);
     if (st)
         return st;
-    for (int b = 0; b < n; b++) {
-        j.b.x = dy + b * j.b_img;
-        j.c = ws->cols;
-        kdc__gemm_job_run(pool, &j, 1);
-        const int chunks = kdc__sched_chunks(cp->cin, KDC__SCHED_COL2IM_CHUNK);
-        const int bands = kdc__sched_bands(chunks, kdc__pool_threads(pool), ih);
-        kdc__col2im_job cj = {.cp = cp, .cols = ws->cols, .dx = dx + b * (size_t)cp->cin * ihw,
-                              .ih = ih, .iw = iw, .oh = oh, .ow = ow, .bands = bands};
-        kdc__pool_run(pool, chunks * bands, kdc__col2im_task, &cj);
-    }
+    for (int b = 0; b < n; b++)
+        for (int band = 0; band < bands; band++) {
+            const int ya = kdc__sched_part(ih, bands, band);
+            const int yb = kdc__sched_part(ih, bands, band + 1);
+            int oa, ob;
+            kdc__band_rows(cp, oh, ya, yb, &oa, &ob);
+            if (oa >= ob)
+                continue;
+            j.b.x = dy + b * j.b_img + (size_t)oa * ow;
+            j.n = (ob - oa) * ow;
+            j.ldc = (size_t)j.n;
+            j.c = ws->cols;
+            kdc__gemm_job_run(pool, &j, 1);
+            const int chunks = kdc__sched_chunks(cp->cin, KDC__SCHED_COL2IM_CHUNK);
+            const int threads = kdc__sched_cap((double)j.m * j.n, KDC__SCHED_MIN_FLOATS,
+                                               kdc__pool_threads(pool));
+            kdc__col2im_job cj = {.cp = cp, .cols = ws->cols,
+                                  .dx = dx + b * (size_t)cp->cin * ihw, .ih = ih, .iw = iw,
+                                  .oh = oh, .ow = ow, .oa = oa, .ob = ob, .ya = ya, .yb = yb,
+                                  .bands = kdc__sched_bands(chunks, threads, yb - ya)};
+            kdc__pool_run_capped(pool, chunks * cj.bands, threads, kdc__col2im_task, &cj);
+        }
     return KDC_OK;
 }

@@ -20,11 +20,19 @@ typedef struct kdc__work {
     size_t cols_cap;      /* floats                                          */
     float *xpad, *wide;   /* stride-1 convs: padded input, wide output      */
     size_t xpad_cap, wide_cap;
+    float *wt;            /* one layer's transposed weights, large inputs   */
+    size_t wt_cap;        /* floats                                          */
 } kdc__work;
 
 /* Makes room for nslots slots; KDC_ERR_NO_MEMORY. */
 kdc_status kdc__work_reserve(kdc__work *ws, int nslots);
 void kdc__work_free(kdc__work *ws);
+/* Room for n floats (64-byte aligned) of ws->wt; KDC_ERR_NO_MEMORY. */
+kdc_status kdc__work_wt(kdc__work *ws, size_t n);
+/* Frees the forward-only buffers (padded input, wide output rows) when they
+ * are large (a detector's stem: 75 MB at 800 x 1216): a backward pass does
+ * not use them, and the next forward makes them again. */
+void kdc__work_release_forward(kdc__work *ws);
 /* Makes room for the buffers a forward of this conv on one image needs
  * (without them it takes a slower path); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,

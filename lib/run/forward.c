@@ -20,19 +20,26 @@ static void kdc__task_job(void *ctx, int t)
     const kdc__task *k = ctx;
     int b, c0, c1;
     if (k->backward) {
-        kdc__sched_image_range(t, k->chunks, k->a.in_chw[0], &b, &c0, &c1);
+        kdc__sched_ch_range(&k->split, t, k->a.in_chw[0], &b, &c0, &c1);
         k->op->backward(&k->a, b, c0, c1);
     } else {
-        kdc__sched_image_range(t, k->chunks, k->a.out_chw[0], &b, &c0, &c1);
+        kdc__sched_ch_range(&k->split, t, k->a.out_chw[0], &b, &c0, &c1);
         k->op->forward(&k->a, b, c0, c1);
     }
 }
 
 void kdc__task_run(kdc_run *r, kdc__task *k)
 {
-    const int channels = k->backward ? k->a.in_chw[0] : k->a.out_chw[0];
-    k->chunks = kdc__sched_chunks(channels, KDC__SCHED_CH_CHUNK);
-    kdc__pool_run(r->pool, r->n * k->chunks, kdc__task_job, k);
+    /* the larger side's planes weigh the work (a max-pool reads 4x what it
+     * writes) */
+    const int *s = k->backward ? k->a.in_chw : k->a.out_chw;
+    const int *o = k->backward ? k->a.out_chw : k->a.in_chw;
+    double plane = (double)s[1] * s[2];
+    if (o && (double)o[0] * o[1] * o[2] > plane * s[0])
+        plane = (double)o[0] * o[1] * o[2] / s[0];
+    kdc__sched_channels(r->n, s[0], plane, KDC__SCHED_CH_CHUNK, kdc__pool_threads(r->pool),
+                        &k->split);
+    kdc__pool_run_capped(r->pool, k->split.jobs, k->split.threads, kdc__task_job, k);
 }
 
 /* Where node j's output is: its buffer, or the replacement of
@@ -51,16 +58,17 @@ typedef struct kdc__mask_task {
     const kdc__act_kernels *act;
     const float *y;
     uint64_t *mask;
-    int C, chunks;
+    int C;
     size_t hw;
     float clamp;
+    kdc__sched_ch split;
 } kdc__mask_task;
 
 static void kdc__mask_run(void *ctx, int t)
 {
     const kdc__mask_task *k = ctx;
     int b, c0, c1;
-    kdc__sched_image_range(t, k->chunks, k->C, &b, &c0, &c1);
+    kdc__sched_ch_range(&k->split, t, k->C, &b, &c0, &c1);
     k->act->relu_mask(k->y + (size_t)b * k->C * k->hw,
                       k->mask + (size_t)b * k->C * ((k->hw + 63) / 64), k->hw, k->clamp, c0, c1);
 }
@@ -92,7 +100,8 @@ typedef struct kdc__dw_task {
     const float *x;
     float *y;
     const kdc__gemm_epilogue *ep; /* res of the whole batch, laid out like y */
-    int C, ih, iw, oh, ow, chunks;
+    int C, ih, iw, oh, ow;
+    kdc__sched_ch split;
 } kdc__dw_task;
 
 static void kdc__dw_fused_run(void *ctx, int t)
@@ -101,7 +110,7 @@ static void kdc__dw_fused_run(void *ctx, int t)
     const kdc__conv_param *cp = &k->nd->p.conv;
     const kdc_model *m = k->r->m;
     int b, c0, c1;
-    kdc__sched_image_range(t, k->chunks, k->C, &b, &c0, &c1);
+    kdc__sched_ch_range(&k->split, t, k->C, &b, &c0, &c1);
     const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
     for (int c = c0; c < c1; c++) {
         const size_t plane = (size_t)b * k->C + c;
@@ -123,8 +132,10 @@ static void kdc__run_dw_group(kdc_run *r, int i)
     kdc__dw_task k = {.r = r, .nd = nd, .x = kdc__data(r, nd->in[0]),
                       .y = r->buf[r->slot[tail]], .ep = &ep, .C = oc[0], .ih = ic[1],
                       .iw = ic[2], .oh = oc[1], .ow = oc[2]};
-    k.chunks = kdc__sched_chunks(k.C, KDC__SCHED_CH_CHUNK);
-    kdc__pool_run(r->pool, r->n * k.chunks, kdc__dw_fused_run, &k);
+    /* 9 multiply-adds an output: weigh them like 4 floats of a copy */
+    kdc__sched_channels(r->n, k.C, 4.0 * k.oh * k.ow + (double)k.ih * k.iw, KDC__SCHED_CH_CHUNK,
+                        kdc__pool_threads(r->pool), &k.split);
+    kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__dw_fused_run, &k);
 }
 
 /* A dense conv or LINEAR on the GEMM, with the rest of its fused group. */
@@ -151,8 +162,9 @@ static void kdc__run_node(kdc_run *r, int i, int record)
             kdc__mask_task k = {.act = r->m->act, .y = r->buf[r->slot[i]], .mask = r->mask[i],
                                 .C = s[0], .hw = (size_t)s[1] * s[2],
                                 .clamp = nd->p.act.clamp};
-            k.chunks = kdc__sched_chunks(k.C, KDC__SCHED_CH_CHUNK);
-            kdc__pool_run(r->pool, r->n * k.chunks, kdc__mask_run, &k);
+            kdc__sched_channels(r->n, k.C, (double)k.hw, KDC__SCHED_CH_CHUNK,
+                                kdc__pool_threads(r->pool), &k.split);
+            kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__mask_run, &k);
         }
         return;
     }

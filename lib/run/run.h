@@ -13,6 +13,7 @@
 #include "conv_gemm.h"
 #include "graph.h"
 #include "op.h"
+#include "sched.h"
 #include "threadpool.h"
 
 struct kdc_run {
@@ -70,7 +71,7 @@ typedef struct kdc__task {
     kdc__op_args a;
     const kdc__op_def *op;
     int backward;
-    int chunks;            /* set by kdc__task_run */
+    kdc__sched_ch split;   /* set by kdc__task_run */
 } kdc__task;
 void kdc__task_run(kdc_run *r, kdc__task *k);
 
