@@ -53,6 +53,7 @@ typedef struct cli_opts {
     int fpn_relu_extra;      /* --fpn-relu-extra                             */
     /* bench, pointing */
     int runs;                /* --runs R (0: the command's default)          */
+    int batch;               /* bench --batch N (0: 1)                       */
     const char *task;        /* --task forward|gradcam|guided                */
     int limit;               /* --limit N: first N images (0: all)           */
     const char *kernels;     /* --kernels auto|scalar|avx2|avx512|neon (NULL: auto) */

@@ -1,9 +1,11 @@
 /* cmd_bench.c - kdcam bench: times forward, Grad-CAM or guided backprop of
  * a model on a synthetic batch.
  *
- * The input is 1 x 3 x H x W values of tools/kdcgen.py's generator
+ * The input is N x 3 x H x W values of tools/kdcgen.py's generator
  * (fill("input", n, 7001, c = 0, a = 2): uniform on (-2, 2)), so a script
- * can hand PyTorch or ONNX Runtime exactly the same tensor (bench/peers.py).
+ * can hand PyTorch or ONNX Runtime exactly the same tensor (bench/peers.py);
+ * image 0 of a batch is the batch-1 input. --batch N runs all N images in
+ * one call and reports images per second as well.
  * One warm-up run is not counted; then R runs are timed one by one with
  * CLOCK_MONOTONIC. Each timed run is what a user of the task pays per image:
  *   forward  kdc_run_forward to the logits;
@@ -31,8 +33,8 @@
 
 static const char *bench_usage =
     "usage: kdcam bench [-m ARCH] -w WEIGHTS [--size HxW] [--threads N]\n"
-    "                   [--task forward|gradcam|guided] [--runs R] [--json]\n"
-    "Times one task of the model on a synthetic batch (1 x 3 x H x W, seeded values\n"
+    "                   [--task forward|gradcam|guided] [--runs R] [--batch N] [--json]\n"
+    "Times one task of the model on a synthetic batch (N x 3 x H x W, seeded values\n"
     "in (-2, 2), the same as tools/kdcgen.py fill(\"input\", n, 7001, 0, 2)): one\n"
     "warm-up run, then R timed runs; prints min, median and mean milliseconds.\n"
     "Any weights of the architecture will do (e.g. build/kdc-genweights resnet50 w.safetensors).\n"
@@ -56,8 +58,10 @@ static const char *bench_usage =
     "                      last stage, as kdcam cam) or guided (guided backprop to the\n"
     "                      input image)\n"
     "      --runs R        timed runs (default 10)\n"
+    "      --batch N       images per call (default 1); also prints images/s (median)\n"
     "      --json          one JSON object: arch, kernels, task, size, batch, threads,\n"
-    "                      runs, min_ms, median_ms, mean_ms, max_ms, times_ms, ...\n";
+    "                      runs, min_ms, median_ms, mean_ms, max_ms, times_ms,\n"
+    "                      images_per_s, ...\n";
 
 /* tools/kdcgen.py: fnv1a64(name) ^ seed, splitmix64 mix, 24-bit u,
  * t = (2u + 1 - 2^24) / 2^24 exactly, value = float(c + a * t). */
@@ -100,7 +104,7 @@ enum { TASK_FORWARD, TASK_GRADCAM, TASK_GUIDED };
 typedef struct bench_ctx {
     kdc_run *run;
     const float *x;
-    int h, w;
+    int n, h, w;
     int task;
     int layer;          /* gradcam: the CAM layer                         */
     kdc_target target;  /* gradcam, guided                                */
@@ -112,18 +116,18 @@ static kdc_status run_once(const bench_ctx *b)
     kdc_status st;
     switch (b->task) {
     case TASK_FORWARD:
-        return kdc_run_forward(b->run, b->x, 1, b->h, b->w, NULL, 0);
+        return kdc_run_forward(b->run, b->x, b->n, b->h, b->w, NULL, 0);
     case TASK_GRADCAM: {
         kdc_cam_options co = {.method = KDC_CAM_GRADCAM, .layers = &b->layer, .nlayers = 1,
                               .target = b->target};
         kdc_cam_result *res = NULL;
-        st = kdc_cam_compute(b->run, b->x, 1, b->h, b->w, &co, &res);
+        st = kdc_cam_compute(b->run, b->x, b->n, b->h, b->w, &co, &res);
         kdc_cam_result_destroy(res);
         return st;
     }
     default: {
         kdc_attribution_options ao = {.kind = KDC_ATTR_GUIDED, .target = b->target};
-        return kdc_attribution_compute(b->run, b->x, 1, b->h, b->w, &ao, b->grad);
+        return kdc_attribution_compute(b->run, b->x, b->n, b->h, b->w, &ao, b->grad);
     }
     }
 }
@@ -147,6 +151,7 @@ int cmd_bench(int argc, char **argv)
                                                     : TASK_FORWARD;
     const int runs = o.runs ? o.runs : BENCH_DEFAULT_RUNS;
     const int h = o.size_h ? o.size_h : 224, w = o.size_w ? o.size_w : 224;
+    const int n = o.batch ? o.batch : 1;
 
     if ((rc = cli_load_model(&o, &m)))
         return rc;
@@ -155,31 +160,31 @@ int cmd_bench(int argc, char **argv)
         rc = cli_lib_error(st, NULL);
         goto out;
     }
-    const size_t plane = (size_t)h * w;
-    x = malloc(3 * plane * sizeof *x);
+    const size_t plane = (size_t)h * w, nvals = (size_t)n * 3 * plane;
+    x = malloc(nvals * sizeof *x);
     t = malloc((size_t)runs * sizeof *t);
     sorted = malloc((size_t)runs * sizeof *sorted);
     if (task == TASK_GUIDED)
-        grad = malloc(3 * plane * sizeof *grad);
+        grad = malloc(nvals * sizeof *grad);
     if (!x || !t || !sorted || (task == TASK_GUIDED && !grad)) {
-        rc = cli_error("out of memory for a %dx%d input", h, w);
+        rc = cli_error("out of memory for a batch of %d %dx%d inputs", n, h, w);
         goto out;
     }
-    synthetic_input(x, 3 * plane, "input", BENCH_INPUT_SEED, 0.0, 2.0);
+    synthetic_input(x, nvals, "input", BENCH_INPUT_SEED, 0.0, 2.0);
 
     kdc_run_options ro = {.threads = o.threads};
     if ((st = kdc_run_create(m, &ro, &run))) {
         rc = cli_lib_error(st, NULL);
         goto out;
     }
-    bench_ctx b = {.run = run, .x = x, .h = h, .w = w, .task = task, .layer = -1,
+    bench_ctx b = {.run = run, .x = x, .n = n, .h = h, .w = w, .task = task, .layer = -1,
                    .target = {.kind = KDC_TARGET_LOGIT}, .grad = grad};
     const char *layer_name = NULL;
     const int det = cli_is_detector(m);
     if (det && task != TASK_FORWARD) {
         /* the energy of fpn.p3, as `kdcam cam` on a detection backbone */
         if ((rc = cli_find_level(&o, m, &b.layer)) ||
-            (rc = cli_level_seed(&o, m, run, x, 1, h, w, NULL, b.layer, &seed)))
+            (rc = cli_level_seed(&o, m, run, x, n, h, w, NULL, b.layer, &seed)))
             goto out;
         b.target = (kdc_target){.kind = KDC_TARGET_SEED, .layer = b.layer, .seed = seed};
         layer_name = kdc_model_layer_alias(m, b.layer, 0) ? kdc_model_layer_alias(m, b.layer, 0)
@@ -214,6 +219,7 @@ int cmd_bench(int argc, char **argv)
     const double med = runs % 2 ? sorted[runs / 2] : 0.5 * (sorted[runs / 2 - 1] + sorted[runs / 2]);
     const char *arch = kdc_model_arch(m);
     const char *kernels = kdc_model_kernels(m);
+    const double ips = med > 0.0 ? n * 1e3 / med : 0.0;
 
     if (o.json) {
         printf("{\"arch\":");
@@ -225,19 +231,22 @@ int cmd_bench(int argc, char **argv)
             cli_json_string(layer_name);
         else
             printf("null");
-        printf(",\"size\":\"%dx%d\",\"batch\":1,\"threads\":%d,\"warmup\":%d,\"runs\":%d,"
+        printf(",\"size\":\"%dx%d\",\"batch\":%d,\"threads\":%d,\"warmup\":%d,\"runs\":%d,"
                "\"min_ms\":%.3f,\"median_ms\":%.3f,\"mean_ms\":%.3f,\"max_ms\":%.3f,\"times_ms\":[",
-               h, w, o.threads, BENCH_WARMUP, runs, mn, med, mean, mx);
+               h, w, n, o.threads, BENCH_WARMUP, runs, mn, med, mean, mx);
         for (int r = 0; r < runs; r++)
             printf("%s%.3f", r ? "," : "", t[r]);
-        printf("],\"version\":");
+        printf("],\"images_per_s\":%.3f,\"version\":", ips);
         cli_json_string(kdc_version());
         printf("}\n");
     } else {
-        printf("%s (%s kernels) %s%s%s %dx%d, batch 1, %d thread%s: %d run%s, min %.2f ms, "
-               "median %.2f ms, mean %.2f ms\n",
+        printf("%s (%s kernels) %s%s%s %dx%d, batch %d, %d thread%s: %d run%s, min %.2f ms, "
+               "median %.2f ms, mean %.2f ms",
                arch, kernels, task_name, layer_name ? " at " : "", layer_name ? layer_name : "", h, w,
-               o.threads, o.threads == 1 ? "" : "s", runs, runs == 1 ? "" : "s", mn, med, mean);
+               n, o.threads, o.threads == 1 ? "" : "s", runs, runs == 1 ? "" : "s", mn, med, mean);
+        if (n > 1)
+            printf(", %.1f images/s", ips);
+        printf("\n");
     }
 out:
     free(x);

@@ -143,6 +143,12 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--runs: '%s' is not a number in 1..100000", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--batch")) {
+            NEEDS(OPT_BENCH);
+            if (parse_int(v, 1, 4096, &o->batch)) {
+                cli_error("--batch: '%s' is not a number in 1..4096", v);
+                return -1;
+            }
         } else if (!strcmp(a, "--task")) {
             NEEDS(OPT_BENCH);
             if (strcmp(v, "forward") && strcmp(v, "gradcam") && strcmp(v, "guided")) {
