@@ -6,7 +6,7 @@
 //   INPUT.f32   N*C*H*W little-endian float32 values (the model's only input)
 //   THREADS     intraOpNumThreads (interOpNumThreads is 1, sequential execution)
 // Prints one JSON line: {"ort_version", "threads", "runs", "warmup", "times_ms",
-// "min_ms", "median_ms", "logits_head" (first 8 outputs), "argmax"}.
+// "min_ms", "median_ms", "logits_head" (first 8 outputs), "argmax" (of image 0)}.
 //
 // onnxruntime-node is found the usual Node way: bench/node_modules (install
 // it there with `cd bench && ONNXRUNTIME_NODE_INSTALL=skip npm install
@@ -66,8 +66,10 @@ async function main() {
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   const logits = out[session.outputNames[0]].data;
+  // image 0's logits (the output is N x classes)
+  const per = logits.length / dims[0];
   let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  for (let i = 1; i < per; i++) if (logits[i] > logits[best]) best = i;
   const s = times.slice().sort((x, y) => x - y);
   const n = s.length;
   const median = n % 2 ? s[(n - 1) / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
