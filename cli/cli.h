@@ -42,6 +42,11 @@ typedef struct cli_opts {
     int topk_channels;       /* --scorecam-topk                             */
     int on_original;         /* --on-original                               */
     const char *labels;      /* --labels FILE: class names, one per line    */
+    /* issue 19, part B: propagation attributions */
+    const char *baseline;    /* --baseline zero|black|FILE.npy (DeepLift)    */
+    int lrp_rule;            /* --lrp-rule epsilon|gamma (kdc_lrp_rule)      */
+    float lrp_epsilon;       /* --lrp-epsilon E (0: library default)         */
+    float lrp_gamma;         /* --lrp-gamma G (0: library default)           */
     /* detectors */
     const char *level;       /* --level pN or a layer name (target level)   */
     float box[4];            /* --box x0,y0,x1,y1 in original pixels        */

@@ -23,7 +23,14 @@ static const char *cam_usage =
     "\n"
     "Methods: gradcam (default), hirescam, gradcam++, xgradcam, layercam, eigencam,\n"
     "eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, smoothgrad,\n"
-    "integrated-gradients.\n"
+    "integrated-gradients, and (docs/cam.md, \"Propagation attributions\"):\n"
+    "  fullgrad          |x * dx| plus |bias * gradient| of every BatchNorm/conv bias,\n"
+    "                    each channel normalised and resized, summed (pytorch-grad-cam)\n"
+    "  input-x-gradient  x * d target / d x (Captum InputXGradient)\n"
+    "  deeplift          (x - x0) * multipliers, rescale rule at ReLUs and max pools,\n"
+    "                    against the baseline x0 (Captum DeepLift)\n"
+    "  lrp               layer-wise relevance at the input: epsilon or gamma rule,\n"
+    "                    BatchNorm folded into its conv (Captum LRP rules)\n"
     "\n"
     "  -m, --arch ARCH     resnet50 | resnet101 | resnet152 | mobilenetv1 (default: detect)\n"
     "  -w, --weights FILE  .safetensors weights (required)\n"
@@ -36,6 +43,12 @@ static const char *cam_usage =
     "      --scorecam-topk K  Score-CAM: only the K channels with the largest mean\n"
     "                      activation (default: all channels; slow)\n"
     "      --on-original   draw overlays on the original photo instead of the crop\n"
+    "      --baseline B    deeplift: zero (default, Captum's), black (the normalised\n"
+    "                      black image) or FILE.npy (N or 1 x 3 x H x W, preprocessed)\n"
+    "      --lrp-rule R    lrp: epsilon (default) or gamma (on the convolutions)\n"
+    "      --lrp-epsilon E, --lrp-gamma G  lrp: stabiliser (1e-9), gamma (0.25)\n"
+    "                      lrp with --layer and --npy also writes the relevance of each\n"
+    "                      layer, <stem>.lrp.raw.<layer>.npy (N x C x h x w)\n"
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --npy           also write the maps as .npy\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
@@ -58,7 +71,7 @@ static const char *cam_usage =
 
 enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION };
 
-/* Parses the 13 method names; kind tells how the method is computed. */
+/* Parses the method names; kind tells how the method is computed. */
 static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_attribution *attr)
 {
     if (!strcmp(name, "guided-gradcam")) {
@@ -70,6 +83,9 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
         {"saliency", KDC_ATTR_SALIENCY},
         {"smoothgrad", KDC_ATTR_SMOOTHGRAD},
         {"integrated-gradients", KDC_ATTR_INTEGRATED},
+        {"input-x-gradient", KDC_ATTR_INPUT_X_GRADIENT},
+        {"deeplift", KDC_ATTR_DEEPLIFT},
+        {"lrp", KDC_ATTR_LRP},
     };
     for (size_t i = 0; i < sizeof attrs / sizeof *attrs; i++)
         if (!strcmp(name, attrs[i].name)) {
@@ -83,7 +99,8 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
     }
     return cli_error("unknown method '%s' (gradcam, hirescam, gradcam++, xgradcam, layercam, "
                      "eigencam, eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, "
-                     "smoothgrad, integrated-gradients)", name);
+                     "smoothgrad, integrated-gradients, fullgrad, input-x-gradient, deeplift, "
+                     "lrp)", name);
 }
 
 /* The file name without directories and extension. */
@@ -204,6 +221,87 @@ static void saliency_map(const float *a, int h, int w, float *out)
         out[i] = (out[i] - lo) / (hi - lo + 1e-7f);
 }
 
+/* DeepLift's baseline (issue 19, part B): NULL for zero, the normalised
+ * black image, or a preprocessed N x 3 x H x W (or 1 x 3 x H x W) .npy. */
+static int load_baseline(const cli_opts *o, const kdc_preprocess *pp, int n, int h, int w,
+                         float **out)
+{
+    const size_t img = 3 * (size_t)h * w;
+    *out = NULL;
+    if (!o->baseline || !strcmp(o->baseline, "zero"))
+        return 0;
+    float *b = malloc((size_t)n * img * sizeof *b);
+    if (!b)
+        return cli_error("out of memory");
+    if (!strcmp(o->baseline, "black")) {
+        for (size_t i = 0; i < (size_t)n * img; i++) {
+            const int c = (int)(i / ((size_t)h * w) % 3);
+            b[i] = (0.0f - pp->mean[c]) / pp->std[c];
+        }
+        *out = b;
+        return 0;
+    }
+    float *data = NULL;
+    int nd;
+    int64_t d[8];
+    kdc_status st = kdc_npy_load(o->baseline, &data, &nd, d);
+    if (st) {
+        free(b);
+        return cli_lib_error(st, NULL);
+    }
+    if (nd != 4 || (d[0] != n && d[0] != 1) || d[1] != 3 || d[2] != h || d[3] != w) {
+        free(b);
+        kdc_free(data);
+        return cli_error("--baseline %s: expected %d (or 1) x 3 x %d x %d float values", o->baseline,
+                         n, h, w);
+    }
+    for (int k = 0; k < n; k++)
+        memcpy(b + (size_t)k * img, data + (d[0] == 1 ? 0 : (size_t)k * img), img * sizeof *b);
+    kdc_free(data);
+    *out = b;
+    return 0;
+}
+
+/* lrp --layer L --npy: the relevance of each layer, <stem>.lrp.raw.<layer>.npy. */
+static int save_lrp_layers(const cli_opts *o, kdc_model *m, kdc_run *run, const float *input,
+                           int n, int h, int w, const kdc_attribution_options *ao,
+                           const int *layers, char (*stems)[256])
+{
+    for (int l = 0; l < o->n_layers; l++) {
+        int s[4];
+        kdc_status st = kdc_run_forward(run, input, n, h, w, &layers[l], 1);
+        if (!st)
+            st = kdc_run_layer_shape(run, layers[l], s);
+        if (st)
+            return cli_lib_error(st, NULL);
+        const size_t per_img = (size_t)s[1] * s[2] * s[3];
+        float *r = malloc((size_t)n * per_img * sizeof *r);
+        if (!r)
+            return cli_error("out of memory");
+        if ((st = kdc_lrp_relevance(run, input, n, h, w, ao, layers[l], r, (size_t)n * per_img))) {
+            free(r);
+            return cli_lib_error(st, NULL);
+        }
+        char suffix[300];
+        snprintf(suffix, sizeof suffix, ".raw.%s", kdc_model_layer_name(m, layers[l]));
+        const int per = o->input_npy ? n : 1;
+        int rc = 0;
+        for (int b0 = 0; b0 < n && !rc; b0 += per) {
+            char stem[256];
+            if (o->input_npy)
+                stem_of(o->input_npy, stem, sizeof stem);
+            else
+                snprintf(stem, sizeof stem, "%s", stems[b0]);
+            int64_t d4[4] = {per, s[1], s[2], s[3]};
+            rc = save_npy(o->out_dir, stem, "lrp", suffix, r + b0 * per_img, 4, d4);
+        }
+        free(r);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 int cmd_cam(int argc, char **argv)
 {
     cli_opts o;
@@ -219,7 +317,7 @@ int cmd_cam(int argc, char **argv)
     kdc_attribution at = KDC_ATTR_SALIENCY;
     kdc_status st;
     char (*stems)[256] = NULL;
-    float *seed = NULL;
+    float *seed = NULL, *baseline = NULL;
     double *scales = NULL;
 
     rc = cli_parse(argc, argv, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
@@ -233,6 +331,11 @@ int cmd_cam(int argc, char **argv)
         method = kdc_cam_method_name(cam); /* canonical spelling in file names */
     if (o.feature)
         return cli_error("--feature applies to `kdcam compare`"), 2;
+    if (o.baseline && !(kind == M_ATTRIBUTION && at == KDC_ATTR_DEEPLIFT))
+        return cli_error("--baseline applies to --method deeplift"), 2;
+    if ((o.lrp_rule || o.lrp_epsilon > 0 || o.lrp_gamma > 0) &&
+        !(kind == M_ATTRIBUTION && at == KDC_ATTR_LRP))
+        return cli_error("--lrp-rule, --lrp-epsilon and --lrp-gamma apply to --method lrp"), 2;
     if (o.n_layers > KDC_CAM_MAX_LAYERS)
         return cli_error("at most %d --layer for a CAM", KDC_CAM_MAX_LAYERS), 2;
     if (!o.out_dir)
@@ -332,7 +435,11 @@ int cmd_cam(int argc, char **argv)
     }
     if (kind != M_CAM || o.guided) {
         kdc_attribution_options ao = {.kind = kind == M_ATTRIBUTION ? at : KDC_ATTR_GUIDED,
-                                      .target = tg};
+                                      .target = tg, .lrp_rule = o.lrp_rule,
+                                      .lrp_epsilon = o.lrp_epsilon, .lrp_gamma = o.lrp_gamma};
+        if ((rc = load_baseline(&o, &pp, n, h, w, &baseline)))
+            goto out;
+        ao.baseline = baseline;
         attr = malloc((size_t)n * 3 * plane * sizeof *attr);
         if (!attr) {
             rc = cli_error("out of memory");
@@ -342,6 +449,9 @@ int cmd_cam(int argc, char **argv)
             rc = cli_lib_error(st, NULL);
             goto out;
         }
+        if (kind == M_ATTRIBUTION && at == KDC_ATTR_LRP && o.n_layers && o.npy &&
+            (rc = save_lrp_layers(&o, m, run, input, n, h, w, &ao, layers, stems)))
+            goto out;
     }
     map1 = malloc(3 * plane * sizeof *map1);
     if (!map1) {
@@ -472,6 +582,7 @@ int cmd_cam(int argc, char **argv)
     }
 out:
     free(seed);
+    free(baseline);
     free(scales);
     free(stems);
     free(map1);

@@ -210,7 +210,7 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
     const int S = 2, pad = 8, det = cli_is_detector(cms[0].m), cols = det ? 3 : 4;
     static const char *pretty[KDC_CAM_COUNT] = {
         "Grad-CAM", "HiResCAM", "Grad-CAM++", "XGrad-CAM", "Layer-CAM",
-        "Eigen-CAM", "EigenGrad-CAM", "Score-CAM", "Ablation-CAM"};
+        "Eigen-CAM", "EigenGrad-CAM", "Score-CAM", "Ablation-CAM", "FullGrad"};
     const char *heads[4] = {"input", "feature map", pretty[method], "Guided Grad-CAM"};
     if (det)
         heads[2] = "heatmap (level energy)";

@@ -3,6 +3,7 @@
  * directory. Each command prints one line "kdcam: ..." on stderr and exits
  * non-zero on any error (2 for a usage error). */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,25 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--scorecam-topk: '%s' is not a number >= 0", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--baseline")) { /* issue 19, part B */
+            NEEDS(OPT_CAM);
+            o->baseline = v;
+        } else if (!strcmp(a, "--lrp-rule")) {
+            NEEDS(OPT_CAM);
+            if (strcmp(v, "epsilon") && strcmp(v, "gamma")) {
+                cli_error("--lrp-rule: '%s' is neither epsilon nor gamma", v);
+                return -1;
+            }
+            o->lrp_rule = strcmp(v, "gamma") ? KDC_LRP_EPSILON : KDC_LRP_GAMMA;
+        } else if (!strcmp(a, "--lrp-epsilon") || !strcmp(a, "--lrp-gamma")) {
+            NEEDS(OPT_CAM);
+            char *end;
+            float f = strtof(v, &end);
+            if (end == v || *end || !(f > 0.0f) || !isfinite(f)) {
+                cli_error("%s: '%s' is not a finite number > 0", a, v);
+                return -1;
+            }
+            *(a[6] == 'e' ? &o->lrp_epsilon : &o->lrp_gamma) = f;
         } else if (!strcmp(a, "--guided")) {
             if (!(acc & OPT_CAM))
                 goto unknown;

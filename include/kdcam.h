@@ -465,6 +465,8 @@ typedef enum kdc_cam_method {
     KDC_CAM_EIGENGRADCAM, /* first principal component of g * A (sign fixed) */
     KDC_CAM_SCORECAM,     /* softmax over channels of masked-input scores    */
     KDC_CAM_ABLATIONCAM,  /* (y - y_k) / y with channel k zeroed             */
+    KDC_CAM_FULLGRAD,     /* |x * dx| + |bias * grad| of every bias layer
+                             (issue 19; the layers are ignored)              */
     KDC_CAM_COUNT
 } kdc_cam_method;
 
@@ -529,7 +531,11 @@ typedef enum kdc_attribution {
     KDC_ATTR_SALIENCY = 0,  /* d target / d input                              */
     KDC_ATTR_GUIDED,        /* guided backpropagation                          */
     KDC_ATTR_SMOOTHGRAD,    /* mean gradient over noisy copies                 */
-    KDC_ATTR_INTEGRATED     /* integrated gradients from a zero baseline       */
+    KDC_ATTR_INTEGRATED,    /* integrated gradients from a zero baseline       */
+    /* issue 19, part B (docs/cam.md "Propagation attributions") */
+    KDC_ATTR_INPUT_X_GRADIENT, /* input * d target / d input                   */
+    KDC_ATTR_DEEPLIFT,      /* DeepLift (rescale rule) against a baseline      */
+    KDC_ATTR_LRP            /* layer-wise relevance propagation, at the input  */
 } kdc_attribution;
 
 typedef struct kdc_attribution_options {
@@ -539,10 +545,39 @@ typedef struct kdc_attribution_options {
     float noise;            /* SmoothGrad noise std as a fraction of the input
                                range (0: 0.15)                                 */
     uint64_t seed;          /* SmoothGrad noise seed (deterministic)           */
+    /* issue 19, part B */
+    const float *baseline;  /* DeepLift: the reference input, n x 3 x h x w;
+                               NULL: all zeros (Captum's default)              */
+    int lrp_rule;           /* LRP: KDC_LRP_EPSILON (0) or KDC_LRP_GAMMA        */
+    float lrp_epsilon;      /* LRP stabiliser (0: 1e-9, Captum's EpsilonRule)  */
+    float lrp_gamma;        /* LRP gamma (0: 0.25, Captum's GammaRule)         */
 } kdc_attribution_options;
 
 KDC_API kdc_status kdc_attribution_compute(kdc_run *run, const float *input, int n, int h, int w,
                                            const kdc_attribution_options *opt, float *out);
+
+/* ---- issue 19, part B: propagation attributions (docs/cam.md) ---- */
+/* KDC_ATTR_INPUT_X_GRADIENT, KDC_ATTR_DEEPLIFT and KDC_ATTR_LRP go through
+ * kdc_attribution_compute; DeepLift and LRP explain a class logit
+ * (target.kind KDC_TARGET_LOGIT, else KDC_ERR_INVALID_ARGUMENT) and support
+ * the classifiers' ops (KDC_ERR_UNSUPPORTED for FPN backbones). They run one
+ * image at a time on the reference kernels, keeping every layer's output of
+ * that image (and, for DeepLift, of its baseline). */
+typedef enum kdc_lrp_rule {
+    KDC_LRP_EPSILON = 0,  /* epsilon rule on every layer (Captum's default)     */
+    KDC_LRP_GAMMA         /* gamma rule on convolutions (BatchNorm folded in),
+                             epsilon rule on the fully connected layer        */
+} kdc_lrp_rule;
+
+/* LRP relevance of the output of `layer` (0: the input image), n x C x H x
+ * W of that layer, into out (count floats). A convolution that a BatchNorm
+ * follows gets the relevance of the BatchNorm output (the two are one
+ * layer for LRP). opt->kind is ignored. Errors: as kdc_attribution_compute,
+ * KDC_ERR_NOT_FOUND (layer), KDC_ERR_INVALID_ARGUMENT (count too small). */
+KDC_API kdc_status kdc_lrp_relevance(kdc_run *run, const float *input, int n, int h, int w,
+                                     const kdc_attribution_options *opt, int layer, float *out,
+                                     size_t count);
+/* ---- end of issue 19, part B ---- */
 
 /* Feature maps: a layer's activation reduced over channels (n x h x w). */
 typedef enum kdc_reduce {

@@ -73,9 +73,9 @@ kdc_status kdc_attribution_compute(kdc_run *run, const float *input, int n, int 
     if (!run || !input || !opt || !out)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_attribution_compute: %s is NULL",
                          !run ? "run" : !input ? "input" : !opt ? "opt" : "out");
-    if ((int)opt->kind < KDC_ATTR_SALIENCY || (int)opt->kind > KDC_ATTR_INTEGRATED)
+    if ((int)opt->kind < KDC_ATTR_SALIENCY || (int)opt->kind > KDC_ATTR_LRP)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "attribution kind %d is out of range 0..%d",
-                         (int)opt->kind, (int)KDC_ATTR_INTEGRATED);
+                         (int)opt->kind, (int)KDC_ATTR_LRP);
     if (opt->samples < 0)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "attribution: samples %d is negative",
                          opt->samples);
@@ -89,6 +89,17 @@ kdc_status kdc_attribution_compute(kdc_run *run, const float *input, int n, int 
     if (opt->kind == KDC_ATTR_SALIENCY || opt->kind == KDC_ATTR_GUIDED)
         return kdc__input_grad(run, input, n, h, w, &opt->target,
                                opt->kind == KDC_ATTR_GUIDED, out, numel);
+    /* issue 19, part B: propagation attributions (deeplift.c, lrp.c) */
+    if (opt->kind == KDC_ATTR_INPUT_X_GRADIENT) {
+        kdc_status st = kdc__input_grad(run, input, n, h, w, &opt->target, 0, out, numel);
+        for (size_t i = 0; i < numel && !st; i++)
+            out[i] *= input[i];
+        return st;
+    }
+    if (opt->kind == KDC_ATTR_DEEPLIFT)
+        return kdc__deeplift(run, input, n, h, w, opt, out);
+    if (opt->kind == KDC_ATTR_LRP)
+        return kdc_lrp_relevance(run, input, n, h, w, opt, 0, out, numel);
 
     kdc_target tg = opt->target;
     int *cls = NULL;

@@ -45,4 +45,17 @@ int kdc__needs_grad(kdc_cam_method m);
 kdc_status kdc__cam_aggregate(const float *const *raw, const int *raw_h, const int *raw_w,
                               int nlayers, int n, int out_h, int out_w, float *tmp, float *map);
 
+/* issue 19, part B. deeplift.c: DeepLift attributions (n x 3 x h x w) of
+ * input against opt->baseline (kdc_attribution_compute checked the rest).
+ * fullgrad.c: FullGrad's raw map (n x h x w, pytorch-grad-cam's sum of the
+ * normalised, resized input and bias terms) and the classes used. */
+kdc_status kdc__deeplift(kdc_run *run, const float *input, int n, int h, int w,
+                         const kdc_attribution_options *opt, float *out);
+kdc_status kdc__fullgrad(kdc_run *run, const float *input, int n, int h, int w,
+                         const kdc_target *target, float *raw, int *classes);
+/* The whole kdc_cam_compute result of FullGrad (one layer entry: the raw
+ * map at input size; the map is scale_cam_image of it). */
+kdc_status kdc__fullgrad_compute(kdc_run *run, const float *input, int n, int h, int w,
+                                 const kdc_target *target, kdc_cam_result **out);
+
 #endif /* KDC_CAM_INTERNAL_H */

@@ -284,6 +284,12 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "CAM method %d is out of range 0..%d",
                          (int)method, KDC_CAM_COUNT - 1);
     const char *mname = kdc_cam_method_name(method);
+    if (method == KDC_CAM_FULLGRAD) { /* issue 19: every bias layer, not opt->layers */
+        if (n < 1 || in_h < 1 || in_w < 1)
+            return kdc__fail(KDC_ERR_SHAPE, "%s: bad input shape %dx3x%dx%d", mname, n, in_h,
+                             in_w);
+        return kdc__fullgrad_compute(run, input, n, in_h, in_w, &opt->target, out);
+    }
     const int L = opt->nlayers;
     if (L < 1 || L > KDC_CAM_MAX_LAYERS)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s: %d target layers, expected 1..%d", mname,
