@@ -405,7 +405,26 @@ static void test_road(void **state)
         assert_memory_equal(o2, out, 3 * hw * sizeof *o2);
         free(o2);
     }
-    /* every pixel removed (a constant map): refused, not NaN */
+    /* a zero plateau (Grad-CAM's usual): road.py would remove every tie of
+     * a zero threshold, i.e. every pixel; the mask removes the count the
+     * percentile gives, largest first, ties by position */
+    float *flat = tk_xmalloc(hw * sizeof *flat);
+    for (size_t i = 0; i < hw; i++)
+        flat[i] = i % 7 == 3 ? 0.5f + 0.001f * (float)i : 0.0f;
+    assert_int_equal(kdc_road_mask(flat, h, w, 10, 1, rm), KDC_OK);
+    size_t cnt = 0, first_zero = hw;
+    for (size_t i = 0; i < hw; i++) {
+        cnt += rm[i];
+        if (i % 7 == 3)
+            assert_int_equal(rm[i], 1);
+        else if (rm[i] && first_zero == hw)
+            first_zero = i;
+    }
+    assert_int_equal(cnt, hw - (size_t)ceil(0.1 * (double)(hw - 1)));
+    assert_int_equal(first_zero, 0); /* the zeros taken in position order */
+    assert_int_equal(kdc_road_perturb(img, flat, h, w, 10, 1, sd, seed, out), KDC_OK);
+    free(flat);
+    /* every pixel removed: refused, not NaN */
     memset(rm, 1, hw);
     assert_int_equal(kdc_road_impute(img, rm, h, w, NULL, 0, out), KDC_ERR_INVALID_ARGUMENT);
     assert_int_equal(kdc_road_mask(map, h, w, 101, 1, rm), KDC_ERR_INVALID_ARGUMENT);

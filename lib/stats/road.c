@@ -13,13 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-static int kdc__cmp_float(const void *a, const void *b)
-{
-    const float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
+#include "cam_internal.h"
 
 kdc_status kdc_road_mask(const float *map, int h, int w, double percentile,
                          int most_relevant_first, unsigned char *remove)
@@ -29,29 +23,24 @@ kdc_status kdc_road_mask(const float *map, int h, int w, double percentile,
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "ROAD mask: bad arguments (%dx%d map, "
                          "percentile %g)", h, w, percentile);
     const size_t n = (size_t)h * w;
-    float *v = malloc(n * sizeof *v);
-    if (!v)
+    kdc__ranked *r = malloc(n * sizeof *r);
+    if (!r)
         return kdc__fail(KDC_ERR_NO_MEMORY, "ROAD mask: out of memory");
     /* least relevant first ranks 1 - map, in float32 as the source does */
-    for (size_t i = 0; i < n; i++)
-        v[i] = most_relevant_first ? map[i] : 1.0f - map[i];
-    float *s = malloc(n * sizeof *s);
-    if (!s) {
-        free(v);
-        return kdc__fail(KDC_ERR_NO_MEMORY, "ROAD mask: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        r[i].v = most_relevant_first ? map[i] : 1.0f - map[i];
+        r[i].i = i;
     }
-    memcpy(s, v, n * sizeof *s);
-    qsort(s, n, sizeof *s, kdc__cmp_float);
-    /* np.percentile's linear method, and its lerp (from the upper end when
-     * the fraction is at least one half) */
-    const double pos = percentile / 100.0 * (double)(n - 1);
-    const size_t lo = (size_t)floor(pos), hi = lo + 1 < n ? lo + 1 : lo;
-    const double t = pos - (double)lo, a = s[lo], b = s[hi], d = b - a;
-    const double thr = t >= 0.5 ? b - d * (1 - t) : a + d * t;
-    for (size_t i = 0; i < n; i++)
-        remove[i] = !(v[i] < thr); /* the source keeps map < threshold */
-    free(s);
-    free(v);
+    qsort(r, n, sizeof *r, kdc__ranked_desc);
+    /* the source removes v >= np.percentile(v, p): without ties at the
+     * threshold that is the n - ceil(p (n - 1) / 100) largest; with ties,
+     * those by position (the source would take every tie, e.g. a whole
+     * zero plateau, and can leave nothing to impute from) */
+    const size_t k = n - (size_t)ceil(percentile / 100.0 * (double)(n - 1));
+    memset(remove, 0, n);
+    for (size_t j = 0; j < k; j++)
+        remove[r[j].i] = 1;
+    free(r);
     return KDC_OK;
 }
 
