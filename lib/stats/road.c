@@ -76,28 +76,71 @@ static const int kdc__nb[8][2] = {{1, 1}, {0, 1}, {-1, 1}, {1, -1}, {0, -1}, {-1
 static const double kdc__nw[8] = {1.0 / 12, 1.0 / 6, 1.0 / 12, 1.0 / 12, 1.0 / 6, 1.0 / 12,
                                   1.0 / 6, 1.0 / 6};
 
-/* y = M x over the removed pixels: M_ii = sum of the weights of i's
- * neighbours inside the image, M_ij = -w_ij for a removed neighbour j (the
- * source's system matrix negated: symmetric positive definite when some
- * pixel is kept). Entries of kept pixels are left 0. */
-static void kdc__road_apply(const unsigned char *rm, const double *diag, int h, int w,
-                            const double *x, double *y)
+/* The system over the m removed pixels (the source's matrix negated, so
+ * symmetric positive definite when some pixel is kept): M_uu = the sum of
+ * the weights of u's neighbours inside the image, M_uv = -w for a removed
+ * neighbour v. Stored by rows: up to 8 neighbours each. */
+typedef struct kdc__road_sys {
+    size_t m;
+    size_t *pix;   /* (m) the pixel of each unknown          */
+    int32_t *nb;   /* (m, 8) removed neighbours' unknowns, -1 */
+    double *nw;    /* (m, 8) their weights                   */
+    double *diag;  /* (m)                                    */
+} kdc__road_sys;
+
+static void kdc__road_apply(const kdc__road_sys *S, const double *x, double *y)
 {
-    for (int r = 0; r < h; r++)
-        for (int c = 0; c < w; c++) {
-            const size_t i = (size_t)r * w + c;
-            if (!rm[i]) {
-                y[i] = 0;
-                continue;
-            }
-            double s = diag[i] * x[i];
-            for (int k = 0; k < 8; k++) {
-                const int rr = r + kdc__nb[k][0], cc = c + kdc__nb[k][1];
-                if (rr >= 0 && rr < h && cc >= 0 && cc < w && rm[(size_t)rr * w + cc])
-                    s -= kdc__nw[k] * x[(size_t)rr * w + cc];
-            }
-            y[i] = s;
+    for (size_t u = 0; u < S->m; u++) {
+        double s = S->diag[u] * x[u];
+        for (int k = 0; k < 8 && S->nb[u * 8 + k] >= 0; k++)
+            s -= S->nw[u * 8 + k] * x[S->nb[u * 8 + k]];
+        y[u] = s;
+    }
+}
+
+/* Jacobi-preconditioned conjugate gradients from x = 0 to |r| <= 1e-13 |b|. */
+static kdc_status kdc__road_cg(const kdc__road_sys *S, const double *b, double *x, double *work,
+                               int h, int w)
+{
+    const size_t m = S->m;
+    double *r = work, *p = work + m, *q = work + 2 * m;
+    double bb = 0, zr = 0;
+    for (size_t u = 0; u < m; u++) {
+        x[u] = 0;
+        r[u] = b[u];
+        p[u] = r[u] / S->diag[u];
+        zr += r[u] * p[u];
+        bb += b[u] * b[u];
+    }
+    const double tol2 = bb * 1e-26;
+    double rr = bb;
+    const long maxit = 10 * (long)m + 100;
+    long it = 0;
+    for (; it < maxit && rr > tol2; it++) {
+        kdc__road_apply(S, p, q);
+        double pq = 0;
+        for (size_t u = 0; u < m; u++)
+            pq += p[u] * q[u];
+        if (!(pq > 0))
+            break;
+        const double alpha = zr / pq;
+        double zr_new = 0;
+        rr = 0;
+        for (size_t u = 0; u < m; u++) {
+            x[u] += alpha * p[u];
+            r[u] -= alpha * q[u];
+            rr += r[u] * r[u];
+            zr_new += r[u] * r[u] / S->diag[u];
         }
+        const double beta = zr_new / zr;
+        for (size_t u = 0; u < m; u++)
+            p[u] = r[u] / S->diag[u] + beta * p[u];
+        zr = zr_new;
+    }
+    if (rr > tol2)
+        return kdc__fail(KDC_ERR_UNSUPPORTED, "ROAD imputation: conjugate gradients did not "
+                         "converge in %ld iterations (%dx%d, %zu removed)", it, h, w, m);
+    return KDC_OK;
 }
 
 kdc_status kdc_road_impute(const float *image, const unsigned char *remove, int h, int w,
@@ -108,95 +151,76 @@ kdc_status kdc_road_impute(const float *image, const unsigned char *remove, int 
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "ROAD imputation: bad arguments (%dx%d)",
                          h, w);
     const size_t n = (size_t)h * w;
-    size_t nrm = 0;
+    size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        nrm += remove[i] != 0;
-    if (nrm == n)
+        m += remove[i] != 0;
+    if (m == n)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "ROAD imputation: every pixel is removed, "
                          "so nothing is left to impute from (a constant map?)");
     memcpy(out, image, 3 * n * sizeof *out);
-    if (!nrm)
+    if (!m)
         return KDC_OK;
-    unsigned char *rm = malloc(n);
-    double *buf = malloc(6 * n * sizeof *buf);
-    if (!rm || !buf) {
-        free(rm);
-        free(buf);
-        return kdc__fail(KDC_ERR_NO_MEMORY, "ROAD imputation: out of memory (%dx%d)", h, w);
-    }
-    /* (n) each: diagonal, solution, residual, direction, M p, right-hand side */
-    double *diag = buf, *x = buf + n, *res = buf + 2 * n, *p = buf + 3 * n, *q = buf + 4 * n,
-           *rhs = buf + 5 * n;
-    for (size_t i = 0; i < n; i++)
-        rm[i] = remove[i] != 0;
-    for (int r = 0; r < h; r++)
-        for (int c = 0; c < w; c++) {
-            double s = 0;
-            for (int k = 0; k < 8; k++) {
-                const int rr = r + kdc__nb[k][0], cc = c + kdc__nb[k][1];
-                s += rr >= 0 && rr < h && cc >= 0 && cc < w ? kdc__nw[k] : 0.0;
-            }
-            diag[(size_t)r * w + c] = s;
-        }
+    kdc__road_sys S = {.m = m};
+    int32_t *vid = malloc(n * sizeof *vid);
+    S.pix = malloc(m * sizeof *S.pix);
+    S.nb = malloc(m * 8 * sizeof *S.nb);
+    S.nw = malloc(m * 8 * sizeof *S.nw);
+    S.diag = malloc(m * sizeof *S.diag);
+    double *buf = malloc(5 * m * sizeof *buf); /* rhs, x, CG work (3 m) */
     kdc_status st = KDC_OK;
+    if (!vid || !S.pix || !S.nb || !S.nw || !S.diag || !buf) {
+        st = kdc__fail(KDC_ERR_NO_MEMORY, "ROAD imputation: out of memory (%dx%d)", h, w);
+        goto cleanup;
+    }
+    for (size_t i = 0, u = 0; i < n; i++) {
+        vid[i] = remove[i] ? (int32_t)u : -1;
+        if (remove[i])
+            S.pix[u++] = i;
+    }
+    for (size_t u = 0; u < m; u++) {
+        const int r = (int)(S.pix[u] / (size_t)w), c = (int)(S.pix[u] % (size_t)w);
+        int k2 = 0;
+        S.diag[u] = 0;
+        for (int k = 0; k < 8; k++) {
+            const int rr = r + kdc__nb[k][0], cc = c + kdc__nb[k][1];
+            if (rr < 0 || rr >= h || cc < 0 || cc >= w)
+                continue;
+            S.diag[u] += kdc__nw[k];
+            const int32_t v = vid[(size_t)rr * w + cc];
+            if (v >= 0) {
+                S.nb[u * 8 + k2] = v;
+                S.nw[u * 8 + k2++] = kdc__nw[k];
+            }
+        }
+        for (; k2 < 8; k2++)
+            S.nb[u * 8 + k2] = -1;
+    }
+    double *rhs = buf, *x = buf + m;
     for (int ch = 0; ch < 3 && !st; ch++) {
         const float *img = image + (size_t)ch * n;
-        double bb = 0, rr_old = 0, zr = 0;
-        for (int r = 0; r < h; r++)
-            for (int c = 0; c < w; c++) {
-                const size_t i = (size_t)r * w + c;
-                double s = 0;
-                if (rm[i])
-                    for (int k = 0; k < 8; k++) {
-                        const int r2 = r + kdc__nb[k][0], c2 = c + kdc__nb[k][1];
-                        if (r2 >= 0 && r2 < h && c2 >= 0 && c2 < w && !rm[(size_t)r2 * w + c2])
-                            s += kdc__nw[k] * img[(size_t)r2 * w + c2];
-                    }
-                rhs[i] = s;
-                bb += s * s;
+        for (size_t u = 0; u < m; u++) { /* the kept neighbours' weighted values */
+            const int r = (int)(S.pix[u] / (size_t)w), c = (int)(S.pix[u] % (size_t)w);
+            double sum = 0;
+            for (int k = 0; k < 8; k++) {
+                const int rr = r + kdc__nb[k][0], cc = c + kdc__nb[k][1];
+                if (rr >= 0 && rr < h && cc >= 0 && cc < w && vid[(size_t)rr * w + cc] < 0)
+                    sum += kdc__nw[k] * img[(size_t)rr * w + cc];
             }
-        /* Jacobi-preconditioned conjugate gradients from x = 0 */
-        zr = 0;
-        for (size_t i = 0; i < n; i++) {
-            x[i] = 0;
-            res[i] = rhs[i];
-            p[i] = rm[i] ? res[i] / diag[i] : 0;
-            zr += res[i] * p[i];
+            rhs[u] = sum;
         }
-        const double tol2 = bb * 1e-26; /* |r| <= 1e-13 |b| */
-        rr_old = bb;
-        const long maxit = 10 * (long)nrm + 100;
-        long it = 0;
-        for (; it < maxit && rr_old > tol2; it++) {
-            kdc__road_apply(rm, diag, h, w, p, q);
-            double pq = 0;
-            for (size_t i = 0; i < n; i++)
-                pq += p[i] * q[i];
-            if (!(pq > 0))
-                break;
-            const double alpha = zr / pq;
-            double zr_new = 0, rr = 0;
-            for (size_t i = 0; i < n; i++) {
-                x[i] += alpha * p[i];
-                res[i] -= alpha * q[i];
-                rr += res[i] * res[i];
-                zr_new += rm[i] ? res[i] * res[i] / diag[i] : 0;
-            }
-            const double beta = zr_new / zr;
-            for (size_t i = 0; i < n; i++)
-                p[i] = rm[i] ? res[i] / diag[i] + beta * p[i] : 0;
-            zr = zr_new;
-            rr_old = rr;
-        }
-        if (rr_old > tol2 && bb > 0)
-            st = kdc__fail(KDC_ERR_UNSUPPORTED, "ROAD imputation: conjugate gradients did not "
-                           "converge in %ld iterations (%dx%d, %zu removed)", it, h, w, nrm);
+        if ((st = kdc__road_cg(&S, rhs, x, buf + 2 * m, h, w)))
+            break;
         float *o = out + (size_t)ch * n;
-        for (size_t i = 0; i < n && !st; i++)
-            if (rm[i])
-                o[i] = (float)(x[i] + (noise ? noise_std * noise[(size_t)ch * n + i] : 0.0));
+        for (size_t u = 0; u < m; u++)
+            o[S.pix[u]] = (float)(x[u] + (noise ? noise_std * noise[(size_t)ch * n + S.pix[u]]
+                                                : 0.0));
     }
-    free(rm);
+cleanup:
+    free(vid);
+    free(S.pix);
+    free(S.nb);
+    free(S.nw);
+    free(S.diag);
     free(buf);
     return st;
 }
