@@ -738,11 +738,11 @@ static void test_analyze_road_kd(void **state)
 {
     (void)state;
     char dir[300], wt[300], ws[300], out[300], p[400];
-    snprintf(dir, sizeof dir, "%s/an-rk-shapes", tmp);
-    snprintf(wt, sizeof wt, "%s/an-rk-t.safetensors", tmp);
-    snprintf(ws, sizeof ws, "%s/an-rk-s.safetensors", tmp);
-    assert_int_equal(kdc_test_write_weights(wt, "mobilenetv1", 31, 10, "", 0), 0);
-    assert_int_equal(kdc_test_write_weights(ws, "mobilenetv1", 32, 10, "", 0), 0);
+    path_in_tmp(dir, sizeof dir, "an-rk-shapes");
+    assert_int_equal(kdc_test_write_weights(path_in_tmp(wt, sizeof wt, "an-rk-t.safetensors"),
+                                            "mobilenetv1", 31, 10, "", 0), 0);
+    assert_int_equal(kdc_test_write_weights(path_in_tmp(ws, sizeof ws, "an-rk-s.safetensors"),
+                                            "mobilenetv1", 32, 10, "", 0), 0);
     assert_int_equal(run("shapes -n 5 --seed 9 --size 96 -o %s", dir), 0);
     snprintf(out, sizeof out, "%s/an-rk", tmp);
     assert_int_equal(run("analyze --model T=%s --model S=%s --batch 4 --road --faith 4 -o %s %s",
