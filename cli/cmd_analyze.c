@@ -357,9 +357,9 @@ static kdc_status class_probs(an_model *am, const float *x, int count, int h, in
     return an_class_probs(am->run, am->layers[am->nl], am->K, x, count, h, w, c, logits, p);
 }
 
-/* Faithfulness of each image's map (the model's top-1 class): deletion and
- * insertion in `steps` steps from / to the normalised zero image (the
- * per-channel mean colour), their AUC, and the class score on x and on x *
+/* Faithfulness of each image's map (the model's top-1 class), with RISE's
+ * substrates: deletion in `steps` steps to the normalised zero image (the
+ * per-channel mean colour), insertion from the blurred image, their AUC, and the class score on x and on x *
  * map (Average Drop, Increase in Confidence). Perturbed inputs are made
  * `chunk` at a time: memory is chunk images, whatever the steps. */
 static int faithfulness(an_model *am, const float *x, int n, int h, int w, int steps, int chunk)
