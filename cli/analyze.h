@@ -17,6 +17,7 @@
 #ifndef KDCAM_ANALYZE_H
 #define KDCAM_ANALYZE_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "cli.h"
@@ -62,7 +63,8 @@ typedef struct an_worst {
 
 /* Per-model values the summary averages (mean and 95% CI each). */
 enum { V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU, V_POINTING, V_ENERGY, V_DEL,
-       V_INS, V_Y, V_YMAP, V_COUNT };
+       V_INS, V_Y, V_YMAP, V_ROAD_MORF, V_ROAD_LERF, V_ROAD, V_COUNT };
+#define AN_KD_MAX 16 /* teacher layers with ICKD / AT distances */
 
 /* What DIR/report.html shows (analyze_report.c). */
 typedef struct an_report {
@@ -76,6 +78,10 @@ typedef struct an_report {
     an_worst worst[AN_WORST];
     int nworst;
     int grids;           /* DIR/disagree_I.png exist for the worst images */
+    int kd_n;            /* teacher layers (0: no ICKD / AT distances) */
+    const char *kd_tl[AN_KD_MAX], *kd_sl[CLI_MAX_MODELS][AN_KD_MAX]; /* NULL: unpaired */
+    int kd_has[CLI_MAX_MODELS][AN_KD_MAX][2];
+    double kd_mean[CLI_MAX_MODELS][AN_KD_MAX][2], kd_ci[CLI_MAX_MODELS][AN_KD_MAX][2];
 } an_report;
 int an_report_html(const char *dir, const an_report *rep);
 
@@ -89,6 +95,36 @@ int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nw
  * grey), row and column labels, a title and a colour bar. */
 int an_heatmap_png(const char *path, const double *v, int rows, int cols, char **row_names,
                    char **col_names, const char *title);
+
+/* ROAD (analyze_road.c): percentiles 10..90, the source's noise. */
+#define AN_ROAD_STEPS 9
+#define AN_ROAD_NOISE 0.01
+/* softmax(z)[c] over K classes */
+double an_softmax_prob(const float *z, int K, int c);
+/* The softmax probability of class c for count inputs (count x 3 x h x w)
+ * in one pass; logits receives count x K. */
+kdc_status an_class_probs(kdc_run *run, int logits_layer, int K, const float *x, int count,
+                          int h, int w, int c, float *logits, double *p);
+/* The noise seed of image i's ROAD step: base + (i << 8) + 16 (most
+ * relevant first) + the percentile's index 0..8. */
+uint64_t an_road_seed(uint64_t base, long image, int most_relevant_first, int pct_index);
+/* ROAD of n images (x: n x 3 x h x w normalised, maps n x h x w, cls the
+ * class per image, image indices i0..): out (n x 2) receives the mean
+ * change of p over the percentiles, most then least relevant first (NaN
+ * for a constant map, which leaves nothing to impute from). */
+int an_road(kdc_run *run, int logits_layer, int K, const float *x, const float *maps,
+            const int *cls, int n, int h, int w, int chunk, long i0, uint64_t seed,
+            double *out);
+
+/* ICKD / attention transfer (analyze_kd.c): pair[i] receives the student
+ * CKA layer compared with teacher CKA layer i (-1: none, a layer without
+ * spatial extent). */
+int an_kd_pairs(kdc_model *t, const int *tl, int tnl, kdc_model *s, const int *sl, int snl,
+                int h, int w, int *pair);
+/* Per image b of n: out[b * stride] the ICKD distance, out[b * stride + 1]
+ * the attention-transfer distance between the activations (n x C x H x W). */
+int an_kd_batch(const float *tact, const int tnchw[4], const float *sact, const int snchw[4],
+                int n, double *out, int stride);
 
 /* Writes s as a JSON string literal to f. */
 void an_json_string(FILE *f, const char *s);

@@ -54,14 +54,16 @@ int an_report_html(const char *dir, const an_report *r)
     fputs("<h2>Predictions and maps</h2>\n<table><tr><th>model</th><th>accuracy</th>"
           "<th>top-1 agreement</th><th>KL T=1</th><th>KL T=4</th><th>map Pearson r</th>"
           "<th>map IoU top-20%</th><th>pointing</th><th>energy in box</th>"
-          "<th>deletion AUC</th><th>insertion AUC</th></tr>\n", f);
-    static const int cols[10] = {V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU,
-                                 V_POINTING, V_ENERGY, V_DEL, V_INS};
+          "<th>deletion AUC</th><th>insertion AUC</th><th>ROAD MoRF</th><th>ROAD LeRF</th>"
+          "<th>ROAD combined</th></tr>\n", f);
+    static const int cols[13] = {V_CORRECT, V_AGREE, V_KL1, V_KL4, V_PEARSON, V_IOU,
+                                 V_POINTING, V_ENERGY, V_DEL, V_INS, V_ROAD_MORF,
+                                 V_ROAD_LERF, V_ROAD};
     for (int m = 0; m < r->nm; m++) {
         fputs("<tr><td>", f);
         html_text(f, r->name[m]);
         fputs("</td>", f);
-        for (int c = 0; c < 10; c++)
+        for (int c = 0; c < 13; c++)
             cell(f, r, m, cols[c], 1.0);
         fputs("</tr>\n", f);
     }
@@ -73,7 +75,34 @@ int an_report_html(const char *dir, const an_report *r)
         fprintf(f, "</td><td>%.4f</td><td>%.4f</td></tr>\n", r->last_cka[m][0],
                 r->last_cka[m][1]);
     }
-    fputs("</table>\n<h2>CKA between every pair of layers</h2>\n", f);
+    fputs("</table>\n", f);
+    if (r->kd_n) {
+        fputs("<h2>ICKD Gram and attention-transfer distances</h2>\n<p>Per image, teacher "
+              "stage against the student stage of the same size (docs/analyze.md); lower "
+              "is closer.</p>\n<table><tr><th>student</th><th>teacher layer</th>"
+              "<th>student layer</th><th>ICKD</th><th>attention transfer</th></tr>\n", f);
+        for (int m = 1; m < r->nm; m++)
+            for (int l = 0; l < r->kd_n; l++) {
+                if (!r->kd_sl[m][l] || !r->kd_tl[l])
+                    continue;
+                fputs("<tr><td>", f);
+                html_text(f, r->name[m]);
+                fputs("</td><td>", f);
+                html_text(f, r->kd_tl[l]);
+                fputs("</td><td>", f);
+                html_text(f, r->kd_sl[m][l]);
+                fputs("</td>", f);
+                for (int q = 0; q < 2; q++)
+                    if (r->kd_has[m][l][q])
+                        fprintf(f, "<td>%.4g &plusmn; %.2g</td>", r->kd_mean[m][l][q],
+                                r->kd_ci[m][l][q]);
+                    else
+                        fputs("<td>&ndash;</td>", f);
+                fputs("</tr>\n", f);
+            }
+        fputs("</table>\n", f);
+    }
+    fputs("<h2>CKA between every pair of layers</h2>\n", f);
     for (int m = 1; m < r->nm; m++)
         for (int k = 0; k < AN_KERNELS; k++)
             fprintf(f, "<p><img src=\"cka_s%d_%s.png\" alt=\"CKA heatmap %d %s\"></p>\n", m,

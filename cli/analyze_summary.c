@@ -14,7 +14,8 @@
 static const char *v_names[V_COUNT] = {"accuracy", "top1_agreement", "kl_T1", "kl_T4",
                                        "pearson_vs_teacher", "iou20_vs_teacher", "pointing",
                                        "energy_in_box", "deletion_auc", "insertion_auc",
-                                       "score", "score_on_image_times_map"};
+                                       "score", "score_on_image_times_map", "road_morf",
+                                       "road_lerf", "road_combined"};
 
 typedef struct an_stat {
     double *v;
@@ -70,6 +71,63 @@ static void note_worst(an_report *rep, long i, double r, const char *file)
         rep->nworst++;
 }
 
+/* The layer name at index k of a model's meta "layers" (NULL if none). */
+static const char *layer_at(const cj_value *model, int k)
+{
+    const cj_value *ly = cj_get(model, "layers");
+    return ly && ly->type == CJ_ARR && k >= 0 && k < ly->n && ly->items[k].type == CJ_STR
+               ? ly->items[k].str
+               : NULL;
+}
+
+/* The student layer paired with teacher layer l (meta "kd_pairs"), or -1. */
+static int kd_pair(const cj_value *student, int l)
+{
+    const cj_value *kp = cj_get(student, "kd_pairs");
+    return kp && kp->type == CJ_ARR && l < kp->n && kp->items[l].type == CJ_NUM
+               ? (int)kp->items[l].num
+               : -1;
+}
+
+/* A student's ICKD and attention-transfer distances in summary.json: one
+ * entry per paired teacher layer. */
+static void kd_json(FILE *f, const cj_value *teacher, const cj_value *student,
+                    an_stat kd[AN_KD_MAX][2], int kd_n)
+{
+    fputs(",\"kd_distances\":[", f);
+    int first = 1;
+    for (int l = 0; l < kd_n; l++) {
+        const char *sl = layer_at(student, kd_pair(student, l)), *tl = layer_at(teacher, l);
+        if (!sl || !tl)
+            continue;
+        fputs(first ? "{\"teacher_layer\":" : ",{\"teacher_layer\":", f);
+        first = 0;
+        an_json_string(f, tl);
+        fputs(",\"student_layer\":", f);
+        an_json_string(f, sl);
+        fputs(",\"ickd\":", f);
+        print_mean_ci(f, &kd[l][0]);
+        fputs(",\"attention_transfer\":", f);
+        print_mean_ci(f, &kd[l][1]);
+        fputc('}', f);
+    }
+    fputc(']', f);
+}
+
+static void kd_report(an_report *rep, const cj_value *models, int nm,
+                      an_stat kd[CLI_MAX_MODELS][AN_KD_MAX][2], int kd_n)
+{
+    for (int l = 0; l < kd_n; l++) {
+        rep->kd_tl[l] = layer_at(&models->items[0], l);
+        for (int i = 1; i < nm; i++) {
+            rep->kd_sl[i][l] = layer_at(&models->items[i], kd_pair(&models->items[i], l));
+            for (int q = 0; q < 2; q++)
+                rep->kd_has[i][l][q] = !kdc_mean_ci95(kd[i][l][q].v, kd[i][l][q].n,
+                                                      &rep->kd_mean[i][l][q], &rep->kd_ci[i][l][q]);
+        }
+    }
+}
+
 int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nworst)
 {
     an_report *rep = calloc(1, sizeof *rep);
@@ -98,8 +156,11 @@ int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nw
         nl[i] = ly && ly->type == CJ_ARR ? ly->n : 0;
         name[i] = nmv && nmv->type == CJ_STR ? nmv->str : "?";
     }
-    an_stat st[CLI_MAX_MODELS][V_COUNT];
+    an_stat st[CLI_MAX_MODELS][V_COUNT], kd[CLI_MAX_MODELS][AN_KD_MAX][2];
     memset(st, 0, sizeof st);
+    memset(kd, 0, sizeof kd);
+    const cj_value *kdon = cj_get(&r.metav, "kd_distances");
+    const int kd_n = kdon && kdon->type == CJ_BOOL && kdon->num != 0 && nl[0] <= AN_KD_MAX ? nl[0] : 0;
     int npairs = 0;
     for (int s = 1; s < nm; s++)
         npairs += AN_KERNELS * nl[0] * nl[s];
@@ -111,6 +172,11 @@ int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nw
         for (int k = 0; k < V_COUNT; k++)
             if (!(st[i][k].v = malloc((size_t)(r.images + 1) * sizeof(double))))
                 rc = 1;
+    for (int i = 1; i < nm && acc; i++)
+        for (int l = 0; l < kd_n; l++)
+            for (int q = 0; q < 2; q++)
+                if (!(kd[i][l][q].v = malloc((size_t)(r.images + 1) * sizeof(double))))
+                    rc = 1;
     for (int p = 0; p < npairs && acc && !rc; p++)
         if (kdc_cka_create(&acc[p]))
             rc = 1;
@@ -172,10 +238,18 @@ int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nw
                         num_or_nan(e, "kl1"), num_or_nan(e, "kl4"), num_or_nan(e, "pearson"),
                         num_or_nan(e, "iou20"), num_or_nan(e, "pointing"), num_or_nan(e, "energy"),
                         num_or_nan(e, "deletion"), num_or_nan(e, "insertion"), num_or_nan(e, "y"),
-                        num_or_nan(e, "y_map")};
+                        num_or_nan(e, "y_map"), num_or_nan(e, "road_morf"),
+                        num_or_nan(e, "road_lerf"),
+                        (num_or_nan(e, "road_lerf") - num_or_nan(e, "road_morf")) / 2};
                     for (int k = 0; k < V_COUNT; k++)
                         if (!isnan(val[k]))
                             st[i][k].v[st[i][k].n++] = val[k];
+                    for (int q = 0; q < 2 && kd_n && i; q++) {
+                        const cj_value *ar = cj_get(e, q ? "at" : "ickd");
+                        for (int t = 0; ar && ar->type == CJ_ARR && t < ar->n && t < kd_n; t++)
+                            if (ar->items[t].type == CJ_NUM)
+                                kd[i][t][q].v[kd[i][t][q].n++] = ar->items[t].num;
+                    }
                 }
             }
         } else {
@@ -231,6 +305,8 @@ int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nw
             fprintf(f, ",\"average_drop\":%.17g,\"increase_in_confidence\":%.17g", ad, ic);
         else
             fputs(",\"average_drop\":null,\"increase_in_confidence\":null", f);
+        if (i && kd_n)
+            kd_json(f, &models->items[0], &models->items[i], kd[i], kd_n);
         fputc('}', f);
     }
     fputs("],\n\"cka\":[", f);
@@ -333,6 +409,8 @@ int an_summarize(const char *dir, int quiet, int grids, an_worst *worst, int *nw
         rep->images = n_images;
         rep->cka_examples = (long)ex;
         rep->grids = grids;
+        rep->kd_n = kd_n;
+        kd_report(rep, models, nm, kd, kd_n);
         for (int i = 0; i < nm; i++) {
             rep->name[i] = name[i];
             for (int k = 0; k < V_COUNT; k++)
@@ -367,6 +445,10 @@ out:
     for (int i = 0; i < nm; i++)
         for (int k = 0; k < V_COUNT; k++)
             free(st[i][k].v);
+    for (int i = 0; i < nm; i++)
+        for (int l = 0; l < AN_KD_MAX; l++)
+            for (int q = 0; q < 2; q++)
+                free(kd[i][l][q].v);
     for (int q = 0; q < npairs && acc; q++)
         kdc_cka_destroy(acc[q]);
     free(acc);

@@ -19,11 +19,13 @@
 #endif
 
 #define AN_MAX_LAYERS 16
+#define AN_ROAD_SEED 14 /* the base of ROAD's noise seeds (an_road_seed) */
 
 static const char *analyze_usage =
     "usage: kdcam analyze --model NAME=[ARCH:]WEIGHTS --model ... [--batch B] [--limit N]\n"
     "                     [--shard I/N] [--resume] [--teacher-layers L,...]\n"
-    "                     [--student-layers L,...] [--method M] [-t N] -o DIR INPUT\n"
+    "                     [--student-layers L,...] [--method M] [--faith S] [--road]\n"
+    "                     [--no-kd] [-t N] -o DIR INPUT\n"
     "Teacher/student statistics over a dataset. The first --model is the teacher.\n"
     "INPUT is a `kdcam shapes` folder (labels and boxes), an ImageFolder tree (one\n"
     "subfolder per class, sorted names give the labels) or a list file (\"PATH\n"
@@ -49,8 +51,15 @@ static const char *analyze_usage =
     "      --method M      CAM method (default gradcam)\n"
     "      --faith S       also the faithfulness of each model's maps: deletion and\n"
     "                      insertion AUC in S steps, Average Drop, Increase in\n"
-    "                      Confidence (docs/analyze.md; 2S+3 extra image passes per\n"
-    "                      image and model, batched by --batch; default 0: off)\n"
+    "                      Confidence (docs/analyze.md; 2S+4 extra image passes per\n"
+    "                      image and model, batched by --batch; default 0: off).\n"
+    "                      Deletion goes to the mean colour, insertion starts from\n"
+    "                      RISE's blurred copy\n"
+    "      --road          also ROAD: most and least relevant first at the 10th..90th\n"
+    "                      percentiles with noisy linear imputation (19 passes and\n"
+    "                      18 sparse solves per image and model)\n"
+    "      --no-kd         skip the ICKD Gram and attention-transfer distances\n"
+    "                      between paired teacher and student stages\n"
     "      --progress-every S  seconds between progress lines when stderr is not a\n"
     "                      terminal (default 10)\n"
     "  -t, --threads N     worker threads per model (default 1)\n"
@@ -71,12 +80,19 @@ typedef struct an_model {
     float *logits, *map;                      /* n x K, n x h x w       */
     double *faith;                            /* n x 4: deletion AUC, insertion
                                                  AUC, score Y, score on x * map */
+    double *road;                             /* n x 2: MoRF, LeRF            */
+    int kd_pair[AN_MAX_LAYERS];               /* students: the layer paired with
+                                                 teacher layer i, or -1       */
+    float *stage[AN_MAX_LAYERS];              /* teacher: n x C x H x W of its
+                                                 paired layers, this batch    */
+    int stage_nchw[AN_MAX_LAYERS][4];
+    double *kd;                               /* students: n x nl x 2 (ICKD, AT) */
     int *top1;
     char sha[65];
 } an_model;
 
 typedef struct an_opts {
-    int batch, shard, nshards, resume, progress_every, faith;
+    int batch, shard, nshards, resume, progress_every, faith, road, no_kd;
     const char *tlayers, *slayers;
 } an_opts;
 
@@ -90,6 +106,10 @@ static int take_own_options(int argc, char **argv, char **rest, int *nrest, an_o
         long x;
         if (i > 0 && !strcmp(f, "--resume")) {
             a->resume = 1;
+            continue;
+        }
+        if (i > 0 && (!strcmp(f, "--road") || !strcmp(f, "--no-kd"))) {
+            *(f[2] == 'r' ? &a->road : &a->no_kd) = 1;
             continue;
         }
         int is_val = i > 0 && (!strcmp(f, "--batch") || !strcmp(f, "--shard") ||
@@ -240,8 +260,10 @@ static void write_meta(FILE *f, int argc, char **argv, const char *src, const cl
             "\"method\":\"%s\",\"cam_target\":\"top-1 class of each model\","
             "\"temperatures\":[1,4],\"kernels\":[\"linear\",\"rbf\"],"
             "\"rbf_bandwidth\":\"median squared distance\",\"faith_steps\":%d,"
-            "\"seeds\":{\"dataset\":",
-            kinds[ds->kind], images, h, w, a->batch, kdc_cam_method_name(method), a->faith);
+            "\"insertion_substrate\":\"RISE blur 11 5\",\"road\":%s,\"kd_distances\":%s,"
+            "\"seeds\":{\"road\":%d,\"dataset\":",
+            kinds[ds->kind], images, h, w, a->batch, kdc_cam_method_name(method), a->faith,
+            a->road ? "true" : "false", a->no_kd ? "false" : "true", AN_ROAD_SEED);
     if (seed >= 0)
         fprintf(f, "%ld", seed);
     else
@@ -263,6 +285,11 @@ static void write_meta(FILE *f, int argc, char **argv, const char *src, const cl
         for (int l = 0; l < am->nl; l++) {
             fputs(l ? "," : "", f);
             an_json_string(f, am->lnames[l]);
+        }
+        if (i > 0 && !a->no_kd) { /* the teacher layer each is compared with */
+            fputs("],\"kd_pairs\":[", f);
+            for (int l = 0; l < ams[0].nl; l++)
+                fprintf(f, "%s%d", l ? "," : "", am->kd_pair[l]);
         }
         fputs("]}", f);
     }
@@ -296,16 +323,6 @@ static void print_num(FILE *f, double v)
         fputs("null", f);
 }
 
-static double softmax_prob(const float *z, int K, int c)
-{
-    double mx = z[0], s = 0;
-    for (int i = 1; i < K; i++)
-        mx = z[i] > mx ? z[i] : mx;
-    for (int i = 0; i < K; i++)
-        s += exp(z[i] - mx);
-    return exp(z[c] - mx) / s;
-}
-
 static void free_batch(an_model *ams, int nm)
 {
     for (int i = 0; i < nm; i++) {
@@ -320,6 +337,13 @@ static void free_batch(an_model *ams, int nm)
         free(am->top1);
         free(am->faith);
         am->faith = NULL;
+        free(am->road);
+        free(am->kd);
+        am->road = am->kd = NULL;
+        for (int l = 0; l < AN_MAX_LAYERS; l++) {
+            free(am->stage[l]);
+            am->stage[l] = NULL;
+        }
         am->logits = am->map = NULL;
         am->top1 = NULL;
     }
@@ -330,40 +354,37 @@ static void free_batch(an_model *ams, int nm)
 static kdc_status class_probs(an_model *am, const float *x, int count, int h, int w, int c,
                               float *logits, double *p)
 {
-    const int last = am->layers[am->nl];
-    kdc_status st = kdc_run_forward(am->run, x, count, h, w, &last, 1);
-    if (!st)
-        st = kdc_run_read_layer(am->run, last, logits, (size_t)count * am->K);
-    for (int i = 0; i < count && !st; i++)
-        p[i] = softmax_prob(logits + (size_t)i * am->K, am->K, c);
-    return st;
+    return an_class_probs(am->run, am->layers[am->nl], am->K, x, count, h, w, c, logits, p);
 }
 
-/* Faithfulness of each image's map (the model's top-1 class): deletion and
- * insertion in `steps` steps from / to the normalised zero image (the
- * per-channel mean colour), their AUC, and the class score on x and on x *
+/* Faithfulness of each image's map (the model's top-1 class), with RISE's
+ * substrates: deletion in `steps` steps to the normalised zero image (the
+ * per-channel mean colour), insertion from the blurred image, their AUC, and the class score on x and on x *
  * map (Average Drop, Increase in Confidence). Perturbed inputs are made
  * `chunk` at a time: memory is chunk images, whatever the steps. */
 static int faithfulness(an_model *am, const float *x, int n, int h, int w, int steps, int chunk)
 {
     const size_t plane = (size_t)h * w, one = 3 * plane;
     float *buf = malloc((size_t)chunk * one * sizeof *buf), *zero = calloc(one, sizeof *zero);
+    float *blur = malloc(one * sizeof *blur);
     float *logits = malloc((size_t)chunk * am->K * sizeof *logits);
     double *curve = malloc((size_t)(steps + 1) * sizeof *curve);
     kdc_status st = KDC_OK;
     int rc = 0;
     if (!(am->faith = malloc((size_t)n * 4 * sizeof *am->faith)) || !buf || !zero || !logits ||
-        !curve) {
+        !curve || !blur) {
         rc = cli_error("out of memory");
         goto out;
     }
     for (int b = 0; b < n && !st; b++) {
         const float *xb = x + (size_t)b * one, *mp = am->map + (size_t)b * plane;
         const int c = am->top1[b];
+        st = kdc_faith_blur(xb, h, w, 11, 5.0, blur); /* RISE's insertion substrate */
         for (int ins = 0; ins < 2 && !st; ins++) {
             for (int k0 = 0; k0 <= steps && !st; k0 += chunk) {
                 const int cnt = steps + 1 - k0 < chunk ? steps + 1 - k0 : chunk;
-                if (!(st = kdc_faith_perturb(xb, zero, mp, h, w, steps, ins, k0, cnt, buf)))
+                if (!(st = kdc_faith_perturb(xb, ins ? blur : zero, mp, h, w, steps, ins, k0,
+                                             cnt, buf)))
                     st = class_probs(am, buf, cnt, h, w, c, logits, curve + k0);
             }
             am->faith[b * 4 + ins] = kdc_faith_auc(curve, steps + 1);
@@ -378,14 +399,28 @@ static int faithfulness(an_model *am, const float *x, int n, int h, int w, int s
 out:
     free(buf);
     free(zero);
+    free(blur);
     free(logits);
     free(curve);
     return rc;
 }
 
 /* One model on one minibatch: Gram matrices of its CKA layers, logits, map. */
+/* Whether layer l of am takes part in the ICKD / AT distances (the
+ * teacher: some student pairs a layer with it, marked in its kd_pair). */
+static int kd_needed(const an_model *am, const an_model *teacher, int l)
+{
+    if (!teacher)
+        return am->kd_pair[l] > 0;
+    for (int i = 0; i < teacher->nl; i++)
+        if (am->kd_pair[i] == l)
+            return 1;
+    return 0;
+}
+
 static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_cam_method method,
-                     int want_gram, int faith_steps, int chunk)
+                     int want_gram, int faith_steps, int chunk, const an_model *teacher,
+                     const an_opts *a, long i0)
 {
     const size_t plane = (size_t)h * w;
     float *x = malloc((size_t)n * 3 * plane * sizeof *x), *act = NULL;
@@ -404,22 +439,48 @@ static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_ca
             goto out;
     if ((st = kdc_run_forward(am->run, x, n, h, w, am->layers, am->nl + 1)))
         goto out;
-    for (int l = 0; l < am->nl && want_gram; l++) {
+    const int tnl = teacher ? teacher->nl : 0;
+    if (teacher && !a->no_kd) {
+        if (!(am->kd = malloc((size_t)n * tnl * 2 * sizeof *am->kd))) {
+            rc = cli_error("out of memory");
+            goto out;
+        }
+        for (size_t q = 0; q < (size_t)n * tnl * 2; q++)
+            am->kd[q] = NAN;
+    }
+    for (int l = 0; l < am->nl; l++) {
+        const int need_kd = !a->no_kd && kd_needed(am, teacher, l);
+        if (!want_gram && !need_kd)
+            continue;
         int nchw[4];
         if ((st = kdc_run_layer_shape(am->run, am->layers[l], nchw)))
             goto out;
         const size_t d = (size_t)nchw[1] * nchw[2] * nchw[3];
         free(act);
-        act = malloc((size_t)n * d * sizeof *act);
-        for (int k = 0; k < AN_KERNELS; k++)
-            am->gram[l][k] = malloc((size_t)n * n * sizeof(double));
-        if (!act || !am->gram[l][0] || !am->gram[l][1]) {
+        if (!(act = malloc((size_t)n * d * sizeof *act))) {
             rc = cli_error("out of memory");
             goto out;
         }
-        if ((st = kdc_run_read_layer(am->run, am->layers[l], act, (size_t)n * d)) ||
-            (st = kdc_cka_gram(act, n, d, KDC_CKA_LINEAR, am->gram[l][0])) ||
-            (st = kdc_cka_gram(act, n, d, KDC_CKA_RBF, am->gram[l][1])))
+        if ((st = kdc_run_read_layer(am->run, am->layers[l], act, (size_t)n * d)))
+            goto out;
+        for (int k = 0; k < AN_KERNELS && want_gram; k++)
+            if (!(am->gram[l][k] = malloc((size_t)n * n * sizeof(double)))) {
+                rc = cli_error("out of memory");
+                goto out;
+            }
+        if (want_gram && ((st = kdc_cka_gram(act, n, d, KDC_CKA_LINEAR, am->gram[l][0])) ||
+                          (st = kdc_cka_gram(act, n, d, KDC_CKA_RBF, am->gram[l][1]))))
+            goto out;
+        if (need_kd && !teacher) { /* kept for the students of this batch */
+            am->stage[l] = act;
+            memcpy(am->stage_nchw[l], nchw, sizeof nchw);
+            act = NULL;
+        }
+        for (int i = 0; i < tnl && need_kd && !rc; i++)
+            if (am->kd_pair[i] == l)
+                rc = an_kd_batch(teacher->stage[i], teacher->stage_nchw[i], act, nchw, n,
+                                 am->kd + (size_t)i * 2, tnl * 2);
+        if (rc)
             goto out;
     }
     if ((st = kdc_run_read_layer(am->run, am->layers[am->nl], am->logits, (size_t)n * am->K)))
@@ -431,6 +492,13 @@ static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_ca
     memcpy(am->top1, res->classes, (size_t)n * sizeof *am->top1);
     if (faith_steps > 0)
         rc = faithfulness(am, x, n, h, w, faith_steps, chunk);
+    if (!rc && a->road) {
+        if (!(am->road = malloc((size_t)n * 2 * sizeof *am->road)))
+            rc = cli_error("out of memory");
+        else
+            rc = an_road(am->run, am->layers[am->nl], am->K, x, am->map, am->top1, n, h, w,
+                         chunk, i0, AN_ROAD_SEED, am->road);
+    }
 out:
     if (st)
         rc = cli_lib_error(st, am->spec.name);
@@ -460,7 +528,7 @@ static int write_batch(FILE *f, const cli_dataset *ds, long bi, long i0, int n, 
             const float *z = am->logits + (size_t)b * am->K, *mp = am->map + b * plane;
             const int c = kdc_argmax(z, am->K);
             fprintf(f, "%s{\"top1\":%d,\"p\":", i ? "," : "", c);
-            print_num(f, softmax_prob(z, am->K, c));
+            print_num(f, an_softmax_prob(z, am->K, c));
             double kl1 = NAN, kl4 = NAN, r = NAN, iou = NAN;
             if (i > 0) {
                 if (am->K == t->K) {
@@ -485,6 +553,20 @@ static int write_batch(FILE *f, const cli_dataset *ds, long bi, long i0, int n, 
                 print_num(f, kdc_map_energy_in_box(mp, w, h, it->box));
             } else {
                 fputs(",\"pointing\":null,\"energy\":null", f);
+            }
+            if (am->road) {
+                fputs(",\"road_morf\":", f);
+                print_num(f, am->road[b * 2]);
+                fputs(",\"road_lerf\":", f);
+                print_num(f, am->road[b * 2 + 1]);
+            }
+            for (int q = 0; q < 2 && am->kd; q++) { /* per teacher layer */
+                fputs(q ? "],\"at\":[" : ",\"ickd\":[", f);
+                for (int l = 0; l < t->nl; l++) {
+                    fputs(l ? "," : "", f);
+                    print_num(f, am->kd[((size_t)b * t->nl + l) * 2 + q]);
+                }
+                fputs(q ? "]" : "", f);
             }
             if (am->faith) {
                 static const char *fk[4] = {"deletion", "insertion", "y", "y_map"};
@@ -708,6 +790,12 @@ int cmd_analyze(int argc, char **argv)
             rc = cli_lib_error(st, am->spec.name);
     }
     kdc_image_destroy(first);
+    for (int i = 1; i < nm && !rc && !a.no_kd; i++) {
+        rc = an_kd_pairs(ams[0].m, ams[0].layers, ams[0].nl, ams[i].m, ams[i].layers,
+                         ams[i].nl, h, w, ams[i].kd_pair);
+        for (int l = 0; l < ams[0].nl && !rc; l++) /* the teacher keeps paired layers */
+            ams[0].kd_pair[l] |= ams[i].kd_pair[l] >= 0;
+    }
     if (rc || (rc = cli_prepare_out_dir(o.out_dir)))
         goto out;
 
@@ -793,7 +881,8 @@ int cmd_analyze(int argc, char **argv)
                                pics[k]->height, w, h);
         }
         for (int i = 0; i < nm && !rc; i++)
-            rc = run_model(&ams[i], pics, n, h, w, method, n >= 4, a.faith, a.batch);
+            rc = run_model(&ams[i], pics, n, h, w, method, n >= 4, a.faith, a.batch,
+                           i ? &ams[0] : NULL, &a, i0);
         if (!rc)
             rc = write_batch(f, &ds, b, i0, n, h, w, ams, nm);
         if (!rc && fflush(f))

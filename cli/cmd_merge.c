@@ -16,7 +16,9 @@ static const char *merge_usage =
     "Combines the output folders of `kdcam analyze --shard I/N` (I = 0 .. N-1, all\n"
     "of one analysis: same models, weights, layers, inputs and batch) into OUT:\n"
     "OUT/rows.jsonl holds every image and batch row in order, as one run writes\n"
-    "it, and OUT/summary.json, cka_*.npy and cka_*.png are computed from it.\n"
+    "it, and OUT/summary.json, cka_*.npy and cka_*.png are computed from it;\n"
+    "OUT/report.html shows the shards' disagree_I.png of the images where the\n"
+    "students disagree most with the teacher, copied beside it.\n"
     "  -o, --out OUT   output folder (must not hold a rows.jsonl yet)\n";
 
 static int cmp_rows(const void *a, const void *b)
@@ -35,6 +37,41 @@ static size_t meta_common_len(const char *meta)
 {
     const char *sh = strstr(meta, ",\"shard\":[");
     return sh ? (size_t)(sh - meta) : strlen(meta);
+}
+
+/* OUT/disagree_I.png from the shard that computed image I. Each shard
+ * drew the grids of its own most-disagreeing images; the merged worst six
+ * (ordered by Pearson r, then image index, as in every shard) are each
+ * among their shard's worst six, so one shard holds each; the grid
+ * depends on the image and the models only, so it is the single run's. */
+static int copy_grid(const char **dirs, int nd, long idx, const char *out)
+{
+    char src[4200], dst[4200], tmp[4300];
+    size_t len = 0;
+    char *data = NULL;
+    for (int d = 0; d < nd && !data; d++) {
+        snprintf(src, sizeof src, "%s/disagree_%ld.png", dirs[d], idx);
+        struct stat sb;
+        if (!stat(src, &sb))
+            data = cli_read_file(src, &len);
+    }
+    if (!data)
+        return cli_error("no shard folder holds disagree_%ld.png (kdcam analyze draws it "
+                         "at the end of a shard's run): the report would miss it", idx);
+    snprintf(dst, sizeof dst, "%s/disagree_%ld.png", out, idx);
+    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+    FILE *f = fopen(tmp, "wb");
+    int rc = 0;
+    if (!f)
+        rc = cli_error("%s: cannot create: %s", tmp, strerror(errno));
+    else if ((fwrite(data, 1, len, f) != len) | (fclose(f) != 0))
+        rc = cli_error("%s: cannot write", tmp);
+    else if (rename(tmp, dst))
+        rc = cli_error("%s: cannot rename: %s", tmp, strerror(errno));
+    if (rc && f)
+        remove(tmp);
+    free(data);
+    return rc;
 }
 
 int cmd_merge(int argc, char **argv)
@@ -139,8 +176,12 @@ int cmd_merge(int argc, char **argv)
         remove(tmp);
         rc = cli_error("%s: cannot rename: %s", tmp, strerror(errno));
     }
+    an_worst worst[AN_WORST];
+    int nworst = 0;
     if (!rc)
-        rc = an_summarize(out, 0, 0, NULL, NULL);
+        rc = an_summarize(out, 0, 1, worst, &nworst);
+    for (int k = 0; k < nworst && !rc; k++)
+        rc = copy_grid(dirs, nd, worst[k].i, out);
 done:
     free(all);
     for (int d = 0; d < nread; d++)

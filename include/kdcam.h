@@ -779,6 +779,57 @@ KDC_API double kdc_faith_auc(const double *scores, int n);
 KDC_API kdc_status kdc_faith_average_drop(const double *Y, const double *O, size_t n,
                                           double *avg_drop, double *increase);
 
+/* RISE's blurred substrate (its insertion game starts from it): each of
+ * the 3 channels of image (3 x h x w) convolved with RISE's gkern(klen,
+ * sigma) (RISE uses klen 11, sigma 5: scipy's gaussian_filter of a klen x
+ * klen delta, so a Gaussian folded into the window by reflection), zero
+ * padding klen / 2, into out (3 x h x w, not image). Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL, even or > 255 klen, sigma outside
+ * (0, 64], out == image). */
+KDC_API kdc_status kdc_faith_blur(const float *image, int h, int w, int klen, double sigma,
+                                  float *out);
+
+/* ROAD (Rong et al. 2022), as pytorch-grad-cam's metrics/road.py does it.
+ * kdc_road_mask marks the pixels to remove: with most_relevant_first
+ * those whose map value is not below np.percentile(map, percentile)
+ * (linear interpolation), otherwise those whose 1 - map is not below the
+ * percentile of 1 - map. remove receives h*w bytes (1: removed). */
+KDC_API kdc_status kdc_road_mask(const float *map, int h, int w, double percentile,
+                                 int most_relevant_first, unsigned char *remove);
+/* n standard normal values from seed (splitmix64, Box-Muller pairs:
+ * u1 = ((x >> 11) + 1) 2^-53, u2 = (x' >> 11) 2^-53, r = sqrt(-2 ln u1),
+ * out[2k] = r cos(2 pi u2), out[2k+1] = r sin(2 pi u2)), as float. */
+KDC_API kdc_status kdc_road_noise(uint64_t seed, size_t n, float *out);
+/* Noisy linear imputation: every removed pixel of image (3 x h x w) becomes
+ * the mean of its 8 neighbours inside the image weighted 1/6 (direct) and
+ * 1/12 (diagonal), solved jointly per channel (conjugate gradients to a
+ * relative residual of 1e-13), plus noise_std * noise[c*h*w + i] (noise
+ * may be NULL: none). Kept pixels are copied. Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL, every pixel removed),
+ * KDC_ERR_UNSUPPORTED (no convergence), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_road_impute(const float *image, const unsigned char *remove, int h,
+                                   int w, const float *noise, double noise_std, float *out);
+/* Mask, noise from seed, imputation in one call: the input of one ROAD
+ * step (the source uses noise_std 0.01). */
+KDC_API kdc_status kdc_road_perturb(const float *image, const float *map, int h, int w,
+                                    double percentile, int most_relevant_first,
+                                    double noise_std, uint64_t seed, float *out);
+
+/* Distances between one image's teacher and student feature maps (float32,
+ * CHW). ICKD (Liu et al. 2021): sum((G_s - G_t)^2) / c with G = F F^T
+ * row-normalised, c the smaller width, the wider map's channels averaged in
+ * c contiguous groups (torch's adaptive pooling bins) in place of ICKD's
+ * learned 1x1 convolution; the spatial sizes may differ. Errors:
+ * KDC_ERR_INVALID_ARGUMENT, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_ickd_distance(const float *ft, int ct, size_t hwt, const float *fs,
+                                     int cs, size_t hws, double *dist);
+/* Attention transfer (Zagoruyko and Komodakis 2017): |Q_t - Q_s|_2 with
+ * Q = sum_c F_c^2 flattened and L2-normalised, each map first
+ * average-pooled (adaptive bins) to the smaller height and width of the
+ * two. Errors: KDC_ERR_INVALID_ARGUMENT, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_at_distance(const float *ft, int ct, int ht, int wt, const float *fs,
+                                   int cs, int hs, int ws, double *dist);
+
 /* ---- end of the dataset statistics section ----------------------- */
 
 #ifdef __cplusplus

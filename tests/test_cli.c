@@ -3,6 +3,7 @@
  * core-engine issue lists, each giving a one-line error and a non-zero exit.
  *
  * The binary is $KDCAM (set by `make test`), else build/kdcam. */
+#include <dirent.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -655,8 +656,28 @@ static void test_analyze_shards(void **state)
                 fail_msg("%s shows %s, which is missing", p, name);
             imgs++;
         }
-        assert_int_equal(imgs, d ? 2 : 2 + 6); /* heatmaps; a single run: 6 figures */
+        assert_int_equal(imgs, 2 + 6); /* heatmaps and 6 figures, merged or not */
         free(html);
+    }
+    /* the merged report is the single run's, figures included */
+    snprintf(p, sizeof p, "%s/report.html", one);
+    char q[400];
+    snprintf(q, sizeof q, "%s/report.html", merged);
+    assert_same_file(p, q);
+    {
+        DIR *dd = opendir(one);
+        struct dirent *de;
+        int grids = 0;
+        assert_non_null(dd);
+        while ((de = readdir(dd)))
+            if (!strncmp(de->d_name, "disagree_", 9)) {
+                snprintf(p, sizeof p, "%s/%.60s", one, de->d_name);
+                snprintf(q, sizeof q, "%s/%.60s", merged, de->d_name);
+                assert_same_file(p, q);
+                grids++;
+            }
+        closedir(dd);
+        assert_int_equal(grids, 6);
     }
     /* the command is kept without --shard, -o, -t: every shard's is the same */
     assert_null(strstr(sum, "--shard"));
@@ -711,6 +732,52 @@ static void test_analyze_resume(void **state)
 }
 
 /* list files and ImageFolder trees; the refusals */
+/* --road, the ICKD / AT distances (on by default) and --no-kd, with two
+ * generated MobileNetV1s on 96x96 shapes images */
+static void test_analyze_road_kd(void **state)
+{
+    (void)state;
+    char dir[300], wt[300], ws[300], out[300], p[400];
+    path_in_tmp(dir, sizeof dir, "an-rk-shapes");
+    assert_int_equal(kdc_test_write_weights(path_in_tmp(wt, sizeof wt, "an-rk-t.safetensors"),
+                                            "mobilenetv1", 31, 10, "", 0), 0);
+    assert_int_equal(kdc_test_write_weights(path_in_tmp(ws, sizeof ws, "an-rk-s.safetensors"),
+                                            "mobilenetv1", 32, 10, "", 0), 0);
+    assert_int_equal(run("shapes -n 5 --seed 9 --size 96 -o %s", dir), 0);
+    snprintf(out, sizeof out, "%s/an-rk", tmp);
+    assert_int_equal(run("analyze --model T=%s --model S=%s --batch 4 --road --faith 4 -o %s %s",
+                         wt, ws, out, dir), 0);
+    snprintf(p, sizeof p, "%s/summary.json", out);
+    char *sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "\"road\":true,\"kd_distances\":true"));
+    assert_non_null(strstr(sum, "\"insertion_substrate\":\"RISE blur 11 5\""));
+    const char *q = sum;
+    for (int i = 0; i < 2; i++) { /* teacher and student: 5 images each */
+        q = strstr(q, "\"road_morf\":{\"mean\":");
+        assert_non_null(q);
+        assert_non_null(strstr(q, "\"road_combined\":{\"mean\":"));
+        q++;
+    }
+    /* same architecture: each stage paired with its own, 5 images each */
+    q = strstr(sum, "\"kd_distances\":[{\"teacher_layer\":\"model.1\",\"student_layer\":"
+                    "\"model.1\",\"ickd\":{\"mean\":");
+    assert_non_null(q);
+    assert_non_null(strstr(q, "\"n\":5}"));
+    free(sum);
+    snprintf(p, sizeof p, "%s/report.html", out);
+    sum = slurp(p, NULL);
+    assert_non_null(strstr(sum, "ICKD Gram and attention-transfer distances"));
+    free(sum);
+    snprintf(out, sizeof out, "%s/an-rk-nokd", tmp);
+    assert_int_equal(run("analyze --model T=%s --model S=%s --batch 4 --no-kd --limit 4 -o %s %s",
+                         wt, ws, out, dir), 0);
+    snprintf(p, sizeof p, "%s/rows.jsonl", out);
+    sum = slurp(p, NULL);
+    assert_null(strstr(sum, "ickd"));
+    assert_null(strstr(sum, "road_morf"));
+    free(sum);
+}
+
 static void test_analyze_inputs(void **state)
 {
     (void)state;
@@ -794,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_analyze_shards),
         cmocka_unit_test(test_analyze_resume),
         cmocka_unit_test(test_analyze_inputs),
+        cmocka_unit_test(test_analyze_road_kd),
         cmocka_unit_test(test_dump_mobilenet),
         cmocka_unit_test(test_dump_mobilenet_timm),
         cmocka_unit_test(test_dump_resnet50),

@@ -315,6 +315,156 @@ static void test_faith_scores(void **state)
     assert_int_equal(kdc_faith_average_drop(Y, O, 8, &ad, &ic), KDC_ERR_INVALID_ARGUMENT);
 }
 
+/* float arrays equal to a NumPy/torch reference: |got - want| <= REL *
+ * max(|want|, the reference's largest magnitude * 1e-3): relative 1e-6 for
+ * all but values near zero, whose error is bounded by the array's scale */
+static void assert_array(const float *got, const float *want, size_t n, const char *what)
+{
+    double scale = 0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) {
+        const double tol = REL * fmax(fabs(want[i]), 1e-3 * scale);
+        if (!(fabs((double)got[i] - want[i]) <= tol))
+            fail_msg("%s[%zu]: got %.9g, reference %.9g", what, i, got[i], want[i]);
+    }
+}
+
+static float *load_any(const char *name, int *nd, int64_t dims[8], size_t *count)
+{
+    float *d = NULL;
+    char path[256];
+    snprintf(path, sizeof path, FIX "%s", name);
+    assert_int_equal(kdc_npy_load(path, &d, nd, dims), KDC_OK);
+    *count = 1;
+    for (int i = 0; i < *nd; i++)
+        *count *= (size_t)dims[i];
+    return d;
+}
+
+/* RISE's blurred substrate (gkern(11, 5), conv2d with zero padding) */
+static void test_faith_blur(void **state)
+{
+    (void)state;
+    int nd;
+    int64_t di[8], dout[8];
+    size_t n, n2;
+    float *img = load_any("blur_image.npy", &nd, di, &n);
+    float *want = load_any("blur_out.npy", &nd, dout, &n2);
+    assert_int_equal(n, n2);
+    const int h = (int)di[1], w = (int)di[2];
+    float *out = tk_xmalloc(n * sizeof *out);
+    assert_int_equal(kdc_faith_blur(img, h, w, 11, 5.0, out), KDC_OK);
+    assert_array(out, want, n, "blur");
+    /* one-pixel image: only the kernel's centre weight touches it */
+    float one[3] = {1, 2, 3}, o1[3];
+    assert_int_equal(kdc_faith_blur(one, 1, 1, 11, 5.0, o1), KDC_OK);
+    assert_rel(o1[1], 2 * expected("blur.k55"), "blur centre");
+    assert_int_equal(kdc_faith_blur(img, h, w, 10, 5.0, out), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_faith_blur(img, h, w, 11, 0.0, out), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_faith_blur(img, h, w, 11, 5.0, img), KDC_ERR_INVALID_ARGUMENT);
+    free(img);
+    free(want);
+    free(out);
+}
+
+/* ROAD: masks at the 9 percentiles, most and least relevant first, the
+ * seeded noise, the imputed images (CG against a dense solve) */
+static void test_road(void **state)
+{
+    (void)state;
+    int nd;
+    int64_t d[8];
+    size_t n;
+    const int h = (int)expected("road.h"), w = (int)expected("road.w");
+    const size_t hw = (size_t)h * w;
+    float *img = load_any("road_image.npy", &nd, d, &n);
+    float *map = load_any("road_map.npy", &nd, d, &n);
+    float *noise_ref = load_any("road_noise.npy", &nd, d, &n);
+    float *removed = load_any("road_removed.npy", &nd, d, &n);
+    float *want = load_any("road_out.npy", &nd, d, &n);
+    float *noise = tk_xmalloc(3 * hw * sizeof *noise), *out = tk_xmalloc(3 * hw * sizeof *out);
+    unsigned char *rm = tk_xmalloc(hw);
+    const uint64_t seed = (uint64_t)expected("road.seed");
+    const double sd = expected("road.std");
+    assert_int_equal(kdc_road_noise(seed, 3 * hw, noise), KDC_OK);
+    assert_array(noise, noise_ref, 3 * hw, "noise");
+    for (int q = 0; q < 18; q++) {
+        const int morf = q < 9;
+        const double pct = 10.0 * (q % 9 + 1);
+        char what[64];
+        assert_int_equal(kdc_road_mask(map, h, w, pct, morf, rm), KDC_OK);
+        for (size_t i = 0; i < hw; i++)
+            if (rm[i] != (removed[q * hw + i] > 0.5f))
+                fail_msg("ROAD mask %s %g%%: pixel %zu differs", morf ? "MoRF" : "LeRF", pct, i);
+        assert_int_equal(kdc_road_impute(img, rm, h, w, noise, sd, out), KDC_OK);
+        snprintf(what, sizeof what, "ROAD %s %g%%", morf ? "MoRF" : "LeRF", pct);
+        assert_array(out, want + (size_t)q * 3 * hw, 3 * hw, what);
+        float *o2 = tk_xmalloc(3 * hw * sizeof *o2);
+        assert_int_equal(kdc_road_perturb(img, map, h, w, pct, morf, sd, seed, o2), KDC_OK);
+        assert_memory_equal(o2, out, 3 * hw * sizeof *o2);
+        free(o2);
+    }
+    /* a zero plateau (Grad-CAM's usual): road.py would remove every tie of
+     * a zero threshold, i.e. every pixel; the mask removes the count the
+     * percentile gives, largest first, ties by position */
+    float *flat = tk_xmalloc(hw * sizeof *flat);
+    for (size_t i = 0; i < hw; i++)
+        flat[i] = i % 7 == 3 ? 0.5f + 0.001f * (float)i : 0.0f;
+    assert_int_equal(kdc_road_mask(flat, h, w, 10, 1, rm), KDC_OK);
+    size_t cnt = 0, first_zero = hw;
+    for (size_t i = 0; i < hw; i++) {
+        cnt += rm[i];
+        if (i % 7 == 3)
+            assert_int_equal(rm[i], 1);
+        else if (rm[i] && first_zero == hw)
+            first_zero = i;
+    }
+    assert_int_equal(cnt, hw - (size_t)ceil(0.1 * (double)(hw - 1)));
+    assert_int_equal(first_zero, 0); /* the zeros taken in position order */
+    assert_int_equal(kdc_road_perturb(img, flat, h, w, 10, 1, sd, seed, out), KDC_OK);
+    free(flat);
+    /* every pixel removed: refused, not NaN */
+    memset(rm, 1, hw);
+    assert_int_equal(kdc_road_impute(img, rm, h, w, NULL, 0, out), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(kdc_road_mask(map, h, w, 101, 1, rm), KDC_ERR_INVALID_ARGUMENT);
+    free(img);
+    free(map);
+    free(noise_ref);
+    free(removed);
+    free(want);
+    free(noise);
+    free(out);
+    free(rm);
+}
+
+/* ICKD and attention-transfer distances: a wider student at a smaller
+ * size, and one of the teacher's shape */
+static void test_kd_distances(void **state)
+{
+    (void)state;
+    int nd;
+    int64_t dt[8], d1[8], d2[8];
+    size_t n;
+    float *ft = load_any("kd_t.npy", &nd, dt, &n), *f1 = load_any("kd_s1.npy", &nd, d1, &n);
+    float *f2 = load_any("kd_s2.npy", &nd, d2, &n);
+    double v;
+    assert_int_equal(kdc_ickd_distance(ft, 8, 36, f1, 12, 12, &v), KDC_OK);
+    assert_rel(v, expected("ickd.s1"), "ICKD, 12 vs 8 channels");
+    assert_int_equal(kdc_ickd_distance(ft, 8, 36, f2, 8, 36, &v), KDC_OK);
+    assert_rel(v, expected("ickd.s2"), "ICKD, same width");
+    assert_int_equal(kdc_at_distance(ft, 8, 6, 6, f1, 12, 3, 4, &v), KDC_OK);
+    assert_rel(v, expected("at.s1"), "AT, 6x6 vs 3x4");
+    assert_int_equal(kdc_at_distance(ft, 8, 6, 6, f2, 8, 6, 6, &v), KDC_OK);
+    assert_rel(v, expected("at.s2"), "AT, same size");
+    assert_int_equal(kdc_ickd_distance(ft, 8, 36, ft, 8, 36, &v), KDC_OK);
+    assert_true(v == 0);
+    assert_int_equal(kdc_at_distance(ft, 0, 6, 6, f2, 8, 6, 6, &v), KDC_ERR_INVALID_ARGUMENT);
+    free(ft);
+    free(f1);
+    free(f2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +476,9 @@ int main(void)
         cmocka_unit_test(test_mean_ci),
         cmocka_unit_test(test_faith_perturb),
         cmocka_unit_test(test_faith_scores),
+        cmocka_unit_test(test_faith_blur),
+        cmocka_unit_test(test_road),
+        cmocka_unit_test(test_kd_distances),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

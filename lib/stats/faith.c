@@ -66,3 +66,65 @@ kdc_status kdc_faith_average_drop(const double *Y, const double *O, size_t n, do
     *increase = 100.0 * inc / (double)n;
     return KDC_OK;
 }
+
+/* RISE's blur (evaluation.py's gkern and the substrate of its insertion
+ * game): the kernel is scipy's gaussian_filter(sigma) applied to a klen x
+ * klen delta, i.e. a Gaussian truncated at 4 sigma and folded back into
+ * the klen window by 'reflect' boundaries; it is separable, so one 1-D
+ * profile serves both axes. */
+static void kdc__rise_kernel(int klen, double sigma, double *k1)
+{
+    const int rad = (int)(4.0 * sigma + 0.5), c = klen / 2;
+    double norm = 0;
+    for (int x = -rad; x <= rad; x++)
+        norm += exp(-0.5 * x * x / (sigma * sigma));
+    for (int i = 0; i < klen; i++)
+        k1[i] = 0;
+    /* out[i] = sum_x g(x) delta[reflect(i + x)] */
+    for (int i = 0; i < klen; i++)
+        for (int x = -rad; x <= rad; x++) {
+            int m = i + x, period = 2 * klen;
+            m %= period;
+            if (m < 0)
+                m += period;
+            if (m >= klen)
+                m = period - 1 - m;
+            if (m == c)
+                k1[i] += exp(-0.5 * x * x / (sigma * sigma)) / norm;
+        }
+}
+
+kdc_status kdc_faith_blur(const float *image, int h, int w, int klen, double sigma, float *out)
+{
+    if (!image || !out || h < 1 || w < 1 || klen < 1 || klen > 255 || !(klen % 2) ||
+        !(sigma > 0 && sigma <= 64) || (size_t)h * w > (size_t)1 << 28 || image == out)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "blur substrate: bad arguments (%dx%d, "
+                         "kernel %d, sigma %g; the kernel size must be odd, out not image)",
+                         h, w, klen, sigma);
+    double k1[255];
+    float k2[255 * 255]; /* the source casts its kernel to float32 */
+    kdc__rise_kernel(klen, sigma, k1);
+    for (int i = 0; i < klen; i++)
+        for (int j = 0; j < klen; j++)
+            k2[i * klen + j] = (float)(k1[i] * k1[j]);
+    const int c = klen / 2;
+    const size_t hw = (size_t)h * w;
+    for (int ch = 0; ch < 3; ch++) /* conv2d with zero padding klen / 2 */
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double s = 0;
+                for (int i = 0; i < klen; i++) {
+                    const int yy = y + i - c;
+                    if (yy < 0 || yy >= h)
+                        continue;
+                    const float *row = image + ch * hw + (size_t)yy * w;
+                    for (int j = 0; j < klen; j++) {
+                        const int xx = x + j - c;
+                        if (xx >= 0 && xx < w)
+                            s += (double)k2[i * klen + j] * row[xx];
+                    }
+                }
+                out[ch * hw + (size_t)y * w + x] = (float)s;
+            }
+    return KDC_OK;
+}
