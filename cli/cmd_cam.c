@@ -671,7 +671,7 @@ int cmd_cam(int argc, char **argv)
     for (int i0 = 0; i0 < ntodo && !rc; i0 += io.batch) {
         const int k = ntodo - i0 < io.batch ? ntodo - i0 : io.batch;
         if ((rc = cli_inputs_load(&o, &io, m, NULL, todo + i0, k, &input, &h, &w, &crops,
-                                  det ? &scales : NULL)))
+                                  det ? &scales : NULL, NULL)))
             break;
         for (int b = 0; b < k; b++) {
             names[b] = todo[i0 + b]->name;

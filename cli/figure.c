@@ -147,17 +147,22 @@ int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double h
     free(ramp);
     int rc = cli_fig_image(f, x, y, bar);
     kdc_image_destroy(bar);
+    /* the caption at the larger font where it fits under the bar */
+    int cw, chh, tsize = 2;
+    cli_fig_text_size(caption ? caption : "0", 2, &cw, &chh);
+    if (cw > w)
+        tsize = 1;
     for (int t = 0; t < nticks && !rc; t++) {
         const int tx = x + (int)((double)(w - 1) * t / (nticks - 1) + 0.5);
         rc = cli_fig_rect(f, tx, y + h, 1, 4, 1, GREY);
         if (!rc)
-            rc = cli_fig_text(f, tx, y + h + 6, 1, t == 0 ? 0 : t == nticks - 1 ? 2 : 1, GREY,
-                              fmt, lo + (hi - lo) * t / (nticks - 1));
+            rc = cli_fig_text(f, tx, y + h + 6, tsize, t == 0 ? 0 : t == nticks - 1 ? 2 : 1,
+                              GREY, fmt, lo + (hi - lo) * t / (nticks - 1));
     }
     if (!rc && caption) {
         int tw, th;
-        cli_fig_text_size("0", 1, &tw, &th);
-        rc = cli_fig_text(f, x + w / 2, y + h + 6 + th + 4, 1, 1, GREY, "%s", caption);
+        cli_fig_text_size("0", tsize, &tw, &th);
+        rc = cli_fig_text(f, x + w / 2, y + h + 6 + th + 4, tsize, 1, GREY, "%s", caption);
     }
     return rc;
 }
@@ -287,7 +292,7 @@ int cli_fig_save_svg(const cli_fig *f, const char *path)
             static const char *anchors[3] = {"start", "middle", "end"};
             /* the bitmap font's cap height is about 7/10 of its line */
             fprintf(fp, "<text x=\"%d\" y=\"%.1f\" font-size=\"%.1f\" text-anchor=\"%s\" "
-                        "fill=\"#%02x%02x%02x\">", e->x, e->y + th * 0.78, th * 0.92,
+                        "fill=\"#%02x%02x%02x\">", e->x, e->y + th * 0.72, th * 0.74,
                     anchors[e->anchor], e->rgb[0], e->rgb[1], e->rgb[2]);
             put_xml_text(fp, e->text);
             fputs("</text>\n", fp);

@@ -27,7 +27,8 @@ int cli_fig_rect(cli_fig *f, int x, int y, int w, int h, int line, const unsigne
 /* Width and height of text at a size, in units. */
 void cli_fig_text_size(const char *text, int size, int *w, int *h);
 /* A horizontal colour bar (JET) of w x h units at (x, y) with `nticks`
- * ticks labelled by lo..hi (fmt: printf format of one double). */
+ * ticks labelled by lo..hi (fmt: printf format of one double), and a caption;
+ * text at font size 2, or 1 where the caption would not fit. */
 int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double hi, int nticks,
                      const char *fmt, const char *caption);
 /* Writes the figure (through a temporary file and a rename). */

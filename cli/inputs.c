@@ -348,6 +348,45 @@ static int drop_repeats(cli_inputs *in)
     return 0;
 }
 
+/* Files given one by one (not by walking their folder) get their boxes
+ * from their folder's labels.json too; each folder is read once in a row. */
+static int boxes_of_files(cli_inputs *in)
+{
+    char last[4200] = "";
+    kdc_shapes_labels *lab = NULL;
+    int rc = 0;
+    for (int i = 0; i < in->n && !rc; i++) {
+        cli_input *e = &in->v[i];
+        if (e->has_box)
+            continue;
+        const char *slash = strrchr(e->path, '/');
+        char dir[4200], lj[4300];
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - e->path) : 1,
+                 slash ? e->path : ".");
+        if (strcmp(dir, last)) {
+            struct stat sb;
+            kdc_shapes_labels_free(lab);
+            lab = NULL;
+            snprintf(last, sizeof last, "%s", dir);
+            snprintf(lj, sizeof lj, "%s/labels.json", dir);
+            kdc_status st = stat(lj, &sb) ? KDC_OK : kdc_shapes_labels_read(dir, &lab);
+            if (st) {
+                rc = cli_lib_error(st, NULL);
+                break;
+            }
+        }
+        const char *base = slash ? slash + 1 : e->path;
+        for (int k = 0; lab && k < lab->n; k++)
+            if (!strcmp(lab->files[k], base)) {
+                e->has_box = 1;
+                memcpy(e->box, lab->boxes[k], sizeof e->box);
+                break;
+            }
+    }
+    kdc_shapes_labels_free(lab);
+    return rc;
+}
+
 int cli_inputs_collect(const char *const *args, int nargs, int recursive, cli_inputs *in)
 {
     memset(in, 0, sizeof *in);
@@ -356,6 +395,8 @@ int cli_inputs_collect(const char *const *args, int nargs, int recursive, cli_in
         rc = add_arg(args[i], recursive, in);
     if (!rc && in->n > 1)
         rc = drop_repeats(in);
+    if (!rc)
+        rc = boxes_of_files(in);
     if (!rc && in->n > 1)
         rc = resolve_collisions(in);
     if (rc)
@@ -404,7 +445,7 @@ int cli_inputs_check_size(const cli_input_opts *io, const char *path, const kdc_
 
 int cli_inputs_load(const cli_opts *o, const cli_input_opts *io, const kdc_model *m,
                     const kdc_preprocess *pp_in, cli_input *const *items, int k, float **input,
-                    int *h, int *w, kdc_image ***crops, double **scales)
+                    int *h, int *w, kdc_image ***crops, double **scales, int *sizes_out)
 {
     *input = NULL;
     *crops = NULL;
@@ -448,6 +489,8 @@ int cli_inputs_load(const cli_opts *o, const cli_input_opts *io, const kdc_model
         const kdc_image probe = {.width = sizes[2 * i], .height = sizes[2 * i + 1]};
         rc = cli_inputs_check_size(io, paths[i], &probe, *h, *w);
     }
+    if (sizes_out && !rc)
+        memcpy(sizes_out, sizes, (size_t)k * 2 * sizeof *sizes);
     free(paths);
     free(sizes);
     if (rc) {

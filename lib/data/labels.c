@@ -38,7 +38,9 @@ static const struct st_json *kdc__labels_get(const struct st_json *obj, const ch
 static int kdc__labels_int(const struct st_json *v, uint64_t max, int *out)
 {
     uint64_t x;
-    if (!v || kdc__st_json_uint(v, max, &x) != ST_INT_OK)
+    /* parsed against a wide bound, then compared (the reader's own bound
+     * check is meant for large limits) */
+    if (!v || kdc__st_json_uint(v, (uint64_t)1 << 40, &x) != ST_INT_OK || x > max)
         return -1;
     *out = (int)x;
     return 0;
@@ -95,10 +97,11 @@ kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out)
                          path, strerror(errno));
     struct st_json root;
     memset(&root, 0, sizeof root);
+    /* the tree's numbers point into text: it lives until the tree is freed */
     kdc_status st = kdc__st_json_parse(path, (const unsigned char *)text, len, &root);
-    free(text);
     if (st) {
         kdc__st_json_free(&root);
+        free(text);
         return st;
     }
     kdc_shapes_labels *l = calloc(1, sizeof *l);
@@ -167,6 +170,7 @@ kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out)
     }
 out:
     kdc__st_json_free(&root);
+    free(text);
     if (st) {
         kdc_shapes_labels_free(l);
         return st;
