@@ -165,17 +165,8 @@ static int save_png(const char *dir, const char *stem, const char *what, const k
 static kdc_status map_to_original(const float *map, int h, int w, const kdc_preprocess *pp,
                                   int ow, int oh, float *out)
 {
-    int rh = oh, rw = ow;
-    if (pp->resize_short > 0) {
-        if (ow <= oh) {
-            rw = pp->resize_short;
-            rh = (int)((long long)pp->resize_short * oh / ow);
-        } else {
-            rh = pp->resize_short;
-            rw = (int)((long long)pp->resize_short * ow / oh);
-        }
-    }
-    const int top = (int)lrint((rh - h) / 2.0), left = (int)lrint((rw - w) / 2.0);
+    int rh, rw, top, left;
+    cli_crop_geometry(pp, ow, oh, h, w, &rw, &rh, &top, &left);
     const double sx = (double)rw / ow, sy = (double)rh / oh;
     for (int y = 0; y < oh; y++) {
         double cy = (y + 0.5) * sy - 0.5 - top;

@@ -243,26 +243,16 @@ static const char *pretty_method(kdc_cam_method method)
     return (int)method >= 0 && method < KDC_CAM_COUNT ? pretty[method] : "CAM";
 }
 
-/* The box of image b (original pixels) in the crop's pixels: resized so the
- * shorter side is resize_short, then centre-cropped (as map_to_original of
- * cmd_cam.c reads it). 0 if there is no box or it falls outside. */
+/* The box of image b (original pixels) in the crop's pixels
+ * (cli_crop_geometry). 0 if there is no box or it falls outside. */
 static int crop_box(const cli_input *it, const int *size, const kdc_preprocess *pp, int h, int w,
                     int out[4])
 {
     if (!it || !it->has_box || size[0] < 1 || size[1] < 1)
         return 0;
     const int ow = size[0], oh = size[1];
-    int rw = ow, rh = oh;
-    if (pp->resize_short > 0) {
-        if (ow <= oh) {
-            rw = pp->resize_short;
-            rh = (int)((long long)pp->resize_short * oh / ow);
-        } else {
-            rh = pp->resize_short;
-            rw = (int)((long long)pp->resize_short * ow / oh);
-        }
-    }
-    const double top = lrint((rh - h) / 2.0), left = lrint((rw - w) / 2.0);
+    int rw, rh, top, left;
+    cli_crop_geometry(pp, ow, oh, h, w, &rw, &rh, &top, &left);
     const double sx = (double)rw / ow, sy = (double)rh / oh;
     double x0 = it->box[0] * sx - left, y0 = it->box[1] * sy - top;
     double x1 = it->box[2] * sx - left, y1 = it->box[3] * sy - top;

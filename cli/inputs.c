@@ -4,6 +4,7 @@
  * --skip-existing, progress) and of figures are taken out of argv here. */
 #include <errno.h>
 #include <glob.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,4 +515,22 @@ int cli_class_probs(const kdc_run *run, int last, int n, int K, const int *class
     free(z);
     free(p);
     return st ? cli_lib_error(st, "class probabilities") : 0;
+}
+
+void cli_crop_geometry(const kdc_preprocess *pp, int ow, int oh, int h, int w, int *rw, int *rh,
+                       int *top, int *left)
+{
+    *rw = ow;
+    *rh = oh;
+    if (pp->resize_short > 0) {
+        if (ow <= oh) {
+            *rw = pp->resize_short;
+            *rh = (int)((long long)pp->resize_short * oh / ow);
+        } else {
+            *rh = pp->resize_short;
+            *rw = (int)((long long)pp->resize_short * ow / oh);
+        }
+    }
+    *top = (int)lrint((*rh - h) / 2.0);
+    *left = (int)lrint((*rw - w) / 2.0);
 }

@@ -80,4 +80,10 @@ int cli_inputs_load(const cli_opts *o, const cli_input_opts *io, const kdc_model
  * logits kept at layer `last` (K classes) of the run's last forward pass. */
 int cli_class_probs(const kdc_run *run, int last, int n, int K, const int *classes, float *probs);
 
+/* Where the h x w crop of an ow x oh image lies: the image resized to *rw x
+ * *rh (shorter side pp->resize_short, as torchvision's Resize), the crop's
+ * corner at (*left, *top) in the resized image (CenterCrop's rounding). */
+void cli_crop_geometry(const kdc_preprocess *pp, int ow, int oh, int h, int w, int *rw, int *rh,
+                       int *top, int *left);
+
 #endif

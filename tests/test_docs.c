@@ -1,10 +1,15 @@
-/* test_readme.c - the library example of README.md ("Using the library"),
- * taken from README.md as it stands, compiled against the static library
- * and run: on the demo teacher (ResNet-50, layer4) and student (MobileNetV1,
- * model.13) it prints the layer's shape; asked for a layer the student does
- * not have, it must exit non-zero with one line on stderr naming the layer.
- * (The only test that reads weights/demo/: teacher.safetensors and
- * student_ickd.safetensors.) */
+/* test_docs.c - what the docs show is what the code does.
+ *
+ * README.md's library example ("Using the library"), taken from README.md as
+ * it stands, compiled against the static library and run: on the demo
+ * teacher (ResNet-50, layer4) and student (MobileNetV1, model.13) it prints
+ * the layer's shape; asked for a layer the student does not have, it must
+ * exit non-zero with one line on stderr naming the layer. (The only test
+ * that reads weights/demo/: teacher.safetensors and student_ickd.safetensors.)
+ *
+ * docs/cli.md's help blocks are the tool's real --help
+ * (tools/gen_cli_doc.sh --check), and the check fails when they are not: a
+ * changed line, and a command without a block, are both caught. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,10 +124,47 @@ static void test_readme_example(void **state)
     sh("rm -rf %s", dir);
 }
 
+static const char *kdcam(void)
+{
+    const char *k = getenv("KDCAM");
+    return k && *k ? k : "build/kdcam";
+}
+
+static void test_doc_matches_help(void **state)
+{
+    (void)state;
+    int rc = sh("sh tools/gen_cli_doc.sh --check %s", kdcam());
+    if (rc)
+        fail_msg("docs/cli.md disagrees with kdcam's --help: run tools/gen_cli_doc.sh");
+}
+
+static void test_check_catches_drift(void **state)
+{
+    (void)state;
+    char tdir[64] = "/tmp/kdc_test_clidoc_XXXXXX";
+    assert_non_null(mkdtemp(tdir));
+    /* one help line changed (the cam block's -o line), as a hand edit would */
+    assert_int_equal(sh("awk 'BEGIN{n=0} /^<!-- kdcam-help: cam -->$/ {inb=1} "
+                        "inb && /--out DIR/ && !n {sub(/output directory/, \"output folder\"); n=1} "
+                        "{print}' docs/cli.md > %s/a.md", tdir), 0);
+    assert_int_not_equal(sh("cmp -s docs/cli.md %s/a.md", tdir), 0); /* it did change */
+    assert_int_equal(sh("DOC=%s/a.md sh tools/gen_cli_doc.sh --check %s 2> %s/err.txt", tdir,
+                        kdcam(), tdir), 1);
+    assert_int_equal(sh("grep -q 'disagrees' %s/err.txt", tdir), 0);
+    /* a command without its block */
+    assert_int_equal(sh("grep -v '^<!-- kdcam-help: merge -->$' docs/cli.md > %s/b.md", tdir), 0);
+    assert_int_equal(sh("DOC=%s/b.md sh tools/gen_cli_doc.sh --check %s 2> %s/err.txt", tdir,
+                        kdcam(), tdir), 1);
+    assert_int_equal(sh("grep -q 'no help block.*merge' %s/err.txt", tdir), 0);
+    sh("rm -rf %s", tdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_readme_example),
+        cmocka_unit_test(test_doc_matches_help),
+        cmocka_unit_test(test_check_catches_drift),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
