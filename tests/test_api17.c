@@ -417,7 +417,9 @@ static void test_overlay_ex_png(void **state)
             assert_int_equal(b->rgb[i * 3 + c], q >= 255.0f ? 255 : (int)q);
         }
     }
+    kdc_image_destroy(b);
     CHECK_STATUS(kdc_overlay_ex(img, map, 1.5f, &b), KDC_ERR_INVALID_ARGUMENT);
+    assert_null(b);
     /* PNG in memory: written to a file and decoded, the same pixels */
     unsigned char *png = NULL;
     size_t len = 0;
@@ -433,8 +435,9 @@ static void test_overlay_ex_png(void **state)
     assert_int_equal(back->width, 7);
     assert_memory_equal(back->rgb, a->rgb, 7 * 5 * 3);
     tk_tmpdir_remove();
-    CHECK_STATUS(kdc_image_encode_png(NULL, &png, &len), KDC_ERR_INVALID_ARGUMENT);
     kdc_free(png);
+    CHECK_STATUS(kdc_image_encode_png(NULL, &png, &len), KDC_ERR_INVALID_ARGUMENT);
+    assert_null(png);
     kdc_image_destroy(back);
     kdc_image_destroy(a);
     kdc_image_destroy(img);
