@@ -7,7 +7,7 @@
 #include "kdcam.h"
 
 #define CLI_MAX_LAYERS 1024
-#define CLI_MAX_IMAGES 256
+#define CLI_MAX_IMAGES 16384 /* arguments; folders, @lists and globs hold any number */
 #define CLI_MAX_MODELS 8
 
 /* Options every command understands; commands read the ones they need. */
@@ -173,6 +173,22 @@ int cli_dataset_open(const char *src, cli_dataset *ds);
 void cli_dataset_free(cli_dataset *ds);
 /* The path to open for item i. */
 void cli_dataset_path(const cli_dataset *ds, int i, char *out, size_t size);
+/* The sorted names in dir (hidden ones left out) that are folders
+ * (want_dirs) or image files (torchvision's extensions); free with
+ * cli_free_labels. */
+int cli_list_dir(const char *dir, int want_dirs, char ***out, int *count);
+
+/* progress.c: "what: done/total images  N images/s  ETA" on stderr, in
+ * place on a terminal, else a plain line every `every` seconds. */
+typedef struct cli_progress {
+    const char *what;
+    long total;
+    int every, tty;
+    double t0, last;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what, long total, int every);
+/* final: always print, and end the line. */
+void cli_progress_update(cli_progress *p, long done, int final);
 
 /* sha256.c: the SHA-256 of a file as 64 hex digits (error printed). */
 int cli_sha256_file(const char *path, char hex[65]);

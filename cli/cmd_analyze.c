@@ -676,27 +676,6 @@ out:
     return rc;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void progress(long done, long total, double t0, double *last, int every, int final)
-{
-    const double t = now_s(), el = t - t0, rate = el > 0 ? done / el : 0;
-    const int tty = isatty(2);
-    if (!final && !tty && t - *last < every)
-        return;
-    *last = t;
-    const double eta = rate > 0 ? (total - done) / rate : 0;
-    fprintf(stderr, "%skdcam analyze: %ld/%ld images  %.2f images/s  ETA %dm%02ds%s",
-            tty ? "\r" : "", done, total, rate, (int)(eta / 60), (int)fmod(eta, 60),
-            tty && !final ? "   " : "\n");
-    fflush(stderr);
-}
-
 int cmd_analyze(int argc, char **argv)
 {
     cli_opts o;
@@ -861,8 +840,8 @@ int cmd_analyze(int argc, char **argv)
         todo += b * a.batch + a.batch <= images ? a.batch : images - b * a.batch;
     for (long b = a.shard; b < next_batch && b < nbatches; b += a.nshards)
         done += b * a.batch + a.batch <= images ? a.batch : images - b * a.batch;
-    const double t0 = now_s();
-    double last = t0;
+    cli_progress prog;
+    cli_progress_start(&prog, "kdcam analyze", todo - done, a.progress_every);
     const long done0 = done;
     if (!(pics = calloc((size_t)a.batch, sizeof *pics))) {
         rc = cli_error("out of memory");
@@ -894,10 +873,10 @@ int cmd_analyze(int argc, char **argv)
         }
         done += n;
         if (!rc)
-            progress(done - done0, todo - done0, t0, &last, a.progress_every, 0);
+            cli_progress_update(&prog, done - done0, 0);
     }
     if (!rc)
-        progress(done - done0, todo - done0, t0, &last, a.progress_every, 1);
+        cli_progress_update(&prog, done - done0, 1);
     if (f && fclose(f) && !rc)
         rc = cli_error("%s: cannot write: %s", rows, strerror(errno));
     f = NULL;

@@ -5,12 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "cli.h"
 #include "commands.h"
+#include "figure.h"
+#include "inputs.h"
 
 static const char *cam_usage =
     "usage: kdcam cam [-m ARCH] -w WEIGHTS [--layer NAME]... [--method M] [--class C]\n"
-    "                 [--guided] [-o DIR] [--npy] (IMAGE... | --input-npy X.npy)\n"
+    "                 [--guided] [-o DIR] [--npy] (INPUT... | --input-npy X.npy)\n"
     "Computes a class activation map (or an input attribution) per image and writes\n"
     "DIR/<stem>.<method>.png: the map over the preprocessed image (JET colormap,\n"
     "blended as pytorch-grad-cam's show_cam_on_image). With --npy also\n"
@@ -20,6 +24,13 @@ static const char *cam_usage =
     "N x H x W). Attribution methods write the gradient picture and, with --npy,\n"
     "<stem>.<method>.raw.npy (N x 3 x H x W) and <stem>.<method>.npy (N x H x W:\n"
     "max over channels of |attribution|, min-max normalised).\n"
+    "\n"
+    "INPUT: an image file; a folder (its images; -r: and those of its subfolders,\n"
+    "written to the same subfolders of DIR); @LIST, a file of paths, one a line\n"
+    "(relative to its folder); or a quoted glob pattern ('photos/*.jpg'). Images\n"
+    "whose stems collide (a/x.jpg, b/x.jpg) are named by the folders that tell\n"
+    "them apart (DIR/a/x..., DIR/b/x...). Images are processed --batch at a time,\n"
+    "so memory does not grow with their number; progress goes to stderr.\n"
     "\n"
     "Methods: gradcam (default), hirescam, gradcam++, xgradcam, layercam, eigencam,\n"
     "eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, smoothgrad,\n"
@@ -53,6 +64,19 @@ static const char *cam_usage =
     "      --npy           also write the maps as .npy\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
+    "  -r, --recursive     folders with their subfolders\n"
+    "      --batch B       images per pass, 1..256 (default 8)\n"
+    "      --skip-existing leave out images whose outputs exist (rerun after a stop)\n"
+    "      --progress-every S  seconds between progress lines when stderr is not a\n"
+    "                      terminal (default 10)\n"
+    "      --min-size N    refuse images whose shorter side is below N pixels (without\n"
+    "                      it, images under half the crop get a warning)\n"
+    "      --annotate      add the model, method, layer, class with p= and a colour bar\n"
+    "                      under each CAM picture\n"
+    "      --heatmap-only  the map alone, not blended with the photo\n"
+    "      --scale K       pixels per figure pixel, 1..8 (high-DPI figures; default 1)\n"
+    "      --svg           also write <stem>.<method>.svg (text as text, picture\n"
+    "                      embedded as PNG)\n"
     "      --prefix P, --key K, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "  -v, --verbose       list the tensors of the file that were ignored\n"
@@ -70,6 +94,21 @@ static const char *cam_usage =
     "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n";
 
 enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION };
+
+/* What every batch of one `kdcam cam` run shares. */
+typedef struct cam_ctx {
+    const cli_opts *o;
+    const cli_input_opts *io;
+    kdc_model *m;
+    kdc_run *run;
+    const kdc_preprocess *pp;
+    const int *layers;
+    int nlayers, kind, det, level;
+    kdc_cam_method cam;
+    kdc_attribution at;
+    const char *method;
+} cam_ctx;
+
 
 /* Parses the method names; kind tells how the method is computed. */
 static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_attribution *attr)
@@ -143,17 +182,8 @@ static int save_png(const char *dir, const char *stem, const char *what, const k
 static kdc_status map_to_original(const float *map, int h, int w, const kdc_preprocess *pp,
                                   int ow, int oh, float *out)
 {
-    int rh = oh, rw = ow;
-    if (pp->resize_short > 0) {
-        if (ow <= oh) {
-            rw = pp->resize_short;
-            rh = (int)((long long)pp->resize_short * oh / ow);
-        } else {
-            rh = pp->resize_short;
-            rw = (int)((long long)pp->resize_short * ow / oh);
-        }
-    }
-    const int top = (int)lrint((rh - h) / 2.0), left = (int)lrint((rw - w) / 2.0);
+    int rh, rw, top, left;
+    cli_crop_geometry(pp, ow, oh, h, w, &rw, &rh, &top, &left);
     const double sx = (double)rw / ow, sy = (double)rh / oh;
     for (int y = 0; y < oh; y++) {
         double cy = (y + 0.5) * sy - 0.5 - top;
@@ -175,31 +205,95 @@ static kdc_status map_to_original(const float *map, int h, int w, const kdc_prep
     return KDC_OK;
 }
 
-/* Overlay of an image-sized map on the crop, or on the original photo. */
-static int write_overlay(const cli_opts *o, const kdc_preprocess *pp, int b, const char *stem,
-                         const char *what, const float *map, int h, int w, const kdc_image *crop)
+/* The overlay as a figure: at --scale, as SVG with --svg, and with
+ * --annotate a caption (layer, class, p=) and a colour bar under it. */
+static int cam_figure(const cam_ctx *cx, const kdc_image *ov, const kdc_cam_result *res, int b,
+                      float prob, const char *name)
 {
+    static const unsigned char INK[3] = {20, 20, 20}, GREY[3] = {90, 90, 90};
+    const cli_input_opts *io = cx->io;
+    const int pad = 6, pw = ov->width;
+    int tw, th;
+    cli_fig_text_size("Hg", 1, &tw, &th);
+    const int cap_h = io->annotate ? 2 * (th + 4) + 12 + th + 6 + th + 8 : 0;
+    cli_fig *f = cli_fig_create(pw + 2 * pad, ov->height + 2 * pad + cap_h);
+    if (!f)
+        return 1;
+    int rc = cli_fig_image(f, pad, pad, ov);
+    if (!rc && io->annotate) {
+        char layers[512] = "";
+        for (int l = 0; l < cx->nlayers; l++) {
+            const char *nm = kdc_model_layer_name(cx->m, cx->layers[l]);
+            const char *al = kdc_model_layer_alias(cx->m, cx->layers[l], 0);
+            snprintf(layers + strlen(layers), sizeof layers - strlen(layers), "%s%s",
+                     l ? " + " : "", al && !strchr(al, '.') ? al : nm);
+        }
+        int y = pad + ov->height + 6;
+        rc = cli_fig_text(f, pad, y, 1, 0, INK, "%s  %s at %s", kdc_model_arch(cx->m),
+                          cx->method, layers);
+        y += th + 4;
+        const int c = res->classes[b];
+        const char *cname = c >= 0 ? kdc_model_class_name(cx->m, c) : NULL;
+        if (!rc && cx->det)
+            rc = cli_fig_text(f, pad, y, 1, 0, GREY, "target: energy of the level");
+        else if (!rc)
+            rc = cli_fig_text(f, pad, y, 1, 0, GREY, "class %d%s%s  p=%.3f", c,
+                              cname ? " " : "", cname ? cname : "", (double)prob);
+        y += th + 8;
+        if (!rc)
+            rc = cli_fig_colorbar(f, pad, y, pw, 10, 0.0, 1.0, 5, "%.2g",
+                                  "map, min-max normalised per image");
+    }
+    char path[4300];
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/%s.%s.png", cx->o->out_dir, name, cx->method);
+        rc = cli_fig_save_png(f, io->scale, path);
+        if (!rc)
+            printf("  %s\n", path);
+    }
+    if (!rc && io->svg) {
+        snprintf(path, sizeof path, "%s/%s.%s.svg", cx->o->out_dir, name, cx->method);
+        rc = cli_fig_save_svg(f, path);
+        if (!rc)
+            printf("  %s\n", path);
+    }
+    cli_fig_destroy(f);
+    return rc;
+}
+
+/* Overlay of image b's map on its crop, or on the original photo (src);
+ * --heatmap-only: the map alone; --annotate: with a label and colour bar. */
+static int write_overlay(const cam_ctx *cx, const char *src, const char *name,
+                         const kdc_cam_result *res, int b, const kdc_image *crop, float prob)
+{
+    const cli_opts *o = cx->o;
+    const size_t plane = (size_t)res->in_h * res->in_w;
+    const float *map = res->map + b * plane;
+    const float alpha = cx->io->heatmap_only ? 1.0f : 0.5f;
     kdc_image *ov = NULL, *orig = NULL;
     kdc_status st;
     int rc;
     if (o->on_original && !o->input_npy) {
-        if ((st = cli_image_load(o, o->images[b], &orig)))
+        if ((st = cli_image_load(o, src, &orig)))
             return cli_lib_error(st, NULL);
         float *big = malloc((size_t)orig->width * orig->height * sizeof *big);
         if (!big) {
             kdc_image_destroy(orig);
             return cli_error("out of memory");
         }
-        map_to_original(map, h, w, pp, orig->width, orig->height, big);
-        st = kdc_overlay(orig, big, &ov);
+        map_to_original(map, res->in_h, res->in_w, cx->pp, orig->width, orig->height, big);
+        st = kdc_overlay_ex(orig, big, alpha, &ov);
         free(big);
         kdc_image_destroy(orig);
     } else {
-        st = kdc_overlay(crop, map, &ov);
+        st = kdc_overlay_ex(crop, map, alpha, &ov);
     }
     if (st)
         return cli_lib_error(st, NULL);
-    rc = save_png(o->out_dir, stem, what, ov);
+    if (cx->io->annotate || cx->io->scale > 1 || cx->io->svg)
+        rc = cam_figure(cx, ov, res, b, prob, name);
+    else
+        rc = save_png(o->out_dir, name, cx->method, ov);
     kdc_image_destroy(ov);
     return rc;
 }
@@ -265,7 +359,7 @@ static int load_baseline(const cli_opts *o, const kdc_preprocess *pp, int n, int
 /* lrp --layer L --npy: the relevance of each layer, <stem>.lrp.raw.<layer>.npy. */
 static int save_lrp_layers(const cli_opts *o, kdc_model *m, kdc_run *run, const float *input,
                            int n, int h, int w, const kdc_attribution_options *ao,
-                           const int *layers, char (*stems)[256])
+                           const int *layers, char **names)
 {
     for (int l = 0; l < o->n_layers; l++) {
         int s[4];
@@ -291,7 +385,7 @@ static int save_lrp_layers(const cli_opts *o, kdc_model *m, kdc_run *run, const 
             if (o->input_npy)
                 stem_of(o->input_npy, stem, sizeof stem);
             else
-                snprintf(stem, sizeof stem, "%s", stems[b0]);
+                snprintf(stem, sizeof stem, "%s", names[b0]);
             int64_t d4[4] = {per, s[1], s[2], s[3]};
             rc = save_npy(o->out_dir, stem, "lrp", suffix, r + b0 * per_img, 4, d4);
         }
@@ -302,46 +396,287 @@ static int save_lrp_layers(const cli_opts *o, kdc_model *m, kdc_run *run, const 
     return 0;
 }
 
+/* One batch: n images (input n x 3 x h x w), their output names and the
+ * paths to show (and to reload for --on-original). */
+static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
+                     kdc_image **crops, const double *scales, char **names, char **srcs)
+{
+    const cli_opts *o = cx->o;
+    kdc_model *m = cx->m;
+    const int kind = cx->kind, det = cx->det, level = cx->level;
+    const char *method = cx->method;
+    kdc_cam_result *res = NULL;
+    float *attr = NULL, *map1 = NULL, *seed = NULL, *probs = NULL, *baseline = NULL;
+    int *cls = NULL, rc = 0;
+    kdc_status st;
+    if (o->cls >= 0) {
+        cls = malloc((size_t)n * sizeof *cls);
+        if (!cls)
+            return cli_error("out of memory");
+        for (int b = 0; b < n; b++)
+            cls[b] = o->cls;
+    }
+    for (int b = 0; b < n && !rc && !o->input_npy; b++)
+        rc = cli_inputs_mkdirs(o->out_dir, names[b]);
+    if (rc)
+        goto out;
+    const size_t plane = (size_t)h * w;
+    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+    if (det) {
+        /* detectors: the energy of the level (in the box, on the channel) */
+        if ((rc = cli_level_seed(o, m, cx->run, input, n, h, w, scales, level, &seed)))
+            goto out;
+        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
+    }
+    probs = calloc((size_t)n, sizeof *probs);
+    if (!probs) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    if (kind != M_ATTRIBUTION) {
+        /* the logits stay readable (keep) for each image's p= */
+        const int last = kdc_model_num_layers(m) - 1, K = kdc_model_num_classes(m);
+        kdc_cam_options co = {.method = cx->cam, .layers = cx->layers, .nlayers = cx->nlayers,
+                              .target = tg, .scorecam_topk = o->topk_channels, .keep = &last,
+                              .nkeep = 1};
+        if ((st = kdc_cam_compute(cx->run, input, n, h, w, &co, &res))) {
+            rc = cli_lib_error(st, NULL);
+            goto out;
+        }
+        if (!det && (rc = cli_class_probs(cx->run, last, n, K, res->classes, probs)))
+            goto out;
+    }
+    if (kind != M_CAM || o->guided) {
+        kdc_attribution_options ao = {.kind = kind == M_ATTRIBUTION ? cx->at : KDC_ATTR_GUIDED,
+                                      .target = tg, .lrp_rule = o->lrp_rule,
+                                      .lrp_epsilon = o->lrp_epsilon, .lrp_gamma = o->lrp_gamma};
+        if ((rc = load_baseline(o, cx->pp, n, h, w, &baseline)))
+            goto out;
+        ao.baseline = baseline;
+        attr = malloc((size_t)n * 3 * plane * sizeof *attr);
+        if (!attr) {
+            rc = cli_error("out of memory");
+            goto out;
+        }
+        if ((st = kdc_attribution_compute(cx->run, input, n, h, w, &ao, attr))) {
+            rc = cli_lib_error(st, NULL);
+            goto out;
+        }
+        if (kind == M_ATTRIBUTION && cx->at == KDC_ATTR_LRP && o->n_layers && o->npy &&
+            (rc = save_lrp_layers(o, m, cx->run, input, n, h, w, &ao, cx->layers, names)))
+            goto out;
+    }
+    map1 = malloc(3 * plane * sizeof *map1);
+    if (!map1) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    for (int b = 0; b < n; b++) {
+        const char *src = srcs[b];
+        int c = res ? res->classes[b] : (cls ? cls[b] : -1);
+        const char *cname = kdc_model_class_name(m, c);
+        if (det)
+            printf("%s: %s energy of %s, %s\n", src, o->energy ? "mean" : "sum-of-squares",
+                   kdc_model_layer_alias(m, level, 0) ? kdc_model_layer_alias(m, level, 0)
+                                                      : kdc_model_layer_name(m, level),
+                   method);
+        else if (res)
+            printf("%s: class %d%s%s%s, %s\n", src, c, cname ? " (" : "", cname ? cname : "",
+                   cname ? ")" : "", method);
+        else
+            printf("%s: %s\n", src, method);
+        kdc_image *pic = NULL;
+        if (kind == M_CAM) {
+            if ((rc = write_overlay(cx, src, names[b], res, b, crops[b], probs[b])))
+                goto out;
+        } else if (kind == M_GUIDED_GRADCAM) {
+            for (int ch = 0; ch < 3; ch++)
+                for (size_t i = 0; i < plane; i++)
+                    map1[ch * plane + i] = attr[(b * 3 + ch) * plane + i] * res->map[b * plane + i];
+            if ((st = kdc_gradient_image(map1, h, w, &pic))) {
+                rc = cli_lib_error(st, NULL);
+                goto out;
+            }
+            rc = save_png(o->out_dir, names[b], method, pic);
+            kdc_image_destroy(pic);
+            if (rc)
+                goto out;
+        } else {
+            if ((st = kdc_gradient_image(attr + b * 3 * plane, h, w, &pic))) {
+                rc = cli_lib_error(st, NULL);
+                goto out;
+            }
+            rc = save_png(o->out_dir, names[b], method, pic);
+            kdc_image_destroy(pic);
+            if (rc)
+                goto out;
+        }
+        if (o->guided && kind == M_CAM) {
+            const float *g = attr + b * 3 * plane;
+            if ((st = kdc_gradient_image(g, h, w, &pic))) {
+                rc = cli_lib_error(st, NULL);
+                goto out;
+            }
+            rc = save_png(o->out_dir, names[b], "guided", pic);
+            kdc_image_destroy(pic);
+            if (rc)
+                goto out;
+            for (int ch = 0; ch < 3; ch++)
+                for (size_t i = 0; i < plane; i++)
+                    map1[ch * plane + i] = g[ch * plane + i] * res->map[b * plane + i];
+            if ((st = kdc_gradient_image(map1, h, w, &pic))) {
+                rc = cli_lib_error(st, NULL);
+                goto out;
+            }
+            rc = save_png(o->out_dir, names[b], "guided-gradcam", pic);
+            kdc_image_destroy(pic);
+            if (rc)
+                goto out;
+        }
+    }
+    if (o->npy) {
+        /* one file per image (N = 1), or one for the whole --input-npy batch */
+        int per = o->input_npy ? n : 1;
+        for (int b0 = 0; b0 < n; b0 += per) {
+            char stem[256];
+            if (o->input_npy)
+                stem_of(o->input_npy, stem, sizeof stem);
+            else
+                snprintf(stem, sizeof stem, "%s", names[b0]);
+            int64_t d3[3] = {per, h, w};
+            if (kind == M_CAM) {
+                for (int l = 0; l < res->nlayers; l++) {
+                    const size_t rp = (size_t)res->raw_h[l] * res->raw_w[l];
+                    int64_t dr[3] = {per, res->raw_h[l], res->raw_w[l]};
+                    char suffix[300];
+                    if (res->nlayers == 1)
+                        snprintf(suffix, sizeof suffix, ".raw");
+                    else
+                        snprintf(suffix, sizeof suffix, ".raw.%s",
+                                 kdc_model_layer_name(m, cx->layers[l]));
+                    if ((rc = save_npy(o->out_dir, stem, method, suffix, res->raw[l] + b0 * rp,
+                                       3, dr)))
+                        goto out;
+                }
+                if ((rc = save_npy(o->out_dir, stem, method, "", res->map + b0 * plane, 3, d3)))
+                    goto out;
+            } else {
+                /* raw: the attribution (or guided gradient x map), N x 3 x H x W */
+                float *raw = malloc((size_t)per * 3 * plane * sizeof *raw);
+                float *sal = malloc((size_t)per * plane * sizeof *sal);
+                if (!raw || !sal) {
+                    free(raw);
+                    free(sal);
+                    rc = cli_error("out of memory");
+                    goto out;
+                }
+                for (int b = 0; b < per; b++) {
+                    for (int ch = 0; ch < 3; ch++)
+                        for (size_t i = 0; i < plane; i++) {
+                            float v = attr[((b0 + b) * 3 + ch) * plane + i];
+                            if (kind == M_GUIDED_GRADCAM)
+                                v *= res->map[(b0 + b) * plane + i];
+                            raw[(b * 3 + ch) * plane + i] = v;
+                        }
+                    saliency_map(raw + b * 3 * plane, h, w, sal + b * plane);
+                }
+                int64_t d4[4] = {per, 3, h, w};
+                rc = save_npy(o->out_dir, stem, method, ".raw", raw, 4, d4);
+                if (!rc)
+                    rc = save_npy(o->out_dir, stem, method, "", sal, 3, d3);
+                free(raw);
+                free(sal);
+                if (rc)
+                    goto out;
+            }
+        }
+    }
+out:
+    free(probs);
+    free(seed);
+    free(baseline);
+    free(map1);
+    free(attr);
+    free(cls);
+    kdc_cam_result_destroy(res);
+    return rc;
+}
+
+/* The file that shows an image is done: its picture (written last but for
+ * the .npy maps, through a temporary file, so it exists only complete), and
+ * with --npy its normalised map. */
+static int is_done(const cam_ctx *cx, const char *name)
+{
+    char path[4300];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s.%s.png", cx->o->out_dir, name, cx->method);
+    if (stat(path, &sb))
+        return 0;
+    if (cx->o->npy) {
+        snprintf(path, sizeof path, "%s/%s.%s.npy", cx->o->out_dir, name, cx->method);
+        if (stat(path, &sb))
+            return 0;
+    }
+    return 1;
+}
+
 int cmd_cam(int argc, char **argv)
 {
     cli_opts o;
+    cli_input_opts io;
+    cli_inputs in = {0};
     kdc_model *m = NULL;
     kdc_run *run = NULL;
-    kdc_cam_result *res = NULL;
     kdc_image **crops = NULL;
-    float *input = NULL, *attr = NULL, *map1 = NULL;
-    int *cls = NULL;
+    float *input = NULL;
     int layers[KDC_CAM_MAX_LAYERS];
-    int n = 0, h, w, rc, kind = M_CAM, nlayers;
+    int n = 0, h, w, rc, kind = M_CAM, nlayers, nrest = 0;
     kdc_cam_method cam = KDC_CAM_GRADCAM;
     kdc_attribution at = KDC_ATTR_SALIENCY;
     kdc_status st;
-    char (*stems)[256] = NULL;
-    float *seed = NULL, *baseline = NULL;
     double *scales = NULL;
+    char **names = NULL, **srcs = NULL;
+    cli_input **todo = NULL;
 
-    rc = cli_parse(argc, argv, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
-                   OPT_CAM | OPT_CLASS | OPT_DET, cam_usage, &o);
-    if (rc)
-        return rc < 0 ? 2 : 0;
-    const char *method = o.method ? o.method : "gradcam";
-    if (parse_method(method, &kind, &cam, &at))
+    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
+    if (!rest)
+        return cli_error("out of memory");
+    if (cli_take_input_opts(argc, argv, CLI_IN_FIGURE, rest, &nrest, &io)) {
+        free(rest);
         return 2;
+    }
+    rc = cli_parse(nrest, rest, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES |
+                   OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_DET, cam_usage, &o);
+    if (rc) {
+        free(rest);
+        return rc < 0 ? 2 : 0;
+    }
+    const char *method = o.method ? o.method : "gradcam";
+    if (parse_method(method, &kind, &cam, &at) ||
+        (o.feature && cli_error("--feature applies to `kdcam compare`")) ||
+        (o.baseline && !(kind == M_ATTRIBUTION && at == KDC_ATTR_DEEPLIFT) &&
+         cli_error("--baseline applies to --method deeplift")) ||
+        ((o.lrp_rule || o.lrp_epsilon > 0 || o.lrp_gamma > 0) &&
+         !(kind == M_ATTRIBUTION && at == KDC_ATTR_LRP) &&
+         cli_error("--lrp-rule, --lrp-epsilon and --lrp-gamma apply to --method lrp")) ||
+        (o.n_layers > KDC_CAM_MAX_LAYERS &&
+         cli_error("at most %d --layer for a CAM", KDC_CAM_MAX_LAYERS)) ||
+        ((io.annotate || io.heatmap_only) && kind != M_CAM &&
+         cli_error("--annotate and --heatmap-only apply to CAM methods")) ||
+        (o.input_npy && (io.recursive || io.skip_existing) &&
+         cli_error("-r and --skip-existing apply to image inputs, not --input-npy"))) {
+        free(rest);
+        return 2;
+    }
     if (kind == M_CAM)
         method = kdc_cam_method_name(cam); /* canonical spelling in file names */
-    if (o.feature)
-        return cli_error("--feature applies to `kdcam compare`"), 2;
-    if (o.baseline && !(kind == M_ATTRIBUTION && at == KDC_ATTR_DEEPLIFT))
-        return cli_error("--baseline applies to --method deeplift"), 2;
-    if ((o.lrp_rule || o.lrp_epsilon > 0 || o.lrp_gamma > 0) &&
-        !(kind == M_ATTRIBUTION && at == KDC_ATTR_LRP))
-        return cli_error("--lrp-rule, --lrp-epsilon and --lrp-gamma apply to --method lrp"), 2;
-    if (o.n_layers > KDC_CAM_MAX_LAYERS)
-        return cli_error("at most %d --layer for a CAM", KDC_CAM_MAX_LAYERS), 2;
     if (!o.out_dir)
         o.out_dir = ".";
+    if (!o.input_npy &&
+        (rc = cli_inputs_collect((const char *const *)o.images, o.n_images, io.recursive, &in)))
+        goto out;
     if ((rc = cli_load_model(&o, &m)))
-        return rc;
+        goto out;
     const int det = cli_is_detector(m);
     int level = -1;
     if (!det && (o.level || o.has_box || o.channel >= 0 || o.det_short)) {
@@ -379,219 +714,94 @@ int cmd_cam(int argc, char **argv)
         goto out;
     kdc_preprocess pp;
     kdc_model_preprocess(m, &pp);
-    if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, &crops, &scales)
-                  : cli_load_batch(&o, m, NULL, &input, &n, &h, &w, &crops)))
-        goto out;
-    /* output names: the image's stem, or for --input-npy the array's stem
-     * with the image index */
-    stems = calloc((size_t)n, sizeof *stems);
-    if (!stems) {
-        rc = cli_error("out of memory");
-        goto out;
-    }
-    for (int b = 0; b < n; b++) {
-        char base[200];
-        stem_of(o.input_npy ? o.input_npy : o.images[b], base, sizeof base);
-        if (o.input_npy)
-            snprintf(stems[b], sizeof stems[b], "%s_%d", base, b);
-        else
-            snprintf(stems[b], sizeof stems[b], "%s", base);
-        for (int j = 0; j < b; j++)
-            if (!strcmp(stems[j], stems[b])) {
-                rc = cli_error("%s and %s would write the same files (stem '%s')", o.images[j],
-                               o.images[b], stems[b]);
-                goto out;
-            }
-    }
-    if (o.cls >= 0) {
-        cls = malloc((size_t)n * sizeof *cls);
-        if (!cls) {
-            rc = cli_error("out of memory");
-            goto out;
-        }
-        for (int b = 0; b < n; b++)
-            cls[b] = o.cls;
-    }
     kdc_run_options ro = {.threads = o.threads};
     if ((st = kdc_run_create(m, &ro, &run))) {
         rc = cli_lib_error(st, NULL);
         goto out;
     }
-    const size_t plane = (size_t)h * w;
-    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
-    if (det) {
-        /* detectors: the energy of the level (in the box, on the channel) */
-        if ((rc = cli_level_seed(&o, m, run, input, n, h, w, scales, level, &seed)))
+    cam_ctx cx = {.o = &o, .io = &io, .m = m, .run = run, .pp = &pp, .layers = layers,
+                  .nlayers = nlayers, .kind = kind, .det = det, .level = level, .cam = cam,
+                  .at = at, .method = method};
+    if (o.input_npy) {
+        /* one preprocessed array: one batch, named <array stem>_<index> */
+        if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, &crops, &scales)
+                      : cli_load_batch(&o, m, NULL, &input, &n, &h, &w, &crops)))
             goto out;
-        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
-    }
-    if (kind != M_ATTRIBUTION) {
-        kdc_cam_options co = {.method = cam, .layers = layers, .nlayers = nlayers, .target = tg,
-                              .scorecam_topk = o.topk_channels};
-        if ((st = kdc_cam_compute(run, input, n, h, w, &co, &res))) {
-            rc = cli_lib_error(st, NULL);
-            goto out;
-        }
-    }
-    if (kind != M_CAM || o.guided) {
-        kdc_attribution_options ao = {.kind = kind == M_ATTRIBUTION ? at : KDC_ATTR_GUIDED,
-                                      .target = tg, .lrp_rule = o.lrp_rule,
-                                      .lrp_epsilon = o.lrp_epsilon, .lrp_gamma = o.lrp_gamma};
-        if ((rc = load_baseline(&o, &pp, n, h, w, &baseline)))
-            goto out;
-        ao.baseline = baseline;
-        attr = malloc((size_t)n * 3 * plane * sizeof *attr);
-        if (!attr) {
+        names = calloc((size_t)n, sizeof *names);
+        srcs = calloc((size_t)n, sizeof *srcs);
+        if (!names || !srcs) {
             rc = cli_error("out of memory");
             goto out;
         }
-        if ((st = kdc_attribution_compute(run, input, n, h, w, &ao, attr))) {
-            rc = cli_lib_error(st, NULL);
-            goto out;
+        char base[200];
+        stem_of(o.input_npy, base, sizeof base);
+        for (int b = 0; b < n && !rc; b++) {
+            names[b] = malloc(256);
+            srcs[b] = malloc(4200);
+            if (!names[b] || !srcs[b]) {
+                rc = cli_error("out of memory");
+                break;
+            }
+            snprintf(names[b], 256, "%s_%d", base, b);
+            snprintf(srcs[b], 4200, "%s[%d]", o.input_npy, b);
         }
-        if (kind == M_ATTRIBUTION && at == KDC_ATTR_LRP && o.n_layers && o.npy &&
-            (rc = save_lrp_layers(&o, m, run, input, n, h, w, &ao, layers, stems)))
-            goto out;
+        if (!rc)
+            rc = cam_batch(&cx, input, n, h, w, crops, scales, names, srcs);
+        for (int b = 0; b < n; b++) {
+            free(names[b]);
+            free(srcs[b]);
+        }
+        goto out;
     }
-    map1 = malloc(3 * plane * sizeof *map1);
-    if (!map1) {
+    /* images: in batches of --batch, skipping finished ones with --skip-existing */
+    todo = malloc((size_t)in.n * sizeof *todo);
+    names = malloc((size_t)io.batch * sizeof *names);
+    srcs = malloc((size_t)io.batch * sizeof *srcs);
+    if (!todo || !names || !srcs) {
         rc = cli_error("out of memory");
         goto out;
     }
-    for (int b = 0; b < n; b++) {
-        char srcbuf[4200];
-        if (o.input_npy)
-            snprintf(srcbuf, sizeof srcbuf, "%s[%d]", o.input_npy, b);
-        const char *src = o.input_npy ? srcbuf : o.images[b];
-        int c = res ? res->classes[b] : (cls ? cls[b] : -1);
-        const char *cname = kdc_model_class_name(m, c);
-        if (det)
-            printf("%s: %s energy of %s, %s\n", src, o.energy ? "mean" : "sum-of-squares",
-                   kdc_model_layer_alias(m, level, 0) ? kdc_model_layer_alias(m, level, 0)
-                                                      : kdc_model_layer_name(m, level),
-                   method);
-        else if (res)
-            printf("%s: class %d%s%s%s, %s\n", src, c, cname ? " (" : "", cname ? cname : "",
-                   cname ? ")" : "", method);
-        else
-            printf("%s: %s\n", src, method);
-        kdc_image *pic = NULL;
-        if (kind == M_CAM) {
-            if ((rc = write_overlay(&o, &pp, b, stems[b], method, res->map + b * plane, h, w,
-                                    crops[b])))
-                goto out;
-        } else if (kind == M_GUIDED_GRADCAM) {
-            for (int ch = 0; ch < 3; ch++)
-                for (size_t i = 0; i < plane; i++)
-                    map1[ch * plane + i] = attr[(b * 3 + ch) * plane + i] * res->map[b * plane + i];
-            if ((st = kdc_gradient_image(map1, h, w, &pic))) {
-                rc = cli_lib_error(st, NULL);
-                goto out;
-            }
-            rc = save_png(o.out_dir, stems[b], method, pic);
-            kdc_image_destroy(pic);
-            if (rc)
-                goto out;
-        } else {
-            if ((st = kdc_gradient_image(attr + b * 3 * plane, h, w, &pic))) {
-                rc = cli_lib_error(st, NULL);
-                goto out;
-            }
-            rc = save_png(o.out_dir, stems[b], method, pic);
-            kdc_image_destroy(pic);
-            if (rc)
-                goto out;
+    int ntodo = 0;
+    for (int i = 0; i < in.n; i++)
+        if (!io.skip_existing || !is_done(&cx, in.v[i].name))
+            todo[ntodo++] = &in.v[i];
+    if (io.skip_existing)
+        fprintf(stderr, "kdcam cam: %d of %d images already done, %d to do\n", in.n - ntodo,
+                in.n, ntodo);
+    cli_progress prog;
+    cli_progress_start(&prog, "kdcam cam", ntodo, io.progress_every);
+    for (int i0 = 0; i0 < ntodo && !rc; i0 += io.batch) {
+        const int k = ntodo - i0 < io.batch ? ntodo - i0 : io.batch;
+        if ((rc = cli_inputs_load(&o, &io, m, NULL, todo + i0, k, &input, &h, &w, &crops,
+                                  det ? &scales : NULL, NULL)))
+            break;
+        for (int b = 0; b < k; b++) {
+            names[b] = todo[i0 + b]->name;
+            srcs[b] = todo[i0 + b]->path;
         }
-        if (o.guided && kind == M_CAM) {
-            const float *g = attr + b * 3 * plane;
-            if ((st = kdc_gradient_image(g, h, w, &pic))) {
-                rc = cli_lib_error(st, NULL);
-                goto out;
-            }
-            rc = save_png(o.out_dir, stems[b], "guided", pic);
-            kdc_image_destroy(pic);
-            if (rc)
-                goto out;
-            for (int ch = 0; ch < 3; ch++)
-                for (size_t i = 0; i < plane; i++)
-                    map1[ch * plane + i] = g[ch * plane + i] * res->map[b * plane + i];
-            if ((st = kdc_gradient_image(map1, h, w, &pic))) {
-                rc = cli_lib_error(st, NULL);
-                goto out;
-            }
-            rc = save_png(o.out_dir, stems[b], "guided-gradcam", pic);
-            kdc_image_destroy(pic);
-            if (rc)
-                goto out;
-        }
+        rc = cam_batch(&cx, input, k, h, w, crops, scales, names, srcs);
+        cli_free_crops(crops, k);
+        crops = NULL;
+        free(input);
+        input = NULL;
+        free(scales);
+        scales = NULL;
+        if (!rc)
+            cli_progress_update(&prog, i0 + k, 0);
     }
-    if (o.npy) {
-        /* one file per image (N = 1), or one for the whole --input-npy batch */
-        int per = o.input_npy ? n : 1;
-        for (int b0 = 0; b0 < n; b0 += per) {
-            char stem[256];
-            if (o.input_npy)
-                stem_of(o.input_npy, stem, sizeof stem);
-            else
-                snprintf(stem, sizeof stem, "%s", stems[b0]);
-            int64_t d3[3] = {per, h, w};
-            if (kind == M_CAM) {
-                for (int l = 0; l < res->nlayers; l++) {
-                    const size_t rp = (size_t)res->raw_h[l] * res->raw_w[l];
-                    int64_t dr[3] = {per, res->raw_h[l], res->raw_w[l]};
-                    char suffix[300];
-                    if (res->nlayers == 1)
-                        snprintf(suffix, sizeof suffix, ".raw");
-                    else
-                        snprintf(suffix, sizeof suffix, ".raw.%s", kdc_model_layer_name(m, layers[l]));
-                    if ((rc = save_npy(o.out_dir, stem, method, suffix, res->raw[l] + b0 * rp, 3, dr)))
-                        goto out;
-                }
-                if ((rc = save_npy(o.out_dir, stem, method, "", res->map + b0 * plane, 3, d3)))
-                    goto out;
-            } else {
-                /* raw: the attribution (or guided gradient x map), N x 3 x H x W */
-                float *raw = malloc((size_t)per * 3 * plane * sizeof *raw);
-                float *sal = malloc((size_t)per * plane * sizeof *sal);
-                if (!raw || !sal) {
-                    free(raw);
-                    free(sal);
-                    rc = cli_error("out of memory");
-                    goto out;
-                }
-                for (int b = 0; b < per; b++) {
-                    for (int ch = 0; ch < 3; ch++)
-                        for (size_t i = 0; i < plane; i++) {
-                            float v = attr[((b0 + b) * 3 + ch) * plane + i];
-                            if (kind == M_GUIDED_GRADCAM)
-                                v *= res->map[(b0 + b) * plane + i];
-                            raw[(b * 3 + ch) * plane + i] = v;
-                        }
-                    saliency_map(raw + b * 3 * plane, h, w, sal + b * plane);
-                }
-                int64_t d4[4] = {per, 3, h, w};
-                rc = save_npy(o.out_dir, stem, method, ".raw", raw, 4, d4);
-                if (!rc)
-                    rc = save_npy(o.out_dir, stem, method, "", sal, 3, d3);
-                free(raw);
-                free(sal);
-                if (rc)
-                    goto out;
-            }
-        }
-    }
+    if (!rc && ntodo > 0)
+        cli_progress_update(&prog, ntodo, 1);
+    n = 0;
 out:
-    free(seed);
-    free(baseline);
+    free(todo);
+    free(names);
+    free(srcs);
     free(scales);
-    free(stems);
-    free(map1);
-    free(attr);
-    free(cls);
-    kdc_cam_result_destroy(res);
     cli_free_crops(crops, n);
     free(input);
     kdc_run_destroy(run);
     kdc_model_destroy(m);
+    cli_inputs_free(&in);
+    free(rest);
     return rc;
 }

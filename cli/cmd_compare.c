@@ -4,26 +4,38 @@
  * with the model's name and top-1 class; with --json, per image and model
  * the prediction and the agreement of the model's map with the first
  * model's (Pearson correlation, IoU of the top-20% regions). */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include "cli.h"
 #include "commands.h"
+#include "figure.h"
+#include "inputs.h"
 
 static const char *compare_usage =
-    "usage: kdcam compare --model NAME=[ARCH:]WEIGHTS [--model ...]... [--method M]\n"
-    "                     [--feature mean|max|l2|pca] [--class C] [--labels FILE]\n"
-    "                     [-o DIR] [--json] (IMAGE... | --input-npy X.npy)\n"
+    "usage: kdcam compare --model NAME=[ARCH:]WEIGHTS[@LAYER] [--model ...]... [--method M]\n"
+    "                     [--layer L]... [--feature mean|max|l2|pca] [--class C]\n"
+    "                     [--labels FILE] [-o DIR] [--json] [--npy] [--grid]\n"
+    "                     (INPUT... | --input-npy X.npy)\n"
     "Runs every model on the same images and writes DIR/<stem>.compare.png: one row\n"
     "per model (the first is the teacher), columns input / feature map / CAM /\n"
-    "Guided Grad-CAM, at each model's last stage (layer4, model.13).\n"
-    "All models see the first model's resize and crop, each with its own\n"
-    "normalisation, so their maps are pixel-aligned and comparable.\n"
+    "Guided Grad-CAM, at each model's last stage (layer4, model.13) or the layer\n"
+    "given. Each row names the model, its layer, its class with p=, and for the\n"
+    "students the Pearson r and IoU of the top 20% of their map with the teacher's.\n"
+    "Ground-truth boxes are drawn where the folder's labels.json (`kdcam shapes`)\n"
+    "gives them. All models see the first model's resize and crop, each with its\n"
+    "own normalisation, so their maps are pixel-aligned and comparable. INPUT is\n"
+    "as for `kdcam cam` (files, folders, -r, @LIST, quoted globs).\n"
     "\n"
-    "      --model SPEC    NAME=[ARCH:]WEIGHTS, e.g. \"Teacher (ResNet101)=resnet101:t.safetensors\"\n"
+    "      --model SPEC    NAME=[ARCH:]WEIGHTS[@LAYER], e.g. \"Teacher (ResNet101)=resnet101:t.safetensors@layer3\"\n"
     "                      or \"Student=s.safetensors\" (architecture from the keys); repeatable\n"
+    "  -l, --layer L       the CAM layer: once for every model, or once per model in\n"
+    "                      --model order (an @LAYER in the spec wins)\n"
     "      --method M      CAM method (default gradcam; see `kdcam cam --help`)\n"
     "      --feature R     channel reduction of the feature-map column (default mean)\n"
     "  -c, --class C       target class for every model (default: each model's top-1)\n"
@@ -34,6 +46,19 @@ static const char *compare_usage =
     "      --json          per image and model, one JSON object: image, index, model,\n"
     "                      arch, layer, method, class, name, prob, pearson_vs_teacher,\n"
     "                      iou20_vs_teacher, figure\n"
+    "      --npy           also write each model's map, DIR/<stem>.<model>.<method>.npy\n"
+    "                      (1 x H x W, min-max normalised; <model>: the name with\n"
+    "                      characters other than A-Z a-z 0-9 . - _ as _)\n"
+    "      --grid          one figure of all images side by side (at most 16):\n"
+    "                      DIR/grid.<method>.png, a row per model\n"
+    "      --norm N        per-model (default: each map min-max normalised) or shared:\n"
+    "                      the raw maps of one image divided by their common maximum,\n"
+    "                      the colour bar ticked in raw map units\n"
+    "      --heatmap-only  CAM panels show the map alone, not blended with the photo\n"
+    "      --scale K       pixels per figure pixel, 1..8 (default 1)\n"
+    "      --svg           also write the figure as SVG (text as text, panels embedded)\n"
+    "  -r, --recursive, --batch B, --skip-existing, --progress-every S, --min-size N\n"
+    "                      as for `kdcam cam` (--skip-existing: figures that exist)\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
@@ -48,13 +73,27 @@ typedef struct cmp_model {
     char name[128];
     kdc_model *m;
     int layer;
-    const char *layer_name; /* as looked up: layer4, model.13 */
+    const char *layer_name; /* as asked: layer3, model.11, layer4 */
+    /* per batch of n images */
     float *fmap;     /* n x H x W, normalised            */
     float *cam;      /* n x H x W, normalised            */
+    float *up;       /* n x H x W: raw map upsampled (--norm shared) */
     float *guided;   /* n x 3 x H x W: guided grad x cam */
     int *classes;    /* n                                */
     float *probs;    /* n: softmax probability of class  */
 } cmp_model;
+
+static void free_batch(cmp_model *cm)
+{
+    free(cm->fmap);
+    free(cm->cam);
+    free(cm->up);
+    free(cm->guided);
+    free(cm->classes);
+    free(cm->probs);
+    cm->fmap = cm->cam = cm->up = cm->guided = cm->probs = NULL;
+    cm->classes = NULL;
+}
 
 static void class_label(const cmp_model *cm, int c, char **labels, int nlabels, char *out,
                         size_t size)
@@ -67,13 +106,20 @@ static void class_label(const cmp_model *cm, int c, char **labels, int nlabels, 
         snprintf(out, size, "class %d", c);
 }
 
-/* Everything one model contributes: maps for all images. */
-static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geom,
-                     kdc_cam_method method, int *n, int *h, int *w, kdc_image ***crops)
+/* The images of one batch: from --input-npy (all at once) or files. */
+typedef struct cmp_batch {
+    cli_input *const *items; /* NULL: --input-npy */
+    int k;
+} cmp_batch;
+
+/* Everything one model contributes: maps for the batch's images. */
+static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
+                     const kdc_preprocess *geom, kdc_cam_method method, const cmp_batch *bt,
+                     int *n, int *h, int *w, kdc_image ***crops, int *sizes)
 {
     kdc_run *run = NULL;
     kdc_cam_result *res = NULL;
-    float *input = NULL, *act = NULL, *logits = NULL, *raw = NULL;
+    float *input = NULL, *act = NULL, *raw = NULL;
     int *cls = NULL, rc;
     kdc_status st;
     kdc_preprocess pp;
@@ -86,8 +132,15 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
     pp.resize_short = geom->resize_short;
     pp.crop_h = geom->crop_h;
     pp.crop_w = geom->crop_w;
-    if ((rc = det ? cli_load_det_batch(o, cm->m, &input, n, h, w, crops, &scales)
-                  : cli_load_batch(o, cm->m, &pp, &input, n, h, w, crops)))
+    if (bt->items) {
+        *n = bt->k;
+        rc = cli_inputs_load(o, io, cm->m, &pp, bt->items, bt->k, &input, h, w, crops,
+                             det ? &scales : NULL, sizes);
+    } else {
+        rc = det ? cli_load_det_batch(o, cm->m, &input, n, h, w, crops, &scales)
+                 : cli_load_batch(o, cm->m, &pp, &input, n, h, w, crops);
+    }
+    if (rc)
         return rc;
     const size_t plane = (size_t)*h * *w;
     const int K = kdc_model_num_classes(cm->m), last = kdc_model_num_layers(cm->m) - 1;
@@ -102,14 +155,14 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
     const size_t fsize = (size_t)fchw[0] * fchw[1] * fchw[2];
     act = malloc((size_t)*n * fsize * sizeof *act);
     raw = malloc((size_t)*n * fchw[1] * fchw[2] * sizeof *raw);
-    logits = malloc((size_t)*n * (K ? K : 1) * sizeof *logits);
     cm->fmap = malloc((size_t)*n * plane * sizeof *cm->fmap);
     cm->cam = malloc((size_t)*n * plane * sizeof *cm->cam);
+    cm->up = malloc((size_t)*n * plane * sizeof *cm->up);
     cm->guided = malloc((size_t)*n * 3 * plane * sizeof *cm->guided);
     cm->classes = malloc((size_t)*n * sizeof *cm->classes);
-    cm->probs = malloc((size_t)*n * sizeof *cm->probs);
+    cm->probs = calloc((size_t)*n, sizeof *cm->probs);
     cls = malloc((size_t)*n * sizeof *cls);
-    if (!act || !raw || !logits || !cm->fmap || !cm->cam || !cm->guided || !cm->classes ||
+    if (!act || !raw || !cm->fmap || !cm->cam || !cm->up || !cm->guided || !cm->classes ||
         !cm->probs || !cls) {
         rc = cli_error("out of memory");
         goto out;
@@ -117,19 +170,11 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
     kdc_reduce red = KDC_REDUCE_MEAN;
     if (o->feature) {
         static const char *rn[] = {"mean", "max", "l2", "pca"};
-        int found = 0;
         for (int i = 0; i < 4; i++)
-            if (!strcmp(o->feature, rn[i])) {
+            if (!strcmp(o->feature, rn[i]))
                 red = (kdc_reduce)i;
-                found = 1;
-            }
-        if (!found) {
-            rc = cli_error("--feature: '%s' is not mean, max, l2 or pca", o->feature);
-            goto out;
-        }
     }
     if ((st = kdc_run_read_layer(run, cm->layer, act, (size_t)*n * fsize)) ||
-        (!det && (st = kdc_run_read_layer(run, last, logits, (size_t)*n * K))) ||
         (st = kdc_feature_map(act, *n, fchw[0], fchw[1], fchw[2], red, raw)) ||
         (st = kdc_cam_normalize_resize(raw, *n, fchw[1], fchw[2], *h, *w, cm->fmap))) {
         rc = cli_lib_error(st, cm->name);
@@ -149,48 +194,36 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
         tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = cm->layer, .seed = seed};
     }
     kdc_cam_options co = {.method = method, .layers = &cm->layer, .nlayers = 1, .target = tg,
-                          .scorecam_topk = o->topk_channels};
-    if ((st = kdc_cam_compute(run, input, *n, *h, *w, &co, &res))) {
+                          .scorecam_topk = o->topk_channels, .keep = &last, .nkeep = 1};
+    if (det) {
+        /* no classes: the figure shows the level, no Guided Grad-CAM column */
+        free(cm->guided);
+        cm->guided = NULL;
+        if ((st = kdc_cam_compute(run, input, *n, *h, *w, &co, &res))) {
+            rc = cli_lib_error(st, cm->name);
+            goto out;
+        }
+    } else if ((st = kdc_guided_gradcam(run, input, *n, *h, *w, &co, cm->guided, &res))) {
         rc = cli_lib_error(st, cm->name);
         goto out;
     }
     memcpy(cm->cam, res->map, (size_t)*n * plane * sizeof *cm->cam);
     memcpy(cm->classes, res->classes, (size_t)*n * sizeof *cm->classes);
-    if (det) {
-        /* no classes: the figure shows the level, no Guided Grad-CAM column */
-        for (int b = 0; b < *n; b++)
-            cm->probs[b] = 0.0f;
-        free(cm->guided);
-        cm->guided = NULL;
-        rc = 0;
-        goto out;
-    }
-    for (int b = 0; b < *n; b++) {
-        const float *z = logits + (size_t)b * K;
-        double mx = z[0], sum = 0;
-        for (int c = 1; c < K; c++)
-            mx = z[c] > mx ? z[c] : mx;
-        for (int c = 0; c < K; c++)
-            sum += exp(z[c] - mx);
-        cm->probs[b] = (float)(exp(z[cm->classes[b]] - mx) / sum);
-    }
-    /* guided backpropagation towards the same classes, times the CAM */
-    kdc_attribution_options ao = {.kind = KDC_ATTR_GUIDED,
-                                  .target = {.kind = KDC_TARGET_LOGIT, .classes = cm->classes}};
-    if ((st = kdc_attribution_compute(run, input, *n, *h, *w, &ao, cm->guided))) {
+    /* the raw map at input size, unnormalised: for a scale shared by the models */
+    if ((st = kdc_resize_bilinear(res->raw[0], *n, res->raw_h[0], res->raw_w[0], *h, *w,
+                                  cm->up))) {
         rc = cli_lib_error(st, cm->name);
         goto out;
     }
-    for (int b = 0; b < *n; b++)
-        for (int c = 0; c < 3; c++)
-            for (size_t i = 0; i < plane; i++)
-                cm->guided[((size_t)b * 3 + c) * plane + i] *= cm->cam[b * plane + i];
-    rc = 0;
+    if (!det) {
+        /* the logits of the clean pass: kdc_guided_gradcam's guided pass ran the
+         * same input, so the last layer holds the same logits */
+        rc = cli_class_probs(run, last, *n, K, cm->classes, cm->probs);
+    }
 out:
     free(seed);
     free(scales);
     free(cls);
-    free(logits);
     free(raw);
     free(act);
     free(input);
@@ -199,154 +232,424 @@ out:
     return rc;
 }
 
-static const unsigned char WHITE[3] = {255, 255, 255}, INK[3] = {20, 20, 20},
-                           GREY[3] = {110, 110, 110};
+static const unsigned char INK[3] = {20, 20, 20}, GREY[3] = {90, 90, 90},
+                           BOX[3] = {0, 230, 64};
 
-/* The figure for image b. */
-static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, int w,
-                       const kdc_image *crop, kdc_cam_method method, char **labels, int nlabels,
-                       const char *path)
+static const char *pretty_method(kdc_cam_method method)
 {
-    const int S = 2, pad = 8, det = cli_is_detector(cms[0].m), cols = det ? 3 : 4;
     static const char *pretty[KDC_CAM_COUNT] = {
         "Grad-CAM", "HiResCAM", "Grad-CAM++", "XGrad-CAM", "Layer-CAM",
         "Eigen-CAM", "EigenGrad-CAM", "Score-CAM", "Ablation-CAM", "FullGrad"};
-    const char *heads[4] = {"input", "feature map", pretty[method], "Guided Grad-CAM"};
+    return (int)method >= 0 && method < KDC_CAM_COUNT ? pretty[method] : "CAM";
+}
+
+/* The box of image b (original pixels) in the crop's pixels
+ * (cli_crop_geometry). 0 if there is no box or it falls outside. */
+static int crop_box(const cli_input *it, const int *size, const kdc_preprocess *pp, int h, int w,
+                    int out[4])
+{
+    if (!it || !it->has_box || size[0] < 1 || size[1] < 1)
+        return 0;
+    const int ow = size[0], oh = size[1];
+    int rw, rh, top, left;
+    cli_crop_geometry(pp, ow, oh, h, w, &rw, &rh, &top, &left);
+    const double sx = (double)rw / ow, sy = (double)rh / oh;
+    double x0 = it->box[0] * sx - left, y0 = it->box[1] * sy - top;
+    double x1 = it->box[2] * sx - left, y1 = it->box[3] * sy - top;
+    x0 = x0 < 0 ? 0 : x0;
+    y0 = y0 < 0 ? 0 : y0;
+    x1 = x1 > w ? w : x1;
+    y1 = y1 > h ? h : y1;
+    if (x1 - x0 < 2 || y1 - y0 < 2)
+        return 0;
+    out[0] = (int)lrint(x0);
+    out[1] = (int)lrint(y0);
+    out[2] = (int)lrint(x1);
+    out[3] = (int)lrint(y1);
+    return 1;
+}
+
+/* The map panel of model i, image b: the normalised map (per model), or the
+ * raw map over the shared maximum, over the crop or alone. */
+static int map_panel(const cli_input_opts *io, const cmp_model *cm, int b, size_t plane,
+                     double shared_max, const kdc_image *crop, kdc_image **out)
+{
+    const float *map = cm->cam + b * plane;
+    float *tmp = NULL;
+    if (io->shared_norm) {
+        tmp = malloc(plane * sizeof *tmp);
+        if (!tmp)
+            return cli_error("out of memory");
+        for (size_t i = 0; i < plane; i++) {
+            double v = shared_max > 0 ? cm->up[b * plane + i] / shared_max : 0;
+            tmp[i] = (float)(v < 0 ? 0 : v > 1 ? 1 : v);
+        }
+        map = tmp;
+    }
+    kdc_status st = kdc_overlay_ex(crop, map, io->heatmap_only ? 1.0f : 0.5f, out);
+    free(tmp);
+    return st ? cli_lib_error(st, NULL) : 0;
+}
+
+/* The largest raw value of image b over the models (--norm shared). */
+static double shared_max_of(const cmp_model *cms, int nm, int b, size_t plane)
+{
+    double mx = 0;
+    for (int i = 0; i < nm; i++)
+        for (size_t p = 0; p < plane; p++)
+            mx = cms[i].up[b * plane + p] > mx ? cms[i].up[b * plane + p] : mx;
+    return mx;
+}
+
+/* The lines that label model i's row (image b). */
+static void row_text(const cmp_model *cms, int i, int b, size_t plane, int det, char **labels,
+                     int nlabels, char text[4][256])
+{
+    char cname[160];
+    class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
+    snprintf(text[0], 256, "%.120s", cms[i].name);
+    snprintf(text[1], 256, "%s at %.100s", kdc_model_arch(cms[i].m), cms[i].layer_name);
+    if (det)
+        snprintf(text[2], 256, "energy of %.200s", cms[i].layer_name);
+    else
+        snprintf(text[2], 256, "%.160s p=%.2f", cname, (double)cms[i].probs[b]);
+    if (i == 0)
+        snprintf(text[3], 256, "teacher");
+    else
+        snprintf(text[3], 256, "r=%.2f IoU20=%.2f",
+                 kdc_map_pearson(cms[i].cam + b * plane, cms[0].cam + b * plane, plane),
+                 kdc_map_iou_top(cms[i].cam + b * plane, cms[0].cam + b * plane, plane, 0.2));
+}
+
+/* The colour bar under a figure: 0..1 per model, raw units when shared. */
+static int figure_bar(cli_fig *f, const cli_input_opts *io, int x, int y, int w, double mx)
+{
+    if (io->shared_norm)
+        return cli_fig_colorbar(f, x, y, w, 10, 0.0, mx, 5, "%.3g",
+                                "map, raw units, one scale for all models");
+    return cli_fig_colorbar(f, x, y, w, 10, 0.0, 1.0, 5, "%.2g",
+                            "map, min-max normalised per model");
+}
+
+static int save_figure(const cli_fig *f, const cli_input_opts *io, const char *png)
+{
+    int rc = cli_fig_save_png(f, io->scale, png);
+    if (!rc && io->svg) {
+        char svg[4300];
+        snprintf(svg, sizeof svg, "%.*s.svg", (int)(strlen(png) - 4), png);
+        rc = cli_fig_save_svg(f, svg);
+    }
+    return rc;
+}
+
+/* The figure for image b: a row per model. */
+static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, int h, int w,
+                       const kdc_image *crop, const int *box, kdc_cam_method method,
+                       char **labels, int nlabels, const char *path)
+{
+    const int pad = 8, det = cli_is_detector(cms[0].m), cols = det ? 3 : 4;
+    const char *heads[4] = {"input", "feature map", pretty_method(method), "Guided Grad-CAM"};
     if (det)
         heads[2] = "heatmap (level energy)";
-    char text[3][256];
+    const size_t plane = (size_t)h * w;
+    char text[4][256];
     int lw = 0, tw, th;
     for (int i = 0; i < nm; i++) {
-        char cname[160];
-        class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
-        snprintf(text[0], sizeof text[0], "%.200s", cms[i].name);
-        snprintf(text[1], sizeof text[1], "%s", kdc_model_arch(cms[i].m));
-        if (det)
-            snprintf(text[2], sizeof text[2], "energy of %.200s", cms[i].layer_name);
-        else
-            snprintf(text[2], sizeof text[2], "%.200s %.2f", cname, cms[i].probs[b]);
-        for (int k = 0; k < 3; k++) {
-            kdc_text_size(text[k], S, &tw, &th);
+        row_text(cms, i, b, plane, det, labels, nlabels, text);
+        for (int k = 0; k < 4; k++) {
+            cli_fig_text_size(text[k], 2, &tw, &th);
             lw = tw > lw ? tw : lw;
         }
     }
-    if (lw > 480)
-        lw = 480;
-    kdc_text_size("Hg", S, &tw, &th);
-    const int head_h = th + 2 * pad, bar_h = 14 + th + 2 * pad;
+    lw = lw > 360 ? 360 : lw;
+    cli_fig_text_size("Hg", 2, &tw, &th);
+    const int head_h = th + 2 * pad, bar_h = 10 + 2 * (th + 6) + 2 * pad;
     const int W = pad + lw + pad + cols * (w + pad), H = head_h + nm * (h + pad) + bar_h;
-    kdc_image *fig = NULL, *pic = NULL;
-    kdc_status st = kdc_image_create(W, H, &fig);
-    if (st)
-        return cli_lib_error(st, NULL);
-    kdc_image_fill(fig, 0, 0, W, H, WHITE);
-    int x0 = pad + lw + pad;
-    for (int c = 0; c < cols; c++) {
-        /* a heading wider than its column (small images) at half size */
-        int hs = S;
-        kdc_text_size(heads[c], hs, &tw, &th);
-        if (tw > w + pad && hs > 1)
-            kdc_text_size(heads[c], --hs, &tw, &th);
-        kdc_image_draw_text(fig, x0 + c * (w + pad) + (w - tw) / 2, pad, heads[c], hs, INK);
-    }
-    kdc_text_size("Hg", S, &tw, &th);
-    const size_t plane = (size_t)h * w;
+    const int x0 = pad + lw + pad;
+    const double mx = io->shared_norm ? shared_max_of(cms, nm, b, plane) : 1.0;
+    cli_fig *f = cli_fig_create(W, H);
+    if (!f)
+        return 1;
     int rc = 0;
+    for (int c = 0; c < cols && !rc; c++) {
+        cli_fig_text_size(heads[c], 2, &tw, &th);
+        rc = cli_fig_text(f, x0 + c * (w + pad) + w / 2, pad, tw > w + pad ? 1 : 2, 1, INK, "%s",
+                          heads[c]);
+    }
     for (int i = 0; i < nm && !rc; i++) {
         const int y = head_h + i * (h + pad);
-        char cname[160];
-        class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
-        snprintf(text[0], sizeof text[0], "%.200s", cms[i].name);
-        snprintf(text[1], sizeof text[1], "%s", kdc_model_arch(cms[i].m));
-        if (det)
-            snprintf(text[2], sizeof text[2], "energy of %.200s", cms[i].layer_name);
-        else
-            snprintf(text[2], sizeof text[2], "%.200s %.2f", cname, cms[i].probs[b]);
-        for (int k = 0; k < 3; k++)
-            kdc_image_draw_text(fig, pad, y + k * (th + 6), text[k], S, k == 0 ? INK : GREY);
-        kdc_image_paste(fig, crop, x0, y);
+        row_text(cms, i, b, plane, det, labels, nlabels, text);
+        rc = cli_fig_text(f, pad, y, 2, 0, INK, "%s", text[0]);
+        for (int k = 1; k < 4 && !rc; k++)
+            rc = cli_fig_text(f, pad, y + k * (th + 6), 2, 0, k == 3 && i ? INK : GREY, "%s",
+                              text[k]);
+        if (!rc)
+            rc = cli_fig_image(f, x0, y, crop);
         for (int c = 1; c < cols && !rc; c++) {
+            kdc_image *pic = NULL;
+            kdc_status st = KDC_OK;
             if (c == 3)
                 st = kdc_gradient_image(cms[i].guided + (size_t)b * 3 * plane, h, w, &pic);
+            else if (c == 1)
+                st = kdc_overlay_ex(crop, cms[i].fmap + b * plane,
+                                    io->heatmap_only ? 1.0f : 0.5f, &pic);
             else
-                st = kdc_overlay(crop, (c == 1 ? cms[i].fmap : cms[i].cam) + b * plane, &pic);
-            if (st) {
+                rc = map_panel(io, &cms[i], b, plane, mx, crop, &pic);
+            if (st)
                 rc = cli_lib_error(st, NULL);
-                break;
-            }
-            kdc_image_paste(fig, pic, x0 + c * (w + pad), y);
+            if (!rc)
+                rc = cli_fig_image(f, x0 + c * (w + pad), y, pic);
             kdc_image_destroy(pic);
-            pic = NULL;
         }
+        for (int c = 0; box && c < 3 && !rc; c++)
+            rc = cli_fig_rect(f, x0 + c * (w + pad) + box[0], y + box[1], box[2] - box[0],
+                              box[3] - box[1], 2, BOX);
     }
-    if (!rc) {
-        /* colour bar of the normalised maps */
-        const int by = H - bar_h + pad, bw = 2 * w;
-        float *ramp = malloc((size_t)bw * 12 * sizeof *ramp);
-        kdc_image *bar = NULL;
-        if (ramp && kdc_image_create(bw, 12, &bar) == KDC_OK) {
-            for (int yy = 0; yy < 12; yy++)
-                for (int xx = 0; xx < bw; xx++)
-                    ramp[yy * bw + xx] = (float)xx / (float)(bw - 1);
-            kdc_colormap_jet(ramp, bw, 12, bar->rgb);
-            kdc_image_paste(fig, bar, x0 + w + pad, by);
-            kdc_image_draw_text(fig, x0 + w + pad, by + 16, "0", S, GREY);
-            kdc_text_size("1", S, &tw, &th);
-            kdc_image_draw_text(fig, x0 + w + pad + bw - tw, by + 16, "1", S, GREY);
-            /* the caption between the two ends, at half size if it does not fit */
-            const char *cap = "map (normalised per model)";
-            int cs = S, one;
-            kdc_text_size("1", S, &one, &th);
-            kdc_text_size(cap, cs, &tw, &th);
-            if (tw > bw - 4 * one && cs > 1)
-                kdc_text_size(cap, --cs, &tw, &th);
-            if (tw <= bw - 4 * one)
-                kdc_image_draw_text(fig, x0 + w + pad + (bw - tw) / 2, by + 16, cap, cs, GREY);
-        }
-        kdc_image_destroy(bar);
-        free(ramp);
-        if ((st = kdc_image_save_png(fig, path)))
-            rc = cli_lib_error(st, NULL);
-    }
-    kdc_image_destroy(fig);
-    (void)o;
+    if (!rc)
+        rc = figure_bar(f, io, x0 + w + pad, H - bar_h + pad, 2 * w + pad, mx);
+    if (!rc)
+        rc = save_figure(f, io, path);
+    cli_fig_destroy(f);
     return rc;
+}
+
+/* A caption centred at (x, y): font size 2 where it fits the width w. */
+static int caption(cli_fig *f, int x, int y, int w, const unsigned char rgb[3], const char *text)
+{
+    int tw, th;
+    cli_fig_text_size(text, 2, &tw, &th);
+    return cli_fig_text(f, x, y, tw <= w ? 2 : 1, 1, rgb, "%s", text);
+}
+
+/* --grid: the images side by side, a row of inputs and a row per model. */
+static int draw_grid(const cli_input_opts *io, cmp_model *cms, int nm, int n, int h, int w,
+                     kdc_image **crops, int (*boxes)[4], const int *has_box, char **names,
+                     kdc_cam_method method, char **labels, int nlabels, const char *path)
+{
+    const int pad = 8, det = cli_is_detector(cms[0].m);
+    const size_t plane = (size_t)h * w;
+    int tw, th2, lw = 0;
+    cli_fig_text_size("Hg", 2, &tw, &th2);
+    char text[4][256];
+    for (int i = 0; i < nm; i++) {
+        row_text(cms, i, 0, plane, det, labels, nlabels, text);
+        for (int k = 0; k < 2; k++) {
+            cli_fig_text_size(text[k], 2, &tw, &th2);
+            lw = tw > lw ? tw : lw;
+        }
+    }
+    lw = lw > 360 ? 360 : lw;
+    const int cap_h = 2 * (th2 + 4) + 4, head_h = th2 + 2 * pad;
+    const int in_h = h + th2 + 2 * pad, row_h = h + cap_h + pad;
+    const int bar_h = 10 + 2 * (th2 + 6) + 2 * pad, x0 = pad + lw + pad;
+    const int W = x0 + n * (w + pad), H = head_h + in_h + nm * row_h + bar_h;
+    double mx = 0;
+    for (int b = 0; b < n && io->shared_norm; b++) {
+        double m = shared_max_of(cms, nm, b, plane);
+        mx = m > mx ? m : mx;
+    }
+    cli_fig *f = cli_fig_create(W, H);
+    if (!f)
+        return 1;
+    int rc = cli_fig_text(f, pad, pad, 2, 0, INK, "%s", pretty_method(method));
+    if (!rc)
+        rc = cli_fig_text(f, pad, head_h, 2, 0, INK, "input");
+    for (int b = 0; b < n && !rc; b++) {
+        const int x = x0 + b * (w + pad);
+        rc = caption(f, x + w / 2, pad, w, INK, names[b]);
+        if (!rc)
+            rc = cli_fig_image(f, x, head_h, crops[b]);
+    }
+    for (int i = 0; i < nm && !rc; i++) {
+        const int y = head_h + in_h + i * row_h;
+        row_text(cms, i, 0, plane, det, labels, nlabels, text);
+        rc = cli_fig_text(f, pad, y, 2, 0, INK, "%s", text[0]);
+        if (!rc)
+            rc = cli_fig_text(f, pad, y + th2 + 6, 2, 0, GREY, "%s", text[1]);
+        for (int b = 0; b < n && !rc; b++) {
+            const int x = x0 + b * (w + pad);
+            kdc_image *pic = NULL;
+            rc = map_panel(io, &cms[i], b, plane, io->shared_norm ? mx : 1.0, crops[b], &pic);
+            if (!rc)
+                rc = cli_fig_image(f, x, y, pic);
+            kdc_image_destroy(pic);
+            row_text(cms, i, b, plane, det, labels, nlabels, text);
+            if (!rc)
+                rc = caption(f, x + w / 2, y + h + 4, w + pad, GREY, text[2]);
+            if (!rc && i > 0)
+                rc = caption(f, x + w / 2, y + h + 4 + th2 + 4, w + pad, INK, text[3]);
+        }
+    }
+    /* the boxes over every panel of their column */
+    for (int b = 0; b < n && !rc; b++)
+        for (int r = 0; r <= nm && has_box[b] && !rc; r++) {
+            const int y = r == 0 ? head_h : head_h + in_h + (r - 1) * row_h;
+            rc = cli_fig_rect(f, x0 + b * (w + pad) + boxes[b][0], y + boxes[b][1],
+                              boxes[b][2] - boxes[b][0], boxes[b][3] - boxes[b][1], 2, BOX);
+        }
+    if (!rc)
+        rc = figure_bar(f, io, x0, H - bar_h + pad, n < 2 ? w : 2 * w + pad, mx);
+    if (!rc)
+        rc = save_figure(f, io, path);
+    cli_fig_destroy(f);
+    return rc;
+}
+
+/* A model name as a file name part: A-Z a-z 0-9 . - _ kept, the rest '_'. */
+static void slug(const char *name, char *out, size_t size)
+{
+    size_t k = 0;
+    for (; *name && k + 1 < size; name++)
+        out[k++] = (isalnum((unsigned char)*name) || strchr(".-_", *name)) ? *name : '_';
+    out[k] = '\0';
+}
+
+/* The lines printed (or JSON) and the .npy maps of image b. */
+static int report_image(const cli_opts *o, cmp_model *cms, int nm, int b, int h, int w,
+                        const char *src, int index, const char *name, kdc_cam_method method,
+                        char **labels, int nlabels, const char *figure)
+{
+    const size_t plane = (size_t)h * w;
+    if (!o->json && figure)
+        printf("%s\n", figure);
+    for (int i = 0; i < nm; i++) {
+        char cname[160];
+        class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
+        double r = kdc_map_pearson(cms[i].cam + b * plane, cms[0].cam + b * plane, plane);
+        double iou = kdc_map_iou_top(cms[i].cam + b * plane, cms[0].cam + b * plane, plane, 0.2);
+        if (o->npy) {
+            char sl[128], path[4400];
+            slug(cms[i].name, sl, sizeof sl);
+            snprintf(path, sizeof path, "%s/%s.%s.%s.npy", o->out_dir, name, sl,
+                     kdc_cam_method_name(method));
+            int64_t d3[3] = {1, h, w};
+            kdc_status st = kdc_npy_save(path, cms[i].cam + b * plane, 3, d3);
+            if (st)
+                return cli_lib_error(st, NULL);
+        }
+        if (o->json) {
+            printf("{\"image\":");
+            cli_json_string(src);
+            printf(",\"index\":%d,\"model\":", index);
+            cli_json_string(cms[i].name);
+            printf(",\"arch\":\"%s\",\"layer\":\"%s\",\"method\":\"%s\",",
+                   kdc_model_arch(cms[i].m), cms[i].layer_name, kdc_cam_method_name(method));
+            if (cli_is_detector(cms[i].m)) {
+                /* a backbone has no classes: the target is the level's energy */
+                printf("\"class\":null,\"name\":null,\"prob\":null,\"target\":\"%s energy "
+                       "of %s\"", o->energy ? "mean" : "sumsq", cms[i].layer_name);
+            } else {
+                printf("\"class\":%d,\"name\":", cms[i].classes[b]);
+                cli_json_string(cname);
+                printf(",\"prob\":%.6g", cms[i].probs[b]);
+            }
+            printf(",\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,\"figure\":", r,
+                   iou);
+            if (figure)
+                cli_json_string(figure);
+            else
+                printf("null");
+            printf("}\n");
+        } else {
+            printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f\n", cms[i].name,
+                   kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou);
+        }
+    }
+    return 0;
+}
+
+/* "NAME=...weights@LAYER": the layer split off (into *layer, NULL if none)
+ * when what follows the last '@' has no '/'. */
+static void split_layer(const char *spec, char *buf, size_t size, const char **layer)
+{
+    snprintf(buf, size, "%s", spec);
+    char *at = strrchr(buf, '@');
+    *layer = NULL;
+    if (at && at[1] && !strchr(at, '/') && strchr(buf, '=') && strchr(buf, '=') < at) {
+        *at = '\0';
+        *layer = at + 1;
+    }
 }
 
 int cmd_compare(int argc, char **argv)
 {
     cli_opts o;
+    cli_input_opts io;
+    cli_inputs in = {0};
     cmp_model cms[CLI_MAX_MODELS];
     kdc_image **crops = NULL, **other = NULL;
-    char **labels = NULL;
-    int nlabels = 0, n = 0, h = 0, w = 0, rc;
+    char **labels = NULL, **names = NULL;
+    int nlabels = 0, n = 0, h = 0, w = 0, rc, nrest = 0, ntodo = 0;
+    int *sizes = NULL, (*boxes)[4] = NULL, *has_box = NULL;
+    cli_input **todo = NULL;
     kdc_cam_method method = KDC_CAM_GRADCAM;
+    char specbuf[CLI_MAX_MODELS][4200];
 
     memset(cms, 0, sizeof cms);
-    rc = cli_parse(argc, argv, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS | OPT_OUT |
-                   OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON | OPT_DET,
-                   compare_usage, &o);
-    if (rc)
+    char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
+    if (!rest)
+        return cli_error("out of memory");
+    if (cli_take_input_opts(argc, argv, CLI_IN_FIGURE | CLI_IN_COMPARE, rest, &nrest, &io)) {
+        free(rest);
+        return 2;
+    }
+    rc = cli_parse(nrest, rest, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS |
+                   OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON |
+                   OPT_DET | OPT_LAYER, compare_usage, &o);
+    if (rc) {
+        free(rest);
         return rc < 0 ? 2 : 0;
-    if (o.n_models < 1)
-        return cli_error("no --model given (see --help)"), 2;
-    if (o.guided || o.npy || o.on_original)
-        return cli_error("--guided, --npy and --on-original apply to `kdcam cam`"), 2;
-    if (o.method && kdc_cam_method_parse(o.method, &method))
-        return cli_lib_error(KDC_ERR_INVALID_ARGUMENT, "--method"), 2;
+    }
+    rc = 2;
+    if (o.n_models < 1) {
+        cli_error("no --model given (see --help)");
+        goto out;
+    }
+    if (o.guided || o.on_original) {
+        cli_error("--guided and --on-original apply to `kdcam cam`");
+        goto out;
+    }
+    if (o.method && kdc_cam_method_parse(o.method, &method)) {
+        cli_lib_error(KDC_ERR_INVALID_ARGUMENT, "--method");
+        goto out;
+    }
     if (o.feature && strcmp(o.feature, "mean") && strcmp(o.feature, "max") &&
-        strcmp(o.feature, "l2") && strcmp(o.feature, "pca"))
-        return cli_error("--feature: '%s' is not mean, max, l2 or pca", o.feature), 2;
+        strcmp(o.feature, "l2") && strcmp(o.feature, "pca")) {
+        cli_error("--feature: '%s' is not mean, max, l2 or pca", o.feature);
+        goto out;
+    }
+    if (o.n_layers > 1 && o.n_layers != o.n_models) {
+        cli_error("%d --layer for %d models: give one for all, or one per model", o.n_layers,
+                  o.n_models);
+        goto out;
+    }
+    if (o.input_npy && (io.recursive || io.skip_existing || io.grid)) {
+        cli_error("-r, --skip-existing and --grid apply to image inputs, not --input-npy");
+        goto out;
+    }
     if (!o.out_dir)
         o.out_dir = ".";
     cli_model_spec specs[CLI_MAX_MODELS];
+    const char *asked[CLI_MAX_MODELS];
     for (int i = 0; i < o.n_models; i++) {
-        if (cli_parse_model_spec(o.models[i], &specs[i]))
-            return 2;
+        split_layer(o.models[i], specbuf[i], sizeof specbuf[i], &asked[i]);
+        if (!asked[i] && o.n_layers)
+            asked[i] = o.layers[o.n_layers == 1 ? 0 : i];
+        if (cli_parse_model_spec(specbuf[i], &specs[i]))
+            goto out;
         memcpy(cms[i].name, specs[i].name, sizeof cms[i].name);
     }
+    rc = 1;
+    if (!o.input_npy &&
+        cli_inputs_collect((const char *const *)o.images, o.n_images, io.recursive, &in))
+        goto out;
+    if (io.grid && in.n > 16) {
+        rc = cli_error("--grid takes at most 16 images, got %d", in.n);
+        goto out;
+    }
     if (o.labels && !(labels = cli_read_labels(o.labels, &nlabels)))
-        return 1;
+        goto out;
+    rc = 0;
     for (int i = 0; i < o.n_models && !rc; i++) {
         cli_opts mo = o;
         mo.arch = specs[i].arch[0] ? specs[i].arch : NULL;
@@ -358,7 +661,12 @@ int cmd_compare(int argc, char **argv)
                            cms[0].name, cms[i].name);
             break;
         }
-        if (cli_is_detector(cms[i].m)) {
+        if (asked[i]) {
+            kdc_status st = kdc_model_find_layer(cms[i].m, asked[i], &cms[i].layer);
+            if (st)
+                rc = cli_lib_error(st, cms[i].name);
+            cms[i].layer_name = asked[i];
+        } else if (cli_is_detector(cms[i].m)) {
             rc = cli_find_level(&o, cms[i].m, &cms[i].layer);
             cms[i].layer_name = kdc_model_layer_name(cms[i].m, cms[i].layer);
             for (int k = 0; !rc; k++) { /* prefer the level alias (fpn.p3) */
@@ -374,79 +682,106 @@ int cmd_compare(int argc, char **argv)
     }
     if (!rc)
         rc = cli_prepare_out_dir(o.out_dir);
+    if (rc)
+        goto out;
     kdc_preprocess geom;
-    if (!rc)
-        kdc_model_preprocess(cms[0].m, &geom);
-    for (int i = 0; i < o.n_models && !rc; i++) {
-        int ni = 0, hi = 0, wi = 0;
-        rc = run_model(&o, &cms[i], &geom, method, &ni, &hi, &wi, i == 0 ? &crops : &other);
-        if (i > 0) {
-            cli_free_crops(other, ni);
-            other = NULL;
-        } else {
-            n = ni;
-            h = hi;
-            w = wi;
-        }
+    kdc_model_preprocess(cms[0].m, &geom);
+    const char *mname = kdc_cam_method_name(method);
+    /* the batches: --input-npy at once; images --batch at a time (--grid: all) */
+    const int per = io.grid ? (in.n > 0 ? in.n : 1) : io.batch;
+    todo = malloc(((size_t)in.n + 1) * sizeof *todo);
+    names = malloc((size_t)per * sizeof *names);
+    sizes = calloc((size_t)per * 2, sizeof *sizes);
+    boxes = calloc((size_t)per, sizeof *boxes);
+    has_box = calloc((size_t)per, sizeof *has_box);
+    if (!todo || !names || !sizes || !boxes || !has_box) {
+        rc = cli_error("out of memory");
+        goto out;
     }
-    for (int b = 0; b < n && !rc; b++) {
-        char stem[256], path[4096];
-        const char *src = o.input_npy ? o.input_npy : o.images[b];
-        const char *base = strrchr(src, '/');
-        snprintf(stem, sizeof stem, "%s", base ? base + 1 : src);
-        char *dot = strrchr(stem, '.');
-        if (dot && dot != stem)
-            *dot = '\0';
-        if (o.input_npy)
-            snprintf(path, sizeof path, "%s/%s_%d.compare.png", o.out_dir, stem, b);
-        else
-            snprintf(path, sizeof path, "%s/%s.compare.png", o.out_dir, stem);
-        if ((rc = draw_figure(&o, cms, o.n_models, b, h, w, crops[b], method, labels, nlabels,
-                              path)))
-            break;
-        if (!o.json)
-            printf("%s\n", path);
-        const size_t plane = (size_t)h * w;
-        for (int i = 0; i < o.n_models; i++) {
-            char cname[160];
-            class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
-            double r = kdc_map_pearson(cms[i].cam + b * plane, cms[0].cam + b * plane, plane);
-            double iou = kdc_map_iou_top(cms[i].cam + b * plane, cms[0].cam + b * plane, plane, 0.2);
-            if (o.json) {
-                printf("{\"image\":");
-                cli_json_string(src);
-                printf(",\"index\":%d,\"model\":", b);
-                cli_json_string(cms[i].name);
-                printf(",\"arch\":\"%s\",\"layer\":\"%s\",\"method\":\"%s\",",
-                       kdc_model_arch(cms[i].m), cms[i].layer_name, kdc_cam_method_name(method));
-                if (cli_is_detector(cms[i].m)) {
-                    /* a backbone has no classes: the target is the level's energy */
-                    printf("\"class\":null,\"name\":null,\"prob\":null,\"target\":\"%s energy "
-                           "of %s\"", o.energy ? "mean" : "sumsq", cms[i].layer_name);
-                } else {
-                    printf("\"class\":%d,\"name\":", cms[i].classes[b]);
-                    cli_json_string(cname);
-                    printf(",\"prob\":%.6g", cms[i].probs[b]);
-                }
-                printf(",\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,\"figure\":", r,
-                       iou);
-                cli_json_string(path);
-                printf("}\n");
+    for (int i = 0; i < in.n; i++) {
+        char fig[4400];
+        struct stat sb;
+        snprintf(fig, sizeof fig, "%s/%s.compare.png", o.out_dir, in.v[i].name);
+        if (!io.skip_existing || io.grid || stat(fig, &sb))
+            todo[ntodo++] = &in.v[i];
+    }
+    if (io.skip_existing)
+        fprintf(stderr, "kdcam compare: %d of %d images already done, %d to do\n", in.n - ntodo,
+                in.n, ntodo);
+    cli_progress prog;
+    cli_progress_start(&prog, "kdcam compare", o.input_npy ? 0 : ntodo, io.progress_every);
+    const int nbatch = o.input_npy ? 1 : (ntodo + per - 1) / per;
+    for (int bi = 0; bi < nbatch && !rc; bi++) {
+        const int i0 = bi * per;
+        cmp_batch bt = {o.input_npy ? NULL : todo + i0, ntodo - i0 < per ? ntodo - i0 : per};
+        for (int i = 0; i < o.n_models && !rc; i++) {
+            int ni = 0, hi = 0, wi = 0;
+            rc = run_model(&o, &io, &cms[i], &geom, method, &bt, &ni, &hi, &wi,
+                           i == 0 ? &crops : &other, i == 0 ? sizes : NULL);
+            if (i > 0) {
+                cli_free_crops(other, ni);
+                other = NULL;
             } else {
-                printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f\n", cms[i].name,
-                       kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou);
+                n = ni;
+                h = hi;
+                w = wi;
             }
         }
+        for (int b = 0; b < n && !rc; b++) {
+            char path[4400], base[256];
+            const char *src = o.input_npy ? o.input_npy : bt.items[b]->path;
+            if (o.input_npy) {
+                const char *sl = strrchr(o.input_npy, '/');
+                snprintf(base, sizeof base, "%s", sl ? sl + 1 : o.input_npy);
+                char *dot = strrchr(base, '.');
+                if (dot && dot != base)
+                    *dot = '\0';
+                snprintf(base + strlen(base), sizeof base - strlen(base), "_%d", b);
+                names[b] = base;
+            } else {
+                names[b] = bt.items[b]->name;
+                has_box[b] = crop_box(bt.items[b], sizes + 2 * b, &geom, h, w, boxes[b]);
+            }
+            if ((rc = cli_inputs_mkdirs(o.out_dir, names[b])))
+                break;
+            snprintf(path, sizeof path, "%s/%s.compare.png", o.out_dir, names[b]);
+            if (!io.grid &&
+                (rc = draw_figure(&io, cms, o.n_models, b, h, w, crops[b],
+                                  has_box[b] ? boxes[b] : NULL, method, labels, nlabels, path)))
+                break;
+            rc = report_image(&o, cms, o.n_models, b, h, w, src, o.input_npy ? b : i0 + b,
+                              names[b], method, labels, nlabels, io.grid ? NULL : path);
+        }
+        if (!rc && io.grid) {
+            char path[4400];
+            snprintf(path, sizeof path, "%s/grid.%s.png", o.out_dir, mname);
+            rc = draw_grid(&io, cms, o.n_models, n, h, w, crops, boxes, has_box, names, method,
+                           labels, nlabels, path);
+            if (!rc && !o.json)
+                printf("%s\n", path);
+        }
+        cli_free_crops(crops, n);
+        crops = NULL;
+        for (int i = 0; i < o.n_models; i++)
+            free_batch(&cms[i]);
+        if (!rc && !o.input_npy)
+            cli_progress_update(&prog, i0 + n, 0);
     }
+    if (!rc && !o.input_npy && ntodo > 0)
+        cli_progress_update(&prog, ntodo, 1);
+out:
     cli_free_crops(crops, n);
     for (int i = 0; i < o.n_models; i++) {
         kdc_model_destroy(cms[i].m);
-        free(cms[i].fmap);
-        free(cms[i].cam);
-        free(cms[i].guided);
-        free(cms[i].classes);
-        free(cms[i].probs);
+        free_batch(&cms[i]);
     }
     cli_free_labels(labels, nlabels);
+    cli_inputs_free(&in);
+    free(todo);
+    free(names);
+    free(sizes);
+    free(boxes);
+    free(has_box);
+    free(rest);
     return rc;
 }

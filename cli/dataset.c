@@ -190,7 +190,7 @@ static int is_image_name(const char *name)
 }
 
 /* The sorted names in dir that are folders (want_dirs) or image files. */
-static int list_dir(const char *dir, int want_dirs, char ***out, int *count)
+int cli_list_dir(const char *dir, int want_dirs, char ***out, int *count)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -260,7 +260,7 @@ static int read_image_folder(const char *dir, cli_dataset *ds)
 {
     char **cls = NULL;
     int nc = 0, rc;
-    if ((rc = list_dir(dir, 1, &cls, &nc)))
+    if ((rc = cli_list_dir(dir, 1, &cls, &nc)))
         return rc;
     if (nc == 0) {
         free(cls);
@@ -274,7 +274,7 @@ static int read_image_folder(const char *dir, cli_dataset *ds)
         char sub[4096], **files = NULL;
         int nf = 0;
         snprintf(sub, sizeof sub, "%s/%s", dir, cls[c]);
-        if ((rc = list_dir(sub, 0, &files, &nf)))
+        if ((rc = cli_list_dir(sub, 0, &files, &nf)))
             break;
         for (int i = 0; i < nf && !rc; i++) {
             cli_item *it = new_item(ds, &cap);

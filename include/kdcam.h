@@ -505,6 +505,10 @@ typedef struct kdc_cam_options {
     int scorecam_topk;    /* Score-CAM: 0 = all channels, else the k channels
                              with the largest mean activation                  */
     int scorecam_batch;   /* masked images per forward pass (0: 32)            */
+    /* Extra layers whose outputs stay readable (kdc_run_read_layer) after
+     * kdc_cam_compute, from the clean forward pass (issue 17). */
+    const int *keep;
+    int nkeep;
 } kdc_cam_options;
 
 typedef struct kdc_cam_result {
@@ -831,6 +835,88 @@ KDC_API kdc_status kdc_at_distance(const float *ft, int ct, int ht, int wt, cons
                                    int cs, int hs, int ws, double *dist);
 
 /* ---- end of the dataset statistics section ----------------------- */
+
+/* ------------------------------------------------------------------ */
+/* Issue 17: batches of images, CAM building blocks, logits, labels,  */
+/* colormaps and figures for papers                                    */
+
+/* Loads n image files and preprocesses each with pp into one batch, *out
+ * (n x 3 x *h x *w floats, NCHW; free with kdc_free): what a program that
+ * feeds a model does image by image. opt (may be NULL) is passed to
+ * kdc_image_load_ex. crops (may be NULL; n entries) receives each resized
+ * and cropped 8-bit picture (free each with kdc_image_destroy); sizes (may
+ * be NULL; 2n ints) each original width and height. Errors name the image:
+ * those of kdc_image_load_ex and kdc_preprocess_image, KDC_ERR_SHAPE when
+ * two images preprocess to different sizes (pp without a crop),
+ * KDC_ERR_INVALID_ARGUMENT, KDC_ERR_NO_MEMORY. On failure nothing is
+ * returned (*out NULL, crops NULL). */
+KDC_API kdc_status kdc_image_load_batch(const char *const *paths, int n,
+                                        const kdc_preprocess *pp, const kdc_image_options *opt,
+                                        float **out, int *h, int *w, kdc_image **crops,
+                                        int *sizes);
+
+/* pytorch-grad-cam's last two steps for several target layers, as
+ * kdc_cam_compute applies them: each layer's raw map (n x raw_h[l] x
+ * raw_w[l]) scaled as kdc_cam_normalize_resize does (per image min-max,
+ * bilinear to out_h x out_w), then ReLU, the mean over the layers, and a
+ * second per-image min-max scaling (aggregate_multi_layers and
+ * scale_cam_image). out gets n x out_h x out_w. Errors:
+ * KDC_ERR_INVALID_ARGUMENT, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_cam_aggregate(const float *const *raw, const int *raw_h,
+                                     const int *raw_w, int nlayers, int n, int out_h, int out_w,
+                                     float *out);
+
+/* Guided Grad-CAM in one call: the CAM of opt (any method) times the guided
+ * backpropagation gradient of the input towards the same classes (each
+ * image's class as the CAM used it). out gets n x 3 x h x w. cam (may be
+ * NULL) receives the CAM result (free with kdc_cam_result_destroy). Errors
+ * as kdc_cam_compute and kdc_attribution_compute. */
+KDC_API kdc_status kdc_guided_gradcam(kdc_run *run, const float *input, int n, int h, int w,
+                                      const kdc_cam_options *opt, float *out,
+                                      kdc_cam_result **cam);
+
+/* Softmax of k logits at temperature T (1: plain), computed in double with
+ * the maximum subtracted, into p (k floats). With kdc_prediction_kl (KL of
+ * two logit vectors) and kdc_argmax. Errors: KDC_ERR_INVALID_ARGUMENT (k <
+ * 1, T <= 0, NULL, a non-finite logit). */
+KDC_API kdc_status kdc_softmax(const float *logits, int k, double temperature, float *p);
+/* The indices of the `top` largest of k values, largest first (equal values:
+ * lower index first), into idx (top ints). Errors: KDC_ERR_INVALID_ARGUMENT
+ * (top < 1, top > k, NULL, a NaN value). */
+KDC_API kdc_status kdc_topk(const float *v, int k, int top, int *idx);
+
+/* The labels of a `kdcam shapes` folder (DIR/labels.json): per image its
+ * file (relative to DIR), class and box (x0, y0, x1, y1, exclusive), and the
+ * class names. Fields other than these are ignored, so newer files with
+ * more fields still read. */
+typedef struct kdc_shapes_labels {
+    int n;            /* images                                             */
+    char **files;     /* n                                                  */
+    int *classes;     /* n                                                  */
+    int (*boxes)[4];  /* n                                                  */
+    int nclasses;
+    char **class_names; /* nclasses                                         */
+} kdc_shapes_labels;
+/* Reads DIR/labels.json; free *out with kdc_shapes_labels_free. Errors:
+ * KDC_ERR_IO, KDC_ERR_FORMAT (what is wrong, and where), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out);
+KDC_API void kdc_shapes_labels_free(kdc_shapes_labels *labels);
+
+/* show_cam_on_image with another weight: out = (1 - alpha) * img + alpha *
+ * jet, divided by its max, uint8(255*out); kdc_overlay is alpha 0.5, and
+ * alpha 1 gives the heatmap alone (for maps over colourful photos, where a
+ * 50% blend muddies the hues). Errors: KDC_ERR_INVALID_ARGUMENT (alpha
+ * outside [0, 1], NULL), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_overlay_ex(const kdc_image *image, const float *map, float alpha,
+                                  kdc_image **out);
+
+/* Encodes a PNG in memory (for embedding, e.g. as a data URI in an SVG):
+ * *data (free with kdc_free) gets *size bytes. Errors:
+ * KDC_ERR_INVALID_ARGUMENT, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_image_encode_png(const kdc_image *image, unsigned char **data,
+                                        size_t *size);
+
+/* ---- end of the issue 17 section ---------------------------------- */
 
 #ifdef __cplusplus
 }

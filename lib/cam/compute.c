@@ -314,6 +314,7 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
     int shape[KDC_CAM_MAX_LAYERS][4];
     float *tmp = NULL, *logits = NULL, *scratch = NULL;
     double *y = NULL;
+    int *keepall = NULL;
     kdc_status st;
     kdc_cam_result *res = calloc(1, sizeof *res);
     if (!res)
@@ -335,7 +336,22 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
     int lowest = opt->layers[0];
     for (int l = 1; l < L; l++)
         lowest = opt->layers[l] < lowest ? opt->layers[l] : lowest;
-    if ((st = kdc_run_forward_grad(run, input, n, in_h, in_w, opt->layers, L, lowest)))
+    if (opt->nkeep < 0 || (opt->nkeep > 0 && !opt->keep)) {
+        st = kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s: keep lists %d layers%s", mname, opt->nkeep,
+                       opt->nkeep > 0 ? " but is NULL" : "");
+        goto fail;
+    }
+    /* the clean pass also keeps the caller's extra layers (opt->keep) */
+    keepall = malloc(((size_t)L + (size_t)opt->nkeep) * sizeof *keepall);
+    if (!keepall) {
+        st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", mname);
+        goto fail;
+    }
+    for (int l = 0; l < L; l++)
+        keepall[l] = opt->layers[l];
+    for (int k = 0; k < opt->nkeep; k++)
+        keepall[L + k] = opt->keep[k];
+    if ((st = kdc_run_forward_grad(run, input, n, in_h, in_w, keepall, L + opt->nkeep, lowest)))
         goto fail;
     size_t max_act = 0;
     for (int l = 0; l < L; l++) {
@@ -428,10 +444,16 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
         else
             st = kdc_cam_from_maps(method, act[l], grad[l], n, s[1], s[2], s[3], res->raw[l]);
         if (st) {
-            kdc__fail_context(st, "%s at layer %d", mname, opt->layers[l]);
+            kdc__fail_context(st, "%s at layer %s", mname,
+                              kdc_model_layer_name(kdc__run_model(run), opt->layers[l]));
             goto fail;
         }
     }
+    /* Score-CAM's and Ablation-CAM's passes overwrote the kept outputs: a
+     * clean pass again for the caller's extra layers */
+    if (model_based && opt->nkeep > 0 &&
+        (st = kdc_run_forward(run, input, n, in_h, in_w, keepall, L + opt->nkeep)))
+        goto fail;
 
     if ((st = kdc__cam_aggregate((const float *const *)res->raw, res->raw_h, res->raw_w, L, n,
                                  in_h, in_w, tmp, res->map)))
@@ -445,6 +467,7 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
     free(logits);
     free(scratch);
     free(y);
+    free(keepall);
     *out = res;
     return KDC_OK;
 fail:
@@ -456,6 +479,27 @@ fail:
     free(logits);
     free(scratch);
     free(y);
+    free(keepall);
     kdc_cam_result_destroy(res);
+    return st;
+}
+
+kdc_status kdc_cam_aggregate(const float *const *raw, const int *raw_h, const int *raw_w,
+                             int nlayers, int n, int out_h, int out_w, float *out)
+{
+    if (!raw || !raw_h || !raw_w || !out)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cam_aggregate: a NULL pointer");
+    if (nlayers < 1 || n < 1 || out_h < 1 || out_w < 1)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cam_aggregate: %d layers, %d maps of "
+                         "%dx%d", nlayers, n, out_h, out_w);
+    for (int l = 0; l < nlayers; l++)
+        if (!raw[l] || raw_h[l] < 1 || raw_w[l] < 1)
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cam_aggregate: layer %d: %s", l,
+                             raw[l] ? "empty map" : "NULL map");
+    float *tmp = malloc((size_t)n * out_h * out_w * sizeof *tmp);
+    if (!tmp)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "kdc_cam_aggregate: out of memory");
+    kdc_status st = kdc__cam_aggregate(raw, raw_h, raw_w, nlayers, n, out_h, out_w, tmp, out);
+    free(tmp);
     return st;
 }

@@ -123,6 +123,14 @@ static kdc_status kdc__check_image(const kdc_image *im, const char *who)
  * uint8(255 * cam), all in float like NumPy float32. */
 kdc_status kdc_overlay(const kdc_image *image, const float *map, kdc_image **out)
 {
+    return kdc_overlay_ex(image, map, 0.5f, out);
+}
+
+/* show_cam_on_image with image_weight = 1 - alpha; at alpha 0.5 the
+ * arithmetic of kdc_overlay above, float for float. */
+kdc_status kdc_overlay_ex(const kdc_image *image, const float *map, float alpha,
+                          kdc_image **out)
+{
     if (!out)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_overlay: out is NULL");
     *out = NULL;
@@ -131,28 +139,32 @@ kdc_status kdc_overlay(const kdc_image *image, const float *map, kdc_image **out
         return st;
     if (!map)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_overlay: map is NULL");
+    if (!(alpha >= 0.0f && alpha <= 1.0f))
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_overlay: alpha %g is not in [0, 1]",
+                         (double)alpha);
     kdc_image *o = NULL;
     if ((st = kdc_image_create(image->width, image->height, &o)))
         return st;
     unsigned char lut[256][3];
     kdc__jet_lut(lut);
+    const float wi = 1.0f - alpha;
     const size_t count = (size_t)image->width * (size_t)image->height;
     /* pass 1: the maximum; pass 2 recomputes the same float values */
     float mx = 0.0f;
     for (size_t i = 0; i < count; i++) {
         const unsigned char *heat = lut[kdc__jet_index(map[i])];
         for (int c = 0; c < 3; c++) {
-            const float v = 0.5f * ((float)heat[c] / 255.0f) +
-                            0.5f * ((float)image->rgb[3 * i + c] / 255.0f);
+            const float v = alpha * ((float)heat[c] / 255.0f) +
+                            wi * ((float)image->rgb[3 * i + c] / 255.0f);
             mx = v > mx ? v : mx;
         }
     }
     for (size_t i = 0; i < count; i++) {
         const unsigned char *heat = lut[kdc__jet_index(map[i])];
         for (int c = 0; c < 3; c++) {
-            const float v = 0.5f * ((float)heat[c] / 255.0f) +
-                            0.5f * ((float)image->rgb[3 * i + c] / 255.0f);
-            const float q = 255.0f * (v / mx);
+            const float v = alpha * ((float)heat[c] / 255.0f) +
+                            wi * ((float)image->rgb[3 * i + c] / 255.0f);
+            const float q = mx > 0.0f ? 255.0f * (v / mx) : 0.0f;
             o->rgb[3 * i + c] = q >= 255.0f ? 255 : (unsigned char)q;
         }
     }

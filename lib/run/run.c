@@ -109,8 +109,10 @@ static kdc_status kdc__check_kept(const kdc_run *r, int layer)
     if (!r->done)
         return kdc__fail(KDC_ERR_STATE, "no forward pass has completed on this run");
     if (!r->keep[layer] && layer != r->m->n_nodes - 1)
-        return kdc__fail(KDC_ERR_STATE, "layer %s was not kept by the last forward pass",
-                         r->m->nodes[layer].name);
+        return kdc__fail(KDC_ERR_STATE, "layer %s%s%s%s was not kept by the last forward pass",
+                         r->m->nodes[layer].name, kdc_model_layer_alias(r->m, layer, 0) ? " (" : "",
+                         kdc_model_layer_alias(r->m, layer, 0) ? kdc_model_layer_alias(r->m, layer, 0) : "",
+                         kdc_model_layer_alias(r->m, layer, 0) ? ")" : "");
     return KDC_OK;
 }
 
