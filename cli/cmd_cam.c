@@ -31,6 +31,9 @@ static const char *cam_usage =
     "                      model.13); several layers are averaged as pytorch-grad-cam does\n"
     "      --method M      see above\n"
     "  -c, --class C       target class (default: each image's top-1 class)\n"
+    "      --target T      own (each image's top-1, the default), label (the image's\n"
+    "                      class: labels.json of a `kdcam shapes` folder beside it, or\n"
+    "                      its folder's name as a class name), or a class index or name\n"
     "      --guided        also write <stem>.guided.png (guided backpropagation) and\n"
     "                      <stem>.guided-gradcam.png (guided gradient x the map)\n"
     "      --scorecam-topk K  Score-CAM: only the K channels with the largest mean\n"
@@ -223,9 +226,15 @@ int cmd_cam(int argc, char **argv)
     double *scales = NULL;
 
     rc = cli_parse(argc, argv, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
-                   OPT_CAM | OPT_CLASS | OPT_DET, cam_usage, &o);
+                   OPT_CAM | OPT_CLASS | OPT_DET | OPT_TARGET, cam_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
+    cli_target tgt;
+    if (cli_target_from_opts(&o, &tgt))
+        return 2;
+    if (tgt.kind == CLI_TARGET_TEACHER)
+        return cli_error("--target teacher applies to commands with several --model "
+                         "(compare, pointing, analyze)"), 2;
     const char *method = o.method ? o.method : "gradcam";
     if (parse_method(method, &kind, &cam, &at))
         return 2;
@@ -246,7 +255,7 @@ int cmd_cam(int argc, char **argv)
                        "(-m resnet50-fpn ...)");
         goto out;
     }
-    if (det && o.cls >= 0) {
+    if (det && (o.cls >= 0 || tgt.kind != CLI_TARGET_OWN)) {
         rc = cli_error("%s has no classes: its target is the energy of --level (see --help)",
                        kdc_model_arch(m));
         goto out;
@@ -300,14 +309,18 @@ int cmd_cam(int argc, char **argv)
                 goto out;
             }
     }
-    if (o.cls >= 0) {
-        cls = malloc((size_t)n * sizeof *cls);
-        if (!cls) {
+    if (!det && tgt.kind != CLI_TARGET_OWN) { /* --target / --class: cli/target.c */
+        int *lab = NULL, use = 0;
+        if (!(cls = malloc((size_t)n * sizeof *cls))) {
             rc = cli_error("out of memory");
             goto out;
         }
-        for (int b = 0; b < n; b++)
-            cls[b] = o.cls;
+        if (tgt.kind == CLI_TARGET_LABEL && (rc = cli_target_image_labels(&o, m, n, &lab)))
+            goto out;
+        rc = cli_target_classes(&tgt, m, kdc_model_arch(m), 0, NULL, lab, n, cls, &use);
+        free(lab);
+        if (rc)
+            goto out;
     }
     kdc_run_options ro = {.threads = o.threads};
     if ((st = kdc_run_create(m, &ro, &run))) {
@@ -355,14 +368,16 @@ int cmd_cam(int argc, char **argv)
         const char *src = o.input_npy ? srcbuf : o.images[b];
         int c = res ? res->classes[b] : (cls ? cls[b] : -1);
         const char *cname = kdc_model_class_name(m, c);
+        char tdesc[160];
         if (det)
             printf("%s: %s energy of %s, %s\n", src, o.energy ? "mean" : "sum-of-squares",
                    kdc_model_layer_alias(m, level, 0) ? kdc_model_layer_alias(m, level, 0)
                                                       : kdc_model_layer_name(m, level),
                    method);
         else if (res)
-            printf("%s: class %d%s%s%s, %s\n", src, c, cname ? " (" : "", cname ? cname : "",
-                   cname ? ")" : "", method);
+            printf("%s: class %d%s%s%s, %s, target %s\n", src, c, cname ? " (" : "",
+                   cname ? cname : "", cname ? ")" : "", method,
+                   cli_target_describe(&tgt, tdesc, sizeof tdesc));
         else
             printf("%s: %s\n", src, method);
         kdc_image *pic = NULL;

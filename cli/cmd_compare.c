@@ -27,13 +27,17 @@ static const char *compare_usage =
     "      --method M      CAM method (default gradcam; see `kdcam cam --help`)\n"
     "      --feature R     channel reduction of the feature-map column (default mean)\n"
     "  -c, --class C       target class for every model (default: each model's top-1)\n"
+    "      --target T      the class every map explains: own (each model's top-1, the\n"
+    "                      default), teacher (the first model's top-1), label (the\n"
+    "                      image's class: labels.json of a `kdcam shapes` folder beside\n"
+    "                      it, or its folder's name), or a class index or name (= -c)\n"
     "      --labels FILE   class names, one per line (default: ImageNet names for\n"
     "                      1000-class heads, else the class index)\n"
     "      --scorecam-topk K  as for `kdcam cam`\n"
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --json          per image and model, one JSON object: image, index, model,\n"
-    "                      arch, layer, method, class, name, prob, pearson_vs_teacher,\n"
-    "                      iou20_vs_teacher, figure\n"
+    "                      arch, layer, method, class, name, prob, target,\n"
+    "                      pearson_vs_teacher, iou20_vs_teacher, figure\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
@@ -69,7 +73,8 @@ static void class_label(const cmp_model *cm, int c, char **labels, int nlabels, 
 
 /* Everything one model contributes: maps for all images. */
 static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geom,
-                     kdc_cam_method method, int *n, int *h, int *w, kdc_image ***crops)
+                     kdc_cam_method method, const cli_target *tgt, int mi, const int *teacher,
+                     int *n, int *h, int *w, kdc_image ***crops)
 {
     kdc_run *run = NULL;
     kdc_cam_result *res = NULL;
@@ -135,14 +140,17 @@ static int run_model(const cli_opts *o, cmp_model *cm, const kdc_preprocess *geo
         rc = cli_lib_error(st, cm->name);
         goto out;
     }
-    for (int b = 0; b < *n; b++) {
-        if (o->cls >= K && !det) {
-            rc = cli_error("%s: --class %d is out of range 0..%d", cm->name, o->cls, K - 1);
+    int use = 0; /* --target / --class: cli/target.c */
+    if (!det) {
+        int *lab = NULL;
+        if (tgt->kind == CLI_TARGET_LABEL && (rc = cli_target_image_labels(o, cm->m, *n, &lab)))
             goto out;
-        }
-        cls[b] = o->cls;
+        rc = cli_target_classes(tgt, cm->m, cm->name, mi, teacher, lab, *n, cls, &use);
+        free(lab);
+        if (rc)
+            goto out;
     }
-    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = o->cls >= 0 ? cls : NULL};
+    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = use ? cls : NULL};
     if (det) {
         if ((rc = cli_level_seed(o, cm->m, run, input, *n, *h, *w, scales, cm->layer, &seed)))
             goto out;
@@ -324,10 +332,15 @@ int cmd_compare(int argc, char **argv)
 
     memset(cms, 0, sizeof cms);
     rc = cli_parse(argc, argv, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS | OPT_OUT |
-                   OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON | OPT_DET,
-                   compare_usage, &o);
+                   OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON | OPT_DET |
+                   OPT_TARGET, compare_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
+    cli_target tgt;
+    char tdesc[160];
+    if (cli_target_from_opts(&o, &tgt))
+        return 2;
+    cli_target_describe(&tgt, tdesc, sizeof tdesc);
     if (o.n_models < 1)
         return cli_error("no --model given (see --help)"), 2;
     if (o.guided || o.npy || o.on_original)
@@ -379,7 +392,8 @@ int cmd_compare(int argc, char **argv)
         kdc_model_preprocess(cms[0].m, &geom);
     for (int i = 0; i < o.n_models && !rc; i++) {
         int ni = 0, hi = 0, wi = 0;
-        rc = run_model(&o, &cms[i], &geom, method, &ni, &hi, &wi, i == 0 ? &crops : &other);
+        rc = run_model(&o, &cms[i], &geom, method, &tgt, i, o.n_models > 1 ? cms[0].classes : NULL,
+                       &ni, &hi, &wi, i == 0 ? &crops : &other);
         if (i > 0) {
             cli_free_crops(other, ni);
             other = NULL;
@@ -426,15 +440,17 @@ int cmd_compare(int argc, char **argv)
                 } else {
                     printf("\"class\":%d,\"name\":", cms[i].classes[b]);
                     cli_json_string(cname);
-                    printf(",\"prob\":%.6g", cms[i].probs[b]);
+                    printf(",\"prob\":%.6g,\"target\":", cms[i].probs[b]);
+                    cli_json_string(tdesc);
                 }
                 printf(",\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,\"figure\":", r,
                        iou);
                 cli_json_string(path);
                 printf("}\n");
             } else {
-                printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f\n", cms[i].name,
-                       kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou);
+                printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f  target %s\n",
+                       cms[i].name, kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou,
+                       tdesc);
             }
         }
     }

@@ -216,6 +216,16 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--class: '%s' is not a class index (0, 1, ...)", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--target")) {
+            NEEDS(OPT_TARGET);
+            cli_target t;
+            if (cli_target_parse(v, &t))
+                return -1;
+            o->target = v;
+        } else if (!strcmp(a, "--per-layer")) {
+            if (!(acc & OPT_CAM))
+                goto unknown;
+            o->per_layer = 1;
         } else if (!strcmp(a, "--level")) {
             NEEDS(OPT_DET);
             o->level = v;
