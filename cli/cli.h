@@ -59,6 +59,9 @@ typedef struct cli_opts {
     long long max_pixels;    /* --max-pixels N: image size limit (0: library default) */
     const char *target;      /* --target own|teacher|label|CLASS (issue 19)  */
     int per_layer;           /* --per-layer: one map per --layer (issue 19)  */
+    int window, stride;      /* --window, --stride: occlusion patches (0: default) */
+    int chunk;               /* --chunk: perturbed images per pass (0: default) */
+    int samples;             /* --samples: SS-CAM / IS-CAM samples (0: default) */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -68,7 +71,7 @@ enum {
     OPT_INPUT_NPY = 1 << 8, OPT_IMAGES = 1 << 9, OPT_MODEL_EXTRA = 1 << 10,
     OPT_VERBOSE = 1 << 11, OPT_CAM = 1 << 12, OPT_CLASS = 1 << 13, OPT_GRAD = 1 << 14,
     OPT_MODELS = 1 << 15, OPT_DET = 1 << 16, OPT_BENCH = 1 << 17, OPT_LIMIT = 1 << 18,
-    OPT_TARGET = 1 << 19
+    OPT_TARGET = 1 << 19, OPT_CAM_EXTRA = 1 << 20
 };
 
 #define CLI_MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA | OPT_VERBOSE)
@@ -219,5 +222,26 @@ const char *cli_target_describe(const cli_target *t, char *buf, size_t size);
 int cli_target_image_labels(const cli_opts *o, const kdc_model *m, int n, int **labels);
 /* Each image's top-1 class from a forward pass (top1 gets n). */
 int cli_top1(kdc_run *run, const kdc_model *m, const float *x, int n, int h, int w, int *top1);
+
+/* ---- issue 19: one map per layer (layer_strip.c) ---- */
+/* `kdcam cam --per-layer`: for every image b and layer, DIR/STEM.METHOD.
+ * layer.NAME.npy (the layer's own normalised map, 1 x h x w, as
+ * kdc_cam_layer_map gives it) and DIR/STEM.METHOD.layers.png, the input and
+ * the layers' overlays side by side, each headed by the layer's name.
+ * stems[b] names image b's files. */
+int cli_write_per_layer(const char *dir, const kdc_model *m, const kdc_cam_result *res,
+                        const int *layers, const char (*stems)[256], const char *method,
+                        kdc_image **crops);
+
+/* ---- issue 19: `kdcam cam --method occlusion|featureablation` (cam_perturb.c) ---- */
+/* The kdc_perturb_kind of a method name; -1 if it is not one. */
+int cli_perturb_kind(const char *name);
+/* Runs it on the batch (classes: NULL for each image's top-1) and writes,
+ * per image, DIR/STEM.METHOD.png (the attribution min-max normalised over
+ * the crop) and with o->npy DIR/STEM.METHOD.raw.npy (the attribution,
+ * 1 x h x w) and DIR/STEM.METHOD.npy (normalised). */
+int cli_cam_perturb(const cli_opts *o, kdc_run *run, const kdc_model *m, int kind,
+                    const float *input, int n, int h, int w, const int *classes,
+                    const char (*stems)[256], kdc_image **crops, const char *method);
 
 #endif

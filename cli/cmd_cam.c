@@ -21,9 +21,24 @@ static const char *cam_usage =
     "<stem>.<method>.raw.npy (N x 3 x H x W) and <stem>.<method>.npy (N x H x W:\n"
     "max over channels of |attribution|, min-max normalised).\n"
     "\n"
-    "Methods: gradcam (default), hirescam, gradcam++, xgradcam, layercam, eigencam,\n"
-    "eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, smoothgrad,\n"
-    "integrated-gradients.\n"
+    "Methods (docs/cam.md has the sources and costs):\n"
+    "  gradcam         channel weights = mean gradient (the default)\n"
+    "  hirescam        sum over channels of gradient x activation\n"
+    "  gradcam++       weights from second- and third-order gradient terms\n"
+    "  xgradcam        weights = sum(gradient x activation) / sum(activation)\n"
+    "  layercam        sum over channels of relu(gradient) x activation\n"
+    "  eigencam        first principal component of the activations\n"
+    "  eigengradcam    first principal component of gradient x activation\n"
+    "  scorecam        softmax of the class score of each channel-masked input\n"
+    "  ablationcam     drop of the class score when a channel is zeroed\n"
+    "  sscam           Score-CAM averaged over noisy masks (--samples, default 35)\n"
+    "  iscam           Score-CAM averaged over scaled masks (--samples, default 10)\n"
+    "  guided-gradcam  guided backpropagation x the Grad-CAM map\n"
+    "  saliency        gradient of the class score with respect to the input\n"
+    "  smoothgrad      mean input gradient over noisy copies\n"
+    "  integrated-gradients  path integral of input gradients from a black image\n"
+    "  occlusion       score drop when a --window patch is greyed out, every --stride\n"
+    "  featureablation score drop when each cell of a --window grid is zeroed\n"
     "\n"
     "  -m, --arch ARCH     resnet50 | resnet101 | resnet152 | mobilenetv1 (default: detect)\n"
     "  -w, --weights FILE  .safetensors weights (required)\n"
@@ -31,16 +46,24 @@ static const char *cam_usage =
     "                      model.13); several layers are averaged as pytorch-grad-cam does\n"
     "      --method M      see above\n"
     "  -c, --class C       target class (default: each image's top-1 class)\n"
-    "      --target T      own (each image's top-1, the default), label (the image's\n"
-    "                      class: labels.json of a `kdcam shapes` folder beside it, or\n"
-    "                      its folder's name as a class name), or a class index or name\n"
+    "      --target T      own (each image's top-1, the default), label (the\n"
+    "                      image's class: labels.json of a `kdcam shapes` folder\n"
+    "                      beside it, or its folder's name as a class name), or a\n"
+    "                      class index or name\n"
     "      --guided        also write <stem>.guided.png (guided backpropagation) and\n"
     "                      <stem>.guided-gradcam.png (guided gradient x the map)\n"
     "      --scorecam-topk K  Score-CAM: only the K channels with the largest mean\n"
-    "                      activation (default: all channels; slow)\n"
+    "                      activation (default: all channels; slow); also SS-/IS-CAM\n"
+    "      --chunk N       masked or perturbed images per forward pass (default 32)\n"
+    "      --samples N     SS-CAM / IS-CAM samples per channel\n"
+    "      --window P, --stride S  occlusion patch side and step (default 16, 8);\n"
+    "                      feature ablation cell side (default 16)\n"
     "      --on-original   draw overlays on the original photo instead of the crop\n"
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --npy           also write the maps as .npy\n"
+    "      --per-layer     also each --layer's own map, not averaged with the\n"
+    "                      others: <stem>.<method>.layer.<name>.npy and, side by\n"
+    "                      side, <stem>.<method>.layers.png\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "      --prefix P, --key K, --allow-unused, --eps E, --act relu|relu6  as for `kdcam layers`\n"
@@ -59,7 +82,7 @@ static const char *cam_usage =
     "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
     "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n";
 
-enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION };
+enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION, M_PERTURB };
 
 /* Parses the 13 method names; kind tells how the method is computed. */
 static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_attribution *attr)
@@ -84,9 +107,14 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
         *kind = M_CAM;
         return 0;
     }
+    if (cli_perturb_kind(name) >= 0) { /* issue 19: cam_perturb.c */
+        *kind = M_PERTURB;
+        return 0;
+    }
     return cli_error("unknown method '%s' (gradcam, hirescam, gradcam++, xgradcam, layercam, "
-                     "eigencam, eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, "
-                     "smoothgrad, integrated-gradients)", name);
+                     "eigencam, eigengradcam, scorecam, ablationcam, sscam, iscam, "
+                     "guided-gradcam, saliency, smoothgrad, integrated-gradients, occlusion, "
+                     "featureablation)", name);
 }
 
 /* The file name without directories and extension. */
@@ -226,7 +254,7 @@ int cmd_cam(int argc, char **argv)
     double *scales = NULL;
 
     rc = cli_parse(argc, argv, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY |
-                   OPT_CAM | OPT_CLASS | OPT_DET | OPT_TARGET, cam_usage, &o);
+                   OPT_CAM | OPT_CLASS | OPT_DET | OPT_TARGET | OPT_CAM_EXTRA, cam_usage, &o);
     if (rc)
         return rc < 0 ? 2 : 0;
     cli_target tgt;
@@ -240,6 +268,8 @@ int cmd_cam(int argc, char **argv)
         return 2;
     if (kind == M_CAM)
         method = kdc_cam_method_name(cam); /* canonical spelling in file names */
+    else if (o.per_layer)
+        return cli_error("--per-layer applies to the CAM methods (not %s)", method), 2;
     if (o.feature)
         return cli_error("--feature applies to `kdcam compare`"), 2;
     if (o.n_layers > KDC_CAM_MAX_LAYERS)
@@ -335,9 +365,16 @@ int cmd_cam(int argc, char **argv)
             goto out;
         tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
     }
+    if (kind == M_PERTURB) {
+        rc = det ? cli_error("%s needs a class: detection backbones have none", method)
+                 : cli_cam_perturb(&o, run, m, cli_perturb_kind(method), input, n, h, w, cls,
+                                   stems, crops, method);
+        goto out;
+    }
     if (kind != M_ATTRIBUTION) {
         kdc_cam_options co = {.method = cam, .layers = layers, .nlayers = nlayers, .target = tg,
-                              .scorecam_topk = o.topk_channels};
+                              .scorecam_topk = o.topk_channels, .scorecam_batch = o.chunk,
+                              .samples = o.samples};
         if ((st = kdc_cam_compute(run, input, n, h, w, &co, &res))) {
             rc = cli_lib_error(st, NULL);
             goto out;
@@ -430,6 +467,8 @@ int cmd_cam(int argc, char **argv)
                 goto out;
         }
     }
+    if (o.per_layer && (rc = cli_write_per_layer(o.out_dir, m, res, layers, stems, method, crops)))
+        goto out;
     if (o.npy) {
         /* one file per image (N = 1), or one for the whole --input-npy batch */
         int per = o.input_npy ? n : 1;

@@ -219,7 +219,9 @@ static int draw_figure(const cli_opts *o, cmp_model *cms, int nm, int b, int h, 
     static const char *pretty[KDC_CAM_COUNT] = {
         "Grad-CAM", "HiResCAM", "Grad-CAM++", "XGrad-CAM", "Layer-CAM",
         "Eigen-CAM", "EigenGrad-CAM", "Score-CAM", "Ablation-CAM"};
-    const char *heads[4] = {"input", "feature map", pretty[method], "Guided Grad-CAM"};
+    const char *heads[4] = {"input", "feature map",
+                            pretty[method] ? pretty[method] : kdc_cam_method_name(method),
+                            "Guided Grad-CAM"};
     if (det)
         heads[2] = "heatmap (level energy)";
     char text[3][256];

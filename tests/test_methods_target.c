@@ -9,7 +9,9 @@
  *     the models' top-1; the teacher's scores do not change under
  *     --target teacher while the student's agreement equals a per-class run;
  *   - cam: --target label reads labels.json beside the image; teacher is
- *     refused for a single model; bad targets give one-line errors.
+ *     refused for a single model; bad targets give one-line errors;
+ *   - cam --per-layer: one .npy per layer (the last equals a single-layer
+ *     run's map once normalised again) and the side-by-side figure.
  *
  * The binary is $KDCAM (set by `make test`), else build/kdcam. */
 #include <math.h>
@@ -223,11 +225,67 @@ static void test_pointing_and_cam(void **state)
     expect_error(run("cam -w %s -o %s --target teacher %s", ws, tmp, img), "several --model");
 }
 
+/* cam --per-layer: one .npy per layer and the strip; the last layer's own
+ * map, min-max normalised once more, equals the map of a single-layer run
+ * at that layer (pytorch-grad-cam's aggregate of one layer), and the two
+ * layers' maps differ. */
+static void test_per_layer_cli(void **state)
+{
+    (void)state;
+    char d1[128], d2[128], p[300];
+    snprintf(d1, sizeof d1, "%s/pl-two", tmp);
+    snprintf(d2, sizeof d2, "%s/pl-one", tmp);
+    const char *img = "examples/images/chelsea.png";
+    assert_int_equal(run("cam -w %s -l model.11 -l model.13 --per-layer -o %s %s", ws, d1, img),
+                     0);
+    assert_int_equal(run("cam -w %s -l model.13 --npy -o %s %s", ws, d2, img), 0);
+    float *a = NULL, *b = NULL, *c = NULL;
+    int nd;
+    int64_t da[8], db[8], dc[8];
+    snprintf(p, sizeof p, "%s/chelsea.gradcam.layer.model.13.npy", d1);
+    assert_int_equal(kdc_npy_load(p, &a, &nd, da), KDC_OK);
+    assert_int_equal(nd, 3);
+    snprintf(p, sizeof p, "%s/chelsea.gradcam.layer.model.11.npy", d1);
+    assert_int_equal(kdc_npy_load(p, &c, &nd, dc), KDC_OK);
+    snprintf(p, sizeof p, "%s/chelsea.gradcam.npy", d2);
+    assert_int_equal(kdc_npy_load(p, &b, &nd, db), KDC_OK);
+    assert_true(da[0] == 1 && da[1] == db[1] && da[2] == db[2] && dc[1] == da[1]);
+    const size_t cnt = (size_t)da[1] * da[2];
+    double mx = 0, diff = 0;
+    float lo = a[0], hi = a[0];
+    for (size_t i = 1; i < cnt; i++) {
+        lo = a[i] < lo ? a[i] : lo;
+        hi = a[i] > hi ? a[i] : hi;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        /* the one-layer aggregate: the layer's map normalised once more */
+        mx = fmax(mx, fabs((double)((a[i] - lo) / (hi - lo + 1e-7f)) - b[i]));
+        diff = fmax(diff, fabs((double)a[i] - c[i]));
+    }
+    printf("  per-layer model.13 vs single-layer run: max abs %.2e; model.11 vs model.13 %.2f\n",
+           mx, diff);
+    assert_true(mx <= 1e-5);
+    assert_true(diff > 0.1);
+    kdc_free(a);
+    kdc_free(b);
+    kdc_free(c);
+    snprintf(p, sizeof p, "%s/chelsea.gradcam.layers.png", d1);
+    kdc_image *fig = NULL;
+    assert_int_equal(kdc_image_load(p, &fig), KDC_OK);
+    assert_true(fig->width > 3 * (int)da[2]); /* input + two layers side by side */
+    kdc_image_destroy(fig);
+    expect_error(run("cam -w %s --method saliency --per-layer -o %s %s", ws, d1, img),
+                 "--per-layer applies to the CAM methods");
+    expect_error(run("compare --model T=%s --per-layer -o %s %s", ws, d1, img),
+                 "unknown option '--per-layer'");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_compare_teacher),
         cmocka_unit_test(test_pointing_and_cam),
+        cmocka_unit_test(test_per_layer_cli),
     };
     return cmocka_run_group_tests_name("methods_target", tests, setup, teardown);
 }
