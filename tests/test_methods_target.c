@@ -31,6 +31,7 @@
 
 #define run cliexec_run
 #define expect_error cliexec_expect_error
+#define field cliexec_json_num
 
 static char tmp[64], wt[256], ws[256];
 
@@ -72,34 +73,6 @@ static void line_of(const char *text, int idx, char *out, size_t size)
     out[len] = '\0';
 }
 
-static double field(const char *line, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(line, pat);
-    if (!p)
-        fail_msg("no %s in '%s'", key, line);
-    p += strlen(pat);
-    if (!strncmp(p, "null", 4))
-        return NAN;
-    return strtod(p, NULL);
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static void test_compare_teacher(void **state)
 {
     (void)state;
@@ -136,7 +109,7 @@ static void test_compare_teacher(void **state)
     snprintf(png1, sizeof png1, "%s/chelsea.compare.png", d1);
     snprintf(png2, sizeof png2, "%s/chelsea.compare.png", d2);
     size_t n1, n2;
-    unsigned char *b1 = slurp(png1, &n1), *b2 = slurp(png2, &n2);
+    char *b1 = cliexec_slurp(png1, &n1), *b2 = cliexec_slurp(png2, &n2);
     assert_true(n1 == n2 && memcmp(b1, b2, n1) == 0);
     free(b1);
     free(b2);
@@ -192,8 +165,7 @@ static void test_pointing_and_cam(void **state)
     snprintf(p1, sizeof p1, "%s/rows.jsonl", an1);
     snprintf(p2, sizeof p2, "%s/rows.jsonl", an2);
     size_t l1, l2;
-    char *r1 = (char *)slurp(p1, &l1), *r2 = (char *)slurp(p2, &l2);
-    r1[l1] = r2[l2] = '\0';
+    char *r1 = cliexec_slurp(p1, &l1), *r2 = cliexec_slurp(p2, &l2);
     assert_non_null(strstr(r1, "\"cam_target\":\"top-1 class of each model\""));
     assert_non_null(strstr(r2, "\"cam_target\":\"teacher\""));
     /* the image rows differ: the student's map explains another class on
@@ -214,8 +186,7 @@ static void test_pointing_and_cam(void **state)
     char lab[256], *txt;
     size_t len;
     snprintf(lab, sizeof lab, "%s/labels.json", dir);
-    txt = (char *)slurp(lab, &len);
-    txt[len] = '\0';
+    txt = cliexec_slurp(lab, &len);
     const char *e = strstr(txt, "\"000000.png\"");
     assert_non_null(e);
     const char *c = strstr(e, "\"class\":");
