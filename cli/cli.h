@@ -63,6 +63,11 @@ typedef struct cli_opts {
     int limit;               /* --limit N: first N images (0: all)           */
     const char *kernels;     /* --kernels auto|scalar|avx2|avx512|neon (NULL: auto) */
     long long max_pixels;    /* --max-pixels N: image size limit (0: library default) */
+    const char *target;      /* --target own|teacher|label|CLASS (issue 19)  */
+    int per_layer;           /* --per-layer: one map per --layer (issue 19)  */
+    int window, stride;      /* --window, --stride: occlusion patches (0: default) */
+    int chunk;               /* --chunk: perturbed images per pass (0: default) */
+    int samples;             /* --samples: SS-CAM / IS-CAM samples (0: default) */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -71,7 +76,8 @@ enum {
     OPT_TOPK = 1 << 4, OPT_JSON = 1 << 5, OPT_LAYER = 1 << 6, OPT_OUT = 1 << 7,
     OPT_INPUT_NPY = 1 << 8, OPT_IMAGES = 1 << 9, OPT_MODEL_EXTRA = 1 << 10,
     OPT_VERBOSE = 1 << 11, OPT_CAM = 1 << 12, OPT_CLASS = 1 << 13, OPT_GRAD = 1 << 14,
-    OPT_MODELS = 1 << 15, OPT_DET = 1 << 16, OPT_BENCH = 1 << 17, OPT_LIMIT = 1 << 18
+    OPT_MODELS = 1 << 15, OPT_DET = 1 << 16, OPT_BENCH = 1 << 17, OPT_LIMIT = 1 << 18,
+    OPT_TARGET = 1 << 19, OPT_CAM_EXTRA = 1 << 20
 };
 
 #define CLI_MODEL_FLAGS (OPT_ARCH | OPT_WEIGHTS | OPT_THREADS | OPT_MODEL_EXTRA | OPT_VERBOSE)
@@ -208,5 +214,57 @@ int cj_parse(const char *text, size_t len, cj_value *out, char *err, size_t errs
 void cj_free(cj_value *v);
 /* The value of key in an object, or NULL. */
 const cj_value *cj_get(const cj_value *obj, const char *key);
+
+/* ---- issue 19: CAM targets (target.c) ---- */
+/* Which class the maps explain: each model's own top-1, the teacher's
+ * (first --model's) top-1, the image's ground-truth label, or one class
+ * given by index or name. */
+enum { CLI_TARGET_OWN, CLI_TARGET_TEACHER, CLI_TARGET_LABEL, CLI_TARGET_CLASS };
+typedef struct cli_target {
+    int kind;       /* CLI_TARGET_*                                        */
+    int cls;        /* CLASS by index; -1 when given by name               */
+    char name[128]; /* CLASS by name ("" when by index)                    */
+} cli_target;
+/* Parses a --target value (error printed; returns non-zero). */
+int cli_target_parse(const char *s, cli_target *t);
+/* The target of --target or --class (-c C is --target C; both: an error). */
+int cli_target_from_opts(const cli_opts *o, cli_target *t);
+/* The classes (n) that the maps of model m (position mi, 0 = teacher) explain:
+ * *use = 0 for its own top-1 (pass NULL classes to the library), else
+ * classes[] filled from t, teacher[] (the teacher's classes, NULL if there
+ * is no teacher) or labels[] (NULL if the images have none). who names the
+ * model in errors. Error printed; returns non-zero. */
+int cli_target_classes(const cli_target *t, const kdc_model *m, const char *who, int mi,
+                       const int *teacher, const int *labels, int n, int *classes, int *use);
+/* "own", "teacher", "label", "class 3", "class cat" into buf. */
+const char *cli_target_describe(const cli_target *t, char *buf, size_t size);
+/* Labels of the command's image files (labels.json of a `kdcam shapes` folder
+ * beside the image, else the image's folder name as a class name of m);
+ * *labels (n) is freed with free(). */
+int cli_target_image_labels(const cli_opts *o, const kdc_model *m, char *const *paths, int n,
+                            int **labels);
+/* Each image's top-1 class from a forward pass (top1 gets n). */
+int cli_top1(kdc_run *run, const kdc_model *m, const float *x, int n, int h, int w, int *top1);
+
+/* ---- issue 19: one map per layer (layer_strip.c) ---- */
+/* `kdcam cam --per-layer`: for every image b and layer, DIR/STEM.METHOD.
+ * layer.NAME.npy (the layer's own normalised map, 1 x h x w, as
+ * kdc_cam_layer_map gives it) and DIR/STEM.METHOD.layers.png, the input and
+ * the layers' overlays side by side, each headed by the layer's name.
+ * stems[b] names image b's files. */
+int cli_write_per_layer(const char *dir, const kdc_model *m, const kdc_cam_result *res,
+                        const int *layers, char *const *stems, const char *method,
+                        kdc_image **crops);
+
+/* ---- issue 19: `kdcam cam --method occlusion|featureablation` (cam_perturb.c) ---- */
+/* The kdc_perturb_kind of a method name; -1 if it is not one. */
+int cli_perturb_kind(const char *name);
+/* Runs it on the batch (classes: NULL for each image's top-1) and writes,
+ * per image, DIR/STEM.METHOD.png (the attribution min-max normalised over
+ * the crop) and with o->npy DIR/STEM.METHOD.raw.npy (the attribution,
+ * 1 x h x w) and DIR/STEM.METHOD.npy (normalised). */
+int cli_cam_perturb(const cli_opts *o, kdc_run *run, const kdc_model *m, int kind,
+                    const float *input, int n, int h, int w, const int *classes,
+                    char *const *stems, char *const *srcs, kdc_image **crops, const char *method);
 
 #endif

@@ -49,6 +49,9 @@ static const char *analyze_usage =
     "      --teacher-layers, --student-layers L,...  CKA layers (default: each\n"
     "                      stage output and the logits)\n"
     "      --method M      CAM method (default gradcam)\n"
+    "      --target T      the class every map explains: own (each model's top-1, the\n"
+    "                      default), teacher (the first model's top-1), label (the\n"
+    "                      image's class), or a class index or name (-c C is the same)\n"
     "      --faith S       also the faithfulness of each model's maps: deletion and\n"
     "                      insertion AUC in S steps, Average Drop, Increase in\n"
     "                      Confidence (docs/analyze.md; 2S+4 extra image passes per\n"
@@ -234,7 +237,7 @@ static int layer_names(an_model *am)
  * (--resume, --shard, -o, --threads, --progress-every). */
 static void write_meta(FILE *f, int argc, char **argv, const char *src, const cli_dataset *ds,
                        long images, const an_opts *a, const an_model *ams, int nm,
-                       kdc_cam_method method, long seed, int h, int w)
+                       kdc_cam_method method, long seed, int h, int w, const char *tdesc)
 {
     static const char *kinds[] = {"shapes", "imagefolder", "list"};
     fprintf(f, "{\"type\":\"meta\",\"tool\":\"kdcam analyze\",\"version\":\"%s\",\"commit\":\"%s\","
@@ -257,12 +260,13 @@ static void write_meta(FILE *f, int argc, char **argv, const char *src, const cl
     fputs("],\"input\":", f);
     an_json_string(f, src);
     fprintf(f, ",\"input_kind\":\"%s\",\"images\":%ld,\"image_size\":[%d,%d],\"batch\":%d,"
-            "\"method\":\"%s\",\"cam_target\":\"top-1 class of each model\","
+            "\"method\":\"%s\",\"cam_target\":\"%s\","
             "\"temperatures\":[1,4],\"kernels\":[\"linear\",\"rbf\"],"
             "\"rbf_bandwidth\":\"median squared distance\",\"faith_steps\":%d,"
             "\"insertion_substrate\":\"RISE blur 11 5\",\"road\":%s,\"kd_distances\":%s,"
             "\"seeds\":{\"road\":%d,\"dataset\":",
-            kinds[ds->kind], images, h, w, a->batch, kdc_cam_method_name(method), a->faith,
+            kinds[ds->kind], images, h, w, a->batch, kdc_cam_method_name(method),
+            strcmp(tdesc, "own") ? tdesc : "top-1 class of each model", a->faith,
             a->road ? "true" : "false", a->no_kd ? "false" : "true", AN_ROAD_SEED);
     if (seed >= 0)
         fprintf(f, "%ld", seed);
@@ -420,7 +424,8 @@ static int kd_needed(const an_model *am, const an_model *teacher, int l)
 
 static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_cam_method method,
                      int want_gram, int faith_steps, int chunk, const an_model *teacher,
-                     const an_opts *a, long i0)
+                     const an_opts *a, long i0, const cli_target *tgt, int mi,
+                     const int *teacher_top1, const cli_item *items)
 {
     const size_t plane = (size_t)h * w;
     float *x = malloc((size_t)n * 3 * plane * sizeof *x), *act = NULL;
@@ -486,7 +491,20 @@ static int run_model(an_model *am, kdc_image **pics, int n, int h, int w, kdc_ca
     if ((st = kdc_run_read_layer(am->run, am->layers[am->nl], am->logits, (size_t)n * am->K)))
         goto out;
     kdc_cam_options co = {.method = method, .layers = &am->cam_layer, .nlayers = 1};
-    if ((st = kdc_cam_compute(am->run, x, n, h, w, &co, &res)))
+    int *tc = malloc((size_t)n * 2 * sizeof *tc), use = 0; /* --target: cli/target.c */
+    if (!tc) {
+        rc = cli_error("out of memory");
+        goto out;
+    }
+    for (int b = 0; b < n; b++)
+        tc[n + b] = items ? items[b].cls : -1;
+    rc = cli_target_classes(tgt, am->m, am->spec.name, mi, teacher_top1, items ? tc + n : NULL, n, tc,
+                            &use);
+    co.target = (kdc_target){.kind = KDC_TARGET_LOGIT, .classes = use ? tc : NULL};
+    if (!rc)
+        st = kdc_cam_compute(am->run, x, n, h, w, &co, &res);
+    free(tc);
+    if (rc || st)
         goto out;
     memcpy(am->map, res->map, (size_t)n * plane * sizeof *am->map);
     memcpy(am->top1, res->classes, (size_t)n * sizeof *am->top1);
@@ -613,7 +631,7 @@ static int write_batch(FILE *f, const cli_dataset *ds, long bi, long i0, int n, 
  * each column headed by the model's name and (students) the Pearson r of
  * its map with the teacher's. */
 static int disagreement_grid(const cli_dataset *ds, long idx, an_model *ams, int nm,
-                             kdc_cam_method method, const char *dir)
+                             kdc_cam_method method, const char *dir, const cli_target *tgt)
 {
     static const unsigned char WHITE[3] = {255, 255, 255}, INK[3] = {20, 20, 20};
     char path[4200];
@@ -631,12 +649,19 @@ static int disagreement_grid(const cli_dataset *ds, long idx, an_model *ams, int
         rc = cli_error("out of memory");
         goto out;
     }
-    for (int i = 0; i < nm && !st; i++) {
+    int tc = -1, teacher = -1, label = ds->has_labels ? ds->items[idx].cls : -1, use = 0;
+    for (int i = 0; i < nm && !st && !rc; i++) {
         kdc_cam_options co = {.method = method, .layers = &ams[i].cam_layer, .nlayers = 1};
-        if (!(st = kdc_preprocess_image(pic, &ams[i].pp, x, i ? NULL : &crop)))
+        if (!(st = kdc_preprocess_image(pic, &ams[i].pp, x, i ? NULL : &crop)) &&
+            !(rc = cli_target_classes(tgt, ams[i].m, ams[i].spec.name, i, &teacher,
+                                      label >= 0 ? &label : NULL, 1, &tc, &use))) {
+            co.target = (kdc_target){.kind = KDC_TARGET_LOGIT, .classes = use ? &tc : NULL};
             st = kdc_cam_compute(ams[i].run, x, 1, h, w, &co, &res[i]);
+            if (!st && i == 0)
+                teacher = res[0]->classes[0];
+        }
     }
-    if (st)
+    if (st || rc)
         goto out;
     const int pad = 8;
     kdc_text_size("Hg", 1, &tw, &th);
@@ -699,10 +724,16 @@ int cmd_analyze(int argc, char **argv)
         return 2;
     }
     rc = cli_parse(nrest, rest, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS |
-                   OPT_IMAGES | OPT_CAM | OPT_OUT | OPT_LIMIT, analyze_usage, &o);
+                   OPT_IMAGES | OPT_CAM | OPT_OUT | OPT_LIMIT | OPT_CLASS | OPT_TARGET,
+                   analyze_usage, &o);
     free(rest);
     if (rc)
         return rc < 0 ? 2 : 0;
+    cli_target tgt;
+    char tdesc[160];
+    if (cli_target_from_opts(&o, &tgt))
+        return 2;
+    cli_target_describe(&tgt, tdesc, sizeof tdesc);
     if (o.n_models < 2)
         return cli_error("analyze needs a teacher and at least one student (--model twice)"), 2;
     if (o.n_images != 1)
@@ -788,7 +819,7 @@ int cmd_analyze(int argc, char **argv)
         goto out;
     }
     write_meta(mf, argc, argv, src, &ds, images, &a, ams, nm, method,
-               ds.kind == CLI_DS_SHAPES ? shapes_seed(&ds) : -1, h, w);
+               ds.kind == CLI_DS_SHAPES ? shapes_seed(&ds) : -1, h, w, tdesc);
     long mlen = ftell(mf);
     char *meta = malloc((size_t)mlen + 1);
     rewind(mf);
@@ -861,7 +892,8 @@ int cmd_analyze(int argc, char **argv)
         }
         for (int i = 0; i < nm && !rc; i++)
             rc = run_model(&ams[i], pics, n, h, w, method, n >= 4, a.faith, a.batch,
-                           i ? &ams[0] : NULL, &a, i0);
+                           i ? &ams[0] : NULL, &a, i0, &tgt, i, ams[0].top1,
+                           ds.has_labels ? ds.items + i0 : NULL);
         if (!rc)
             rc = write_batch(f, &ds, b, i0, n, h, w, ams, nm);
         if (!rc && fflush(f))
@@ -883,7 +915,7 @@ int cmd_analyze(int argc, char **argv)
     if (!rc)
         rc = an_summarize(o.out_dir, 0, 1, worst, &nworst);
     for (int k = 0; k < nworst && !rc; k++)
-        rc = disagreement_grid(&ds, worst[k].i, ams, nm, method, o.out_dir);
+        rc = disagreement_grid(&ds, worst[k].i, ams, nm, method, o.out_dir, &tgt);
 out:
     if (f)
         fclose(f);

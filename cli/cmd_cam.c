@@ -32,9 +32,24 @@ static const char *cam_usage =
     "them apart (DIR/a/x..., DIR/b/x...). Images are processed --batch at a time,\n"
     "so memory does not grow with their number; progress goes to stderr.\n"
     "\n"
-    "Methods: gradcam (default), hirescam, gradcam++, xgradcam, layercam, eigencam,\n"
-    "eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, smoothgrad,\n"
-    "integrated-gradients, and (docs/cam.md, \"Propagation attributions\"):\n"
+    "Methods (docs/cam.md has the sources and costs):\n"
+    "  gradcam         channel weights = mean gradient (the default)\n"
+    "  hirescam        sum over channels of gradient x activation\n"
+    "  gradcam++       weights from second- and third-order gradient terms\n"
+    "  xgradcam        weights = sum(gradient x activation) / sum(activation)\n"
+    "  layercam        sum over channels of relu(gradient) x activation\n"
+    "  eigencam        first principal component of the activations\n"
+    "  eigengradcam    first principal component of gradient x activation\n"
+    "  scorecam        softmax of the class score of each channel-masked input\n"
+    "  ablationcam     drop of the class score when a channel is zeroed\n"
+    "  sscam           Score-CAM averaged over noisy masks (--samples, default 35)\n"
+    "  iscam           Score-CAM averaged over scaled masks (--samples, default 10)\n"
+    "  guided-gradcam  guided backpropagation x the Grad-CAM map\n"
+    "  saliency        gradient of the class score with respect to the input\n"
+    "  smoothgrad      mean input gradient over noisy copies\n"
+    "  integrated-gradients  path integral of input gradients from a black image\n"
+    "  occlusion       score drop when a --window patch is greyed out, every --stride\n"
+    "  featureablation score drop when each cell of a --window grid is zeroed\n"
     "  fullgrad          |x * dx| plus |bias * gradient| of every BatchNorm/conv bias,\n"
     "                    each channel normalised and resized, summed (pytorch-grad-cam)\n"
     "  input-x-gradient  x * d target / d x (Captum InputXGradient)\n"
@@ -49,10 +64,18 @@ static const char *cam_usage =
     "                      model.13); several layers are averaged as pytorch-grad-cam does\n"
     "      --method M      see above\n"
     "  -c, --class C       target class (default: each image's top-1 class)\n"
+    "      --target T      own (each image's top-1, the default), label (the\n"
+    "                      image's class: labels.json of a `kdcam shapes` folder\n"
+    "                      beside it, or its folder's name as a class name), or a\n"
+    "                      class index or name\n"
     "      --guided        also write <stem>.guided.png (guided backpropagation) and\n"
     "                      <stem>.guided-gradcam.png (guided gradient x the map)\n"
     "      --scorecam-topk K  Score-CAM: only the K channels with the largest mean\n"
-    "                      activation (default: all channels; slow)\n"
+    "                      activation (default: all channels; slow); also SS-/IS-CAM\n"
+    "      --chunk N       masked or perturbed images per forward pass (default 32)\n"
+    "      --samples N     SS-CAM / IS-CAM samples per channel\n"
+    "      --window P, --stride S  occlusion patch side and step (default 16, 8);\n"
+    "                      feature ablation cell side (default 16)\n"
     "      --on-original   draw overlays on the original photo instead of the crop\n"
     "      --baseline B    deeplift: zero (default, Captum's), black (the normalised\n"
     "                      black image) or FILE.npy (N or 1 x 3 x H x W, preprocessed)\n"
@@ -62,6 +85,9 @@ static const char *cam_usage =
     "                      layer, <stem>.lrp.raw.<layer>.npy (N x C x h x w)\n"
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --npy           also write the maps as .npy\n"
+    "      --per-layer     also each --layer's own map, not averaged with the\n"
+    "                      others: <stem>.<method>.layer.<name>.npy and, side by\n"
+    "                      side, <stem>.<method>.layers.png\n"
     "      --input-npy X   a preprocessed float32 N x 3 x H x W array instead of images\n"
     "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "  -r, --recursive     folders with their subfolders\n"
@@ -93,7 +119,7 @@ static const char *cam_usage =
     "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
     "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n";
 
-enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION };
+enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION, M_PERTURB };
 
 /* What every batch of one `kdcam cam` run shares. */
 typedef struct cam_ctx {
@@ -107,6 +133,7 @@ typedef struct cam_ctx {
     kdc_cam_method cam;
     kdc_attribution at;
     const char *method;
+    const cli_target *tgt; /* --target / --class: cli/target.c */
 } cam_ctx;
 
 
@@ -116,6 +143,10 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
     if (!strcmp(name, "guided-gradcam")) {
         *kind = M_GUIDED_GRADCAM;
         *cam = KDC_CAM_GRADCAM;
+        return 0;
+    }
+    if (cli_perturb_kind(name) >= 0) { /* issue 19: cam_perturb.c */
+        *kind = M_PERTURB;
         return 0;
     }
     static const struct { const char *name; kdc_attribution a; } attrs[] = {
@@ -137,9 +168,9 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
         return 0;
     }
     return cli_error("unknown method '%s' (gradcam, hirescam, gradcam++, xgradcam, layercam, "
-                     "eigencam, eigengradcam, scorecam, ablationcam, guided-gradcam, saliency, "
-                     "smoothgrad, integrated-gradients, fullgrad, input-x-gradient, deeplift, "
-                     "lrp)", name);
+                     "eigencam, eigengradcam, scorecam, ablationcam, sscam, iscam, fullgrad, "
+                     "guided-gradcam, saliency, smoothgrad, integrated-gradients, "
+                     "input-x-gradient, deeplift, lrp, occlusion, featureablation)", name);
 }
 
 /* The file name without directories and extension. */
@@ -408,13 +439,19 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
     kdc_cam_result *res = NULL;
     float *attr = NULL, *map1 = NULL, *seed = NULL, *probs = NULL, *baseline = NULL;
     int *cls = NULL, rc = 0;
+    char tdesc[160];
     kdc_status st;
-    if (o->cls >= 0) {
-        cls = malloc((size_t)n * sizeof *cls);
-        if (!cls)
+    if (!det && cx->tgt->kind != CLI_TARGET_OWN) {
+        int *lab = NULL, use = 0;
+        if (!(cls = malloc((size_t)n * sizeof *cls)))
             return cli_error("out of memory");
-        for (int b = 0; b < n; b++)
-            cls[b] = o->cls;
+        if (cx->tgt->kind == CLI_TARGET_LABEL &&
+            (rc = cli_target_image_labels(o, m, srcs, n, &lab)))
+            goto out;
+        rc = cli_target_classes(cx->tgt, m, kdc_model_arch(m), 0, NULL, lab, n, cls, &use);
+        free(lab);
+        if (rc)
+            goto out;
     }
     for (int b = 0; b < n && !rc && !o->input_npy; b++)
         rc = cli_inputs_mkdirs(o->out_dir, names[b]);
@@ -428,6 +465,12 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
             goto out;
         tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
     }
+    if (kind == M_PERTURB) {
+        rc = det ? cli_error("%s needs a class: detection backbones have none", method)
+                 : cli_cam_perturb(o, cx->run, m, cli_perturb_kind(method), input, n, h, w, cls,
+                                   names, srcs, crops, method);
+        goto out;
+    }
     probs = calloc((size_t)n, sizeof *probs);
     if (!probs) {
         rc = cli_error("out of memory");
@@ -438,6 +481,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
         const int last = kdc_model_num_layers(m) - 1, K = kdc_model_num_classes(m);
         kdc_cam_options co = {.method = cx->cam, .layers = cx->layers, .nlayers = cx->nlayers,
                               .target = tg, .scorecam_topk = o->topk_channels, .keep = &last,
+                              .scorecam_batch = o->chunk, .samples = o->samples,
                               .nkeep = 1};
         if ((st = kdc_cam_compute(cx->run, input, n, h, w, &co, &res))) {
             rc = cli_lib_error(st, NULL);
@@ -481,8 +525,9 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
                                                       : kdc_model_layer_name(m, level),
                    method);
         else if (res)
-            printf("%s: class %d%s%s%s, %s\n", src, c, cname ? " (" : "", cname ? cname : "",
-                   cname ? ")" : "", method);
+            printf("%s: class %d%s%s%s, %s, target %s\n", src, c, cname ? " (" : "",
+                   cname ? cname : "", cname ? ")" : "", method,
+                   cli_target_describe(cx->tgt, tdesc, sizeof tdesc));
         else
             printf("%s: %s\n", src, method);
         kdc_image *pic = NULL;
@@ -534,6 +579,9 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
                 goto out;
         }
     }
+    if (o->per_layer && kind == M_CAM &&
+        (rc = cli_write_per_layer(o->out_dir, m, res, cx->layers, names, method, crops)))
+        goto out;
     if (o->npy) {
         /* one file per image (N = 1), or one for the whole --input-npy batch */
         int per = o->input_npy ? n : 1;
@@ -646,13 +694,21 @@ int cmd_cam(int argc, char **argv)
         return 2;
     }
     rc = cli_parse(nrest, rest, CLI_MODEL_FLAGS | OPT_LAYER | OPT_OUT | OPT_IMAGES |
-                   OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_DET, cam_usage, &o);
+                   OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_DET | OPT_TARGET | OPT_CAM_EXTRA,
+                   cam_usage, &o);
     if (rc) {
         free(rest);
         return rc < 0 ? 2 : 0;
     }
+    cli_target tgt;
     const char *method = o.method ? o.method : "gradcam";
-    if (parse_method(method, &kind, &cam, &at) ||
+    if (cli_target_from_opts(&o, &tgt) ||
+        (tgt.kind == CLI_TARGET_TEACHER &&
+         cli_error("--target teacher applies to commands with several --model "
+                   "(compare, pointing, analyze)")) ||
+        parse_method(method, &kind, &cam, &at) ||
+        (o.per_layer && kind != M_CAM &&
+         cli_error("--per-layer applies to the CAM methods (not %s)", method)) ||
         (o.feature && cli_error("--feature applies to `kdcam compare`")) ||
         (o.baseline && !(kind == M_ATTRIBUTION && at == KDC_ATTR_DEEPLIFT) &&
          cli_error("--baseline applies to --method deeplift")) ||
@@ -684,7 +740,7 @@ int cmd_cam(int argc, char **argv)
                        "(-m resnet50-fpn ...)");
         goto out;
     }
-    if (det && o.cls >= 0) {
+    if (det && (o.cls >= 0 || tgt.kind != CLI_TARGET_OWN)) {
         rc = cli_error("%s has no classes: its target is the energy of --level (see --help)",
                        kdc_model_arch(m));
         goto out;
@@ -721,7 +777,7 @@ int cmd_cam(int argc, char **argv)
     }
     cam_ctx cx = {.o = &o, .io = &io, .m = m, .run = run, .pp = &pp, .layers = layers,
                   .nlayers = nlayers, .kind = kind, .det = det, .level = level, .cam = cam,
-                  .at = at, .method = method};
+                  .at = at, .method = method, .tgt = &tgt};
     if (o.input_npy) {
         /* one preprocessed array: one batch, named <array stem>_<index> */
         if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, &crops, &scales)

@@ -39,13 +39,17 @@ static const char *compare_usage =
     "      --method M      CAM method (default gradcam; see `kdcam cam --help`)\n"
     "      --feature R     channel reduction of the feature-map column (default mean)\n"
     "  -c, --class C       target class for every model (default: each model's top-1)\n"
+    "      --target T      the class every map explains: own (each model's top-1, the\n"
+    "                      default), teacher (the first model's top-1), label (the\n"
+    "                      image's class: labels.json of a `kdcam shapes` folder beside\n"
+    "                      it, or its folder's name), or a class index or name (= -c)\n"
     "      --labels FILE   class names, one per line (default: ImageNet names for\n"
     "                      1000-class heads, else the class index)\n"
     "      --scorecam-topk K  as for `kdcam cam`\n"
     "  -o, --out DIR       output directory (default: current directory)\n"
     "      --json          per image and model, one JSON object: image, index, model,\n"
-    "                      arch, layer, method, class, name, prob, pearson_vs_teacher,\n"
-    "                      iou20_vs_teacher, figure\n"
+    "                      arch, layer, method, class, name, prob, target,\n"
+    "                      pearson_vs_teacher, iou20_vs_teacher, figure\n"
     "      --npy           also write each model's map, DIR/<stem>.<model>.<method>.npy\n"
     "                      (1 x H x W, min-max normalised; <model>: the name with\n"
     "                      characters other than A-Z a-z 0-9 . - _ as _)\n"
@@ -115,7 +119,8 @@ typedef struct cmp_batch {
 /* Everything one model contributes: maps for the batch's images. */
 static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
                      const kdc_preprocess *geom, kdc_cam_method method, const cmp_batch *bt,
-                     int *n, int *h, int *w, kdc_image ***crops, int *sizes)
+                     const cli_target *tgt, int mi, const int *teacher, int *n, int *h, int *w,
+                     kdc_image ***crops, int *sizes)
 {
     kdc_run *run = NULL;
     kdc_cam_result *res = NULL;
@@ -180,14 +185,28 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
         rc = cli_lib_error(st, cm->name);
         goto out;
     }
-    for (int b = 0; b < *n; b++) {
-        if (o->cls >= K && !det) {
-            rc = cli_error("%s: --class %d is out of range 0..%d", cm->name, o->cls, K - 1);
-            goto out;
+    int use = 0; /* --target / --class: cli/target.c */
+    if (!det) {
+        int *lab = NULL;
+        char **paths = NULL;
+        if (tgt->kind == CLI_TARGET_LABEL && bt->items) {
+            if (!(paths = malloc((size_t)*n * sizeof *paths))) {
+                rc = cli_error("out of memory");
+                goto out;
+            }
+            for (int b = 0; b < *n; b++)
+                paths[b] = bt->items[b]->path;
         }
-        cls[b] = o->cls;
+        if (tgt->kind == CLI_TARGET_LABEL)
+            rc = cli_target_image_labels(o, cm->m, paths, *n, &lab);
+        free(paths);
+        if (!rc)
+            rc = cli_target_classes(tgt, cm->m, cm->name, mi, teacher, lab, *n, cls, &use);
+        free(lab);
+        if (rc)
+            goto out;
     }
-    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = o->cls >= 0 ? cls : NULL};
+    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = use ? cls : NULL};
     if (det) {
         if ((rc = cli_level_seed(o, cm->m, run, input, *n, *h, *w, scales, cm->layer, &seed)))
             goto out;
@@ -507,7 +526,7 @@ static void slug(const char *name, char *out, size_t size)
 /* The lines printed (or JSON) and the .npy maps of image b. */
 static int report_image(const cli_opts *o, cmp_model *cms, int nm, int b, int h, int w,
                         const char *src, int index, const char *name, kdc_cam_method method,
-                        char **labels, int nlabels, const char *figure)
+                        char **labels, int nlabels, const char *figure, const char *tdesc)
 {
     const size_t plane = (size_t)h * w;
     if (!o->json && figure)
@@ -541,7 +560,8 @@ static int report_image(const cli_opts *o, cmp_model *cms, int nm, int b, int h,
             } else {
                 printf("\"class\":%d,\"name\":", cms[i].classes[b]);
                 cli_json_string(cname);
-                printf(",\"prob\":%.6g", cms[i].probs[b]);
+                printf(",\"prob\":%.6g,\"target\":", cms[i].probs[b]);
+                cli_json_string(tdesc);
             }
             printf(",\"pearson_vs_teacher\":%.6f,\"iou20_vs_teacher\":%.6f,\"figure\":", r,
                    iou);
@@ -551,8 +571,8 @@ static int report_image(const cli_opts *o, cmp_model *cms, int nm, int b, int h,
                 printf("null");
             printf("}\n");
         } else {
-            printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f\n", cms[i].name,
-                   kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou);
+            printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f  target %s\n",
+                   cms[i].name, kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou, tdesc);
         }
     }
     return 0;
@@ -573,6 +593,8 @@ static void split_layer(const char *spec, char *buf, size_t size, const char **l
 
 int cmd_compare(int argc, char **argv)
 {
+    cli_target tgt;
+    char tdesc[160];
     cli_opts o;
     cli_input_opts io;
     cli_inputs in = {0};
@@ -595,7 +617,7 @@ int cmd_compare(int argc, char **argv)
     }
     rc = cli_parse(nrest, rest, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS |
                    OPT_OUT | OPT_IMAGES | OPT_INPUT_NPY | OPT_CAM | OPT_CLASS | OPT_JSON |
-                   OPT_DET | OPT_LAYER, compare_usage, &o);
+                   OPT_DET | OPT_LAYER | OPT_TARGET, compare_usage, &o);
     if (rc) {
         free(rest);
         return rc < 0 ? 2 : 0;
@@ -609,6 +631,9 @@ int cmd_compare(int argc, char **argv)
         cli_error("--guided and --on-original apply to `kdcam cam`");
         goto out;
     }
+    if (cli_target_from_opts(&o, &tgt))
+        goto out;
+    cli_target_describe(&tgt, tdesc, sizeof tdesc);
     if (o.method && kdc_cam_method_parse(o.method, &method)) {
         cli_lib_error(KDC_ERR_INVALID_ARGUMENT, "--method");
         goto out;
@@ -716,7 +741,8 @@ int cmd_compare(int argc, char **argv)
         cmp_batch bt = {o.input_npy ? NULL : todo + i0, ntodo - i0 < per ? ntodo - i0 : per};
         for (int i = 0; i < o.n_models && !rc; i++) {
             int ni = 0, hi = 0, wi = 0;
-            rc = run_model(&o, &io, &cms[i], &geom, method, &bt, &ni, &hi, &wi,
+            rc = run_model(&o, &io, &cms[i], &geom, method, &bt, &tgt, i,
+                           o.n_models > 1 && i > 0 ? cms[0].classes : NULL, &ni, &hi, &wi,
                            i == 0 ? &crops : &other, i == 0 ? sizes : NULL);
             if (i > 0) {
                 cli_free_crops(other, ni);
@@ -750,7 +776,7 @@ int cmd_compare(int argc, char **argv)
                                   has_box[b] ? boxes[b] : NULL, method, labels, nlabels, path)))
                 break;
             rc = report_image(&o, cms, o.n_models, b, h, w, src, o.input_npy ? b : i0 + b,
-                              names[b], method, labels, nlabels, io.grid ? NULL : path);
+                              names[b], method, labels, nlabels, io.grid ? NULL : path, tdesc);
         }
         if (!rc && io.grid) {
             char path[4400];

@@ -22,19 +22,23 @@ static const char *pointing_usage =
     "energy_in_box (mean share of the map's mass inside the box), and against the\n"
     "teacher's maps of the same images: pearson_vs_teacher (mean Pearson r) and\n"
     "iou20_vs_teacher (mean IoU of the top-20% regions). The CAM targets each model's\n"
-    "own top-1 class. Images are fed at their own size (no resize, no crop), each\n"
-    "model with its own normalisation, so the boxes apply to the maps as they are.\n"
+    "own top-1 class unless --target says otherwise. Images are fed at their own\n"
+    "size (no resize, no crop), each model with its own normalisation, so the boxes\n"
+    "apply to the maps as they are.\n"
     "\n"
     "      --model SPEC    NAME=[ARCH:]WEIGHTS as for `kdcam compare`; repeatable\n"
     "      --method M      CAM method (default gradcam; see `kdcam cam --help`)\n"
     "  -l, --layer L       CAM layer for every model (default: each model's last\n"
     "                      stage, layer4 or model.13)\n"
+    "      --target T      the class every map explains: own (default), teacher (the\n"
+    "                      first model's top-1), label (labels.json's class), or a\n"
+    "                      class index or name (-c C is the same); accuracy is top-1\n"
     "      --limit N       score the first N images of DIR only (default all)\n"
     "      --max-pixels N  refuse larger images before decoding (default 89478485)\n"
     "      --batch B       images per pass (default 16)\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "      --json          one JSON object per model: name, arch, layer, method,\n"
-    "                      images, accuracy, pointing, energy_in_box,\n"
+    "                      target, images, accuracy, pointing, energy_in_box,\n"
     "                      pearson_vs_teacher, iou20_vs_teacher (null for the teacher)\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
     "                      apply to every model\n";
@@ -108,6 +112,7 @@ int cmd_pointing(int argc, char **argv)
     kdc_cam_method method = KDC_CAM_GRADCAM;
     kdc_image **pics = NULL;
     float *x = NULL;
+    int *tcls = NULL; /* --target: (4 x batch) classes, top-1, labels, teacher's top-1 */
 
     /* --batch is this command's own option */
     char **args = malloc((size_t)(argc + 1) * sizeof *args);
@@ -131,11 +136,16 @@ int cmd_pointing(int argc, char **argv)
     args[nargs] = NULL;
     memset(pms, 0, sizeof pms);
     rc = cli_parse(nargs, args, (CLI_MODEL_FLAGS & ~OPT_WEIGHTS & ~OPT_ARCH) | OPT_MODELS |
-                   OPT_IMAGES | OPT_CAM | OPT_LAYER | OPT_JSON | OPT_LIMIT,
-                   pointing_usage, &o);
+                   OPT_IMAGES | OPT_CAM | OPT_LAYER | OPT_JSON | OPT_LIMIT | OPT_CLASS |
+                   OPT_TARGET, pointing_usage, &o);
     free(args);
     if (rc)
         return rc < 0 ? 2 : 0;
+    cli_target tgt;
+    char tdesc[160];
+    if (cli_target_from_opts(&o, &tgt))
+        return 2;
+    cli_target_describe(&tgt, tdesc, sizeof tdesc);
     if (o.n_models < 1)
         return cli_error("no --model given (see --help)"), 2;
     if (o.n_images != 1)
@@ -164,7 +174,10 @@ int cmd_pointing(int argc, char **argv)
         cli_opts mo = o;
         mo.arch = pm->spec.arch[0] ? pm->spec.arch : NULL;
         mo.weights = pm->spec.weights;
-        if ((rc = cli_load_model(&mo, &pm->m)) || (rc = check_classes(pm, classes, n_classes)))
+        int none[1], use; /* --target checked before any image is read */
+        if ((rc = cli_load_model(&mo, &pm->m)) || (rc = check_classes(pm, classes, n_classes)) ||
+            (rc = cli_target_classes(&tgt, pm->m, pm->spec.name, i,
+                                     o.n_models > 1 ? none : NULL, none, 0, none, &use)))
             break;
         if (o.n_layers) {
             if ((st = kdc_model_find_layer(pm->m, o.layers[0], &pm->layer))) {
@@ -209,6 +222,7 @@ int cmd_pointing(int argc, char **argv)
     const size_t plane = (size_t)h * w;
     if (!rc) {
         int ok = (x = malloc((size_t)batch * 3 * plane * sizeof *x)) != NULL;
+        ok &= (tcls = malloc((size_t)batch * 4 * sizeof *tcls)) != NULL;
         for (int i = 0; i < o.n_models; i++)
             ok &= (pms[i].map = malloc((size_t)batch * plane * sizeof(float))) != NULL;
         if (!ok)
@@ -221,16 +235,33 @@ int cmd_pointing(int argc, char **argv)
             kdc_cam_result *res = NULL;
             if ((rc = load_batch(&o, dir, ims, i0, n, pm, pics, x, h, w)))
                 break;
-            kdc_cam_options co = {.method = method, .layers = &pm->layer, .nlayers = 1};
+            int *cls = tcls, *top1 = tcls + batch, *labs = tcls + 2 * batch;
+            int *teacher = tcls + 3 * batch, use = 0;
+            if (tgt.kind != CLI_TARGET_OWN) { /* cli/target.c; accuracy stays top-1 */
+                for (int b = 0; b < n; b++)
+                    labs[b] = ims[i0 + b].cls;
+                if ((rc = cli_top1(pm->run, pm->m, x, n, h, w, top1)) ||
+                    (rc = cli_target_classes(&tgt, pm->m, pm->spec.name, i,
+                                             o.n_models > 1 ? teacher : NULL, labs, n, cls,
+                                             &use)))
+                    break;
+            }
+            kdc_cam_options co = {.method = method, .layers = &pm->layer, .nlayers = 1,
+                                  .target = {.kind = KDC_TARGET_LOGIT,
+                                             .classes = use ? cls : NULL}};
             if ((st = kdc_cam_compute(pm->run, x, n, h, w, &co, &res))) {
                 rc = cli_lib_error(st, pm->spec.name);
                 break;
             }
+            if (tgt.kind == CLI_TARGET_OWN || !use)
+                memcpy(top1, res->classes, (size_t)n * sizeof *top1);
+            if (i == 0)
+                memcpy(teacher, top1, (size_t)n * sizeof *teacher);
             memcpy(pm->map, res->map, (size_t)n * plane * sizeof(float));
             for (int b = 0; b < n; b++) {
                 const pt_image *im = &ims[i0 + b];
                 const float *mp = pm->map + b * plane;
-                pm->correct += res->classes[b] == im->cls;
+                pm->correct += top1[b] == im->cls;
                 pm->hits += kdc_map_pointing(mp, w, h, im->box);
                 pm->energy += kdc_map_energy_in_box(mp, w, h, im->box);
                 pm->pearson += kdc_map_pearson(mp, pms[0].map + b * plane, plane);
@@ -247,8 +278,8 @@ int cmd_pointing(int argc, char **argv)
     }
     if (!rc) {
         if (!o.json) {
-            printf("%d images of %s, %s at each model's %s\n", n_images, dir,
-                   kdc_cam_method_name(method), o.n_layers ? o.layers[0] : "last stage");
+            printf("%d images of %s, %s at each model's %s, target %s\n", n_images, dir,
+                   kdc_cam_method_name(method), o.n_layers ? o.layers[0] : "last stage", tdesc);
             printf("%-28s %-12s %-9s %8s %8s %13s %10s %9s\n", "model", "arch", "layer",
                    "accuracy", "pointing", "energy_in_box", "pearson_vs", "iou20_vs");
         }
@@ -260,6 +291,8 @@ int cmd_pointing(int argc, char **argv)
                 cli_json_string(pm->spec.name);
                 printf(",\"arch\":\"%s\",\"layer\":", kdc_model_arch(pm->m));
                 cli_json_string(pm->layer_name);
+                printf(",\"target\":");
+                cli_json_string(tdesc);
                 printf(",\"method\":\"%s\",\"images\":%d,\"accuracy\":%.6f,\"pointing\":%.6f,"
                        "\"energy_in_box\":%.6f,\"pearson_vs_teacher\":",
                        kdc_cam_method_name(method), n_images, pm->correct / N, pm->hits / N,
@@ -284,6 +317,7 @@ int cmd_pointing(int argc, char **argv)
             kdc_image_destroy(pics[b]);
     free(pics);
     free(x);
+    free(tcls);
     for (int i = 0; i < o.n_models; i++) {
         kdc_run_destroy(pms[i].run);
         kdc_model_destroy(pms[i].m);

@@ -242,6 +242,25 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--class: '%s' is not a class index (0, 1, ...)", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--target")) {
+            NEEDS(OPT_TARGET);
+            cli_target t;
+            if (cli_target_parse(v, &t))
+                return -1;
+            o->target = v;
+        } else if (!strcmp(a, "--per-layer")) {
+            if (!(acc & OPT_CAM_EXTRA))
+                goto unknown;
+            o->per_layer = 1;
+        } else if (!strcmp(a, "--window") || !strcmp(a, "--stride") || !strcmp(a, "--chunk") ||
+                   !strcmp(a, "--samples")) {
+            NEEDS(OPT_CAM_EXTRA);
+            int *dst = a[2] == 'w' ? &o->window : a[3] == 't' ? &o->stride
+                     : a[2] == 'c' ? &o->chunk : &o->samples;
+            if (parse_int(v, 1, 1 << 20, dst)) {
+                cli_error("%s: '%s' is not a number >= 1", a, v);
+                return -1;
+            }
         } else if (!strcmp(a, "--level")) {
             NEEDS(OPT_DET);
             o->level = v;

@@ -467,11 +467,15 @@ typedef enum kdc_cam_method {
     KDC_CAM_ABLATIONCAM,  /* (y - y_k) / y with channel k zeroed             */
     KDC_CAM_FULLGRAD,     /* |x * dx| + |bias * grad| of every bias layer
                              (issue 19; the layers are ignored)              */
+    /* issue 19 (part A), torch-cam's smoothed Score-CAMs (lib/cam/smoothscore.c) */
+    KDC_CAM_SSCAM,        /* Score-CAM weights averaged over noisy masks      */
+    KDC_CAM_ISCAM,        /* Score-CAM weights averaged over scaled masks     */
     KDC_CAM_COUNT
 } kdc_cam_method;
 
 /* "gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigencam",
- * "eigengradcam", "scorecam", "ablationcam"; NULL if out of range. */
+ * "eigengradcam", "scorecam", "ablationcam", "sscam", "iscam"; NULL if out
+ * of range. */
 KDC_API const char *kdc_cam_method_name(kdc_cam_method method);
 /* Parses a name as above; KDC_ERR_INVALID_ARGUMENT (listing the names) if
  * unknown. */
@@ -479,8 +483,8 @@ KDC_API kdc_status kdc_cam_method_parse(const char *name, kdc_cam_method *method
 
 /* Raw map (n x h x w, unnormalised) of a gradient or Eigen method from one
  * layer's activation A and gradient G (both n x c x h x w; G may be NULL
- * for KDC_CAM_EIGENCAM). SCORECAM and ABLATIONCAM need a model: use
- * kdc_cam_compute. */
+ * for KDC_CAM_EIGENCAM). SCORECAM, ABLATIONCAM, SSCAM and ISCAM need a
+ * model: use kdc_cam_compute. */
 KDC_API kdc_status kdc_cam_from_maps(kdc_cam_method method, const float *A, const float *G, int n,
                                      int c, int h, int w, float *raw);
 
@@ -509,6 +513,11 @@ typedef struct kdc_cam_options {
      * kdc_cam_compute, from the clean forward pass (issue 17). */
     const int *keep;
     int nkeep;
+    /* issue 19 (part A): SS-CAM and IS-CAM (Score-CAM's topk and batch apply) */
+    int samples;          /* SS-CAM noisy masks per channel (0: 35), IS-CAM
+                             steps (0: 10), as torch-cam's num_samples        */
+    float noise_std;      /* SS-CAM noise std on the [0,1] masks (0: 2.0)     */
+    uint64_t seed;        /* SS-CAM noise seed (lib/cam/smoothscore.c)        */
 } kdc_cam_options;
 
 typedef struct kdc_cam_result {
@@ -582,6 +591,45 @@ KDC_API kdc_status kdc_lrp_relevance(kdc_run *run, const float *input, int n, in
                                      const kdc_attribution_options *opt, int layer, float *out,
                                      size_t count);
 /* ---- end of issue 19, part B ---- */
+/* ---- issue 19 (part A): per-layer maps, perturbation attributions ---- */
+
+/* One layer's map of a result, not averaged with the others: layer l's raw
+ * map min-max normalised and resized to in_h x in_w per image, as
+ * pytorch-grad-cam does to each layer before it averages them
+ * (compute_cam_per_layer: scale_cam_image). out gets n x in_h x in_w.
+ * KDC_ERR_INVALID_ARGUMENT for a layer outside 0..nlayers-1. */
+KDC_API kdc_status kdc_cam_layer_map(const kdc_cam_result *result, int layer, float *out);
+
+/* Perturbation attributions as Captum defines them (captum/attr/_core/
+ * occlusion.py, feature_ablation.py), on all 3 input channels at once. */
+typedef enum kdc_perturb_kind {
+    KDC_PERTURB_OCCLUSION = 0, /* window x window patches every `stride` pixels set to
+                                  `baseline`; a pixel gets the mean of (y - y_occluded)
+                                  over the patches covering it                     */
+    KDC_PERTURB_ABLATION       /* Feature Ablation with a grid feature mask: cells of
+                                  window x window, each set to `baseline`; a pixel
+                                  gets y - y_ablated of its cell                    */
+} kdc_perturb_kind;
+
+typedef struct kdc_perturb_options {
+    kdc_perturb_kind kind;
+    kdc_target target;  /* LOGIT or PROB; zero-initialised: top-1 logit          */
+    int window;         /* patch / cell side in pixels (0: 16)                   */
+    int stride;         /* occlusion stride, at most window (0: window / 2)      */
+    float baseline;     /* value of the occluded input (0: the normalised zero)  */
+    int chunk;          /* perturbed images per forward pass (0: 32): memory is
+                           chunk images whatever the number of patches           */
+} kdc_perturb_options;
+
+/* Writes the attribution of each image (n x h x w, the same for the 3
+ * channels) to out and, when classes is not NULL, the class each image's
+ * target used (n). Cost: one clean pass and one pass per patch position
+ * (ceil((h - window) / stride) + 1 times the same across), chunk images at a
+ * time. Errors: KDC_ERR_INVALID_ARGUMENT (kind, window larger than the
+ * input, stride outside 1..window, a seed target), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_perturb_compute(kdc_run *run, const float *input, int n, int h, int w,
+                                       const kdc_perturb_options *opt, float *out, int *classes);
+/* ---- end of issue 19 (part A) ---- */
 
 /* Feature maps: a layer's activation reduced over channels (n x h x w). */
 typedef enum kdc_reduce {

@@ -29,6 +29,8 @@
 #define expect_error cliexec_expect_error
 #define err_text cliexec_err
 #define out_text cliexec_out
+#define json_field cliexec_json_num
+#define slurp cliexec_slurp
 static char tmp[64];
 
 static const char *path_in_tmp(char *buf, size_t size, const char *name)
@@ -422,19 +424,6 @@ static void test_cam_cli(void **state)
 /* ------------------------------------------------------------------ */
 /* pointing: the CLI's scores equal the library's on the same images    */
 
-static double json_field(const char *line, const char *key)
-{
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(line, pat);
-    if (!p)
-        fail_msg("no %s in '%s'", key, line);
-    p += strlen(pat);
-    if (!strncmp(p, "null", 4))
-        return NAN;
-    return strtod(p, NULL);
-}
-
 static void write_text(const char *path, const char *text)
 {
     FILE *f = fopen(path, "w");
@@ -565,24 +554,6 @@ static void test_pointing_cli(void **state)
 /* analyze and merge: shards, resume, inputs, refusals                   */
 
 /* the whole of a file (fails the test if it cannot be read); free() it */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
-    b[n] = '\0';
-    fclose(f);
-    if (len)
-        *len = (size_t)n;
-    return b;
-}
-
 static void assert_same_file(const char *a, const char *b)
 {
     size_t la, lb;

@@ -19,16 +19,10 @@ static uint64_t kdc__splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-typedef struct kdc__gauss {
-    uint64_t state;
-    int has_spare;
-    double spare;
-} kdc__gauss;
-
 /* Standard normal deviates by Box-Muller, in pairs: u1 = (r1 >> 11 + 1) /
  * 2^53 in (0, 1], u2 = (r2 >> 11) / 2^53 in [0, 1); rad = sqrt(-2 ln u1);
  * first rad cos(2 pi u2), then rad sin(2 pi u2). */
-static double kdc__gauss_next(kdc__gauss *g)
+double kdc__gauss_next(kdc__gauss *g)
 {
     if (g->has_spare) {
         g->has_spare = 0;

@@ -4,6 +4,7 @@
 #define KDC_CAM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "internal.h"
 
@@ -57,5 +58,26 @@ kdc_status kdc__fullgrad(kdc_run *run, const float *input, int n, int h, int w,
  * map at input size; the map is scale_cam_image of it). */
 kdc_status kdc__fullgrad_compute(kdc_run *run, const float *input, int n, int h, int w,
                                  const kdc_target *target, kdc_cam_result **out);
+/* compute.c: the target score of one image from its logits z (K): the
+ * logit of class cls, or its softmax probability (KDC_TARGET_PROB); also
+ * used by perturb.c. */
+double kdc__class_score(const float *z, int K, int cls, kdc_target_kind kind);
+
+/* attribution.c: standard normal deviates, Box-Muller on splitmix64 (the
+ * noise of SmoothGrad; also SS-CAM's in smoothscore.c). Seed with state =
+ * the seed, has_spare = 0. */
+typedef struct kdc__gauss {
+    uint64_t state;
+    int has_spare;
+    double spare;
+} kdc__gauss;
+double kdc__gauss_next(kdc__gauss *g);
+
+/* smoothscore.c: SS-CAM / IS-CAM (opt->method) of one layer's activation
+ * A (n x c x h x w) for the input (n x 3 x H x W) and classes, into raw
+ * (n x h x w); K = the number of classes. */
+kdc_status kdc__smoothscore_layer(kdc_run *run, const kdc_cam_options *opt, const float *input,
+                                  int n, int H, int W, const float *A, int c, int h, int w,
+                                  const int *classes, int K, float *raw);
 
 #endif /* KDC_CAM_INTERNAL_H */

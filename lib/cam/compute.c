@@ -19,7 +19,7 @@ static int kdc__last_layer(const kdc_run *run)
 /* The target score of one image from its logits z (K): the logit of class
  * cls, or its softmax probability (pytorch-grad-cam's ClassifierOutputTarget
  * / ClassifierOutputSoftmaxTarget). */
-static double kdc__class_score(const float *z, int K, int cls, kdc_target_kind kind)
+double kdc__class_score(const float *z, int K, int cls, kdc_target_kind kind)
 {
     if (kind != KDC_TARGET_PROB)
         return z[cls];
@@ -298,7 +298,8 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s: the layer list is NULL", mname);
     if (n < 1 || in_h < 1 || in_w < 1)
         return kdc__fail(KDC_ERR_SHAPE, "%s: bad input shape %dx3x%dx%d", mname, n, in_h, in_w);
-    const int model_based = method == KDC_CAM_SCORECAM || method == KDC_CAM_ABLATIONCAM;
+    const int model_based = method == KDC_CAM_SCORECAM || method == KDC_CAM_ABLATIONCAM ||
+                            method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM;
     if (model_based && opt->target.kind != KDC_TARGET_LOGIT &&
         opt->target.kind != KDC_TARGET_PROB)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s needs a class target (logit or "
@@ -438,6 +439,9 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
                                      res->classes, opt->target.kind, opt->scorecam_topk,
                                      opt->scorecam_batch ? opt->scorecam_batch : 32, last, K,
                                      res->raw[l]);
+        else if (method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM) /* smoothscore.c */
+            st = kdc__smoothscore_layer(run, opt, input, n, in_h, in_w, act[l], s[1], s[2], s[3],
+                                        res->classes, K, res->raw[l]);
         else if (method == KDC_CAM_ABLATIONCAM)
             st = kdc__ablation_layer(run, opt->layers[l], act[l], n, s[1], (size_t)s[2] * s[3],
                                      res->classes, opt->target.kind, y, K, res->raw[l]);

@@ -24,6 +24,7 @@ static const char *const kdc__cam_names[KDC_CAM_COUNT] = {
     "gradcam", "hirescam", "gradcam++", "xgradcam", "layercam",
     "eigencam", "eigengradcam", "scorecam", "ablationcam",
     "fullgrad",
+    "sscam", "iscam", /* issue 19 (part A) */
 };
 
 const char *kdc_cam_method_name(kdc_cam_method method)
@@ -58,7 +59,7 @@ kdc_status kdc_cam_method_parse(const char *name, kdc_cam_method *method)
     }
     return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown CAM method \"%.64s\" (known: gradcam, "
                      "hirescam, gradcam++, xgradcam, layercam, eigencam, eigengradcam, "
-                     "scorecam, ablationcam, fullgrad)", name);
+                     "scorecam, ablationcam, fullgrad, sscam, iscam)", name);
 }
 
 int kdc__needs_grad(kdc_cam_method m)
@@ -111,7 +112,8 @@ kdc_status kdc_cam_from_maps(kdc_cam_method method, const float *A, const float 
     if ((int)method < 0 || (int)method >= KDC_CAM_COUNT)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "CAM method %d is out of range 0..%d",
                          (int)method, KDC_CAM_COUNT - 1);
-    if (method == KDC_CAM_SCORECAM || method == KDC_CAM_ABLATIONCAM || method == KDC_CAM_FULLGRAD)
+    if (method == KDC_CAM_SCORECAM || method == KDC_CAM_ABLATIONCAM || method == KDC_CAM_FULLGRAD ||
+        method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s needs a model: use kdc_cam_compute",
                          kdc__cam_names[method]);
     if (!A || !raw)

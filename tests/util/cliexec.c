@@ -1,4 +1,5 @@
 /* cliexec.c - running the kdcam tool from a test (see cliexec.h). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,4 +76,35 @@ void cliexec_expect_error(int status, const char *what)
         fail_msg("stderr is not one line: '%s'", cliexec_err);
     if (status >= 128)
         fail_msg("kdcam crashed (status %d): %s", status, cliexec_err);
+}
+
+double cliexec_json_num(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (!p)
+        fail_msg("no %s in '%s'", key, line);
+    p += strlen(pat);
+    if (!strncmp(p, "null", 4))
+        return NAN;
+    return strtod(p, NULL);
+}
+
+char *cliexec_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+    b[n] = '\0';
+    fclose(f);
+    if (len)
+        *len = (size_t)n;
+    return b;
 }

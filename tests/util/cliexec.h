@@ -5,6 +5,8 @@
 #ifndef KDC_TEST_CLIEXEC_H
 #define KDC_TEST_CLIEXEC_H
 
+#include <stddef.h>
+
 /* What the last cliexec_run printed. */
 extern char cliexec_out[65536];
 extern char cliexec_err[4096];
@@ -28,5 +30,12 @@ int cliexec_run(const char *fmt, ...)
 /* A failing command: non-zero exit, exactly one line on stderr starting
  * with "kdcam: " and containing what (a cmocka failure otherwise). */
 void cliexec_expect_error(int status, const char *what);
+
+/* The number after "key": in a JSON line (NAN for null; a cmocka failure
+ * if the key is missing). */
+double cliexec_json_num(const char *line, const char *key);
+/* A whole file, '\0'-terminated, freed with free(); *len (may be NULL) gets
+ * its size; a cmocka failure if it cannot be read. */
+char *cliexec_slurp(const char *path, size_t *len);
 
 #endif

@@ -1,0 +1,295 @@
+/* test_methods.c - the issue-19 (part A) library methods against PyTorch
+ * references (tools/gen_methods_fixtures.py, tests/fixtures/methods/) on
+ * generated ResNet-50 and MobileNetV1 models (weights and input regenerated
+ * with tests/util/weightgen.c):
+ *   - kdc_cam_layer_map: Grad-CAM of [second-last, last] stage, one map per
+ *     layer (pytorch-grad-cam's per-layer scale_cam_image, before the
+ *     average): max abs <= 1e-3 and rel L2 <= 1e-4 per layer; and the
+ *     average of the two per-layer maps, normalised again, is the
+ *     aggregated map (the one kdc_cam_compute returns);
+ *   - kdc_perturb_compute: Captum Occlusion (window 16, stride 8) and
+ *     Feature Ablation (16 x 16 grid): rel L2 <= 1e-4, in chunks of 5
+ *     perturbed images (so chunk boundaries fall inside a row of patches);
+ *     the chunk size does not change the result (bitwise);
+ *   - SS-CAM and IS-CAM (torch-cam's weights, libkdcam's seeded noise
+ *     replayed by the generator): raw maps rel L2 <= 1e-3, batch-size
+ *     independent;
+ *   - bad arguments give KDC_ERR_INVALID_ARGUMENT.
+ * Run from the repository root. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kdcam.h"
+#include "safetensors.h"
+#include "util/testkit.h"
+#include "util/weightgen.h"
+
+#define FIXTURE_DIR "tests/fixtures/methods/"
+#define TOL_REL 1e-4
+#define TOL_MAP 1e-3
+
+static int group_setup(void **state)
+{
+    (void)state;
+    return tk_tmpdir_create("test_methods");
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tk_tmpdir_remove();
+    return 0;
+}
+
+/* rel L2 of got (cnt values) against the fixture entry key: on the stored
+ * values (all or samples) and on the norm and sum; *maxabs on the stored. */
+static double compare(const kdc__st_file *f, const char *key, const float *got, size_t cnt,
+                      double *maxabs)
+{
+    char k[200];
+    snprintf(k, sizeof k, "%s/val", key);
+    const kdc__st_tensor *tv = tk_need(f, k);
+    float *ref = tk_read_f32(tv);
+    const size_t ns = tv->numel;
+    float *s = malloc(ns * sizeof *s);
+    assert_non_null(s);
+    double mx = 0;
+    for (size_t j = 0; j < ns; j++) {
+        s[j] = got[ns == cnt ? j : kdc_test_sample_index(cnt, ns, j)];
+        const double d = fabs((double)s[j] - ref[j]);
+        mx = d > mx ? d : mx;
+    }
+    double e = kdc_test_rel_l2(s, ref, ns), sum, sumsq;
+    kdc_test_sums(got, cnt, &sum, &sumsq);
+    snprintf(k, sizeof k, "%s/sum", key);
+    const double rsum = tk_read_scalar(tk_need(f, k));
+    snprintf(k, sizeof k, "%s/sumsq", key);
+    const double rsq = tk_read_scalar(tk_need(f, k));
+    const double en = fabs(sqrt(sumsq) - sqrt(rsq)) / sqrt(rsq);
+    const double es = fabs(sum - rsum) / sqrt((double)cnt * rsq);
+    e = en > e ? en : e;
+    e = es > e ? es : e;
+    free(s);
+    free(ref);
+    if (maxabs)
+        *maxabs = mx;
+    return e;
+}
+
+typedef struct fixture {
+    kdc__st_file *f;
+    kdc_model *m;
+    kdc_run *run;
+    int n, h, w;
+    float *x;
+    int top1[8];
+} fixture;
+
+static void fixture_open(fixture *fx, const char *model)
+{
+    char path[256];
+    snprintf(path, sizeof path, FIXTURE_DIR "%s.safetensors", model);
+    memset(fx, 0, sizeof *fx);
+    CHECK_OK(kdc__st_open(path, &fx->f));
+    const char *scheme = tk_meta(fx->f, "scheme");
+    const uint64_t seed = strtoull(tk_meta(fx->f, "seed"), NULL, 10);
+    const int classes = (int)tk_meta_long(fx->f, "num_classes");
+    tk_check_generator(fx->f, scheme, seed, classes);
+    CHECK_OK(kdc_model_load(tk_weights_file(scheme, seed, classes, "", 0), NULL, &fx->m));
+    kdc_run_options ro = {2};
+    CHECK_OK(kdc_run_create(fx->m, &ro, &fx->run));
+    fx->n = (int)tk_meta_long(fx->f, "n");
+    fx->h = (int)tk_meta_long(fx->f, "h");
+    fx->w = (int)tk_meta_long(fx->f, "w");
+    const size_t cnt = (size_t)fx->n * 3 * fx->h * fx->w;
+    fx->x = malloc(cnt * sizeof *fx->x);
+    assert_non_null(fx->x);
+    kdc_test_fill(fx->x, cnt, "input", strtoull(tk_meta(fx->f, "input_seed"), NULL, 10),
+                  strtod(tk_meta(fx->f, "input_c"), NULL), strtod(tk_meta(fx->f, "input_a"), NULL));
+    int64_t t[8];
+    const kdc__st_tensor *tt = tk_need(fx->f, "top1");
+    assert_true(tt->numel == (size_t)fx->n && fx->n <= 8);
+    CHECK_OK(kdc__st_to_i64(tt, t));
+    for (int b = 0; b < fx->n; b++)
+        fx->top1[b] = (int)t[b];
+}
+
+static void fixture_close(fixture *fx)
+{
+    free(fx->x);
+    kdc_run_destroy(fx->run);
+    kdc_model_destroy(fx->m);
+    kdc__st_close(fx->f);
+}
+
+static void per_layer(void **state)
+{
+    fixture fx;
+    fixture_open(&fx, *state);
+    char names[2][96];
+    assert_int_equal(tk_split(tk_meta(fx.f, "perlayer_layers"), ',', names, 2), 2);
+    int layers[2];
+    for (int l = 0; l < 2; l++)
+        CHECK_OK(kdc_model_find_layer(fx.m, names[l], &layers[l]));
+    kdc_cam_options opt = {.method = KDC_CAM_GRADCAM, .layers = layers, .nlayers = 2};
+    kdc_cam_result *res = NULL;
+    CHECK_OK(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &opt, &res));
+    const size_t plane = (size_t)fx.h * fx.w, cnt = (size_t)fx.n * plane;
+    float *maps = malloc(2 * cnt * sizeof *maps);
+    assert_non_null(maps);
+    for (int l = 0; l < 2; l++) {
+        char key[256];
+        double mx;
+        CHECK_OK(kdc_cam_layer_map(res, l, maps + l * cnt));
+        snprintf(key, sizeof key, "perlayer/%.96s/map", names[l]);
+        const double e = compare(fx.f, key, maps + l * cnt, cnt, &mx);
+        printf("    %-12s per-layer Grad-CAM %-9s rel %.2e max abs %.2e\n", (char *)*state,
+               names[l], e, mx);
+        assert_true(e <= TOL_REL);
+        assert_true(mx <= TOL_MAP);
+    }
+    /* the aggregate is the per-layer maps averaged and normalised again */
+    for (size_t i = 0; i < cnt; i++)
+        maps[i] = (maps[i] + maps[cnt + i]) / 2.0f;
+    for (int b = 0; b < fx.n; b++) {
+        float lo = INFINITY, hi = -INFINITY;
+        for (size_t i = 0; i < plane; i++) {
+            lo = fminf(lo, maps[b * plane + i]);
+            hi = fmaxf(hi, maps[b * plane + i]);
+        }
+        for (size_t i = 0; i < plane; i++) {
+            const float v = (maps[b * plane + i] - lo) / (hi - lo + 1e-7f);
+            assert_true(fabsf(v - res->map[b * plane + i]) <= 1e-5f);
+        }
+    }
+    CHECK_STATUS(kdc_cam_layer_map(res, 2, maps), KDC_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(kdc_cam_layer_map(NULL, 0, maps), KDC_ERR_INVALID_ARGUMENT);
+    free(maps);
+    kdc_cam_result_destroy(res);
+    fixture_close(&fx);
+}
+
+static void perturb(void **state)
+{
+    fixture fx;
+    fixture_open(&fx, *state);
+    const size_t cnt = (size_t)fx.n * fx.h * fx.w;
+    float *a = malloc(cnt * sizeof *a), *b = malloc(cnt * sizeof *b);
+    assert_non_null(a);
+    assert_non_null(b);
+    int cls[8];
+    for (int kind = 0; kind < 2; kind++) {
+        const char *key = kind ? "ablation/attr" : "occlusion/attr";
+        kdc_perturb_options po = {.kind = (kdc_perturb_kind)kind, .chunk = 5};
+        po.window = (int)tk_meta_long(fx.f, kind ? "ablation_window" : "occlusion_window");
+        po.stride = kind ? 0 : (int)tk_meta_long(fx.f, "occlusion_stride");
+        double t0 = tk_now();
+        CHECK_OK(kdc_perturb_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &po, a, cls));
+        const double dt = tk_now() - t0;
+        for (int i = 0; i < fx.n; i++)
+            assert_int_equal(cls[i], fx.top1[i]);
+        double mx;
+        const double e = compare(fx.f, key, a, cnt, &mx);
+        printf("    %-12s %-16s rel %.2e max abs %.2e  %.2fs\n", (char *)*state,
+               kind ? "feature ablation" : "occlusion", e, mx, dt);
+        assert_true(e <= TOL_REL);
+        po.chunk = 64; /* one pass for all patches: the same numbers */
+        CHECK_OK(kdc_perturb_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &po, b, NULL));
+        assert_memory_equal(a, b, cnt * sizeof *a);
+    }
+    kdc_perturb_options bad = {.kind = KDC_PERTURB_OCCLUSION, .window = 16, .stride = 17};
+    CHECK_STATUS(kdc_perturb_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, a, NULL),
+                 KDC_ERR_INVALID_ARGUMENT);
+    bad.stride = 8;
+    bad.window = fx.h + 1;
+    CHECK_STATUS(kdc_perturb_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, a, NULL),
+                 KDC_ERR_INVALID_ARGUMENT);
+    bad.window = 16;
+    bad.kind = (kdc_perturb_kind)7;
+    CHECK_STATUS(kdc_perturb_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, a, NULL),
+                 KDC_ERR_INVALID_ARGUMENT);
+    bad.kind = KDC_PERTURB_OCCLUSION;
+    bad.target.kind = KDC_TARGET_SEED;
+    CHECK_STATUS(kdc_perturb_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, a, NULL),
+                 KDC_ERR_INVALID_ARGUMENT);
+    free(a);
+    free(b);
+    fixture_close(&fx);
+}
+
+/* SS-CAM and IS-CAM at the last stage (top-8 channels, 4 samples): the raw
+ * map against the torch-cam-weights reference, rel L2 <= 1e-3 (randomised /
+ * iterative methods, the noise replayed from the same seed); the batch size
+ * does not change the map; the final map is the raw map's
+ * normalise-and-resize. */
+static void smooth_score(void **state)
+{
+    fixture fx;
+    fixture_open(&fx, *state);
+    int layer;
+    const char *lname = tk_meta(fx.f, "smooth_layer");
+    CHECK_OK(kdc_model_find_layer(fx.m, lname, &layer));
+    for (int iscam = 0; iscam < 2; iscam++) {
+        kdc_cam_options opt = {.method = iscam ? KDC_CAM_ISCAM : KDC_CAM_SSCAM,
+                               .layers = &layer, .nlayers = 1, .scorecam_batch = 3};
+        opt.scorecam_topk = (int)tk_meta_long(fx.f, "smooth_topk");
+        opt.samples = (int)tk_meta_long(fx.f, iscam ? "iscam_samples" : "sscam_samples");
+        opt.noise_std = (float)strtod(tk_meta(fx.f, "sscam_std"), NULL);
+        opt.seed = strtoull(tk_meta(fx.f, "sscam_seed"), NULL, 10);
+        kdc_cam_result *res = NULL, *res2 = NULL;
+        const double t0 = tk_now();
+        CHECK_OK(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &opt, &res));
+        const double dt = tk_now() - t0;
+        for (int b = 0; b < fx.n; b++)
+            assert_int_equal(res->classes[b], fx.top1[b]);
+        char key[160];
+        snprintf(key, sizeof key, "%s/%s/raw", iscam ? "iscam" : "sscam", lname);
+        const size_t cnt = (size_t)fx.n * res->raw_h[0] * res->raw_w[0];
+        double mx;
+        const double e = compare(fx.f, key, res->raw[0], cnt, &mx);
+        printf("    %-12s %-6s [%s] raw rel %.2e max abs %.2e  %.2fs\n", (char *)*state,
+               iscam ? "IS-CAM" : "SS-CAM", lname, e, mx, dt);
+        assert_true(e <= 1e-3);
+        opt.scorecam_batch = 64;
+        CHECK_OK(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &opt, &res2));
+        assert_memory_equal(res->raw[0], res2->raw[0], cnt * sizeof(float));
+        kdc_cam_result_destroy(res2);
+        kdc_cam_result_destroy(res);
+    }
+    kdc_cam_options bad = {.method = KDC_CAM_SSCAM, .layers = &layer, .nlayers = 1,
+                           .samples = -1};
+    kdc_cam_result *res = NULL;
+    CHECK_STATUS(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, &res),
+                 KDC_ERR_INVALID_ARGUMENT);
+    assert_null(res);
+    float dummy[4];
+    CHECK_STATUS(kdc_cam_from_maps(KDC_CAM_ISCAM, dummy, dummy, 1, 1, 2, 2, dummy),
+                 KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&fx);
+}
+
+int main(void)
+{
+    static const char *models[] = {"resnet50", "mobilenetv1"};
+    struct CMUnitTest tests[6];
+    for (int i = 0; i < 2; i++) {
+        struct CMUnitTest t = cmocka_unit_test_prestate(per_layer, (void *)models[i]);
+        t.name = i ? "per_layer mobilenetv1" : "per_layer resnet50";
+        tests[i] = t;
+        struct CMUnitTest u = cmocka_unit_test_prestate(perturb, (void *)models[i]);
+        u.name = i ? "perturb mobilenetv1" : "perturb resnet50";
+        tests[2 + i] = u;
+        struct CMUnitTest v = cmocka_unit_test_prestate(smooth_score, (void *)models[i]);
+        v.name = i ? "sscam iscam mobilenetv1" : "sscam iscam resnet50";
+        tests[4 + i] = v;
+    }
+    return cmocka_run_group_tests_name("methods", tests, group_setup, group_teardown);
+}
