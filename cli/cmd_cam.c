@@ -16,7 +16,7 @@ static const char *cam_usage =
     "usage: kdcam cam [-m ARCH] -w WEIGHTS [--layer NAME]... [--method M] [--class C]\n"
     "                 [--guided] [-o DIR] [--npy] (INPUT... | --input-npy X.npy)\n"
     "Computes a class activation map (or an input attribution) per image and writes\n"
-    "DIR/<stem>.<method>.png: the map over the preprocessed image (JET colormap,\n"
+    "DIR/<stem>.<method>.png: the map over the preprocessed image (JET, or --colormap,\n"
     "blended as pytorch-grad-cam's show_cam_on_image). With --npy also\n"
     "DIR/<stem>.<method>.raw.npy (the raw map at feature resolution, unnormalised,\n"
     "N x h x w; with several layers one file per layer, <stem>.<method>.raw.<layer>.npy)\n"
@@ -100,6 +100,8 @@ static const char *cam_usage =
     "      --annotate      add the model, method, layer, class with p= and a colour bar\n"
     "                      under each CAM picture\n"
     "      --heatmap-only  the map alone, not blended with the photo\n"
+    "      --colormap C    jet (default, as pytorch-grad-cam), viridis, inferno or turbo\n"
+    "                      (OpenCV's tables, as show_cam_on_image(colormap=...))\n"
     "      --scale K       pixels per figure pixel, 1..8 (high-DPI figures; default 1)\n"
     "      --svg           also write <stem>.<method>.svg (text as text, picture\n"
     "                      embedded as PNG)\n"
@@ -248,6 +250,8 @@ static int cam_figure(const cam_ctx *cx, const kdc_image *ov, const kdc_cam_resu
     cli_fig_text_size("Hg", 1, &tw, &th);
     const int cap_h = io->annotate ? 2 * (th + 4) + 12 + th + 6 + th + 8 : 0;
     cli_fig *f = cli_fig_create(pw + 2 * pad, ov->height + 2 * pad + cap_h);
+    if (f)
+        cli_fig_set_colormap(f, cx->io->cmap);
     if (!f)
         return 1;
     int rc = cli_fig_image(f, pad, pad, ov);
@@ -313,11 +317,11 @@ static int write_overlay(const cam_ctx *cx, const char *src, const char *name,
             return cli_error("out of memory");
         }
         map_to_original(map, res->in_h, res->in_w, cx->pp, orig->width, orig->height, big);
-        st = kdc_overlay_ex(orig, big, alpha, &ov);
+        st = kdc_overlay_colormap(orig, big, alpha, cx->io->cmap, &ov);
         free(big);
         kdc_image_destroy(orig);
     } else {
-        st = kdc_overlay_ex(crop, map, alpha, &ov);
+        st = kdc_overlay_colormap(crop, map, alpha, cx->io->cmap, &ov);
     }
     if (st)
         return cli_lib_error(st, NULL);

@@ -59,6 +59,7 @@ static const char *compare_usage =
     "                      the raw maps of one image divided by their common maximum,\n"
     "                      the colour bar ticked in raw map units\n"
     "      --heatmap-only  CAM panels show the map alone, not blended with the photo\n"
+    "      --colormap C    jet (default), viridis, inferno or turbo, as for `kdcam cam`\n"
     "      --scale K       pixels per figure pixel, 1..8 (default 1)\n"
     "      --svg           also write the figure as SVG (text as text, panels embedded)\n"
     "  -r, --recursive, --batch B, --skip-existing, --progress-every S, --min-size N\n"
@@ -305,7 +306,7 @@ static int map_panel(const cli_input_opts *io, const cmp_model *cm, int b, size_
         }
         map = tmp;
     }
-    kdc_status st = kdc_overlay_ex(crop, map, io->heatmap_only ? 1.0f : 0.5f, out);
+    kdc_status st = kdc_overlay_colormap(crop, map, io->heatmap_only ? 1.0f : 0.5f, io->cmap, out);
     free(tmp);
     return st ? cli_lib_error(st, NULL) : 0;
 }
@@ -389,6 +390,7 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
     cli_fig *f = cli_fig_create(W, H);
     if (!f)
         return 1;
+    cli_fig_set_colormap(f, io->cmap);
     int rc = 0;
     for (int c = 0; c < cols && !rc; c++) {
         cli_fig_text_size(heads[c], 2, &tw, &th);
@@ -410,8 +412,8 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
             if (c == 3)
                 st = kdc_gradient_image(cms[i].guided + (size_t)b * 3 * plane, h, w, &pic);
             else if (c == 1)
-                st = kdc_overlay_ex(crop, cms[i].fmap + b * plane,
-                                    io->heatmap_only ? 1.0f : 0.5f, &pic);
+                st = kdc_overlay_colormap(crop, cms[i].fmap + b * plane,
+                                          io->heatmap_only ? 1.0f : 0.5f, io->cmap, &pic);
             else
                 rc = map_panel(io, &cms[i], b, plane, mx, crop, &pic);
             if (st)
@@ -470,6 +472,7 @@ static int draw_grid(const cli_input_opts *io, cmp_model *cms, int nm, int n, in
     cli_fig *f = cli_fig_create(W, H);
     if (!f)
         return 1;
+    cli_fig_set_colormap(f, io->cmap);
     int rc = cli_fig_text(f, pad, pad, 2, 0, INK, "%s", pretty_method(method));
     if (!rc)
         rc = cli_fig_text(f, pad, head_h, 2, 0, INK, "input");

@@ -21,6 +21,7 @@ typedef struct fig_el {
 
 struct cli_fig {
     int w, h, n, cap;
+    kdc_colormap cmap; /* of the colour bars (cli_fig_set_colormap) */
     fig_el *el;
 };
 
@@ -34,6 +35,12 @@ cli_fig *cli_fig_create(int w, int h)
     f->w = w;
     f->h = h;
     return f;
+}
+
+void cli_fig_set_colormap(cli_fig *f, kdc_colormap cmap)
+{
+    if (f)
+        f->cmap = cmap;
 }
 
 void cli_fig_destroy(cli_fig *f)
@@ -143,7 +150,7 @@ int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double h
     for (int yy = 0; yy < h; yy++)
         for (int xx = 0; xx < w; xx++)
             ramp[yy * w + xx] = (float)xx / (float)(w - 1);
-    kdc_colormap_jet(ramp, w, h, bar->rgb);
+    kdc_colormap_apply(f->cmap, ramp, w, h, bar->rgb);
     free(ramp);
     int rc = cli_fig_image(f, x, y, bar);
     kdc_image_destroy(bar);

@@ -12,6 +12,8 @@ typedef struct cli_fig cli_fig;
 /* A white figure of w x h units; returns NULL when out of memory (printed). */
 cli_fig *cli_fig_create(int w, int h);
 void cli_fig_destroy(cli_fig *f);
+/* The colormap of the figure's colour bars (default JET). */
+void cli_fig_set_colormap(cli_fig *f, kdc_colormap cmap);
 /* Adds a copy of img with its top-left corner at (x, y), one unit a pixel. */
 int cli_fig_image(cli_fig *f, int x, int y, const kdc_image *img);
 /* Adds text whose top is at y: anchor 0 left at x, 1 centred, 2 right; size

@@ -55,6 +55,7 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
         }
         const int valued = !strcmp(f, "--batch") || !strcmp(f, "--progress-every") ||
                            !strcmp(f, "--min-size") || !strcmp(f, "--scale") ||
+                           !strcmp(f, "--colormap") ||
                            (!strcmp(f, "--norm") && (flags & CLI_IN_COMPARE));
         if (!valued) {
             rest[(*nrest)++] = argv[i];
@@ -71,6 +72,8 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
             return 1;
         if (!strcmp(f, "--scale") && take_int(f, v, 1, 8, &io->scale))
             return 1;
+        if (!strcmp(f, "--colormap") && kdc_colormap_parse(v, &io->cmap))
+            return cli_lib_error(KDC_ERR_INVALID_ARGUMENT, "--colormap");
         if (!strcmp(f, "--norm")) {
             if (!strcmp(v, "shared"))
                 io->shared_norm = 1;

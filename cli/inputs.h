@@ -16,7 +16,7 @@ typedef struct cli_input_opts {
     /* figures */
     int scale;           /* --scale K: pixels per figure unit (default 1)     */
     int svg;             /* --svg: also write the figure as SVG               */
-    const char *cmap;    /* --colormap jet|viridis|inferno|turbo              */
+    kdc_colormap cmap;   /* --colormap jet|viridis|inferno|turbo (jet)        */
     int heatmap_only;    /* --heatmap-only: the map without the photo         */
     int shared_norm;     /* --norm shared|per-model (compare)                 */
     int annotate;        /* --annotate: label and colour bar on `cam` PNGs    */

@@ -958,6 +958,30 @@ KDC_API void kdc_shapes_labels_free(kdc_shapes_labels *labels);
 KDC_API kdc_status kdc_overlay_ex(const kdc_image *image, const float *map, float alpha,
                                   kdc_image **out);
 
+/* ---- issue 17: colormaps ---- */
+/* The colormaps of pytorch-grad-cam's show_cam_on_image(colormap=...):
+ * OpenCV's tables (VIRIDIS and INFERNO are matplotlib's, TURBO Google's),
+ * looked up at uint8(255 * x) of the map clamped to [0, 1] (NaN as 0). */
+typedef enum kdc_colormap {
+    KDC_COLORMAP_JET = 0, /* cv2.COLORMAP_JET, the default everywhere */
+    KDC_COLORMAP_VIRIDIS,
+    KDC_COLORMAP_INFERNO,
+    KDC_COLORMAP_TURBO,
+    KDC_COLORMAP_COUNT
+} kdc_colormap;
+/* "jet", "viridis", "inferno", "turbo"; NULL for an unknown value. */
+KDC_API const char *kdc_colormap_name(kdc_colormap cmap);
+/* The colormap of that name; KDC_ERR_INVALID_ARGUMENT (naming it) if none. */
+KDC_API kdc_status kdc_colormap_parse(const char *name, kdc_colormap *cmap);
+/* kdc_colormap_jet with any colormap (an unknown one: JET). */
+KDC_API void kdc_colormap_apply(kdc_colormap cmap, const float *map, int w, int h,
+                                unsigned char *rgb);
+/* kdc_overlay_ex with any colormap: show_cam_on_image(img, map,
+ * use_rgb=True, colormap, image_weight = 1 - alpha). */
+KDC_API kdc_status kdc_overlay_colormap(const kdc_image *image, const float *map, float alpha,
+                                        kdc_colormap cmap, kdc_image **out);
+/* ---- end of issue 17: colormaps ---- */
+
 /* Encodes a PNG in memory (for embedding, e.g. as a data URI in an SVG):
  * *data (free with kdc_free) gets *size bytes. Errors:
  * KDC_ERR_INVALID_ARGUMENT, KDC_ERR_NO_MEMORY. */

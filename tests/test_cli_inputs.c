@@ -212,6 +212,23 @@ static void test_cam_inputs(void **state)
     expect_error(run("cam -w %s %s/empty -o %s/o8", wmb, tmp, tmp), "no image in this folder");
     expect_error(run("cam -w %s %s/in --batch 0 -o %s/o8", wmb, tmp, tmp), "--batch");
     expect_error(run("cam -w %s %s/in --scale 9 -o %s/o8", wmb, tmp, tmp), "--scale");
+
+    /* --colormap: another picture of the same map; an unknown name refused */
+    assert_int_equal(run("cam -w %s %s/in/top.png -o %s/o9", wmb, tmp, tmp), 0);
+    assert_int_equal(run("cam -w %s %s/in/top.png -o %s/o10 --colormap viridis", wmb, tmp, tmp),
+                     0);
+    kdc_image *jet = NULL, *vir = NULL;
+    snprintf(path, sizeof path, "%s/o9/top.gradcam.png", tmp);
+    assert_int_equal(kdc_image_load(path, &jet), KDC_OK);
+    snprintf(path, sizeof path, "%s/o10/top.gradcam.png", tmp);
+    assert_int_equal(kdc_image_load(path, &vir), KDC_OK);
+    assert_int_equal(jet->width, vir->width);
+    assert_int_equal(jet->height, vir->height);
+    assert_true(memcmp(jet->rgb, vir->rgb, (size_t)jet->width * jet->height * 3) != 0);
+    kdc_image_destroy(jet);
+    kdc_image_destroy(vir);
+    expect_error(run("cam -w %s %s/in/top.png -o %s/o8 --colormap parula", wmb, tmp, tmp),
+                 "unknown colormap 'parula'");
 }
 
 static void test_compare_options(void **state)

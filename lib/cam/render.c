@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "cam_internal.h"
 
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
@@ -94,15 +94,51 @@ static int kdc__jet_index(float x)
     return (int)(255.0f * x);
 }
 
-void kdc_colormap_jet(const float *map, int w, int h, unsigned char *rgb)
+static const char *const kdc__cmap_names[KDC_COLORMAP_COUNT] = {"jet", "viridis", "inferno",
+                                                                 "turbo"};
+
+const char *kdc_colormap_name(kdc_colormap cmap)
+{
+    return (int)cmap >= 0 && cmap < KDC_COLORMAP_COUNT ? kdc__cmap_names[cmap] : NULL;
+}
+
+kdc_status kdc_colormap_parse(const char *name, kdc_colormap *cmap)
+{
+    if (!cmap)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_colormap_parse: cmap is NULL");
+    for (int i = 0; name && i < KDC_COLORMAP_COUNT; i++)
+        if (!strcmp(name, kdc__cmap_names[i])) {
+            *cmap = (kdc_colormap)i;
+            return KDC_OK;
+        }
+    return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown colormap '%s' (jet, viridis, inferno, "
+                     "turbo)", name ? name : "(null)");
+}
+
+void kdc__colormap_lut(kdc_colormap cmap, unsigned char lut[256][3])
+{
+    switch (cmap) {
+    case KDC_COLORMAP_VIRIDIS: memcpy(lut, kdc__cmap_viridis, 256 * 3); break;
+    case KDC_COLORMAP_INFERNO: memcpy(lut, kdc__cmap_inferno, 256 * 3); break;
+    case KDC_COLORMAP_TURBO: memcpy(lut, kdc__cmap_turbo, 256 * 3); break;
+    default: kdc__jet_lut(lut); break;
+    }
+}
+
+void kdc_colormap_apply(kdc_colormap cmap, const float *map, int w, int h, unsigned char *rgb)
 {
     if (!map || !rgb || w < 1 || h < 1)
         return;
     unsigned char lut[256][3];
-    kdc__jet_lut(lut);
+    kdc__colormap_lut(cmap, lut);
     const size_t count = (size_t)w * (size_t)h;
     for (size_t i = 0; i < count; i++)
         memcpy(rgb + 3 * i, lut[kdc__jet_index(map[i])], 3);
+}
+
+void kdc_colormap_jet(const float *map, int w, int h, unsigned char *rgb)
+{
+    kdc_colormap_apply(KDC_COLORMAP_JET, map, w, h, rgb);
 }
 
 /* ------------------------------------------------------------------ */
@@ -131,6 +167,12 @@ kdc_status kdc_overlay(const kdc_image *image, const float *map, kdc_image **out
 kdc_status kdc_overlay_ex(const kdc_image *image, const float *map, float alpha,
                           kdc_image **out)
 {
+    return kdc_overlay_colormap(image, map, alpha, KDC_COLORMAP_JET, out);
+}
+
+kdc_status kdc_overlay_colormap(const kdc_image *image, const float *map, float alpha,
+                                kdc_colormap cmap, kdc_image **out)
+{
     if (!out)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_overlay: out is NULL");
     *out = NULL;
@@ -146,7 +188,7 @@ kdc_status kdc_overlay_ex(const kdc_image *image, const float *map, float alpha,
     if ((st = kdc_image_create(image->width, image->height, &o)))
         return st;
     unsigned char lut[256][3];
-    kdc__jet_lut(lut);
+    kdc__colormap_lut(cmap, lut);
     const float wi = 1.0f - alpha;
     const size_t count = (size_t)image->width * (size_t)image->height;
     /* pass 1: the maximum; pass 2 recomputes the same float values */
