@@ -10,11 +10,12 @@
 
 static const char *shapes_usage =
     "usage: kdcam shapes -n N --seed S -o DIR [--size PX] [--start I] [--masks]\n"
+    "                    [--style hard|classic]\n"
     "Writes N images of the procedural shapes dataset as DIR/IIIIII.png (I = image\n"
     "index) and DIR/labels.json with each image's class and bounding box. Each\n"
     "image holds one object of one of 10 shape classes on a cluttered background\n"
-    "with distractors that belong to no class. Image I of seed S is always the\n"
-    "same, so any subset can be regenerated with --start.\n"
+    "with distractors that belong to no class. Image I of seed S (and style) is\n"
+    "always the same, so any subset can be regenerated with --start.\n"
     "\n"
     "  -n N           number of images (1..10000000)\n"
     "      --seed S   dataset seed (0..2^64-1)\n"
@@ -23,11 +24,18 @@ static const char *shapes_usage =
     "                 bundled demo models were trained at)\n"
     "      --start I  index of the first image (default 0)\n"
     "      --masks    also write DIR/IIIIII_mask.png (white where the object is)\n"
+    "      --style ST hard (default): the object 20-45% of the side across,\n"
+    "                 anywhere, with 1-3 decoys (shapes of no class: long ellipse,\n"
+    "                 arrow, L, T, half disk, oval ring) outside its box;\n"
+    "                 classic: the object 48-68% of the side, no decoys, the\n"
+    "                 images older versions wrote (the bundled demo models were\n"
+    "                 trained on these)\n"
     "  -h, --help     this help\n"
     "\n"
-    "labels.json: {\"seed\": S, \"size\": PX, \"classes\": [names], \"images\":\n"
-    "[{\"file\", \"index\", \"class\", \"name\", \"box\": [x0, y0, x1, y1] (x1, y1\n"
-    "exclusive), \"mask\" (with --masks)}]}\n";
+    "labels.json: {\"seed\": S, \"size\": PX, \"style\": ST, \"classes\": [names],\n"
+    "\"images\": [{\"file\", \"index\", \"class\", \"name\", \"box\": [x0, y0, x1, y1]\n"
+    "(x1, y1 exclusive), \"style\", \"decoys\": [{\"kind\", \"box\"}] (empty for\n"
+    "classic), \"mask\" (with --masks)}]}\n";
 
 static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
@@ -46,13 +54,15 @@ int cmd_shapes(int argc, char **argv)
 {
     uint64_t n = 0, seed = 0, start = 0, size = 192;
     int have_n = 0, have_seed = 0, masks = 0;
+    kdc_shapes_style style = KDC_SHAPES_HARD;
     const char *dir = NULL;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = !strcmp(a, "-n") || !strcmp(a, "--seed") || !strcmp(a, "-o") ||
-                    !strcmp(a, "--out") || !strcmp(a, "--size") || !strcmp(a, "--start");
+                    !strcmp(a, "--out") || !strcmp(a, "--size") || !strcmp(a, "--start") ||
+                    !strcmp(a, "--style");
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(shapes_usage, stdout);
             return 0;
@@ -96,6 +106,15 @@ int cmd_shapes(int argc, char **argv)
                 cli_error("--start: '%s' is not a number in 0..999999999999", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--style")) {
+            if (!strcmp(v, "hard"))
+                style = KDC_SHAPES_HARD;
+            else if (!strcmp(v, "classic"))
+                style = KDC_SHAPES_CLASSIC;
+            else {
+                cli_error("--style: '%s' is not hard or classic", v);
+                return 2;
+            }
         } else {
             dir = v;
         }
@@ -129,8 +148,8 @@ int cmd_shapes(int argc, char **argv)
         rc = cli_error("%s: cannot create: %s", tmp, strerror(errno));
         goto done;
     }
-    fprintf(js, "{\"seed\": %llu, \"size\": %d, \"classes\": [", (unsigned long long)seed,
-            (int)size);
+    fprintf(js, "{\"seed\": %llu, \"size\": %d, \"style\": \"%s\", \"classes\": [",
+            (unsigned long long)seed, (int)size, kdc_shapes_style_name(style));
     for (int c = 0; c < kdc_shapes_num_classes(); c++)
         fprintf(js, "%s\"%s\"", c ? ", " : "", kdc_shapes_class_name(c));
     fputs("],\n\"images\": [\n", js);
@@ -140,7 +159,7 @@ int cmd_shapes(int argc, char **argv)
         kdc_image *img;
         kdc_shape_info info;
         char file[40];
-        kdc_status st = kdc_shapes_render(seed, idx, (int)size, &img, &info, mask);
+        kdc_status st = kdc_shapes_render_ex(seed, idx, (int)size, style, &img, &info, mask);
         if (st) {
             rc = cli_lib_error(st, NULL);
             goto done;
@@ -158,6 +177,12 @@ int cmd_shapes(int argc, char **argv)
                 k ? ",\n" : "", file, (unsigned long long)idx, info.cls,
                 kdc_shapes_class_name(info.cls), info.box[0], info.box[1], info.box[2],
                 info.box[3]);
+        fprintf(js, ", \"style\": \"%s\", \"decoys\": [", kdc_shapes_style_name(style));
+        for (int d = 0; d < info.ndecoys; d++)
+            fprintf(js, "%s{\"kind\": \"%s\", \"box\": [%d, %d, %d, %d]}", d ? ", " : "",
+                    kdc_shapes_decoy_name(info.decoy_kind[d]), info.decoy_box[d][0],
+                    info.decoy_box[d][1], info.decoy_box[d][2], info.decoy_box[d][3]);
+        fputc(']', js);
         if (masks) {
             char mfile[48];
             for (size_t p = 0; p < (size_t)size * (size_t)size; p++)

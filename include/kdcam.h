@@ -701,15 +701,32 @@ KDC_API kdc_status kdc_npy_load(const char *path, float **data, int *ndim, int64
 /* ------------------------------------------------------------------ */
 /* Procedural shapes dataset (kdcam shapes)                            */
 /* A synthetic dataset with known object locations: each image holds one
- * object of one of kdc_shapes_num_classes() shape classes (random size, 48-68%
- * of the side across, position fully inside, rotation, colour and fill) on a
- * cluttered background (gradient, noise, stripes, blobs, grain) with 1-3
+ * object of one of kdc_shapes_num_classes() shape classes (random size,
+ * position fully inside, rotation, colour and fill) on a cluttered
+ * background (gradient, noise, stripes, blobs, grain) with 1-3 thin
  * distractors that belong to no class (thin lines, zigzags, thin bars, dot
- * clusters). Image `index` of `seed` depends only on (seed, index, size), so
+ * clusters). Two styles:
+ *  - KDC_SHAPES_HARD (the default): the class object is 20-45% of the side
+ *    across, anywhere in the frame, and 1-3 decoys (objects of the same
+ *    size range, fills and colours that belong to no class: long ellipse,
+ *    arrow, L, T, half disk, long oval ring) lie outside its box, so a map
+ *    that always peaks at the centre or on the most salient object is
+ *    often wrong;
+ *  - KDC_SHAPES_CLASSIC: the original style (object 48-68% of the side, no
+ *    decoys), pixel for pixel what kdc_shapes_render gave before the hard
+ *    style existed; the bundled demo models (weights/demo/) were trained on
+ *    it.
+ * Image `index` of `seed` depends only on (seed, index, size, style), so
  * any subset can be regenerated; no libm is used (see lib/data/shapes.c). */
 
 #define KDC_SHAPES_MIN_SIZE 64
 #define KDC_SHAPES_MAX_SIZE 1024
+#define KDC_SHAPES_MAX_DECOYS 3
+
+typedef enum kdc_shapes_style {
+    KDC_SHAPES_HARD = 0,    /* default: small object anywhere, plus decoys  */
+    KDC_SHAPES_CLASSIC = 1, /* original: large object, no decoys            */
+} kdc_shapes_style;
 
 typedef struct kdc_shape_info {
     int cls;          /* class, 0 .. kdc_shapes_num_classes()-1               */
@@ -718,6 +735,12 @@ typedef struct kdc_shape_info {
     float cx, cy;     /* centre of the shape, pixels                          */
     float diameter;   /* diameter of the disk the shape fits in, pixels       */
     int angle;        /* rotation, degrees 0..359                             */
+    int style;        /* the kdc_shapes_style it was drawn in                 */
+    int ndecoys;      /* decoys drawn, 0..KDC_SHAPES_MAX_DECOYS (0: classic)  */
+    int decoy_kind[KDC_SHAPES_MAX_DECOYS];   /* kdc_shapes_decoy_name()      */
+    int decoy_box[KDC_SHAPES_MAX_DECOYS][4]; /* like box: pixels at least half
+                                                covered by the decoy; never
+                                                overlaps box                  */
 } kdc_shape_info;
 
 /* Number of classes (10). */
@@ -725,12 +748,23 @@ KDC_API int kdc_shapes_num_classes(void);
 /* Name of class cls ("circle", "square", "triangle", "star", "cross", "ring",
  * "heart", "hexagon", "crescent", "frame"), or NULL if out of range. */
 KDC_API const char *kdc_shapes_class_name(int cls);
-/* Renders image `index` of the dataset `seed` at size x size pixels into a
- * new image *out (free with kdc_image_destroy). info (may be NULL) receives
- * the class and box; mask (may be NULL; size*size bytes) receives 1 where
- * the object covers at least half of a pixel, else 0. Errors:
- * KDC_ERR_INVALID_ARGUMENT (out NULL, size outside KDC_SHAPES_MIN_SIZE ..
- * KDC_SHAPES_MAX_SIZE), KDC_ERR_NO_MEMORY. */
+/* Name of decoy kind k ("ellipse", "arrow", "L", "T", "halfdisk",
+ * "ovalring"), or NULL if out of range. */
+KDC_API const char *kdc_shapes_decoy_name(int kind);
+/* Name of a style ("hard", "classic"), or NULL if unknown. */
+KDC_API const char *kdc_shapes_style_name(int style);
+/* Renders image `index` of the dataset `seed` in `style` at size x size
+ * pixels into a new image *out (free with kdc_image_destroy). info (may be
+ * NULL) receives the class, box and decoys; mask (may be NULL; size*size
+ * bytes) receives 1 where the class object covers at least half of a pixel,
+ * else 0 (decoys are not in the mask). Errors: KDC_ERR_INVALID_ARGUMENT
+ * (out NULL, size outside KDC_SHAPES_MIN_SIZE .. KDC_SHAPES_MAX_SIZE, an
+ * unknown style), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_shapes_render_ex(uint64_t seed, uint64_t index, int size,
+                                        kdc_shapes_style style, kdc_image **out,
+                                        kdc_shape_info *info, unsigned char *mask);
+/* kdc_shapes_render_ex in the default style, KDC_SHAPES_HARD. (Before the
+ * hard style existed this call drew what KDC_SHAPES_CLASSIC draws now.) */
 KDC_API kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image **out,
                                      kdc_shape_info *info, unsigned char *mask);
 

@@ -86,7 +86,9 @@ static void teacher_points_at_objects(void **state)
     for (int i = 0; i < NIMG; i++) {
         kdc_image *im;
         kdc_shape_info info;
-        assert_int_equal(kdc_shapes_render(3, (uint64_t)i, S, &im, &info, NULL), KDC_OK);
+        /* the classic style: the one the bundled models were trained on */
+        assert_int_equal(
+            kdc_shapes_render_ex(3, (uint64_t)i, S, KDC_SHAPES_CLASSIC, &im, &info, NULL), KDC_OK);
         int h, w;
         assert_int_equal(kdc_preprocess_size(&pp, im->width, im->height, &h, &w), KDC_OK);
         assert_true(h == S && w == S);

@@ -1,4 +1,6 @@
-/* test_shapes.c - the procedural shapes dataset (kdc_shapes_render). */
+/* test_shapes.c - the procedural shapes dataset (kdc_shapes_render,
+ * kdc_shapes_render_ex): the classic style's tests as they were (through
+ * CLASSIC below), then the hard style's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +13,10 @@
 #include "kdcam.h"
 
 #define N 128
+
+/* the classic style, what kdc_shapes_render drew before the hard style */
+#define CLASSIC(seed, idx, size, out, info, mask)                                               \
+    kdc_shapes_render_ex(seed, idx, size, KDC_SHAPES_CLASSIC, out, info, mask)
 
 static void test_class_names(void **state)
 {
@@ -37,10 +43,10 @@ static void test_deterministic(void **state)
     unsigned char *ma = malloc(N * N), *mb = malloc(N * N);
     assert_non_null(ma);
     assert_non_null(mb);
-    assert_int_equal(kdc_shapes_render(7, 42, N, &a, &ia, ma), KDC_OK);
+    assert_int_equal(CLASSIC(7, 42, N, &a, &ia, ma), KDC_OK);
     /* rendering other images in between must not change image 42 */
-    assert_int_equal(kdc_shapes_render(7, 43, N, &c, &ic, NULL), KDC_OK);
-    assert_int_equal(kdc_shapes_render(7, 42, N, &b, &ib, mb), KDC_OK);
+    assert_int_equal(CLASSIC(7, 43, N, &c, &ic, NULL), KDC_OK);
+    assert_int_equal(CLASSIC(7, 42, N, &b, &ib, mb), KDC_OK);
     assert_int_equal(a->width, N);
     assert_int_equal(a->height, N);
     assert_memory_equal(a->rgb, b->rgb, (size_t)N * N * 3);
@@ -50,7 +56,7 @@ static void test_deterministic(void **state)
     /* another index and another seed give other pixels */
     assert_memory_not_equal(a->rgb, c->rgb, (size_t)N * N * 3);
     kdc_image_destroy(c);
-    assert_int_equal(kdc_shapes_render(8, 42, N, &c, NULL, NULL), KDC_OK);
+    assert_int_equal(CLASSIC(8, 42, N, &c, NULL, NULL), KDC_OK);
     assert_memory_not_equal(a->rgb, c->rgb, (size_t)N * N * 3);
     kdc_image_destroy(a);
     kdc_image_destroy(b);
@@ -70,7 +76,7 @@ static void test_boxes_and_classes(void **state)
     for (int i = 0; i < 200; i++) {
         kdc_image *im;
         kdc_shape_info info;
-        assert_int_equal(kdc_shapes_render(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_int_equal(CLASSIC(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
         assert_true(info.cls >= 0 && info.cls < 10);
         seen[info.cls]++;
         const int *b = info.box;
@@ -120,7 +126,7 @@ static void test_pinned_checksum(void **state)
     for (int i = 0; i < 4; i++) {
         kdc_image *im;
         kdc_shape_info info;
-        assert_int_equal(kdc_shapes_render(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_int_equal(CLASSIC(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
         assert_int_equal(info.cls, cls[i]);
         assert_memory_equal(info.box, box[i], sizeof box[i]);
         for (int k = 0; k < N * N * 3; k++) {
@@ -142,19 +148,19 @@ static void test_sizes(void **state)
     (void)state;
     kdc_image *im = (kdc_image *)1;
     kdc_shape_info info;
-    assert_int_equal(kdc_shapes_render(1, 0, 63, &im, &info, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(CLASSIC(1, 0, 63, &im, &info, NULL), KDC_ERR_INVALID_ARGUMENT);
     assert_null(im);
     assert_non_null(strstr(kdc_last_error(), "63"));
-    assert_int_equal(kdc_shapes_render(1, 0, 1025, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
-    assert_int_equal(kdc_shapes_render(1, 0, 0, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
-    assert_int_equal(kdc_shapes_render(1, 0, -5, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
-    assert_int_equal(kdc_shapes_render(1, 0, N, NULL, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(CLASSIC(1, 0, 1025, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(CLASSIC(1, 0, 0, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(CLASSIC(1, 0, -5, &im, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_int_equal(CLASSIC(1, 0, N, NULL, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
     /* the smallest and a larger size work; the box scales with the image */
-    assert_int_equal(kdc_shapes_render(1, 0, 64, &im, &info, NULL), KDC_OK);
+    assert_int_equal(CLASSIC(1, 0, 64, &im, &info, NULL), KDC_OK);
     assert_int_equal(im->width, 64);
     assert_true(info.box[2] <= 64 && info.box[3] <= 64);
     kdc_image_destroy(im);
-    assert_int_equal(kdc_shapes_render(1, 0, 256, &im, &info, NULL), KDC_OK);
+    assert_int_equal(CLASSIC(1, 0, 256, &im, &info, NULL), KDC_OK);
     assert_int_equal(im->height, 256);
     assert_true(info.box[2] - info.box[0] >= 48);
     kdc_image_destroy(im);
@@ -171,7 +177,7 @@ static void test_object_visible(void **state)
     for (int i = 0; i < 50; i++) {
         kdc_image *im;
         kdc_shape_info info;
-        assert_int_equal(kdc_shapes_render(3, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_int_equal(CLASSIC(3, (uint64_t)i, N, &im, &info, m), KDC_OK);
         double in[3] = {0}, out[3] = {0};
         int nin = 0, nout = 0;
         for (int y = 0; y < N; y++)
@@ -199,6 +205,174 @@ static void test_object_visible(void **state)
     free(m);
 }
 
+/* ------------------------------------------------------------------ */
+/* The hard style (the default)                                        */
+
+static int overlap(const int a[4], const int b[4])
+{
+    return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+}
+
+/* kdc_shapes_render is the hard style; names; bad style */
+static void test_hard_default(void **state)
+{
+    (void)state;
+    kdc_image *a, *b;
+    kdc_shape_info ia, ib;
+    assert_int_equal(kdc_shapes_render(5, 9, N, &a, &ia, NULL), KDC_OK);
+    assert_int_equal(kdc_shapes_render_ex(5, 9, N, KDC_SHAPES_HARD, &b, &ib, NULL), KDC_OK);
+    assert_memory_equal(a->rgb, b->rgb, (size_t)N * N * 3);
+    assert_memory_equal(&ia, &ib, sizeof ia);
+    assert_int_equal(ia.style, KDC_SHAPES_HARD);
+    kdc_image_destroy(b);
+    /* another style, other pixels */
+    assert_int_equal(CLASSIC(5, 9, N, &b, &ib, NULL), KDC_OK);
+    assert_int_equal(ib.style, KDC_SHAPES_CLASSIC);
+    assert_int_equal(ib.ndecoys, 0);
+    assert_memory_not_equal(a->rgb, b->rgb, (size_t)N * N * 3);
+    kdc_image_destroy(a);
+    kdc_image_destroy(b);
+    a = (kdc_image *)1;
+    assert_int_equal(kdc_shapes_render_ex(5, 9, N, (kdc_shapes_style)7, &a, NULL, NULL),
+                     KDC_ERR_INVALID_ARGUMENT);
+    assert_null(a);
+    assert_non_null(strstr(kdc_last_error(), "style"));
+    assert_int_equal(kdc_shapes_render(1, 0, 63, &a, NULL, NULL), KDC_ERR_INVALID_ARGUMENT);
+    assert_string_equal(kdc_shapes_style_name(KDC_SHAPES_HARD), "hard");
+    assert_string_equal(kdc_shapes_style_name(KDC_SHAPES_CLASSIC), "classic");
+    assert_null(kdc_shapes_style_name(2));
+    assert_string_equal(kdc_shapes_decoy_name(0), "ellipse");
+    assert_non_null(kdc_shapes_decoy_name(5));
+    assert_null(kdc_shapes_decoy_name(6));
+    assert_null(kdc_shapes_decoy_name(-1));
+}
+
+/* Over 300 images: the box is tight around the mask; the object is 20-45%
+ * of the side across with its disk inside the frame; decoys have non-empty
+ * boxes inside the image that overlap neither the class box nor each
+ * other; every class and decoy kind appears; most images have decoys. */
+static void test_hard_geometry(void **state)
+{
+    (void)state;
+    int seen[10] = {0}, kinds[6] = {0}, ndec[4] = {0};
+    unsigned char *m = malloc(N * N);
+    assert_non_null(m);
+    for (int i = 0; i < 300; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render(2, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_true(info.cls >= 0 && info.cls < 10);
+        seen[info.cls]++;
+        const int *b = info.box;
+        assert_true(0 <= b[0] && b[0] < b[2] && b[2] <= N);
+        assert_true(0 <= b[1] && b[1] < b[3] && b[3] <= N);
+        int x0 = N, y0 = N, x1 = -1, y1 = -1;
+        for (int y = 0; y < N; y++)
+            for (int x = 0; x < N; x++) {
+                assert_true(m[y * N + x] <= 1);
+                if (!m[y * N + x])
+                    continue;
+                x0 = x < x0 ? x : x0;
+                y0 = y < y0 ? y : y0;
+                x1 = x > x1 ? x : x1;
+                y1 = y > y1 ? y : y1;
+            }
+        assert_int_equal(b[0], x0);
+        assert_int_equal(b[1], y0);
+        assert_int_equal(b[2], x1 + 1);
+        assert_int_equal(b[3], y1 + 1);
+        assert_true(info.diameter >= 0.20f * N && info.diameter <= 0.45f * N);
+        assert_true(info.cx - 0.5f * info.diameter >= 0.0f);
+        assert_true(info.cx + 0.5f * info.diameter <= (float)N);
+        assert_true(info.cy - 0.5f * info.diameter >= 0.0f);
+        assert_true(info.cy + 0.5f * info.diameter <= (float)N);
+        assert_true(info.angle >= 0 && info.angle < 360);
+        assert_int_equal(info.style, KDC_SHAPES_HARD);
+        assert_true(info.ndecoys >= 0 && info.ndecoys <= KDC_SHAPES_MAX_DECOYS);
+        ndec[info.ndecoys]++;
+        for (int d = 0; d < info.ndecoys; d++) {
+            const int *db = info.decoy_box[d];
+            assert_true(info.decoy_kind[d] >= 0 && info.decoy_kind[d] < 6);
+            kinds[info.decoy_kind[d]]++;
+            assert_true(0 <= db[0] && db[0] < db[2] && db[2] <= N);
+            assert_true(0 <= db[1] && db[1] < db[3] && db[3] <= N);
+            /* at least a tenth of the side across */
+            assert_true(db[2] - db[0] >= N / 10 || db[3] - db[1] >= N / 10);
+            assert_false(overlap(db, b));
+            for (int e = 0; e < d; e++)
+                assert_false(overlap(db, info.decoy_box[e]));
+        }
+        kdc_image_destroy(im);
+    }
+    for (int c = 0; c < 10; c++)
+        assert_true(seen[c] >= 10);
+    for (int k = 0; k < 6; k++)
+        assert_true(kinds[k] >= 10);
+    assert_true(ndec[0] <= 30);
+    free(m);
+}
+
+/* The point of the style: the image centre lies in few class boxes (the
+ * classic style: 0.956 of them). */
+static void test_hard_centre_share(void **state)
+{
+    (void)state;
+    const int S = 192;
+    int in = 0, inc = 0;
+    for (int i = 0; i < 200; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render(3, (uint64_t)i, S, &im, &info, NULL), KDC_OK);
+        in += info.box[0] <= S / 2 && S / 2 < info.box[2] && info.box[1] <= S / 2 &&
+              S / 2 < info.box[3];
+        kdc_image_destroy(im);
+        assert_int_equal(CLASSIC(3, (uint64_t)i, S, &im, &info, NULL), KDC_OK);
+        inc += info.box[0] <= S / 2 && S / 2 < info.box[2] && info.box[1] <= S / 2 &&
+               S / 2 < info.box[3];
+        kdc_image_destroy(im);
+    }
+    print_message("centre in the box: hard %d/200, classic %d/200\n", in, inc);
+    assert_true(in <= 60);
+    assert_true(inc >= 180);
+}
+
+/* The hard style's pixels of images 0..3 of seed 1, pinned like the
+ * classic's above (the value is the generator's own output). */
+static void test_hard_pinned_checksum(void **state)
+{
+    (void)state;
+    uint64_t h = 0xCBF29CE484222325ULL;
+    unsigned char *m = malloc(N * N);
+    assert_non_null(m);
+    static const int cls[4] = {8, 4, 5, 7}, ndec[4] = {2, 2, 2, 1};
+    static const int box[4][4] = {{25, 73, 55, 111}, {49, 25, 78, 55}, {12, 54, 39, 81},
+                                  {68, 51, 116, 101}};
+    for (int i = 0; i < 4; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
+        assert_int_equal(info.cls, cls[i]);
+        assert_memory_equal(info.box, box[i], sizeof box[i]);
+        assert_int_equal(info.ndecoys, ndec[i]);
+        for (int k = 0; k < N * N * 3; k++) {
+            h ^= im->rgb[k];
+            h *= 0x100000001B3ULL;
+        }
+        for (int k = 0; k < N * N; k++) {
+            h ^= m[k];
+            h *= 0x100000001B3ULL;
+        }
+        for (int d = 0; d < info.ndecoys; d++)
+            for (int k = 0; k < 4; k++) {
+                h ^= (uint64_t)(unsigned)info.decoy_box[d][k];
+                h *= 0x100000001B3ULL;
+            }
+        kdc_image_destroy(im);
+    }
+    free(m);
+    assert_true(h == 0xc223d3671e5c79feULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -208,6 +382,10 @@ int main(void)
         cmocka_unit_test(test_pinned_checksum),
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_object_visible),
+        cmocka_unit_test(test_hard_default),
+        cmocka_unit_test(test_hard_geometry),
+        cmocka_unit_test(test_hard_centre_share),
+        cmocka_unit_test(test_hard_pinned_checksum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,8 +21,8 @@ mkdir -p "$D"
 
 # --seed 3 is the held-out seed of tools/train_demo.py: none of these images
 # was seen in training
-echo "== kdcam shapes -n $N --seed 3 -o $D/heldout"
-"$K" shapes -n "$N" --seed 3 -o "$D/heldout" >/dev/null
+echo "== kdcam shapes -n $N --seed 3 --style classic -o $D/heldout"
+"$K" shapes -n "$N" --seed 3 --style classic -o "$D/heldout" >/dev/null
 
 set -- --model "Teacher (ResNet-50)=$W/teacher.safetensors" \
        --model "Student (MobileNetV1)=$W/student.safetensors" \

@@ -167,7 +167,10 @@ def generate(kdcam, d, seed, n, masks=False):
     if os.path.exists(lab):
         with open(lab) as f:
             j = json.load(f)
+        # files without "style" are the classic style; the command below
+        # writes kdcam shapes' default, the hard style (issue 12)
         if j["seed"] == seed and len(j["images"]) == n and j["size"] == SIZE and \
+                j.get("style", "classic") == "hard" and \
                 (not masks or "mask" in j["images"][0]):
             return j
     cmd = [kdcam, "shapes", "-n", str(n), "--seed", str(seed), "-o", d, "--size", str(SIZE)]

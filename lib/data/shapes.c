@@ -1,13 +1,21 @@
 /* shapes.c - the procedural shapes dataset (kdcam shapes).
  *
- * Each image holds one object of one of KDC__NCLASS shape classes on a
- * cluttered background (gradient, value noise, stripes, soft blobs, grain)
+ * Two styles (kdc_shapes_style). The classic style, below first and kept
+ * pixel for pixel as it was: each image holds one object of one of
+ * KDC__NCLASS shape classes on a cluttered background (gradient, value noise, stripes, soft blobs, grain)
  * with 1-3 distractors that belong to no class: thin lines, zigzags, long
  * thin bars and clusters of small dots. Class objects are solid (or
  * hollow, with thick walls), 48-68% of the image side across (the disk it fits in), so no
  * distractor can be taken for one by construction: every distractor is
  * either at most 4 pixels thick or made of dots at most 5 pixels across,
  * or a bar with an aspect ratio of at least 4.
+ * The hard style (the default, at the end of the file) draws the class
+ * object 20-45% of the side across anywhere in the frame, on the same kind
+ * of background and distractors, plus 1-3 decoys: objects of the same size
+ * range, fills and colours in shapes that no class has at any rotation or
+ * scale (long ellipse, arrow, L, T, half disk, long oval ring), placed by
+ * a bounded, deterministic rejection sampling so that they never overlap
+ * the class object's box.
  *
  * Determinism: image `index` of `seed` depends only on (seed, index, size).
  * The random numbers come from splitmix64; the geometry uses float/double
@@ -418,8 +426,11 @@ static float kdc__colour_dist(const float a[3], const float b[3])
     return kdc__absf(a[0] - b[0]) + kdc__absf(a[1] - b[1]) + kdc__absf(a[2] - b[2]);
 }
 
-kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image **out,
-                             kdc_shape_info *info, unsigned char *mask)
+/* The classic style: exactly the generator as it was before the hard style
+ * (its pixels are pinned by tests/test_shapes.c and the demo models were
+ * trained on them): do not change anything here that touches pixels. */
+static kdc_status kdc__render_classic(uint64_t seed, uint64_t index, int size, kdc_image **out,
+                                      kdc_shape_info *info, unsigned char *mask)
 {
     if (out)
         *out = NULL;
@@ -605,9 +616,357 @@ kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image 
         info->cy = cy;
         info->diameter = diam;
         info->angle = angle;
+        info->style = KDC_SHAPES_CLASSIC;
     }
     free(c.px);
     free(cov);
     *out = img;
     return KDC_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* The hard style (the default)                                        */
+/* The class object is 20-45% of the side across, anywhere in the      */
+/* frame; 1-3 decoys of the same size range, fills and colours, that   */
+/* belong to no class, lie outside its box.                            */
+
+#define KDC__NDECOY 6
+
+/* Decoys cannot be taken for a class at any rotation or scale: each has
+ * an aspect ratio of at least 1.8 (no class has one above 1.3) or, for the
+ * half disk, a straight edge across a round one (the crescent's cut is
+ * concave); the arrow, L and T have 1, 2 and 3 ends (the cross has 4). */
+static const char *const kdc__decoy_names[KDC__NDECOY] = {
+    "ellipse", "arrow", "L", "T", "halfdisk", "ovalring",
+};
+
+const char *kdc_shapes_decoy_name(int kind)
+{
+    if (kind < 0 || kind >= KDC__NDECOY)
+        return NULL;
+    return kdc__decoy_names[kind];
+}
+
+const char *kdc_shapes_style_name(int style)
+{
+    switch (style) {
+    case KDC_SHAPES_HARD:
+        return "hard";
+    case KDC_SHAPES_CLASSIC:
+        return "classic";
+    default:
+        return NULL;
+    }
+}
+
+/* Decoys in local coordinates, each inside the unit disk, v down. */
+static int kdc__decoy_inside(int kind, float u, float v)
+{
+    switch (kind) {
+    case 0: { /* ellipse, axes 0.95 x 0.45 (aspect 2.1) */
+        float a = u / 0.95f, b = v / 0.45f;
+        return a * a + b * b <= 1.0f;
+    }
+    case 1: /* arrow along +u: shaft and a triangular head */
+        if (u >= -0.9f && u <= 0.15f && kdc__absf(v) <= 0.17f)
+            return 1;
+        return u >= 0.15f && u <= 0.9f && kdc__absf(v) <= 0.5f * (0.9f - u) / 0.75f;
+    case 2: /* L: a bar 1.44 long and one 1.2 long, 0.42 thick */
+        return (u >= -0.6f && u <= -0.18f && v >= -0.72f && v <= 0.72f) ||
+               (v >= 0.3f && v <= 0.72f && u >= -0.6f && u <= 0.6f);
+    case 3: /* T */
+        return (v >= -0.68f && v <= -0.3f && kdc__absf(u) <= 0.7f) ||
+               (kdc__absf(u) <= 0.2f && v >= -0.3f && v <= 0.8f);
+    case 4: { /* half disk, radius 0.88, flat side down, box centred */
+        float y = v - 0.44f;
+        return y <= 0.0f && u * u + y * y <= 0.88f * 0.88f;
+    }
+    default: { /* oval ring: outer 0.95 x 0.52 (aspect 1.83), inner 0.6 x 0.2 */
+        float a = u / 0.95f, b = v / 0.52f, ai = u / 0.6f, bi = v / 0.2f;
+        return a * a + b * b <= 1.0f && ai * ai + bi * bi > 1.0f;
+    }
+    }
+}
+
+/* One object (class or decoy) of the hard style. */
+typedef struct kdc__obj {
+    int decoy, kind;
+    float cx, cy, rad;
+    int angle;
+} kdc__obj;
+
+/* Coverage (0..KDC__SS^2) of o into cov, which is zero outside the returned
+ * window [*x0, *x1] x [*y0, *y1]. */
+static void kdc__cover(const kdc__polys *P, const kdc__obj *o, int n, unsigned char *cov,
+                       int *wx0, int *wy0, int *wx1, int *wy1)
+{
+    const double ang = (double)o->angle * KDC__PI / 180.0;
+    const float ca = (float)kdc__cos(ang), sa = (float)kdc__sin(ang);
+    int x0 = (int)(o->cx - o->rad) - 1, x1 = (int)(o->cx + o->rad) + 1;
+    int y0 = (int)(o->cy - o->rad) - 1, y1 = (int)(o->cy + o->rad) + 1;
+    if (x0 < 0)
+        x0 = 0;
+    if (y0 < 0)
+        y0 = 0;
+    if (x1 > n - 1)
+        x1 = n - 1;
+    if (y1 > n - 1)
+        y1 = n - 1;
+    memset(cov, 0, (size_t)n * (size_t)n);
+    const float inv = 1.0f / o->rad;
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+            int hits = 0;
+            for (int sy = 0; sy < KDC__SS; sy++)
+                for (int sx = 0; sx < KDC__SS; sx++) {
+                    float px = (float)x + ((float)sx + 0.5f) / KDC__SS - o->cx;
+                    float py = (float)y + ((float)sy + 0.5f) / KDC__SS - o->cy;
+                    float u = (px * ca + py * sa) * inv, v = (-px * sa + py * ca) * inv;
+                    hits += o->decoy ? kdc__decoy_inside(o->kind, u, v)
+                                     : kdc__inside(P, o->kind, u, v);
+                }
+            cov[(size_t)y * n + x] = (unsigned char)hits;
+        }
+    *wx0 = x0;
+    *wy0 = y0;
+    *wx1 = x1;
+    *wy1 = y1;
+}
+
+/* Paints the covered pixels as the classic style paints its object: a
+ * colour far from the background under it; solid, shaded, striped or
+ * noisy fill. */
+static void kdc__paint(kdc__canvas *c, const unsigned char *cov, const kdc__obj *o, int x0,
+                       int y0, int x1, int y1, kdc__rng *ro)
+{
+    const int n = c->n;
+    const float inv = 1.0f / o->rad;
+    float bg[3] = {0, 0, 0}, col[3] = {0, 0, 0}, col2[3], cand[3];
+    size_t cnt = 0;
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++)
+            if (cov[(size_t)y * n + x]) {
+                const float *p = c->px + ((size_t)y * n + x) * 3;
+                for (int k = 0; k < 3; k++)
+                    bg[k] += p[k];
+                cnt++;
+            }
+    if (cnt)
+        for (int k = 0; k < 3; k++)
+            bg[k] /= (float)cnt;
+    float best = -1.0f;
+    for (int tries = 0; tries < 16; tries++) {
+        kdc__rand_colour(ro, cand);
+        float d = kdc__colour_dist(cand, bg);
+        if (d > best) {
+            best = d;
+            memcpy(col, cand, sizeof col);
+        }
+        if (d >= 250.0f)
+            break;
+    }
+    const int fill = kdc__ui(ro, 0, 3);
+    for (int k = 0; k < 3; k++)
+        col2[k] = col[k] + kdc__ur(ro, -40.0f, 40.0f);
+    const float sper = kdc__ur(ro, 3.0f, 8.0f);
+    double sang = kdc__ur(ro, 0.0f, 3.1415926f);
+    const float sdx = (float)kdc__cos(sang), sdy = (float)kdc__sin(sang);
+    const float namp = kdc__ur(ro, 5.0f, 20.0f);
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+            int hits = cov[(size_t)y * n + x];
+            if (!hits)
+                continue;
+            float pc[3], t = 0.0f;
+            float along = ((float)x - o->cx) * sdx + ((float)y - o->cy) * sdy;
+            if (fill == 1) /* linear shading across the object */
+                t = 0.5f + 0.5f * along * inv;
+            else if (fill == 2) /* stripes */
+                t = kdc__tri_wave(along / sper) < 0.5f ? 0.0f : 1.0f;
+            for (int k = 0; k < 3; k++)
+                pc[k] = col[k] + (col2[k] - col[k]) * t;
+            if (fill == 3) {
+                float e = kdc__ur(ro, -namp, namp);
+                for (int k = 0; k < 3; k++)
+                    pc[k] += e;
+            }
+            kdc__blend(c, x, y, pc, (float)hits / (float)(KDC__SS * KDC__SS));
+        }
+}
+
+/* Tight box (x1, y1 exclusive) of the pixels at least half covered, in
+ * the window; {0,0,0,0} when there are none. mask (may be NULL) gets 0/1. */
+static void kdc__tight_box(const unsigned char *cov, int n, int x0, int y0, int x1, int y1,
+                           int box[4], unsigned char *mask)
+{
+    int bx0 = n, by0 = n, bx1 = -1, by1 = -1;
+    const int half = KDC__SS * KDC__SS / 2;
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+            int in = cov[(size_t)y * n + x] >= half;
+            if (mask)
+                mask[(size_t)y * n + x] = (unsigned char)in;
+            if (in) {
+                bx0 = x < bx0 ? x : bx0;
+                bx1 = x > bx1 ? x : bx1;
+                by0 = y < by0 ? y : by0;
+                by1 = y > by1 ? y : by1;
+            }
+        }
+    if (bx1 < 0) {
+        box[0] = box[1] = box[2] = box[3] = 0;
+        return;
+    }
+    box[0] = bx0;
+    box[1] = by0;
+    box[2] = bx1 + 1;
+    box[3] = by1 + 1;
+}
+
+/* whether the squares around two objects' disks, one pixel wider on each
+ * side, overlap: if they do not, neither do their boxes */
+static int kdc__squares_overlap(const kdc__obj *a, const kdc__obj *b)
+{
+    float ra = a->rad + 1.0f, rb = b->rad + 1.0f;
+    return a->cx - ra < b->cx + rb && b->cx - rb < a->cx + ra && a->cy - ra < b->cy + rb &&
+           b->cy - rb < a->cy + ra;
+}
+
+#define KDC__DECOY_TRIES 32
+
+static kdc_status kdc__render_hard(uint64_t seed, uint64_t index, int size, kdc_image **out,
+                                   kdc_shape_info *info, unsigned char *mask)
+{
+    kdc__polys P;
+    kdc__make_polys(&P.star, &P.hex, &P.tri);
+
+    const int n = size;
+    const size_t npx = (size_t)n * (size_t)n;
+    kdc__canvas c;
+    c.n = n;
+    c.px = malloc(npx * 3 * sizeof *c.px);
+    unsigned char *cov = malloc(npx); /* coverage of one object, 0..16 */
+    kdc_image *img = NULL;
+    kdc_status st = KDC_OK;
+    if (!c.px || !cov) {
+        st = kdc__fail(KDC_ERR_NO_MEMORY, "kdc_shapes_render: out of memory for a %dx%d image",
+                       n, n);
+        goto free_bufs;
+    }
+
+    kdc__rng r;
+    r.s = kdc__mix64(seed ^ 0x4841524453484150ULL) ^ kdc__mix64(index * 0xD1B54A32D192ED03ULL + 1);
+    kdc__obj obj;
+    obj.decoy = 0;
+    obj.kind = kdc__ui(&r, 0, KDC__NCLASS - 1);
+    const float diam = kdc__ur(&r, 0.20f, 0.45f) * (float)n;
+    obj.rad = 0.5f * diam;
+    obj.cx = kdc__ur(&r, obj.rad + 1.0f, (float)n - obj.rad - 1.0f);
+    obj.cy = kdc__ur(&r, obj.rad + 1.0f, (float)n - obj.rad - 1.0f);
+    obj.angle = kdc__ui(&r, 0, 359);
+
+    kdc__rng rb = {kdc__next(&r)}, rd = {kdc__next(&r)}, ro = {kdc__next(&r)};
+    kdc__rng rq = {kdc__next(&r)}, rg = {kdc__next(&r)};
+
+    /* decoys: placed by rejection (a bounded number of tries each) outside
+     * the object's square and each other's */
+    kdc__obj dec[KDC_SHAPES_MAX_DECOYS];
+    int ndec = 0;
+    const int want = kdc__ui(&rq, 1, KDC_SHAPES_MAX_DECOYS);
+    for (int d = 0; d < want; d++) {
+        kdc__obj o;
+        o.decoy = 1;
+        o.kind = kdc__ui(&rq, 0, KDC__NDECOY - 1);
+        o.rad = 0.5f * kdc__ur(&rq, 0.20f, 0.45f) * (float)n;
+        o.angle = kdc__ui(&rq, 0, 359);
+        for (int t = 0; t < KDC__DECOY_TRIES; t++) {
+            o.cx = kdc__ur(&rq, o.rad + 1.0f, (float)n - o.rad - 1.0f);
+            o.cy = kdc__ur(&rq, o.rad + 1.0f, (float)n - o.rad - 1.0f);
+            int ok = !kdc__squares_overlap(&o, &obj);
+            for (int e = 0; e < ndec && ok; e++)
+                ok = !kdc__squares_overlap(&o, &dec[e]);
+            if (ok) {
+                dec[ndec++] = o;
+                break;
+            }
+        }
+    }
+
+    kdc__background(&c, &rb);
+    const int ndis = kdc__ui(&rd, 1, 3);
+    for (int d = 0; d < ndis; d++)
+        kdc__distractor(&c, &rd);
+
+    int dbox[KDC_SHAPES_MAX_DECOYS][4], box[4], wx0, wy0, wx1, wy1;
+    for (int d = 0; d < ndec; d++) {
+        kdc__rng rp = {kdc__next(&rq)};
+        kdc__cover(&P, &dec[d], n, cov, &wx0, &wy0, &wx1, &wy1);
+        kdc__paint(&c, cov, &dec[d], wx0, wy0, wx1, wy1, &rp);
+        kdc__tight_box(cov, n, wx0, wy0, wx1, wy1, dbox[d], NULL);
+    }
+    kdc__cover(&P, &obj, n, cov, &wx0, &wy0, &wx1, &wy1);
+    kdc__paint(&c, cov, &obj, wx0, wy0, wx1, wy1, &ro);
+    if (mask)
+        memset(mask, 0, npx);
+    kdc__tight_box(cov, n, wx0, wy0, wx1, wy1, box, mask);
+
+    /* grain over everything, then quantise */
+    if ((st = kdc_image_create(n, n, &img)))
+        goto free_bufs;
+    const float grain = kdc__ur(&rg, 0.0f, 8.0f);
+    for (size_t i = 0; i < npx; i++) {
+        float e = grain * (kdc__uf(&rg) - 0.5f) * 2.0f;
+        for (int k = 0; k < 3; k++) {
+            float v = c.px[i * 3 + k] + e + 0.5f;
+            img->rgb[i * 3 + k] = (unsigned char)(v <= 0.0f ? 0 : v >= 255.0f ? 255 : (int)v);
+        }
+    }
+    if (info) {
+        memset(info, 0, sizeof *info);
+        info->cls = obj.kind;
+        memcpy(info->box, box, sizeof box);
+        info->cx = obj.cx;
+        info->cy = obj.cy;
+        info->diameter = diam;
+        info->angle = obj.angle;
+        info->style = KDC_SHAPES_HARD;
+        info->ndecoys = ndec;
+        for (int d = 0; d < ndec; d++) {
+            info->decoy_kind[d] = dec[d].kind;
+            memcpy(info->decoy_box[d], dbox[d], sizeof dbox[d]);
+        }
+    }
+    *out = img;
+free_bufs:
+    free(c.px);
+    free(cov);
+    return st;
+}
+
+kdc_status kdc_shapes_render_ex(uint64_t seed, uint64_t index, int size, kdc_shapes_style style,
+                                kdc_image **out, kdc_shape_info *info, unsigned char *mask)
+{
+    if (out)
+        *out = NULL;
+    if (!out)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_shapes_render: out is NULL");
+    if (size < KDC_SHAPES_MIN_SIZE || size > KDC_SHAPES_MAX_SIZE)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT,
+                         "kdc_shapes_render: size %d is outside %d..%d", size,
+                         KDC_SHAPES_MIN_SIZE, KDC_SHAPES_MAX_SIZE);
+    switch (style) {
+    case KDC_SHAPES_HARD:
+        return kdc__render_hard(seed, index, size, out, info, mask);
+    case KDC_SHAPES_CLASSIC:
+        return kdc__render_classic(seed, index, size, out, info, mask);
+    default:
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_shapes_render: unknown style %d",
+                         (int)style);
+    }
+}
+
+kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image **out,
+                             kdc_shape_info *info, unsigned char *mask)
+{
+    return kdc_shapes_render_ex(seed, index, size, KDC_SHAPES_HARD, out, info, mask);
 }
