@@ -3,7 +3,10 @@
  * pointing game (the map's maximum inside the box), the share of the map's
  * energy inside the box, and the agreement of each model's maps with the
  * first model's (the teacher's): mean Pearson correlation and mean IoU of
- * the top-20% regions, as `kdcam compare` reports them per image. */
+ * the top-20% regions, as `kdcam compare` reports them per image, and the
+ * share of images whose top-1 class is the teacher's. Beside the models,
+ * two baselines that ignore the images: the pointing game of a map that
+ * always peaks at the image centre, and of the best such fixed pixel. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +24,15 @@ static const char *pointing_usage =
     "images whose map maximum, the first in row-major order, lies inside the box),\n"
     "energy_in_box (mean share of the map's mass inside the box), and against the\n"
     "teacher's maps of the same images: pearson_vs_teacher (mean Pearson r) and\n"
-    "iou20_vs_teacher (mean IoU of the top-20% regions). The CAM targets each model's\n"
-    "own top-1 class unless --target says otherwise. Images are fed at their own\n"
-    "size (no resize, no crop), each model with its own normalisation, so the boxes\n"
-    "apply to the maps as they are.\n"
+    "iou20_vs_teacher (mean IoU of the top-20% regions), agree_top1 (share of images\n"
+    "whose top-1 class is the teacher's top-1). Two baselines score a map that\n"
+    "ignores the image: centre (always peaks at pixel (w/2, h/2)) and best fixed\n"
+    "point (the one pixel that lies in the most boxes of these images: the best any\n"
+    "fixed point can score here), both by the pointing game's rule for the box\n"
+    "(x0 <= x < x1, y0 <= y < y1). The CAM targets each model's own top-1 class\n"
+    "unless --target says otherwise. Images are fed at their own size (no resize,\n"
+    "no crop), each model with its own normalisation, so the boxes apply to the\n"
+    "maps as they are.\n"
     "\n"
     "      --model SPEC    NAME=[ARCH:]WEIGHTS as for `kdcam compare`; repeatable\n"
     "      --method M      CAM method (default gradcam; see `kdcam cam --help`)\n"
@@ -39,7 +47,10 @@ static const char *pointing_usage =
     "  -t, --threads N     worker threads (default 1)\n"
     "      --json          one JSON object per model: name, arch, layer, method,\n"
     "                      target, images, accuracy, pointing, energy_in_box,\n"
-    "                      pearson_vs_teacher, iou20_vs_teacher (null for the teacher)\n"
+    "                      pearson_vs_teacher, iou20_vs_teacher, agree_top1 (the\n"
+    "                      last three null for the teacher); then one per baseline:\n"
+    "                      baseline (centre, best_fixed_point), x, y, images,\n"
+    "                      pointing\n"
     "      --eps E, --act relu|relu6, --allow-unused, --prefix P, --key K, --kernels K\n"
     "                      apply to every model\n";
 
@@ -54,7 +65,7 @@ typedef struct pt_model {
     kdc_preprocess pp;
     int made_h, made_w; /* the crop of the model's own preprocessing */
     float *map;    /* batch x h x w of the current batch */
-    double correct, hits, energy, pearson, iou;
+    double correct, hits, energy, pearson, iou, agree; /* agree: top-1 = teacher's */
 } pt_model;
 
 /* The model's classes must be the dataset's, in the same order. */
@@ -262,6 +273,7 @@ int cmd_pointing(int argc, char **argv)
                 const pt_image *im = &ims[i0 + b];
                 const float *mp = pm->map + b * plane;
                 pm->correct += top1[b] == im->cls;
+                pm->agree += top1[b] == teacher[b];
                 pm->hits += kdc_map_pointing(mp, w, h, im->box);
                 pm->energy += kdc_map_energy_in_box(mp, w, h, im->box);
                 pm->pearson += kdc_map_pearson(mp, pms[0].map + b * plane, plane);
@@ -276,12 +288,30 @@ int cmd_pointing(int argc, char **argv)
         if (!rc && !o.json && n_images >= 4 * batch && (i0 / batch) % 8 == 7)
             fprintf(stderr, "kdcam: pointing: %d of %d images\n", i0 + n, n_images);
     }
+    /* the baselines: fixed points, scored on the same boxes by the same rule */
+    int cx = w / 2, cy = h / 2, bx = 0, by = 0;
+    double centre = 0.0, best = 0.0;
+    if (!rc) {
+        int(*boxes)[4] = malloc((size_t)n_images * sizeof *boxes);
+        if (!boxes)
+            rc = cli_error("out of memory");
+        for (int i = 0; i < n_images && !rc; i++)
+            memcpy(boxes[i], ims[i].box, sizeof boxes[i]);
+        if (!rc) {
+            centre = kdc_boxes_point_share((const int(*)[4])boxes, n_images, cx, cy);
+            if ((st = kdc_boxes_best_point((const int(*)[4])boxes, n_images, w, h, &bx, &by,
+                                           &best)))
+                rc = cli_lib_error(st, NULL);
+        }
+        free(boxes);
+    }
     if (!rc) {
         if (!o.json) {
             printf("%d images of %s, %s at each model's %s, target %s\n", n_images, dir,
                    kdc_cam_method_name(method), o.n_layers ? o.layers[0] : "last stage", tdesc);
-            printf("%-28s %-12s %-9s %8s %8s %13s %10s %9s\n", "model", "arch", "layer",
-                   "accuracy", "pointing", "energy_in_box", "pearson_vs", "iou20_vs");
+            printf("%-28s %-12s %-9s %8s %8s %13s %10s %9s %10s\n", "model", "arch", "layer",
+                   "accuracy", "pointing", "energy_in_box", "pearson_vs", "iou20_vs",
+                   "agree_top1");
         }
         for (int i = 0; i < o.n_models; i++) {
             const pt_model *pm = &pms[i];
@@ -300,16 +330,31 @@ int cmd_pointing(int argc, char **argv)
                 print_json_num(pm->pearson / N, i > 0);
                 printf(",\"iou20_vs_teacher\":");
                 print_json_num(pm->iou / N, i > 0);
+                printf(",\"agree_top1\":");
+                print_json_num(pm->agree / N, i > 0);
                 printf("}\n");
             } else if (i == 0) {
-                printf("%-28.28s %-12s %-9s %8.3f %8.3f %13.3f %10s %9s\n", pm->spec.name,
+                printf("%-28.28s %-12s %-9s %8.3f %8.3f %13.3f %10s %9s %10s\n", pm->spec.name,
                        kdc_model_arch(pm->m), pm->layer_name, pm->correct / N, pm->hits / N,
-                       pm->energy / N, "(teacher)", "");
+                       pm->energy / N, "(teacher)", "", "");
             } else {
-                printf("%-28.28s %-12s %-9s %8.3f %8.3f %13.3f %10.3f %9.3f\n", pm->spec.name,
-                       kdc_model_arch(pm->m), pm->layer_name, pm->correct / N, pm->hits / N,
-                       pm->energy / N, pm->pearson / N, pm->iou / N);
+                printf("%-28.28s %-12s %-9s %8.3f %8.3f %13.3f %10.3f %9.3f %10.3f\n",
+                       pm->spec.name, kdc_model_arch(pm->m), pm->layer_name, pm->correct / N,
+                       pm->hits / N, pm->energy / N, pm->pearson / N, pm->iou / N,
+                       pm->agree / N);
             }
+        }
+        if (o.json) {
+            printf("{\"baseline\":\"centre\",\"x\":%d,\"y\":%d,\"images\":%d,"
+                   "\"pointing\":%.6f}\n", cx, cy, n_images, centre);
+            printf("{\"baseline\":\"best_fixed_point\",\"x\":%d,\"y\":%d,\"images\":%d,"
+                   "\"pointing\":%.6f}\n", bx, by, n_images, best);
+        } else {
+            char name[64];
+            snprintf(name, sizeof name, "centre (%d, %d)", cx, cy);
+            printf("%-28.28s %-12s %-9s %8s %8.3f\n", name, "(baseline)", "", "", centre);
+            snprintf(name, sizeof name, "best fixed point (%d, %d)", bx, by);
+            printf("%-28.28s %-12s %-9s %8s %8.3f\n", name, "(baseline)", "", "", best);
         }
     }
     if (pics)

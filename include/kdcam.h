@@ -651,6 +651,18 @@ KDC_API int kdc_map_pointing(const float *map, int w, int h, const int box[4]);
 /* Share of the map's sum (values clamped at 0) inside the box; 0 for an
  * all-zero map. */
 KDC_API double kdc_map_energy_in_box(const float *map, int w, int h, const int box[4]);
+/* Pointing-game baselines over n boxes (inside as for kdc_map_pointing).
+ * kdc_boxes_point_share: the share of the boxes that hold pixel (x, y),
+ * i.e. the score of a map that always peaks there (the image centre: x =
+ * w / 2, y = h / 2); 0 for NULL or n < 1. kdc_boxes_best_point: the pixel
+ * of a w x h image held by the most boxes (ties: the first in row-major
+ * order) into *x, *y and its share into *share: the best score any fixed
+ * point reaches on this set; exact (a 2-D difference array, O(n + w h)
+ * time, 4 (w+1)(h+1) bytes); boxes are clipped to the image. Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL, n < 1, w or h < 1), KDC_ERR_NO_MEMORY. */
+KDC_API double kdc_boxes_point_share(const int (*boxes)[4], int n, int x, int y);
+KDC_API kdc_status kdc_boxes_best_point(const int (*boxes)[4], int n, int w, int h, int *x,
+                                        int *y, double *share);
 
 /* ------------------------------------------------------------------ */
 /* Pictures                                                            */

@@ -460,6 +460,8 @@ static void test_pointing_cli(void **state)
      * same CAM at the same layers, score with the kdc_map_* functions */
     const char *paths[2] = {w50, wmb}, *lines[2] = {out_text, second};
     float *maps[2] = {NULL, NULL};
+    int top1[2][5];
+    int centre_in = 0, boxes[5][4];
     for (int mi = 0; mi < 2; mi++) {
         kdc_model *m;
         kdc_run *r;
@@ -485,6 +487,12 @@ static void test_pointing_cli(void **state)
             float *mp = maps[mi] + (size_t)i * S * S;
             memcpy(mp, res->map, (size_t)S * S * sizeof *mp);
             acc += res->classes[0] == info.cls;
+            top1[mi][i] = res->classes[0];
+            if (!mi) {
+                memcpy(boxes[i], info.box, sizeof boxes[i]);
+                centre_in += info.box[0] <= S / 2 && S / 2 < info.box[2] &&
+                             info.box[1] <= S / 2 && S / 2 < info.box[3];
+            }
             hits += kdc_map_pointing(mp, S, S, info.box);
             energy += kdc_map_energy_in_box(mp, S, S, info.box);
             if (mi) {
@@ -500,6 +508,12 @@ static void test_pointing_cli(void **state)
         if (mi) {
             assert_float_equal(json_field(lines[mi], "pearson_vs_teacher"), pr / N, 1e-6);
             assert_float_equal(json_field(lines[mi], "iou20_vs_teacher"), iou / N, 1e-6);
+            int agree = 0;
+            for (int i = 0; i < N; i++)
+                agree += top1[1][i] == top1[0][i];
+            assert_float_equal(json_field(lines[mi], "agree_top1"), (double)agree / N, 1e-6);
+        } else {
+            assert_non_null(strstr(lines[mi], "\"agree_top1\":null"));
         }
         printf("  %s: accuracy %.3f pointing %.3f energy %.3f (CLI and library agree)\n",
                mi ? "S" : "T", acc / N, hits / N, energy / N);
@@ -510,10 +524,43 @@ static void test_pointing_cli(void **state)
     free(maps[0]);
     free(maps[1]);
 
+    /* the baselines: the centre pixel against the rendered boxes; the best
+     * fixed point against a brute-force count over every pixel */
+    {
+        char *third = strchr(second, '\n');
+        assert_non_null(third);
+        third++;
+        assert_non_null(strstr(third, "{\"baseline\":\"centre\",\"x\":48,\"y\":48,"));
+        assert_float_equal(json_field(third, "pointing"), (double)centre_in / N, 1e-6);
+        char *fourth = strchr(third, '\n');
+        assert_non_null(fourth);
+        fourth++;
+        assert_non_null(strstr(fourth, "{\"baseline\":\"best_fixed_point\""));
+        int best = -1, bx = -1, by = -1;
+        for (int y = 0; y < S; y++)
+            for (int x = 0; x < S; x++) {
+                int c = 0;
+                for (int i = 0; i < N; i++)
+                    c += boxes[i][0] <= x && x < boxes[i][2] && boxes[i][1] <= y &&
+                         y < boxes[i][3];
+                if (c > best) {
+                    best = c;
+                    bx = x;
+                    by = y;
+                }
+            }
+        assert_int_equal((int)json_field(fourth, "x"), bx);
+        assert_int_equal((int)json_field(fourth, "y"), by);
+        assert_float_equal(json_field(fourth, "pointing"), (double)best / N, 1e-6);
+    }
+
     /* --limit, the text table */
     assert_int_equal(run("pointing --model T=%s --limit 2 %s", wmb, dir), 0);
     assert_non_null(strstr(out_text, "2 images of"));
     assert_non_null(strstr(out_text, "(teacher)"));
+    assert_non_null(strstr(out_text, "agree_top1"));
+    assert_non_null(strstr(out_text, "centre (48, 48)"));
+    assert_non_null(strstr(out_text, "best fixed point ("));
     /* these weights carry no kdcam.preprocess: ImageNet's 224x224, not 96x96 */
     if (!strstr(err_text, "note: T expects 224x224 images") || !strstr(err_text, "holds 96x96"))
         fail_msg("no size note on stderr: '%s'", err_text);
@@ -546,6 +593,26 @@ static void test_pointing_cli(void **state)
     write_text(lab, "{\"classes\": [\"a\"], \"images\": [{\"file\": \"..\\/x.png\", \"class\": 0, "
                     "\"box\": [1, 2, 30, 29]}]}");
     expect_error(run("pointing --model T=%s %s", wmb, bad), "plain file name");
+    /* the baselines on four boxes worked out by hand (96x96 images, centre
+     * pixel (48, 48); inside: x0 <= x < x1, y0 <= y < y1):
+     *   A [0, 0, 48, 48]    x 0..47,  y 0..47   centre: no (x = 48 = x1)
+     *   B [24, 12, 72, 60]  x 24..71, y 12..59  centre: yes
+     *   C [36, 24, 96, 96]  x 36..95, y 24..95  centre: yes
+     *   D [60, 0, 96, 24]   x 60..95, y 0..23   centre: no
+     * centre: 2 of 4 = 0.5. A, B and C share x 36..47, y 24..47 (3 boxes);
+     * D meets B only (2) and C not at all (y); no pixel lies in all four
+     * (A and D are apart). So the best is 3 of 4 = 0.75, first in row-major
+     * order at (36, 24). */
+    write_text(lab, "{\"classes\": [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\"], "
+                    "\"images\": [{\"file\": \"000000.png\", \"class\": 1, \"box\": [0, 0, 48, 48]},"
+                    "{\"file\": \"000001.png\", \"class\": 1, \"box\": [24, 12, 72, 60]},"
+                    "{\"file\": \"000000.png\", \"class\": 1, \"box\": [36, 24, 96, 96]},"
+                    "{\"file\": \"000001.png\", \"class\": 1, \"box\": [60, 0, 96, 24]}]}");
+    assert_int_equal(run("pointing --model T=%s --json %s", wmb, bad), 0);
+    assert_non_null(strstr(out_text, "{\"baseline\":\"centre\",\"x\":48,\"y\":48,\"images\":4,"
+                                     "\"pointing\":0.500000}\n"));
+    assert_non_null(strstr(out_text, "{\"baseline\":\"best_fixed_point\",\"x\":36,\"y\":24,"
+                                     "\"images\":4,\"pointing\":0.750000}\n"));
     write_text(lab, "{\"classes\": [\"a\"], \"classes\": [\"b\"]}");
     expect_error(run("pointing --model T=%s %s", wmb, bad), "duplicate key at byte");
 }
