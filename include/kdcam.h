@@ -627,6 +627,25 @@ KDC_API kdc_status kdc_lrp_relevance(kdc_run *run, const float *input, int n, in
  * KDC_ERR_INVALID_ARGUMENT for a layer outside 0..nlayers-1. */
 KDC_API kdc_status kdc_cam_layer_map(const kdc_cam_result *result, int layer, float *out);
 
+/* ---- issue 19 (part C): Deep Feature Factorization (lib/cam/dff.c) ---- */
+typedef struct kdc_dff_options {
+    int components;   /* k concepts (0: 5, pytorch-grad-cam dff()'s default) */
+    int max_iter;     /* coordinate-descent iterations at most (0: 200)      */
+    double tol;       /* stop when violation / first violation <= tol (0: 1e-4) */
+} kdc_dff_options;
+
+/* Non-negative matrix factorisation of one layer's activations A (n x c x
+ * h x w) as pytorch-grad-cam's dff() with scikit-learn's NMF(k,
+ * init='random', random_state=0): the n images are factorised together
+ * (the concepts are shared by the batch). concepts gets c x k (W + the
+ * per-channel offset), maps n x k x h x w (each image's concept maps, H,
+ * unnormalised; kdc_cam_normalize_resize of an image's k planes gives
+ * DeepFeatureFactorization's explanations); *iterations (may be NULL) the
+ * iterations run. Deterministic. Errors: KDC_ERR_INVALID_ARGUMENT,
+ * KDC_ERR_SHAPE, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_dff(const float *A, int n, int c, int h, int w, const kdc_dff_options *opt,
+                           float *concepts, float *maps, int *iterations);
+
 /* Perturbation attributions as Captum defines them (captum/attr/_core/
  * occlusion.py, feature_ablation.py), on all 3 input channels at once. */
 typedef enum kdc_perturb_kind {

@@ -24,7 +24,10 @@
  *     seed): rel L2 <= 1e-3 (randomised), both layers in one call;
  *   - Shapley-CAM (its Hessian term from torch's double backward, 0 on these
  *     piecewise-linear networks): rel L2 <= 1e-4; a probability target is
- *     KDC_ERR_UNSUPPORTED.
+ *     KDC_ERR_UNSUPPORTED;
+ *   - Deep Feature Factorization (kdc_dff, 5 concepts at the last stage,
+ *     scikit-learn's NMF replayed with NumPy's RandomState(0) init): concept
+ *     maps and concepts rel L2 <= 1e-3 (iterative), the same iteration count.
  * Run from the repository root. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -439,13 +442,55 @@ static void shapley_cam(void **state)
     fixture_close(&fx);
 }
 
+static void dff(void **state)
+{
+    fixture fx;
+    fixture_open_in(&fx, FIXTURE_DIR_C, *state);
+    const char *lname = tk_meta(fx.f, "dff_layer");
+    int layer, s[4], iters = 0;
+    CHECK_OK(kdc_model_find_layer(fx.m, lname, &layer));
+    CHECK_OK(kdc_run_forward(fx.run, fx.x, fx.n, fx.h, fx.w, &layer, 1));
+    CHECK_OK(kdc_run_layer_shape(fx.run, layer, s));
+    const size_t numel = (size_t)s[0] * s[1] * s[2] * s[3];
+    const int k = (int)tk_meta_long(fx.f, "dff_components");
+    float *A = malloc(numel * sizeof *A), *con = malloc((size_t)s[1] * k * sizeof *con);
+    float *maps = malloc((size_t)s[0] * k * s[2] * s[3] * sizeof *maps);
+    assert_non_null(A);
+    assert_non_null(con);
+    assert_non_null(maps);
+    CHECK_OK(kdc_run_read_layer(fx.run, layer, A, numel));
+    kdc_dff_options o = {0}; /* the defaults: 5 concepts, 200 iterations, tol 1e-4 */
+    const double t0 = tk_now();
+    CHECK_OK(kdc_dff(A, s[0], s[1], s[2], s[3], &o, con, maps, &iters));
+    const double dt = tk_now() - t0;
+    char key[160];
+    double mx, e;
+    snprintf(key, sizeof key, "dff/%s/maps", lname);
+    e = compare(fx.f, key, maps, (size_t)s[0] * k * s[2] * s[3], &mx);
+    printf("    %-12s DFF [%s] maps rel %.2e max abs %.2e, %d iterations  %.2fs\n",
+           (char *)*state, lname, e, mx, iters, dt);
+    assert_true(e <= 1e-3);
+    snprintf(key, sizeof key, "dff/%s/concepts", lname);
+    e = compare(fx.f, key, con, (size_t)s[1] * k, &mx);
+    printf("    %-12s DFF [%s] concepts rel %.2e max abs %.2e\n", (char *)*state, lname, e, mx);
+    assert_true(e <= 1e-3);
+    assert_int_equal(iters, (int)tk_meta_long(fx.f, "dff_iterations"));
+    o.components = -1;
+    CHECK_STATUS(kdc_dff(A, s[0], s[1], s[2], s[3], &o, con, maps, NULL),
+                 KDC_ERR_INVALID_ARGUMENT);
+    free(A);
+    free(con);
+    free(maps);
+    fixture_close(&fx);
+}
+
 int main(void)
 {
     static const char *models[] = {"resnet50", "mobilenetv1"};
     static void (*const fns[])(void **) = {per_layer, perturb, smooth_score, kpca_cam,
-                                           finer_cam, smooth_gradcampp, shapley_cam};
+                                           finer_cam, smooth_gradcampp, shapley_cam, dff};
     static const char *const fnames[] = {"per_layer", "perturb", "sscam iscam", "kpcacam",
-                                         "finercam", "smoothgradcam++", "shapleycam"};
+                                         "finercam", "smoothgradcam++", "shapleycam", "dff"};
     enum { NF = sizeof fns / sizeof *fns };
     static char names[NF * 2][64];
     struct CMUnitTest tests[NF * 2];

@@ -43,6 +43,16 @@ gen_methods_fixtures.py so that part A's references need not be recomputed
         relu(sum_k w_k A_k). The metadata records max |hvp| for the logit
         target (0: every op is piecewise linear) and, for contrast, the
         relative size of hvp for a softmax-probability target.
+  dff/<layer>/maps, dff/<layer>/concepts   pytorch-grad-cam
+        deep_feature_factorization.py dff(activations, DFF_K) with
+        scikit-learn's NMF(n_components, init='random', random_state=0)
+        written out in NumPy (lib/cam/dff.c describes the steps): the
+        random init from numpy.random.RandomState(0).standard_normal (H
+        first, then W), then coordinate descent as _fit_coordinate_descent /
+        _update_cdnmf_fast (tol 1e-4, max_iter 200). maps: N x k x h x w
+        (the explanations before scale_cam_image), concepts: C x k. Meta
+        dff_iterations: the iterations run; dff_ratio_*: the violation
+        ratios of the last two iterations (how far the stop is from tol).
 """
 
 import copy
@@ -195,6 +205,49 @@ def shapley(model, x, layer, classes, dtype, prob=False):
     return relu_sum(w, An), float(np.abs(hv).max()), float(np.linalg.norm(hv) / np.linalg.norm(g))
 
 
+# ---- Deep Feature Factorization --------------------------------------------
+
+DFF_K, DFF_TOL, DFF_MAXIT = 5, 1e-4, 200
+
+
+def cd_sweep(X, W, Ht):
+    """One _update_cdnmf_fast sweep (rows of W are independent for a fixed
+    component, so each component's update is vectorised over the rows)."""
+    G = Ht.T @ Ht
+    XHt = X @ Ht
+    viol = 0.0
+    for t in range(W.shape[1]):
+        grad = W @ G[t] - XHt[:, t]
+        pg = np.where(W[:, t] == 0, np.minimum(grad, 0), grad)
+        viol += np.abs(pg).sum()
+        if G[t, t] != 0:
+            W[:, t] = np.maximum(W[:, t] - grad / G[t, t], 0)
+    return viol
+
+
+def dff(A, k):
+    n, c, h, w = A.shape
+    V = A.transpose(1, 0, 2, 3).reshape(c, -1).astype(np.float64)
+    V[np.isnan(V)] = 0
+    off = V.min(axis=-1)
+    V = V - off[:, None]
+    avg = np.sqrt(V.mean() / k)
+    rng = np.random.RandomState(0)
+    Hm = np.abs(avg * rng.standard_normal(size=(k, V.shape[1])))
+    Wm = np.abs(avg * rng.standard_normal(size=(c, k)))
+    Ht = np.ascontiguousarray(Hm.T)
+    ratios = []
+    for it in range(1, DFF_MAXIT + 1):
+        v = cd_sweep(V, Wm, Ht) + cd_sweep(V.T, Ht, Wm)
+        if it == 1:
+            v0 = v
+        ratios.append(v / v0 if v0 else 0.0)
+        if v0 == 0 or v / v0 <= DFF_TOL:
+            break
+    maps = Ht.T.reshape(k, n, h, w).transpose(1, 0, 2, 3)
+    return Wm + off[:, None], maps, it, ratios[-2:]
+
+
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
@@ -255,6 +308,18 @@ def main():
             gg.put(tensors, "shapleycam/%s/raw" % L, r64)
             noise["shapleycam_%s" % L] = gf.rel_l2(r32, r64)
         meta["shapley_logit_hvp_maxabs"] = "%.3e" % hv_max
+
+        last = layers[1]
+        c64, d64, dit, drat = dff(a64[last].astype(np.float64), DFF_K)
+        c32, d32, dit32, _ = dff(a32[last].astype(np.float64), DFF_K)
+        gg.put(tensors, "dff/%s/maps" % last, d64)
+        gg.put(tensors, "dff/%s/concepts" % last, c64)
+        noise["dff_maps"] = gf.rel_l2(d32, d64)
+        noise["dff_concepts"] = gf.rel_l2(c32, c64)
+        meta.update({"dff_layer": last, "dff_components": str(DFF_K),
+                     "dff_iterations": str(dit), "dff_iterations_f32_input": str(dit32),
+                     "dff_ratio_last2": ",".join("%.6e" % r for r in drat)})
+        print("  %s: dff, %d iterations (%.1fs)" % (name, dit, time.time() - t0), flush=True)
 
         tensors["logits"] = l64.astype(np.float32)
         tensors["top1"] = np.array(top1, dtype=np.int64)
