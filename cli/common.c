@@ -220,6 +220,32 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 return -1;
             }
             *(a[6] == 'e' ? &o->lrp_epsilon : &o->lrp_gamma) = f;
+        } else if (!strcmp(a, "--components")) { /* issue 19, part C */
+            NEEDS(OPT_CAM);
+            if (parse_int(v, 1, 1024, &o->components)) {
+                cli_error("--components: '%s' is not a number in 1..1024", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--kpca-kernel")) {
+            NEEDS(OPT_CAM);
+            static const char *const kn[] = {"sigmoid", "rbf", "poly", "linear", "cosine"};
+            o->kpca_kernel = -1;
+            for (int k = 0; k < 5; k++)
+                if (!strcmp(v, kn[k]))
+                    o->kpca_kernel = k;
+            if (o->kpca_kernel < 0) {
+                cli_error("--kpca-kernel: '%s' is not sigmoid, rbf, poly, linear or cosine", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--kpca-gamma") || !strcmp(a, "--finer-alpha")) {
+            NEEDS(OPT_CAM);
+            char *end;
+            float f = strtof(v, &end);
+            if (end == v || *end || !(f > 0.0f) || !isfinite(f)) {
+                cli_error("%s: '%s' is not a finite number > 0", a, v);
+                return -1;
+            }
+            *(a[2] == 'k' ? &o->kpca_gamma : &o->finer_alpha) = f;
         } else if (!strcmp(a, "--guided")) {
             if (!(acc & OPT_CAM))
                 goto unknown;

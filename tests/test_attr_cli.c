@@ -1,7 +1,9 @@
 /* test_attr_cli.c - `kdcam cam` with the propagation attributions of issue
  * 19 (part B): what the command writes equals what the library computes
  * (deeplift with --baseline black and FILE.npy, lrp with --lrp-rule gamma
- * and per-layer relevance, fullgrad), and its usage errors (one line,
+ * and per-layer relevance, fullgrad; part C: dff with --components,
+ * kpcacam with --kpca-kernel, finercam with --finer-alpha), and its usage
+ * errors (one line,
  * non-zero exit). The numbers themselves are checked against PyTorch in
  * test_attr.c. Generated KD MobileNetV1 weights, a 1 x 3 x 49 x 67 input.
  *
@@ -140,6 +142,45 @@ static void cli_matches_library(void **state)
     expect_npy("x.fullgrad.npy", res->map, (size_t)N * H * W);
     kdc_cam_result_destroy(res);
 
+    /* part C: kpcacam (rbf) and finercam (alpha 0.5) raw maps */
+    int top;
+    CHECK_OK(kdc_model_find_layer(m, "model.13", &top));
+    co.method = KDC_CAM_KPCACAM;
+    co.layers = &top;
+    co.nlayers = 1;
+    co.kpca_kernel = KDC_KPCA_RBF;
+    CHECK_OK(kdc_cam_compute(run, x, N, H, W, &co, &res));
+    assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy --method kpcacam "
+                                 "--kpca-kernel rbf", weights, xnpy, out), 0);
+    expect_npy("x.kpcacam.raw.npy", res->raw[0], (size_t)N * res->raw_h[0] * res->raw_w[0]);
+    kdc_cam_result_destroy(res);
+    co.method = KDC_CAM_FINERCAM;
+    co.finer_alpha = 0.5f;
+    CHECK_OK(kdc_cam_compute(run, x, N, H, W, &co, &res));
+    assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy --method finercam "
+                                 "--finer-alpha 0.5", weights, xnpy, out), 0);
+    expect_npy("x.finercam.raw.npy", res->raw[0], (size_t)N * res->raw_h[0] * res->raw_w[0]);
+    kdc_cam_result_destroy(res);
+
+    /* dff: 3 concepts at model.13 */
+    int s4[4];
+    CHECK_OK(kdc_run_forward(run, x, N, H, W, &top, 1));
+    CHECK_OK(kdc_run_layer_shape(run, top, s4));
+    const size_t acnt = (size_t)N * s4[1] * s4[2] * s4[3], mcnt = (size_t)N * 3 * s4[2] * s4[3];
+    float *act = malloc(acnt * sizeof *act), *con = malloc((size_t)s4[1] * 3 * sizeof *con);
+    float *maps = malloc(mcnt * sizeof *maps);
+    assert_true(act && con && maps);
+    CHECK_OK(kdc_run_read_layer(run, top, act, acnt));
+    kdc_dff_options dopt = {.components = 3};
+    CHECK_OK(kdc_dff(act, N, s4[1], s4[2], s4[3], &dopt, con, maps, NULL));
+    assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy --method dff "
+                                 "--components 3", weights, xnpy, out), 0);
+    expect_npy("x.dff.raw.npy", maps, mcnt);
+    expect_npy("x.dff.concepts.npy", con, (size_t)s4[1] * 3);
+    free(act);
+    free(con);
+    free(maps);
+
     kdc_run_destroy(run);
     kdc_model_destroy(m);
     free(x);
@@ -161,6 +202,14 @@ static void cli_errors(void **state)
     cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method deeplift "
                                      "--baseline %s/missing.npy", weights, xnpy, out,
                                      cliexec_dir()), "missing.npy");
+    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method gradcam "
+                                     "--components 3", weights, xnpy, out), "--components");
+    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method kpcacam "
+                                     "--kpca-kernel laplace", weights, xnpy, out), "laplace");
+    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method gradcam "
+                                     "--finer-alpha 2", weights, xnpy, out), "--finer-alpha");
+    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method dff --layer "
+                                     "model.11 --layer model.13", weights, xnpy, out), "dff");
     /* a baseline of the wrong size */
     float z[3 * 4 * 5] = {0};
     int64_t d[4] = {1, 3, 4, 5};
