@@ -145,22 +145,22 @@ static void cli_matches_library(void **state)
     /* part C: kpcacam (rbf) and finercam (alpha 0.5) raw maps */
     int top;
     CHECK_OK(kdc_model_find_layer(m, "model.13", &top));
-    co.method = KDC_CAM_KPCACAM;
     co.layers = &top;
     co.nlayers = 1;
     co.kpca_kernel = KDC_KPCA_RBF;
-    CHECK_OK(kdc_cam_compute(run, x, N, H, W, &co, &res));
-    assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy --method kpcacam "
-                                 "--kpca-kernel rbf", weights, xnpy, out), 0);
-    expect_npy("x.kpcacam.raw.npy", res->raw[0], (size_t)N * res->raw_h[0] * res->raw_w[0]);
-    kdc_cam_result_destroy(res);
-    co.method = KDC_CAM_FINERCAM;
     co.finer_alpha = 0.5f;
-    CHECK_OK(kdc_cam_compute(run, x, N, H, W, &co, &res));
-    assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy --method finercam "
-                                 "--finer-alpha 0.5", weights, xnpy, out), 0);
-    expect_npy("x.finercam.raw.npy", res->raw[0], (size_t)N * res->raw_h[0] * res->raw_w[0]);
-    kdc_cam_result_destroy(res);
+    static const struct { kdc_cam_method m; const char *args, *file; } part_c[] = {
+        {KDC_CAM_KPCACAM, "--method kpcacam --kpca-kernel rbf", "x.kpcacam.raw.npy"},
+        {KDC_CAM_FINERCAM, "--method finercam --finer-alpha 0.5", "x.finercam.raw.npy"},
+    };
+    for (int i = 0; i < 2; i++) {
+        co.method = part_c[i].m;
+        CHECK_OK(kdc_cam_compute(run, x, N, H, W, &co, &res));
+        assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy %s", weights, xnpy,
+                                     out, part_c[i].args), 0);
+        expect_npy(part_c[i].file, res->raw[0], (size_t)N * res->raw_h[0] * res->raw_w[0]);
+        kdc_cam_result_destroy(res);
+    }
 
     /* dff: 3 concepts at model.13 */
     int s4[4];
@@ -191,25 +191,23 @@ static void cli_matches_library(void **state)
 static void cli_errors(void **state)
 {
     (void)state;
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method gradcam "
-                                     "--baseline black", weights, xnpy, out), "--baseline");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method deeplift "
-                                     "--lrp-rule gamma", weights, xnpy, out), "--lrp-rule");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method lrp --lrp-rule "
-                                     "zeta", weights, xnpy, out), "zeta");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method lrp "
-                                     "--lrp-epsilon -1", weights, xnpy, out), "--lrp-epsilon");
+    /* {options after the input and output, what the error names} */
+    static const char *const bad[][2] = {
+        {"--method gradcam --baseline black", "--baseline"},
+        {"--method deeplift --lrp-rule gamma", "--lrp-rule"},
+        {"--method lrp --lrp-rule zeta", "zeta"},
+        {"--method lrp --lrp-epsilon -1", "--lrp-epsilon"},
+        {"--method gradcam --components 3", "--components"},
+        {"--method kpcacam --kpca-kernel laplace", "laplace"},
+        {"--method gradcam --finer-alpha 2", "--finer-alpha"},
+        {"--method dff --layer model.11 --layer model.13", "dff"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s %s", weights, xnpy, out,
+                                         bad[i][0]), bad[i][1]);
     cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method deeplift "
                                      "--baseline %s/missing.npy", weights, xnpy, out,
                                      cliexec_dir()), "missing.npy");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method gradcam "
-                                     "--components 3", weights, xnpy, out), "--components");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method kpcacam "
-                                     "--kpca-kernel laplace", weights, xnpy, out), "laplace");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method gradcam "
-                                     "--finer-alpha 2", weights, xnpy, out), "--finer-alpha");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method dff --layer "
-                                     "model.11 --layer model.13", weights, xnpy, out), "dff");
     /* a baseline of the wrong size */
     float z[3 * 4 * 5] = {0};
     int64_t d[4] = {1, 3, 4, 5};

@@ -303,6 +303,35 @@ static void layers_c(const fixture *fx, char names[2][96], int layers[2])
         CHECK_OK(kdc_model_find_layer(fx->m, names[l], &layers[l]));
 }
 
+/* A part-C fixture and its two CAM layers. */
+typedef struct part_c {
+    fixture fx;
+    char names[2][96];
+    int layers[2];
+} part_c;
+
+/* Opens the part-C fixture of model *state and its two layers. */
+static void open_c(part_c *p, void **state)
+{
+    fixture_open_in(&p->fx, FIXTURE_DIR_C, *state);
+    layers_c(&p->fx, p->names, p->layers);
+}
+
+/* open_c, and options for method on both layers. */
+static kdc_cam_options open_c_opts(part_c *p, void **state, kdc_cam_method method)
+{
+    open_c(p, state);
+    return (kdc_cam_options){.method = method, .layers = p->layers, .nlayers = 2};
+}
+
+/* kdc_cam_compute with opt fails with want and leaves no result. */
+static void expect_rejected(const fixture *fx, const kdc_cam_options *opt, kdc_status want)
+{
+    kdc_cam_result *res = NULL;
+    CHECK_STATUS(kdc_cam_compute(fx->run, fx->x, fx->n, fx->h, fx->w, opt, &res), want);
+    assert_null(res);
+}
+
 /* kdc_cam_compute with opt on both layers; each raw map against
  * <prefix>/<layer>/raw, rel L2 <= tol; returns the result. */
 static kdc_cam_result *check_c(const fixture *fx, const kdc_cam_options *opt,
@@ -328,25 +357,22 @@ static kdc_cam_result *check_c(const fixture *fx, const kdc_cam_options *opt,
 
 static void kpca_cam(void **state)
 {
-    fixture fx;
-    fixture_open_in(&fx, FIXTURE_DIR_C, *state);
-    char names[2][96];
-    int layers[2];
-    layers_c(&fx, names, layers);
+    part_c p;
+    open_c(&p, state);
     for (int k = 0; k < 2; k++) {
-        kdc_cam_options opt = {.method = KDC_CAM_KPCACAM, .layers = layers, .nlayers = 2,
+        kdc_cam_options opt = {.method = KDC_CAM_KPCACAM, .layers = p.layers, .nlayers = 2,
                                .kpca_kernel = k ? KDC_KPCA_RBF : KDC_KPCA_SIGMOID};
-        kdc_cam_result *res = check_c(&fx, &opt, names, k ? "kpcacam/rbf" : "kpcacam/sigmoid",
+        kdc_cam_result *res = check_c(&p.fx, &opt, p.names, k ? "kpcacam/rbf" : "kpcacam/sigmoid",
                                       k ? "KPCA-CAM rbf" : "KPCA-CAM sigmoid", TOL_REL);
         if (!k) { /* the same map from kdc_cam_from_maps (default kernel) */
             int s[4];
-            CHECK_OK(kdc_run_forward(fx.run, fx.x, fx.n, fx.h, fx.w, &layers[1], 1));
-            CHECK_OK(kdc_run_layer_shape(fx.run, layers[1], s));
+            CHECK_OK(kdc_run_forward(p.fx.run, p.fx.x, p.fx.n, p.fx.h, p.fx.w, &p.layers[1], 1));
+            CHECK_OK(kdc_run_layer_shape(p.fx.run, p.layers[1], s));
             const size_t numel = (size_t)s[0] * s[1] * s[2] * s[3], hw = (size_t)s[2] * s[3];
             float *A = malloc(numel * sizeof *A), *raw = malloc((size_t)s[0] * hw * sizeof *raw);
             assert_non_null(A);
             assert_non_null(raw);
-            CHECK_OK(kdc_run_read_layer(fx.run, layers[1], A, numel));
+            CHECK_OK(kdc_run_read_layer(p.fx.run, p.layers[1], A, numel));
             CHECK_OK(kdc_cam_from_maps(KDC_CAM_KPCACAM, A, NULL, s[0], s[1], s[2], s[3], raw));
             assert_memory_equal(raw, res->raw[1], (size_t)s[0] * hw * sizeof *raw);
             free(A);
@@ -354,92 +380,68 @@ static void kpca_cam(void **state)
         }
         kdc_cam_result_destroy(res);
     }
-    kdc_cam_options bad = {.method = KDC_CAM_KPCACAM, .layers = layers, .nlayers = 1,
+    kdc_cam_options bad = {.method = KDC_CAM_KPCACAM, .layers = p.layers, .nlayers = 1,
                            .kpca_kernel = KDC_KPCA_COUNT};
-    kdc_cam_result *res = NULL;
-    CHECK_STATUS(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, &res),
-                 KDC_ERR_INVALID_ARGUMENT);
-    assert_null(res);
-    fixture_close(&fx);
+    expect_rejected(&p.fx, &bad, KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
 }
 
 static void finer_cam(void **state)
 {
-    fixture fx;
-    fixture_open_in(&fx, FIXTURE_DIR_C, *state);
-    char names[2][96];
-    int layers[2], given[8];
-    layers_c(&fx, names, layers);
+    part_c p;
+    int given[8];
+    open_c(&p, state);
     char gs[8][96];
-    assert_int_equal(tk_split(tk_meta(fx.f, "finer_given"), ',', gs, 8), fx.n);
-    for (int b = 0; b < fx.n; b++)
+    assert_int_equal(tk_split(tk_meta(p.fx.f, "finer_given"), ',', gs, 8), p.fx.n);
+    for (int b = 0; b < p.fx.n; b++)
         given[b] = atoi(gs[b]);
     for (int c = 0; c < 2; c++) {
-        kdc_cam_options opt = {.method = KDC_CAM_FINERCAM, .layers = layers, .nlayers = 2};
+        kdc_cam_options opt = {.method = KDC_CAM_FINERCAM, .layers = p.layers, .nlayers = 2};
         opt.target.classes = c ? given : NULL;
-        kdc_cam_result *res = check_c(&fx, &opt, names, c ? "finercam/given" : "finercam/top1",
+        kdc_cam_result *res = check_c(&p.fx, &opt, p.names, c ? "finercam/given" : "finercam/top1",
                                       c ? "Finer-CAM given class" : "Finer-CAM top-1",
                                       TOL_REL);
-        for (int b = 0; b < fx.n; b++)
-            assert_int_equal(res->classes[b], c ? given[b] : fx.top1[b]);
+        for (int b = 0; b < p.fx.n; b++)
+            assert_int_equal(res->classes[b], c ? given[b] : p.fx.top1[b]);
         kdc_cam_result_destroy(res);
     }
-    kdc_cam_options bad = {.method = KDC_CAM_FINERCAM, .layers = layers, .nlayers = 1,
+    kdc_cam_options bad = {.method = KDC_CAM_FINERCAM, .layers = p.layers, .nlayers = 1,
                            .target.kind = KDC_TARGET_PROB};
-    kdc_cam_result *res = NULL;
-    CHECK_STATUS(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, &res),
-                 KDC_ERR_INVALID_ARGUMENT);
+    expect_rejected(&p.fx, &bad, KDC_ERR_INVALID_ARGUMENT);
     bad.target.kind = KDC_TARGET_LOGIT;
     bad.finer_compare = 100000;
-    CHECK_STATUS(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &bad, &res),
-                 KDC_ERR_INVALID_ARGUMENT);
-    assert_null(res);
-    fixture_close(&fx);
+    expect_rejected(&p.fx, &bad, KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
 }
 
 static void smooth_gradcampp(void **state)
 {
-    fixture fx;
-    fixture_open_in(&fx, FIXTURE_DIR_C, *state);
-    char names[2][96];
-    int layers[2];
-    layers_c(&fx, names, layers);
-    kdc_cam_options opt = {.method = KDC_CAM_SMOOTHGRADCAMPP, .layers = layers, .nlayers = 2};
-    opt.samples = (int)tk_meta_long(fx.f, "sgpp_samples");
-    opt.noise_std = (float)strtod(tk_meta(fx.f, "sgpp_std"), NULL);
-    opt.seed = strtoull(tk_meta(fx.f, "sgpp_seed"), NULL, 10);
-    kdc_cam_result *res = check_c(&fx, &opt, names, "smoothgradcampp", "Smooth Grad-CAM++",
+    part_c p;
+    kdc_cam_options opt = open_c_opts(&p, state, KDC_CAM_SMOOTHGRADCAMPP);
+    opt.samples = (int)tk_meta_long(p.fx.f, "sgpp_samples");
+    opt.noise_std = (float)strtod(tk_meta(p.fx.f, "sgpp_std"), NULL);
+    opt.seed = strtoull(tk_meta(p.fx.f, "sgpp_seed"), NULL, 10);
+    kdc_cam_result *res = check_c(&p.fx, &opt, p.names, "smoothgradcampp", "Smooth Grad-CAM++",
                                   1e-3);
-    for (int b = 0; b < fx.n; b++)
-        assert_int_equal(res->classes[b], fx.top1[b]);
+    for (int b = 0; b < p.fx.n; b++)
+        assert_int_equal(res->classes[b], p.fx.top1[b]);
     kdc_cam_result_destroy(res);
     opt.samples = -1;
-    res = NULL;
-    CHECK_STATUS(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &opt, &res),
-                 KDC_ERR_INVALID_ARGUMENT);
-    assert_null(res);
-    fixture_close(&fx);
+    expect_rejected(&p.fx, &opt, KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
 }
 
 static void shapley_cam(void **state)
 {
-    fixture fx;
-    fixture_open_in(&fx, FIXTURE_DIR_C, *state);
-    char names[2][96];
-    int layers[2];
-    layers_c(&fx, names, layers);
-    kdc_cam_options opt = {.method = KDC_CAM_SHAPLEYCAM, .layers = layers, .nlayers = 2};
-    kdc_cam_result *res = check_c(&fx, &opt, names, "shapleycam", "Shapley-CAM", TOL_REL);
-    kdc_cam_result_destroy(res);
+    part_c p;
+    kdc_cam_options opt = open_c_opts(&p, state, KDC_CAM_SHAPLEYCAM);
+    kdc_cam_result_destroy(check_c(&p.fx, &opt, p.names, "shapleycam", "Shapley-CAM", TOL_REL));
     opt.target.kind = KDC_TARGET_PROB;
-    res = NULL;
-    CHECK_STATUS(kdc_cam_compute(fx.run, fx.x, fx.n, fx.h, fx.w, &opt, &res),
-                 KDC_ERR_UNSUPPORTED);
-    assert_null(res);
+    expect_rejected(&p.fx, &opt, KDC_ERR_UNSUPPORTED);
     float dummy[4];
     CHECK_STATUS(kdc_cam_from_maps(KDC_CAM_SHAPLEYCAM, dummy, dummy, 1, 1, 2, 2, dummy),
                  KDC_ERR_INVALID_ARGUMENT);
-    fixture_close(&fx);
+    fixture_close(&p.fx);
 }
 
 static void dff(void **state)

@@ -251,99 +251,102 @@ def dff(A, k):
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
-    only = set(sys.argv[1:])
-    for name, scheme, wseed, classes in gm.MODELS:
-        if only and name not in only:
-            continue
-        t0 = time.time()
-        m32, gen = gf.build(scheme, wseed, classes)
-        m64 = copy.deepcopy(m32).double()
-        info = gg.arch_info(scheme, m64)
-        layers = info["cam_layers"]
-        x = gf.make_input(N, H, W, gm.INPUT_SEED)
-        l64 = gm.logits_of(m64, x, torch.float64)
-        top1 = [int(v) for v in np.argmax(l64, axis=1)]
-        # the given class for Finer-CAM: each image's third-ranked class
-        given = [int(np.argsort(-l64[b], kind="stable")[2]) for b in range(N)]
-        tensors, noise, meta = {}, {}, {}
+    wanted = set(sys.argv[1:])
+    for spec in gm.MODELS:
+        if not wanted or spec[0] in wanted:
+            write_fixture(*spec)
 
-        _lg, a64, _g = gg.grads(m64, x, layers, gg.logit_target(top1), torch.float64)
-        _lg, a32, _g = gg.grads(m32, x, layers, gg.logit_target(top1), torch.float32)
-        gap = np.inf
-        for kern in ("sigmoid", "rbf"):
-            for L in layers:
-                r64, g64 = kpca(a64[L].astype(np.float64), kern)
-                r32, _ = kpca(a32[L].astype(np.float64), kern)
-                gap = min(gap, g64)
-                gg.put(tensors, "kpcacam/%s/%s/raw" % (kern, L), r64)
-                noise["kpcacam_%s_%s" % (kern, L)] = gf.rel_l2(r32, r64)
-        meta["kpca_eig_gap_rel_min"] = "%.3e" % gap
-        print("  %s: kpca (%.1fs)" % (name, time.time() - t0), flush=True)
 
-        for case, gv in (("top1", None), ("given", given)):
-            f64, mains = finer(m64, x, layers, gv, torch.float64)
-            f32, _ = finer(m32, x, layers, gv, torch.float32)
-            assert mains == (top1 if gv is None else gv)
-            for L in layers:
-                gg.put(tensors, "finercam/%s/%s/raw" % (case, L), f64[L])
-                noise["finercam_%s_%s" % (case, L)] = gf.rel_l2(f32[L], f64[L])
-        meta["finer_given"] = ",".join(str(c) for c in given)
-        print("  %s: finer (%.1fs)" % (name, time.time() - t0), flush=True)
+def write_fixture(name, scheme, wseed, classes):
+    t0 = time.time()
+    m32, gen = gf.build(scheme, wseed, classes)
+    m64 = copy.deepcopy(m32).double()
+    info = gg.arch_info(scheme, m64)
+    layers = info["cam_layers"]
+    x = gf.make_input(N, H, W, gm.INPUT_SEED)
+    l64 = gm.logits_of(m64, x, torch.float64)
+    top1 = [int(v) for v in np.argmax(l64, axis=1)]
+    # the given class for Finer-CAM: each image's third-ranked class
+    given = [int(np.argsort(-l64[b], kind="stable")[2]) for b in range(N)]
+    tensors, noise, meta = {}, {}, {}
 
-        z = sgpp_noise(N, 3, H, W)
-        s64 = smoothgradpp(m64, x, layers, top1, z, torch.float64)
-        s32 = smoothgradpp(m32, x, layers, top1, z, torch.float32)
+    _lg, a64, _g = gg.grads(m64, x, layers, gg.logit_target(top1), torch.float64)
+    _lg, a32, _g = gg.grads(m32, x, layers, gg.logit_target(top1), torch.float32)
+    gap = np.inf
+    for kern in ("sigmoid", "rbf"):
         for L in layers:
-            gg.put(tensors, "smoothgradcampp/%s/raw" % L, s64[L])
-            noise["smoothgradcampp_%s" % L] = gf.rel_l2(s32[L], s64[L])
-        print("  %s: smooth grad-cam++ (%.1fs)" % (name, time.time() - t0), flush=True)
+            r64, g64 = kpca(a64[L].astype(np.float64), kern)
+            r32, _ = kpca(a32[L].astype(np.float64), kern)
+            gap = min(gap, g64)
+            gg.put(tensors, "kpcacam/%s/%s/raw" % (kern, L), r64)
+            noise["kpcacam_%s_%s" % (kern, L)] = gf.rel_l2(r32, r64)
+    meta["kpca_eig_gap_rel_min"] = "%.3e" % gap
+    print("  %s: kpca (%.1fs)" % (name, time.time() - t0), flush=True)
 
-        hv_max = 0.0
+    for case, gv in (("top1", None), ("given", given)):
+        f64, mains = finer(m64, x, layers, gv, torch.float64)
+        f32, _ = finer(m32, x, layers, gv, torch.float32)
+        assert mains == (top1 if gv is None else gv)
         for L in layers:
-            r64, hm, _ = shapley(m64, x, L, top1, torch.float64)
-            r32, _, _ = shapley(m32, x, L, top1, torch.float32)
-            _r, _hm, prel = shapley(m64, x, L, top1, torch.float64, prob=True)
-            hv_max = max(hv_max, hm)
-            meta["shapley_prob_hvp_rel_%s" % L] = "%.3e" % prel
-            gg.put(tensors, "shapleycam/%s/raw" % L, r64)
-            noise["shapleycam_%s" % L] = gf.rel_l2(r32, r64)
-        meta["shapley_logit_hvp_maxabs"] = "%.3e" % hv_max
+            gg.put(tensors, "finercam/%s/%s/raw" % (case, L), f64[L])
+            noise["finercam_%s_%s" % (case, L)] = gf.rel_l2(f32[L], f64[L])
+    meta["finer_given"] = ",".join(str(c) for c in given)
+    print("  %s: finer (%.1fs)" % (name, time.time() - t0), flush=True)
 
-        last = layers[1]
-        c64, d64, dit, drat = dff(a64[last].astype(np.float64), DFF_K)
-        c32, d32, dit32, _ = dff(a32[last].astype(np.float64), DFF_K)
-        gg.put(tensors, "dff/%s/maps" % last, d64)
-        gg.put(tensors, "dff/%s/concepts" % last, c64)
-        noise["dff_maps"] = gf.rel_l2(d32, d64)
-        noise["dff_concepts"] = gf.rel_l2(c32, c64)
-        meta.update({"dff_layer": last, "dff_components": str(DFF_K),
-                     "dff_iterations": str(dit), "dff_iterations_f32_input": str(dit32),
-                     "dff_ratio_last2": ",".join("%.6e" % r for r in drat)})
-        print("  %s: dff, %d iterations (%.1fs)" % (name, dit, time.time() - t0), flush=True)
+    z = sgpp_noise(N, 3, H, W)
+    s64 = smoothgradpp(m64, x, layers, top1, z, torch.float64)
+    s32 = smoothgradpp(m32, x, layers, top1, z, torch.float32)
+    for L in layers:
+        gg.put(tensors, "smoothgradcampp/%s/raw" % L, s64[L])
+        noise["smoothgradcampp_%s" % L] = gf.rel_l2(s32[L], s64[L])
+    print("  %s: smooth grad-cam++ (%.1fs)" % (name, time.time() - t0), flush=True)
 
-        tensors["logits"] = l64.astype(np.float32)
-        tensors["top1"] = np.array(top1, dtype=np.int64)
-        weight_keys = [k for k, _s in kdcgen.tensor_specs(scheme, classes)]
-        for k in [weight_keys[0], weight_keys[-2], weight_keys[-1]]:
-            tensors["weights:%s/val" % k] = gf.sample_of(gen[k])
-        meta.update({
-            "arch": "mobilenetv1" if scheme.startswith("mobilenetv1") else scheme,
-            "scheme": scheme, "seed": str(wseed), "num_classes": str(classes),
-            "input_name": "input", "input_seed": str(gm.INPUT_SEED),
-            "input_c": repr(gf.INPUT_C), "input_a": repr(gf.INPUT_A),
-            "n": str(N), "h": str(H), "w": str(W),
-            "reference": "torch %s float64" % torch.__version__,
-            "top1": ",".join(str(c) for c in top1), "layers": ",".join(layers),
-            "sgpp_samples": str(SGPP_SAMPLES), "sgpp_std": repr(SGPP_STD),
-            "sgpp_seed": str(SGPP_SEED),
-        })
-        for k, v in noise.items():
-            meta["f32_vs_f64_%s_rel_l2" % k] = "%.3e" % v
-        path = os.path.join(OUT_DIR, "%s.safetensors" % name)
-        kdcgen.write_safetensors(path, tensors, meta)
-        print("%-12s top1 %s  worst f32-vs-f64 %.2e  hvp %.1e  %d bytes  %.1fs" % (
-            name, top1, max(noise.values()), hv_max, os.path.getsize(path),
-            time.time() - t0), flush=True)
+    hv_max = 0.0
+    for L in layers:
+        r64, hm, _ = shapley(m64, x, L, top1, torch.float64)
+        r32, _, _ = shapley(m32, x, L, top1, torch.float32)
+        _r, _hm, prel = shapley(m64, x, L, top1, torch.float64, prob=True)
+        hv_max = max(hv_max, hm)
+        meta["shapley_prob_hvp_rel_%s" % L] = "%.3e" % prel
+        gg.put(tensors, "shapleycam/%s/raw" % L, r64)
+        noise["shapleycam_%s" % L] = gf.rel_l2(r32, r64)
+    meta["shapley_logit_hvp_maxabs"] = "%.3e" % hv_max
+
+    last = layers[1]
+    c64, d64, dit, drat = dff(a64[last].astype(np.float64), DFF_K)
+    c32, d32, dit32, _ = dff(a32[last].astype(np.float64), DFF_K)
+    gg.put(tensors, "dff/%s/maps" % last, d64)
+    gg.put(tensors, "dff/%s/concepts" % last, c64)
+    noise["dff_maps"] = gf.rel_l2(d32, d64)
+    noise["dff_concepts"] = gf.rel_l2(c32, c64)
+    meta.update({"dff_layer": last, "dff_components": str(DFF_K),
+                 "dff_iterations": str(dit), "dff_iterations_f32_input": str(dit32),
+                 "dff_ratio_last2": ",".join("%.6e" % r for r in drat)})
+    print("  %s: dff, %d iterations (%.1fs)" % (name, dit, time.time() - t0), flush=True)
+
+    tensors["logits"] = l64.astype(np.float32)
+    tensors["top1"] = np.array(top1, dtype=np.int64)
+    weight_keys = [k for k, _s in kdcgen.tensor_specs(scheme, classes)]
+    for k in [weight_keys[0], weight_keys[-2], weight_keys[-1]]:
+        tensors["weights:%s/val" % k] = gf.sample_of(gen[k])
+    meta.update({
+        "arch": "mobilenetv1" if scheme.startswith("mobilenetv1") else scheme,
+        "scheme": scheme, "seed": str(wseed), "num_classes": str(classes),
+        "input_name": "input", "input_seed": str(gm.INPUT_SEED),
+        "input_c": repr(gf.INPUT_C), "input_a": repr(gf.INPUT_A),
+        "n": str(N), "h": str(H), "w": str(W),
+        "reference": "torch %s float64" % torch.__version__,
+        "top1": ",".join(str(c) for c in top1), "layers": ",".join(layers),
+        "sgpp_samples": str(SGPP_SAMPLES), "sgpp_std": repr(SGPP_STD),
+        "sgpp_seed": str(SGPP_SEED),
+    })
+    for k, v in noise.items():
+        meta["f32_vs_f64_%s_rel_l2" % k] = "%.3e" % v
+    path = os.path.join(OUT_DIR, "%s.safetensors" % name)
+    kdcgen.write_safetensors(path, tensors, meta)
+    print("%-12s top1 %s  worst f32-vs-f64 %.2e  hvp %.1e  %d bytes  %.1fs" % (
+        name, top1, max(noise.values()), hv_max, os.path.getsize(path),
+        time.time() - t0), flush=True)
 
 
 if __name__ == "__main__":
