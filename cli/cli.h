@@ -68,6 +68,11 @@ typedef struct cli_opts {
     int window, stride;      /* --window, --stride: occlusion patches (0: default) */
     int chunk;               /* --chunk: perturbed images per pass (0: default) */
     int samples;             /* --samples: SS-CAM / IS-CAM samples (0: default) */
+    /* issue 19 (part C) */
+    int components;          /* --components K: dff concepts (0: 5)           */
+    int kpca_kernel;         /* --kpca-kernel (kdc_kpca_kernel)              */
+    float kpca_gamma;        /* --kpca-gamma G (0: 1 / C)                    */
+    float finer_alpha;       /* --finer-alpha A (0: 1)                       */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -255,6 +260,23 @@ int cli_top1(kdc_run *run, const kdc_model *m, const float *x, int n, int h, int
 int cli_write_per_layer(const char *dir, const kdc_model *m, const kdc_cam_result *res,
                         const int *layers, char *const *stems, const char *method,
                         kdc_image **crops);
+
+/* The strip figure of layer_strip.c at path: the crop, then one overlay per
+ * map (maps[i], h x w, in [0, 1]) headed by names[i]. */
+int cli_write_strip(const char *path, const kdc_image *crop, const float *const *maps,
+                    const char *const *names, int nl, int h, int w);
+
+/* ---- issue 19 (part C): `kdcam cam --method dff` (cam_dff.c) ---- */
+/* Deep Feature Factorization of the batch at the first --layer (the concepts
+ * are shared by the batch, as pytorch-grad-cam's dff()); writes per image
+ * DIR/STEM.dff.png (the crop and each concept's overlay) and with o->npy
+ * DIR/STEM.dff.raw.npy (1 x k x h x w), DIR/STEM.dff.npy (1 x k x H x W,
+ * each normalised and resized as scale_cam_image) and DIR/STEM.dff.
+ * concepts.npy (C x k, the batch's concepts); with batch_stem (--input-npy)
+ * those three once for the batch, named by it, with N in place of 1. */
+int cli_cam_dff(const cli_opts *o, kdc_run *run, const kdc_model *m, int layer,
+                const float *input, int n, int h, int w, char *const *stems, char *const *srcs,
+                kdc_image **crops, const char *batch_stem);
 
 /* ---- issue 19: `kdcam cam --method occlusion|featureablation` (cam_perturb.c) ---- */
 /* The kdc_perturb_kind of a method name; -1 if it is not one. */

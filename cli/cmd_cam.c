@@ -44,6 +44,16 @@ static const char *cam_usage =
     "  ablationcam     drop of the class score when a channel is zeroed\n"
     "  sscam           Score-CAM averaged over noisy masks (--samples, default 35)\n"
     "  iscam           Score-CAM averaged over scaled masks (--samples, default 10)\n"
+    "  kpcacam         first kernel principal component of the activations\n"
+    "                  (--kpca-kernel, default sigmoid; pytorch-grad-cam KPCA_CAM)\n"
+    "  finercam        Grad-CAM of the class logit minus --finer-alpha x the 3 closest\n"
+    "                  classes' logits, softmax-weighted (pytorch-grad-cam FinerCAM)\n"
+    "  smoothgradcam++ Grad-CAM++ weights from the gradients of noisy inputs\n"
+    "                  (--samples, default 4; std 0.3; torch-cam SmoothGradCAMpp)\n"
+    "  shapleycam      weights mean(gradient - 0.5 Hessian x activation)\n"
+    "                  (pytorch-grad-cam ShapleyCAM; equal to Grad-CAM on ReLU nets)\n"
+    "  dff             deep feature factorization: NMF of the batch's activations at\n"
+    "                  the first --layer into --components concepts, one map each\n"
     "  guided-gradcam  guided backpropagation x the Grad-CAM map\n"
     "  saliency        gradient of the class score with respect to the input\n"
     "  smoothgrad      mean input gradient over noisy copies\n"
@@ -73,7 +83,14 @@ static const char *cam_usage =
     "      --scorecam-topk K  Score-CAM: only the K channels with the largest mean\n"
     "                      activation (default: all channels; slow); also SS-/IS-CAM\n"
     "      --chunk N       masked or perturbed images per forward pass (default 32)\n"
-    "      --samples N     SS-CAM / IS-CAM samples per channel\n"
+    "      --samples N     SS-CAM / IS-CAM samples per channel, Smooth Grad-CAM++\n"
+    "                      noisy inputs\n"
+    "      --components K  dff: concepts (default 5); writes <stem>.dff.png (each\n"
+    "                      concept's map) and with --npy <stem>.dff.raw.npy (K x h x w),\n"
+    "                      <stem>.dff.npy (K x H x W), <stem>.dff.concepts.npy (C x K)\n"
+    "      --kpca-kernel K kpcacam: sigmoid (default), rbf, poly, linear or cosine\n"
+    "      --kpca-gamma G  kpcacam: kernel gamma (default 1 / channels)\n"
+    "      --finer-alpha A finercam: weight of the similar classes (default 1)\n"
     "      --window P, --stride S  occlusion patch side and step (default 16, 8);\n"
     "                      feature ablation cell side (default 16)\n"
     "      --on-original   draw overlays on the original photo instead of the crop\n"
@@ -121,7 +138,7 @@ static const char *cam_usage =
     "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
     "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n";
 
-enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION, M_PERTURB };
+enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION, M_PERTURB, M_DFF };
 
 /* What every batch of one `kdcam cam` run shares. */
 typedef struct cam_ctx {
@@ -145,6 +162,10 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
     if (!strcmp(name, "guided-gradcam")) {
         *kind = M_GUIDED_GRADCAM;
         *cam = KDC_CAM_GRADCAM;
+        return 0;
+    }
+    if (!strcmp(name, "dff")) { /* issue 19, part C: cam_dff.c */
+        *kind = M_DFF;
         return 0;
     }
     if (cli_perturb_kind(name) >= 0) { /* issue 19: cam_perturb.c */
@@ -171,6 +192,7 @@ static int parse_method(const char *name, int *kind, kdc_cam_method *cam, kdc_at
     }
     return cli_error("unknown method '%s' (gradcam, hirescam, gradcam++, xgradcam, layercam, "
                      "eigencam, eigengradcam, scorecam, ablationcam, sscam, iscam, fullgrad, "
+                     "kpcacam, finercam, smoothgradcam++, shapleycam, dff, "
                      "guided-gradcam, saliency, smoothgrad, integrated-gradients, "
                      "input-x-gradient, deeplift, lrp, occlusion, featureablation)", name);
 }
@@ -469,6 +491,14 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
             goto out;
         tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = level, .seed = seed};
     }
+    if (kind == M_DFF) {
+        char bstem[256];
+        if (o->input_npy)
+            stem_of(o->input_npy, bstem, sizeof bstem);
+        rc = cli_cam_dff(o, cx->run, m, cx->layers[0], input, n, h, w, names, srcs, crops,
+                         o->input_npy ? bstem : NULL);
+        goto out;
+    }
     if (kind == M_PERTURB) {
         rc = det ? cli_error("%s needs a class: detection backbones have none", method)
                  : cli_cam_perturb(o, cx->run, m, cli_perturb_kind(method), input, n, h, w, cls,
@@ -486,7 +516,9 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
         kdc_cam_options co = {.method = cx->cam, .layers = cx->layers, .nlayers = cx->nlayers,
                               .target = tg, .scorecam_topk = o->topk_channels, .keep = &last,
                               .scorecam_batch = o->chunk, .samples = o->samples,
-                              .nkeep = 1};
+                              .nkeep = 1, .finer_alpha = o->finer_alpha,
+                              .kpca_kernel = (kdc_kpca_kernel)o->kpca_kernel,
+                              .kpca_gamma = o->kpca_gamma};
         if ((st = kdc_cam_compute(cx->run, input, n, h, w, &co, &res))) {
             rc = cli_lib_error(st, NULL);
             goto out;
@@ -714,6 +746,13 @@ int cmd_cam(int argc, char **argv)
         (o.per_layer && kind != M_CAM &&
          cli_error("--per-layer applies to the CAM methods (not %s)", method)) ||
         (o.feature && cli_error("--feature applies to `kdcam compare`")) ||
+        (o.components && kind != M_DFF && cli_error("--components applies to --method dff")) ||
+        ((o.kpca_kernel || o.kpca_gamma > 0) && !(kind == M_CAM && cam == KDC_CAM_KPCACAM) &&
+         cli_error("--kpca-kernel and --kpca-gamma apply to --method kpcacam")) ||
+        (o.finer_alpha > 0 && !(kind == M_CAM && cam == KDC_CAM_FINERCAM) &&
+         cli_error("--finer-alpha applies to --method finercam")) ||
+        (kind == M_DFF && (o.guided || o.n_layers > 1 || o.on_original) &&
+         cli_error("dff takes one --layer, without --guided or --on-original")) ||
         (o.baseline && !(kind == M_ATTRIBUTION && at == KDC_ATTR_DEEPLIFT) &&
          cli_error("--baseline applies to --method deeplift")) ||
         ((o.lrp_rule || o.lrp_epsilon > 0 || o.lrp_gamma > 0) &&

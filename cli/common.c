@@ -211,7 +211,8 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 return -1;
             }
             o->lrp_rule = strcmp(v, "gamma") ? KDC_LRP_EPSILON : KDC_LRP_GAMMA;
-        } else if (!strcmp(a, "--lrp-epsilon") || !strcmp(a, "--lrp-gamma")) {
+        } else if (!strcmp(a, "--lrp-epsilon") || !strcmp(a, "--lrp-gamma") ||
+                   !strcmp(a, "--kpca-gamma") || !strcmp(a, "--finer-alpha")) {
             NEEDS(OPT_CAM);
             char *end;
             float f = strtof(v, &end);
@@ -219,7 +220,19 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("%s: '%s' is not a finite number > 0", a, v);
                 return -1;
             }
-            *(a[6] == 'e' ? &o->lrp_epsilon : &o->lrp_gamma) = f;
+            *(a[2] == 'k' ? &o->kpca_gamma : a[2] == 'f' ? &o->finer_alpha
+              : a[6] == 'e' ? &o->lrp_epsilon : &o->lrp_gamma) = f;
+        } else if (!strcmp(a, "--kpca-kernel")) { /* issue 19, part C */
+            NEEDS(OPT_CAM);
+            static const char *const kn[] = {"sigmoid", "rbf", "poly", "linear", "cosine"};
+            o->kpca_kernel = -1;
+            for (int k = 0; k < 5; k++)
+                if (!strcmp(v, kn[k]))
+                    o->kpca_kernel = k;
+            if (o->kpca_kernel < 0) {
+                cli_error("--kpca-kernel: '%s' is not sigmoid, rbf, poly, linear or cosine", v);
+                return -1;
+            }
         } else if (!strcmp(a, "--guided")) {
             if (!(acc & OPT_CAM))
                 goto unknown;
@@ -253,10 +266,10 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 goto unknown;
             o->per_layer = 1;
         } else if (!strcmp(a, "--window") || !strcmp(a, "--stride") || !strcmp(a, "--chunk") ||
-                   !strcmp(a, "--samples")) {
+                   !strcmp(a, "--samples") || !strcmp(a, "--components")) {
             NEEDS(OPT_CAM_EXTRA);
             int *dst = a[2] == 'w' ? &o->window : a[3] == 't' ? &o->stride
-                     : a[2] == 'c' ? &o->chunk : &o->samples;
+                     : a[3] == 'h' ? &o->chunk : a[2] == 'c' ? &o->components : &o->samples;
             if (parse_int(v, 1, 1 << 20, dst)) {
                 cli_error("%s: '%s' is not a number >= 1", a, v);
                 return -1;

@@ -8,8 +8,8 @@
 #include "cli.h"
 
 /* The strip of image b: input crop | layer 1 overlay | layer 2 ... */
-static int write_strip(const char *path, const kdc_image *crop, const float *const *maps,
-                       const char *const *names, int nl, int h, int w)
+int cli_write_strip(const char *path, const kdc_image *crop, const float *const *maps,
+                    const char *const *names, int nl, int h, int w)
 {
     static const unsigned char WHITE[3] = {255, 255, 255}, INK[3] = {20, 20, 20};
     const int pad = 8;
@@ -83,7 +83,7 @@ int cli_write_per_layer(const char *dir, const kdc_model *m, const kdc_cam_resul
             sizeof path)
             rc = cli_error("%s: output path too long", dir);
         else
-            rc = write_strip(path, crops[b], one, names, nl, h, w);
+            rc = cli_write_strip(path, crops[b], one, names, nl, h, w);
     }
     free(maps);
     return rc;

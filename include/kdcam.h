@@ -470,12 +470,18 @@ typedef enum kdc_cam_method {
     /* issue 19 (part A), torch-cam's smoothed Score-CAMs (lib/cam/smoothscore.c) */
     KDC_CAM_SSCAM,        /* Score-CAM weights averaged over noisy masks      */
     KDC_CAM_ISCAM,        /* Score-CAM weights averaged over scaled masks     */
+    /* issue 19 (part C): docs/cam.md "Issue 19 (part C)" */
+    KDC_CAM_KPCACAM,      /* first kernel principal component of A (sigmoid)  */
+    KDC_CAM_FINERCAM,     /* Grad-CAM of target minus alpha x similar classes */
+    KDC_CAM_SMOOTHGRADCAMPP, /* Grad-CAM++ weights from noisy-input gradients */
+    KDC_CAM_SHAPLEYCAM,   /* w_k = mean_hw(g_k - 0.5 (H A)_k); ReLU(sum w A)  */
     KDC_CAM_COUNT
 } kdc_cam_method;
 
 /* "gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigencam",
- * "eigengradcam", "scorecam", "ablationcam", "sscam", "iscam"; NULL if out
- * of range. */
+ * "eigengradcam", "scorecam", "ablationcam", "fullgrad", "sscam", "iscam",
+ * "kpcacam", "finercam", "smoothgradcam++", "shapleycam"; NULL if out of
+ * range. */
 KDC_API const char *kdc_cam_method_name(kdc_cam_method method);
 /* Parses a name as above; KDC_ERR_INVALID_ARGUMENT (listing the names) if
  * unknown. */
@@ -483,8 +489,9 @@ KDC_API kdc_status kdc_cam_method_parse(const char *name, kdc_cam_method *method
 
 /* Raw map (n x h x w, unnormalised) of a gradient or Eigen method from one
  * layer's activation A and gradient G (both n x c x h x w; G may be NULL
- * for KDC_CAM_EIGENCAM). SCORECAM, ABLATIONCAM, SSCAM and ISCAM need a
- * model: use kdc_cam_compute. */
+ * for KDC_CAM_EIGENCAM and KDC_CAM_KPCACAM, which uses its default kernel
+ * here). SCORECAM, ABLATIONCAM, SSCAM, ISCAM, FULLGRAD, FINERCAM,
+ * SMOOTHGRADCAMPP and SHAPLEYCAM need a model: use kdc_cam_compute. */
 KDC_API kdc_status kdc_cam_from_maps(kdc_cam_method method, const float *A, const float *G, int n,
                                      int c, int h, int w, float *raw);
 
@@ -500,6 +507,19 @@ KDC_API kdc_status kdc_resize_bilinear(const float *src, int n, int h, int w, in
                                        float *dst);
 
 #define KDC_CAM_MAX_LAYERS 8
+
+/* KPCA-CAM kernels, as scikit-learn's KernelPCA names them (coef0 = 1,
+ * degree 3): sigmoid tanh(gamma <a,b> + 1) (pytorch-grad-cam's default),
+ * rbf exp(-gamma |a-b|^2), poly (gamma <a,b> + 1)^3, linear <a,b>,
+ * cosine <a,b> / (|a| |b|). */
+typedef enum kdc_kpca_kernel {
+    KDC_KPCA_SIGMOID = 0,
+    KDC_KPCA_RBF,
+    KDC_KPCA_POLY,
+    KDC_KPCA_LINEAR,
+    KDC_KPCA_COSINE,
+    KDC_KPCA_COUNT
+} kdc_kpca_kernel;
 
 typedef struct kdc_cam_options {
     kdc_cam_method method;
@@ -518,6 +538,13 @@ typedef struct kdc_cam_options {
                              steps (0: 10), as torch-cam's num_samples        */
     float noise_std;      /* SS-CAM noise std on the [0,1] masks (0: 2.0)     */
     uint64_t seed;        /* SS-CAM noise seed (lib/cam/smoothscore.c)        */
+    /* issue 19 (part C). Smooth Grad-CAM++ also uses samples (0: 4),
+     * noise_std (0: 0.3, on the preprocessed input) and seed, as torch-cam's
+     * num_samples and std (lib/cam/smoothgradpp.c). */
+    float finer_alpha;    /* Finer-CAM: weight of the similar classes (0: 1)  */
+    int finer_compare;    /* Finer-CAM: how many similar classes (0: 3)       */
+    kdc_kpca_kernel kpca_kernel; /* KPCA-CAM kernel (0: sigmoid, sklearn's)   */
+    float kpca_gamma;     /* KPCA-CAM kernel gamma (0: 1 / C, sklearn's)      */
 } kdc_cam_options;
 
 typedef struct kdc_cam_result {
@@ -599,6 +626,25 @@ KDC_API kdc_status kdc_lrp_relevance(kdc_run *run, const float *input, int n, in
  * (compute_cam_per_layer: scale_cam_image). out gets n x in_h x in_w.
  * KDC_ERR_INVALID_ARGUMENT for a layer outside 0..nlayers-1. */
 KDC_API kdc_status kdc_cam_layer_map(const kdc_cam_result *result, int layer, float *out);
+
+/* ---- issue 19 (part C): Deep Feature Factorization (lib/cam/dff.c) ---- */
+typedef struct kdc_dff_options {
+    int components;   /* k concepts (0: 5, pytorch-grad-cam dff()'s default) */
+    int max_iter;     /* coordinate-descent iterations at most (0: 200)      */
+    double tol;       /* stop when violation / first violation <= tol (0: 1e-4) */
+} kdc_dff_options;
+
+/* Non-negative matrix factorisation of one layer's activations A (n x c x
+ * h x w) as pytorch-grad-cam's dff() with scikit-learn's NMF(k,
+ * init='random', random_state=0): the n images are factorised together
+ * (the concepts are shared by the batch). concepts gets c x k (W + the
+ * per-channel offset), maps n x k x h x w (each image's concept maps, H,
+ * unnormalised; kdc_cam_normalize_resize of an image's k planes gives
+ * DeepFeatureFactorization's explanations); *iterations (may be NULL) the
+ * iterations run. Deterministic. Errors: KDC_ERR_INVALID_ARGUMENT,
+ * KDC_ERR_SHAPE, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_dff(const float *A, int n, int c, int h, int w, const kdc_dff_options *opt,
+                           float *concepts, float *maps, int *iterations);
 
 /* Perturbation attributions as Captum defines them (captum/attr/_core/
  * occlusion.py, feature_ablation.py), on all 3 input channels at once. */

@@ -1,7 +1,9 @@
 /* test_attr_cli.c - `kdcam cam` with the propagation attributions of issue
  * 19 (part B): what the command writes equals what the library computes
  * (deeplift with --baseline black and FILE.npy, lrp with --lrp-rule gamma
- * and per-layer relevance, fullgrad), and its usage errors (one line,
+ * and per-layer relevance, fullgrad; part C: dff with --components,
+ * kpcacam with --kpca-kernel, finercam with --finer-alpha), and its usage
+ * errors (one line,
  * non-zero exit). The numbers themselves are checked against PyTorch in
  * test_attr.c. Generated KD MobileNetV1 weights, a 1 x 3 x 49 x 67 input.
  *
@@ -140,6 +142,45 @@ static void cli_matches_library(void **state)
     expect_npy("x.fullgrad.npy", res->map, (size_t)N * H * W);
     kdc_cam_result_destroy(res);
 
+    /* part C: kpcacam (rbf) and finercam (alpha 0.5) raw maps */
+    int top;
+    CHECK_OK(kdc_model_find_layer(m, "model.13", &top));
+    co.layers = &top;
+    co.nlayers = 1;
+    co.kpca_kernel = KDC_KPCA_RBF;
+    co.finer_alpha = 0.5f;
+    static const struct { kdc_cam_method m; const char *args, *file; } part_c[] = {
+        {KDC_CAM_KPCACAM, "--method kpcacam --kpca-kernel rbf", "x.kpcacam.raw.npy"},
+        {KDC_CAM_FINERCAM, "--method finercam --finer-alpha 0.5", "x.finercam.raw.npy"},
+    };
+    for (int i = 0; i < 2; i++) {
+        co.method = part_c[i].m;
+        CHECK_OK(kdc_cam_compute(run, x, N, H, W, &co, &res));
+        assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy %s", weights, xnpy,
+                                     out, part_c[i].args), 0);
+        expect_npy(part_c[i].file, res->raw[0], (size_t)N * res->raw_h[0] * res->raw_w[0]);
+        kdc_cam_result_destroy(res);
+    }
+
+    /* dff: 3 concepts at model.13 */
+    int s4[4];
+    CHECK_OK(kdc_run_forward(run, x, N, H, W, &top, 1));
+    CHECK_OK(kdc_run_layer_shape(run, top, s4));
+    const size_t acnt = (size_t)N * s4[1] * s4[2] * s4[3], mcnt = (size_t)N * 3 * s4[2] * s4[3];
+    float *act = malloc(acnt * sizeof *act), *con = malloc((size_t)s4[1] * 3 * sizeof *con);
+    float *maps = malloc(mcnt * sizeof *maps);
+    assert_true(act && con && maps);
+    CHECK_OK(kdc_run_read_layer(run, top, act, acnt));
+    kdc_dff_options dopt = {.components = 3};
+    CHECK_OK(kdc_dff(act, N, s4[1], s4[2], s4[3], &dopt, con, maps, NULL));
+    assert_int_equal(cliexec_run("cam -w %s --input-npy %s -o %s --npy --method dff "
+                                 "--components 3", weights, xnpy, out), 0);
+    expect_npy("x.dff.raw.npy", maps, mcnt);
+    expect_npy("x.dff.concepts.npy", con, (size_t)s4[1] * 3);
+    free(act);
+    free(con);
+    free(maps);
+
     kdc_run_destroy(run);
     kdc_model_destroy(m);
     free(x);
@@ -150,14 +191,20 @@ static void cli_matches_library(void **state)
 static void cli_errors(void **state)
 {
     (void)state;
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method gradcam "
-                                     "--baseline black", weights, xnpy, out), "--baseline");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method deeplift "
-                                     "--lrp-rule gamma", weights, xnpy, out), "--lrp-rule");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method lrp --lrp-rule "
-                                     "zeta", weights, xnpy, out), "zeta");
-    cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method lrp "
-                                     "--lrp-epsilon -1", weights, xnpy, out), "--lrp-epsilon");
+    /* {options after the input and output, what the error names} */
+    static const char *const bad[][2] = {
+        {"--method gradcam --baseline black", "--baseline"},
+        {"--method deeplift --lrp-rule gamma", "--lrp-rule"},
+        {"--method lrp --lrp-rule zeta", "zeta"},
+        {"--method lrp --lrp-epsilon -1", "--lrp-epsilon"},
+        {"--method gradcam --components 3", "--components"},
+        {"--method kpcacam --kpca-kernel laplace", "laplace"},
+        {"--method gradcam --finer-alpha 2", "--finer-alpha"},
+        {"--method dff --layer model.11 --layer model.13", "dff"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s %s", weights, xnpy, out,
+                                         bad[i][0]), bad[i][1]);
     cliexec_expect_error(cliexec_run("cam -w %s --input-npy %s -o %s --method deeplift "
                                      "--baseline %s/missing.npy", weights, xnpy, out,
                                      cliexec_dir()), "missing.npy");

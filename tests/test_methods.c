@@ -15,6 +15,19 @@
  *     replayed by the generator): raw maps rel L2 <= 1e-3, batch-size
  *     independent;
  *   - bad arguments give KDC_ERR_INVALID_ARGUMENT.
+ * Part C (tools/gen_methods_c_fixtures.py, tests/fixtures/methods_c/), raw
+ * maps at both CAM layers against float64 references:
+ *   - KPCA-CAM, sigmoid (default) and rbf kernels, and kdc_cam_from_maps
+ *     with the default kernel: rel L2 <= 1e-4;
+ *   - Finer-CAM for the top-1 and for a given class: rel L2 <= 1e-4;
+ *   - Smooth Grad-CAM++ (4 samples, std 0.3, the noise replayed from the
+ *     seed): rel L2 <= 1e-3 (randomised), both layers in one call;
+ *   - Shapley-CAM (its Hessian term from torch's double backward, 0 on these
+ *     piecewise-linear networks): rel L2 <= 1e-4; a probability target is
+ *     KDC_ERR_UNSUPPORTED;
+ *   - Deep Feature Factorization (kdc_dff, 5 concepts at the last stage,
+ *     scikit-learn's NMF replayed with NumPy's RandomState(0) init): concept
+ *     maps and concepts rel L2 <= 1e-3 (iterative), the same iteration count.
  * Run from the repository root. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +46,7 @@
 #include "util/weightgen.h"
 
 #define FIXTURE_DIR "tests/fixtures/methods/"
+#define FIXTURE_DIR_C "tests/fixtures/methods_c/"
 #define TOL_REL 1e-4
 #define TOL_MAP 1e-3
 
@@ -93,10 +107,10 @@ typedef struct fixture {
     int top1[8];
 } fixture;
 
-static void fixture_open(fixture *fx, const char *model)
+static void fixture_open_in(fixture *fx, const char *dir, const char *model)
 {
     char path[256];
-    snprintf(path, sizeof path, FIXTURE_DIR "%s.safetensors", model);
+    snprintf(path, sizeof path, "%s%s.safetensors", dir, model);
     memset(fx, 0, sizeof *fx);
     CHECK_OK(kdc__st_open(path, &fx->f));
     const char *scheme = tk_meta(fx->f, "scheme");
@@ -120,6 +134,11 @@ static void fixture_open(fixture *fx, const char *model)
     CHECK_OK(kdc__st_to_i64(tt, t));
     for (int b = 0; b < fx->n; b++)
         fx->top1[b] = (int)t[b];
+}
+
+static void fixture_open(fixture *fx, const char *model)
+{
+    fixture_open_in(fx, FIXTURE_DIR, model);
 }
 
 static void fixture_close(fixture *fx)
@@ -276,20 +295,213 @@ static void smooth_score(void **state)
     fixture_close(&fx);
 }
 
+/* Part C: the two CAM layers of the fixture (meta "layers"). */
+static void layers_c(const fixture *fx, char names[2][96], int layers[2])
+{
+    assert_int_equal(tk_split(tk_meta(fx->f, "layers"), ',', names, 2), 2);
+    for (int l = 0; l < 2; l++)
+        CHECK_OK(kdc_model_find_layer(fx->m, names[l], &layers[l]));
+}
+
+/* A part-C fixture and its two CAM layers. */
+typedef struct part_c {
+    fixture fx;
+    char names[2][96];
+    int layers[2];
+} part_c;
+
+/* Opens the part-C fixture of model *state and its two layers. */
+static void open_c(part_c *p, void **state)
+{
+    fixture_open_in(&p->fx, FIXTURE_DIR_C, *state);
+    layers_c(&p->fx, p->names, p->layers);
+}
+
+/* open_c, and options for method on both layers. */
+static kdc_cam_options open_c_opts(part_c *p, void **state, kdc_cam_method method)
+{
+    open_c(p, state);
+    return (kdc_cam_options){.method = method, .layers = p->layers, .nlayers = 2};
+}
+
+/* kdc_cam_compute with opt fails with want and leaves no result. */
+static void expect_rejected(const fixture *fx, const kdc_cam_options *opt, kdc_status want)
+{
+    kdc_cam_result *res = NULL;
+    CHECK_STATUS(kdc_cam_compute(fx->run, fx->x, fx->n, fx->h, fx->w, opt, &res), want);
+    assert_null(res);
+}
+
+/* kdc_cam_compute with opt on both layers; each raw map against
+ * <prefix>/<layer>/raw, rel L2 <= tol; returns the result. */
+static kdc_cam_result *check_c(const fixture *fx, const kdc_cam_options *opt,
+                               char names[2][96], const char *prefix, const char *label,
+                               double tol)
+{
+    kdc_cam_result *res = NULL;
+    const double t0 = tk_now();
+    CHECK_OK(kdc_cam_compute(fx->run, fx->x, fx->n, fx->h, fx->w, opt, &res));
+    const double dt = tk_now() - t0;
+    for (int l = 0; l < opt->nlayers; l++) {
+        char key[256];
+        double mx;
+        snprintf(key, sizeof key, "%s/%.96s/raw", prefix, names[l]);
+        const size_t cnt = (size_t)fx->n * res->raw_h[l] * res->raw_w[l];
+        const double e = compare(fx->f, key, res->raw[l], cnt, &mx);
+        printf("    %-12s %-22s [%-8s] raw rel %.2e max abs %.2e  %.2fs\n",
+               tk_meta(fx->f, "arch"), label, names[l], e, mx, dt);
+        assert_true(e <= tol);
+    }
+    return res;
+}
+
+static void kpca_cam(void **state)
+{
+    part_c p;
+    open_c(&p, state);
+    for (int k = 0; k < 2; k++) {
+        kdc_cam_options opt = {.method = KDC_CAM_KPCACAM, .layers = p.layers, .nlayers = 2,
+                               .kpca_kernel = k ? KDC_KPCA_RBF : KDC_KPCA_SIGMOID};
+        kdc_cam_result *res = check_c(&p.fx, &opt, p.names, k ? "kpcacam/rbf" : "kpcacam/sigmoid",
+                                      k ? "KPCA-CAM rbf" : "KPCA-CAM sigmoid", TOL_REL);
+        if (!k) { /* the same map from kdc_cam_from_maps (default kernel) */
+            int s[4];
+            CHECK_OK(kdc_run_forward(p.fx.run, p.fx.x, p.fx.n, p.fx.h, p.fx.w, &p.layers[1], 1));
+            CHECK_OK(kdc_run_layer_shape(p.fx.run, p.layers[1], s));
+            const size_t numel = (size_t)s[0] * s[1] * s[2] * s[3], hw = (size_t)s[2] * s[3];
+            float *A = malloc(numel * sizeof *A), *raw = malloc((size_t)s[0] * hw * sizeof *raw);
+            assert_non_null(A);
+            assert_non_null(raw);
+            CHECK_OK(kdc_run_read_layer(p.fx.run, p.layers[1], A, numel));
+            CHECK_OK(kdc_cam_from_maps(KDC_CAM_KPCACAM, A, NULL, s[0], s[1], s[2], s[3], raw));
+            assert_memory_equal(raw, res->raw[1], (size_t)s[0] * hw * sizeof *raw);
+            free(A);
+            free(raw);
+        }
+        kdc_cam_result_destroy(res);
+    }
+    kdc_cam_options bad = {.method = KDC_CAM_KPCACAM, .layers = p.layers, .nlayers = 1,
+                           .kpca_kernel = KDC_KPCA_COUNT};
+    expect_rejected(&p.fx, &bad, KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
+}
+
+static void finer_cam(void **state)
+{
+    part_c p;
+    int given[8];
+    open_c(&p, state);
+    char gs[8][96];
+    assert_int_equal(tk_split(tk_meta(p.fx.f, "finer_given"), ',', gs, 8), p.fx.n);
+    for (int b = 0; b < p.fx.n; b++)
+        given[b] = atoi(gs[b]);
+    for (int c = 0; c < 2; c++) {
+        kdc_cam_options opt = {.method = KDC_CAM_FINERCAM, .layers = p.layers, .nlayers = 2};
+        opt.target.classes = c ? given : NULL;
+        kdc_cam_result *res = check_c(&p.fx, &opt, p.names, c ? "finercam/given" : "finercam/top1",
+                                      c ? "Finer-CAM given class" : "Finer-CAM top-1",
+                                      TOL_REL);
+        for (int b = 0; b < p.fx.n; b++)
+            assert_int_equal(res->classes[b], c ? given[b] : p.fx.top1[b]);
+        kdc_cam_result_destroy(res);
+    }
+    kdc_cam_options bad = {.method = KDC_CAM_FINERCAM, .layers = p.layers, .nlayers = 1,
+                           .target.kind = KDC_TARGET_PROB};
+    expect_rejected(&p.fx, &bad, KDC_ERR_INVALID_ARGUMENT);
+    bad.target.kind = KDC_TARGET_LOGIT;
+    bad.finer_compare = 100000;
+    expect_rejected(&p.fx, &bad, KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
+}
+
+static void smooth_gradcampp(void **state)
+{
+    part_c p;
+    kdc_cam_options opt = open_c_opts(&p, state, KDC_CAM_SMOOTHGRADCAMPP);
+    opt.samples = (int)tk_meta_long(p.fx.f, "sgpp_samples");
+    opt.noise_std = (float)strtod(tk_meta(p.fx.f, "sgpp_std"), NULL);
+    opt.seed = strtoull(tk_meta(p.fx.f, "sgpp_seed"), NULL, 10);
+    kdc_cam_result *res = check_c(&p.fx, &opt, p.names, "smoothgradcampp", "Smooth Grad-CAM++",
+                                  1e-3);
+    for (int b = 0; b < p.fx.n; b++)
+        assert_int_equal(res->classes[b], p.fx.top1[b]);
+    kdc_cam_result_destroy(res);
+    opt.samples = -1;
+    expect_rejected(&p.fx, &opt, KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
+}
+
+static void shapley_cam(void **state)
+{
+    part_c p;
+    kdc_cam_options opt = open_c_opts(&p, state, KDC_CAM_SHAPLEYCAM);
+    kdc_cam_result_destroy(check_c(&p.fx, &opt, p.names, "shapleycam", "Shapley-CAM", TOL_REL));
+    opt.target.kind = KDC_TARGET_PROB;
+    expect_rejected(&p.fx, &opt, KDC_ERR_UNSUPPORTED);
+    float dummy[4];
+    CHECK_STATUS(kdc_cam_from_maps(KDC_CAM_SHAPLEYCAM, dummy, dummy, 1, 1, 2, 2, dummy),
+                 KDC_ERR_INVALID_ARGUMENT);
+    fixture_close(&p.fx);
+}
+
+static void dff(void **state)
+{
+    fixture fx;
+    fixture_open_in(&fx, FIXTURE_DIR_C, *state);
+    const char *lname = tk_meta(fx.f, "dff_layer");
+    int layer, s[4], iters = 0;
+    CHECK_OK(kdc_model_find_layer(fx.m, lname, &layer));
+    CHECK_OK(kdc_run_forward(fx.run, fx.x, fx.n, fx.h, fx.w, &layer, 1));
+    CHECK_OK(kdc_run_layer_shape(fx.run, layer, s));
+    const size_t numel = (size_t)s[0] * s[1] * s[2] * s[3];
+    const int k = (int)tk_meta_long(fx.f, "dff_components");
+    float *A = malloc(numel * sizeof *A), *con = malloc((size_t)s[1] * k * sizeof *con);
+    float *maps = malloc((size_t)s[0] * k * s[2] * s[3] * sizeof *maps);
+    assert_non_null(A);
+    assert_non_null(con);
+    assert_non_null(maps);
+    CHECK_OK(kdc_run_read_layer(fx.run, layer, A, numel));
+    kdc_dff_options o = {0}; /* the defaults: 5 concepts, 200 iterations, tol 1e-4 */
+    const double t0 = tk_now();
+    CHECK_OK(kdc_dff(A, s[0], s[1], s[2], s[3], &o, con, maps, &iters));
+    const double dt = tk_now() - t0;
+    char key[160];
+    double mx, e;
+    snprintf(key, sizeof key, "dff/%s/maps", lname);
+    e = compare(fx.f, key, maps, (size_t)s[0] * k * s[2] * s[3], &mx);
+    printf("    %-12s DFF [%s] maps rel %.2e max abs %.2e, %d iterations  %.2fs\n",
+           (char *)*state, lname, e, mx, iters, dt);
+    assert_true(e <= 1e-3);
+    snprintf(key, sizeof key, "dff/%s/concepts", lname);
+    e = compare(fx.f, key, con, (size_t)s[1] * k, &mx);
+    printf("    %-12s DFF [%s] concepts rel %.2e max abs %.2e\n", (char *)*state, lname, e, mx);
+    assert_true(e <= 1e-3);
+    assert_int_equal(iters, (int)tk_meta_long(fx.f, "dff_iterations"));
+    o.components = -1;
+    CHECK_STATUS(kdc_dff(A, s[0], s[1], s[2], s[3], &o, con, maps, NULL),
+                 KDC_ERR_INVALID_ARGUMENT);
+    free(A);
+    free(con);
+    free(maps);
+    fixture_close(&fx);
+}
+
 int main(void)
 {
     static const char *models[] = {"resnet50", "mobilenetv1"};
-    struct CMUnitTest tests[6];
-    for (int i = 0; i < 2; i++) {
-        struct CMUnitTest t = cmocka_unit_test_prestate(per_layer, (void *)models[i]);
-        t.name = i ? "per_layer mobilenetv1" : "per_layer resnet50";
-        tests[i] = t;
-        struct CMUnitTest u = cmocka_unit_test_prestate(perturb, (void *)models[i]);
-        u.name = i ? "perturb mobilenetv1" : "perturb resnet50";
-        tests[2 + i] = u;
-        struct CMUnitTest v = cmocka_unit_test_prestate(smooth_score, (void *)models[i]);
-        v.name = i ? "sscam iscam mobilenetv1" : "sscam iscam resnet50";
-        tests[4 + i] = v;
-    }
+    static void (*const fns[])(void **) = {per_layer, perturb, smooth_score, kpca_cam,
+                                           finer_cam, smooth_gradcampp, shapley_cam, dff};
+    static const char *const fnames[] = {"per_layer", "perturb", "sscam iscam", "kpcacam",
+                                         "finercam", "smoothgradcam++", "shapleycam", "dff"};
+    enum { NF = sizeof fns / sizeof *fns };
+    static char names[NF * 2][64];
+    struct CMUnitTest tests[NF * 2];
+    for (int f = 0; f < NF; f++)
+        for (int i = 0; i < 2; i++) {
+            struct CMUnitTest t = cmocka_unit_test_prestate(fns[f], (void *)models[i]);
+            snprintf(names[f * 2 + i], sizeof names[0], "%s %s", fnames[f], models[i]);
+            t.name = names[f * 2 + i];
+            tests[f * 2 + i] = t;
+        }
     return cmocka_run_group_tests_name("methods", tests, group_setup, group_teardown);
 }

@@ -299,11 +299,25 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
     if (n < 1 || in_h < 1 || in_w < 1)
         return kdc__fail(KDC_ERR_SHAPE, "%s: bad input shape %dx3x%dx%d", mname, n, in_h, in_w);
     const int model_based = method == KDC_CAM_SCORECAM || method == KDC_CAM_ABLATIONCAM ||
-                            method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM;
+                            method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM ||
+                            method == KDC_CAM_SMOOTHGRADCAMPP;
     if (model_based && opt->target.kind != KDC_TARGET_LOGIT &&
         opt->target.kind != KDC_TARGET_PROB)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s needs a class target (logit or "
                          "probability), not a seed target", mname);
+    if (method == KDC_CAM_FINERCAM && opt->target.kind != KDC_TARGET_LOGIT)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "finercam builds its own target from the "
+                         "logits: give a logit target (a class or NULL for the top-1)");
+    /* Shapley-CAM's Hessian term: every op of the engine is piecewise linear,
+     * so the Hessian of a logit (or a seed target) is 0 wherever it exists,
+     * as torch's double backward also gives; a softmax target's is not, and
+     * its Hessian-vector product needs a forward-mode pass the engine lacks */
+    if (method == KDC_CAM_SHAPLEYCAM && opt->target.kind == KDC_TARGET_PROB)
+        return kdc__fail(KDC_ERR_UNSUPPORTED, "shapleycam: the Hessian-vector product of a "
+                         "probability target is not implemented (use a logit target)");
+    if (method == KDC_CAM_FINERCAM && (opt->finer_compare < 0 || !isfinite(opt->finer_alpha)))
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "finercam: finer_compare %d is negative or "
+                         "finer_alpha is not finite", opt->finer_compare);
     if (opt->scorecam_topk < 0 || opt->scorecam_batch < 0)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s: scorecam_%s %d is negative", mname,
                          opt->scorecam_topk < 0 ? "topk" : "batch",
@@ -387,7 +401,8 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
     if ((st = kdc_run_layer_shape(run, last, lshape)))
         goto fail;
     const int K = lshape[1];
-    if (method == KDC_CAM_ABLATIONCAM) {
+    kdc_target tgt = opt->target;
+    if (method == KDC_CAM_ABLATIONCAM || method == KDC_CAM_FINERCAM) {
         logits = malloc((size_t)n * K * sizeof *logits);
         y = malloc((size_t)n * sizeof *y);
         if (!logits || !y) {
@@ -397,11 +412,28 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
         if ((st = kdc_run_read_layer(run, last, logits, (size_t)n * K)))
             goto fail;
     }
+    if (method == KDC_CAM_FINERCAM) { /* finer.c: the seed dT/dz at the logits */
+        scratch = malloc((size_t)n * K * sizeof *scratch);
+        if (!scratch) {
+            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", mname);
+            goto fail;
+        }
+        if ((st = kdc__finer_seed(logits, n, K, opt->target.classes,
+                                  opt->finer_alpha != 0.0f ? opt->finer_alpha : 1.0,
+                                  opt->finer_compare ? opt->finer_compare : 3, scratch,
+                                  res->classes)))
+            goto fail;
+        tgt = (kdc_target){.kind = KDC_TARGET_SEED, .layer = last, .seed = scratch};
+    }
     /* the backward pass also fixes the target classes (top-1 if NULL) */
-    if ((st = kdc_run_backward(run, &opt->target, grads ? opt->layers : NULL, grads ? L : 0, 0)))
+    if ((st = kdc_run_backward(run, &tgt, grads ? opt->layers : NULL, grads ? L : 0, 0)))
         goto fail;
-    if ((st = kdc_run_target_classes(run, res->classes, n)))
+    if (method != KDC_CAM_FINERCAM && (st = kdc_run_target_classes(run, res->classes, n)))
         goto fail;
+    if (method == KDC_CAM_FINERCAM) {
+        free(scratch);
+        scratch = NULL;
+    }
     for (int l = 0; l < L && grads; l++)
         if ((st = kdc_run_read_grad(run, opt->layers[l], grad[l],
                                     (size_t)n * shape[l][1] * shape[l][2] * shape[l][3])))
@@ -431,7 +463,11 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
             order[j] = order[j - 1];
             order[j - 1] = t;
         }
-    for (int oi = 0; oi < L; oi++) {
+    if (method == KDC_CAM_SMOOTHGRADCAMPP && /* smoothgradpp.c: all layers at once */
+        (st = kdc__smoothgradpp(run, opt, input, n, in_h, in_w, res->classes, act,
+                                (const int(*)[4])shape, res->raw)))
+        goto fail;
+    for (int oi = 0; oi < L && method != KDC_CAM_SMOOTHGRADCAMPP; oi++) {
         const int l = order[oi];
         const int *s = shape[l];
         if (method == KDC_CAM_SCORECAM)
@@ -445,6 +481,20 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
         else if (method == KDC_CAM_ABLATIONCAM)
             st = kdc__ablation_layer(run, opt->layers[l], act[l], n, s[1], (size_t)s[2] * s[3],
                                      res->classes, opt->target.kind, y, K, res->raw[l]);
+        else if (method == KDC_CAM_KPCACAM) /* kpca.c, with the kernel options */
+            for (int b = 0; b < n && !st; b++) {
+                const size_t hw = (size_t)s[2] * s[3];
+                float *r = res->raw[l] + (size_t)b * hw;
+                st = kdc__kpca_project(act[l] + (size_t)b * s[1] * hw, s[1], (int)hw,
+                                       opt->kpca_kernel, opt->kpca_gamma, r);
+                for (size_t i = 0; i < hw; i++)
+                    r[i] = r[i] > 0.0f ? r[i] : 0.0f;
+            }
+        else if (method == KDC_CAM_FINERCAM || method == KDC_CAM_SHAPLEYCAM)
+            /* Grad-CAM of the Finer target; Shapley-CAM's weights
+             * mean_hw(g - 0.5 H A) with H A = 0 (above) */
+            st = kdc_cam_from_maps(KDC_CAM_GRADCAM, act[l], grad[l], n, s[1], s[2], s[3],
+                                   res->raw[l]);
         else
             st = kdc_cam_from_maps(method, act[l], grad[l], n, s[1], s[2], s[3], res->raw[l]);
         if (st) {

@@ -84,7 +84,7 @@ static int kdc__sturm_count(const double *d, const double *e, int m, double x, d
  *     tridiagonal LU) from a fixed start vector;
  *  4. back-transformation v = Q y.
  * Returns 0, or -1 if memory runs out. */
-static int kdc__sym_top_eigvec(double *S, int m, double *v, double *lambda)
+int kdc__sym_top_eigvec(double *S, int m, double *v, double *lambda)
 {
     const size_t M = (size_t)m;
     double *work = malloc(7 * M * sizeof *work);

@@ -25,6 +25,7 @@ static const char *const kdc__cam_names[KDC_CAM_COUNT] = {
     "eigencam", "eigengradcam", "scorecam", "ablationcam",
     "fullgrad",
     "sscam", "iscam", /* issue 19 (part A) */
+    "kpcacam", "finercam", "smoothgradcam++", "shapleycam", /* issue 19 (part C) */
 };
 
 const char *kdc_cam_method_name(kdc_cam_method method)
@@ -59,13 +60,15 @@ kdc_status kdc_cam_method_parse(const char *name, kdc_cam_method *method)
     }
     return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown CAM method \"%.64s\" (known: gradcam, "
                      "hirescam, gradcam++, xgradcam, layercam, eigencam, eigengradcam, "
-                     "scorecam, ablationcam, fullgrad, sscam, iscam)", name);
+                     "scorecam, ablationcam, fullgrad, sscam, iscam, kpcacam, finercam, "
+                     "smoothgradcam++, shapleycam)", name);
 }
 
 int kdc__needs_grad(kdc_cam_method m)
 {
     return m == KDC_CAM_GRADCAM || m == KDC_CAM_HIRESCAM || m == KDC_CAM_GRADCAMPP ||
-           m == KDC_CAM_XGRADCAM || m == KDC_CAM_LAYERCAM || m == KDC_CAM_EIGENGRADCAM;
+           m == KDC_CAM_XGRADCAM || m == KDC_CAM_LAYERCAM || m == KDC_CAM_EIGENGRADCAM ||
+           m == KDC_CAM_FINERCAM || m == KDC_CAM_SHAPLEYCAM;
 }
 
 /* One image: weights w (c) of the channel-weighted methods, in double. */
@@ -113,13 +116,14 @@ kdc_status kdc_cam_from_maps(kdc_cam_method method, const float *A, const float 
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "CAM method %d is out of range 0..%d",
                          (int)method, KDC_CAM_COUNT - 1);
     if (method == KDC_CAM_SCORECAM || method == KDC_CAM_ABLATIONCAM || method == KDC_CAM_FULLGRAD ||
-        method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM)
+        method == KDC_CAM_SSCAM || method == KDC_CAM_ISCAM || method == KDC_CAM_FINERCAM ||
+        method == KDC_CAM_SMOOTHGRADCAMPP || method == KDC_CAM_SHAPLEYCAM)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s needs a model: use kdc_cam_compute",
                          kdc__cam_names[method]);
     if (!A || !raw)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cam_from_maps: %s is NULL",
                          A ? "raw" : "activation A");
-    if (!G && method != KDC_CAM_EIGENCAM)
+    if (!G && method != KDC_CAM_EIGENCAM && method != KDC_CAM_KPCACAM)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_cam_from_maps: %s needs the gradient G "
                          "(it is NULL)", kdc__cam_names[method]);
     if (n < 1 || c < 1 || h < 1 || w < 1)
@@ -132,11 +136,17 @@ kdc_status kdc_cam_from_maps(kdc_cam_method method, const float *A, const float 
 
     kdc_status st = KDC_OK;
     double *wt = NULL, *acc = NULL;
-    if (method == KDC_CAM_EIGENCAM || method == KDC_CAM_EIGENGRADCAM) {
+    if (method == KDC_CAM_EIGENCAM || method == KDC_CAM_EIGENGRADCAM ||
+        method == KDC_CAM_KPCACAM) {
         for (int b = 0; b < n; b++) {
             const size_t o = (size_t)b * chw;
-            if ((st = kdc__pca_project(A + o, method == KDC_CAM_EIGENGRADCAM ? G + o : NULL, c,
-                                       (int)HW, raw + (size_t)b * HW)))
+            if (method == KDC_CAM_KPCACAM)
+                st = kdc__kpca_project(A + o, c, (int)HW, KDC_KPCA_SIGMOID, 0.0,
+                                       raw + (size_t)b * HW);
+            else
+                st = kdc__pca_project(A + o, method == KDC_CAM_EIGENGRADCAM ? G + o : NULL, c,
+                                      (int)HW, raw + (size_t)b * HW);
+            if (st)
                 return st;
         }
         for (size_t i = 0; i < (size_t)n * HW; i++)
