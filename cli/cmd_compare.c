@@ -55,6 +55,9 @@ static const char *compare_usage =
     "                      characters other than A-Z a-z 0-9 . - _ as _)\n"
     "      --grid          one figure of all images side by side (at most 16):\n"
     "                      DIR/grid.<method>.png, a row per model\n"
+    "      --teacher-last  draw the teacher's row (the first --model) below the\n"
+    "                      students', as the DPK figure page does; the teacher is\n"
+    "                      still the first model for --target teacher and r/IoU20\n"
     "      --norm N        per-model (default: each map min-max normalised) or shared:\n"
     "                      the raw maps of one image divided by their common maximum,\n"
     "                      the colour bar ticked in raw map units\n"
@@ -362,6 +365,13 @@ static int save_figure(const cli_fig *f, const cli_input_opts *io, const char *p
     return rc;
 }
 
+/* The model drawn in row r: --model order, or with --teacher-last the
+ * students first and the teacher (model 0) in the last row. */
+static int row_model(const cli_input_opts *io, int r, int nm)
+{
+    return io->teacher_last ? (r + 1) % nm : r;
+}
+
 /* The figure for image b: a row per model. */
 static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, int h, int w,
                        const kdc_image *crop, const int *box, kdc_cam_method method,
@@ -384,7 +394,9 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
     lw = lw > 360 ? 360 : lw;
     cli_fig_text_size("Hg", 2, &tw, &th);
     const int head_h = th + 2 * pad, bar_h = 10 + 2 * (th + 6) + 2 * pad;
-    const int W = pad + lw + pad + cols * (w + pad), H = head_h + nm * (h + pad) + bar_h;
+    /* a row: the panels, or the four lines of its label where they are taller */
+    const int rh = h > 4 * (th + 6) ? h : 4 * (th + 6);
+    const int W = pad + lw + pad + cols * (w + pad), H = head_h + nm * (rh + pad) + bar_h;
     const int x0 = pad + lw + pad;
     const double mx = io->shared_norm ? shared_max_of(cms, nm, b, plane) : 1.0;
     cli_fig *f = cli_fig_create(W, H);
@@ -397,8 +409,8 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
         rc = cli_fig_text(f, x0 + c * (w + pad) + w / 2, pad, tw > w + pad ? 1 : 2, 1, INK, "%s",
                           heads[c]);
     }
-    for (int i = 0; i < nm && !rc; i++) {
-        const int y = head_h + i * (h + pad);
+    for (int r = 0; r < nm && !rc; r++) {
+        const int i = row_model(io, r, nm), y = head_h + r * (rh + pad);
         row_text(cms, i, b, plane, det, labels, nlabels, text);
         rc = cli_fig_text(f, pad, y, 2, 0, INK, "%s", text[0]);
         for (int k = 1; k < 4 && !rc; k++)
@@ -482,8 +494,8 @@ static int draw_grid(const cli_input_opts *io, cmp_model *cms, int nm, int n, in
         if (!rc)
             rc = cli_fig_image(f, x, head_h, crops[b]);
     }
-    for (int i = 0; i < nm && !rc; i++) {
-        const int y = head_h + in_h + i * row_h;
+    for (int r = 0; r < nm && !rc; r++) {
+        const int i = row_model(io, r, nm), y = head_h + in_h + r * row_h;
         row_text(cms, i, 0, plane, det, labels, nlabels, text);
         rc = cli_fig_text(f, pad, y, 2, 0, INK, "%s", text[0]);
         if (!rc)

@@ -49,6 +49,8 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
             flag = &io->annotate;
         else if (!strcmp(f, "--grid") && (flags & CLI_IN_COMPARE))
             flag = &io->grid;
+        else if (!strcmp(f, "--teacher-last") && (flags & CLI_IN_COMPARE))
+            flag = &io->teacher_last;
         if (flag) {
             *flag = 1;
             continue;

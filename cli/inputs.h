@@ -21,6 +21,7 @@ typedef struct cli_input_opts {
     int shared_norm;     /* --norm shared|per-model (compare)                 */
     int annotate;        /* --annotate: label and colour bar on `cam` PNGs    */
     int grid;            /* --grid: all images in one figure (compare)        */
+    int teacher_last;    /* --teacher-last: the teacher's row at the bottom   */
 } cli_input_opts;
 
 /* Flags of cli_take_input_opts: which options the command accepts. */
