@@ -147,18 +147,19 @@ class MobileNetV1KD(nn.Module):
 # Data
 
 
-def generate(kdcam, d, seed, n, masks=False):
+def generate(kdcam, d, seed, n, masks=False, style=None):
     """Runs `kdcam shapes` (its default style) unless d already holds that
     exact set."""
+    style = style or STYLE
     lab = os.path.join(d, "labels.json")
     if os.path.exists(lab):
         with open(lab) as f:
             j = json.load(f)
         if j["seed"] == seed and len(j["images"]) == n and j["size"] == SIZE and \
-                j.get("style") == STYLE and (not masks or "mask" in j["images"][0]):
+                j.get("style") == style and (not masks or "mask" in j["images"][0]):
             return j
     cmd = [kdcam, "shapes", "-n", str(n), "--seed", str(seed), "-o", d, "--size", str(SIZE),
-           "--style", STYLE]
+           "--style", style]
     if masks:
         cmd.append("--masks")
     subprocess.run(cmd, check=True)

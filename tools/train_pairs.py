@@ -306,6 +306,38 @@ def train(name, model, data, args, log, kind, tcache=None, extra=None, epochs=No
     return time.time() - t0, ratios
 
 
+def warmup(name, model, xw, yw, args, log):
+    """Curriculum warm-up: --warmup-steps steps of plain cross-entropy at a
+    constant --lr on the classic style (one large centred object, no decoys;
+    seed 4, never used elsewhere). Trained from scratch on the hard style
+    alone, every network here sat at chance for the first 600+ steps (loss
+    2.31 after two teacher epochs); the classic images teach the shapes
+    first, the hard epochs that follow teach finding them among decoys.
+    Returns the seconds it took."""
+    if args.warmup_steps <= 0:
+        return 0.0
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+    gen = torch.Generator().manual_seed(3000 + sum(map(ord, name)))
+    t0 = time.time()
+    model.train()
+    tot, correct, seen = 0.0, 0, 0
+    for s in range(args.warmup_steps):
+        idx = torch.randint(0, len(xw), (args.batch,), generator=gen)
+        out = model(norm(xw[idx]))
+        loss = F.cross_entropy(out, yw[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        tot += loss.item() * len(idx)
+        correct += (out.argmax(1) == yw[idx]).sum().item()
+        seen += len(idx)
+        if (s + 1) % 100 == 0 or s + 1 == args.warmup_steps:
+            log("%s warm-up (classic style) step %d/%d  loss %.4f  train acc %.4f  (%.0f s)" % (
+                name, s + 1, args.warmup_steps, tot / seen, correct / seen, time.time() - t0))
+            tot, correct, seen = 0.0, 0, 0
+    return time.time() - t0
+
+
 def make_student(pair, args):
     torch.manual_seed(2)  # the same initial student for all three methods
     if pair == "mobilenetv1":
@@ -377,7 +409,10 @@ def main():
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--pointing", type=int, default=500)
     ap.add_argument("--size", type=int, default=192)
-    ap.add_argument("--teacher-epochs", type=int, default=6)
+    ap.add_argument("--warmup", type=int, default=4000,
+                    help="classic-style images for the curriculum warm-up (seed 4)")
+    ap.add_argument("--warmup-steps", type=int, default=400)
+    ap.add_argument("--teacher-epochs", type=int, default=7)
     ap.add_argument("--student-epochs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -421,8 +456,13 @@ def main():
         d = os.path.join(args.work, name)
         lab = kdtrain.generate(args.kdcam, d, seed, n, masks)
         sets[name] = kdtrain.load_set(d, lab, masks)
-    log("data: train %d (seed 1), val %d (seed 2), held-out %d (seed 3), %dx%d, style %s: %.0f s"
-        % (args.train, args.val, args.test, args.size, args.size, kdtrain.STYLE, time.time() - t))
+    d = os.path.join(args.work, "warmup-classic")
+    lab = kdtrain.generate(args.kdcam, d, 4, args.warmup, False, style="classic")
+    xw, yw, _, _ = kdtrain.load_set(d, lab, False)
+    log("data: train %d (seed 1), val %d (seed 2), held-out %d (seed 3), %dx%d, style %s; "
+        "warm-up %d (seed 4, style classic): %.0f s"
+        % (args.train, args.val, args.test, args.size, args.size, kdtrain.STYLE, args.warmup,
+           time.time() - t))
     xtr, ytr, _, _ = sets["train"]
     xval, yval, _, _ = sets["val"]
     xte, yte, bte, mte = sets["test"]
@@ -437,8 +477,10 @@ def main():
         load_teacher_file(teacher, tpath)
         log("teacher: loaded %s (not retrained)" % tpath)
     else:
+        tw = warmup("teacher", teacher, xw, yw, args, log)
         times["teacher"], _ = train("teacher", teacher, data, args, log, "teacher",
                                     epochs=args.teacher_epochs)
+        times["teacher"] += tw
         teacher.eval()
         sd = kdtrain.export(teacher, tpath, "resnet101", {
             "model": "teacher: ResNet-101 topology, base width %d, cross-entropy" %
@@ -470,9 +512,15 @@ def main():
     smodels = {}
     for pair in pairs:
         arch, prefix, pname = PAIRS[pair]
+        # one warm-up per pair, shared: the three students start the hard
+        # epochs from the same weights
+        s0 = make_student(pair, args)
+        times[prefix + " warm-up"] = warmup(prefix, s0, xw, yw, args, log)
+        start = {k: v.clone() for k, v in s0.state_dict().items()}
         for method in METHODS:
             name = "%s-%s" % (prefix, method)
             s = make_student(pair, args)
+            s.load_state_dict(start)
             extra = make_extra(method, s, teacher, args)
             times[name], r = train(name, s, data, args, log, method, tcache=tcache, extra=extra,
                                    epochs=args.student_epochs)
