@@ -775,7 +775,8 @@ KDC_API kdc_status kdc_npy_load(const char *path, float **data, int *ndim, int64
  *    style existed; the bundled demo models (weights/demo/) were trained on
  *    it.
  * Image `index` of `seed` depends only on (seed, index, size, style), so
- * any subset can be regenerated; no libm is used (see lib/data/shapes.c). */
+ * any subset can be regenerated; no libm is used (see
+ * lib/data/shapes_internal.h). */
 
 #define KDC_SHAPES_MIN_SIZE 64
 #define KDC_SHAPES_MAX_SIZE 1024

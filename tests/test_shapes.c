@@ -18,6 +18,87 @@
 #define CLASSIC(seed, idx, size, out, info, mask)                                               \
     kdc_shapes_render_ex(seed, idx, size, KDC_SHAPES_CLASSIC, out, info, mask)
 
+/* The box b of an N x N image is non-empty, inside the image and tight
+ * around the mask m (0/1) of the pixels at least half covered. */
+static void assert_box_of_mask(const int b[4], const unsigned char *m)
+{
+    assert_true(0 <= b[0] && b[0] < b[2] && b[2] <= N);
+    assert_true(0 <= b[1] && b[1] < b[3] && b[3] <= N);
+    int x0 = N, y0 = N, x1 = -1, y1 = -1;
+    for (int y = 0; y < N; y++)
+        for (int x = 0; x < N; x++) {
+            assert_true(m[y * N + x] <= 1);
+            if (!m[y * N + x])
+                continue;
+            x0 = x < x0 ? x : x0;
+            y0 = y < y0 ? y : y0;
+            x1 = x > x1 ? x : x1;
+            y1 = y > y1 ? y : y1;
+        }
+    assert_int_equal(b[0], x0);
+    assert_int_equal(b[1], y0);
+    assert_int_equal(b[2], x1 + 1);
+    assert_int_equal(b[3], y1 + 1);
+}
+
+/* The class object of an N x N image: a class, a box tight around the
+ * mask m, its disk inside the frame, an angle in degrees. */
+static void assert_object(const kdc_shape_info *info, const unsigned char *m)
+{
+    assert_true(info->cls >= 0 && info->cls < 10);
+    assert_box_of_mask(info->box, m);
+    assert_true(info->cx - 0.5f * info->diameter >= 0.0f);
+    assert_true(info->cx + 0.5f * info->diameter <= (float)N);
+    assert_true(info->cy - 0.5f * info->diameter >= 0.0f);
+    assert_true(info->cy + 0.5f * info->diameter <= (float)N);
+    assert_true(info->angle >= 0 && info->angle < 360);
+}
+
+/* FNV-1a over len bytes, continuing from h */
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t len)
+{
+    for (size_t k = 0; k < len; k++) {
+        h ^= p[k];
+        h *= 0x100000001B3ULL;
+    }
+    return h;
+}
+
+/* The pinned checksum of images 0..3 of seed 1 at N in style: FNV-1a over
+ * each image's pixels, its mask and its decoy boxes (none in the classic
+ * style); each image's class, box and decoy count are checked on the way. */
+static uint64_t pinned_hash(kdc_shapes_style style, const int cls[4], const int box[4][4],
+                            const int ndec[4])
+{
+    uint64_t h = 0xCBF29CE484222325ULL;
+    unsigned char *m = malloc(N * N);
+    assert_non_null(m);
+    for (int i = 0; i < 4; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render_ex(1, (uint64_t)i, N, style, &im, &info, m), KDC_OK);
+        assert_int_equal(info.cls, cls[i]);
+        assert_memory_equal(info.box, box[i], sizeof box[i]);
+        assert_int_equal(info.ndecoys, ndec[i]);
+        h = fnv1a(h, im->rgb, (size_t)N * N * 3);
+        h = fnv1a(h, m, (size_t)N * N);
+        for (int d = 0; d < info.ndecoys; d++)
+            for (int k = 0; k < 4; k++) {
+                h ^= (uint64_t)(unsigned)info.decoy_box[d][k];
+                h *= 0x100000001B3ULL;
+            }
+        kdc_image_destroy(im);
+    }
+    free(m);
+    return h;
+}
+
+/* whether the centre pixel of an S x S image lies in box b */
+static int centre_in_box(const int b[4], int S)
+{
+    return b[0] <= S / 2 && S / 2 < b[2] && b[1] <= S / 2 && S / 2 < b[3];
+}
+
 static void test_class_names(void **state)
 {
     (void)state;
@@ -77,31 +158,10 @@ static void test_boxes_and_classes(void **state)
         kdc_image *im;
         kdc_shape_info info;
         assert_int_equal(CLASSIC(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
-        assert_true(info.cls >= 0 && info.cls < 10);
+        assert_object(&info, m);
         seen[info.cls]++;
         const int *b = info.box;
-        assert_true(0 <= b[0] && b[0] < b[2] && b[2] <= N);
-        assert_true(0 <= b[1] && b[1] < b[3] && b[3] <= N);
         assert_true(b[2] - b[0] >= N / 4 || b[3] - b[1] >= N / 4);
-        int x0 = N, y0 = N, x1 = -1, y1 = -1;
-        for (int y = 0; y < N; y++)
-            for (int x = 0; x < N; x++) {
-                assert_true(m[y * N + x] <= 1);
-                if (!m[y * N + x])
-                    continue;
-                x0 = x < x0 ? x : x0;
-                y0 = y < y0 ? y : y0;
-                x1 = x > x1 ? x : x1;
-                y1 = y > y1 ? y : y1;
-            }
-        assert_int_equal(b[0], x0);
-        assert_int_equal(b[1], y0);
-        assert_int_equal(b[2], x1 + 1);
-        assert_int_equal(b[3], y1 + 1);
-        /* the centre lies inside the image with the shape's disk */
-        assert_true(info.cx - 0.5f * info.diameter >= 0.0f);
-        assert_true(info.cx + 0.5f * info.diameter <= (float)N);
-        assert_true(info.angle >= 0 && info.angle < 360);
         kdc_image_destroy(im);
     }
     for (int c = 0; c < 10; c++)
@@ -117,30 +177,10 @@ static void test_boxes_and_classes(void **state)
 static void test_pinned_checksum(void **state)
 {
     (void)state;
-    uint64_t h = 0xCBF29CE484222325ULL;
-    unsigned char *m = malloc(N * N);
-    assert_non_null(m);
-    static const int cls[4] = {6, 4, 6, 2};
+    static const int cls[4] = {6, 4, 6, 2}, ndec[4] = {0, 0, 0, 0};
     static const int box[4][4] = {{46, 31, 103, 88}, {28, 40, 103, 115}, {60, 34, 126, 100},
                                   {42, 53, 90, 106}};
-    for (int i = 0; i < 4; i++) {
-        kdc_image *im;
-        kdc_shape_info info;
-        assert_int_equal(CLASSIC(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
-        assert_int_equal(info.cls, cls[i]);
-        assert_memory_equal(info.box, box[i], sizeof box[i]);
-        for (int k = 0; k < N * N * 3; k++) {
-            h ^= im->rgb[k];
-            h *= 0x100000001B3ULL;
-        }
-        for (int k = 0; k < N * N; k++) {
-            h ^= m[k];
-            h *= 0x100000001B3ULL;
-        }
-        kdc_image_destroy(im);
-    }
-    free(m);
-    assert_true(h == 0x665874dacfb15fd1ULL);
+    assert_true(pinned_hash(KDC_SHAPES_CLASSIC, cls, box, ndec) == 0x665874dacfb15fd1ULL);
 }
 
 static void test_sizes(void **state)
@@ -261,32 +301,10 @@ static void test_hard_geometry(void **state)
         kdc_image *im;
         kdc_shape_info info;
         assert_int_equal(kdc_shapes_render(2, (uint64_t)i, N, &im, &info, m), KDC_OK);
-        assert_true(info.cls >= 0 && info.cls < 10);
+        assert_object(&info, m);
         seen[info.cls]++;
         const int *b = info.box;
-        assert_true(0 <= b[0] && b[0] < b[2] && b[2] <= N);
-        assert_true(0 <= b[1] && b[1] < b[3] && b[3] <= N);
-        int x0 = N, y0 = N, x1 = -1, y1 = -1;
-        for (int y = 0; y < N; y++)
-            for (int x = 0; x < N; x++) {
-                assert_true(m[y * N + x] <= 1);
-                if (!m[y * N + x])
-                    continue;
-                x0 = x < x0 ? x : x0;
-                y0 = y < y0 ? y : y0;
-                x1 = x > x1 ? x : x1;
-                y1 = y > y1 ? y : y1;
-            }
-        assert_int_equal(b[0], x0);
-        assert_int_equal(b[1], y0);
-        assert_int_equal(b[2], x1 + 1);
-        assert_int_equal(b[3], y1 + 1);
         assert_true(info.diameter >= 0.20f * N && info.diameter <= 0.45f * N);
-        assert_true(info.cx - 0.5f * info.diameter >= 0.0f);
-        assert_true(info.cx + 0.5f * info.diameter <= (float)N);
-        assert_true(info.cy - 0.5f * info.diameter >= 0.0f);
-        assert_true(info.cy + 0.5f * info.diameter <= (float)N);
-        assert_true(info.angle >= 0 && info.angle < 360);
         assert_int_equal(info.style, KDC_SHAPES_HARD);
         assert_true(info.ndecoys >= 0 && info.ndecoys <= KDC_SHAPES_MAX_DECOYS);
         ndec[info.ndecoys]++;
@@ -323,12 +341,10 @@ static void test_hard_centre_share(void **state)
         kdc_image *im;
         kdc_shape_info info;
         assert_int_equal(kdc_shapes_render(3, (uint64_t)i, S, &im, &info, NULL), KDC_OK);
-        in += info.box[0] <= S / 2 && S / 2 < info.box[2] && info.box[1] <= S / 2 &&
-              S / 2 < info.box[3];
+        in += centre_in_box(info.box, S);
         kdc_image_destroy(im);
         assert_int_equal(CLASSIC(3, (uint64_t)i, S, &im, &info, NULL), KDC_OK);
-        inc += info.box[0] <= S / 2 && S / 2 < info.box[2] && info.box[1] <= S / 2 &&
-               S / 2 < info.box[3];
+        inc += centre_in_box(info.box, S);
         kdc_image_destroy(im);
     }
     print_message("centre in the box: hard %d/200, classic %d/200\n", in, inc);
@@ -341,36 +357,10 @@ static void test_hard_centre_share(void **state)
 static void test_hard_pinned_checksum(void **state)
 {
     (void)state;
-    uint64_t h = 0xCBF29CE484222325ULL;
-    unsigned char *m = malloc(N * N);
-    assert_non_null(m);
     static const int cls[4] = {8, 4, 5, 7}, ndec[4] = {2, 2, 2, 1};
     static const int box[4][4] = {{25, 73, 55, 111}, {49, 25, 78, 55}, {12, 54, 39, 81},
                                   {68, 51, 116, 101}};
-    for (int i = 0; i < 4; i++) {
-        kdc_image *im;
-        kdc_shape_info info;
-        assert_int_equal(kdc_shapes_render(1, (uint64_t)i, N, &im, &info, m), KDC_OK);
-        assert_int_equal(info.cls, cls[i]);
-        assert_memory_equal(info.box, box[i], sizeof box[i]);
-        assert_int_equal(info.ndecoys, ndec[i]);
-        for (int k = 0; k < N * N * 3; k++) {
-            h ^= im->rgb[k];
-            h *= 0x100000001B3ULL;
-        }
-        for (int k = 0; k < N * N; k++) {
-            h ^= m[k];
-            h *= 0x100000001B3ULL;
-        }
-        for (int d = 0; d < info.ndecoys; d++)
-            for (int k = 0; k < 4; k++) {
-                h ^= (uint64_t)(unsigned)info.decoy_box[d][k];
-                h *= 0x100000001B3ULL;
-            }
-        kdc_image_destroy(im);
-    }
-    free(m);
-    assert_true(h == 0xc223d3671e5c79feULL);
+    assert_true(pinned_hash(KDC_SHAPES_HARD, cls, box, ndec) == 0xc223d3671e5c79feULL);
 }
 
 int main(void)
