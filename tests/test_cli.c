@@ -302,6 +302,46 @@ static void test_bad_inputs(void **state)
     free(in);
 }
 
+/* Figures a and b have the same size, differ, and hold the same pixel rows
+ * in another order (compared as sorted row hashes). */
+static uint64_t row_hash(const unsigned char *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void assert_rows_permuted(const char *a, const char *b)
+{
+    kdc_image *ia, *ib;
+    assert_int_equal(kdc_image_load(a, &ia), KDC_OK);
+    assert_int_equal(kdc_image_load(b, &ib), KDC_OK);
+    assert_int_equal(ia->width, ib->width);
+    assert_int_equal(ia->height, ib->height);
+    const size_t stride = (size_t)ia->width * 3, n = (size_t)ia->height;
+    assert_true(memcmp(ia->rgb, ib->rgb, stride * n) != 0);
+    uint64_t *ha = malloc(n * sizeof *ha), *hb = malloc(n * sizeof *hb);
+    assert_true(ha && hb);
+    for (size_t y = 0; y < n; y++) {
+        ha[y] = row_hash(ia->rgb + y * stride, stride);
+        hb[y] = row_hash(ib->rgb + y * stride, stride);
+    }
+    qsort(ha, n, sizeof *ha, cmp_u64);
+    qsort(hb, n, sizeof *hb, cmp_u64);
+    assert_memory_equal(ha, hb, n * sizeof *ha);
+    free(ha);
+    free(hb);
+    kdc_image_destroy(ia);
+    kdc_image_destroy(ib);
+}
+
 /* ------------------------------------------------------------------ */
 /* cam, compare, dump --grad                                           */
 
@@ -414,6 +454,15 @@ static void test_cam_cli(void **state)
     assert_non_null(strstr(out_text, "\"model\":\"S\",\"arch\":\"mobilenetv1\",\"layer\":\"model.13\""));
     snprintf(png, sizeof png, "%s/chelsea.compare.png", dir);
     assert_int_equal(stat(png, &sb), 0);
+    /* --teacher-last: the same figure with the two model rows swapped (the
+     * header and colour bar stay), so every pixel row of one is a pixel row
+     * of the other, and the figures differ */
+    char dir2[300], png2[400];
+    snprintf(dir2, sizeof dir2, "%s/teacher-last", tmp);
+    assert_int_equal(run("compare --teacher-last --model \"Teacher (ResNet50)=resnet50:%s\" "
+                         "--model S=%s -o %s examples/images/chelsea.png", w50, wmb, dir2), 0);
+    snprintf(png2, sizeof png2, "%s/chelsea.compare.png", dir2);
+    assert_rows_permuted(png, png2);
     expect_error(run("compare --model T=mobilenetv1:%s -o %s examples/images/chelsea.png", w50,
                      dir), "not mobilenetv1");
     assert_int_equal(run("compare --model nonsense -o %s examples/images/chelsea.png", dir), 2);
