@@ -148,8 +148,8 @@ class MobileNetV1KD(nn.Module):
 
 
 def generate(kdcam, d, seed, n, masks=False, style=None):
-    """Runs `kdcam shapes` (its default style) unless d already holds that
-    exact set."""
+    """Runs `kdcam shapes` in `style` (default STYLE) unless d already
+    holds that exact set."""
     style = style or STYLE
     lab = os.path.join(d, "labels.json")
     if os.path.exists(lab):
