@@ -438,21 +438,18 @@ static void smooth_gradcampp(void **state)
 /* Shapley-CAM of the top-1 probability against <model>_shapley_prob: the
  * tangent pass J A at the logits against torch's (double-backward) JVP and
  * the Hessian-vector product against torch's double backward, per layer,
- * then the raw maps of both layers; rel L2 <= 1e-4 each. */
-static void shapley_prob(void **state)
+ * then the raw maps of both layers; rel L2 <= 1e-4 each. On the model's
+ * run (kernels as loaded: kname). */
+static void shapley_prob_check(part_c *p, const char *kname)
 {
-    char name[96];
-    snprintf(name, sizeof name, "%s_shapley_prob", (const char *)*state);
-    part_c p;
-    fixture_open_in(&p.fx, FIXTURE_DIR_C, name);
-    layers_c(&p.fx, p.names, p.layers);
-    fixture *fx = &p.fx;
+    fixture *fx = &p->fx;
+    const int last = kdc_model_num_layers(fx->m) - 1;
     for (int l = 0; l < 2; l++) {
-        const int layer = p.layers[l];
+        const int layer = p->layers[l];
         int s[4], ls[4];
         CHECK_OK(kdc_run_forward_grad(fx->run, fx->x, fx->n, fx->h, fx->w, &layer, 1, layer));
         CHECK_OK(kdc_run_layer_shape(fx->run, layer, s));
-        CHECK_OK(kdc_run_layer_shape(fx->run, kdc_model_num_layers(fx->m) - 1, ls));
+        CHECK_OK(kdc_run_layer_shape(fx->run, last, ls));
         const size_t numel = (size_t)s[0] * s[1] * s[2] * s[3], nk = (size_t)ls[0] * ls[1];
         float *A = malloc(numel * sizeof *A), *hvp = malloc(numel * sizeof *hvp);
         float *u = malloc(nk * sizeof *u);
@@ -463,33 +460,55 @@ static void shapley_prob(void **state)
         CHECK_OK(kdc__run_tangent(fx->run, layer, A, u));
         char key[256];
         double mx;
-        snprintf(key, sizeof key, "shapleycam_prob/%.96s/jvp", p.names[l]);
+        snprintf(key, sizeof key, "shapleycam_prob/%.96s/jvp", p->names[l]);
         double e = compare(fx->f, key, u, nk, &mx);
-        printf("    %-12s tangent pass J A         [%-8s] rel %.2e max abs %.2e\n",
-               tk_meta(fx->f, "arch"), p.names[l], e, mx);
+        printf("    %-12s %-6s tangent pass J A       [%-8s] rel %.2e max abs %.2e\n",
+               tk_meta(fx->f, "arch"), kname, p->names[l], e, mx);
         assert_true(e <= TOL_REL);
         CHECK_OK(kdc__shapley_hvp(fx->run, layer, A, fx->n, fx->top1, hvp, numel));
-        snprintf(key, sizeof key, "shapleycam_prob/%.96s/hvp", p.names[l]);
+        snprintf(key, sizeof key, "shapleycam_prob/%.96s/hvp", p->names[l]);
         e = compare(fx->f, key, hvp, numel, &mx);
-        printf("    %-12s Hessian-vector product   [%-8s] rel %.2e max abs %.2e\n",
-               tk_meta(fx->f, "arch"), p.names[l], e, mx);
+        printf("    %-12s %-6s Hessian-vector product [%-8s] rel %.2e max abs %.2e\n",
+               tk_meta(fx->f, "arch"), kname, p->names[l], e, mx);
         assert_true(e <= TOL_REL);
         /* the recorded state must reach the layer */
-        CHECK_OK(kdc_run_forward_grad(fx->run, fx->x, fx->n, fx->h, fx->w, &layer, 1,
-                                      kdc_model_num_layers(fx->m) - 1));
+        CHECK_OK(kdc_run_forward_grad(fx->run, fx->x, fx->n, fx->h, fx->w, &layer, 1, last));
         CHECK_STATUS(kdc__run_tangent(fx->run, layer, A, u), KDC_ERR_STATE);
         free(A);
         free(hvp);
         free(u);
     }
-    kdc_cam_options opt = {.method = KDC_CAM_SHAPLEYCAM, .layers = p.layers, .nlayers = 2,
+    kdc_cam_options opt = {.method = KDC_CAM_SHAPLEYCAM, .layers = p->layers, .nlayers = 2,
                            .target.kind = KDC_TARGET_PROB};
-    kdc_cam_result *res = check_c(fx, &opt, p.names, "shapleycam_prob", "Shapley-CAM prob",
-                                  TOL_REL);
+    char label[64];
+    snprintf(label, sizeof label, "Shapley-CAM prob %s", kname);
+    kdc_cam_result *res = check_c(fx, &opt, p->names, "shapleycam_prob", label, TOL_REL);
     for (int b = 0; b < fx->n; b++)
         assert_int_equal(res->classes[b], fx->top1[b]);
     kdc_cam_result_destroy(res);
-    fixture_close(fx);
+}
+
+/* shapley_prob_check on the SIMD kernels (as loaded) and on the scalar
+ * reference kernels (the tangent tasks of the op table for every conv). */
+static void shapley_prob(void **state)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s_shapley_prob", (const char *)*state);
+    part_c p;
+    fixture_open_in(&p.fx, FIXTURE_DIR_C, name);
+    layers_c(&p.fx, p.names, p.layers);
+    shapley_prob_check(&p, "simd");
+    kdc_run_destroy(p.fx.run);
+    kdc_model_destroy(p.fx.m);
+    const char *scheme = tk_meta(p.fx.f, "scheme");
+    kdc_model_options mo = {.bn_eps = -1.0f, .kernels = KDC_KERNELS_SCALAR};
+    CHECK_OK(kdc_model_load(tk_weights_file(scheme, strtoull(tk_meta(p.fx.f, "seed"), NULL, 10),
+                                            (int)tk_meta_long(p.fx.f, "num_classes"), "", 0),
+                            &mo, &p.fx.m));
+    kdc_run_options ro = {2};
+    CHECK_OK(kdc_run_create(p.fx.m, &ro, &p.fx.run));
+    shapley_prob_check(&p, "scalar");
+    fixture_close(&p.fx);
 }
 
 static void shapley_cam(void **state)
