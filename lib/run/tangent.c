@@ -42,7 +42,7 @@ static kdc_status kdc__tangent_node(kdc_run *r, int layer, int i)
     if (kdc__conv_is_gemm(m, nd)) {
         kdc__conv_param cp = nd->p.conv;
         cp.bias = NULL;
-        kdc_status st;
+        kdc_status st; /* a backward may have given the padding buffers back */
         if ((st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
             (st = kdc__conv_reserve(&r->ws, &cp, ic[1], ic[2], oc[1], oc[2])))
             return st;
@@ -84,8 +84,6 @@ kdc_status kdc__run_tangent(kdc_run *r, int layer, const float *v, float *out)
                          "to it first", m->nodes[layer].name);
     r->grad_done = 0;
     kdc__grad_release_all(r);
-    /* the forward's padding buffers may have been given back by a backward
-     * pass: the GEMM then packs the slower way, with the same result */
     kdc_status st = KDC_OK;
     const size_t nv = kdc__numel(r, layer);
     int g = kdc__grad_acquire(r, nv);
