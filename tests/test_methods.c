@@ -23,8 +23,10 @@
  *   - Smooth Grad-CAM++ (4 samples, std 0.3, the noise replayed from the
  *     seed): rel L2 <= 1e-3 (randomised), both layers in one call;
  *   - Shapley-CAM (its Hessian term from torch's double backward, 0 on these
- *     piecewise-linear networks): rel L2 <= 1e-4; a probability target is
- *     KDC_ERR_UNSUPPORTED;
+ *     piecewise-linear networks): rel L2 <= 1e-4; and for the softmax
+ *     probability of the top-1 (<model>_shapley_prob.safetensors): the
+ *     tangent pass J A against torch's JVP, the Hessian-vector product
+ *     against torch's double backward and the raw maps, rel L2 <= 1e-4;
  *   - Deep Feature Factorization (kdc_dff, 5 concepts at the last stage,
  *     scikit-learn's NMF replayed with NumPy's RandomState(0) init): concept
  *     maps and concepts rel L2 <= 1e-3 (iterative), the same iteration count.
@@ -40,7 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cam_internal.h"
 #include "kdcam.h"
+#include "runner.h"
 #include "safetensors.h"
 #include "util/testkit.h"
 #include "util/weightgen.h"
@@ -431,17 +435,92 @@ static void smooth_gradcampp(void **state)
     fixture_close(&p.fx);
 }
 
+/* Shapley-CAM of the top-1 probability against <model>_shapley_prob: the
+ * tangent pass J A at the logits against torch's (double-backward) JVP and
+ * the Hessian-vector product against torch's double backward, per layer,
+ * then the raw maps of both layers; rel L2 <= 1e-4 each. On the model's
+ * run (kernels as loaded: kname). */
+static void shapley_prob_check(part_c *p, const char *kname)
+{
+    fixture *fx = &p->fx;
+    const int last = kdc_model_num_layers(fx->m) - 1;
+    for (int l = 0; l < 2; l++) {
+        const int layer = p->layers[l];
+        int s[4], ls[4];
+        CHECK_OK(kdc_run_forward_grad(fx->run, fx->x, fx->n, fx->h, fx->w, &layer, 1, layer));
+        CHECK_OK(kdc_run_layer_shape(fx->run, layer, s));
+        CHECK_OK(kdc_run_layer_shape(fx->run, last, ls));
+        const size_t numel = (size_t)s[0] * s[1] * s[2] * s[3], nk = (size_t)ls[0] * ls[1];
+        float *A = malloc(numel * sizeof *A), *hvp = malloc(numel * sizeof *hvp);
+        float *u = malloc(nk * sizeof *u);
+        assert_non_null(A);
+        assert_non_null(hvp);
+        assert_non_null(u);
+        CHECK_OK(kdc_run_read_layer(fx->run, layer, A, numel));
+        CHECK_OK(kdc__run_tangent(fx->run, layer, A, u));
+        char key[256];
+        double mx;
+        snprintf(key, sizeof key, "shapleycam_prob/%.96s/jvp", p->names[l]);
+        double e = compare(fx->f, key, u, nk, &mx);
+        printf("    %-12s %-6s tangent pass J A       [%-8s] rel %.2e max abs %.2e\n",
+               tk_meta(fx->f, "arch"), kname, p->names[l], e, mx);
+        assert_true(e <= TOL_REL);
+        CHECK_OK(kdc__shapley_hvp(fx->run, layer, A, fx->n, fx->top1, hvp, numel));
+        snprintf(key, sizeof key, "shapleycam_prob/%.96s/hvp", p->names[l]);
+        e = compare(fx->f, key, hvp, numel, &mx);
+        printf("    %-12s %-6s Hessian-vector product [%-8s] rel %.2e max abs %.2e\n",
+               tk_meta(fx->f, "arch"), kname, p->names[l], e, mx);
+        assert_true(e <= TOL_REL);
+        /* the recorded state must reach the layer */
+        CHECK_OK(kdc_run_forward_grad(fx->run, fx->x, fx->n, fx->h, fx->w, &layer, 1, last));
+        CHECK_STATUS(kdc__run_tangent(fx->run, layer, A, u), KDC_ERR_STATE);
+        free(A);
+        free(hvp);
+        free(u);
+    }
+    kdc_cam_options opt = {.method = KDC_CAM_SHAPLEYCAM, .layers = p->layers, .nlayers = 2,
+                           .target.kind = KDC_TARGET_PROB};
+    char label[64];
+    snprintf(label, sizeof label, "Shapley-CAM prob %s", kname);
+    kdc_cam_result *res = check_c(fx, &opt, p->names, "shapleycam_prob", label, TOL_REL);
+    for (int b = 0; b < fx->n; b++)
+        assert_int_equal(res->classes[b], fx->top1[b]);
+    kdc_cam_result_destroy(res);
+}
+
+/* shapley_prob_check on the SIMD kernels (as loaded) and on the scalar
+ * reference kernels (the tangent tasks of the op table for every conv). */
+static void shapley_prob(void **state)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s_shapley_prob", (const char *)*state);
+    part_c p;
+    fixture_open_in(&p.fx, FIXTURE_DIR_C, name);
+    layers_c(&p.fx, p.names, p.layers);
+    shapley_prob_check(&p, "simd");
+    kdc_run_destroy(p.fx.run);
+    kdc_model_destroy(p.fx.m);
+    const char *scheme = tk_meta(p.fx.f, "scheme");
+    kdc_model_options mo = {.bn_eps = -1.0f, .kernels = KDC_KERNELS_SCALAR};
+    CHECK_OK(kdc_model_load(tk_weights_file(scheme, strtoull(tk_meta(p.fx.f, "seed"), NULL, 10),
+                                            (int)tk_meta_long(p.fx.f, "num_classes"), "", 0),
+                            &mo, &p.fx.m));
+    kdc_run_options ro = {2};
+    CHECK_OK(kdc_run_create(p.fx.m, &ro, &p.fx.run));
+    shapley_prob_check(&p, "scalar");
+    fixture_close(&p.fx);
+}
+
 static void shapley_cam(void **state)
 {
     part_c p;
     kdc_cam_options opt = open_c_opts(&p, state, KDC_CAM_SHAPLEYCAM);
     kdc_cam_result_destroy(check_c(&p.fx, &opt, p.names, "shapleycam", "Shapley-CAM", TOL_REL));
-    opt.target.kind = KDC_TARGET_PROB;
-    expect_rejected(&p.fx, &opt, KDC_ERR_UNSUPPORTED);
     float dummy[4];
     CHECK_STATUS(kdc_cam_from_maps(KDC_CAM_SHAPLEYCAM, dummy, dummy, 1, 1, 2, 2, dummy),
                  KDC_ERR_INVALID_ARGUMENT);
     fixture_close(&p.fx);
+    shapley_prob(state);
 }
 
 static void dff(void **state)

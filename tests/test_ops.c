@@ -1,6 +1,8 @@
 /* test_ops.c - every op's scalar reference: the forward against a naive
  * re-statement of its definition, and the backward against central finite
- * differences of L = sum(dy * f(x)).
+ * differences of L = sum(dy * f(x)); every op's tangent task (the tangent
+ * pass, lib/run/tangent.c) against its backward by the adjoint identity
+ * <J t, dy> = <t, J^T dy>, with either input's tangent left out.
  *
  * The finite differences are taken in double on a double re-computation of
  * the forward (the naive_* functions below), so the check does not inherit
@@ -17,6 +19,7 @@
 
 #include "graph.h"
 #include "kit.h"
+#include "op.h"
 
 
 /* ---- naive double-precision definitions ---- */
@@ -453,6 +456,139 @@ static void test_add_up(void **state)
     check_add_up(2, 6, 4, 1, 1);   /* a 1x1 level broadcast */
 }
 
+/* ---- tangents ---- */
+
+static double dot(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+static double dot_abs(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += fabs((double)a[i] * b[i]);
+    return s;
+}
+
+/* The op of nd through the op table (model m's kernels) on 2 images:
+ * forward at a random x (x2) recording its state, then the tangent of
+ * random t (t2), in two channel ranges, against the backward of a random dy:
+ * <tangent, dy> = <t, dx> + <t2, dx2>, to float rounding; and for two-input
+ * ops each input's tangent alone (the other NULL). */
+static void check_tangent(const struct kdc_model *m, const kdc__node *nd, const int *ic,
+                          const int *ic2, const int *oc)
+{
+    const kdc__op_def *op = kdc__op_table[nd->op];
+    assert_non_null(op->tangent);
+    enum { N = 2 };
+    const size_t nin = (size_t)N * ic[0] * ic[1] * ic[2];
+    const size_t nin2 = ic2 ? (size_t)N * ic2[0] * ic2[1] * ic2[2] : 1;
+    const size_t ohw = (size_t)oc[1] * oc[2], nout = (size_t)N * oc[0] * ohw;
+    float *x = tk_rand_buf(nin, -2, 2), *x2 = tk_rand_buf(nin2, -2, 2);
+    float *t = tk_rand_buf(nin, -1, 1), *t2 = tk_rand_buf(nin2, -1, 1);
+    float *dy = tk_rand_buf(nout, -1, 1);
+    float *y = calloc(nout, sizeof *y), *yt = calloc(nout, sizeof *yt);
+    float *dx = calloc(nin, sizeof *dx), *dx2 = calloc(nin2, sizeof *dx2);
+    uint64_t *mask = calloc((size_t)N * oc[0] * ((ohw + 63) / 64), sizeof *mask);
+    int32_t *argmax = calloc(nout, sizeof *argmax);
+    assert_true(y && yt && dx && dx2 && mask && argmax);
+    kdc__op_args a = {.m = m, .nd = nd, .x = x, .x2 = ic2 ? x2 : NULL, .in_chw = ic,
+                      .in2_chw = ic2, .out_chw = oc, .y = y,
+                      .mask = op->record == KDC__RECORD_MASK ? mask : NULL,
+                      .argmax = op->record == KDC__RECORD_ARGMAX ? argmax : NULL};
+    for (int b = 0; b < N; b++)
+        op->forward(&a, b, 0, oc[0]);
+    a.dy = dy;
+    a.dx = dx;
+    a.dx2 = ic2 ? dx2 : NULL;
+    for (int b = 0; b < N; b++)
+        op->backward(&a, b, 0, ic[0]);
+    const double g1 = dot(t, dx, nin), g2 = ic2 ? dot(t2, dx2, nin2) : 0.0;
+    /* both tangents, then each alone */
+    for (int k = 0; k < (ic2 ? 3 : 1); k++) {
+        kdc__op_args at = a;
+        at.x = k == 2 ? NULL : t;
+        at.x2 = ic2 && k != 1 ? t2 : NULL;
+        at.y = yt;
+        memset(yt, 0, nout * sizeof *yt);
+        for (int b = 0; b < N; b++) {
+            op->tangent(&at, b, 0, oc[0] / 2);
+            op->tangent(&at, b, oc[0] / 2, oc[0]);
+        }
+        const double lhs = dot(yt, dy, nout);
+        const double rhs = (k == 2 ? 0.0 : g1) + (k == 1 ? 0.0 : g2);
+        const double scale = dot_abs(yt, dy, nout) + 1e-30;
+        if (fabs(lhs - rhs) > 1e-5 * scale)
+            fail_msg("%s tangent (case %d): <J t, dy> = %.9g, <t, J^T dy> = %.9g", op->name, k,
+                     lhs, rhs);
+    }
+    free(x); free(x2); free(t); free(t2); free(dy); free(y); free(yt); free(dx); free(dx2);
+    free(mask); free(argmax);
+}
+
+static void test_tangent(void **state)
+{
+    (void)state;
+    tk_seed(12);
+    struct kdc_model m;
+    memset(&m, 0, sizeof m);
+    m.act = kdc__act_kernels_get(KDC__ISA_SCALAR);
+    enum { C = 4 };
+    float *w = tk_rand_buf(C * C * 9, -0.5, 0.5), *bias = tk_rand_buf(C, -1, 1);
+    float *scale = tk_rand_buf(C, 0.5, 2), *shift = tk_rand_buf(C, -1, 1);
+    float *lw = tk_rand_buf(5 * C, -1, 1), *lb = tk_rand_buf(5, -1, 1);
+    kdc__node nd = {.op = KDC__OP_CONV, .name = "t", .in = {0, -1}, .channels = C};
+    int ic[3] = {C, 7, 9}, oc[3] = {C, 4, 5};
+    /* dense 3x3 stride 2, with bias */
+    nd.p.conv = (kdc__conv_param){.cin = C, .cout = C, .kh = 3, .kw = 3, .stride = 2, .pad = 1,
+                                  .groups = 1, .weight = w, .bias = bias};
+    check_tangent(&m, &nd, ic, NULL, oc);
+    /* depthwise 3x3, on the reference and on the depthwise kernel table */
+    nd.p.conv.groups = C;
+    nd.p.conv.stride = 1;
+    int oc1[3] = {C, 7, 9};
+    check_tangent(&m, &nd, ic, NULL, oc1);
+    m.dw = kdc__dw_kernels_get(KDC__ISA_SCALAR);
+    assert_non_null(m.dw);
+    assert_true(kdc__conv_is_dw(&m, &nd));
+    check_tangent(&m, &nd, ic, NULL, oc1);
+    nd.op = KDC__OP_AFFINE;
+    nd.p.affine.scale = scale;
+    nd.p.affine.shift = shift;
+    check_tangent(&m, &nd, ic, NULL, ic);
+    nd.op = KDC__OP_RELU;
+    nd.p.act.clamp = INFINITY;
+    check_tangent(&m, &nd, ic, NULL, ic);
+    nd.p.act.clamp = 1.0f; /* a ReLU6 whose clamp the inputs reach */
+    check_tangent(&m, &nd, ic, NULL, ic);
+    nd.op = KDC__OP_ADD_RELU;
+    nd.in[1] = 0;
+    check_tangent(&m, &nd, ic, ic, ic);
+    nd.op = KDC__OP_ADD_UP;
+    int ib[3] = {C, 4, 5};
+    check_tangent(&m, &nd, ic, ib, ic);
+    nd.in[1] = -1;
+    nd.op = KDC__OP_MAXPOOL;
+    nd.p.pool.k = 3;
+    nd.p.pool.stride = 2;
+    nd.p.pool.pad = 1;
+    check_tangent(&m, &nd, ic, NULL, oc);
+    nd.op = KDC__OP_GAP;
+    int og[3] = {C, 1, 1};
+    check_tangent(&m, &nd, ic, NULL, og);
+    nd.op = KDC__OP_LINEAR;
+    nd.channels = 5;
+    nd.p.conv = (kdc__conv_param){.cin = C, .cout = 5, .kh = 1, .kw = 1, .stride = 1,
+                                  .groups = 1, .weight = lw, .bias = lb};
+    int ol[3] = {5, 1, 1};
+    check_tangent(&m, &nd, og, NULL, ol);
+    free(w); free(bias); free(scale); free(shift); free(lw); free(lb);
+}
+
 static void test_out_size(void **state)
 {
     (void)state;
@@ -470,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_add_relu),   cmocka_unit_test(test_maxpool), cmocka_unit_test(test_maxpool_interior),
         cmocka_unit_test(test_gap),        cmocka_unit_test(test_linear),
         cmocka_unit_test(test_add_up),     cmocka_unit_test(test_out_size),
+        cmocka_unit_test(test_tangent),
     };
     tk_seed(0);
     return cmocka_run_group_tests_name("ops", tests, NULL, NULL);

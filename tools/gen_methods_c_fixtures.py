@@ -4,7 +4,7 @@ methods of part C (KPCA-CAM, Finer-CAM, Smooth Grad-CAM++, Shapley-CAM).
 
 Run from the repository root with Debian's PyTorch (torch 1.13):
 
-    /usr/bin/python3 tools/gen_methods_c_fixtures.py [model ...]
+    /usr/bin/python3 tools/gen_methods_c_fixtures.py [--shapley-prob-only] [model ...]
 
 Writes tests/fixtures/methods_c/<model>.safetensors for resnet50 (1000
 classes) and mobilenetv1 (10 classes): the generated networks, weights and
@@ -43,6 +43,14 @@ gen_methods_fixtures.py so that part A's references need not be recomputed
         relu(sum_k w_k A_k). The metadata records max |hvp| for the logit
         target (0: every op is piecewise linear) and, for contrast, the
         relative size of hvp for a softmax-probability target.
+  <model>_shapley_prob.safetensors (a file of its own, so that the files
+        above need not be regenerated; --shapley-prob-only writes only it):
+        shapleycam_prob/<layer>/raw  Shapley-CAM as above for torch's softmax
+        probability of the top-1 class (ClassifierOutputSoftmaxTarget), hvp
+        by the double backward; /jvp the tangent J A at the logits (N x K)
+        by the double-backward trick (grad in y of <vjp(y), A>); /hvp the
+        Hessian-vector product (checked here to equal J^T H_z (J A),
+        H_z = p_c [(e_c - p)(e_c - p)^T - (diag p - p p^T)]).
   dff/<layer>/maps, dff/<layer>/concepts   pytorch-grad-cam
         deep_feature_factorization.py dff(activations, DFF_K) with
         scikit-learn's NMF(n_components, init='random', random_state=0)
@@ -205,6 +213,94 @@ def shapley(model, x, layer, classes, dtype, prob=False):
     return relu_sum(w, An), float(np.abs(hv).max()), float(np.linalg.norm(hv) / np.linalg.norm(g))
 
 
+def shapley_prob(model, x, layer, classes, dtype):
+    """Shapley-CAM of the softmax target (ClassifierOutputSoftmaxTarget)
+    exactly as the reference takes it (hvp by torch's double backward), and
+    the two pieces libkdcam computes it from, by torch alone: jvp = J A, the
+    Jacobian of the logits in A applied to A (the double-backward trick: the
+    vector-Jacobian product with a dummy cotangent y is linear in y, so its
+    gradient in y along A is J A), and J^T H_z (J A), which must equal hvp."""
+    store = {}
+    h = gg.module_of(model, layer).register_forward_hook(
+        lambda _m, _i, out: store.__setitem__("a", out))
+    xt = torch.from_numpy(np.ascontiguousarray(x)).to(dtype).requires_grad_(True)
+    logits = model(xt)
+    h.remove()
+    A = store["a"]
+    idx = torch.arange(logits.shape[0])
+    cls = torch.as_tensor(classes)
+    loss = torch.softmax(logits, dim=1)[idx, cls].sum()
+    g = torch.autograd.grad(loss, A, retain_graph=True, create_graph=True)[0]
+    hvp = torch.autograd.grad(g, A, grad_outputs=A, retain_graph=True)[0]
+    y = torch.zeros_like(logits, requires_grad=True)
+    vjp = torch.autograd.grad(logits, A, grad_outputs=y, retain_graph=True, create_graph=True)[0]
+    jvp = torch.autograd.grad(vjp, y, grad_outputs=A.detach())[0].detach()
+    p = torch.softmax(logits.detach(), dim=1)
+    hz = []
+    for b in range(logits.shape[0]):
+        e = torch.zeros_like(p[b])
+        e[classes[b]] = 1
+        d = e - p[b]
+        pc = p[b, classes[b]]
+        hz.append(pc * (torch.outer(d, d) - (torch.diag(p[b]) - torch.outer(p[b], p[b]))))
+    u = torch.stack([hz[b] @ jvp[b] for b in range(logits.shape[0])])
+    jtu = torch.autograd.grad(logits, A, grad_outputs=u)[0]
+    gn = g.detach().double().numpy()
+    hv = hvp.detach().double().numpy()
+    An = A.detach().double().numpy()
+    w = (gn - 0.5 * hv).mean(axis=(2, 3))
+    chk = gf.rel_l2(jtu.detach().double().numpy(), hv)
+    return relu_sum(w, An), jvp.double().numpy(), hv, chk, float(
+        np.linalg.norm(hv) / np.linalg.norm(gn))
+
+
+def write_shapley_prob(name, scheme, wseed, classes):
+    """tests/fixtures/methods_c/<model>_shapley_prob.safetensors: Shapley-CAM
+    of the top-1 softmax probability at both CAM layers (raw map, the
+    tangent J A at the logits, the Hessian-vector product), float64, with
+    float32's distance for the noise figure. A file of its own, so that the
+    part-C fixtures stay byte for byte as they were."""
+    t0 = time.time()
+    m32, gen = gf.build(scheme, wseed, classes)
+    m64 = copy.deepcopy(m32).double()
+    layers = gg.arch_info(scheme, m64)["cam_layers"]
+    x = gf.make_input(N, H, W, gm.INPUT_SEED)
+    l64 = gm.logits_of(m64, x, torch.float64)
+    top1 = [int(v) for v in np.argmax(l64, axis=1)]
+    tensors, meta = {}, {}
+    for L in layers:
+        r64, jvp, hv, chk, rel = shapley_prob(m64, x, L, top1, torch.float64)
+        r32, j32, h32, _c, _r = shapley_prob(m32, x, L, top1, torch.float32)
+        assert chk < 1e-10, "J^T H_z J A differs from the double backward: %g" % chk
+        gg.put(tensors, "shapleycam_prob/%s/raw" % L, r64)
+        gg.put(tensors, "shapleycam_prob/%s/jvp" % L, jvp)
+        gg.put(tensors, "shapleycam_prob/%s/hvp" % L, hv)
+        meta["jtu_vs_hvp_rel_l2_%s" % L] = "%.3e" % chk
+        meta["hvp_over_grad_rel_%s" % L] = "%.3e" % rel
+        meta["f32_vs_f64_raw_rel_l2_%s" % L] = "%.3e" % gf.rel_l2(r32, r64)
+        meta["f32_vs_f64_jvp_rel_l2_%s" % L] = "%.3e" % gf.rel_l2(j32, jvp)
+        meta["f32_vs_f64_hvp_rel_l2_%s" % L] = "%.3e" % gf.rel_l2(h32, hv)
+    tensors["logits"] = l64.astype(np.float32)
+    tensors["top1"] = np.array(top1, dtype=np.int64)
+    weight_keys = [k for k, _s in kdcgen.tensor_specs(scheme, classes)]
+    for k in [weight_keys[0], weight_keys[-2], weight_keys[-1]]:
+        tensors["weights:%s/val" % k] = gf.sample_of(gen[k])
+    meta.update({
+        "arch": "mobilenetv1" if scheme.startswith("mobilenetv1") else scheme,
+        "scheme": scheme, "seed": str(wseed), "num_classes": str(classes),
+        "input_name": "input", "input_seed": str(gm.INPUT_SEED),
+        "input_c": repr(gf.INPUT_C), "input_a": repr(gf.INPUT_A),
+        "n": str(N), "h": str(H), "w": str(W),
+        "reference": "torch %s float64" % torch.__version__,
+        "top1": ",".join(str(c) for c in top1), "layers": ",".join(layers),
+    })
+    path = os.path.join(OUT_DIR, "%s_shapley_prob.safetensors" % name)
+    kdcgen.write_safetensors(path, tensors, meta)
+    print("%-12s shapley prob: %s  %d bytes  %.1fs" % (
+        name, " ".join("%s=%s" % kv for kv in sorted(meta.items()) if "rel" in kv[0]),
+        os.path.getsize(path), time.time() - t0), flush=True)
+
+
 # ---- Deep Feature Factorization --------------------------------------------
 
 DFF_K, DFF_TOL, DFF_MAXIT = 5, 1e-4, 200
@@ -251,10 +347,14 @@ def dff(A, k):
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
-    wanted = set(sys.argv[1:])
+    args = sys.argv[1:]
+    prob_only = "--shapley-prob-only" in args
+    wanted = set(a for a in args if not a.startswith("--"))
     for spec in gm.MODELS:
         if not wanted or spec[0] in wanted:
-            write_fixture(*spec)
+            if not prob_only:
+                write_fixture(*spec)
+            write_shapley_prob(*spec)
 
 
 def write_fixture(name, scheme, wseed, classes):

@@ -95,6 +95,13 @@ kdc_status kdc__smoothscore_layer(kdc_run *run, const kdc_cam_options *opt, cons
  * closest logits weighted by alpha; target[b] receives the class. */
 kdc_status kdc__finer_seed(const float *logits, int n, int K, const int *classes, double alpha,
                            int ncomp, float *seed, int *target);
+/* shapley.c: Shapley-CAM's Hessian-vector product hvp = H A (count
+ * floats, shaped like A) of the softmax probability of classes[b] in the
+ * output A of `layer` (n images), after a kdc_run_forward_grad down to the
+ * layer or below. Runs a tangent pass and a seed backward on the run: the
+ * gradients of an earlier backward are gone afterwards. */
+kdc_status kdc__shapley_hvp(kdc_run *run, int layer, const float *A, int n, const int *classes,
+                            float *hvp, size_t count);
 /* smoothgradpp.c: Smooth Grad-CAM++ raw maps (raw[l], n x h_l x w_l) of the
  * L layers (activations act[l], n x shape[l][1] x h_l x w_l, of the clean
  * input) from opt->samples noisy copies of input, each image's target

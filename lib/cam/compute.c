@@ -308,13 +308,6 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
     if (method == KDC_CAM_FINERCAM && opt->target.kind != KDC_TARGET_LOGIT)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "finercam builds its own target from the "
                          "logits: give a logit target (a class or NULL for the top-1)");
-    /* Shapley-CAM's Hessian term: every op of the engine is piecewise linear,
-     * so the Hessian of a logit (or a seed target) is 0 wherever it exists,
-     * as torch's double backward also gives; a softmax target's is not, and
-     * its Hessian-vector product needs a forward-mode pass the engine lacks */
-    if (method == KDC_CAM_SHAPLEYCAM && opt->target.kind == KDC_TARGET_PROB)
-        return kdc__fail(KDC_ERR_UNSUPPORTED, "shapleycam: the Hessian-vector product of a "
-                         "probability target is not implemented (use a logit target)");
     if (method == KDC_CAM_FINERCAM && (opt->finer_compare < 0 || !isfinite(opt->finer_alpha)))
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "finercam: finer_compare %d is negative or "
                          "finer_alpha is not finite", opt->finer_compare);
@@ -439,6 +432,30 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
                                     (size_t)n * shape[l][1] * shape[l][2] * shape[l][3])))
             goto fail;
 
+    /* Shapley-CAM's Hessian term: every op of the engine is piecewise linear,
+     * so the Hessian of a logit (or a seed target) is 0 wherever it exists,
+     * as torch's double backward also gives, and the map is Grad-CAM's; a
+     * softmax target's is J^T H_z J (shapley.c): g - 0.5 H A, per layer */
+    if (method == KDC_CAM_SHAPLEYCAM && opt->target.kind == KDC_TARGET_PROB) {
+        scratch = malloc(max_act * sizeof *scratch);
+        if (!scratch) {
+            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", mname);
+            goto fail;
+        }
+        for (int l = 0; l < L; l++) {
+            const size_t numel = (size_t)n * shape[l][1] * shape[l][2] * shape[l][3];
+            if ((st = kdc__shapley_hvp(run, opt->layers[l], act[l], n, res->classes, scratch,
+                                       numel))) {
+                kdc__fail_context(st, "%s at layer %s", mname,
+                                  kdc_model_layer_name(kdc__run_model(run), opt->layers[l]));
+                goto fail;
+            }
+            for (size_t i = 0; i < numel; i++)
+                grad[l][i] = (float)((double)grad[l][i] - 0.5 * (double)scratch[i]);
+        }
+        free(scratch);
+        scratch = NULL;
+    }
     if (method == KDC_CAM_ABLATIONCAM) {
         for (int b = 0; b < n; b++)
             y[b] = kdc__class_score(logits + (size_t)b * K, K, res->classes[b], opt->target.kind);
@@ -492,7 +509,8 @@ kdc_status kdc_cam_compute(kdc_run *run, const float *input, int n, int in_h, in
             }
         else if (method == KDC_CAM_FINERCAM || method == KDC_CAM_SHAPLEYCAM)
             /* Grad-CAM of the Finer target; Shapley-CAM's weights
-             * mean_hw(g - 0.5 H A) with H A = 0 (above) */
+             * mean_hw(g - 0.5 H A), the Hessian term already in grad
+             * (above) */
             st = kdc_cam_from_maps(KDC_CAM_GRADCAM, act[l], grad[l], n, s[1], s[2], s[3],
                                    res->raw[l]);
         else

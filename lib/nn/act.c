@@ -145,6 +145,20 @@ static void kdc__relu_backward(const kdc__op_args *a, int b, int c0, int c1)
                                  c1);
 }
 
+/* Both tangents: each input's tangent passes where the recorded mask is
+ * set (PyTorch's forward-mode rule for threshold / hardtanh uses the same
+ * region as their backward); an ADD_RELU adds its two. y arrives zeroed. */
+static void kdc__relu_tangent(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2], img = (size_t)C * ohw;
+    const uint64_t *mask = a->mask + (size_t)b * C * ((ohw + 63) / 64);
+    if (a->x)
+        a->m->act->relu_backward(a->x + b * img, mask, a->y + b * img, ohw, 0, c0, c1);
+    if (a->x2)
+        a->m->act->relu_backward(a->x2 + b * img, mask, a->y + b * img, ohw, 0, c0, c1);
+}
+
 static kdc_status kdc__add_relu_shape(const kdc__node *nd, const int *x, const int *x2, int h,
                                       int w, int *y)
 {
@@ -162,6 +176,7 @@ const kdc__op_def kdc__op_relu = {
     .shape = kdc__shape_same,
     .forward = kdc__relu_forward,
     .backward = kdc__relu_backward,
+    .tangent = kdc__relu_tangent,
 };
 
 const kdc__op_def kdc__op_add_relu = {
@@ -171,4 +186,5 @@ const kdc__op_def kdc__op_add_relu = {
     .shape = kdc__add_relu_shape,
     .forward = kdc__add_relu_forward,
     .backward = kdc__relu_backward,
+    .tangent = kdc__relu_tangent,
 };

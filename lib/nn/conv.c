@@ -158,9 +158,29 @@ static void kdc__conv_backward(const kdc__op_args *a, int b, int c0, int c1)
     kdc__conv2d_backward_data_ref(&nd->p.conv, a->dy, a->out_chw[1], a->out_chw[2], a->dx,
                                   a->in_chw[1], a->in_chw[2], b, c0, c1);
 }
+/* The tangent: the conv without its bias (dense convs on the GEMM never
+ * come here: lib/run/tangent.c lowers them). */
+static void kdc__conv_tangent(const kdc__op_args *a, int b, int c0, int c1)
+{
+    kdc__conv_param cp = a->nd->p.conv;
+    cp.bias = NULL;
+    if (kdc__conv_is_dw(a->m, a->nd)) {
+        const int C = a->out_chw[0];
+        const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+        const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+        for (int c = c0; c < c1; c++)
+            a->m->dw->dw3x3(a->x + ((size_t)b * C + c) * ihw, a->in_chw[1], a->in_chw[2],
+                            cp.weight + 9 * (size_t)c, 0.0f, a->y + ((size_t)b * C + c) * ohw,
+                            a->out_chw[1], a->out_chw[2], cp.stride, cp.pad);
+        return;
+    }
+    kdc__conv2d_ref(&cp, a->x, a->in_chw[1], a->in_chw[2], a->y, a->out_chw[1], a->out_chw[2], b,
+                    c0, c1);
+}
 const kdc__op_def kdc__op_conv = {
     .name = "conv",
     .shape = kdc__conv_shape,
     .forward = kdc__conv_forward,
     .backward = kdc__conv_backward,
+    .tangent = kdc__conv_tangent,
 };

@@ -47,9 +47,18 @@ static void kdc__linear_backward(const kdc__op_args *a, int b, int c0, int c1)
                              a->dx + (size_t)b * a->in_chw[0] * ihw, c0, c1);
 }
 
+/* The tangent: W t, no bias (on the GEMM lib/run/tangent.c lowers it). */
+static void kdc__linear_tangent(const kdc__op_args *a, int b, int c0, int c1)
+{
+    kdc__conv_param lp = a->nd->p.conv;
+    lp.bias = NULL;
+    kdc__linear_ref(&lp, a->x + (size_t)b * lp.cin, a->y + (size_t)b * a->out_chw[0], c0, c1);
+}
+
 const kdc__op_def kdc__op_linear = {
     .name = "linear",
     .shape = kdc__shape_one,
     .forward = kdc__linear_forward,
     .backward = kdc__linear_backward,
+    .tangent = kdc__linear_tangent,
 };

@@ -43,6 +43,9 @@ typedef struct kdc__op_args {
     float *dx, *dx2;                  /* gradients of the inputs, accumulated (+=);
                                        * NULL when not needed                     */
     int guided;                       /* guided backpropagation (ReLU backward)   */
+    /* tangent (lib/run/tangent.c): x, x2 are the inputs' tangents (either
+     * NULL where that input's tangent is zero), y the output's tangent,
+     * zeroed before the task runs; mask / argmax the recorded state */
 } kdc__op_args;
 
 typedef struct kdc__op_def {
@@ -59,6 +62,11 @@ typedef struct kdc__op_def {
     void (*forward)(const kdc__op_args *a, int b, int c0, int c1);
     /* Input channels [c0, c1) of image b: dx (and dx2) += d out / d in . dy. */
     void (*backward)(const kdc__op_args *a, int b, int c0, int c1);
+    /* Output channels [c0, c1) of image b of the tangent (forward-mode,
+     * Jacobian-vector) pass: y = d out / d in . x (+ d out / d in2 . x2),
+     * the op's linear part at the recorded forward (no bias or shift; a
+     * ReLU passes where its mask is set, a max-pool takes its winner). */
+    void (*tangent)(const kdc__op_args *a, int b, int c0, int c1);
 } kdc__op_def;
 
 #define KDC__OP(id, def) extern const kdc__op_def def;

@@ -40,6 +40,7 @@ const kdc__op_def kdc__op_input = {
     .shape = kdc__input_shape,
     .forward = kdc__input_task,
     .backward = kdc__input_task,
+    .tangent = kdc__input_task,
 };
 
 /* ------------------------------------------------------------------ */

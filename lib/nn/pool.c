@@ -209,12 +209,29 @@ static void kdc__gap_backward(const kdc__op_args *a, int b, int c0, int c1)
                           a->dx + (size_t)b * a->in_chw[0] * ihw, ihw, c0, c1);
 }
 
+/* Tangents: a max-pool takes its recorded winner's tangent (none in the
+ * padding: 0), the average pool averages. */
+static void kdc__maxpool_tangent(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
+    const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
+    for (int c = c0; c < c1; c++) {
+        const float *t = a->x + ((size_t)b * C + c) * ihw;
+        const int32_t *id = a->argmax + ((size_t)b * C + c) * ohw;
+        float *y = a->y + ((size_t)b * C + c) * ohw;
+        for (size_t i = 0; i < ohw; i++)
+            y[i] = id[i] >= 0 ? t[id[i]] : 0.0f;
+    }
+}
+
 const kdc__op_def kdc__op_maxpool = {
     .name = "maxpool",
     .record = KDC__RECORD_ARGMAX,
     .shape = kdc__maxpool_shape,
     .forward = kdc__maxpool_forward,
     .backward = kdc__maxpool_backward,
+    .tangent = kdc__maxpool_tangent,
 };
 
 const kdc__op_def kdc__op_gap = {
@@ -222,4 +239,5 @@ const kdc__op_def kdc__op_gap = {
     .shape = kdc__shape_one,
     .forward = kdc__gap_forward,
     .backward = kdc__gap_backward,
+    .tangent = kdc__gap_forward,
 };

@@ -84,10 +84,36 @@ static void kdc__add_up_backward(const kdc__op_args *a, int b, int c0, int c1)
                              a->out_chw[2], a->in2_chw[1], a->in2_chw[2], c0, c1);
 }
 
+/* The tangent: a + upsample(b) of the inputs' tangents, either of which
+ * may be zero (NULL); y arrives zeroed. */
+static void kdc__add_up_tangent(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0], h = a->out_chw[1], w = a->out_chw[2];
+    const int bh = a->in2_chw[1], bw = a->in2_chw[2];
+    const size_t out_img = (size_t)C * h * w;
+    for (int c = c0; c < c1; c++) {
+        float *yp = a->y + b * out_img + (size_t)c * h * w;
+        if (a->x) {
+            const float *ap = a->x + b * out_img + (size_t)c * h * w;
+            for (size_t i = 0; i < (size_t)h * w; i++)
+                yp[i] += ap[i];
+        }
+        if (a->x2) {
+            const float *bp = a->x2 + ((size_t)b * C + c) * bh * bw;
+            for (int yy = 0; yy < h; yy++) {
+                const float *brow = bp + (size_t)kdc__nearest_src(yy, bh, h) * bw;
+                for (int xx = 0; xx < w; xx++)
+                    yp[(size_t)yy * w + xx] += brow[kdc__nearest_src(xx, bw, w)];
+            }
+        }
+    }
+}
+
 const kdc__op_def kdc__op_add_up = {
     .name = "add_up",
     .in_place = 1,
     .shape = kdc__add_up_shape,
     .forward = kdc__add_up_forward,
     .backward = kdc__add_up_backward,
+    .tangent = kdc__add_up_tangent,
 };

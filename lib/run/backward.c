@@ -14,7 +14,7 @@
 
 /* A zeroed gradient buffer of numel floats from the run's pool (best fit
  * among the free ones; grown or added when none fits). */
-static int kdc__grad_acquire(kdc_run *r, size_t numel)
+int kdc__grad_acquire(kdc_run *r, size_t numel)
 {
     int best = -1, largest = -1;
     for (int b = 0; b < r->n_gbuf; b++) {
@@ -42,7 +42,7 @@ static int kdc__grad_acquire(kdc_run *r, size_t numel)
     return best;
 }
 
-static void kdc__grad_release_all(kdc_run *r)
+void kdc__grad_release_all(kdc_run *r)
 {
     for (int i = 0; i < r->m->n_nodes; i++)
         r->grad_of[i] = -1;

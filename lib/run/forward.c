@@ -22,6 +22,9 @@ static void kdc__task_job(void *ctx, int t)
     if (k->backward) {
         kdc__sched_ch_range(&k->split, t, k->a.in_chw[0], &b, &c0, &c1);
         k->op->backward(&k->a, b, c0, c1);
+    } else if (k->tangent) {
+        kdc__sched_ch_range(&k->split, t, k->a.out_chw[0], &b, &c0, &c1);
+        k->op->tangent(&k->a, b, c0, c1);
     } else {
         kdc__sched_ch_range(&k->split, t, k->a.out_chw[0], &b, &c0, &c1);
         k->op->forward(&k->a, b, c0, c1);

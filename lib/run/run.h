@@ -65,15 +65,22 @@ size_t kdc__numel(const kdc_run *r, int node);
 kdc_status kdc__plan(kdc_run *r);
 
 /* A node's op-table task spread over the run's pool (forward.c): forward
- * in jobs of (image, chunk of output channels), backward in jobs of
- * (image, chunk of input channels), as sched.h splits them. */
+ * and tangent in jobs of (image, chunk of output channels), backward in
+ * jobs of (image, chunk of input channels), as sched.h splits them. */
 typedef struct kdc__task {
     kdc__op_args a;
     const kdc__op_def *op;
     int backward;
+    int tangent;           /* the op's tangent task (tangent.c)               */
     kdc__sched_ch split;   /* set by kdc__task_run */
 } kdc__task;
 void kdc__task_run(kdc_run *r, kdc__task *k);
+
+/* backward.c: the run's pool of gradient buffers, which the tangent pass
+ * (tangent.c) also draws from: a zeroed buffer of numel floats (its index,
+ * -1 when out of memory), and every buffer given back (grad_of all -1). */
+int kdc__grad_acquire(kdc_run *r, size_t numel);
+void kdc__grad_release_all(kdc_run *r);
 
 /* run.c: copies layer's numel floats from src to dst (count floats),
  * KDC_ERR_INVALID_ARGUMENT "<what> <layer> has N values, the buffer M"

@@ -17,4 +17,14 @@ const struct kdc_model *kdc__run_model(const kdc_run *run);
  * forward pass is dropped: a backward needs a new kdc_run_forward_grad. */
 kdc_status kdc__run_forward_from(kdc_run *run, int layer, const float *act, float *logits);
 
+/* tangent.c: the tangent (forward-mode, Jacobian-vector) pass from `layer`
+ * to the logits: out (n x classes) = J v, J the Jacobian of the logits in
+ * layer's output at the last recording forward pass (its ReLU masks and
+ * max-pool winners; biases and BatchNorm shifts drop out), v shaped like
+ * layer's output for that batch. Needs a kdc_run_forward_grad down to
+ * `layer` or below (KDC_ERR_STATE otherwise). Uses the run's gradient
+ * buffers: the gradients of the last backward are gone afterwards (the
+ * recorded forward state stays, so kdc_run_backward can follow). */
+kdc_status kdc__run_tangent(kdc_run *run, int layer, const float *v, float *out);
+
 #endif /* KDC_RUNNER_H */
