@@ -52,8 +52,14 @@ import os
 import sys
 import time
 
-import numpy as np
-import torch
+# Debian's python3-torch does its matrix products (nn.Linear, attention)
+# through the system libblas.so.3: the reference BLAS ran the DPK decoder's
+# products at about 5 GFLOP/s, OpenBLAS (libopenblas0-pthread) at about 100;
+# one BLAS thread, as torch runs its own two. Set before torch loads BLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -401,6 +407,12 @@ def load_teacher_file(teacher, path):
     kdtrain.load_rounded(teacher, sd)
 
 
+def blas_name():
+    """The libblas.so.3 that torch's matrix products go through (Debian's
+    alternatives link), for the log."""
+    return os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+
+
 def main():
     kdtrain.keep_freed_memory()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -418,7 +430,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=4000,
                     help="classic-style images for the curriculum warm-up (seed 4)")
     ap.add_argument("--warmup-steps", type=int, default=400)
-    ap.add_argument("--teacher-epochs", type=int, default=7)
+    ap.add_argument("--teacher-epochs", type=int, default=12)
     ap.add_argument("--student-epochs", type=int, default=5)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
@@ -452,8 +464,9 @@ def main():
     logname = "train_log.txt" if args.pair == "both" else "train_log-%s.txt" % args.pair
     log = kdtrain.Log(os.path.join(args.out, logname))
     log("# tools/train_pairs.py %s" % " ".join(sys.argv[1:]))
-    log("# torch %s, %d threads, load average at start %s" % (
-        torch.__version__, args.threads, " ".join("%.2f" % v for v in os.getloadavg())))
+    log("# torch %s, %d threads, BLAS %s, load average at start %s" % (
+        torch.__version__, args.threads, blas_name(),
+        " ".join("%.2f" % v for v in os.getloadavg())))
 
     t = time.time()
     sets = {}
@@ -497,8 +510,10 @@ def main():
         p.requires_grad_(False)
     pg = kdtrain.pointing_game(teacher, xte, bte, mte, min(args.pointing, args.test))
     npg = min(args.pointing, args.test)
+    pg3 = kdtrain.pointing_game(teacher, xte, bte, mte, npg, layer="layer3")
     log("teacher held-out accuracy %.4f; Grad-CAM (layer4, top-1) pointing on the first %d "
-        "held-out images %.4f" % (evaluate(teacher, xte, yte), npg, pg[0]))
+        "held-out images %.4f (in the mask %.4f; at layer3 %.4f)" % (
+            evaluate(teacher, xte, yte), npg, pg[0], pg[1], pg3[0]))
     ctr = args.size // 2
     log("baseline on the same images: the centre pixel in box %.4f" % np.mean(
         [b[0] <= ctr < b[2] and b[1] <= ctr < b[3] for b in bte[:npg]]))
