@@ -43,7 +43,9 @@ int cli_cam_perturb(const cli_opts *o, kdc_run *run, const kdc_model *m, int kin
     }
     kdc_perturb_options po = {.kind = (kdc_perturb_kind)kind, .window = o->window,
                               .stride = o->stride, .chunk = o->chunk,
-                              .target = {.kind = KDC_TARGET_LOGIT, .classes = classes}};
+                              .target = {.kind = o->score_prob ? KDC_TARGET_PROB
+                                                                   : KDC_TARGET_LOGIT,
+                                                 .classes = classes}};
     if ((st = kdc_perturb_compute(run, input, n, h, w, &po, attr, cls))) {
         rc = cli_lib_error(st, NULL);
         goto out;

@@ -73,6 +73,8 @@ typedef struct cli_opts {
     int kpca_kernel;         /* --kpca-kernel (kdc_kpca_kernel)              */
     float kpca_gamma;        /* --kpca-gamma G (0: 1 / C)                    */
     float finer_alpha;       /* --finer-alpha A (0: 1)                       */
+    int score_prob;          /* --score prob: the softmax probability of the
+                              * class, not its logit (kdc_target_kind)      */
 } cli_opts;
 
 /* Describes one option a command accepts, for parsing and --help. */
@@ -281,7 +283,8 @@ int cli_cam_dff(const cli_opts *o, kdc_run *run, const kdc_model *m, int layer,
 /* ---- issue 19: `kdcam cam --method occlusion|featureablation` (cam_perturb.c) ---- */
 /* The kdc_perturb_kind of a method name; -1 if it is not one. */
 int cli_perturb_kind(const char *name);
-/* Runs it on the batch (classes: NULL for each image's top-1) and writes,
+/* Runs it on the batch (classes: NULL for each image's top-1; the score is
+ * the class's logit, or its probability with o->score_prob) and writes,
  * per image, DIR/STEM.METHOD.png (the attribution min-max normalised over
  * the crop) and with o->npy DIR/STEM.METHOD.raw.npy (the attribution,
  * 1 x h x w) and DIR/STEM.METHOD.npy (normalised). */

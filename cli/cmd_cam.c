@@ -51,7 +51,8 @@ static const char *cam_usage =
     "  smoothgradcam++ Grad-CAM++ weights from the gradients of noisy inputs\n"
     "                  (--samples, default 4; std 0.3; torch-cam SmoothGradCAMpp)\n"
     "  shapleycam      weights mean(gradient - 0.5 Hessian x activation)\n"
-    "                  (pytorch-grad-cam ShapleyCAM; equal to Grad-CAM on ReLU nets)\n"
+    "                  (pytorch-grad-cam ShapleyCAM; Grad-CAM on ReLU nets but\n"
+    "                  for --score prob)\n"
     "  dff             deep feature factorization: NMF of the batch's activations at\n"
     "                  the first --layer into --components concepts, one map each\n"
     "  guided-gradcam  guided backpropagation x the Grad-CAM map\n"
@@ -78,6 +79,10 @@ static const char *cam_usage =
     "                      image's class: labels.json of a `kdcam shapes` folder\n"
     "                      beside it, or its folder's name as a class name), or a\n"
     "                      class index or name\n"
+    "      --score S       what is explained: logit (the class's raw score, the\n"
+    "                      default) or prob (its softmax probability, pytorch-grad-cam's\n"
+    "                      ClassifierOutputSoftmaxTarget; shapleycam then has a\n"
+    "                      non-zero Hessian term)\n"
     "      --guided        also write <stem>.guided.png (guided backpropagation) and\n"
     "                      <stem>.guided-gradcam.png (guided gradient x the map)\n"
     "      --scorecam-topk K  Score-CAM: only the K channels with the largest mean\n"
@@ -484,7 +489,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
     if (rc)
         goto out;
     const size_t plane = (size_t)h * w;
-    kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = cls};
+    kdc_target tg = {.kind = o->score_prob ? KDC_TARGET_PROB : KDC_TARGET_LOGIT, .classes = cls};
     if (det) {
         /* detectors: the energy of the level (in the box, on the channel) */
         if ((rc = cli_level_seed(o, m, cx->run, input, n, h, w, scales, level, &seed)))
@@ -751,6 +756,13 @@ int cmd_cam(int argc, char **argv)
          cli_error("--kpca-kernel and --kpca-gamma apply to --method kpcacam")) ||
         (o.finer_alpha > 0 && !(kind == M_CAM && cam == KDC_CAM_FINERCAM) &&
          cli_error("--finer-alpha applies to --method finercam")) ||
+        (o.score_prob && ((kind == M_CAM && cam == KDC_CAM_FINERCAM) || kind == M_DFF ||
+                          (kind == M_ATTRIBUTION &&
+                           (at == KDC_ATTR_LRP || at == KDC_ATTR_DEEPLIFT))) &&
+         cli_error("--score prob does not apply to %s (%s)", method,
+                   kind == M_DFF ? "it has no target"
+                   : kind == M_CAM ? "it builds its own target from the logits"
+                                   : "its rules explain a class logit")) ||
         (kind == M_DFF && (o.guided || o.n_layers > 1 || o.on_original) &&
          cli_error("dff takes one --layer, without --guided or --on-original")) ||
         (o.baseline && !(kind == M_ATTRIBUTION && at == KDC_ATTR_DEEPLIFT) &&
@@ -783,7 +795,7 @@ int cmd_cam(int argc, char **argv)
                        "(-m resnet50-fpn ...)");
         goto out;
     }
-    if (det && (o.cls >= 0 || tgt.kind != CLI_TARGET_OWN)) {
+    if (det && (o.cls >= 0 || tgt.kind != CLI_TARGET_OWN || o.score_prob)) {
         rc = cli_error("%s has no classes: its target is the energy of --level (see --help)",
                        kdc_model_arch(m));
         goto out;

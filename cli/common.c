@@ -222,6 +222,13 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
             }
             *(a[2] == 'k' ? &o->kpca_gamma : a[2] == 'f' ? &o->finer_alpha
               : a[6] == 'e' ? &o->lrp_epsilon : &o->lrp_gamma) = f;
+        } else if (!strcmp(a, "--score")) { /* issue 19 */
+            NEEDS(OPT_CAM);
+            if (strcmp(v, "logit") && strcmp(v, "prob")) {
+                cli_error("--score: '%s' is neither logit nor prob", v);
+                return -1;
+            }
+            o->score_prob = !strcmp(v, "prob");
         } else if (!strcmp(a, "--kpca-kernel")) { /* issue 19, part C */
             NEEDS(OPT_CAM);
             static const char *const kn[] = {"sigmoid", "rbf", "poly", "linear", "cosine"};

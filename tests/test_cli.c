@@ -400,6 +400,39 @@ static void test_cam_cli(void **state)
     kdc_free(map);
     kdc_free(raw);
 
+    /* --score prob: the softmax probability as the target, as the library
+     * computes it for KDC_TARGET_PROB (test_methods checks that against
+     * torch's double backward); Shapley-CAM's Hessian term makes it differ
+     * from the logit's map, so an ignored option fails */
+    kdc_cam_result *rp;
+    co = (kdc_cam_options){.method = KDC_CAM_SHAPLEYCAM, .layers = &layer, .nlayers = 1,
+                           .target = {.kind = KDC_TARGET_PROB}};
+    assert_int_equal(kdc_cam_compute(r, in, n, h, w, &co, &rp), KDC_OK);
+    assert_int_equal(run("cam -w %s --input-npy %s -o %s --npy --method shapleycam --score prob",
+                         wmb, x, dir), 0);
+    raw = load_npy(dir, "batch.shapleycam.raw.npy", &nd, d);
+    assert_true(nd == 3 && d[0] == n && d[1] == 3 && d[2] == 4);
+    assert_memory_equal(raw, rp->raw[0], (size_t)n * 3 * 4 * sizeof *raw);
+    assert_int_equal(run("cam -w %s --input-npy %s -o %s --npy --method shapleycam --score logit",
+                         wmb, x, dir), 0);
+    float *rawl = load_npy(dir, "batch.shapleycam.raw.npy", &nd, d);
+    double diff = 0.0, norm = 0.0;
+    for (int i = 0; i < n * 3 * 4; i++) {
+        diff += ((double)rawl[i] - raw[i]) * ((double)rawl[i] - raw[i]);
+        norm += (double)raw[i] * raw[i];
+    }
+    printf("  shapleycam --score prob vs logit: rel L2 difference %.3f\n", sqrt(diff / norm));
+    assert_true(diff > 1e-6 * norm);
+    kdc_free(raw);
+    kdc_free(rawl);
+    kdc_cam_result_destroy(rp);
+    expect_error(run("cam -w %s --input-npy %s -o %s --score probability", wmb, x, dir),
+                 "--score: 'probability' is neither logit nor prob");
+    expect_error(run("cam -w %s --input-npy %s -o %s --method finercam --score prob", wmb, x,
+                     dir), "--score prob does not apply to finercam");
+    expect_error(run("cam -w %s --input-npy %s -o %s --method lrp --score prob", wmb, x, dir),
+                 "--score prob does not apply to lrp");
+
     /* dump --grad: the input gradient and model.13's, as the library gives */
     assert_int_equal(run("dump -w %s --input-npy %s -o %s --grad --class 3 --layer input "
                          "--layer model.13", wmb, x, dir), 0);
