@@ -726,8 +726,8 @@ static void assert_same_outputs(const char *d1, const char *d2)
     }
 }
 
-#define AN_MODELS "--model T=weights/demo/teacher.safetensors " \
-                  "--model S=weights/demo/student_kd.safetensors"
+#define AN_MODELS "--model T=weights/demo/teacher-resnet101.safetensors " \
+                  "--model S=weights/demo/mobilenetv1-dpk.safetensors"
 
 /* 3 shards merged (in any order) give the single run's rows and summary to
  * the last bit; shards hold different batch counts (2, 1, 1) and the last
@@ -961,7 +961,7 @@ static void test_analyze_inputs(void **state)
     /* refusals: one line each */
     expect_error(run("analyze " AN_MODELS " --batch 3 -o %s/x %s", tmp, dir), "at least 4");
     expect_error(run("analyze " AN_MODELS " --shard 3/3 -o %s/x %s", tmp, dir), "0 <= I < N");
-    expect_error(run("analyze --model T=weights/demo/teacher.safetensors -o %s/x %s", tmp, dir),
+    expect_error(run("analyze --model T=weights/demo/teacher-resnet101.safetensors -o %s/x %s", tmp, dir),
                  "at least one student");
     write_text(list, "a.png 1\nb.png\n");
     expect_error(run("analyze " AN_MODELS " -o %s/x %s", tmp, list), "some lines have a class");

@@ -2,22 +2,22 @@
  *
  * The truth is known: images of the procedural shapes dataset hold one object
  * of a known class inside a known box. On held-out images (seed 3, which
- * tools/train_demo.py never trains on) the bundled teacher must name the
- * class and its Grad-CAM at layer4 must peak inside the box, through the
- * whole pipeline a user runs: weights file and its metadata -> model ->
- * the model's own preprocessing -> forward and backward -> CAM upsampled to
- * the image -> maximum. A regression anywhere on that path (weights,
- * preprocessing, kernels, gradients, resizing) shows up here.
+ * tools/train_pairs.py never trains on) the bundled teacher and one student
+ * of each pair must name the class and their Grad-CAM at the last stage must
+ * peak inside the box, through the whole pipeline a user runs: weights file
+ * and its metadata -> model -> the model's own preprocessing -> forward and
+ * backward -> CAM upsampled to the image -> maximum. A regression anywhere
+ * on that path (weights, preprocessing, kernels, gradients, resizing) shows
+ * up here.
  *
- * The thresholds sit below what the bundled teacher measures on these 64
- * images (64 of 64 classes, 59 of 64 maxima in the box; on 2000 held-out
- * images 0.894 of maxima in the box, weights/demo/README.md) by about two
- * standard deviations of a 64-image sample (2.5 images), and far above a
- * pipeline that scrambles the map: chance is 0.1 for the class and 0.27
- * for the pointing game (the boxes' mean share of the image), i.e. 6 and 17
- * of 64. Not above every wrong map: the image's centre lies in 62 of these
- * 64 boxes, so a map that always peaked there would pass; that the
- * map is the right one is test_cam_models' job (against PyTorch). */
+ * The images are the default (hard) style: small objects anywhere in the
+ * frame among decoys, so a map that ignores the image cannot pass: on these
+ * 64 images the centre pixel lies in CENTRE_HITS boxes (asserted below, from
+ * the dataset, not the models), far under every MIN_HITS. Each threshold
+ * sits below what the model measures on these 64 images (MEASURED in the
+ * table) by about two standard deviations of a 64-image binomial sample;
+ * chance is 6 of 64 for the class. That the map is the right one is
+ * test_cam_models' job (against PyTorch). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,25 +30,43 @@
 
 #include "kdcam.h"
 
-#define DEMO_SIZE 192 /* tools/train_demo.py --size; the models' kdcam.preprocess */
+#define DEMO_SIZE 192 /* tools/train_pairs.py --size; the models' kdcam.preprocess */
 #define NIMG 64
-#define MIN_CORRECT 62 /* of NIMG */
-#define MIN_HITS 54    /* of NIMG */
+#define CENTRE_HITS_MAX 20 /* the centre pixel is in at most this many of the 64 boxes */
 
-static const char *const files[] = {"teacher", "student", "student_kd", "student_ickd"};
+static const struct {
+    const char *file, *arch, *layer;
+    int min_correct, min_hits; /* of NIMG; -1: loaded only */
+} models[] = {
+    /* measured on these 64 images (tools/train_pairs.py's shipped weights):
+     * see the comments at the numbers */
+    {"teacher-resnet101", "resnet101", "layer4", TEACHER_MIN_CORRECT, TEACHER_MIN_HITS},
+    {"mobilenetv1-vanilla", "mobilenetv1", "model.13", -1, -1},
+    {"mobilenetv1-ickd", "mobilenetv1", "model.13", -1, -1},
+    {"mobilenetv1-dpk", "mobilenetv1", "model.13", MBV1_MIN_CORRECT, MBV1_MIN_HITS},
+    {"resnet50-vanilla", "resnet50", "layer4", -1, -1},
+    {"resnet50-ickd", "resnet50", "layer4", -1, -1},
+    {"resnet50-dpk", "resnet50", "layer4", R50_MIN_CORRECT, R50_MIN_HITS},
+};
+#define NMODELS ((int)(sizeof models / sizeof models[0]))
+
+static void path_of(int i, char *path, size_t size)
+{
+    snprintf(path, size, "weights/demo/%s.safetensors", models[i].file);
+}
 
 /* Every bundled file loads, is the architecture it claims, and names the
  * dataset's classes and its preprocessing in its metadata. */
 static void demo_files_load(void **state)
 {
     (void)state;
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < NMODELS; f++) {
         char path[128];
-        snprintf(path, sizeof path, "weights/demo/%s.safetensors", files[f]);
+        path_of(f, path, sizeof path);
         kdc_model *m;
         if (kdc_model_load(path, NULL, &m) != KDC_OK)
             fail_msg("%s: %s", path, kdc_last_error());
-        assert_string_equal(kdc_model_arch(m), f == 0 ? "resnet50" : "mobilenetv1");
+        assert_string_equal(kdc_model_arch(m), models[f].arch);
         assert_int_equal(kdc_model_num_classes(m), kdc_shapes_num_classes());
         for (int c = 0; c < kdc_shapes_num_classes(); c++) {
             const char *name = kdc_model_class_name(m, c);
@@ -56,6 +74,8 @@ static void demo_files_load(void **state)
                 fail_msg("%s: class %d is '%s', the dataset's is '%s'", path, c,
                          name ? name : "(none)", kdc_shapes_class_name(c));
         }
+        int layer;
+        assert_int_equal(kdc_model_find_layer(m, models[f].layer, &layer), KDC_OK);
         kdc_preprocess pp;
         kdc_model_preprocess(m, &pp);
         assert_int_equal(pp.resize_short, DEMO_SIZE);
@@ -65,17 +85,38 @@ static void demo_files_load(void **state)
     }
 }
 
-static void teacher_points_at_objects(void **state)
+/* The held-out images are hard: the centre pixel is inside few boxes, so
+ * the pointing thresholds below are out of reach of a centred blob. */
+static void centre_baseline_is_low(void **state)
 {
     (void)state;
-    const char *path = "weights/demo/teacher.safetensors";
+    int centre = 0;
+    for (int i = 0; i < NIMG; i++) {
+        kdc_image *im;
+        kdc_shape_info info;
+        assert_int_equal(kdc_shapes_render_ex(3, (uint64_t)i, DEMO_SIZE, KDC_SHAPES_HARD, &im,
+                                              &info, NULL), KDC_OK);
+        const int c = DEMO_SIZE / 2;
+        centre += info.box[0] <= c && c < info.box[2] && info.box[1] <= c && c < info.box[3];
+        kdc_image_destroy(im);
+    }
+    printf("  the centre pixel lies in %d of %d boxes\n", centre, NIMG);
+    assert_true(centre <= CENTRE_HITS_MAX);
+    for (int f = 0; f < NMODELS; f++)
+        assert_true(models[f].min_hits < 0 || models[f].min_hits >= 2 * CENTRE_HITS_MAX);
+}
+
+static void points_at_objects(int f)
+{
+    char path[128];
+    path_of(f, path, sizeof path);
     kdc_model *m;
     kdc_run *run;
     int layer;
     kdc_preprocess pp;
     if (kdc_model_load(path, NULL, &m) != KDC_OK)
         fail_msg("%s: %s", path, kdc_last_error());
-    assert_int_equal(kdc_model_find_layer(m, "layer4", &layer), KDC_OK);
+    assert_int_equal(kdc_model_find_layer(m, models[f].layer, &layer), KDC_OK);
     kdc_run_options ro = {.threads = 2};
     assert_int_equal(kdc_run_create(m, &ro, &run), KDC_OK);
     kdc_model_preprocess(m, &pp);
@@ -86,9 +127,8 @@ static void teacher_points_at_objects(void **state)
     for (int i = 0; i < NIMG; i++) {
         kdc_image *im;
         kdc_shape_info info;
-        /* the classic style: the one the bundled models were trained on */
-        assert_int_equal(
-            kdc_shapes_render_ex(3, (uint64_t)i, S, KDC_SHAPES_CLASSIC, &im, &info, NULL), KDC_OK);
+        assert_int_equal(kdc_shapes_render_ex(3, (uint64_t)i, S, KDC_SHAPES_HARD, &im, &info,
+                                              NULL), KDC_OK);
         int h, w;
         assert_int_equal(kdc_preprocess_size(&pp, im->width, im->height, &h, &w), KDC_OK);
         assert_true(h == S && w == S);
@@ -96,30 +136,47 @@ static void teacher_points_at_objects(void **state)
         kdc_cam_options co = {.method = KDC_CAM_GRADCAM, .layers = &layer, .nlayers = 1};
         kdc_cam_result *res;
         assert_int_equal(kdc_cam_compute(run, x, 1, S, S, &co, &res), KDC_OK);
-        int ok = res->classes[0] == info.cls;
-        int hit = kdc_map_pointing(res->map, S, S, info.box);
-        correct += ok;
-        hits += hit;
-        printf("  held-out %2d: %-9s predicted %-9s box [%3d %3d %3d %3d]  max in box: %s\n", i,
-               kdc_shapes_class_name(info.cls), kdc_model_class_name(m, res->classes[0]),
-               info.box[0], info.box[1], info.box[2], info.box[3], hit ? "yes" : "NO");
+        correct += res->classes[0] == info.cls;
+        hits += kdc_map_pointing(res->map, S, S, info.box);
         kdc_cam_result_destroy(res);
         kdc_image_destroy(im);
     }
-    printf("  teacher: %d of %d classes correct (need %d), Grad-CAM maximum inside the box in "
-           "%d of %d (need %d)\n", correct, NIMG, MIN_CORRECT, hits, NIMG, MIN_HITS);
-    assert_true(correct >= MIN_CORRECT);
-    assert_true(hits >= MIN_HITS);
+    printf("  %s: %d of %d classes correct (need %d), Grad-CAM maximum at %s inside the box "
+           "in %d of %d (need %d)\n", models[f].file, correct, NIMG, models[f].min_correct,
+           models[f].layer, hits, NIMG, models[f].min_hits);
+    assert_true(correct >= models[f].min_correct);
+    assert_true(hits >= models[f].min_hits);
     free(x);
     kdc_run_destroy(run);
     kdc_model_destroy(m);
+}
+
+static void teacher_points_at_objects(void **state)
+{
+    (void)state;
+    points_at_objects(0);
+}
+
+static void mobilenetv1_student_points_at_objects(void **state)
+{
+    (void)state;
+    points_at_objects(3);
+}
+
+static void resnet50_student_points_at_objects(void **state)
+{
+    (void)state;
+    points_at_objects(6);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(demo_files_load),
+        cmocka_unit_test(centre_baseline_is_low),
         cmocka_unit_test(teacher_points_at_objects),
+        cmocka_unit_test(mobilenetv1_student_points_at_objects),
+        cmocka_unit_test(resnet50_student_points_at_objects),
     };
     return cmocka_run_group_tests_name("demo", tests, NULL, NULL);
 }

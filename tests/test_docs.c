@@ -87,8 +87,8 @@ static void test_readme_example(void **state)
     static const struct {
         const char *weights, *layer, *want; /* want: the layer name printed */
     } ok[] = {
-        {"weights/demo/teacher.safetensors", "", "layer4"},
-        {"weights/demo/student_ickd.safetensors", "model.13", "model.13"},
+        {"weights/demo/teacher-resnet101.safetensors", "", "layer4"},
+        {"weights/demo/mobilenetv1-ickd.safetensors", "model.13", "model.13"},
     };
     for (size_t i = 0; i < 2; i++) {
         rc = sh("%s/example %s examples/images/chelsea.png %s > %s/out.txt 2> %s/err.txt", dir,
@@ -108,7 +108,7 @@ static void test_readme_example(void **state)
         assert_true(nchw[1] > 0 && nchw[2] > 0 && nchw[3] > 0);
     }
     /* the student has no layer4: a clean failure */
-    rc = sh("%s/example weights/demo/student_ickd.safetensors examples/images/chelsea.png "
+    rc = sh("%s/example weights/demo/mobilenetv1-ickd.safetensors examples/images/chelsea.png "
             "layer4 > %s/out.txt 2> %s/err.txt", dir, dir, dir);
     char path[128];
     snprintf(path, sizeof path, "%s/err.txt", dir);
