@@ -70,7 +70,7 @@ import torch.nn as nn
 
 sys.dont_write_bytecode = True  # keep tools/ free of __pycache__
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train_demo  # noqa: E402  (the KD MobileNetV1 at a width multiplier)
+import kdtrain  # noqa: E402  (the KD MobileNetV1 at a width multiplier)
 OUT = os.path.join("tests", "fixtures", "pth")
 HOSTILE = os.path.join(OUT, "hostile")
 CORPUS = os.path.join("tests", "fuzz", "corpus", "pth")
@@ -78,9 +78,9 @@ PWNED = "touch kdcam_pwned"
 
 
 def mobilenetv1():
-    """The KD MobileNetV1 layout (model.N.M) of tools/train_demo.py, widths
+    """The KD MobileNetV1 layout (model.N.M) of tools/kdtrain.py, widths
     divided by 32 (at least 8 channels), 10 classes."""
-    return train_demo.MobileNetV1KD(mult=1 / 32, num_classes=10)
+    return kdtrain.MobileNetV1KD(mult=1 / 32, num_classes=10)
 
 
 def tiny_resnet50(classes=10):
