@@ -62,12 +62,16 @@ static int copy_grid(const char **dirs, int nd, long idx, const char *out)
     snprintf(tmp, sizeof tmp, "%s.tmp", dst);
     FILE *f = fopen(tmp, "wb");
     int rc = 0;
-    if (!f)
+    if (!f) {
         rc = cli_error("%s: cannot create: %s", tmp, strerror(errno));
-    else if ((fwrite(data, 1, len, f) != len) | (fclose(f) != 0))
-        rc = cli_error("%s: cannot write", tmp);
-    else if (rename(tmp, dst))
-        rc = cli_error("%s: cannot rename: %s", tmp, strerror(errno));
+    } else {
+        /* fclose runs whether or not the write failed */
+        const int short_write = fwrite(data, 1, len, f) != len;
+        if (fclose(f) != 0 || short_write)
+            rc = cli_error("%s: cannot write", tmp);
+        else if (rename(tmp, dst))
+            rc = cli_error("%s: cannot rename: %s", tmp, strerror(errno));
+    }
     if (rc && f)
         remove(tmp);
     free(data);

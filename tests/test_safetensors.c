@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "safetensors.h"
+#include "st_json.h"
 
 static char tmp_dir[64];
 static char path_buf[512];
@@ -706,6 +707,36 @@ static void test_rule_overflow(void **state)
         "{\"a\":{\"dtype\":\"F32\",\"shape\":[0,9223372036854775807],\"data_offsets\":[0,0]}}", 0)));
 }
 
+/* The JSON integer reader against small bounds, where max - digit would
+ * wrap if it were computed before the digit is compared with max. */
+static void test_json_uint_small_bounds(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        uint64_t max;
+        int ok;
+        uint64_t value;
+    } cases[] = {{"[9]", 5, 0, 0}, {"[5]", 5, 1, 5}, {"[0]", 0, 1, 0},  {"[1]", 0, 0, 0},
+                 {"[8]", 8, 1, 8}, {"[9]", 8, 0, 0}, {"[10]", 9, 0, 0}, {"[19]", 19, 1, 19},
+                 {"[18446744073709551615]", UINT64_MAX, 1, UINT64_MAX},
+                 {"[18446744073709551616]", UINT64_MAX, 0, 0}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        struct st_json root;
+        assert_int_equal(kdc__st_json_parse("t", (const unsigned char *)cases[i].text,
+                                            strlen(cases[i].text), &root), KDC_OK);
+        uint64_t x = 0;
+        enum st_int_result r = kdc__st_json_uint(&root.u.list.items[0], cases[i].max, &x);
+        if (cases[i].ok) {
+            assert_int_equal(r, ST_INT_OK);
+            assert_true(x == cases[i].value);
+        } else {
+            assert_int_equal(r, ST_INT_RANGE);
+        }
+        kdc__st_json_free(&root);
+    }
+}
+
 static void test_rule_size_mismatch(void **state)
 {
     expect_fail(write_st_zeros("mism.st",
@@ -897,6 +928,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_json_uint_small_bounds),
         cmocka_unit_test(test_valid_padded),
         cmocka_unit_test(test_empty_header),
         cmocka_unit_test(test_only_empty_tensors),

@@ -471,7 +471,7 @@ enum st_int_result kdc__st_json_uint(const struct st_json *v, uint64_t max, uint
             return ST_INT_FRACTION;
     for (i = 0; i < v->u.num.len; i++) {
         unsigned d = (unsigned)(v->u.num.text[i] - '0');
-        if (x > (max - d) / 10)
+        if (d > max || x > (max - d) / 10) /* x * 10 + d > max, without wrapping */
             return ST_INT_RANGE;
         x = x * 10 + d;
     }
