@@ -2,10 +2,10 @@
  *
  * README.md's library example ("Using the library"), taken from README.md as
  * it stands, compiled against the static library and run: on the demo
- * teacher (ResNet-50, layer4) and student (MobileNetV1, model.13) it prints
+ * teacher (ResNet-101, layer4) and student (MobileNetV1, model.13) it prints
  * the layer's shape; asked for a layer the student does not have, it must
  * exit non-zero with one line on stderr naming the layer. (The only test
- * that reads weights/demo/: teacher.safetensors and student_ickd.safetensors.)
+ * that reads weights/demo/: teacher-resnet101 and mobilenetv1-ickd.)
  *
  * docs/cli.md's help blocks are the tool's real --help
  * (tools/gen_cli_doc.sh --check), and the check fails when they are not: a
