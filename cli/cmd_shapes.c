@@ -29,7 +29,7 @@ static const char *shapes_usage =
     "                 arrow, L, T, half disk, oval ring) outside its box;\n"
     "                 classic: the object 48-68% of the side, no decoys, the\n"
     "                 images older versions wrote (the bundled demo models were\n"
-    "                 trained on these)\n"
+    "                 warmed up on these)\n"
     "  -h, --help     this help\n"
     "\n"
     "labels.json: {\"seed\": S, \"size\": PX, \"style\": ST, \"classes\": [names],\n"
