@@ -274,7 +274,10 @@ static void test_tables(void **state)
 }
 
 /* All heights and widths 1..19 (tails of every length for 4- and 8-wide
- * vectors, planes narrower than a vector), both strides and paddings. */
+ * vectors, planes narrower than a vector), then widths 20..66 at heights
+ * 1..5 (several full vectors before every tail, at both strides: stride-2
+ * vectors run along output columns, and backward along pairs of input
+ * columns), both strides and paddings. */
 static void test_dw3x3_small(void **state)
 {
     (void)state;
@@ -285,7 +288,7 @@ static void test_dw3x3_small(void **state)
         for (int s = 1; s <= 2; s++)
             for (int p = 0; p <= 1; p++)
                 for (int ih = 1; ih <= 19; ih++)
-                    for (int iw = 1; iw <= 19; iw++)
+                    for (int iw = 1; iw <= (ih <= 5 ? 66 : 19); iw++)
                         check_dw(k, (dw_shape){ih, iw, s, p});
     }
 }
@@ -489,12 +492,91 @@ static void test_act_tables(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Max pooling                                                         */
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+/* One plane of max pooling through pk against kdc__maxpool_idx_ref, the
+ * window-by-window reference with no fast interior, to the bit: values
+ * with ties, signed zeros, infinities and NaNs of distinct payloads (the
+ * last NaN a window scans wins, as in the reference). */
+static void check_pool(const kdc__pool_kernels *pk, int ih, int iw, int s, int p, unsigned seed)
+{
+    const int oh = kdc__out_size(ih, 3, s, p), ow = kdc__out_size(iw, 3, s, p);
+    if (oh <= 0 || ow <= 0)
+        return;
+    const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
+    float *x = tk_xmalloc(ihw * sizeof(float)); /* exact size: over-reads are ASan errors */
+    float *yref = tk_xmalloc(ohw * sizeof(float));
+    int32_t *idx = tk_xmalloc(ohw * sizeof(int32_t));
+    float *y = guarded(ohw);
+    uint32_t r = seed * 2654435761u + 1u;
+    for (size_t i = 0; i < ihw; i++) {
+        r = r * 1664525u + 1013904223u;
+        const unsigned kind = r >> 28, v = (r >> 8) & 0xfffff;
+        if (kind == 0) {
+            const uint32_t nan = 0x7fc00000u | v; /* a quiet NaN, payload v */
+            memcpy(&x[i], &nan, sizeof nan);
+        } else if (kind == 1)
+            x[i] = (r & 1) ? -0.0f : 0.0f;
+        else if (kind == 2)
+            x[i] = (r & 1) ? -INFINITY : INFINITY;
+        else
+            x[i] = (float)((int)(v % 7) - 3); /* small integers: many ties */
+    }
+    kdc__maxpool_idx_ref(x, ih, iw, yref, idx, oh, ow, 3, s, p, 0, 1);
+    kdc__maxpool(pk, x, ih, iw, y, oh, ow, 3, s, p, 0, 1);
+    check_guards(y, ohw, "maxpool");
+    for (size_t i = 0; i < ohw; i++)
+        if (bits(y[i]) != bits(yref[i]))
+            fail_msg("%s %dx%d s%d p%d: output %zu bits %08x, reference %08x", pk->name, ih, iw,
+                     s, p, i, bits(y[i]), bits(yref[i]));
+    free(x);
+    free(yref);
+    free(idx);
+    free(y - GUARD);
+}
+
+/* Every ISA's max-pooling table: heights 1..8 and widths 1..70 (tails of
+ * every length after zero to four vectors, at both strides), both
+ * paddings, and ResNet's stem pooling (112 x 112 and 400 x 608). */
+static void test_pool_tables(void **state)
+{
+    (void)state;
+    for (int i = 0; i < N_ISAS; i++) {
+        const kdc__pool_kernels *pk = kdc__pool_kernels_get(all_isas[i]);
+        if (!kdc__isa_supported(all_isas[i])) {
+            assert_null(pk);
+            continue;
+        }
+        assert_non_null(pk);
+        assert_int_equal(pk->isa, all_isas[i]);
+        unsigned seed = 1;
+        for (int s = 1; s <= 2; s++)
+            for (int p = 0; p <= 1; p++) {
+                for (int ih = 1; ih <= 8; ih++)
+                    for (int iw = 1; iw <= 70; iw++)
+                        check_pool(pk, ih, iw, s, p, seed++);
+                check_pool(pk, 112, 112, s, p, seed++);
+            }
+        check_pool(pk, 400, 608, 2, 1, seed++);
+        print_message("kernels: %s: max pooling equal to the reference to the bit\n", pk->name);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),      cmocka_unit_test(test_dw3x3_small),
         cmocka_unit_test(test_dw3x3_large), cmocka_unit_test(test_gemm_tables),
         cmocka_unit_test(test_gemm_8x8_neon), cmocka_unit_test(test_act_tables),
+        cmocka_unit_test(test_pool_tables),
     };
     return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
 }

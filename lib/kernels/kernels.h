@@ -80,6 +80,19 @@ typedef void (*kdc__relu_mask_fn)(const float *y, uint64_t *mask, size_t hw, flo
 typedef void (*kdc__relu_backward_fn)(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                                       int guided, int c0, int c1);
 
+/* The interior of 3x3 max pooling (lib/nn/pool.c): n outputs of one row
+ * whose windows lie wholly inside the plane, window j's top-left input at
+ * p + j * stride (stride 1 or 2), rows iw floats apart. Each output scans
+ * its window row by row, m = v when v > m or v is NaN, from -inf (PyTorch's
+ * rule); every ISA gives the scalar kernel's bits. */
+typedef void (*kdc__maxpool3_row_fn)(const float *p, int iw, int stride, float *y, int n);
+
+typedef struct kdc__pool_kernels {
+    kdc__isa isa;
+    const char *name; /* "f32-maxpool3-avx512", ...                 */
+    kdc__maxpool3_row_fn maxpool3_row;
+} kdc__pool_kernels;
+
 typedef struct kdc__act_kernels {
     kdc__isa isa;
     const char *name; /* "f32-relu-mask-avx512", ...                */
@@ -100,6 +113,15 @@ const char *kdc__isa_name(kdc__isa isa);
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa);
 const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa);
 const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa); /* nn/act.c */
+const kdc__pool_kernels *kdc__pool_kernels_get(kdc__isa isa); /* nn/pool.c */
+
+/* The max-pooling row kernels (nn/pool.c, x86/pool_avx2.c, x86/pool_avx512.c);
+ * on aarch64 the scalar one serves. */
+void kdc__f32_maxpool3_row_scalar(const float *p, int iw, int stride, float *y, int n);
+#if defined(__x86_64__)
+void kdc__f32_maxpool3_row_avx2(const float *p, int iw, int stride, float *y, int n);
+void kdc__f32_maxpool3_row_avx512(const float *p, int iw, int stride, float *y, int n);
+#endif
 
 /* The ReLU mask kernels (nn/act.c, x86/act_avx2.c, x86/act_avx512.c); the scalar ones
  * are kdc__relu_mask and kdc__relu_backward_ref of lib/graph.h. On aarch64

@@ -37,6 +37,7 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
 {
     m->isa = isa;
     m->act = kdc__act_kernels_get(isa);
+    m->pool = kdc__pool_kernels_get(isa);
     if (isa == KDC__ISA_SCALAR)
         return KDC_OK;
     m->gemm = kdc__gemm_kernels_get(isa);

@@ -79,6 +79,7 @@ struct kdc_model {
     const kdc__gemm_kernels *gemm; /* NULL: the scalar reference path          */
     const kdc__dw_kernels *dw;     /* depthwise 3x3 kernels, or NULL (scalar)  */
     const kdc__act_kernels *act;   /* ReLU mask kernels (any ISA, never NULL)  */
+    const kdc__pool_kernels *pool; /* max-pooling kernels (never NULL)         */
     float **packed;         /* (n_nodes) owned A packings, or NULL           */
     /* backward-data: the transposed weight (cin*kh*kw x cout) as A, packed
      * on first use by kdc__conv_packed_t under pack_lock */
@@ -136,6 +137,10 @@ void kdc__add_relu_ref(const float *a, const float *b, float *out, size_t i0, si
 /* pool.c: one image's channels [c0, c1) */
 void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int ow, int k,
                       int stride, int pad, int c0, int c1);
+/* The same through pk's row kernel for the windows wholly inside (k = 3,
+ * stride 1 or 2; the rest as kdc__maxpool_ref): the same bits. */
+void kdc__maxpool(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out, int oh,
+                  int ow, int k, int stride, int pad, int c0, int c1);
 void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1);
 
 /* linear.c: one image, outputs [o0, o1) */

@@ -1,8 +1,10 @@
 /* pool.c - max pooling and global average pooling: forward and backward
- * references. */
+ * references, and the max-pooling kernel table (SIMD row kernels in
+ * x86/pool_avx2.c and x86/pool_avx512.c). */
 #include <math.h>
 
 #include "graph.h"
+#include "kernels.h"
 #include "op.h"
 
 /* The max over the k x k window with top-left input corner (iy0, ix0),
@@ -53,8 +55,17 @@ static void kdc__inner_range(int n, int k, int stride, int pad, int out, int *lo
         *lo = *hi;
 }
 
-void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int ow, int k,
-                      int stride, int pad, int c0, int c1)
+void kdc__f32_maxpool3_row_scalar(const float *p, int iw, int stride, float *y, int n)
+{
+    for (int j = 0; j < n; j++)
+        y[j] = kdc__max_3x3(p + (size_t)j * stride, iw);
+}
+
+/* Windows that reach into the padding by kdc__max_window, the interior of
+ * each row by row3 (k = 3 only). */
+static void kdc__maxpool_rows(kdc__maxpool3_row_fn row3, const float *in, int ih, int iw,
+                              float *out, int oh, int ow, int k, int stride, int pad, int c0,
+                              int c1)
 {
     int ylo, yhi, xlo, xhi;
     kdc__inner_range(ih, k, stride, pad, oh, &ylo, &yhi);
@@ -75,13 +86,30 @@ void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int o
             int ox = 0;
             for (; ox < xlo; ox++)
                 yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad);
-            const float *row = x + (size_t)iy0 * iw;
-            for (; ox < xhi; ox++)
-                yr[ox] = kdc__max_3x3(row + (ox * stride - pad), iw);
+            if (xhi > ox) {
+                row3(x + (size_t)iy0 * iw + (ox * stride - pad), iw, stride, yr + ox, xhi - ox);
+                ox = xhi;
+            }
             for (; ox < ow; ox++)
                 yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad);
         }
     }
+}
+
+void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int ow, int k,
+                      int stride, int pad, int c0, int c1)
+{
+    kdc__maxpool_rows(kdc__f32_maxpool3_row_scalar, in, ih, iw, out, oh, ow, k, stride, pad, c0,
+                      c1);
+}
+
+void kdc__maxpool(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out, int oh,
+                  int ow, int k, int stride, int pad, int c0, int c1)
+{
+    /* the row kernels take stride 1 or 2 */
+    const kdc__maxpool3_row_fn row3 =
+        stride == 1 || stride == 2 ? pk->maxpool3_row : kdc__f32_maxpool3_row_scalar;
+    kdc__maxpool_rows(row3, in, ih, iw, out, oh, ow, k, stride, pad, c0, c1);
 }
 
 void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1)
@@ -180,9 +208,9 @@ static void kdc__maxpool_forward(const kdc__op_args *a, int b, int c0, int c1)
                              a->out_chw[2], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad, c0,
                              c1);
     else
-        kdc__maxpool_ref(a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
-                         a->y + b * out_img, a->out_chw[1], a->out_chw[2], nd->p.pool.k,
-                         nd->p.pool.stride, nd->p.pool.pad, c0, c1);
+        kdc__maxpool(a->m->pool, a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
+                     a->y + b * out_img, a->out_chw[1], a->out_chw[2], nd->p.pool.k,
+                     nd->p.pool.stride, nd->p.pool.pad, c0, c1);
 }
 
 static void kdc__maxpool_backward(const kdc__op_args *a, int b, int c0, int c1)
@@ -241,3 +269,39 @@ const kdc__op_def kdc__op_gap = {
     .backward = kdc__gap_backward,
     .tangent = kdc__gap_forward,
 };
+
+/* ------------------------------------------------------------------ */
+/* Table (lib/kernels/kernels.h)                                       */
+
+static const kdc__pool_kernels kdc__pool_scalar = {KDC__ISA_SCALAR, "f32-maxpool3-scalar",
+                                                   kdc__f32_maxpool3_row_scalar};
+#if defined(__x86_64__)
+static const kdc__pool_kernels kdc__pool_avx2 = {KDC__ISA_AVX2, "f32-maxpool3-avx2",
+                                                 kdc__f32_maxpool3_row_avx2};
+static const kdc__pool_kernels kdc__pool_avx512 = {KDC__ISA_AVX512, "f32-maxpool3-avx512",
+                                                   kdc__f32_maxpool3_row_avx512};
+#endif
+
+const kdc__pool_kernels *kdc__pool_kernels_get(kdc__isa isa)
+{
+    if (!kdc__isa_supported(isa))
+        return NULL;
+    switch (isa) {
+    case KDC__ISA_SCALAR:
+    case KDC__ISA_NEON: /* no NEON version: the scalar kernel */
+        return &kdc__pool_scalar;
+    case KDC__ISA_AVX2:
+#if defined(__x86_64__)
+        return &kdc__pool_avx2;
+#else
+        return NULL;
+#endif
+    case KDC__ISA_AVX512:
+#if defined(__x86_64__)
+        return &kdc__pool_avx512;
+#else
+        return NULL;
+#endif
+    }
+    return NULL;
+}

@@ -25,37 +25,8 @@
  * Compiled with -mavx2 -mfma (Makefile), chosen at run time (lib/cpu.c). */
 #if defined(__x86_64__)
 
-#include <immintrin.h>
-
 #include "kernels.h"
-
-/* The first k lanes of 8 (none when k <= 0, all when k >= 8). */
-static inline __m256i kdc__lanes(int k)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* (a0..a7, b0..b7) -> even (a0 a2 a4 a6 b0 b2 b4 b6) and odd columns */
-static inline void kdc__unzip(__m256 a, __m256 b, __m256 *ev, __m256 *od)
-{
-    /* shuffle gives (a0 a2 b0 b2 | a4 a6 b4 b6); the permute orders the
-     * 64-bit pairs */
-    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
-        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
-        _MM_SHUFFLE(3, 1, 2, 0)));
-    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(
-        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))),
-        _MM_SHUFFLE(3, 1, 2, 0)));
-}
-
-/* even and odd columns -> (e0 o0 e1 o1 ... e3 o3), (e4 o4 ... e7 o7) */
-static inline void kdc__zip(__m256 ev, __m256 od, __m256 *a, __m256 *b)
-{
-    const __m256 lo = _mm256_unpacklo_ps(ev, od); /* e0 o0 e1 o1 | e4 o4 e5 o5 */
-    const __m256 hi = _mm256_unpackhi_ps(ev, od); /* e2 o2 e3 o3 | e6 o6 e7 o7 */
-    *a = _mm256_permute2f128_ps(lo, hi, 0x20);
-    *b = _mm256_permute2f128_ps(lo, hi, 0x31);
-}
+#include "simd_avx2.h"
 
 /* ------------------------------------------------------------------ */
 /* Forward                                                             */
@@ -71,12 +42,9 @@ static inline __m256 kdc__dw_row_s1(const float *p, const __m256 *w, __m256 acc)
 /* Stride 2: reads p[0..16]. */
 static inline __m256 kdc__dw_row_s2(const float *p, const __m256 *w, __m256 acc)
 {
-    const __m256i next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
     __m256 ev, od;
-    kdc__unzip(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), &ev, &od);
-    /* p[2], p[4], ..., p[16]: the even columns moved down one lane */
-    const __m256 ev2 = _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, next),
-                                       _mm256_broadcast_ss(p + 16), 0x80);
+    kdc__unzip8(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), &ev, &od);
+    const __m256 ev2 = kdc__even_next8(ev, p[16]); /* p[2], p[4], ..., p[16] */
     acc = _mm256_fmadd_ps(w[0], ev, acc);
     acc = _mm256_fmadd_ps(w[1], od, acc);
     return _mm256_fmadd_ps(w[2], ev2, acc);
@@ -150,7 +118,7 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
                     _mm256_storeu_ps(y0 + j, a0);
                     _mm256_storeu_ps(y1 + j, a1);
                 } else {
-                    const __m256i m = kdc__lanes(n - j);
+                    const __m256i m = kdc__lanes8(n - j);
                     _mm256_maskstore_ps(y0 + j, m, a0);
                     _mm256_maskstore_ps(y1 + j, m, a1);
                 }
@@ -171,7 +139,7 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
                 if (j + 8 <= n)
                     _mm256_storeu_ps(yr + j, v);
                 else
-                    _mm256_maskstore_ps(yr + j, kdc__lanes(n - j), v);
+                    _mm256_maskstore_ps(yr + j, kdc__lanes8(n - j), v);
             }
         }
     }
@@ -253,7 +221,7 @@ static void kdc__dw_bwd_s1(const float *dy, int oh, int ow, const __m256 w[9], f
             float *x0 = dx + (size_t)iy * iw + j0, *x1 = x0 + iw;
             for (int j = 0; j < n; j += 8) {
                 const int full = j + 8 <= n;
-                const __m256i m = kdc__lanes(n - j);
+                const __m256i m = kdc__lanes8(n - j);
                 __m256 a0 = full ? _mm256_loadu_ps(x0 + j) : _mm256_maskload_ps(x0 + j, m);
                 __m256 a1 = full ? _mm256_loadu_ps(x1 + j) : _mm256_maskload_ps(x1 + j, m);
                 if (ok[2]) /* ky = 0 */
@@ -292,7 +260,7 @@ static void kdc__dw_bwd_s1(const float *dy, int oh, int ow, const __m256 w[9], f
                     _mm256_storeu_ps(xr + j,
                                      kdc__dw_bwd8_s1(r, ok, j, w, _mm256_loadu_ps(xr + j)));
                 } else {
-                    const __m256i m = kdc__lanes(n - j);
+                    const __m256i m = kdc__lanes8(n - j);
                     const __m256 v = _mm256_maskload_ps(xr + j, m);
                     _mm256_maskstore_ps(xr + j, m, kdc__dw_bwd8_s1(r, ok, j, w, v));
                 }
@@ -327,20 +295,20 @@ static void kdc__dw_bwd_s2(const float *dy, int oh, int ow, const __m256 w[9], f
                 const int left = cols - 2 * j;
                 __m256 a, b, e, o;
                 if (left >= 16) {
-                    kdc__unzip(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), &e, &o);
+                    kdc__unzip8(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), &e, &o);
                     kdc__dw_bwd8_s2(r, ok, j, pad, w, &e, &o);
-                    kdc__zip(e, o, &a, &b);
+                    kdc__zip8(e, o, &a, &b);
                     _mm256_storeu_ps(p, a);
                     _mm256_storeu_ps(p + 8, b);
                 } else {
                     /* the row's last 1..15 columns (p + 8 is formed only
                      * when inside the row) */
-                    const __m256i ma = kdc__lanes(left), mb = kdc__lanes(left - 8);
-                    kdc__unzip(_mm256_maskload_ps(p, ma),
+                    const __m256i ma = kdc__lanes8(left), mb = kdc__lanes8(left - 8);
+                    kdc__unzip8(_mm256_maskload_ps(p, ma),
                                left > 8 ? _mm256_maskload_ps(p + 8, mb) : _mm256_setzero_ps(),
                                &e, &o);
                     kdc__dw_bwd8_s2(r, ok, j, pad, w, &e, &o);
-                    kdc__zip(e, o, &a, &b);
+                    kdc__zip8(e, o, &a, &b);
                     _mm256_maskstore_ps(p, ma, a);
                     if (left > 8)
                         _mm256_maskstore_ps(p + 8, mb, b);

@@ -19,16 +19,7 @@
 #include <immintrin.h>
 
 #include "kernels.h"
-
-/* Lanes [0, n) of a 16-lane vector, n clamped to 0..16. */
-static inline __mmask16 kdc__lanes(int n)
-{
-    if (n <= 0)
-        return 0;
-    if (n >= 16)
-        return (__mmask16)0xffff;
-    return (__mmask16)((1u << n) - 1u);
-}
+#include "simd_avx512.h"
 
 #define KDC__ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 
@@ -39,7 +30,7 @@ static inline __mmask16 kdc__lanes(int n)
 static void kdc__gemm_8x16_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int m, int n, int accumulate)
 {
-    const __mmask16 mk = kdc__lanes(n);
+    const __mmask16 mk = kdc__lanes16(n);
 #define KDC__DECL(i)                                                                           \
     __m512 c##i = accumulate && (i) < m ? _mm512_maskz_loadu_ps(mk, c + (size_t)(i) * ldc)     \
                                         : _mm512_setzero_ps();
@@ -65,7 +56,7 @@ void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, 
         kdc__gemm_8x16_avx512(k, a, b, c, ldc, m, n, accumulate);
         return;
     }
-    const __mmask16 m0 = kdc__lanes(n), m1 = kdc__lanes(n - 16);
+    const __mmask16 m0 = kdc__lanes16(n), m1 = kdc__lanes16(n - 16);
 #define KDC__DECL(i)                                                                           \
     __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();                      \
     if (accumulate && (i) < m) {                                                               \
@@ -134,7 +125,7 @@ void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ld
         const __m512 sc = _mm512_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
         const __m512 sh = _mm512_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
         for (int j = 0; j < n; j += 16) {
-            const __mmask16 k = kdc__lanes(n - j);
+            const __mmask16 k = kdc__lanes16(n - j);
             __m512 x = _mm512_maskz_loadu_ps(k, v + j);
             if (ep->bias)
                 x = _mm512_add_ps(x, bs);

@@ -1,0 +1,46 @@
+/* simd_avx2.h - lane masks and even/odd column splits shared by the AVX2
+ * kernels (dwconv_avx2.c, pool_avx2.c). Include only from files compiled
+ * with -mavx2 -mfma. */
+#ifndef KDC_SIMD_AVX2_H
+#define KDC_SIMD_AVX2_H
+
+#include <immintrin.h>
+
+/* The first k lanes of 8 (none when k <= 0, all when k >= 8). */
+static inline __m256i kdc__lanes8(int k)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* (a0..a7, b0..b7) -> even (a0 a2 a4 a6 b0 b2 b4 b6) and odd columns */
+static inline void kdc__unzip8(__m256 a, __m256 b, __m256 *ev, __m256 *od)
+{
+    /* shuffle gives (a0 a2 b0 b2 | a4 a6 b4 b6); the permute orders the
+     * 64-bit pairs */
+    *ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
+        _MM_SHUFFLE(3, 1, 2, 0)));
+    *od = _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))),
+        _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* even and odd columns -> (e0 o0 e1 o1 ... e3 o3), (e4 o4 ... e7 o7) */
+static inline void kdc__zip8(__m256 ev, __m256 od, __m256 *a, __m256 *b)
+{
+    const __m256 lo = _mm256_unpacklo_ps(ev, od); /* e0 o0 e1 o1 | e4 o4 e5 o5 */
+    const __m256 hi = _mm256_unpackhi_ps(ev, od); /* e2 o2 e3 o3 | e6 o6 e7 o7 */
+    *a = _mm256_permute2f128_ps(lo, hi, 0x20);
+    *b = _mm256_permute2f128_ps(lo, hi, 0x31);
+}
+
+/* The even columns of (a, b) moved down one lane, with next in the last:
+ * for a = p[0..7], b = p[8..15] and next = p[16], that is p[2], p[4], ...,
+ * p[16] (the third tap of eight stride-2 windows). */
+static inline __m256 kdc__even_next8(__m256 ev, float next)
+{
+    const __m256i up = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    return _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, up), _mm256_set1_ps(next), 0x80);
+}
+
+#endif

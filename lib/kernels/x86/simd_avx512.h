@@ -1,0 +1,47 @@
+/* simd_avx512.h - lane masks and even/odd column splits shared by the
+ * AVX-512 kernels (gemm_avx512.c, pool_avx512.c). Include only from files
+ * compiled with -mavx512f. */
+#ifndef KDC_SIMD_AVX512_H
+#define KDC_SIMD_AVX512_H
+
+#include <immintrin.h>
+
+/* Lanes [0, n) of a 16-lane vector, n clamped to 0..16. */
+static inline __mmask16 kdc__lanes16(int n)
+{
+    if (n <= 0)
+        return 0;
+    if (n >= 16)
+        return (__mmask16)0xffff;
+    return (__mmask16)((1u << n) - 1u);
+}
+
+/* (a0..a15, b0..b15) -> even (a0 a2 .. a14 b0 b2 .. b14) and odd columns */
+static inline void kdc__unzip16(__m512 a, __m512 b, __m512 *ev, __m512 *od)
+{
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    *ev = _mm512_permutex2var_ps(a, ie, b);
+    *od = _mm512_permutex2var_ps(a, io, b);
+}
+
+/* even and odd columns -> (e0 o0 .. e7 o7), (e8 o8 .. e15 o15) */
+static inline void kdc__zip16(__m512 ev, __m512 od, __m512 *a, __m512 *b)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi =
+        _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    *a = _mm512_permutex2var_ps(ev, lo, od);
+    *b = _mm512_permutex2var_ps(ev, hi, od);
+}
+
+/* The even columns moved down one lane, with next in the last: for
+ * a = p[0..15], b = p[16..31] and next = p[32], p[2], p[4], ..., p[32] (the
+ * third tap of sixteen stride-2 windows). */
+static inline __m512 kdc__even_next16(__m512 ev, float next)
+{
+    const __m512i up = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    return _mm512_permutex2var_ps(ev, up, _mm512_set1_ps(next));
+}
+
+#endif
