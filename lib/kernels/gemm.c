@@ -192,9 +192,8 @@ static void kdc__pack_b_im2col(const kdc__gemm_b *b, int p0, int kc, int q0, int
     }
 }
 
-/* Packs rows [p0, p0 + kc) and columns [n0, n0 + nc) of B into
- * ceil(nc / nr) panels of kc x nr floats (columns past the end are zero). */
-static void kdc__pack_b(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr, float *dst)
+void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr,
+                            float *dst)
 {
     if (b->im2col == 1) {
         for (int j0 = 0; j0 < nc; j0 += nr)
@@ -292,12 +291,16 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
         for (int pc = 0; pc < k; pc += KDC__GEMM_KC) {
             const int kc = k - pc < KDC__GEMM_KC ? k - pc : KDC__GEMM_KC;
             const int last = pc + kc == k;
-            kdc__pack_b(b, pc, kc, jc, nc, nr, work);
+            const float *bpanels = work; /* the panels of this depth block */
+            if (b->packed)
+                bpanels = b->packed + (size_t)pc * b->npad + (size_t)(jc / nr) * kc * nr;
+            else
+                kdc__gemm_pack_b_block(b, pc, kc, jc, nc, nr, work);
             for (int ic = m0; ic < m1; ic += KDC__GEMM_MC) {
                 const int mc = m1 - ic < KDC__GEMM_MC ? m1 - ic : KDC__GEMM_MC;
                 for (int jr = 0; jr < nc; jr += nr) {
                     const int nw = nc - jr < nr ? nc - jr : nr;
-                    const float *bp = work + (size_t)(jr / nr) * kc * nr;
+                    const float *bp = bpanels + (size_t)(jr / nr) * kc * nr;
                     for (int ir = 0; ir < mc; ir += mr) {
                         const int mw = mc - ir < mr ? mc - ir : mr;
                         const int row = ic + ir;

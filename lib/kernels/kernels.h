@@ -269,7 +269,20 @@ typedef struct kdc__gemm_b {
     int ih, iw, kh, kw, stride, pad, oh, ow;
     size_t plane;      /* SHIFTED: floats per channel (all its phase planes)    */
     size_t pplane;     /* SHIFTED: floats per phase plane                       */
+    /* Or B already packed (then the fields above are not read): for every
+     * depth block [p0, p0 + kc) of KDC__GEMM_KC rows (the last one shorter)
+     * its nr-column panels as kdc__gemm_pack_b_block writes them, the
+     * block at packed + p0 * npad; npad = the columns rounded up to whole
+     * panels. Lets the threads of a GEMM split by rows share one packing. */
+    const float *packed;
+    size_t npad;
 } kdc__gemm_b;
+
+/* Packs rows [p0, p0 + kc) (kc <= KDC__GEMM_KC) and columns [n0, n0 + nc)
+ * of B into ceil(nc / nr) panels of kc x nr floats at dst, columns past
+ * the end zero. */
+void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr,
+                            float *dst);
 
 /* What is done to each finished output value v of row i, column j, in this
  * order, with the same float operations as the unfused ops (conv bias,

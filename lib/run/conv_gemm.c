@@ -48,6 +48,7 @@ void kdc__work_free(kdc__work *ws)
     free(ws->xpad);
     free(ws->wide);
     free(ws->wt);
+    free(ws->bpack);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -188,6 +189,8 @@ static void kdc__gemm_task(void *ctx, int t)
         return;
     kdc__gemm_b b = j->b;
     b.x += img * j->b_img;
+    if (b.packed)
+        b.packed += img * (size_t)j->k * b.npad;
     kdc__gemm_epilogue ep, *epp = NULL;
     if (j->ep) {
         ep = *j->ep;
@@ -211,10 +214,68 @@ static void kdc__gemm_split(kdc__gemm_job *j, int nimg, int threads)
                                  threads, &j->mparts, &j->nparts);
 }
 
+/* B packed once for all row parts: a task per (image, depth block, group
+ * of KDC__BPACK_PANELS column panels). */
+enum { KDC__BPACK_PANELS = 4 };
+
+typedef struct kdc__bpack_job {
+    const kdc__gemm_job *j;
+    float *dst;
+    int nblk, ngrp;
+} kdc__bpack_job;
+
+static void kdc__bpack_task(void *ctx, int t)
+{
+    const kdc__bpack_job *p = ctx;
+    const kdc__gemm_job *j = p->j;
+    const int nr = j->gk->nr;
+    const int img = t / (p->nblk * p->ngrp), blk = t / p->ngrp % p->nblk, grp = t % p->ngrp;
+    const int pc = blk * KDC__GEMM_KC, kc = j->k - pc < KDC__GEMM_KC ? j->k - pc : KDC__GEMM_KC;
+    const int n0 = grp * KDC__BPACK_PANELS * nr;
+    const int nc = j->n - n0 < KDC__BPACK_PANELS * nr ? j->n - n0 : KDC__BPACK_PANELS * nr;
+    const size_t npad = (size_t)j->ntiles * nr;
+    kdc__gemm_b b = j->b;
+    b.x += img * j->b_img;
+    kdc__gemm_pack_b_block(&b, pc, kc, n0, nc, nr,
+                           p->dst + (img * (size_t)j->k + pc) * npad + (size_t)(n0 / nr) * kc * nr);
+}
+
+/* When the split cuts the rows into parts, every part would pack the same
+ * B (for ResNet-50's layer3 and layer4 at batch 1 that is 8 packings of
+ * each B at 1 and 2 threads): pack it once into ws->bpack, in parallel,
+ * if it fits in KDC__COLS_MAX floats (else each part packs, as before).
+ * Packing copies, so the results are the same bits either way. */
+static void kdc__gemm_prepack(kdc__pool *pool, kdc__gemm_job *j, int nimg)
+{
+    if (j->mparts < 2)
+        return;
+    const size_t npad = (size_t)j->ntiles * j->gk->nr;
+    const size_t need = (size_t)nimg * j->k * npad;
+    if (need > (size_t)KDC__COLS_MAX)
+        return;
+    if (j->ws->bpack_cap < need) {
+        free(j->ws->bpack);
+        j->ws->bpack = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+        j->ws->bpack_cap = j->ws->bpack ? need : 0;
+        if (!j->ws->bpack)
+            return; /* no room: each part packs its own */
+    }
+    kdc__bpack_job p = {.j = j, .dst = j->ws->bpack,
+                        .nblk = (j->k + KDC__GEMM_KC - 1) / KDC__GEMM_KC,
+                        .ngrp = (j->ntiles + KDC__BPACK_PANELS - 1) / KDC__BPACK_PANELS};
+    const int tasks = nimg * p.nblk * p.ngrp;
+    kdc__pool_run_capped(pool, tasks, j->threads < tasks ? j->threads : tasks, kdc__bpack_task,
+                         &p);
+    j->b.packed = j->ws->bpack;
+    j->b.npad = npad;
+}
+
 static void kdc__gemm_job_run(kdc__pool *pool, kdc__gemm_job *j, int nimg)
 {
     kdc__gemm_split(j, nimg, kdc__pool_threads(pool));
+    kdc__gemm_prepack(pool, j, nimg);
     kdc__pool_run_capped(pool, nimg * j->mparts * j->nparts, j->threads, kdc__gemm_task, j);
+    j->b.packed = NULL; /* callers reuse j with another B */
 }
 
 static int kdc__is_pointwise(const kdc__conv_param *cp)

@@ -22,6 +22,8 @@ typedef struct kdc__work {
     size_t xpad_cap, wide_cap;
     float *wt;            /* one layer's transposed weights, large inputs   */
     size_t wt_cap;        /* floats                                          */
+    float *bpack;         /* B packed once for a GEMM split by rows          */
+    size_t bpack_cap;     /* floats, at most KDC__COLS_MAX                   */
 } kdc__work;
 
 /* Makes room for nslots slots; KDC_ERR_NO_MEMORY. */
