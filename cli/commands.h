@@ -15,5 +15,6 @@ int cmd_inspect(int argc, char **argv);  /* cmd_inspect.c */
 int cmd_convert(int argc, char **argv);  /* cmd_convert.c */
 int cmd_analyze(int argc, char **argv);  /* cmd_analyze.c */
 int cmd_merge(int argc, char **argv);    /* cmd_merge.c */
+int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
 
 #endif

@@ -1083,6 +1083,80 @@ KDC_API kdc_status kdc_image_encode_png(const kdc_image *image, unsigned char **
 
 /* ---- end of the issue 17 section ---------------------------------- */
 
+/* ---- issue 13: COCO box evaluation ---------------------------------- */
+/* A COCO instances file (the ground truth of `kdcam eval`): its images,
+ * categories and box annotations, in file order. Fields other than these
+ * are ignored (segmentations, licenses, ...). An annotation without
+ * "iscrowd" counts as 0 and one without "area" gets w * h (pycocotools
+ * would raise KeyError); a repeated key counts by its last value, as in
+ * Python's json module. */
+typedef struct kdc_coco_image {
+    int64_t id;
+    char *file_name; /* "" if the file has none                        */
+    int width, height; /* 0 if absent                                  */
+} kdc_coco_image;
+typedef struct kdc_coco_category {
+    int64_t id;
+    char *name;      /* "" if the file has none                        */
+} kdc_coco_category;
+/* One box: a ground-truth annotation or a detection (COCO's results
+ * format). bbox is [x, y, w, h] in pixels, as in COCO files. */
+typedef struct kdc_coco_box {
+    int64_t id;          /* annotation id; detections: 1..n in file order */
+    int64_t image_id, category_id;
+    double bbox[4];
+    double area;         /* annotations: the file's "area"; detections: w*h */
+    double score;        /* detections; 1 for annotations                    */
+    int iscrowd;         /* annotations; 0 for detections                    */
+} kdc_coco_box;
+typedef struct kdc_coco {
+    size_t nimages, ncategories, nannotations;
+    kdc_coco_image *images;
+    kdc_coco_category *categories;
+    kdc_coco_box *annotations;
+} kdc_coco;
+
+/* Reads a COCO instances JSON ({"images", "annotations", "categories"};
+ * "annotations" may be absent or empty); free *out with kdc_coco_free.
+ * Image, category and annotation ids must be unique (pycocotools would
+ * silently use the last of a repeated one). Errors: KDC_ERR_IO,
+ * KDC_ERR_FORMAT (what and where: "annotations[12]: \"bbox\" is not 4
+ * numbers"), KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_coco_read(const char *path, kdc_coco **out);
+KDC_API void kdc_coco_free(kdc_coco *coco);
+
+/* Reads a COCO results file (a JSON list of {"image_id", "category_id",
+ * "bbox": [x, y, w, h], "score"}, as pycocotools' loadRes takes) into
+ * *dets (*n boxes, ids 1..n, area w*h; free with kdc_free). An empty list
+ * gives *n = 0. Errors as kdc_coco_read. */
+KDC_API kdc_status kdc_coco_read_results(const char *path, kdc_coco_box **dets, size_t *n);
+
+/* The 12 numbers of pycocotools' COCOeval(gt, dets, "bbox") with its
+ * default Params, after evaluate(), accumulate(), summarize(), in
+ * summarize's order:
+ *   0 AP @[.50:.95] all, 1 AP50, 2 AP75, 3-5 AP small/medium/large,
+ *   6-8 AR maxDets 1/10/100, 9-11 AR small/medium/large (maxDets 100);
+ * -1 where pycocotools prints -1 (no ground truth in that area range).
+ * Same algorithm: IoU thresholds .50:.05:.95, 101 recall points, areas
+ * small < 32^2 <= medium < 96^2 <= large (by the annotation's "area", by
+ * w*h for detections), at most 100 detections per image and category by
+ * score (ties in file order), greedy matching with crowd regions matched
+ * by intersection over the detection's area and ignored, classes evaluated
+ * separately. Detections of unknown categories are dropped, as there;
+ * detections of an image not in gt are an error (pycocotools asserts);
+ * no detections at all gives 0 where there is ground truth (pycocotools
+ * itself fails on an empty list). Checked against tools/coco_eval_ref.py.
+ * Errors: KDC_ERR_INVALID_ARGUMENT (NULL, a non-finite bbox or score, an
+ * unknown image id), KDC_ERR_NO_MEMORY. */
+#define KDC_COCO_NSTATS 12
+KDC_API kdc_status kdc_coco_eval_bbox(const kdc_coco *gt, const kdc_coco_box *dets, size_t n,
+                                      double stats[KDC_COCO_NSTATS]);
+/* The label pycocotools' summarize() prints for stats[i] ("Average
+ * Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]"), or
+ * NULL outside 0..11. */
+KDC_API const char *kdc_coco_stat_name(int i);
+/* ---- end of issue 13: COCO box evaluation --------------------------- */
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,16 +25,6 @@ void kdc_shapes_labels_free(kdc_shapes_labels *l)
     free(l);
 }
 
-static const struct st_json *kdc__labels_get(const struct st_json *obj, const char *key)
-{
-    if (!obj || obj->type != ST_JSON_OBJECT)
-        return NULL;
-    for (size_t i = 0; i < obj->u.list.n; i++)
-        if (!strcmp(obj->u.list.keys[i], key))
-            return &obj->u.list.items[i];
-    return NULL;
-}
-
 static int kdc__labels_int(const struct st_json *v, uint64_t max, int *out)
 {
     uint64_t x;
@@ -44,41 +34,6 @@ static int kdc__labels_int(const struct st_json *v, uint64_t max, int *out)
         return -1;
     *out = (int)x;
     return 0;
-}
-
-static char *kdc__labels_slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    *len = n;
-    return buf;
 }
 
 kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out)
@@ -91,7 +46,7 @@ kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out)
     if ((size_t)snprintf(path, sizeof path, "%s/labels.json", dir) >= sizeof path)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "%s: path too long", dir);
     size_t len = 0;
-    char *text = kdc__labels_slurp(path, &len);
+    char *text = kdc__st_json_read_file(path, &len);
     if (!text)
         return kdc__fail(errno == ENOMEM ? KDC_ERR_NO_MEMORY : KDC_ERR_IO, "%s: cannot read: %s",
                          path, strerror(errno));
@@ -105,8 +60,8 @@ kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out)
         return st;
     }
     kdc_shapes_labels *l = calloc(1, sizeof *l);
-    const struct st_json *cl = kdc__labels_get(&root, "classes");
-    const struct st_json *im = kdc__labels_get(&root, "images");
+    const struct st_json *cl = kdc__st_json_get(&root, "classes");
+    const struct st_json *im = kdc__st_json_get(&root, "images");
     if (!l) {
         st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory", path);
         goto out;
@@ -142,8 +97,8 @@ kdc_status kdc_shapes_labels_read(const char *dir, kdc_shapes_labels **out)
     }
     for (size_t i = 0; i < ni; i++) {
         const struct st_json *e = &im->u.list.items[i];
-        const struct st_json *f = kdc__labels_get(e, "file"), *c = kdc__labels_get(e, "class");
-        const struct st_json *b = kdc__labels_get(e, "box");
+        const struct st_json *f = kdc__st_json_get(e, "file"), *c = kdc__st_json_get(e, "class");
+        const struct st_json *b = kdc__st_json_get(e, "box");
         if (!f || f->type != ST_JSON_STRING || !f->u.str[0] || strchr(f->u.str, '/')) {
             st = kdc__fail(KDC_ERR_FORMAT, "%s: images[%zu]: \"file\" is missing or not a plain "
                            "file name", path, i);

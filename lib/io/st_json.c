@@ -2,6 +2,9 @@
  * the tree of st_json.h, and the UTF-8 and integer checks the schema needs.
  * It never reads outside the header and limits nesting to
  * ST_JSON_MAX_DEPTH, so its recursion is bounded. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,12 +51,12 @@ static kdc_status st_json_nomem(struct st_json_parser *jp)
  * against ST_JSON_MAX_TREE before it is made. */
 static kdc_status st_json_charge(struct st_json_parser *jp, size_t bytes)
 {
-    if (bytes > ST_JSON_MAX_TREE - jp->tree_bytes ||
-        ST_JSON_ALLOC_OVERHEAD > ST_JSON_MAX_TREE - jp->tree_bytes - bytes)
+    const size_t max = jp->max_tree ? jp->max_tree : ST_JSON_MAX_TREE;
+    if (bytes > max - jp->tree_bytes || ST_JSON_ALLOC_OVERHEAD > max - jp->tree_bytes - bytes)
         return kdc__fail(KDC_ERR_FORMAT,
-                         "%s: header JSON needs more than %u MiB of memory to parse (stopped at "
+                         "%s: header JSON needs more than %zu MiB of memory to parse (stopped at "
                          "header byte %zu of %zu)",
-                         jp->path, ST_JSON_MAX_TREE >> 20, jp->pos, jp->len);
+                         jp->path, max >> 20, jp->pos, jp->len);
     jp->tree_bytes += bytes + ST_JSON_ALLOC_OVERHEAD;
     return KDC_OK;
 }
@@ -403,7 +406,14 @@ static kdc_status st_json_value(struct st_json_parser *jp, struct st_json *v, in
 kdc_status kdc__st_json_parse(const char *path, const unsigned char *s, size_t len,
                               struct st_json *root)
 {
-    struct st_json_parser jp = { .path = path, .s = s, .len = len, .pos = 0 };
+    return kdc__st_json_parse_limit(path, s, len, 0, root);
+}
+
+kdc_status kdc__st_json_parse_limit(const char *path, const unsigned char *s, size_t len,
+                                    size_t max_tree, struct st_json *root)
+{
+    struct st_json_parser jp = { .path = path, .s = s, .len = len, .pos = 0,
+                                 .max_tree = max_tree };
     kdc_status st;
 
     st = st_json_value(&jp, root, 0);
@@ -477,4 +487,91 @@ enum st_int_result kdc__st_json_uint(const struct st_json *v, uint64_t max, uint
     }
     *out = x;
     return ST_INT_OK;
+}
+
+const struct st_json *kdc__st_json_get(const struct st_json *obj, const char *key)
+{
+    if (!obj || obj->type != ST_JSON_OBJECT)
+        return NULL;
+    for (size_t i = obj->u.list.n; i-- > 0;)
+        if (!strcmp(obj->u.list.keys[i], key))
+            return &obj->u.list.items[i];
+    return NULL;
+}
+
+/* The number's text as a C string in buf (JSON's grammar is a subset of
+ * strtod's and strtoll's), or -1 if it does not fit. */
+static int st_json_number_text(const struct st_json *v, char *buf, size_t size)
+{
+    if (!v || v->type != ST_JSON_NUMBER || v->u.num.len >= size)
+        return -1;
+    memcpy(buf, v->u.num.text, v->u.num.len);
+    buf[v->u.num.len] = '\0';
+    return 0;
+}
+
+int kdc__st_json_double(const struct st_json *v, double *out)
+{
+    char buf[400], *end;
+    if (st_json_number_text(v, buf, sizeof buf))
+        return -1;
+    errno = 0;
+    double x = strtod(buf, &end);
+    /* overflow gives inf (refused); underflow gives a subnormal or 0, as
+     * Python's float() does */
+    if (*end || !isfinite(x))
+        return -1;
+    *out = x;
+    return 0;
+}
+
+int kdc__st_json_int64(const struct st_json *v, int64_t *out)
+{
+    char buf[32], *end;
+    if (st_json_number_text(v, buf, sizeof buf))
+        return -1;
+    for (const char *c = buf; *c; c++)
+        if (*c == '.' || *c == 'e' || *c == 'E')
+            return -1;
+    errno = 0;
+    long long x = strtoll(buf, &end, 10);
+    if (*end || errno == ERANGE)
+        return -1;
+    *out = (int64_t)x;
+    return 0;
+}
+
+char *kdc__st_json_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 65536;
+            char *nb = cap > n ? realloc(buf, cap) : NULL;
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        errno = EIO;
+        return NULL;
+    }
+    *len = n;
+    return buf;
 }
