@@ -10,7 +10,7 @@
 
 static const char *shapes_usage =
     "usage: kdcam shapes -n N --seed S -o DIR [--size PX] [--start I] [--masks]\n"
-    "                    [--style hard|classic]\n"
+    "                    [--style hard|classic | --detection]\n"
     "Writes N images of the procedural shapes dataset as DIR/IIIIII.png (I = image\n"
     "index) and DIR/labels.json with each image's class and bounding box. Each\n"
     "image holds one object of one of 10 shape classes on a cluttered background\n"
@@ -30,6 +30,12 @@ static const char *shapes_usage =
     "                 classic: the object 48-68% of the side, no decoys, the\n"
     "                 images older versions wrote (the bundled demo models were\n"
     "                 warmed up on these)\n"
+    "      --detection  detection images instead: 2-6 objects each, one in three\n"
+    "                 small, that may overlap (the larger below), 0-2 decoys, and\n"
+    "                 DIR/instances.json in COCO's format (images; annotations with\n"
+    "                 bbox [x, y, w, h] and area of the visible pixels, category_id\n"
+    "                 1..10, iscrowd 0; categories), for kdcam eval and users' own\n"
+    "                 COCO tools; image id = index, file IIIIII.png (no --masks)\n"
     "  -h, --help     this help\n"
     "\n"
     "labels.json: {\"seed\": S, \"size\": PX, \"style\": ST, \"classes\": [names],\n"
@@ -50,10 +56,115 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
+/* Closes f and renames tmp to path; on any failure removes tmp. */
+static int finish_file(FILE *f, const char *tmp, const char *path)
+{
+    const int werr = ferror(f);
+    if (fclose(f) != 0 || werr) {
+        remove(tmp);
+        return cli_error("%s: write failed", tmp);
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp);
+        return cli_error("%s: cannot write: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+/* --detection: the images, and DIR/instances.json streamed: the image
+ * entries go to it as they are drawn, the annotations to a second
+ * temporary file appended at the end, so memory does not grow with N. */
+static int write_detection(const char *dir, uint64_t n, uint64_t seed, uint64_t start, int size)
+{
+    const size_t dl = strlen(dir);
+    char *path = malloc(dl + 64), *tmp = malloc(dl + 64), *atmp = malloc(dl + 64);
+    FILE *js = NULL, *an = NULL;
+    int rc = 0;
+    if (!path || !tmp || !atmp) {
+        rc = cli_error("out of memory");
+        goto done;
+    }
+    snprintf(tmp, dl + 64, "%s/.instances.json.tmp", dir);
+    snprintf(atmp, dl + 64, "%s/.annotations.tmp", dir);
+    if (!(js = fopen(tmp, "w")) || !(an = fopen(atmp, "w+"))) {
+        rc = cli_error("%s: cannot create: %s", js ? atmp : tmp, strerror(errno));
+        goto done;
+    }
+    fprintf(js, "{\"info\": {\"description\": \"kdcam shapes --detection\", \"seed\": %llu, "
+                "\"size\": %d, \"version\": \"%s\"},\n\"categories\": [",
+            (unsigned long long)seed, size, kdc_version());
+    for (int c = 0; c < kdc_shapes_num_classes(); c++)
+        fprintf(js, "%s{\"id\": %d, \"name\": \"%s\", \"supercategory\": \"shape\"}",
+                c ? ", " : "", c + 1, kdc_shapes_class_name(c));
+    fputs("],\n\"images\": [\n", js);
+    int first_ann = 1;
+    for (uint64_t k = 0; k < n; k++) {
+        const uint64_t idx = start + k;
+        kdc_image *img;
+        kdc_shapes_objects ob;
+        char file[40];
+        kdc_status st = kdc_shapes_render_detection(seed, idx, size, &img, &ob, NULL);
+        if (st) {
+            rc = cli_lib_error(st, NULL);
+            goto done;
+        }
+        snprintf(file, sizeof file, "%06llu.png", (unsigned long long)idx);
+        snprintf(path, dl + 64, "%s/%s", dir, file);
+        st = kdc_image_save_png(img, path);
+        kdc_image_destroy(img);
+        if (st) {
+            rc = cli_lib_error(st, NULL);
+            goto done;
+        }
+        fprintf(js, "%s{\"id\": %llu, \"file_name\": \"%s\", \"width\": %d, \"height\": %d}",
+                k ? ",\n" : "", (unsigned long long)idx, file, size, size);
+        for (int j = 0; j < ob.n; j++, first_ann = 0) {
+            const int *b = ob.box[j];
+            fprintf(an, "%s{\"id\": %llu, \"image_id\": %llu, \"category_id\": %d, "
+                        "\"bbox\": [%d, %d, %d, %d], \"area\": %d, \"iscrowd\": 0}",
+                    first_ann ? "" : ",\n",
+                    (unsigned long long)(idx * KDC_SHAPES_MAX_OBJECTS + (uint64_t)j + 1),
+                    (unsigned long long)idx, ob.cls[j] + 1, b[0], b[1], b[2] - b[0],
+                    b[3] - b[1], ob.area[j]);
+        }
+    }
+    fputs("\n],\n\"annotations\": [\n", js);
+    if (fflush(an) != 0 || ferror(an) || fseek(an, 0, SEEK_SET) != 0) {
+        rc = cli_error("%s: write failed", atmp);
+        goto done;
+    }
+    char buf[65536];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, an)) > 0)
+        fwrite(buf, 1, got, js);
+    if (ferror(an)) {
+        rc = cli_error("%s: read failed", atmp);
+        goto done;
+    }
+    fputs("\n]}\n", js);
+    snprintf(path, dl + 64, "%s/instances.json", dir);
+    rc = finish_file(js, tmp, path);
+    js = NULL;
+done:
+    if (js) {
+        fclose(js);
+        remove(tmp);
+    }
+    if (an) {
+        fclose(an);
+        remove(atmp);
+    }
+    free(path);
+    free(tmp);
+    free(atmp);
+    return rc;
+}
+
 int cmd_shapes(int argc, char **argv)
 {
     uint64_t n = 0, seed = 0, start = 0, size = 192;
-    int have_n = 0, have_seed = 0, masks = 0;
+    int have_n = 0, have_seed = 0, masks = 0, detection = 0, have_style = 0;
     kdc_shapes_style style = KDC_SHAPES_HARD;
     const char *dir = NULL;
 
@@ -69,6 +180,10 @@ int cmd_shapes(int argc, char **argv)
         }
         if (!strcmp(a, "--masks")) {
             masks = 1;
+            continue;
+        }
+        if (!strcmp(a, "--detection")) {
+            detection = 1;
             continue;
         }
         if (!takes) {
@@ -107,6 +222,7 @@ int cmd_shapes(int argc, char **argv)
                 return 2;
             }
         } else if (!strcmp(a, "--style")) {
+            have_style = 1;
             if (!strcmp(v, "hard"))
                 style = KDC_SHAPES_HARD;
             else if (!strcmp(v, "classic"))
@@ -125,8 +241,13 @@ int cmd_shapes(int argc, char **argv)
         return cli_error("missing --seed S (see --help)"), 2;
     if (!dir)
         return cli_error("missing -o DIR (the output directory; see --help)"), 2;
+    if (detection && (masks || have_style))
+        return cli_error("--detection takes no %s (see --help)", masks ? "--masks" : "--style"),
+               2;
     if (cli_prepare_out_dir(dir))
         return 1;
+    if (detection)
+        return write_detection(dir, n, seed, start, (int)size);
 
     const size_t dl = strlen(dir);
     char *path = malloc(dl + 64), *tmp = malloc(dl + 64);

@@ -827,6 +827,36 @@ KDC_API kdc_status kdc_shapes_render_ex(uint64_t seed, uint64_t index, int size,
 KDC_API kdc_status kdc_shapes_render(uint64_t seed, uint64_t index, int size, kdc_image **out,
                                      kdc_shape_info *info, unsigned char *mask);
 
+/* Detection images (issue 13): several class objects per image. */
+#define KDC_SHAPES_MAX_OBJECTS 6
+typedef struct kdc_shapes_objects {
+    int n;           /* objects, 1..KDC_SHAPES_MAX_OBJECTS, in paint order
+                        (largest first: a later one may cover an earlier)  */
+    int cls[KDC_SHAPES_MAX_OBJECTS];    /* class, 0..9                     */
+    int box[KDC_SHAPES_MAX_OBJECTS][4]; /* x0, y0, x1, y1 (exclusive) of its
+                                           visible pixels                  */
+    int area[KDC_SHAPES_MAX_OBJECTS];   /* visible pixels (>= 1)          */
+    float cx[KDC_SHAPES_MAX_OBJECTS], cy[KDC_SHAPES_MAX_OBJECTS];
+    float diameter[KDC_SHAPES_MAX_OBJECTS]; /* of the disk it fits in      */
+    int ndecoys;     /* decoys drawn (0..2; not objects, not labelled)     */
+} kdc_shapes_objects;
+/* Renders detection image `index` of dataset `seed` (size x size) into
+ * *out (kdc_image_destroy it): 2-6 objects of the 10 classes, one in three
+ * small (6-12% of the side across, at least 10 pixels), the others 12-50%,
+ * placed anywhere; squares around two objects overlap with IoU <= 0.3, so
+ * objects may touch and partly cover each other; 0-2 decoys where no
+ * object is, on the hard style's background and distractors. A visible
+ * pixel is one the object covers at least half of and no later object
+ * does; an object left with none is dropped. objects (may be NULL): class,
+ * visible box and area of each; mask (may be NULL; size*size bytes): 0, or
+ * 1 + the object index visible at that pixel. Deterministic in (seed,
+ * index, size), as kdc_shapes_render. Errors: KDC_ERR_INVALID_ARGUMENT
+ * (out NULL, size outside KDC_SHAPES_MIN_SIZE..KDC_SHAPES_MAX_SIZE),
+ * KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_shapes_render_detection(uint64_t seed, uint64_t index, int size,
+                                               kdc_image **out, kdc_shapes_objects *objects,
+                                               unsigned char *mask);
+
 /* ------------------------------------------------------------------ */
 /* Dataset statistics (issue 14): CKA, prediction agreement, summaries */
 /* Teacher/student comparisons over many images, as `kdcam analyze`   */

@@ -7,6 +7,8 @@
  *   shapes_classic.c  the classic style: its definition and drawing
  *   shapes_hard.c     the hard style: its definition, decoy placement
  *                     and drawing
+ *   shapes_detect.c   the detection images: several objects placed with
+ *                     bounded overlap, labelled by their visible pixels
  *   shapes_geom.c     shape geometry: deterministic sine and cosine, the
  *                     class and decoy outlines, an object's supersampled
  *                     coverage of the pixel grid and its tight box
