@@ -56,6 +56,12 @@ typedef struct cli_opts {
     int det_short, det_max;  /* --det-size SHORT[,MAX] (0: model default)   */
     int fpn_extra;           /* --fpn-extra (kdc_fpn_extra)                 */
     int fpn_relu_extra;      /* --fpn-relu-extra                             */
+    int no_head;             /* --no-head: leave a detection head unbuilt    */
+    float score_thresh;      /* --score-thresh S (< 0: the style's 0.05)     */
+    int max_dets;            /* --max-dets N (0: the style's)                */
+    int det_style;           /* --det-style auto|tv|mm (kdc_detect_style)    */
+    int detection;           /* --detection K (-1: none): CAM target         */
+    const char *coco;        /* --coco FILE: image ids by file name (detect) */
     /* bench, pointing */
     int runs;                /* --runs R (0: the command's default)          */
     int batch;               /* bench --batch N (0: 1)                       */
@@ -126,7 +132,15 @@ int cli_load_batch(const cli_opts *o, const kdc_model *model, const kdc_preproce
  * NULL) maps original pixels of image i to input pixels. */
 int cli_is_detector(const kdc_model *m);
 int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int *n, int *h,
-                       int *w, kdc_image ***crops, double **scales);
+                       int *w, kdc_image ***crops, double **scales, int *sizes);
+/* --detection K: for each of the n images of the last forward input, its
+ * detection K (kdc_detect on the kept head outputs; the images' original
+ * sizes w, h in sizes, their scales to input pixels in scales), into
+ * dets[b]; *seed (free()) is the one-hot seed at the classification layer
+ * *layer of their level (all images' detections must share it). */
+int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
+                       int n, int h, int w, const double *scales, const int *sizes,
+                       kdc_detection *dets, float **seed, int *layer);
 /* The energy seed of --level (with --box, --channel, --energy) for the batch:
  * runs a forward pass keeping the level; *seed is freed with free(). */
 int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input, int n,

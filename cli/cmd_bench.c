@@ -49,6 +49,7 @@ static const char *bench_usage =
     "      --act relu|relu6  override the activation\n"
     "      --fpn-extra X   detectors: auto | none | pool | on-input | on-output | on-lateral\n"
     "      --fpn-relu-extra  detectors: ReLU between extra convs\n"
+    "      --no-head       detectors: leave a RetinaNet head unbuilt (backbone only)\n"
     "      --kernels K     auto | scalar | avx2 | avx512 | neon (default auto: the best)\n"
     "  -t, --threads N     worker threads (default 1)\n"
     "  -v, --verbose       list the tensors of the file that were ignored\n"

@@ -140,8 +140,16 @@ static const char *cam_usage =
     "      --box x0,y0,x1,y1  only inside this box (original-image pixels)\n"
     "      --channel K     only channel K of the level\n"
     "      --det-size S[,M]  shorter side S, longer at most M (default 800,1333)\n"
+    "      --detection K   detectors with a RetinaNet head: the target is the class\n"
+    "                      logit (before the sigmoid) of the anchor behind each image's\n"
+    "                      detection K (0 = the best, as `kdcam detect` lists them);\n"
+    "                      default layer: the FPN level it came from. Images of a\n"
+    "                      batch must have it on one level (else --batch 1)\n"
+    "      --score-thresh S, --max-dets N, --det-style X  the detections, as for\n"
+    "                      `kdcam detect`\n"
     "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
-    "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n";
+    "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n"
+    "      --no-head       leave a RetinaNet head unbuilt (backbone only)\n";
 
 enum { M_CAM, M_GUIDED_GRADCAM, M_ATTRIBUTION, M_PERTURB, M_DFF };
 
@@ -461,13 +469,17 @@ static int save_lrp_layers(const cli_opts *o, kdc_model *m, kdc_run *run, const 
 /* One batch: n images (input n x 3 x h x w), their output names and the
  * paths to show (and to reload for --on-original). */
 static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
-                     kdc_image **crops, const double *scales, char **names, char **srcs)
+                     kdc_image **crops, const double *scales, const int *sizes, char **names,
+                     char **srcs)
 {
     const cli_opts *o = cx->o;
     kdc_model *m = cx->m;
     const int kind = cx->kind, det = cx->det, level = cx->level;
     const char *method = cx->method;
     kdc_cam_result *res = NULL;
+    const int *layers = cx->layers;
+    int nlayers = cx->nlayers, dlayer = -1, dfeat = -1;
+    kdc_detection *dets = NULL;
     float *attr = NULL, *map1 = NULL, *seed = NULL, *probs = NULL, *baseline = NULL;
     int *cls = NULL, rc = 0;
     char tdesc[160];
@@ -490,7 +502,25 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
         goto out;
     const size_t plane = (size_t)h * w;
     kdc_target tg = {.kind = o->score_prob ? KDC_TARGET_PROB : KDC_TARGET_LOGIT, .classes = cls};
-    if (det) {
+    if (det && o->detection >= 0) {
+        /* --detection K: the logit of the anchor behind each image's
+         * detection K; by default the map is at the FPN level it came from */
+        if (!(dets = malloc((size_t)n * sizeof *dets))) {
+            rc = cli_error("out of memory");
+            goto out;
+        }
+        if ((rc = cli_detection_seed(o, m, cx->run, input, n, h, w, scales, sizes, dets, &seed,
+                                     &dlayer)))
+            goto out;
+        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = dlayer, .seed = seed};
+        if (!o->n_layers) {
+            kdc_head_info hi;
+            kdc_model_head(m, &hi);
+            dfeat = hi.feature_layer[dets[0].level_index];
+            layers = &dfeat;
+            nlayers = 1;
+        }
+    } else if (det) {
         /* detectors: the energy of the level (in the box, on the channel) */
         if ((rc = cli_level_seed(o, m, cx->run, input, n, h, w, scales, level, &seed)))
             goto out;
@@ -500,7 +530,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
         char bstem[256];
         if (o->input_npy)
             stem_of(o->input_npy, bstem, sizeof bstem);
-        rc = cli_cam_dff(o, cx->run, m, cx->layers[0], input, n, h, w, names, srcs, crops,
+        rc = cli_cam_dff(o, cx->run, m, layers[0], input, n, h, w, names, srcs, crops,
                          o->input_npy ? bstem : NULL);
         goto out;
     }
@@ -518,7 +548,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
     if (kind != M_ATTRIBUTION) {
         /* the logits stay readable (keep) for each image's p= */
         const int last = kdc_model_num_layers(m) - 1, K = kdc_model_num_classes(m);
-        kdc_cam_options co = {.method = cx->cam, .layers = cx->layers, .nlayers = cx->nlayers,
+        kdc_cam_options co = {.method = cx->cam, .layers = layers, .nlayers = nlayers,
                               .target = tg, .scorecam_topk = o->topk_channels, .keep = &last,
                               .scorecam_batch = o->chunk, .samples = o->samples,
                               .nkeep = 1, .finer_alpha = o->finer_alpha,
@@ -548,7 +578,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
             goto out;
         }
         if (kind == M_ATTRIBUTION && cx->at == KDC_ATTR_LRP && o->n_layers && o->npy &&
-            (rc = save_lrp_layers(o, m, cx->run, input, n, h, w, &ao, cx->layers, names)))
+            (rc = save_lrp_layers(o, m, cx->run, input, n, h, w, &ao, layers, names)))
             goto out;
     }
     map1 = malloc(3 * plane * sizeof *map1);
@@ -560,7 +590,20 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
         const char *src = srcs[b];
         int c = res ? res->classes[b] : (cls ? cls[b] : -1);
         const char *cname = kdc_model_class_name(m, c);
-        if (det)
+        if (dets) {
+            char nb[32];
+            const kdc_detection *d = &dets[b];
+            const char *dn = kdc_model_class_name(m, d->label);
+            if (!dn)
+                snprintf(nb, sizeof nb, "class %d", d->label);
+            printf("%s: detection %d: %s %.4f box %.1f,%.1f,%.1f,%.1f (p%d anchor %d cell "
+                   "%d,%d), %s at %s\n",
+                   src, o->detection, dn ? dn : nb, (double)d->score, (double)d->box[0],
+                   (double)d->box[1], (double)d->box[2], (double)d->box[3], d->level, d->anchor,
+                   d->y, d->x, method, kdc_model_layer_alias(m, layers[0], 0)
+                                           ? kdc_model_layer_alias(m, layers[0], 0)
+                                           : kdc_model_layer_name(m, layers[0]));
+        } else if (det)
             printf("%s: %s energy of %s, %s\n", src, o->energy ? "mean" : "sum-of-squares",
                    kdc_model_layer_alias(m, level, 0) ? kdc_model_layer_alias(m, level, 0)
                                                       : kdc_model_layer_name(m, level),
@@ -621,7 +664,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
         }
     }
     if (o->per_layer && kind == M_CAM &&
-        (rc = cli_write_per_layer(o->out_dir, m, res, cx->layers, names, method, crops)))
+        (rc = cli_write_per_layer(o->out_dir, m, res, layers, names, method, crops)))
         goto out;
     if (o->npy) {
         /* one file per image (N = 1), or one for the whole --input-npy batch */
@@ -642,7 +685,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
                         snprintf(suffix, sizeof suffix, ".raw");
                     else
                         snprintf(suffix, sizeof suffix, ".raw.%s",
-                                 kdc_model_layer_name(m, cx->layers[l]));
+                                 kdc_model_layer_name(m, layers[l]));
                     if ((rc = save_npy(o->out_dir, stem, method, suffix, res->raw[l] + b0 * rp,
                                        3, dr)))
                         goto out;
@@ -683,6 +726,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
 out:
     free(probs);
     free(seed);
+    free(dets);
     free(baseline);
     free(map1);
     free(attr);
@@ -724,6 +768,7 @@ int cmd_cam(int argc, char **argv)
     kdc_attribution at = KDC_ATTR_SALIENCY;
     kdc_status st;
     double *scales = NULL;
+    int *bsizes = NULL;
     char **names = NULL, **srcs = NULL;
     cli_input **todo = NULL;
 
@@ -795,6 +840,20 @@ int cmd_cam(int argc, char **argv)
                        "(-m resnet50-fpn ...)");
         goto out;
     }
+    if (o.detection >= 0) {
+        kdc_head_info hi;
+        kdc_model_head(m, &hi);
+        if (hi.kind == KDC_HEAD_NONE) {
+            rc = cli_error("--detection needs a detector with a head (a RetinaNet); %s has none",
+                           kdc_model_arch(m));
+            goto out;
+        }
+        if (o.level || o.has_box || o.channel >= 0 || o.energy) {
+            rc = cli_error("--detection is the target: --level, --box, --channel and --energy "
+                           "do not apply");
+            goto out;
+        }
+    }
     if (det && (o.cls >= 0 || tgt.kind != CLI_TARGET_OWN || o.score_prob)) {
         rc = cli_error("%s has no classes: its target is the energy of --level (see --help)",
                        kdc_model_arch(m));
@@ -835,7 +894,7 @@ int cmd_cam(int argc, char **argv)
                   .at = at, .method = method, .tgt = &tgt};
     if (o.input_npy) {
         /* one preprocessed array: one batch, named <array stem>_<index> */
-        if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, &crops, &scales)
+        if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, &crops, &scales, NULL)
                       : cli_load_batch(&o, m, NULL, &input, &n, &h, &w, &crops)))
             goto out;
         names = calloc((size_t)n, sizeof *names);
@@ -857,7 +916,7 @@ int cmd_cam(int argc, char **argv)
             snprintf(srcs[b], 4200, "%s[%d]", o.input_npy, b);
         }
         if (!rc)
-            rc = cam_batch(&cx, input, n, h, w, crops, scales, names, srcs);
+            rc = cam_batch(&cx, input, n, h, w, crops, scales, NULL, names, srcs);
         for (int b = 0; b < n; b++) {
             free(names[b]);
             free(srcs[b]);
@@ -868,7 +927,8 @@ int cmd_cam(int argc, char **argv)
     todo = malloc((size_t)in.n * sizeof *todo);
     names = malloc((size_t)io.batch * sizeof *names);
     srcs = malloc((size_t)io.batch * sizeof *srcs);
-    if (!todo || !names || !srcs) {
+    bsizes = malloc((size_t)io.batch * 2 * sizeof *bsizes);
+    if (!todo || !names || !srcs || !bsizes) {
         rc = cli_error("out of memory");
         goto out;
     }
@@ -884,13 +944,13 @@ int cmd_cam(int argc, char **argv)
     for (int i0 = 0; i0 < ntodo && !rc; i0 += io.batch) {
         const int k = ntodo - i0 < io.batch ? ntodo - i0 : io.batch;
         if ((rc = cli_inputs_load(&o, &io, m, NULL, todo + i0, k, &input, &h, &w, &crops,
-                                  det ? &scales : NULL, NULL)))
+                                  det ? &scales : NULL, bsizes)))
             break;
         for (int b = 0; b < k; b++) {
             names[b] = todo[i0 + b]->name;
             srcs[b] = todo[i0 + b]->path;
         }
-        rc = cam_batch(&cx, input, k, h, w, crops, scales, names, srcs);
+        rc = cam_batch(&cx, input, k, h, w, crops, scales, bsizes, names, srcs);
         cli_free_crops(crops, k);
         crops = NULL;
         free(input);
@@ -908,6 +968,7 @@ out:
     free(names);
     free(srcs);
     free(scales);
+    free(bsizes);
     cli_free_crops(crops, n);
     free(input);
     kdc_run_destroy(run);

@@ -146,7 +146,7 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
         rc = cli_inputs_load(o, io, cm->m, &pp, bt->items, bt->k, &input, h, w, crops,
                              det ? &scales : NULL, sizes);
     } else {
-        rc = det ? cli_load_det_batch(o, cm->m, &input, n, h, w, crops, &scales)
+        rc = det ? cli_load_det_batch(o, cm->m, &input, n, h, w, crops, &scales, NULL)
                  : cli_load_batch(o, cm->m, &pp, &input, n, h, w, crops);
     }
     if (rc)

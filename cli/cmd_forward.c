@@ -18,6 +18,7 @@
     "      --act relu|relu6  override the activation\n"                                     \
     "      --fpn-extra X   detectors: auto | none | pool | on-input | on-output | on-lateral\n" \
     "      --fpn-relu-extra  detectors: ReLU between extra convs\n"                        \
+    "      --no-head       detectors: leave a RetinaNet head unbuilt (backbone only)\n"    \
     "      --kernels K     auto | scalar | avx2 | avx512 | neon (default auto: the best)\n" \
     "  -t, --threads N     worker threads (default 1)\n"                                    \
     "  -v, --verbose       list the tensors of the file that were ignored (detection heads)\n" \
@@ -55,7 +56,17 @@ int cmd_layers(int argc, char **argv)
         rc = cli_lib_error(st, NULL);
         goto out;
     }
-    printf("# %s, %d classes, input %dx%d\n", kdc_model_arch(m), kdc_model_num_classes(m), h, w);
+    kdc_head_info hi;
+    kdc_model_head(m, &hi);
+    if (hi.kind != KDC_HEAD_NONE)
+        printf("# %s, %d classes, input %dx%d, RetinaNet head (%s): %d classes, %d anchors per "
+               "cell, levels p%d..p%d\n",
+               kdc_model_arch(m), kdc_model_num_classes(m), h, w,
+               hi.kind == KDC_HEAD_RETINANET_TV ? "torchvision" : "mmdetection", hi.num_classes,
+               hi.num_anchors, hi.level[0], hi.level[hi.num_levels - 1]);
+    else
+        printf("# %s, %d classes, input %dx%d\n", kdc_model_arch(m), kdc_model_num_classes(m), h,
+               w);
     for (int i = 0; i < kdc_model_num_layers(m); i++) {
         if ((st = kdc_model_layer_shape(m, i, h, w, chw))) {
             rc = cli_lib_error(st, NULL);
@@ -273,7 +284,7 @@ int cmd_dump(int argc, char **argv)
         goto out;
     if ((rc = cli_prepare_out_dir(o.out_dir)))
         goto out;
-    if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, NULL, &scales)
+    if ((rc = det ? cli_load_det_batch(&o, m, &input, &n, &h, &w, NULL, &scales, NULL)
                   : cli_load_input(&o, m, &input, &n, &h, &w)))
         goto out;
     kdc_run_options ro = {.threads = o.threads};

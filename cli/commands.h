@@ -16,5 +16,6 @@ int cmd_convert(int argc, char **argv);  /* cmd_convert.c */
 int cmd_analyze(int argc, char **argv);  /* cmd_analyze.c */
 int cmd_merge(int argc, char **argv);    /* cmd_merge.c */
 int cmd_eval(int argc, char **argv);     /* cmd_eval.c */
+int cmd_detect(int argc, char **argv);   /* cmd_detect.c */
 
 #endif

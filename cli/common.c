@@ -66,6 +66,8 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
     o->topk = 5;
     o->cls = -1;
     o->channel = -1;
+    o->score_thresh = -1.0f;
+    o->detection = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -310,6 +312,41 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--energy: '%s' is neither sumsq nor mean", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--score-thresh")) {
+            NEEDS(OPT_DET);
+            char *end;
+            o->score_thresh = strtof(v, &end);
+            if (end == v || *end || !(o->score_thresh >= 0.0f && o->score_thresh < 1.0f)) {
+                cli_error("--score-thresh: '%s' is not a number in [0, 1)", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--max-dets")) {
+            NEEDS(OPT_DET);
+            if (parse_int(v, 1, 100000, &o->max_dets)) {
+                cli_error("--max-dets: '%s' is not a number in 1..100000", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--det-style")) {
+            NEEDS(OPT_DET);
+            if (!strcmp(v, "auto"))
+                o->det_style = KDC_DETECT_AUTO;
+            else if (!strcmp(v, "tv") || !strcmp(v, "torchvision"))
+                o->det_style = KDC_DETECT_TORCHVISION;
+            else if (!strcmp(v, "mm") || !strcmp(v, "mmdet"))
+                o->det_style = KDC_DETECT_MMDET;
+            else {
+                cli_error("--det-style: '%s' is not auto, tv or mm", v);
+                return -1;
+            }
+        } else if (!strcmp(a, "--coco")) {
+            NEEDS(OPT_DET);
+            o->coco = v;
+        } else if (!strcmp(a, "--detection")) {
+            NEEDS(OPT_DET);
+            if (parse_int(v, 0, 100000, &o->detection)) {
+                cli_error("--detection: '%s' is not a detection index (0 = the best)", v);
+                return -1;
+            }
         } else if (!strcmp(a, "--det-size")) {
             NEEDS(OPT_DET);
             int used = 0, n2 = sscanf(v, "%d,%d%n", &o->det_short, &o->det_max, &used);
@@ -336,6 +373,10 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                           "on-lateral", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--no-head")) {
+            if (!(acc & OPT_MODEL_EXTRA))
+                goto unknown;
+            o->no_head = 1;
         } else if (!strcmp(a, "--fpn-relu-extra")) {
             if (!(acc & OPT_MODEL_EXTRA))
                 goto unknown;
@@ -413,6 +454,7 @@ int cli_load_model(const cli_opts *o, kdc_model **model)
     mo.activation = o->act;
     mo.fpn_extra = (kdc_fpn_extra)o->fpn_extra;
     mo.fpn_relu_extra = o->fpn_relu_extra;
+    mo.no_head = o->no_head;
     if (o->kernels && !strcmp(o->kernels, "scalar"))
         mo.kernels = KDC_KERNELS_SCALAR;
     else if (o->kernels && !strcmp(o->kernels, "avx2"))

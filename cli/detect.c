@@ -1,5 +1,6 @@
 /* detect.c - the CLI's handling of detection backbones (ResNet-FPN): the
  * detector input and level-energy targets. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,7 @@ int cli_find_level(const cli_opts *o, const kdc_model *m, int *level)
 }
 
 int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int *n, int *h,
-                       int *w, kdc_image ***crops_out, double **scales_out)
+                       int *w, kdc_image ***crops_out, double **scales_out, int *sizes_out)
 {
     kdc_det_preprocess pp;
     kdc_status st;
@@ -34,6 +35,10 @@ int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int
         /* already the detector's input: no rescaling of boxes */
         if ((rc = cli_load_batch(o, m, NULL, input, n, h, w, NULL)))
             return rc;
+        for (int i = 0; sizes_out && i < *n; i++) {
+            sizes_out[2 * i] = *w;
+            sizes_out[2 * i + 1] = *h;
+        }
         if (scales_out) {
             *scales_out = malloc((size_t)*n * sizeof **scales_out);
             if (!*scales_out)
@@ -87,6 +92,10 @@ int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int
             goto out;
         }
         st = kdc_preprocess_detection(img, &pp, &one[i], &hs[i], &ws[i], NULL, NULL, &scales[i]);
+        if (sizes_out) {
+            sizes_out[2 * i] = img->width;
+            sizes_out[2 * i + 1] = img->height;
+        }
         if (!st && crops) {
             int ch, cw;
             double s;
@@ -200,6 +209,74 @@ int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const fl
         }
     }
     free(act);
+    *seed = sd;
+    return 0;
+}
+
+int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
+                       int n, int h, int w, const double *scales, const int *sizes,
+                       kdc_detection *dets, float **seed, int *layer)
+{
+    kdc_head_info hi;
+    kdc_status st;
+    *seed = NULL;
+    kdc_model_head(m, &hi);
+    int keep[2 * KDC_HEAD_MAX_LEVELS];
+    for (int l = 0; l < hi.num_levels; l++) {
+        keep[2 * l] = hi.cls_layer[l];
+        keep[2 * l + 1] = hi.reg_layer[l];
+    }
+    if ((st = kdc_run_forward(run, input, n, h, w, keep, 2 * hi.num_levels)))
+        return cli_lib_error(st, NULL);
+    kdc_detect_options dopt;
+    kdc_detect_options_init(&dopt, (kdc_detect_style)o->det_style);
+    if (o->score_thresh >= 0.0f)
+        dopt.score_thresh = o->score_thresh;
+    dopt.max_dets = o->max_dets;
+    kdc_det_preprocess pp;
+    kdc_model_det_preprocess(m, &pp);
+    for (int b = 0; b < n; b++) {
+        /* the resized image inside the padded input, as the loader made it */
+        int ow = w, oh = h, cw = w, ch = h;
+        if (sizes && scales) {
+            const double rnd = pp.round_size ? 0.5 : 0.0;
+            ow = sizes[2 * b];
+            oh = sizes[2 * b + 1];
+            cw = (int)floor(ow * scales[b] + rnd);
+            ch = (int)floor(oh * scales[b] + rnd);
+            cw = cw < 1 ? 1 : cw > w ? w : cw;
+            ch = ch < 1 ? 1 : ch > h ? h : ch;
+        }
+        kdc_detection *d = NULL;
+        int nd = 0;
+        if ((st = kdc_detect(run, m, b, &dopt, ch, cw, oh, ow, &d, &nd)))
+            return cli_lib_error(st, NULL);
+        if (o->detection >= nd) {
+            kdc_free(d);
+            return cli_error("image %d of the batch has %d detection%s: no detection %d "
+                             "(kdcam detect lists them)", b, nd, nd == 1 ? "" : "s",
+                             o->detection);
+        }
+        dets[b] = d[o->detection];
+        kdc_free(d);
+        if (dets[b].level_index != dets[0].level_index)
+            return cli_error("the batch's detections %d lie on different levels (p%d, p%d): "
+                             "run these images with --batch 1", o->detection, dets[0].level,
+                             dets[b].level);
+    }
+    *layer = hi.cls_layer[dets[0].level_index];
+    int s[4];
+    if ((st = kdc_run_layer_shape(run, *layer, s)))
+        return cli_lib_error(st, NULL);
+    const size_t hw = (size_t)s[2] * s[3], per = (size_t)s[1] * hw;
+    float *sd = calloc((size_t)n * per, sizeof *sd);
+    if (!sd)
+        return cli_error("out of memory");
+    for (int b = 0; b < n; b++) {
+        const kdc_detection *d = &dets[b];
+        sd[(size_t)b * per + (size_t)(d->anchor * hi.num_classes + d->label) * hw +
+           (size_t)d->y * s[3] + (size_t)d->x] = 1.0f;
+    }
     *seed = sd;
     return 0;
 }

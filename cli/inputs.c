@@ -465,7 +465,7 @@ int cli_inputs_load(const cli_opts *o, const cli_input_opts *io, const kdc_model
         bo->n_images = k;
         for (int i = 0; i < k; i++)
             bo->images[i] = items[i]->path;
-        int n = 0, rc = cli_load_det_batch(bo, m, input, &n, h, w, crops, scales);
+        int n = 0, rc = cli_load_det_batch(bo, m, input, &n, h, w, crops, scales, sizes_out);
         free(bo);
         return rc;
     }

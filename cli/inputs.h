@@ -72,8 +72,7 @@ int cli_inputs_check_size(const cli_input_opts *io, const char *path, const kdc_
  * detector's with its own (scales: original to input pixels). Warns on, or
  * with --min-size refuses, images much smaller than the crop. Returns 0 or
  * 1 (error printed); *input freed with free(), crops with cli_free_crops.
- * sizes (may be NULL; 2k ints) receives each classifier image's width and
- * height. */
+ * sizes (may be NULL; 2k ints) receives each image's width and height. */
 int cli_inputs_load(const cli_opts *o, const cli_input_opts *io, const kdc_model *m,
                     const kdc_preprocess *pp, cli_input *const *items, int k, float **input,
                     int *h, int *w, kdc_image ***crops, double **scales, int *sizes);

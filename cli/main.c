@@ -27,6 +27,7 @@ static const struct {
     {"analyze", cmd_analyze,
      "teacher/student statistics over a dataset: CKA, agreement (resumable, shardable)"},
     {"merge", cmd_merge, "combine the shard folders of `kdcam analyze --shard` into one"},
+    {"detect", cmd_detect, "a RetinaNet detector's boxes on images (text, JSON, pictures)"},
     {"eval", cmd_eval, "COCO box mAP of detections against ground truth (as pycocotools)"},
 };
 enum { N_COMMANDS = sizeof commands / sizeof commands[0] };

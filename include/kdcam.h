@@ -144,6 +144,11 @@ typedef struct kdc_model_options {
      * state_dict, model, model_state, model_state_dict, student, module, net,
      * ema, followed down. Must be NULL or "" for a safetensors file. */
     const char *key;
+    /* Detectors (issue 13): non-zero keeps a RetinaNet head in the file
+     * unbuilt (its tensors are listed as ignored, as for other heads), so
+     * a forward pass runs the backbone only. Zero (default): a complete
+     * RetinaNet head (torchvision or mmdetection) is built on the FPN. */
+    int no_head;
 } kdc_model_options;
 
 /* Fills *opt with the defaults (arch auto, eps 1e-5, ...). */
@@ -1186,6 +1191,96 @@ KDC_API kdc_status kdc_coco_eval_bbox(const kdc_coco *gt, const kdc_coco_box *de
  * NULL outside 0..11. */
 KDC_API const char *kdc_coco_stat_name(int i);
 /* ---- end of issue 13: COCO box evaluation --------------------------- */
+
+/* ---- issue 13: detection heads --------------------------------------- */
+#define KDC_HEAD_MAX_LEVELS 6
+typedef enum kdc_head_kind {
+    KDC_HEAD_NONE = 0,
+    KDC_HEAD_RETINANET_TV, /* torchvision RetinaNetHead (head.*)           */
+    KDC_HEAD_RETINANET_MM  /* mmdetection RetinaHead (bbox_head.*)         */
+} kdc_head_kind;
+/* A detector's head: per FPN level (P3 .. P7 for RetinaNet), the layer of
+ * the level and the head's two outputs there: classification logits
+ * (A x K channels, anchor-major: channel a * K + k) and box deltas (A x 4:
+ * a * 4 + (dx, dy, dw, dh)), as both frameworks lay them out. */
+typedef struct kdc_head_info {
+    kdc_head_kind kind;
+    int num_classes;   /* K                                                 */
+    int num_anchors;   /* A per cell and level                              */
+    int num_levels;
+    int level[KDC_HEAD_MAX_LEVELS];         /* L: the level's stride is 2^L  */
+    int feature_layer[KDC_HEAD_MAX_LEVELS]; /* fpn.pL                        */
+    int cls_layer[KDC_HEAD_MAX_LEVELS];     /* ...cls_logits@pL / retina_cls@pL */
+    int reg_layer[KDC_HEAD_MAX_LEVELS];     /* ...bbox_reg@pL / retina_reg@pL   */
+} kdc_head_info;
+/* The head of a model (kind KDC_HEAD_NONE and zeros for a classifier, a
+ * bare backbone, or a model loaded with no_head). Errors:
+ * KDC_ERR_INVALID_ARGUMENT (NULL). */
+KDC_API kdc_status kdc_model_head(const kdc_model *model, kdc_head_info *info);
+
+/* Detections from a RetinaNet head's outputs, as each framework's test
+ * mode computes them (docs/fpn.md "Detections"): anchors per level and
+ * cell, sigmoid scores, candidates above score_thresh, the topk best per
+ * level, boxes decoded from the anchors and clipped to the resized image,
+ * class-wise NMS at nms_thresh, the max_dets best, boxes rescaled to the
+ * original image. The two styles differ in their anchors (torchvision:
+ * sizes 32 * 2^(k/3) truncated, corners rounded, stride = input size //
+ * level size; mmdetection: 4 * 2^(k/3) * stride, not rounded), in the
+ * clamp of dw/dh, in when boxes are rescaled (before or after NMS), in how
+ * NMS is split, and in max_dets (300 / 100). */
+typedef enum kdc_detect_style {
+    KDC_DETECT_AUTO = 0,    /* the head's framework                        */
+    KDC_DETECT_TORCHVISION, /* torchvision 0.14 RetinaNet                  */
+    KDC_DETECT_MMDET        /* mmdetection 2.x RetinaHead (test_cfg of
+                               retinanet_r50_fpn)                            */
+} kdc_detect_style;
+typedef struct kdc_detect_options {
+    kdc_detect_style style;
+    float score_thresh;  /* 0.05: candidates with a larger score           */
+    int topk;            /* 1000 per level (topk_candidates / nms_pre)     */
+    float nms_thresh;    /* 0.5: suppress IoU > this, per class             */
+    int max_dets;        /* per image: 300 (torchvision) / 100 (mmdetection);
+                            0: the style's                                   */
+} kdc_detect_options;
+/* The defaults above, for style. */
+KDC_API void kdc_detect_options_init(kdc_detect_options *opt, kdc_detect_style style);
+
+typedef struct kdc_detection {
+    float box[4];     /* x0, y0, x1, y1 in original-image pixels             */
+    float score;      /* sigmoid(logit)                                      */
+    float logit;      /* the pre-sigmoid class logit: the CAM target         */
+    int label;        /* class, 0 .. K-1                                     */
+    int level;        /* FPN level L that produced it                        */
+    int level_index;  /* its index in kdc_head_info's arrays                 */
+    int anchor;       /* anchor a (0 .. A-1) of the cell                     */
+    int y, x;         /* the cell; the logit is channel a * K + label there  */
+} kdc_detection;
+
+/* One image's head outputs, as arrays (for kdc_detect_decode). */
+typedef struct kdc_head_outputs {
+    int num_classes, num_anchors, num_levels;
+    int level[KDC_HEAD_MAX_LEVELS];
+    int h[KDC_HEAD_MAX_LEVELS], w[KDC_HEAD_MAX_LEVELS];
+    const float *cls[KDC_HEAD_MAX_LEVELS]; /* (A*K) x h x w                  */
+    const float *reg[KDC_HEAD_MAX_LEVELS]; /* (A*4) x h x w                  */
+} kdc_head_outputs;
+
+/* Detections of one image from its head outputs: input_h x input_w is the
+ * padded network input, image_h x image_w the resized image inside it
+ * (boxes are clipped to it), orig_h x orig_w the original image (boxes are
+ * scaled to it). opt->style must not be AUTO. *dets (free with kdc_free)
+ * gets *n detections, best first. Errors: KDC_ERR_INVALID_ARGUMENT,
+ * KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_detect_decode(const kdc_head_outputs *ho, const kdc_detect_options *opt,
+                                     int input_h, int input_w, int image_h, int image_w,
+                                     int orig_h, int orig_w, kdc_detection **dets, int *n);
+/* The same from image `image` of the last forward pass of run on a model
+ * with a head (its cls and reg layers must have been kept). Errors as
+ * kdc_detect_decode, and KDC_ERR_STATE (no head, layers not kept). */
+KDC_API kdc_status kdc_detect(const kdc_run *run, const kdc_model *model, int image,
+                              const kdc_detect_options *opt, int image_h, int image_w,
+                              int orig_h, int orig_w, kdc_detection **dets, int *n);
+/* ---- end of issue 13: detection heads -------------------------------- */
 
 #ifdef __cplusplus
 }

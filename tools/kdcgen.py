@@ -32,8 +32,10 @@ Per-tensor distributions (by name and shape), uniform on [c - a, c + a]:
   fc / classifier bias         c = 0, a = 0.05
   num_batches_tracked          int64 scalar 0
   bias of a detector tensor    c = 0, a = 0.05   (names starting with
-    backbone.fpn., neck., rpn., roi_heads. or bbox_head.: FPN / head conv
-    and fc biases; FPN conv weights follow the conv weight rule above)
+    backbone.fpn., neck., rpn., roi_heads., bbox_head. or head.: FPN / head
+    conv and fc biases; FPN and head conv weights follow the He-uniform conv
+    weight rule above, so the four ReLU convs of a RetinaNet head branch
+    keep the scale of the FPN levels)
 
 Detection-backbone schemes (FPN_SCHEMES; names include the detector's own
 "backbone." etc., the writer's prefix goes in front of them; num_classes is
@@ -56,7 +58,25 @@ few detection-head tensors (which libkdcam must ignore):
                            num_batches_tracked, neck.lateral_convs.i.conv (i =
                            0..2, C3..C5), neck.fpn_convs.0..4.conv (3, 4: the
                            stride-2 extra convs on C5 and on P6); heads
-                           bbox_head.*
+                           bbox_head.* (a partial head: cls_convs.0, retina_cls)
+
+Full RetinaNet schemes (the head is part of the model, libkdcam builds it;
+RETINA_A = 9 anchors, RETINA_K = 3 classes, F = FPN_CH, 4 convs per branch,
+every conv 3x3 with bias):
+  resnet50_retina_tv       resnet50_fpn_tv_p6p7, then torchvision (>= 0.13)
+                           RetinaNetHead in state_dict order:
+                           head.classification_head.conv.i.0.weight (F,F,3,3)
+                           / .bias (i = 0..3), head.classification_head.
+                           cls_logits (A*K,F,3,3), head.regression_head.conv.
+                           i.0.*, head.regression_head.bbox_reg (A*4,F,3,3)
+  resnet50_retina_tv_old   the same with the older head spelling (conv =
+                           Sequential(Conv2d, ReLU, ...)): conv.{2i}.weight /
+                           .bias (conv.0, .2, .4, .6) in both branches
+  resnet50_retina_mm       resnet50_fpn_mm_retina's body and neck, then
+                           mmdetection's RetinaHead: bbox_head.cls_convs.i.
+                           conv.* (i = 0..3), bbox_head.reg_convs.i.conv.*,
+                           bbox_head.retina_cls (A*K,F,3,3), bbox_head.
+                           retina_reg (A*4,F,3,3)
 
 Inputs: fill(name="input", n, seed, c=0, a=2), row-major NCHW.
 
@@ -135,7 +155,7 @@ def fill(name, n, seed, c, a):
     return out
 
 
-DET_BIAS_PREFIXES = ("backbone.fpn.", "neck.", "rpn.", "roi_heads.", "bbox_head.")
+DET_BIAS_PREFIXES = ("backbone.fpn.", "neck.", "rpn.", "roi_heads.", "bbox_head.", "head.")
 DET_BIAS_A = 0.05
 
 
@@ -175,16 +195,51 @@ def _bn(p, c):
 
 
 FPN_CH = 64  # FPN output channels of the generated detectors (torchvision's: 256)
+RETINA_A = 9  # anchors per cell of the RetinaNet heads (3 scales x 3 ratios)
+RETINA_K = 3  # classes of the RetinaNet heads
+RETINA_CONVS = 4  # ReLU convs per head branch
 
 # scheme -> (layout, body prefix, num_batches_tracked, stages used (1-based),
-#            extra, old spelling, heads)
+#            extra, old spelling, heads: None, "tv" / "mm" (a few ignored head
+#            tensors) or "retina_tv" / "retina_tv_old" / "retina_mm" (full head))
 FPN_SCHEMES = {
     "resnet50_fpn_tv": ("tv", "backbone.body.", False, (1, 2, 3, 4), "pool", False, "tv"),
     "resnet50_fpn_tv_old": ("tv", "backbone.body.", True, (1, 2, 3, 4), "pool", True, None),
     "resnet50_fpn_tv_p6p7": ("tv", "backbone.body.", False, (2, 3, 4), "p6p7", False, None),
     "resnet50_fpn_tv_p6p7_v2": ("tv", "backbone.body.", False, (2, 3, 4), "p6p7_c5", False, None),
     "resnet50_fpn_mm_retina": ("mm", "backbone.", True, (2, 3, 4), "on_input2", False, "mm"),
+    "resnet50_retina_tv": ("tv", "backbone.body.", False, (2, 3, 4), "p6p7", False, "retina_tv"),
+    "resnet50_retina_tv_old": ("tv", "backbone.body.", False, (2, 3, 4), "p6p7", False,
+                               "retina_tv_old"),
+    "resnet50_retina_mm": ("mm", "backbone.", True, (2, 3, 4), "on_input2", False, "retina_mm"),
 }
+
+
+def _retina_head_specs(heads):
+    """The RetinaNet head tensors of a scheme, in state_dict order."""
+    F = FPN_CH
+    A, K = RETINA_A, RETINA_K
+    out = []
+    if heads in ("retina_tv", "retina_tv_old"):
+        for branch, oname, oc in (("classification_head", "cls_logits", A * K),
+                                  ("regression_head", "bbox_reg", A * 4)):
+            for i in range(RETINA_CONVS):
+                p = ("head.%s.conv.%d.0" % (branch, i) if heads == "retina_tv"
+                     else "head.%s.conv.%d" % (branch, 2 * i))
+                out.append((p + ".weight", (F, F, 3, 3)))
+                out.append((p + ".bias", (F,)))
+            out.append(("head.%s.%s.weight" % (branch, oname), (oc, F, 3, 3)))
+            out.append(("head.%s.%s.bias" % (branch, oname), (oc,)))
+    else:
+        for branch in ("cls_convs", "reg_convs"):
+            for i in range(RETINA_CONVS):
+                out.append(("bbox_head.%s.%d.conv.weight" % (branch, i), (F, F, 3, 3)))
+                out.append(("bbox_head.%s.%d.conv.bias" % (branch, i), (F,)))
+        out += [("bbox_head.retina_cls.weight", (A * K, F, 3, 3)),
+                ("bbox_head.retina_cls.bias", (A * K,)),
+                ("bbox_head.retina_reg.weight", (A * 4, F, 3, 3)),
+                ("bbox_head.retina_reg.bias", (A * 4,))]
+    return out
 
 
 def _fpn_specs(scheme):
@@ -230,6 +285,8 @@ def _fpn_specs(scheme):
                 ("bbox_head.cls_convs.0.conv.bias", (F,)),
                 ("bbox_head.retina_cls.weight", (9, F, 3, 3)),
                 ("bbox_head.retina_cls.bias", (9,))]
+    elif heads is not None:
+        out += _retina_head_specs(heads)
     return out
 
 

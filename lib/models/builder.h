@@ -116,6 +116,12 @@ int kdc__fpn_detect(kdc__builder *b, const char *prefix, char *root, size_t root
 kdc_status kdc__build_fpn(kdc__builder *b, int fpn, const int stages[4], kdc_fpn_extra extra,
                           int relu_extra);
 
+/* retina.c: which complete RetinaNet head sits beside an FPN of layout fpn
+ * (keys under b->prefix): 0 none, 1 torchvision, 2 mmdetection. */
+int kdc__head_detect(kdc__builder *b, int fpn);
+/* retina.c: the head's nodes on every FPN level; fills m->head. */
+kdc_status kdc__build_retina(kdc__builder *b, int head);
+
 /* ---- the rest of loading ---- */
 
 /* model.c: lists a tensor of the file the model does not use (a head). */

@@ -174,6 +174,19 @@ kdc_status kdc_model_load(const char *path, const kdc_model_options *opt_in, kdc
         strncat(b.m->arch, "-fpn", sizeof b.m->arch - strlen(b.m->arch) - 1);
         b.m->detector = fpn;
         b.m->bn_eps = b.eps;
+        /* the head sits beside the backbone: torchvision's under root
+         * without "backbone.", mmdetection's under root */
+        char hroot[256];
+        size_t rl = strlen(root);
+        snprintf(hroot, sizeof hroot, "%.*s",
+                 (int)(fpn == 1 && rl >= 9 && !strcmp(root + rl - 9, "backbone.") ? rl - 9 : rl),
+                 root);
+        b.prefix = hroot;
+        const int head = opt.no_head ? 0 : kdc__head_detect(&b, fpn);
+        st = head ? kdc__build_retina(&b, head) : KDC_OK;
+        b.prefix = prefix;
+        if (st)
+            goto free_entries;
     }
 
     if ((st = kdc__audit(&b, fpn, root, opt.allow_unused)))

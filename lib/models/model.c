@@ -145,3 +145,24 @@ kdc_status kdc_model_layer_shape(const kdc_model *m, int layer, int in_h, int in
     free(chw);
     return st;
 }
+
+kdc_status kdc_model_head(const kdc_model *m, kdc_head_info *info)
+{
+    if (!m || !info)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_model_head: NULL argument");
+    memset(info, 0, sizeof *info);
+    const kdc__head *h = &m->head;
+    if (!h->kind)
+        return KDC_OK;
+    info->kind = (kdc_head_kind)h->kind;
+    info->num_classes = h->classes;
+    info->num_anchors = h->anchors;
+    info->num_levels = h->nlevels;
+    for (int l = 0; l < h->nlevels; l++) {
+        info->level[l] = h->level[l];
+        info->feature_layer[l] = h->feature[l];
+        info->cls_layer[l] = h->cls[l];
+        info->reg_layer[l] = h->reg[l];
+    }
+    return KDC_OK;
+}

@@ -51,6 +51,19 @@ typedef struct kdc__node {
     } p;
 } kdc__node;
 
+/* A detector's RetinaNet head (lib/models/retina.c): per FPN level, the
+ * level's node and the two branch outputs. */
+#define KDC_HEAD_MAX_CONVS 16
+typedef struct kdc__head {
+    int kind;                 /* kdc_head_kind: 0 none                     */
+    int nlevels;
+    int level[KDC_HEAD_MAX_LEVELS];   /* FPN level L (stride 2^L)          */
+    int feature[KDC_HEAD_MAX_LEVELS]; /* its node                          */
+    int cls[KDC_HEAD_MAX_LEVELS], reg[KDC_HEAD_MAX_LEVELS]; /* outputs     */
+    int anchors, classes;     /* A per cell, K                             */
+    int nconv_cls, nconv_reg; /* stacked convs of each branch              */
+} kdc__head;
+
 typedef struct kdc__alias {
     char *name;  /* owned */
     int node;
@@ -69,6 +82,7 @@ struct kdc_model {
     size_t n_params;        /* floats held in blocks                        */
     kdc_preprocess preprocess;
     int detector;           /* 0; 1 torchvision FPN; 2 mmdetection FPN        */
+    kdc__head head;         /* a RetinaNet head on the FPN, or kind 0         */
     float bn_eps;           /* the BatchNorm eps used                         */
     char **ignored;         /* tensors of the file not used (detection heads) */
     char *class_text;       /* metadata kdcam.classes, split in place        */

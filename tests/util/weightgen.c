@@ -172,8 +172,12 @@ static const int MBV1_TIMM[13][2] = {{0, 0}, {1, 0}, {1, 1}, {2, 0}, {2, 1}, {3,
 
 /* Detection-backbone schemes (kdcgen.FPN_SCHEMES): the resnet50 body without
  * fc under a detector prefix, the FPN (FPN_CH channels) and a few head
- * tensors. */
+ * tensors, or a full RetinaNet head (RETINA_CONVS ReLU convs per branch,
+ * RETINA_A anchors, RETINA_K classes). */
 #define FPN_CH 64
+#define RETINA_A 9
+#define RETINA_K 3
+#define RETINA_CONVS 4
 static const struct {
     const char *scheme;
     int mm;            /* 0: torchvision keys, 1: mmdetection keys          */
@@ -182,14 +186,62 @@ static const struct {
     int extra;         /* 0 none (max-pool level), 1 p6p7 from P5, 2 p6p7
                           from C5, 3 mmdet two extra convs on C5            */
     int old;           /* inner_blocks.i.weight (no ".0")                   */
-    int heads;         /* 0 none, 1 torchvision, 2 mmdetection              */
+    int heads;         /* 0 none, 1 torchvision, 2 mmdetection (partial
+                          heads, ignored); RetinaNet heads: 3 torchvision
+                          (conv.i.0), 4 torchvision old (conv.2i), 5
+                          mmdetection RetinaHead                           */
 } FPN_SCHEMES[] = {
     {"resnet50_fpn_tv", 0, 0, 1, 0, 0, 1},
     {"resnet50_fpn_tv_old", 0, 1, 1, 0, 1, 0},
     {"resnet50_fpn_tv_p6p7", 0, 0, 2, 1, 0, 0},
     {"resnet50_fpn_tv_p6p7_v2", 0, 0, 2, 2, 0, 0},
     {"resnet50_fpn_mm_retina", 1, 1, 2, 3, 0, 2},
+    {"resnet50_retina_tv", 0, 0, 2, 1, 0, 3},
+    {"resnet50_retina_tv_old", 0, 0, 2, 1, 0, 4},
+    {"resnet50_retina_mm", 1, 1, 2, 3, 0, 5},
 };
+
+/* The RetinaNet head tensors (kdcgen._retina_head_specs), state_dict order. */
+static void add_retina_head(spec_list *l, int heads)
+{
+    char name[128];
+    const int64_t F = FPN_CH;
+    if (heads == 3 || heads == 4) {
+        static const char *const branch[2] = {"classification_head", "regression_head"};
+        static const char *const oname[2] = {"cls_logits", "bbox_reg"};
+        const int64_t oc[2] = {RETINA_A * RETINA_K, RETINA_A * 4};
+        for (int b = 0; b < 2; b++) {
+            for (int i = 0; i < RETINA_CONVS; i++) {
+                char p[96];
+                if (heads == 3)
+                    snprintf(p, sizeof p, "head.%s.conv.%d.0", branch[b], i);
+                else
+                    snprintf(p, sizeof p, "head.%s.conv.%d", branch[b], 2 * i);
+                snprintf(name, sizeof name, "%s.weight", p);
+                add(l, name, 4, F, F, 3, 3);
+                snprintf(name, sizeof name, "%s.bias", p);
+                add(l, name, 1, F, 0, 0, 0);
+            }
+            snprintf(name, sizeof name, "head.%s.%s.weight", branch[b], oname[b]);
+            add(l, name, 4, oc[b], F, 3, 3);
+            snprintf(name, sizeof name, "head.%s.%s.bias", branch[b], oname[b]);
+            add(l, name, 1, oc[b], 0, 0, 0);
+        }
+    } else {
+        static const char *const branch[2] = {"cls_convs", "reg_convs"};
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < RETINA_CONVS; i++) {
+                snprintf(name, sizeof name, "bbox_head.%s.%d.conv.weight", branch[b], i);
+                add(l, name, 4, F, F, 3, 3);
+                snprintf(name, sizeof name, "bbox_head.%s.%d.conv.bias", branch[b], i);
+                add(l, name, 1, F, 0, 0, 0);
+            }
+        add(l, "bbox_head.retina_cls.weight", 4, RETINA_A * RETINA_K, F, 3, 3);
+        add(l, "bbox_head.retina_cls.bias", 1, RETINA_A * RETINA_K, 0, 0, 0);
+        add(l, "bbox_head.retina_reg.weight", 4, RETINA_A * 4, F, 3, 3);
+        add(l, "bbox_head.retina_reg.bias", 1, RETINA_A * 4, 0, 0, 0);
+    }
+}
 
 static int build_specs(const char *scheme, int classes, spec_list *l);
 
@@ -264,6 +316,8 @@ static int build_fpn_specs(int k, spec_list *l)
         add(l, "bbox_head.cls_convs.0.conv.bias", 1, F, 0, 0, 0);
         add(l, "bbox_head.retina_cls.weight", 4, 9, F, 3, 3);
         add(l, "bbox_head.retina_cls.bias", 1, 9, 0, 0, 0);
+    } else if (FPN_SCHEMES[k].heads >= 3) {
+        add_retina_head(l, FPN_SCHEMES[k].heads);
     }
     return l->oom ? -1 : 0;
 }
@@ -382,7 +436,7 @@ static int tensor_dist(const spec *s, double *c, double *a)
     if (strcmp(leaf, "bias") == 0) {
         /* detector biases (FPN, heads): kdcgen.DET_BIAS_PREFIXES */
         static const char *const det[] = {"backbone.fpn.", "neck.", "rpn.", "roi_heads.",
-                                          "bbox_head."};
+                                          "bbox_head.", "head."};
         for (size_t i = 0; i < sizeof det / sizeof det[0]; i++)
             if (strncmp(s->name, det[i], strlen(det[i])) == 0) {
                 *a = 0.05;

@@ -23,9 +23,14 @@
  * (inner_blocks.i.weight spelling, body with num_batches_tracked),
  * "resnet50_fpn_tv_p6p7" / "resnet50_fpn_tv_p6p7_v2" (RetinaNet v1 / v2: C3..C5,
  * extra_blocks.p6 from P5 / from C5, p7), "resnet50_fpn_mm_retina"
- * (mmdetection: backbone.*, neck.lateral_convs / fpn_convs, bbox_head.*); FPN
- * width 64; num_classes is ignored by them (but must be > 0). See
- * kdcgen.FPN_SCHEMES. Each name in the file is
+ * (mmdetection: backbone.*, neck.lateral_convs / fpn_convs, bbox_head.*), or
+ * a full RetinaNet: "resnet50_retina_tv" (resnet50_fpn_tv_p6p7 + torchvision
+ * RetinaNetHead head.classification_head.conv.i.0 / cls_logits,
+ * head.regression_head.conv.i.0 / bbox_reg), "resnet50_retina_tv_old" (head
+ * spelt conv.2i), "resnet50_retina_mm" (resnet50_fpn_mm_retina's body and
+ * neck + mmdetection RetinaHead bbox_head.cls_convs / reg_convs / retina_cls
+ * / retina_reg); 4 convs per branch, 9 anchors, 3 classes; FPN width 64;
+ * num_classes is ignored by them (but must be > 0). See kdcgen.FPN_SCHEMES. Each name in the file is
  * prefix + name (prefix may be NULL or ""); the values depend on the
  * unprefixed name only. Floating tensors are F32, or F16 (rounded to nearest
  * even) when dtype_f16 is non-zero; num_batches_tracked is an I64 scalar 0.
