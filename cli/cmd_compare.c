@@ -19,7 +19,7 @@
 
 static const char *compare_usage =
     "usage: kdcam compare --model NAME=[ARCH:]WEIGHTS[@LAYER] [--model ...]... [--method M]\n"
-    "                     [--layer L]... [--feature mean|max|l2|pca] [--class C]\n"
+    "                     [--layer L]... [--feature mean|max|l2|pca|fgd] [--class C]\n"
     "                     [--labels FILE] [-o DIR] [--json] [--npy] [--grid]\n"
     "                     (INPUT... | --input-npy X.npy)\n"
     "Runs every model on the same images and writes DIR/<stem>.compare.png: one row\n"
@@ -37,7 +37,8 @@ static const char *compare_usage =
     "  -l, --layer L       the CAM layer: once for every model, or once per model in\n"
     "                      --model order (an @LAYER in the spec wins)\n"
     "      --method M      CAM method (default gradcam; see `kdcam cam --help`)\n"
-    "      --feature R     channel reduction of the feature-map column (default mean)\n"
+    "      --feature R     channel reduction of the feature-map column (default mean;\n"
+    "                      fgd: FGD's spatial attention H*W*softmax(mean_c|F| / 0.5))\n"
     "  -c, --class C       target class for every model (default: each model's top-1)\n"
     "      --target T      the class every map explains: own (each model's top-1, the\n"
     "                      default), teacher (the first model's top-1), label (the\n"
@@ -178,8 +179,8 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
     }
     kdc_reduce red = KDC_REDUCE_MEAN;
     if (o->feature) {
-        static const char *rn[] = {"mean", "max", "l2", "pca"};
-        for (int i = 0; i < 4; i++)
+        static const char *rn[] = {"mean", "max", "l2", "pca", "fgd"};
+        for (int i = 0; i < 5; i++)
             if (!strcmp(o->feature, rn[i]))
                 red = (kdc_reduce)i;
     }
@@ -654,8 +655,8 @@ int cmd_compare(int argc, char **argv)
         goto out;
     }
     if (o.feature && strcmp(o.feature, "mean") && strcmp(o.feature, "max") &&
-        strcmp(o.feature, "l2") && strcmp(o.feature, "pca")) {
-        cli_error("--feature: '%s' is not mean, max, l2 or pca", o.feature);
+        strcmp(o.feature, "l2") && strcmp(o.feature, "pca") && strcmp(o.feature, "fgd")) {
+        cli_error("--feature: '%s' is not mean, max, l2, pca or fgd", o.feature);
         goto out;
     }
     if (o.n_layers > 1 && o.n_layers != o.n_models) {

@@ -684,7 +684,8 @@ KDC_API kdc_status kdc_perturb_compute(kdc_run *run, const float *input, int n, 
 
 /* Feature maps: a layer's activation reduced over channels (n x h x w). */
 typedef enum kdc_reduce {
-    KDC_REDUCE_MEAN = 0, KDC_REDUCE_MAX, KDC_REDUCE_L2, KDC_REDUCE_PCA
+    KDC_REDUCE_MEAN = 0, KDC_REDUCE_MAX, KDC_REDUCE_L2, KDC_REDUCE_PCA,
+    KDC_REDUCE_FGD /* FGD's spatial attention, T = 0.5 (kdc_fgd_attention) */
 } kdc_reduce;
 KDC_API kdc_status kdc_feature_map(const float *A, int n, int c, int h, int w, kdc_reduce reduce,
                                    float *out);
@@ -1280,6 +1281,15 @@ KDC_API kdc_status kdc_detect_decode(const kdc_head_outputs *ho, const kdc_detec
 KDC_API kdc_status kdc_detect(const kdc_run *run, const kdc_model *model, int image,
                               const kdc_detect_options *opt, int image_h, int image_w,
                               int orig_h, int orig_w, kdc_detection **dets, int *n);
+
+/* FGD's attention views of n feature maps A (n x c x h x w), as
+ * get_attention in yzd-v/FGD's fgd.py: spatial (n x h x w, may be NULL) =
+ * h * w * softmax over the h * w cells of mean_c |A| / temp; channel (n x c,
+ * may be NULL) = c * softmax over channels of mean_hw |A| / temp. Each
+ * averages 1; FGD's configs use temp 0.5. Errors: KDC_ERR_INVALID_ARGUMENT
+ * (NULL, temp <= 0), KDC_ERR_SHAPE, KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_fgd_attention(const float *A, int n, int c, int h, int w, float temp,
+                                     float *spatial, float *channel);
 /* ---- end of issue 13: detection heads -------------------------------- */
 
 #ifdef __cplusplus

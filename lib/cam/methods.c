@@ -196,9 +196,11 @@ kdc_status kdc_feature_map(const float *A, int n, int c, int h, int w, kdc_reduc
                          A ? "out" : "A");
     if (n < 1 || c < 1 || h < 1 || w < 1)
         return kdc__fail(KDC_ERR_SHAPE, "kdc_feature_map: bad shape %dx%dx%dx%d", n, c, h, w);
-    if ((int)reduce < KDC_REDUCE_MEAN || (int)reduce > KDC_REDUCE_PCA)
+    if ((int)reduce < KDC_REDUCE_MEAN || (int)reduce > KDC_REDUCE_FGD)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_feature_map: reduction %d is out of "
-                         "range 0..%d", (int)reduce, (int)KDC_REDUCE_PCA);
+                         "range 0..%d", (int)reduce, (int)KDC_REDUCE_FGD);
+    if (reduce == KDC_REDUCE_FGD)
+        return kdc_fgd_attention(A, n, c, h, w, 0.5f, out, NULL);
     const size_t C = (size_t)c, HW = (size_t)h * w;
     size_t chw, total;
     if (!kdc__mul_size(C, HW, &chw) || !kdc__mul_size(chw, (size_t)n, &total))
