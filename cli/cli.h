@@ -141,6 +141,16 @@ int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int
 int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
                        int n, int h, int w, const double *scales, const int *sizes,
                        kdc_detection *dets, float **seed, int *layer);
+/* Every detection of each of the n images (dets[b], counts[b]; free each
+ * dets[b] with kdc_free), after a forward pass keeping the head's outputs. */
+int cli_detect_all(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
+                   int n, int h, int w, const double *scales, const int *sizes,
+                   kdc_detection **dets, int *counts);
+/* The one-hot seed (free()) at the classification layer *layer of the
+ * detections' level, one per image of an h x w input (all on one level,
+ * else an error). */
+int cli_detection_onehot(const kdc_model *m, int h, int w, const kdc_detection *dets, int n,
+                         float **seed, int *layer);
 /* The energy seed of --level (with --box, --channel, --energy) for the batch:
  * runs a forward pass keeping the level; *seed is freed with free(). */
 int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input, int n,

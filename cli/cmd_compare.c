@@ -76,7 +76,14 @@ static const char *compare_usage =
     "\n"
     "Detection backbones (ResNet-FPN): columns input / feature map / heatmap of the\n"
     "energy of --level (default p3), with --box, --channel, --energy, --det-size as\n"
-    "for `kdcam cam`.\n";
+    "for `kdcam cam`.\n"
+    "Detectors with a RetinaNet head, --detection K: each row explains one detection,\n"
+    "drawn on the input: the first model's detection K (as `kdcam detect` lists\n"
+    "them), and for every other model its detection of largest box IoU with that\n"
+    "one; columns input / feature map / CAM / Guided Grad-CAM of that detection's\n"
+    "class logit, at its FPN level unless a layer is given (--score-thresh,\n"
+    "--max-dets, --det-style as for `kdcam detect`). Images of a batch must have\n"
+    "their detections on one level per model (else --batch 1).\n";
 
 typedef struct cmp_model {
     char name[128];
@@ -90,6 +97,13 @@ typedef struct cmp_model {
     float *guided;   /* n x 3 x H x W: guided grad x cam */
     int *classes;    /* n                                */
     float *probs;    /* n: softmax probability of class  */
+    /* --detection K (detectors with a head): the detection each image's
+     * maps explain, its box in input pixels, and its IoU with the
+     * teacher's (1 for the teacher) */
+    int layer_fixed;       /* the layer was asked for (--layer, @LAYER)   */
+    kdc_detection *det;    /* n, or NULL                                   */
+    float (*dbox)[4];      /* n                                            */
+    double *det_iou;       /* n                                            */
 } cmp_model;
 
 static void free_batch(cmp_model *cm)
@@ -100,8 +114,14 @@ static void free_batch(cmp_model *cm)
     free(cm->guided);
     free(cm->classes);
     free(cm->probs);
+    free(cm->det);
+    free(cm->dbox);
+    free(cm->det_iou);
     cm->fmap = cm->cam = cm->up = cm->guided = cm->probs = NULL;
     cm->classes = NULL;
+    cm->det = NULL;
+    cm->dbox = NULL;
+    cm->det_iou = NULL;
 }
 
 static void class_label(const cmp_model *cm, int c, char **labels, int nlabels, char *out,
@@ -122,10 +142,85 @@ typedef struct cmp_batch {
 } cmp_batch;
 
 /* Everything one model contributes: maps for the batch's images. */
+/* IoU of two boxes x0, y0, x1, y1 */
+static double box_iou(const float *a, const float *b)
+{
+    const double w = fmin(a[2], b[2]) - fmax(a[0], b[0]), h = fmin(a[3], b[3]) - fmax(a[1], b[1]);
+    if (w <= 0 || h <= 0)
+        return 0;
+    const double i = w * h;
+    return i / ((double)(a[2] - a[0]) * (a[3] - a[1]) + (double)(b[2] - b[0]) * (b[3] - b[1]) - i);
+}
+
+/* --detection K: the teacher's detection K of each image, or a student's
+ * detection of best IoU with it (the first, best scored, of equal IoU);
+ * the CAM layer becomes the detection's level unless one was asked for. */
+static int pick_detections(const cli_opts *o, cmp_model *cm, kdc_run *run, const float *input,
+                           int n, int h, int w, const double *scales, const int *sizes,
+                           const kdc_detection *tdet)
+{
+    kdc_detection **all = calloc((size_t)n, sizeof *all);
+    int *counts = calloc((size_t)n, sizeof *counts), rc;
+    cm->det = malloc((size_t)n * sizeof *cm->det);
+    cm->dbox = malloc((size_t)n * sizeof *cm->dbox);
+    cm->det_iou = malloc((size_t)n * sizeof *cm->det_iou);
+    if (!all || !counts || !cm->det || !cm->dbox || !cm->det_iou) {
+        free(all);
+        free(counts);
+        return cli_error("out of memory");
+    }
+    rc = cli_detect_all(o, cm->m, run, input, n, h, w, scales, sizes, all, counts);
+    for (int b = 0; b < n && !rc; b++) {
+        int k = o->detection;
+        double best = 1.0;
+        if (tdet) {
+            k = -1;
+            best = -1.0;
+            for (int j = 0; j < counts[b]; j++) {
+                const double v = box_iou(all[b][j].box, tdet[b].box);
+                if (v > best) {
+                    best = v;
+                    k = j;
+                }
+            }
+        }
+        if (k < 0 || k >= counts[b]) {
+            rc = cli_error("%s: image %d has %d detection%s%s", cm->name, b, counts[b],
+                           counts[b] == 1 ? "" : "s", tdet ? "" : ": no detection K = --detection");
+            break;
+        }
+        cm->det[b] = all[b][k];
+        cm->det_iou[b] = best;
+        /* original pixels to input pixels */
+        const double s = scales ? scales[b] : 1.0;
+        for (int c = 0; c < 4; c++)
+            cm->dbox[b][c] = (float)(cm->det[b].box[c] * s);
+    }
+    for (int b = 0; b < n; b++)
+        kdc_free(all[b]);
+    free(all);
+    free(counts);
+    if (rc || cm->layer_fixed)
+        return rc;
+    kdc_head_info hi;
+    kdc_model_head(cm->m, &hi);
+    cm->layer = hi.feature_layer[cm->det[0].level_index];
+    cm->layer_name = kdc_model_layer_name(cm->m, cm->layer);
+    for (int k = 0;; k++) { /* the level alias (fpn.p4) */
+        const char *al = kdc_model_layer_alias(cm->m, cm->layer, k);
+        if (!al)
+            break;
+        if (!strncmp(al, "fpn.p", 5))
+            cm->layer_name = al;
+    }
+    return 0;
+}
+
 static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
                      const kdc_preprocess *geom, kdc_cam_method method, const cmp_batch *bt,
-                     const cli_target *tgt, int mi, const int *teacher, int *n, int *h, int *w,
-                     kdc_image ***crops, int *sizes)
+                     const cli_target *tgt, int mi, const int *teacher,
+                     const kdc_detection *tdet, int *n, int *h, int *w, kdc_image ***crops,
+                     int *sizes)
 {
     kdc_run *run = NULL;
     kdc_cam_result *res = NULL;
@@ -142,22 +237,36 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
     pp.resize_short = geom->resize_short;
     pp.crop_h = geom->crop_h;
     pp.crop_w = geom->crop_w;
+    /* every model's image sizes (for its detections); the caller's for model 0 */
+    int *msizes = sizes;
+    if (bt->items && !msizes && !(msizes = calloc((size_t)bt->k * 2, sizeof *msizes)))
+        return cli_error("out of memory");
     if (bt->items) {
         *n = bt->k;
         rc = cli_inputs_load(o, io, cm->m, &pp, bt->items, bt->k, &input, h, w, crops,
-                             det ? &scales : NULL, sizes);
+                             det ? &scales : NULL, msizes);
     } else {
         rc = det ? cli_load_det_batch(o, cm->m, &input, n, h, w, crops, &scales, NULL)
                  : cli_load_batch(o, cm->m, &pp, &input, n, h, w, crops);
     }
-    if (rc)
+    if (rc) {
+        if (msizes != sizes)
+            free(msizes);
         return rc;
+    }
     const size_t plane = (size_t)*h * *w;
     const int K = kdc_model_num_classes(cm->m), last = kdc_model_num_layers(cm->m) - 1;
     int fchw[3];
     kdc_run_options ro = {.threads = o->threads};
-    if ((st = kdc_run_create(cm->m, &ro, &run)) ||
-        (st = kdc_model_layer_shape(cm->m, cm->layer, *h, *w, fchw)) ||
+    if ((st = kdc_run_create(cm->m, &ro, &run))) {
+        rc = cli_lib_error(st, cm->name);
+        goto out;
+    }
+    if (det && o->detection >= 0 &&
+        (rc = pick_detections(o, cm, run, input, *n, *h, *w, scales,
+                              bt->items ? msizes : NULL, mi ? tdet : NULL)))
+        goto out;
+    if ((st = kdc_model_layer_shape(cm->m, cm->layer, *h, *w, fchw)) ||
         (st = kdc_run_forward(run, input, *n, *h, *w, &cm->layer, 1))) {
         rc = cli_lib_error(st, cm->name);
         goto out;
@@ -212,14 +321,20 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
             goto out;
     }
     kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = use ? cls : NULL};
-    if (det) {
+    if (cm->det) {
+        /* the logit of the anchor behind each image's chosen detection */
+        int sl;
+        if ((rc = cli_detection_onehot(cm->m, *h, *w, cm->det, *n, &seed, &sl)))
+            goto out;
+        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = sl, .seed = seed};
+    } else if (det) {
         if ((rc = cli_level_seed(o, cm->m, run, input, *n, *h, *w, scales, cm->layer, &seed)))
             goto out;
         tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = cm->layer, .seed = seed};
     }
     kdc_cam_options co = {.method = method, .layers = &cm->layer, .nlayers = 1, .target = tg,
                           .scorecam_topk = o->topk_channels, .keep = &last, .nkeep = 1};
-    if (det) {
+    if (det && !cm->det) {
         /* no classes: the figure shows the level, no Guided Grad-CAM column */
         free(cm->guided);
         cm->guided = NULL;
@@ -245,6 +360,8 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
         rc = cli_class_probs(run, last, *n, K, cm->classes, cm->probs);
     }
 out:
+    if (msizes != sizes)
+        free(msizes);
     free(seed);
     free(scales);
     free(cls);
@@ -257,7 +374,7 @@ out:
 }
 
 static const unsigned char INK[3] = {20, 20, 20}, GREY[3] = {90, 90, 90},
-                           BOX[3] = {0, 230, 64};
+                           BOX[3] = {0, 230, 64}, DETBOX[3] = {255, 40, 40};
 
 static const char *pretty_method(kdc_cam_method method)
 {
@@ -333,7 +450,16 @@ static void row_text(const cmp_model *cms, int i, int b, size_t plane, int det, 
     class_label(&cms[i], cms[i].classes[b], labels, nlabels, cname, sizeof cname);
     snprintf(text[0], 256, "%.120s", cms[i].name);
     snprintf(text[1], 256, "%s at %.100s", kdc_model_arch(cms[i].m), cms[i].layer_name);
-    if (det)
+    if (cms[i].det) {
+        const kdc_detection *d = &cms[i].det[b];
+        char dn[160];
+        class_label(&cms[i], d->label, labels, nlabels, dn, sizeof dn);
+        if (i == 0)
+            snprintf(text[2], 256, "%.140s %.2f (p%d)", dn, (double)d->score, d->level);
+        else
+            snprintf(text[2], 256, "%.120s %.2f (p%d) IoU %.2f", dn, (double)d->score, d->level,
+                     cms[i].det_iou[b]);
+    } else if (det)
         snprintf(text[2], 256, "energy of %.200s", cms[i].layer_name);
     else
         snprintf(text[2], 256, "%.160s p=%.2f", cname, (double)cms[i].probs[b]);
@@ -378,9 +504,9 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
                        const kdc_image *crop, const int *box, kdc_cam_method method,
                        char **labels, int nlabels, const char *path)
 {
-    const int pad = 8, det = cli_is_detector(cms[0].m), cols = det ? 3 : 4;
+    const int pad = 8, det = cli_is_detector(cms[0].m), cols = det && !cms[0].det ? 3 : 4;
     const char *heads[4] = {"input", "feature map", pretty_method(method), "Guided Grad-CAM"};
-    if (det)
+    if (det && !cms[0].det)
         heads[2] = "heatmap (level energy)";
     const size_t plane = (size_t)h * w;
     char text[4][256];
@@ -438,6 +564,13 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
         for (int c = 0; box && c < 3 && !rc; c++)
             rc = cli_fig_rect(f, x0 + c * (w + pad) + box[0], y + box[1], box[2] - box[0],
                               box[3] - box[1], 2, BOX);
+        if (cms[i].det && !rc) {
+            /* the detection this row explains, on the input */
+            const float *db = cms[i].dbox[b];
+            const int bx = (int)db[0], by = (int)db[1];
+            const int bw = (int)(db[2] + 0.5f) - bx, bh = (int)(db[3] + 0.5f) - by;
+            rc = cli_fig_rect(f, x0 + bx, y + by, bw > 1 ? bw : 1, bh > 1 ? bh : 1, 2, DETBOX);
+        }
     }
     if (!rc)
         rc = figure_bar(f, io, x0 + w + pad, H - bar_h + pad, 2 * w + pad, mx);
@@ -569,7 +702,18 @@ static int report_image(const cli_opts *o, cmp_model *cms, int nm, int b, int h,
             cli_json_string(cms[i].name);
             printf(",\"arch\":\"%s\",\"layer\":\"%s\",\"method\":\"%s\",",
                    kdc_model_arch(cms[i].m), cms[i].layer_name, kdc_cam_method_name(method));
-            if (cli_is_detector(cms[i].m)) {
+            if (cms[i].det) {
+                const kdc_detection *d = &cms[i].det[b];
+                char dn[160];
+                class_label(&cms[i], d->label, labels, nlabels, dn, sizeof dn);
+                printf("\"class\":%d,\"name\":", d->label);
+                cli_json_string(dn);
+                printf(",\"prob\":%.6g,\"target\":\"detection\",\"box\":[%.6g,%.6g,%.6g,%.6g],"
+                       "\"level\":%d,\"anchor\":%d,\"y\":%d,\"x\":%d,\"box_iou_vs_teacher\":%.6f",
+                       (double)d->score, (double)d->box[0], (double)d->box[1],
+                       (double)d->box[2], (double)d->box[3], d->level, d->anchor, d->y, d->x,
+                       cms[i].det_iou[b]);
+            } else if (cli_is_detector(cms[i].m)) {
                 /* a backbone has no classes: the target is the level's energy */
                 printf("\"class\":null,\"name\":null,\"prob\":null,\"target\":\"%s energy "
                        "of %s\"", o->energy ? "mean" : "sumsq", cms[i].layer_name);
@@ -586,6 +730,15 @@ static int report_image(const cli_opts *o, cmp_model *cms, int nm, int b, int h,
             else
                 printf("null");
             printf("}\n");
+        } else if (cms[i].det) {
+            const kdc_detection *d = &cms[i].det[b];
+            char dn[160];
+            class_label(&cms[i], d->label, labels, nlabels, dn, sizeof dn);
+            printf("  %-28s %-12s %-16s %.3f box %.1f,%.1f,%.1f,%.1f p%d  box IoU %.3f  "
+                   "pearson %.3f  iou20 %.3f  at %s\n",
+                   cms[i].name, kdc_model_arch(cms[i].m), dn, (double)d->score,
+                   (double)d->box[0], (double)d->box[1], (double)d->box[2], (double)d->box[3],
+                   d->level, cms[i].det_iou[b], r, iou, cms[i].layer_name);
         } else {
             printf("  %-28s %-12s %-24s p=%.3f  pearson %.3f  iou20 %.3f  target %s\n",
                    cms[i].name, kdc_model_arch(cms[i].m), cname, cms[i].probs[b], r, iou, tdesc);
@@ -702,6 +855,16 @@ int cmd_compare(int argc, char **argv)
                            cms[0].name, cms[i].name);
             break;
         }
+        if (o.detection >= 0) {
+            kdc_head_info hinfo;
+            kdc_model_head(cms[i].m, &hinfo);
+            if (hinfo.kind == KDC_HEAD_NONE) {
+                rc = cli_error("%s: --detection needs detectors with a head (a RetinaNet); %s "
+                               "has none", cms[i].name, kdc_model_arch(cms[i].m));
+                break;
+            }
+        }
+        cms[i].layer_fixed = asked[i] != NULL;
         if (asked[i]) {
             kdc_status st = kdc_model_find_layer(cms[i].m, asked[i], &cms[i].layer);
             if (st)
@@ -758,7 +921,8 @@ int cmd_compare(int argc, char **argv)
         for (int i = 0; i < o.n_models && !rc; i++) {
             int ni = 0, hi = 0, wi = 0;
             rc = run_model(&o, &io, &cms[i], &geom, method, &bt, &tgt, i,
-                           o.n_models > 1 && i > 0 ? cms[0].classes : NULL, &ni, &hi, &wi,
+                           o.n_models > 1 && i > 0 ? cms[0].classes : NULL, cms[0].det, &ni,
+                           &hi, &wi,
                            i == 0 ? &crops : &other, i == 0 ? sizes : NULL);
             if (i > 0) {
                 cli_free_crops(other, ni);

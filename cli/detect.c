@@ -213,19 +213,20 @@ int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const fl
     return 0;
 }
 
-int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
-                       int n, int h, int w, const double *scales, const int *sizes,
-                       kdc_detection *dets, float **seed, int *layer)
+int cli_detect_all(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
+                   int n, int h, int w, const double *scales, const int *sizes,
+                   kdc_detection **dets, int *counts)
 {
     kdc_head_info hi;
     kdc_status st;
-    *seed = NULL;
     kdc_model_head(m, &hi);
     int keep[2 * KDC_HEAD_MAX_LEVELS];
     for (int l = 0; l < hi.num_levels; l++) {
         keep[2 * l] = hi.cls_layer[l];
         keep[2 * l + 1] = hi.reg_layer[l];
     }
+    for (int b = 0; b < n; b++)
+        dets[b] = NULL;
     if ((st = kdc_run_forward(run, input, n, h, w, keep, 2 * hi.num_levels)))
         return cli_lib_error(st, NULL);
     kdc_detect_options dopt;
@@ -247,26 +248,31 @@ int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, cons
             cw = cw < 1 ? 1 : cw > w ? w : cw;
             ch = ch < 1 ? 1 : ch > h ? h : ch;
         }
-        kdc_detection *d = NULL;
-        int nd = 0;
-        if ((st = kdc_detect(run, m, b, &dopt, ch, cw, oh, ow, &d, &nd)))
+        if ((st = kdc_detect(run, m, b, &dopt, ch, cw, oh, ow, &dets[b], &counts[b]))) {
+            for (int k = 0; k < b; k++) {
+                kdc_free(dets[k]);
+                dets[k] = NULL;
+            }
             return cli_lib_error(st, NULL);
-        if (o->detection >= nd) {
-            kdc_free(d);
-            return cli_error("image %d of the batch has %d detection%s: no detection %d "
-                             "(kdcam detect lists them)", b, nd, nd == 1 ? "" : "s",
-                             o->detection);
         }
-        dets[b] = d[o->detection];
-        kdc_free(d);
-        if (dets[b].level_index != dets[0].level_index)
-            return cli_error("the batch's detections %d lie on different levels (p%d, p%d): "
-                             "run these images with --batch 1", o->detection, dets[0].level,
-                             dets[b].level);
     }
+    return 0;
+}
+
+int cli_detection_onehot(const kdc_model *m, int h, int w, const kdc_detection *dets, int n,
+                         float **seed, int *layer)
+{
+    kdc_head_info hi;
+    kdc_model_head(m, &hi);
+    *seed = NULL;
+    for (int b = 1; b < n; b++)
+        if (dets[b].level_index != dets[0].level_index)
+            return cli_error("the batch's chosen detections lie on different levels (p%d, p%d): "
+                             "run these images with --batch 1", dets[0].level, dets[b].level);
     *layer = hi.cls_layer[dets[0].level_index];
-    int s[4];
-    if ((st = kdc_run_layer_shape(run, *layer, s)))
+    int s[4] = {n, 0, 0, 0};
+    kdc_status st = kdc_model_layer_shape(m, *layer, h, w, s + 1);
+    if (st)
         return cli_lib_error(st, NULL);
     const size_t hw = (size_t)s[2] * s[3], per = (size_t)s[1] * hw;
     float *sd = calloc((size_t)n * per, sizeof *sd);
@@ -279,4 +285,34 @@ int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, cons
     }
     *seed = sd;
     return 0;
+}
+
+int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
+                       int n, int h, int w, const double *scales, const int *sizes,
+                       kdc_detection *dets, float **seed, int *layer)
+{
+    kdc_detection **all = calloc((size_t)n, sizeof *all);
+    int *counts = calloc((size_t)n, sizeof *counts), rc;
+    *seed = NULL;
+    if (!all || !counts) {
+        free(all);
+        free(counts);
+        return cli_error("out of memory");
+    }
+    rc = cli_detect_all(o, m, run, input, n, h, w, scales, sizes, all, counts);
+    for (int b = 0; b < n && !rc; b++) {
+        if (o->detection >= counts[b])
+            rc = cli_error("image %d of the batch has %d detection%s: no detection %d "
+                           "(kdcam detect lists them)", b, counts[b], counts[b] == 1 ? "" : "s",
+                           o->detection);
+        else
+            dets[b] = all[b][o->detection];
+    }
+    for (int b = 0; b < n; b++)
+        kdc_free(all[b]);
+    free(all);
+    free(counts);
+    if (!rc)
+        rc = cli_detection_onehot(m, h, w, dets, n, seed, layer);
+    return rc;
 }

@@ -220,6 +220,78 @@ static void test_coco(void **state)
                          "add -o DIR");
 }
 
+/* compare --detection 0: the teacher's row explains its detection 0, a
+ * student's row its detection of largest IoU with that box (recomputed
+ * here from the library's detections); the same weights as a student match
+ * with IoU 1 and the same map */
+static void test_compare(void **state)
+{
+    (void)state;
+    char w2[400];
+    snprintf(w2, sizeof w2, "%s/retina2.safetensors", cliexec_dir());
+    assert_int_equal(kdc_test_write_weights(w2, "resnet50_retina_tv", 5143, 1, "", 0), 0);
+    assert_int_equal(cliexec_run("compare --json --detection 0 --det-size %d --model T=%s "
+                                 "--model Same=%s --model Other=%s -o %s " IMAGE,
+                                 DET_SIZE, weights, weights, w2, out),
+                     0);
+    kdc_model *m;
+    kdc_run *run;
+    float *input;
+    int h, w, n;
+    kdc_detection *td = library_detections(&m, &run, &input, &h, &w, &n);
+    const char *teacher = strstr(cliexec_out, "\"model\":\"T\"");
+    const char *same = strstr(cliexec_out, "\"model\":\"Same\"");
+    const char *other = strstr(cliexec_out, "\"model\":\"Other\"");
+    assert_true(teacher && same && other);
+    const char *p = teacher;
+    for (int k = 0; k < 4; k++)
+        assert_true(fabs(num_after(&p, k ? "," : "\"box\":[") - td[0].box[k]) < 1e-3);
+    /* generated weights saturate: boxes may be degenerate (IoU 0 even with
+     * themselves); the same detection is chosen either way */
+    const float *tb = td[0].box;
+    const double self = (tb[2] - tb[0]) * (tb[3] - tb[1]) > 0 ? 1.0 : 0.0;
+    p = same;
+    for (int k = 0; k < 4; k++)
+        assert_true(fabs(num_after(&p, k ? "," : "\"box\":[") - tb[k]) < 1e-3);
+    assert_int_equal((int)num_after(&p, "\"level\":"), td[0].level);
+    assert_int_equal((int)num_after(&p, "\"anchor\":"), td[0].anchor);
+    assert_true(fabs(num_after(&p, "\"box_iou_vs_teacher\":") - self) < 1e-9);
+    assert_true(fabs(num_after(&p, "\"pearson_vs_teacher\":") - 1.0) < 1e-6);
+    /* Other: the best IoU with the teacher's detection 0 among its detections */
+    free(input);
+    kdc_run_destroy(run);
+    kdc_model_destroy(m);
+    char keep[512];
+    snprintf(keep, sizeof keep, "%s", weights);
+    snprintf(weights, sizeof weights, "%s", w2);
+    kdc_detection *od = library_detections(&m, &run, &input, &h, &w, &n);
+    snprintf(weights, sizeof weights, "%s", keep);
+    int best = -1;
+    double biou = -1;
+    for (int j = 0; j < n; j++) {
+        const float *a = od[j].box, *b = td[0].box;
+        const double iw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih = fmin(a[3], b[3]) - fmax(a[1], b[1]);
+        const double i = iw > 0 && ih > 0 ? iw * ih : 0;
+        const double u = (double)(a[2] - a[0]) * (a[3] - a[1]) + (double)(b[2] - b[0]) * (b[3] - b[1]) - i;
+        const double v = i > 0 ? i / u : 0;
+        if (v > biou) {
+            biou = v;
+            best = j;
+        }
+    }
+    assert_true(best >= 0);
+    p = other;
+    for (int k = 0; k < 4; k++)
+        assert_true(fabs(num_after(&p, k ? "," : "\"box\":[") - od[best].box[k]) < 1e-3);
+    assert_true(fabs(num_after(&p, "\"box_iou_vs_teacher\":") - biou) < 1e-5);
+    kdc_free(od);
+    kdc_free(td);
+    free(input);
+    kdc_run_destroy(run);
+    kdc_model_destroy(m);
+    remove(w2);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -246,6 +318,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_coco),
+        cmocka_unit_test(test_compare),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
