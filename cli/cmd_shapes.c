@@ -56,6 +56,17 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
     return 0;
 }
 
+/* Writes img as DIR/IIIIII.png (its name in file[40]) and destroys it. */
+static int save_indexed_png(kdc_image *img, const char *dir, uint64_t idx, char *path,
+                            size_t size, char file[40])
+{
+    snprintf(file, 40, "%06llu.png", (unsigned long long)idx);
+    snprintf(path, size, "%s/%s", dir, file);
+    kdc_status st = kdc_image_save_png(img, path);
+    kdc_image_destroy(img);
+    return st ? cli_lib_error(st, NULL) : 0;
+}
+
 /* Closes f and renames tmp to path; on any failure removes tmp. */
 static int finish_file(FILE *f, const char *tmp, const char *path)
 {
@@ -109,14 +120,8 @@ static int write_detection(const char *dir, uint64_t n, uint64_t seed, uint64_t 
             rc = cli_lib_error(st, NULL);
             goto done;
         }
-        snprintf(file, sizeof file, "%06llu.png", (unsigned long long)idx);
-        snprintf(path, dl + 64, "%s/%s", dir, file);
-        st = kdc_image_save_png(img, path);
-        kdc_image_destroy(img);
-        if (st) {
-            rc = cli_lib_error(st, NULL);
+        if ((rc = save_indexed_png(img, dir, idx, path, dl + 64, file)))
             goto done;
-        }
         fprintf(js, "%s{\"id\": %llu, \"file_name\": \"%s\", \"width\": %d, \"height\": %d}",
                 k ? ",\n" : "", (unsigned long long)idx, file, size, size);
         for (int j = 0; j < ob.n; j++, first_ann = 0) {
@@ -285,14 +290,8 @@ int cmd_shapes(int argc, char **argv)
             rc = cli_lib_error(st, NULL);
             goto done;
         }
-        snprintf(file, sizeof file, "%06llu.png", (unsigned long long)idx);
-        snprintf(path, dl + 64, "%s/%s", dir, file);
-        st = kdc_image_save_png(img, path);
-        kdc_image_destroy(img);
-        if (st) {
-            rc = cli_lib_error(st, NULL);
+        if ((rc = save_indexed_png(img, dir, idx, path, dl + 64, file)))
             goto done;
-        }
         fprintf(js, "%s{\"file\": \"%s\", \"index\": %llu, \"class\": %d, \"name\": \"%s\", "
                     "\"box\": [%d, %d, %d, %d]",
                 k ? ",\n" : "", file, (unsigned long long)idx, info.cls,
