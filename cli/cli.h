@@ -59,6 +59,7 @@ typedef struct cli_opts {
     int no_head;             /* --no-head: leave a detection head unbuilt    */
     float score_thresh;      /* --score-thresh S (< 0: the style's 0.05)     */
     int max_dets;            /* --max-dets N (0: the style's)                */
+    int anchor_size;         /* --anchor-size N (0: the model's, else 32)   */
     int det_style;           /* --det-style auto|tv|mm (kdc_detect_style)    */
     int detection;           /* --detection K (-1: none): CAM target         */
     const char *coco;        /* --coco FILE: image ids by file name (detect) */

@@ -145,8 +145,8 @@ static const char *cam_usage =
     "                      detection K (0 = the best, as `kdcam detect` lists them);\n"
     "                      default layer: the FPN level it came from. Images of a\n"
     "                      batch must have it on one level (else --batch 1)\n"
-    "      --score-thresh S, --max-dets N, --det-style X  the detections, as for\n"
-    "                      `kdcam detect`\n"
+    "      --score-thresh S, --max-dets N, --det-style X, --anchor-size N  the\n"
+    "                      detections, as for `kdcam detect`\n"
     "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
     "      --fpn-relu-extra  ReLU between extra convs (mmdetection relu_before_extra_convs)\n"
     "      --no-head       leave a RetinaNet head unbuilt (backbone only)\n";

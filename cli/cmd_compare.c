@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "figure.h"
+#include "compare_det.h"
 #include "inputs.h"
 
 static const char *compare_usage =
@@ -82,8 +83,21 @@ static const char *compare_usage =
     "them), and for every other model its detection of largest box IoU with that\n"
     "one; columns input / feature map / CAM / Guided Grad-CAM of that detection's\n"
     "class logit, at its FPN level unless a layer is given (--score-thresh,\n"
-    "--max-dets, --det-style as for `kdcam detect`). Images of a batch must have\n"
-    "their detections on one level per model (else --batch 1).\n";
+    "--max-dets, --det-style, --anchor-size as for `kdcam detect`). Images of a\n"
+    "batch must have their detections on one level per model (else --batch 1).\n"
+    "The input panel also shows the model's other detections of score >=\n"
+    "--show-dets (thin).\n"
+    "      --show-dets S   other detections drawn on the input (default 0.5)\n"
+    "      --diff          one more column: the teacher's map minus each student's\n"
+    "                      (as the CAM panels show them), blue where the student\n"
+    "                      looks more, red where it looks less (figures, not --grid)\n"
+    "      --summary       after the images, a table of each student's agreement\n"
+    "                      with the teacher: the teacher's detections (score >=\n"
+    "                      --show-dets) it finds again one to one (same class, box\n"
+    "                      IoU >= 0.5), how often its explained detection is the\n"
+    "                      teacher's (same class, IoU >= 0.5), the mean box IoU,\n"
+    "                      map Pearson r and IoU20 (with --json: one object per\n"
+    "                      model with \"summary\": true)\n";
 
 typedef struct cmp_model {
     char name[128];
@@ -104,6 +118,10 @@ typedef struct cmp_model {
     kdc_detection *det;    /* n, or NULL                                   */
     float (*dbox)[4];      /* n                                            */
     double *det_iou;       /* n                                            */
+    kdc_detection **all;   /* n: every detection of each image, best first */
+    int *counts;           /* n                                            */
+    double *dscale;        /* n: original pixels to input pixels           */
+    int nall;              /* entries of all                               */
 } cmp_model;
 
 static void free_batch(cmp_model *cm)
@@ -117,6 +135,15 @@ static void free_batch(cmp_model *cm)
     free(cm->det);
     free(cm->dbox);
     free(cm->det_iou);
+    for (int b = 0; cm->all && b < cm->nall; b++)
+        kdc_free(cm->all[b]);
+    free(cm->all);
+    free(cm->counts);
+    free(cm->dscale);
+    cm->all = NULL;
+    cm->counts = NULL;
+    cm->dscale = NULL;
+    cm->nall = 0;
     cm->fmap = cm->cam = cm->up = cm->guided = cm->probs = NULL;
     cm->classes = NULL;
     cm->det = NULL;
@@ -141,16 +168,6 @@ typedef struct cmp_batch {
     int k;
 } cmp_batch;
 
-/* Everything one model contributes: maps for the batch's images. */
-/* IoU of two boxes x0, y0, x1, y1 */
-static double box_iou(const float *a, const float *b)
-{
-    const double w = fmin(a[2], b[2]) - fmax(a[0], b[0]), h = fmin(a[3], b[3]) - fmax(a[1], b[1]);
-    if (w <= 0 || h <= 0)
-        return 0;
-    const double i = w * h;
-    return i / ((double)(a[2] - a[0]) * (a[3] - a[1]) + (double)(b[2] - b[0]) * (b[3] - b[1]) - i);
-}
 
 /* --detection K: the teacher's detection K of each image, or a student's
  * detection of best IoU with it (the first, best scored, of equal IoU);
@@ -159,16 +176,15 @@ static int pick_detections(const cli_opts *o, cmp_model *cm, kdc_run *run, const
                            int n, int h, int w, const double *scales, const int *sizes,
                            const kdc_detection *tdet)
 {
-    kdc_detection **all = calloc((size_t)n, sizeof *all);
-    int *counts = calloc((size_t)n, sizeof *counts), rc;
+    kdc_detection **all = cm->all = calloc((size_t)n, sizeof *all);
+    int *counts = cm->counts = calloc((size_t)n, sizeof *counts), rc;
+    cm->nall = n;
     cm->det = malloc((size_t)n * sizeof *cm->det);
     cm->dbox = malloc((size_t)n * sizeof *cm->dbox);
     cm->det_iou = malloc((size_t)n * sizeof *cm->det_iou);
-    if (!all || !counts || !cm->det || !cm->dbox || !cm->det_iou) {
-        free(all);
-        free(counts);
+    cm->dscale = malloc((size_t)n * sizeof *cm->dscale);
+    if (!all || !counts || !cm->det || !cm->dbox || !cm->det_iou || !cm->dscale)
         return cli_error("out of memory");
-    }
     rc = cli_detect_all(o, cm->m, run, input, n, h, w, scales, sizes, all, counts);
     for (int b = 0; b < n && !rc; b++) {
         int k = o->detection;
@@ -177,7 +193,7 @@ static int pick_detections(const cli_opts *o, cmp_model *cm, kdc_run *run, const
             k = -1;
             best = -1.0;
             for (int j = 0; j < counts[b]; j++) {
-                const double v = box_iou(all[b][j].box, tdet[b].box);
+                const double v = cmp_det_box_iou(all[b][j].box, tdet[b].box);
                 if (v > best) {
                     best = v;
                     k = j;
@@ -192,14 +208,10 @@ static int pick_detections(const cli_opts *o, cmp_model *cm, kdc_run *run, const
         cm->det[b] = all[b][k];
         cm->det_iou[b] = best;
         /* original pixels to input pixels */
-        const double s = scales ? scales[b] : 1.0;
+        const double s = cm->dscale[b] = scales ? scales[b] : 1.0;
         for (int c = 0; c < 4; c++)
             cm->dbox[b][c] = (float)(cm->det[b].box[c] * s);
     }
-    for (int b = 0; b < n; b++)
-        kdc_free(all[b]);
-    free(all);
-    free(counts);
     if (rc || cm->layer_fixed)
         return rc;
     kdc_head_info hi;
@@ -374,7 +386,8 @@ out:
 }
 
 static const unsigned char INK[3] = {20, 20, 20}, GREY[3] = {90, 90, 90},
-                           BOX[3] = {0, 230, 64}, DETBOX[3] = {255, 40, 40};
+                           BOX[3] = {0, 230, 64}, DETBOX[3] = {255, 40, 40},
+                           OTHERBOX[3] = {255, 200, 0};
 
 static const char *pretty_method(kdc_cam_method method)
 {
@@ -430,6 +443,28 @@ static int map_panel(const cli_input_opts *io, const cmp_model *cm, int b, size_
     kdc_status st = kdc_overlay_colormap(crop, map, io->heatmap_only ? 1.0f : 0.5f, io->cmap, out);
     free(tmp);
     return st ? cli_lib_error(st, NULL) : 0;
+}
+
+/* --diff: the teacher's map minus student i's, as the CAM panels show them
+ * (each min-max normalised, or both over the shared maximum), in -1..1. */
+static int diff_panel(const cli_input_opts *io, const cmp_model *cms, int i, int b, size_t plane,
+                      double shared_max, int w, int h, kdc_image **out)
+{
+    float *d = malloc(plane * sizeof *d);
+    *out = NULL;
+    if (!d)
+        return cli_error("out of memory");
+    for (size_t p = 0; p < plane; p++) {
+        double t = cms[0].cam[b * plane + p], s = cms[i].cam[b * plane + p];
+        if (io->shared_norm) {
+            t = shared_max > 0 ? cms[0].up[b * plane + p] / shared_max : 0;
+            s = shared_max > 0 ? cms[i].up[b * plane + p] / shared_max : 0;
+        }
+        d[p] = (float)(t - s);
+    }
+    *out = cli_diverging_image(d, w, h);
+    free(d);
+    return *out ? 0 : 1;
 }
 
 /* The largest raw value of image b over the models (--norm shared). */
@@ -504,8 +539,12 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
                        const kdc_image *crop, const int *box, kdc_cam_method method,
                        char **labels, int nlabels, const char *path)
 {
-    const int pad = 8, det = cli_is_detector(cms[0].m), cols = det && !cms[0].det ? 3 : 4;
-    const char *heads[4] = {"input", "feature map", pretty_method(method), "Guided Grad-CAM"};
+    const int pad = 8, det = cli_is_detector(cms[0].m);
+    const int cols = (det && !cms[0].det ? 3 : 4) + (io->diff && nm > 1);
+    const char *heads[5] = {"input", "feature map", pretty_method(method), "Guided Grad-CAM",
+                            "teacher - student"};
+    if (cols == 4 && io->diff)
+        heads[3] = heads[4];
     if (det && !cms[0].det)
         heads[2] = "heatmap (level energy)";
     const size_t plane = (size_t)h * w;
@@ -548,6 +587,17 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
         for (int c = 1; c < cols && !rc; c++) {
             kdc_image *pic = NULL;
             kdc_status st = KDC_OK;
+            if (c == cols - 1 && io->diff && nm > 1) {
+                if (i > 0)
+                    rc = diff_panel(io, cms, i, b, plane, mx, w, h, &pic);
+                else
+                    rc = cli_fig_text(f, x0 + c * (w + pad) + w / 2, y + h / 2, 2, 1, GREY,
+                                      "(the teacher)");
+                if (!rc && pic)
+                    rc = cli_fig_image(f, x0 + c * (w + pad), y, pic);
+                kdc_image_destroy(pic);
+                continue;
+            }
             if (c == 3)
                 st = kdc_gradient_image(cms[i].guided + (size_t)b * 3 * plane, h, w, &pic);
             else if (c == 1)
@@ -564,6 +614,19 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
         for (int c = 0; box && c < 3 && !rc; c++)
             rc = cli_fig_rect(f, x0 + c * (w + pad) + box[0], y + box[1], box[2] - box[0],
                               box[3] - box[1], 2, BOX);
+        for (int j = 0; cms[i].det && j < cms[i].counts[b] && !rc; j++) {
+            /* the model's other detections (--show-dets), thin */
+            const kdc_detection *d = &cms[i].all[b][j];
+            const double s = cms[i].dscale[b];
+            const kdc_detection *e = &cms[i].det[b];
+            if (d->score < io->show_dets || (d->level_index == e->level_index &&
+                                             d->anchor == e->anchor && d->y == e->y &&
+                                             d->x == e->x && d->label == e->label))
+                continue;
+            const int bx = (int)(d->box[0] * s), by = (int)(d->box[1] * s);
+            const int bw = (int)(d->box[2] * s + 0.5) - bx, bh = (int)(d->box[3] * s + 0.5) - by;
+            rc = cli_fig_rect(f, x0 + bx, y + by, bw > 1 ? bw : 1, bh > 1 ? bh : 1, 1, OTHERBOX);
+        }
         if (cms[i].det && !rc) {
             /* the detection this row explains, on the input */
             const float *db = cms[i].dbox[b];
@@ -574,6 +637,9 @@ static int draw_figure(const cli_input_opts *io, cmp_model *cms, int nm, int b, 
     }
     if (!rc)
         rc = figure_bar(f, io, x0 + w + pad, H - bar_h + pad, 2 * w + pad, mx);
+    if (!rc && io->diff && nm > 1)
+        rc = cli_fig_colorbar_diverging(f, x0 + (cols - 1) * (w + pad), H - bar_h + pad, w, 10,
+                                        -1.0, 1.0, 3, "%.0f", "teacher minus student");
     if (!rc)
         rc = save_figure(f, io, path);
     cli_fig_destroy(f);
@@ -775,8 +841,10 @@ int cmd_compare(int argc, char **argv)
     cli_input **todo = NULL;
     kdc_cam_method method = KDC_CAM_GRADCAM;
     char specbuf[CLI_MAX_MODELS][4200];
+    cmp_det_stats stats[CLI_MAX_MODELS];
 
     memset(cms, 0, sizeof cms);
+    memset(stats, 0, sizeof stats);
     char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
     if (!rest)
         return cli_error("out of memory");
@@ -844,6 +912,10 @@ int cmd_compare(int argc, char **argv)
     if (o.labels && !(labels = cli_read_labels(o.labels, &nlabels)))
         goto out;
     rc = 0;
+    if (io.summary && o.detection < 0) {
+        rc = cli_error("--summary needs --detection K (detectors with a RetinaNet head)");
+        goto out;
+    }
     for (int i = 0; i < o.n_models && !rc; i++) {
         cli_opts mo = o;
         mo.arch = specs[i].arch[0] ? specs[i].arch : NULL;
@@ -957,6 +1029,16 @@ int cmd_compare(int argc, char **argv)
                 break;
             rc = report_image(&o, cms, o.n_models, b, h, w, src, o.input_npy ? b : i0 + b,
                               names[b], method, labels, nlabels, io.grid ? NULL : path, tdesc);
+            for (int i = 0; io.summary && i < o.n_models && !rc; i++) {
+                const size_t plane = (size_t)h * w;
+                rc = cmp_det_add(&stats[i], cms[0].all[b], cms[0].counts[b], cms[i].all[b],
+                                 cms[i].counts[b], io.show_dets, &cms[0].det[b], &cms[i].det[b],
+                                 cms[i].det_iou[b],
+                                 kdc_map_pearson(cms[i].cam + b * plane, cms[0].cam + b * plane,
+                                                 plane),
+                                 kdc_map_iou_top(cms[i].cam + b * plane, cms[0].cam + b * plane,
+                                                 plane, 0.2));
+            }
         }
         if (!rc && io.grid) {
             char path[4400];
@@ -975,6 +1057,12 @@ int cmd_compare(int argc, char **argv)
     }
     if (!rc && !o.input_npy && ntodo > 0)
         cli_progress_update(&prog, ntodo, 1);
+    if (!rc && io.summary) {
+        char mnames[CLI_MAX_MODELS][128];
+        for (int i = 0; i < o.n_models; i++)
+            snprintf(mnames[i], sizeof mnames[i], "%.127s", cms[i].name);
+        cmp_det_print(mnames, stats, o.n_models, io.show_dets, o.json);
+    }
 out:
     cli_free_crops(crops, n);
     for (int i = 0; i < o.n_models; i++) {

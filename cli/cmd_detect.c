@@ -27,6 +27,10 @@ static const char *detect_usage =
     "      --det-size S[,M]  shorter side S, longer at most M (default 800,1333)\n"
     "      --score-thresh S  keep scores above S (default 0.05)\n"
     "      --max-dets N    at most N detections per image (default 300 / 100)\n"
+    "      --anchor-size N the P3 anchors' base size in pixels (default: the\n"
+    "                      weights' metadata kdcam.detect anchor=N, else 32, both\n"
+    "                      frameworks' default; torchvision: sizes N * 2^(L-3) per\n"
+    "                      level, mmdetection: octave_base_scale N / 8)\n"
     "      --det-style X   auto (the head's framework) | tv | mm: post-processing\n"
     "      --json          one JSON line per image instead of text\n"
     "  -o, --out DIR       also write DIR/NAME.png (the image with its boxes and\n"
@@ -179,6 +183,7 @@ int cmd_detect(int argc, char **argv)
     if (o.score_thresh >= 0.0f)
         dopt.score_thresh = o.score_thresh;
     dopt.max_dets = o.max_dets;
+    dopt.anchor_size = o.anchor_size;
     kdc_det_preprocess pp;
     kdc_model_det_preprocess(m, &pp);
     if (o.det_short) {

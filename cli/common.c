@@ -320,6 +320,12 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--score-thresh: '%s' is not a number in [0, 1)", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--anchor-size")) {
+            NEEDS(OPT_DET);
+            if (parse_int(v, 4, 1024, &o->anchor_size)) {
+                cli_error("--anchor-size: '%s' is not a number in 4..1024", v);
+                return -1;
+            }
         } else if (!strcmp(a, "--max-dets")) {
             NEEDS(OPT_DET);
             if (parse_int(v, 1, 100000, &o->max_dets)) {

@@ -234,6 +234,7 @@ int cli_detect_all(const cli_opts *o, const kdc_model *m, kdc_run *run, const fl
     if (o->score_thresh >= 0.0f)
         dopt.score_thresh = o->score_thresh;
     dopt.max_dets = o->max_dets;
+    dopt.anchor_size = o->anchor_size;
     kdc_det_preprocess pp;
     kdc_model_det_preprocess(m, &pp);
     for (int b = 0; b < n; b++) {

@@ -137,21 +137,56 @@ void cli_fig_text_size(const char *text, int size, int *w, int *h)
     *h = hh; /* one line height whatever the letters */
 }
 
-int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double hi, int nticks,
-                     const char *fmt, const char *caption)
+kdc_image *cli_diverging_image(const float *d, int w, int h)
 {
-    static const unsigned char GREY[3] = {90, 90, 90};
+    static const float ends[3][3] = {{59, 76, 192}, {221, 221, 221}, {180, 4, 38}};
+    kdc_image *img = NULL;
+    if (kdc_image_create(w, h, &img)) {
+        cli_error("out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < (size_t)w * h; i++) {
+        float v = d[i] == d[i] ? d[i] : 0.0f;
+        v = v < -1.0f ? -1.0f : v > 1.0f ? 1.0f : v;
+        const float *a = ends[1], *b = v < 0 ? ends[0] : ends[2];
+        const float t = v < 0 ? -v : v;
+        for (int c = 0; c < 3; c++)
+            img->rgb[i * 3 + c] = (unsigned char)(a[c] + (b[c] - a[c]) * t + 0.5f);
+    }
+    return img;
+}
+
+/* The bar's picture: lo..hi along x in the figure's colormap, or in the
+ * diverging colours. */
+static kdc_image *bar_picture(const cli_fig *f, int w, int h, int diverging)
+{
     float *ramp = malloc((size_t)w * h * sizeof *ramp);
     kdc_image *bar = NULL;
-    if (!ramp || kdc_image_create(w, h, &bar)) {
-        free(ramp);
-        return cli_error("out of memory");
+    if (!ramp) {
+        cli_error("out of memory");
+        return NULL;
     }
     for (int yy = 0; yy < h; yy++)
         for (int xx = 0; xx < w; xx++)
-            ramp[yy * w + xx] = (float)xx / (float)(w - 1);
-    kdc_colormap_apply(f->cmap, ramp, w, h, bar->rgb);
+            ramp[yy * w + xx] = (float)xx / (float)(w - 1) * (diverging ? 2.0f : 1.0f) -
+                                (diverging ? 1.0f : 0.0f);
+    if (diverging)
+        bar = cli_diverging_image(ramp, w, h);
+    else if (kdc_image_create(w, h, &bar))
+        cli_error("out of memory");
+    else
+        kdc_colormap_apply(f->cmap, ramp, w, h, bar->rgb);
     free(ramp);
+    return bar;
+}
+
+static int colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double hi, int nticks,
+                    const char *fmt, const char *caption, int diverging)
+{
+    static const unsigned char GREY[3] = {90, 90, 90};
+    kdc_image *bar = bar_picture(f, w, h, diverging);
+    if (!bar)
+        return 1;
     int rc = cli_fig_image(f, x, y, bar);
     kdc_image_destroy(bar);
     /* the caption at the larger font where it fits under the bar */
@@ -172,6 +207,18 @@ int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double h
         rc = cli_fig_text(f, x + w / 2, y + h + 6 + th + 4, tsize, 1, GREY, "%s", caption);
     }
     return rc;
+}
+
+int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double hi, int nticks,
+                     const char *fmt, const char *caption)
+{
+    return colorbar(f, x, y, w, h, lo, hi, nticks, fmt, caption, 0);
+}
+
+int cli_fig_colorbar_diverging(cli_fig *f, int x, int y, int w, int h, double lo, double hi,
+                               int nticks, const char *fmt, const char *caption)
+{
+    return colorbar(f, x, y, w, h, lo, hi, nticks, fmt, caption, 1);
 }
 
 /* ------------------------------------------------------------------ */

@@ -33,6 +33,15 @@ void cli_fig_text_size(const char *text, int size, int *w, int *h);
  * text at font size 2, or 1 where the caption would not fit. */
 int cli_fig_colorbar(cli_fig *f, int x, int y, int w, int h, double lo, double hi, int nticks,
                      const char *fmt, const char *caption);
+/* The same bar in the diverging colours of cli_diverging_image, lo..hi
+ * mapped to -1..1. */
+int cli_fig_colorbar_diverging(cli_fig *f, int x, int y, int w, int h, double lo, double hi,
+                               int nticks, const char *fmt, const char *caption);
+/* A w x h picture of a signed map d (values in -1..1, clamped; NaN as 0):
+ * blue (59, 76, 192) at -1, light grey (221, 221, 221) at 0, red (180, 4,
+ * 38) at 1 (the ends and middle of Moreland's cool-warm map), linear in
+ * RGB between them. NULL when out of memory (printed). */
+kdc_image *cli_diverging_image(const float *d, int w, int h);
 /* Writes the figure (through a temporary file and a rename). */
 int cli_fig_save_png(const cli_fig *f, int scale, const char *path);
 int cli_fig_save_svg(const cli_fig *f, const char *path);

@@ -29,6 +29,7 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
     io->batch = 8;
     io->progress_every = 10;
     io->scale = 1;
+    io->show_dets = 0.5f;
     *nrest = 0;
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -51,6 +52,10 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
             flag = &io->grid;
         else if (!strcmp(f, "--teacher-last") && (flags & CLI_IN_COMPARE))
             flag = &io->teacher_last;
+        else if (!strcmp(f, "--summary") && (flags & CLI_IN_COMPARE))
+            flag = &io->summary;
+        else if (!strcmp(f, "--diff") && (flags & CLI_IN_COMPARE))
+            flag = &io->diff;
         if (flag) {
             *flag = 1;
             continue;
@@ -58,7 +63,8 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
         const int valued = !strcmp(f, "--batch") || !strcmp(f, "--progress-every") ||
                            !strcmp(f, "--min-size") || !strcmp(f, "--scale") ||
                            !strcmp(f, "--colormap") ||
-                           (!strcmp(f, "--norm") && (flags & CLI_IN_COMPARE));
+                           ((!strcmp(f, "--norm") || !strcmp(f, "--show-dets")) &&
+                            (flags & CLI_IN_COMPARE));
         if (!valued) {
             rest[(*nrest)++] = argv[i];
             continue;
@@ -76,6 +82,13 @@ int cli_take_input_opts(int argc, char **argv, unsigned flags, char **rest, int 
             return 1;
         if (!strcmp(f, "--colormap") && kdc_colormap_parse(v, &io->cmap))
             return cli_lib_error(KDC_ERR_INVALID_ARGUMENT, "--colormap");
+        if (!strcmp(f, "--show-dets")) {
+            char *end;
+            double d = strtod(v, &end);
+            if (end == v || *end || !(d >= 0.0 && d <= 1.0))
+                return cli_error("--show-dets: '%s' is not a score in [0, 1]", v);
+            io->show_dets = (float)d;
+        }
         if (!strcmp(f, "--norm")) {
             if (!strcmp(v, "shared"))
                 io->shared_norm = 1;

@@ -22,6 +22,9 @@ typedef struct cli_input_opts {
     int annotate;        /* --annotate: label and colour bar on `cam` PNGs    */
     int grid;            /* --grid: all images in one figure (compare)        */
     int teacher_last;    /* --teacher-last: the teacher's row at the bottom   */
+    int summary;         /* --summary: the detectors' agreement table (compare) */
+    int diff;            /* --diff: a teacher-minus-student column (compare)  */
+    float show_dets;     /* --show-dets S: detections drawn (compare, 0.5)    */
 } cli_input_opts;
 
 /* Flags of cli_take_input_opts: which options the command accepts. */

@@ -340,7 +340,9 @@ typedef struct kdc_det_preprocess {
 
 /* The detector preprocessing of a model's layout (torchvision: 0..1 and
  * ImageNet mean/std; mmdetection: 0..255, mean [123.675, 116.28, 103.53],
- * std [58.395, 57.12, 57.375]). */
+ * std [58.395, 57.12, 57.375]); shorter side 800, longer at most 1333, or
+ * the sizes of the weights file's metadata "kdcam.detect" ("short=S max=M",
+ * docs/api.md). */
 KDC_API void kdc_model_det_preprocess(const kdc_model *model, kdc_det_preprocess *pp);
 
 /* Resizes (bilinear, half-pixel centres, as torch's interpolate), normalises
@@ -1242,6 +1244,13 @@ typedef struct kdc_detect_options {
     float nms_thresh;    /* 0.5: suppress IoU > this, per class             */
     int max_dets;        /* per image: 300 (torchvision) / 100 (mmdetection);
                             0: the style's                                   */
+    int anchor_size;     /* the P3 anchors' base size in pixels, 4..1024:
+                            torchvision's sizes (x, int(x 2^(1/3)), int(x
+                            2^(2/3))), x = anchor_size * 2^(L-3), as its
+                            AnchorGenerator(sizes=...); mmdetection's
+                            octave_base_scale = anchor_size / 8. 0: the
+                            model's (metadata kdcam.detect anchor=N, in
+                            kdc_detect), else 32, both frameworks' default */
 } kdc_detect_options;
 /* The defaults above, for style. */
 KDC_API void kdc_detect_options_init(kdc_detect_options *opt, kdc_detect_style style);

@@ -49,14 +49,15 @@ static int teardown(void **state)
     return rc;
 }
 
-/* The library's detections of IMAGE, as `kdcam detect --det-size 128`
- * makes them; *input (free()) and the run stay for the caller. */
-static kdc_detection *library_detections(kdc_model **m, kdc_run **run, float **input, int *h,
-                                         int *w, int *n)
+/* The library's detections of IMAGE by the weights at path, as `kdcam
+ * detect --det-size 128` makes them; *input (free()) and the run stay for
+ * the caller. */
+static kdc_detection *library_detections(const char *path, kdc_model **m, kdc_run **run,
+                                         float **input, int *h, int *w, int *n)
 {
     kdc_model_options mo;
     kdc_model_options_init(&mo);
-    assert_int_equal(kdc_model_load(weights, &mo, m), KDC_OK);
+    assert_int_equal(kdc_model_load(path, &mo, m), KDC_OK);
     kdc_image *img;
     assert_int_equal(kdc_image_load(IMAGE, &img), KDC_OK);
     kdc_det_preprocess pp;
@@ -85,6 +86,20 @@ static kdc_detection *library_detections(kdc_model **m, kdc_run **run, float **i
     return d;
 }
 
+/* The same, keeping only the detections (kdc_free them). */
+static kdc_detection *detections_only(const char *path, int *n)
+{
+    kdc_model *m;
+    kdc_run *run;
+    float *input;
+    int h, w;
+    kdc_detection *d = library_detections(path, &m, &run, &input, &h, &w, n);
+    free(input);
+    kdc_run_destroy(run);
+    kdc_model_destroy(m);
+    return d;
+}
+
 static double num_after(const char **p, const char *key)
 {
     const char *q = strstr(*p, key);
@@ -104,7 +119,7 @@ static void test_detect(void **state)
     kdc_run *run;
     float *input;
     int h, w, n;
-    kdc_detection *d = library_detections(&m, &run, &input, &h, &w, &n);
+    kdc_detection *d = library_detections(weights, &m, &run, &input, &h, &w, &n);
     assert_true(n > 10);
     assert_int_equal(cliexec_run("detect --json --det-size %d -w %s -o %s " IMAGE, DET_SIZE,
                                  weights, out),
@@ -220,6 +235,16 @@ static void test_coco(void **state)
                          "add -o DIR");
 }
 
+/* IoU of two boxes, written out again for the test. */
+static double iou2(const float *a, const float *b)
+{
+    const double iw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih = fmin(a[3], b[3]) - fmax(a[1], b[1]);
+    if (iw <= 0 || ih <= 0)
+        return 0;
+    return iw * ih / ((double)(a[2] - a[0]) * (a[3] - a[1]) +
+                      (double)(b[2] - b[0]) * (b[3] - b[1]) - iw * ih);
+}
+
 /* compare --detection 0: the teacher's row explains its detection 0, a
  * student's row its detection of largest IoU with that box (recomputed
  * here from the library's detections); the same weights as a student match
@@ -238,7 +263,7 @@ static void test_compare(void **state)
     kdc_run *run;
     float *input;
     int h, w, n;
-    kdc_detection *td = library_detections(&m, &run, &input, &h, &w, &n);
+    kdc_detection *td = library_detections(weights, &m, &run, &input, &h, &w, &n);
     const char *teacher = strstr(cliexec_out, "\"model\":\"T\"");
     const char *same = strstr(cliexec_out, "\"model\":\"Same\"");
     const char *other = strstr(cliexec_out, "\"model\":\"Other\"");
@@ -258,22 +283,11 @@ static void test_compare(void **state)
     assert_true(fabs(num_after(&p, "\"box_iou_vs_teacher\":") - self) < 1e-9);
     assert_true(fabs(num_after(&p, "\"pearson_vs_teacher\":") - 1.0) < 1e-6);
     /* Other: the best IoU with the teacher's detection 0 among its detections */
-    free(input);
-    kdc_run_destroy(run);
-    kdc_model_destroy(m);
-    char keep[512];
-    snprintf(keep, sizeof keep, "%s", weights);
-    snprintf(weights, sizeof weights, "%s", w2);
-    kdc_detection *od = library_detections(&m, &run, &input, &h, &w, &n);
-    snprintf(weights, sizeof weights, "%s", keep);
+    kdc_detection *od = detections_only(w2, &n);
     int best = -1;
     double biou = -1;
     for (int j = 0; j < n; j++) {
-        const float *a = od[j].box, *b = td[0].box;
-        const double iw = fmin(a[2], b[2]) - fmax(a[0], b[0]), ih = fmin(a[3], b[3]) - fmax(a[1], b[1]);
-        const double i = iw > 0 && ih > 0 ? iw * ih : 0;
-        const double u = (double)(a[2] - a[0]) * (a[3] - a[1]) + (double)(b[2] - b[0]) * (b[3] - b[1]) - i;
-        const double v = i > 0 ? i / u : 0;
+        const double v = iou2(od[j].box, td[0].box);
         if (v > biou) {
             biou = v;
             best = j;
@@ -289,6 +303,91 @@ static void test_compare(void **state)
     free(input);
     kdc_run_destroy(run);
     kdc_model_destroy(m);
+    remove(w2);
+}
+
+/* The teacher's detections (score >= thr) found again in s, one to one:
+ * same label, IoU >= 0.5, the largest IoU first come. */
+static int matched(const kdc_detection *t, int nt, const kdc_detection *s, int ns, float thr)
+{
+    int used[4096] = {0}, m = 0;
+    assert_true(ns <= 4096);
+    for (int i = 0; i < nt; i++) {
+        if (t[i].score < thr)
+            continue;
+        int best = -1;
+        double bv = 0;
+        for (int j = 0; j < ns; j++) {
+            const double v = iou2(t[i].box, s[j].box);
+            if (!used[j] && s[j].score >= thr && s[j].label == t[i].label && v >= 0.5 &&
+                v >= bv) {
+                bv = v;
+                best = j;
+            }
+        }
+        if (best >= 0) {
+            used[best] = 1;
+            m++;
+        }
+    }
+    return m;
+}
+
+static int count_at(const kdc_detection *d, int n, float thr)
+{
+    int c = 0;
+    for (int i = 0; i < n; i++)
+        c += d[i].score >= thr;
+    return c;
+}
+
+/* compare --summary (one image): each student's counts equal a matching
+ * recomputed here from the library's detections; --diff draws one more
+ * column (the figure gets wider) */
+static void test_compare_summary(void **state)
+{
+    (void)state;
+    char w2[400], fig[700];
+    const float thr = 0.3f;
+    snprintf(w2, sizeof w2, "%s/retina3.safetensors", cliexec_dir());
+    snprintf(fig, sizeof fig, "%s/coffee.compare.png", out);
+    assert_int_equal(kdc_test_write_weights(w2, "resnet50_retina_tv", 5143, 1, "", 0), 0);
+    assert_int_equal(cliexec_run("compare --json --summary --show-dets 0.3 --detection 0 "
+                                 "--det-size %d --model T=%s --model Same=%s --model Other=%s "
+                                 "-o %s " IMAGE, DET_SIZE, weights, weights, w2, out), 0);
+    kdc_image *plain, *wide;
+    assert_int_equal(kdc_image_load(fig, &plain), KDC_OK);
+    int nt, no;
+    kdc_detection *td = detections_only(weights, &nt);
+    kdc_detection *od = detections_only(w2, &no);
+    const char *same = strstr(cliexec_out, "{\"summary\":true,\"model\":\"Same\"");
+    const char *other = strstr(cliexec_out, "{\"summary\":true,\"model\":\"Other\"");
+    assert_true(same && other);
+    const char *p = same;
+    assert_int_equal((int)num_after(&p, "\"images\":"), 1);
+    assert_int_equal((int)num_after(&p, "\"detections\":"), count_at(td, nt, thr));
+    assert_int_equal((int)num_after(&p, "\"teacher_detections\":"), count_at(td, nt, thr));
+    assert_int_equal((int)num_after(&p, "\"matched\":"), matched(td, nt, td, nt, thr));
+    assert_true(fabs(num_after(&p, "\"pearson\":") - 1.0) < 1e-6);
+    p = other;
+    assert_int_equal((int)num_after(&p, "\"detections\":"), count_at(od, no, thr));
+    assert_int_equal((int)num_after(&p, "\"teacher_detections\":"), count_at(td, nt, thr));
+    assert_int_equal((int)num_after(&p, "\"matched\":"), matched(td, nt, od, no, thr));
+    print_message("  summary: teacher %d detections >= %.1f, matched by itself %d, by the other "
+                  "weights %d of their %d\n", count_at(td, nt, thr), (double)thr,
+                  matched(td, nt, td, nt, thr), matched(td, nt, od, no, thr),
+                  count_at(od, no, thr));
+    assert_int_equal(cliexec_run("compare --diff --detection 0 --det-size %d --model T=%s "
+                                 "--model Other=%s -o %s " IMAGE, DET_SIZE, weights, w2, out), 0);
+    assert_int_equal(kdc_image_load(fig, &wide), KDC_OK);
+    assert_true(wide->width > plain->width);
+    kdc_image_destroy(plain);
+    kdc_image_destroy(wide);
+    cliexec_expect_error(cliexec_run("compare --summary --det-size %d --model T=%s --model O=%s "
+                                     "-o %s " IMAGE, DET_SIZE, weights, w2, out),
+                         "--summary needs --detection K");
+    kdc_free(od);
+    kdc_free(td);
     remove(w2);
 }
 
@@ -319,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_detect),
         cmocka_unit_test(test_coco),
         cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_compare_summary),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -72,6 +72,35 @@ static void test_metadata_bounds(void **state)
     assert_int_equal(pp.resize_short, 256); /* unchanged on error */
 }
 
+static void test_metadata_detect(void **state)
+{
+    int sh = 7, mx = 9, an = 5;
+    (void)state;
+    CHECK_OK(kdc__meta_detect("m", "short=256 max=384", &sh, &mx, &an));
+    assert_int_equal(sh, 256);
+    assert_int_equal(mx, 384);
+    assert_int_equal(an, 0);
+    CHECK_OK(kdc__meta_detect("m", " max=2048 anchor=16  short=32 ", &sh, &mx, &an));
+    assert_int_equal(sh, 32);
+    assert_int_equal(mx, 2048);
+    assert_int_equal(an, 16);
+    sh = 7;
+    mx = 9;
+    an = 5;
+    static const char *bad[] = {"", "short=256", "max=256", "short=31 max=256",
+                                "short=256 max=2049", "short=300 max=200", "short=256x max=256",
+                                "short= max=256", "short=256 max=256 crop=3",
+                                "short=256 max=256 anchor=3", "short=256 max=256 anchor=1025",
+                                "short=99999999999999999999 max=256", "resize=256"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        expect_error(kdc__meta_detect("m", bad[i], &sh, &mx, &an), KDC_ERR_FORMAT,
+                     "expected \"short=S max=M [anchor=A]\" with 32 <= S <= M <= 2048, "
+                     "4 <= A <= 1024");
+    assert_int_equal(sh, 7); /* unchanged on error */
+    assert_int_equal(mx, 9);
+    assert_int_equal(an, 5);
+}
+
 /* Rewrites a generated weights file with metadata kdcam.preprocess = pre. */
 static void with_preprocess(const char *src, const char *pre, const char *dst)
 {
@@ -247,6 +276,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_pixel_limit), cmocka_unit_test(test_metadata_bounds),
+        cmocka_unit_test(test_metadata_detect),
         cmocka_unit_test(test_metadata_memory), cmocka_unit_test(test_safetensors_budget),
         cmocka_unit_test(test_checkpoint_message),
     };

@@ -77,6 +77,41 @@ kdc_status kdc__meta_preprocess(const char *path, const char *v, kdc_preprocess 
     return KDC_OK;
 }
 
+kdc_status kdc__meta_detect(const char *path, const char *v, int *short_side, int *max_side,
+                            int *anchor)
+{
+    long sv = 0, mv = 0, av = 0;
+    const char *s = v;
+    char *end;
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        if (!*s)
+            break;
+        long *dst = !strncmp(s, "short=", 6)    ? &sv
+                    : !strncmp(s, "max=", 4)    ? &mv
+                    : !strncmp(s, "anchor=", 7) ? &av
+                                                : NULL;
+        if (!dst)
+            break;
+        s += dst == &sv ? 6 : dst == &mv ? 4 : 7;
+        long r = strtol(s, &end, 10);
+        if (end == s || r < (dst == &av ? 4 : 32) || r > (dst == &av ? 1024 : KDC__META_MAX_DET) ||
+            (*end && *end != ' '))
+            break;
+        *dst = r;
+        s = end;
+    }
+    if (*s || !sv || !mv || sv > mv)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: metadata kdcam.detect \"%s\": expected \"short=S "
+                         "max=M [anchor=A]\" with 32 <= S <= M <= %d, 4 <= A <= 1024", path, v,
+                         KDC__META_MAX_DET);
+    *short_side = (int)sv;
+    *max_side = (int)mv;
+    *anchor = (int)av;
+    return KDC_OK;
+}
+
 kdc_status kdc__meta_classes(const char *path, const char *v, int num_classes, char **text,
                              char ***names)
 {

@@ -25,4 +25,13 @@ kdc_status kdc__meta_preprocess(const char *path, const char *v, kdc_preprocess 
 kdc_status kdc__meta_classes(const char *path, const char *v, int num_classes, char **text,
                              char ***names);
 
+/* "kdcam.detect": "short=S max=M [anchor=A]", the detection resize the
+ * detector was trained at (shorter side S, longer at most M; both
+ * 32..KDC__META_MAX_DET, S <= M) and the base size of its P3 anchors (4..1024;
+ * absent: *anchor = 0, the frameworks' 32). On error the outputs are
+ * unchanged and the message names path and the string (KDC_ERR_FORMAT). */
+#define KDC__META_MAX_DET 2048
+kdc_status kdc__meta_detect(const char *path, const char *v, int *short_side, int *max_side,
+                            int *anchor);
+
 #endif /* KDC_IO_METADATA_H */

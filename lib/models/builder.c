@@ -117,8 +117,11 @@ kdc_status kdc__add_alias(kdc__builder *b, const char *name, int node)
 /* Finds key, checks its rank and every dimension of expect that is >= 0
  * (a -1 accepts any size), and converts it to float32 into new storage.
  * The actual shape goes to got (may be NULL). */
-static kdc_status kdc__param(kdc__builder *b, const char *key, int ndim, const int64_t *expect,
-                             int64_t *got, float **out)
+/* share: a tensor read before by another share = 1 call gives the same
+ * storage (a RetinaNet head's convs on every FPN level; never modified
+ * after loading). share = 0: a copy of its own (BatchNorm folds in place). */
+static kdc_status kdc__param_ex(kdc__builder *b, const char *key, int ndim, const int64_t *expect,
+                                int64_t *got, float **out, int share)
 {
     kdc__entry *e = kdc__lookup(b, key);
     char want[96], have[96];
@@ -144,6 +147,12 @@ static kdc_status kdc__param(kdc__builder *b, const char *key, int ndim, const i
             return kdc__fail(KDC_ERR_WEIGHTS, "%s: tensor %s%s has an empty or huge dimension",
                              b->path, b->prefix, key);
     }
+    if (got)
+        memcpy(got, t->shape, (size_t)ndim * sizeof *got);
+    if (share && e->data) {
+        *out = e->data;
+        return KDC_OK;
+    }
     float *p = kdc__alloc_params(b, t->numel);
     if (!p)
         return KDC_ERR_NO_MEMORY;
@@ -156,10 +165,16 @@ static kdc_status kdc__param(kdc__builder *b, const char *key, int ndim, const i
                              b->path, b->prefix, key, i);
     }
     e->used = 1;
-    if (got)
-        memcpy(got, t->shape, (size_t)ndim * sizeof *got);
+    if (share)
+        e->data = p;
     *out = p;
     return KDC_OK;
+}
+
+static kdc_status kdc__param(kdc__builder *b, const char *key, int ndim, const int64_t *expect,
+                             int64_t *got, float **out)
+{
+    return kdc__param_ex(b, key, ndim, expect, got, out, 0);
 }
 
 /* conv weight (cout, cin/groups, k, k); cout < 0 reads it from the file.
@@ -170,7 +185,7 @@ kdc_status kdc__conv(kdc__builder *b, const char *name, const char *wkey,
 {
     int64_t expect[4] = {cout, groups == 1 ? cin : 1, k, k}, got[4];
     float *w, *bias = NULL;
-    kdc_status st = kdc__param(b, wkey, 4, expect, got, &w);
+    kdc_status st = kdc__param_ex(b, wkey, 4, expect, got, &w, 1);
     if (st)
         return st;
     if (groups != 1 && got[0] != cin)
@@ -178,7 +193,7 @@ kdc_status kdc__conv(kdc__builder *b, const char *name, const char *wkey,
                          "(depthwise)", b->path, b->prefix, wkey, (long long)got[0], cin);
     if (bkey) {
         int64_t be[1] = {got[0]};
-        st = kdc__param(b, bkey, 1, be, NULL, &bias);
+        st = kdc__param_ex(b, bkey, 1, be, NULL, &bias, 1);
         if (st)
             return st;
     }

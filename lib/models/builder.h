@@ -25,6 +25,7 @@ typedef struct kdc__entry {
     const char *key;               /* full tensor name                    */
     const kdc__st_tensor *t;
     int used;
+    float *data;                   /* its values once read by a conv, to share */
 } kdc__entry;
 
 typedef struct kdc__builder {

@@ -15,8 +15,8 @@ void kdc_model_det_preprocess(const kdc_model *m, kdc_det_preprocess *pp)
     if (!pp)
         return;
     const int mm = m && m->detector == 2;
-    pp->short_side = 800;
-    pp->max_side = 1333;
+    pp->short_side = m && m->det_short ? m->det_short : 800;
+    pp->max_side = m && m->det_max ? m->det_max : 1333;
     pp->pad = 32;
     pp->scale = mm ? 1.0f : 1.0f / 255.0f;
     pp->round_size = mm;

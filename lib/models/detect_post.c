@@ -26,6 +26,7 @@ void kdc_detect_options_init(kdc_detect_options *opt, kdc_detect_style style)
     opt->topk = 1000;
     opt->nms_thresh = 0.5f;
     opt->max_dets = 0;
+    opt->anchor_size = 0;
 }
 
 /* One candidate detection. */
@@ -37,7 +38,7 @@ struct kdc__cand {
 
 /* The A base anchors of level index li (x0, y0, x1, y1 around the cell
  * origin), ratio-major (0.5, 1, 2), then scale. */
-static void kdc__base_anchors(int mm, int li, int A, float (*base)[4])
+static void kdc__base_anchors(int mm, int li, int A, int size, float (*base)[4])
 {
     static const float ratios[3] = {0.5f, 1.0f, 2.0f};
     const int ns = A / 3;
@@ -46,8 +47,9 @@ static void kdc__base_anchors(int mm, int li, int A, float (*base)[4])
         for (int s = 0; s < ns; s++) {
             float *b = base[r * ns + s];
             if (!mm) {
-                /* sizes (x, int(x * 2^(1/3)), int(x * 2^(2/3))), x = 32 * 2^li */
-                const double x = (double)(32 << li);
+                /* sizes (x, int(x * 2^(1/3)), int(x * 2^(2/3))), x = size * 2^li
+                 * (torchvision's default: 32, 64, ..., 512) */
+                const double x = (double)(size << li);
                 const float sc = (float)(long)(x * pow(2.0, (double)s / ns));
                 const float ws = wr * sc, hs = hr * sc;
                 b[0] = rintf(-ws / 2.0f);
@@ -55,8 +57,9 @@ static void kdc__base_anchors(int mm, int li, int A, float (*base)[4])
                 b[2] = rintf(ws / 2.0f);
                 b[3] = rintf(hs / 2.0f);
             } else {
-                /* octave_base_scale 4, base size = stride 8 * 2^li, centre 0 */
-                const float sc = (float)(4.0 * pow(2.0, (double)s / ns));
+                /* octave_base_scale size / 8 (mmdetection's default: 4), base
+                 * size = stride 8 * 2^li, centre 0 */
+                const float sc = (float)(size / 8.0 * pow(2.0, (double)s / ns));
                 const float w = (float)(8 << li);
                 const float ws = w * wr * sc, hs = w * hr * sc;
                 b[0] = 0.0f - 0.5f * ws;
@@ -121,7 +124,7 @@ static size_t kdc__level(const kdc_head_outputs *ho, int li, int mm, const kdc_d
     const int A = ho->num_anchors, K = ho->num_classes, H = ho->h[li], W = ho->w[li];
     const size_t hw = (size_t)H * W;
     float base[KDC__MAX_ANCHORS][4];
-    kdc__base_anchors(mm, li, A, base);
+    kdc__base_anchors(mm, li, A, o->anchor_size ? o->anchor_size : 32, base);
     /* torchvision: stride = input size // level size; mmdetection: 8 * 2^li */
     const int sh = mm ? 8 << li : in_h / H, sw = mm ? 8 << li : in_w / W;
     size_t n = 0;
@@ -295,11 +298,12 @@ kdc_status kdc_detect_decode(const kdc_head_outputs *ho, const kdc_detect_option
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_detect_decode: %d anchors (3 ratios x "
                          "scales), %d classes, %d levels", A, K, L);
     if (!(opt->score_thresh >= 0.0f && opt->score_thresh < 1.0f) || opt->topk < 1 ||
-        !(opt->nms_thresh >= 0.0f && opt->nms_thresh <= 1.0f) || opt->max_dets < 0)
+        !(opt->nms_thresh >= 0.0f && opt->nms_thresh <= 1.0f) || opt->max_dets < 0 ||
+        (opt->anchor_size && (opt->anchor_size < 4 || opt->anchor_size > 1024)))
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_detect_decode: score threshold %g, topk "
-                         "%d, NMS threshold %g or max_dets %d out of range",
+                         "%d, NMS threshold %g, max_dets %d or anchor size %d out of range",
                          (double)opt->score_thresh, opt->topk, (double)opt->nms_thresh,
-                         opt->max_dets);
+                         opt->max_dets, opt->anchor_size);
     if (input_h < 1 || input_w < 1 || image_h < 1 || image_w < 1 || image_h > input_h ||
         image_w > input_w || orig_h < 1 || orig_w < 1)
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_detect_decode: sizes input %dx%d, "
@@ -383,6 +387,8 @@ kdc_status kdc_detect(const kdc_run *run, const kdc_model *m, int image,
     if (!h->kind)
         return kdc__fail(KDC_ERR_STATE, "kdc_detect: %s has no detection head", m->arch);
     kdc_detect_options o = *opt;
+    if (!o.anchor_size)
+        o.anchor_size = m->det_anchor;
     if (o.style == KDC_DETECT_AUTO)
         o.style = h->kind == KDC_HEAD_RETINANET_MM ? KDC_DETECT_MMDET : KDC_DETECT_TORCHVISION;
     /* the input's size (layer 0 need not be kept) */

@@ -35,6 +35,13 @@ static kdc_status kdc__meta_check_memory(const char *path, const struct kdc_mode
     return KDC_OK;
 }
 
+/* The classes the model scores: its classifier's, or its detection
+ * head's (num_classes is 0 for detectors). */
+static int kdc__model_classes(const struct kdc_model *m)
+{
+    return m->num_classes > 0 ? m->num_classes : m->head.kind ? m->head.classes : 0;
+}
+
 kdc_status kdc__apply_metadata(const char *path, const kdc__st_file *f, struct kdc_model *m)
 {
     kdc_status st;
@@ -43,14 +50,21 @@ kdc_status kdc__apply_metadata(const char *path, const kdc__st_file *f, struct k
               (st = kdc__meta_check_memory(path, m))))
         return st;
     v = kdc__st_metadata(f, "kdcam.classes");
-    if (v && (st = kdc__meta_classes(path, v, m->num_classes, &m->class_text, &m->class_names)))
+    if (v && (st = kdc__meta_classes(path, v, kdc__model_classes(m), &m->class_text,
+                                     &m->class_names)))
+        return st;
+    v = kdc__st_metadata(f, "kdcam.detect");
+    if (v && !m->detector)
+        return kdc__fail(KDC_ERR_FORMAT, "%s: metadata kdcam.detect on a model that is not a "
+                         "detector", path);
+    if (v && (st = kdc__meta_detect(path, v, &m->det_short, &m->det_max, &m->det_anchor)))
         return st;
     return KDC_OK;
 }
 
 const char *kdc_model_class_name(const kdc_model *m, int c)
 {
-    if (!m || c < 0 || c >= m->num_classes)
+    if (!m || c < 0 || c >= kdc__model_classes(m))
         return NULL;
     if (m->class_names)
         return m->class_names[c];

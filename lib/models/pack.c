@@ -50,16 +50,34 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: cannot create a mutex");
     m->pack_lock_init = 1;
     const int mr = m->gemm->mr;
+    /* each node's weight before packing, to find the nodes that share one */
+    const float **plain = calloc((size_t)m->n_nodes, sizeof *plain);
+    if (!plain)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
     for (int i = 0; i < m->n_nodes; i++) {
         kdc__node *nd = &m->nodes[i];
         if (!kdc__conv_is_gemm(m, nd))
             continue;
         kdc__conv_param *cp = &nd->p.conv;
         const int k = cp->cin * cp->kh * cp->kw;
+        plain[i] = cp->weight;
+        int src = 0;
+        for (int j = 1; j < i && !src; j++)
+            if (plain[j] == cp->weight && m->nodes[j].p.conv.cout == cp->cout &&
+                m->nodes[j].p.conv.cin * m->nodes[j].p.conv.kh * m->nodes[j].p.conv.kw == k)
+                src = j;
+        if (src) { /* packed already, its plain copy given back */
+            cp->share = src;
+            cp->packed = m->packed[src];
+            cp->weight = NULL;
+            continue;
+        }
         const size_t bytes = kdc__gemm_packed_size(cp->cout, k, mr) * sizeof(float);
         float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (!p)
+        if (!p) {
+            free(plain);
             return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
+        }
         kdc__gemm_pack_a(cp->weight, k, 1, cp->cout, k, mr, p);
         m->packed[i] = p;
         cp->packed = p;
@@ -74,6 +92,7 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
                 break;
             }
     }
+    free(plain);
     return KDC_OK;
 }
 
@@ -101,6 +120,8 @@ kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float *
 {
     kdc_status st = KDC_OK;
     pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
+    if (m->nodes[node].p.conv.share)
+        node = m->nodes[node].p.conv.share;
     pthread_mutex_lock(lock);
     if (!m->packed_t[node]) {
         const size_t bytes = kdc__conv_packed_t_size(m, node) * sizeof(float);

@@ -36,6 +36,9 @@ typedef struct kdc__conv_param {
      * GEMM's A, (cout x cin*kh*kw) in mr-row panels (lib/kernels/kernels.h), packed
      * once at load; NULL on the scalar reference path. */
     const float *packed;
+    /* The node whose weights (and packings) this one shares (a RetinaNet
+     * head's conv on each FPN level reads one tensor), or 0: its own. */
+    int share;
 } kdc__conv_param;
 
 typedef struct kdc__node {
@@ -82,6 +85,8 @@ struct kdc_model {
     size_t n_params;        /* floats held in blocks                        */
     kdc_preprocess preprocess;
     int detector;           /* 0; 1 torchvision FPN; 2 mmdetection FPN        */
+    int det_short, det_max; /* metadata kdcam.detect, or 0: 800, 1333         */
+    int det_anchor;         /* metadata kdcam.detect anchor=N, or 0: 32       */
     kdc__head head;         /* a RetinaNet head on the FPN, or kind 0         */
     float bn_eps;           /* the BatchNorm eps used                         */
     char **ignored;         /* tensors of the file not used (detection heads) */

@@ -101,7 +101,8 @@ enum { KDC__WT_KEEP_PIXELS = 4 * 224 * 224 };
 static kdc_status kdc__backward_weights(kdc_run *r, int i, const float **wt)
 {
     const kdc_model *m = r->m;
-    if (m->packed_t[i] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
+    const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
+    if (m->packed_t[own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
         return kdc__conv_packed_t(m, i, wt);
     kdc_status st = kdc__work_wt(&r->ws, kdc__conv_packed_t_size(m, i));
     if (st)
