@@ -194,8 +194,11 @@ def norm(xb):
 
 
 class Log:
-    def __init__(self, path):
-        self.f = open(path, "w")
+    """Prints each message and writes it to path (mode "w", or "a" to
+    append)."""
+
+    def __init__(self, path, mode="w"):
+        self.f = open(path, mode)
 
     def __call__(self, msg):
         print(msg, flush=True)

@@ -157,10 +157,11 @@ class DPKStage(nn.Module):
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
-    def forward(self, fs, ft, mask):
+    def predict(self, fs, ft, mask):
         """fs: student B x Cs x h x w (resized to the teacher's h x w
         beforehand), ft: teacher B x Ct x h x w, mask: B x (h w) bool, True
-        where the teacher's features are used. Returns the loss."""
+        where the teacher's features are used. Returns the predicted
+        teacher features, B x (h w) x Ct."""
         b = fs.shape[0]
         xs = self.enc_to_dec(self.stu(fs, ~mask))
         xt = self.enc_to_dec(self.tea(ft, mask))
@@ -170,9 +171,11 @@ class DPKStage(nn.Module):
         full = full.masked_scatter(mask[..., None], xt + pos[mask].reshape(xt.shape))
         for blk in self.blocks:
             full = blk(full)
-        pred = self.head(self.norm(full))
-        target = ft.flatten(2).transpose(1, 2)
-        return F.mse_loss(pred, target)
+        return self.head(self.norm(full))
+
+    def forward(self, fs, ft, mask):
+        """The loss: MSE of predict() against the teacher's features."""
+        return F.mse_loss(self.predict(fs, ft, mask), ft.flatten(2).transpose(1, 2))
 
 
 def hsic_unbiased(k, l):
