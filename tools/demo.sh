@@ -36,6 +36,63 @@ done
 rm -rf "$D"
 mkdir -p "$D/figures"
 
+# The detection pair runs beside the classification pairs (their kdcam
+# commands keep about one of the two cores busy), so that make demo stays
+# within its two minutes; its output is printed after theirs.
+detection_pair() {
+    echo
+    echo "== pair ResNet-152-FPN -> ResNet-50-FPN (RetinaNet detectors, $DN images)"
+    # --seed 103 is the held-out seed of tools/train_detectors.py.
+    "$K" shapes --detection -n "$DN" --seed 103 --size 256 -o "$D/det-heldout" >/dev/null
+    DT="Teacher (ResNet-152-FPN)=$W/det-teacher-r152fpn.safetensors"
+    DS1="Student (ResNet-50-FPN)=$W/det-r50fpn-vanilla.safetensors"
+    DS2="FGD student=$W/det-r50fpn-fgd.safetensors"
+    DS3="DPK student=$W/det-r50fpn-dpk.safetensors"
+    echo "== kdcam detect + kdcam eval (COCO box mAP against the shapes' instances.json)"
+    mkdir -p "$D/det"
+    for m in teacher-r152fpn r50fpn-vanilla r50fpn-fgd r50fpn-dpk; do
+        "$K" detect -w "$W/det-$m.safetensors" --threads "$THREADS" \
+            --coco "$D/det-heldout/instances.json" -o "$D/det/$m" "$D/det-heldout"/*.png >/dev/null
+        "$K" eval --json "$D/det-heldout/instances.json" "$D/det/$m/results.json" \
+            > "$D/det/$m/eval.json"
+    done
+    echo "== kdcam compare --detection 0 --summary, first $DC images (rows Student, FGD, DPK, Teacher)"
+    # (an @LIST names files relative to the list's folder)
+    (cd "$D" && ls det-heldout/*.png | head -n "$DC") > "$D/det-figures.txt"
+    "$K" compare --detection 0 --summary --json --teacher-last --batch 1 \
+        --model "$DT" --model "$DS1" --model "$DS2" --model "$DS3" \
+        --threads "$THREADS" -o "$D/figures/detection" "@$D/det-figures.txt" \
+        > "$D/compare-detection.json"
+    # The table: mAP and AP50 from kdcam eval, agreement from compare --summary.
+    stat() { sed -n 's/.*"stats":\[\([^,]*\),\([^,]*\),.*/\1 \2/p' "$1"; }
+    field() { grep "\"summary\":true" "$D/compare-detection.json" | sed -n "$1p" |
+              sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p"; }
+    {
+        echo "detection pair: COCO box AP on $DN held-out images (kdcam eval); agreement with"
+        echo "the teacher on the first $DC (kdcam compare --summary): the teacher's detections"
+        echo "of score >= 0.5 found again (same class, box IoU >= 0.5), and the Pearson r of"
+        echo "the Grad-CAM of the teacher's top detection with that of each student's"
+        echo "best-IoU match"
+        printf "  %-26s %7s %7s %18s %7s\n" model mAP AP50 "matched teacher's" "map r"
+        i=1
+        for m in "Teacher (ResNet-152-FPN):teacher-r152fpn" "Student (ResNet-50-FPN):r50fpn-vanilla" \
+                 "FGD student:r50fpn-fgd" "DPK student:r50fpn-dpk"; do
+            set -- $(stat "$D/det/${m#*:}/eval.json")
+            if [ $i -eq 1 ]; then
+                printf "  %-26s %7.3f %7.3f %18s %7s\n" "${m%%:*}" "$1" "$2" "-" "-"
+            else
+                printf "  %-26s %7.3f %7.3f %17.1f%% %7.3f\n" "${m%%:*}" "$1" "$2" \
+                    "$(echo "$(field $i matched_fraction)" | awk '{print $1 * 100}')" \
+                    "$(field $i pearson)"
+            fi
+            i=$((i + 1))
+        done
+    } > "$D/detection-table.txt"
+}
+
+(set -e; detection_pair) > "$D/detection.log" 2>&1 &
+det_pid=$!
+
 # --seed 3 is the held-out seed of tools/train_pairs.py: none of these images
 # was seen in training. The default (hard) style: small objects anywhere,
 # with decoys that belong to no class.
@@ -77,54 +134,13 @@ echo "== kdcam analyze (CKA, prediction and map agreement; all seven models, $N 
     --model "ResNet-50 DPK=$W/resnet50-dpk.safetensors" \
     --threads "$THREADS" --batch 16 -o "$D/analyze" "$D/heldout" > "$D/analyze.txt"
 
-echo
-echo "== pair ResNet-152-FPN -> ResNet-50-FPN (RetinaNet detectors, $DN images)"
-# --seed 103 is the held-out seed of tools/train_detectors.py.
-"$K" shapes --detection -n "$DN" --seed 103 --size 256 -o "$D/det-heldout" >/dev/null
-DT="Teacher (ResNet-152-FPN)=$W/det-teacher-r152fpn.safetensors"
-DS1="Student (ResNet-50-FPN)=$W/det-r50fpn-vanilla.safetensors"
-DS2="FGD student=$W/det-r50fpn-fgd.safetensors"
-DS3="DPK student=$W/det-r50fpn-dpk.safetensors"
-echo "== kdcam detect + kdcam eval (COCO box mAP against the shapes' instances.json)"
-mkdir -p "$D/det"
-for m in teacher-r152fpn r50fpn-vanilla r50fpn-fgd r50fpn-dpk; do
-    "$K" detect -w "$W/det-$m.safetensors" --threads "$THREADS" \
-        --coco "$D/det-heldout/instances.json" -o "$D/det/$m" "$D/det-heldout"/*.png >/dev/null
-    "$K" eval --json "$D/det-heldout/instances.json" "$D/det/$m/results.json" \
-        > "$D/det/$m/eval.json"
-done
-echo "== kdcam compare --detection 0 --summary, first $DC images (rows Student, FGD, DPK, Teacher)"
-ls "$D/det-heldout"/*.png | head -n "$DC" > "$D/det-figures.txt"
-"$K" compare --detection 0 --summary --json --teacher-last --batch 1 \
-    --model "$DT" --model "$DS1" --model "$DS2" --model "$DS3" \
-    --threads "$THREADS" -o "$D/figures/detection" "@$D/det-figures.txt" \
-    > "$D/compare-detection.json"
-# The table: mAP and AP50 from kdcam eval, agreement from compare --summary.
-stat() { sed -n 's/.*"stats":\[\([^,]*\),\([^,]*\),.*/\1 \2/p' "$1"; }
-field() { grep "\"summary\":true" "$D/compare-detection.json" | sed -n "$1p" |
-          sed -n "s/.*\"$2\":\([-0-9.e]*\).*/\1/p"; }
-{
-    echo "detection pair: COCO box AP on $DN held-out images (kdcam eval); agreement with"
-    echo "the teacher on the first $DC (kdcam compare --summary): the teacher's detections"
-    echo "of score >= 0.5 found again (same class, box IoU >= 0.5), and the Pearson r of"
-    echo "the Grad-CAM of the teacher's top detection with that of each student's"
-    echo "best-IoU match"
-    printf "  %-26s %7s %7s %18s %7s\n" model mAP AP50 "matched teacher's" "map r"
-    i=1
-    for m in "Teacher (ResNet-152-FPN):teacher-r152fpn" "Student (ResNet-50-FPN):r50fpn-vanilla" \
-             "FGD student:r50fpn-fgd" "DPK student:r50fpn-dpk"; do
-        set -- $(stat "$D/det/${m#*:}/eval.json")
-        if [ $i -eq 1 ]; then
-            printf "  %-26s %7.3f %7.3f %18s %7s\n" "${m%%:*}" "$1" "$2" "-" "-"
-        else
-            printf "  %-26s %7.3f %7.3f %17.1f%% %7.3f\n" "${m%%:*}" "$1" "$2" \
-                "$(echo "$(field $i matched_fraction)" | awk '{print $1 * 100}')" \
-                "$(field $i pearson)"
-        fi
-        i=$((i + 1))
-    done
-} > "$D/detection-table.txt"
 
+if ! wait "$det_pid"; then
+    cat "$D/detection.log" >&2
+    echo "demo: the detection pair failed" >&2
+    exit 1
+fi
+cat "$D/detection.log"
 echo
 echo "figures: $D/figures/mobilenetv1/*.compare.png and $D/figures/resnet50/*.compare.png"
 echo "         (one per image and pair: rows Student, ICKD, DPK, Teacher)"
