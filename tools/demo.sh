@@ -24,7 +24,7 @@ W=${DEMO_WEIGHTS:-weights/demo}
 D=$B/demo
 N=${DEMO_IMAGES:-300}
 DN=${DEMO_DET_IMAGES:-100}
-DC=${DEMO_DET_FIGURES:-24}
+DC=${DEMO_DET_FIGURES:-16}
 THREADS=${DEMO_THREADS:-2}
 T=$W/teacher-resnet101.safetensors
 
@@ -36,9 +36,9 @@ done
 rm -rf "$D"
 mkdir -p "$D/figures"
 
-# The detection pair runs beside the classification pairs (their kdcam
-# commands keep about one of the two cores busy), so that make demo stays
-# within its two minutes; its output is printed after theirs.
+# The detection pair runs beside the classification pairs, on one thread
+# (their kdcam commands leave part of the second core idle), so that make
+# demo stays within its two minutes; its output is printed after theirs.
 detection_pair() {
     echo
     echo "== pair ResNet-152-FPN -> ResNet-50-FPN (RetinaNet detectors, $DN images)"
@@ -51,7 +51,7 @@ detection_pair() {
     echo "== kdcam detect + kdcam eval (COCO box mAP against the shapes' instances.json)"
     mkdir -p "$D/det"
     for m in teacher-r152fpn r50fpn-vanilla r50fpn-fgd r50fpn-dpk; do
-        "$K" detect -w "$W/det-$m.safetensors" --threads "$THREADS" \
+        "$K" detect -w "$W/det-$m.safetensors" \
             --coco "$D/det-heldout/instances.json" -o "$D/det/$m" "$D/det-heldout"/*.png >/dev/null
         "$K" eval --json "$D/det-heldout/instances.json" "$D/det/$m/results.json" \
             > "$D/det/$m/eval.json"
@@ -61,7 +61,7 @@ detection_pair() {
     (cd "$D" && ls det-heldout/*.png | head -n "$DC") > "$D/det-figures.txt"
     "$K" compare --detection 0 --summary --json --teacher-last --batch 1 \
         --model "$DT" --model "$DS1" --model "$DS2" --model "$DS3" \
-        --threads "$THREADS" -o "$D/figures/detection" "@$D/det-figures.txt" \
+        -o "$D/figures/detection" "@$D/det-figures.txt" \
         > "$D/compare-detection.json"
     # The table: mAP and AP50 from kdcam eval, agreement from compare --summary.
     stat() { sed -n 's/.*"stats":\[\([^,]*\),\([^,]*\),.*/\1 \2/p' "$1"; }
