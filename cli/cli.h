@@ -62,6 +62,7 @@ typedef struct cli_opts {
     int anchor_size;         /* --anchor-size N (0: the model's, else 32)   */
     int det_style;           /* --det-style auto|tv|mm (kdc_detect_style)    */
     int detection;           /* --detection K (-1: none): CAM target         */
+    int detection_box;       /* --detection-box: plus the anchor's box deltas */
     const char *coco;        /* --coco FILE: image ids by file name (detect) */
     /* bench, pointing */
     int runs;                /* --runs R (0: the command's default)          */
@@ -137,21 +138,22 @@ int cli_load_det_batch(const cli_opts *o, const kdc_model *m, float **input, int
 /* --detection K: for each of the n images of the last forward input, its
  * detection K (kdc_detect on the kept head outputs; the images' original
  * sizes w, h in sizes, their scales to input pixels in scales), into
- * dets[b]; *seed (free()) is the one-hot seed at the classification layer
- * *layer of their level (all images' detections must share it). */
+ * dets[b]; *tg is their target (cli_detection_target). */
 int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
                        int n, int h, int w, const double *scales, const int *sizes,
-                       kdc_detection *dets, float **seed, int *layer);
+                       kdc_detection *dets, kdc_target *tg);
 /* Every detection of each of the n images (dets[b], counts[b]; free each
  * dets[b] with kdc_free), after a forward pass keeping the head's outputs. */
 int cli_detect_all(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
                    int n, int h, int w, const double *scales, const int *sizes,
                    kdc_detection **dets, int *counts);
-/* The one-hot seed (free()) at the classification layer *layer of the
- * detections' level, one per image of an h x w input (all on one level,
- * else an error). */
-int cli_detection_onehot(const kdc_model *m, int h, int w, const kdc_detection *dets, int n,
-                         float **seed, int *layer);
+/* The detections' CAM target (kdc_detection_target; with o->detection_box
+ * plus the box deltas), one per image of an h x w input (all on one level,
+ * else an error); free it with cli_target_free. */
+int cli_detection_target(const cli_opts *o, const kdc_model *m, int h, int w,
+                         const kdc_detection *dets, int n, kdc_target *tg);
+/* Frees the seeds of a target made by cli_detection_target (and zeroes it). */
+void cli_target_free(kdc_target *tg);
 /* The energy seed of --level (with --box, --channel, --energy) for the batch:
  * runs a forward pass keeping the level; *seed is freed with free(). */
 int cli_level_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input, int n,

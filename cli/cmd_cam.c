@@ -145,6 +145,8 @@ static const char *cam_usage =
     "                      detection K (0 = the best, as `kdcam detect` lists them);\n"
     "                      default layer: the FPN level it came from. Images of a\n"
     "                      batch must have it on one level (else --batch 1)\n"
+    "      --detection-box  with --detection: the target also adds the anchor's four\n"
+    "                      box-regression outputs (logit + dx + dy + dw + dh)\n"
     "      --score-thresh S, --max-dets N, --det-style X, --anchor-size N  the\n"
     "                      detections, as for `kdcam detect`\n"
     "      --fpn-extra X   auto | none | pool | on-input | on-output | on-lateral\n"
@@ -478,7 +480,8 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
     const char *method = cx->method;
     kdc_cam_result *res = NULL;
     const int *layers = cx->layers;
-    int nlayers = cx->nlayers, dlayer = -1, dfeat = -1;
+    int nlayers = cx->nlayers, dfeat = -1;
+    kdc_target dtg = {.kind = KDC_TARGET_SEED}; /* --detection: freed at the end */
     kdc_detection *dets = NULL;
     float *attr = NULL, *map1 = NULL, *seed = NULL, *probs = NULL, *baseline = NULL;
     int *cls = NULL, rc = 0;
@@ -509,10 +512,9 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
             rc = cli_error("out of memory");
             goto out;
         }
-        if ((rc = cli_detection_seed(o, m, cx->run, input, n, h, w, scales, sizes, dets, &seed,
-                                     &dlayer)))
+        if ((rc = cli_detection_seed(o, m, cx->run, input, n, h, w, scales, sizes, dets, &dtg)))
             goto out;
-        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = dlayer, .seed = seed};
+        tg = dtg;
         if (!o->n_layers) {
             kdc_head_info hi;
             kdc_model_head(m, &hi);
@@ -597,10 +599,11 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
             if (!dn)
                 snprintf(nb, sizeof nb, "class %d", d->label);
             printf("%s: detection %d: %s %.4f box %.1f,%.1f,%.1f,%.1f (p%d anchor %d cell "
-                   "%d,%d), %s at %s\n",
+                   "%d,%d)%s, %s at %s\n",
                    src, o->detection, dn ? dn : nb, (double)d->score, (double)d->box[0],
                    (double)d->box[1], (double)d->box[2], (double)d->box[3], d->level, d->anchor,
-                   d->y, d->x, method, kdc_model_layer_alias(m, layers[0], 0)
+                   d->y, d->x, o->detection_box ? ", logit + box deltas" : "", method,
+                   kdc_model_layer_alias(m, layers[0], 0)
                                            ? kdc_model_layer_alias(m, layers[0], 0)
                                            : kdc_model_layer_name(m, layers[0]));
         } else if (det)
@@ -726,6 +729,7 @@ static int cam_batch(const cam_ctx *cx, const float *input, int n, int h, int w,
 out:
     free(probs);
     free(seed);
+    cli_target_free(&dtg);
     free(dets);
     free(baseline);
     free(map1);
@@ -838,6 +842,10 @@ int cmd_cam(int argc, char **argv)
     if (!det && (o.level || o.has_box || o.channel >= 0 || o.det_short)) {
         rc = cli_error("--level, --box, --channel and --det-size apply to detection backbones "
                        "(-m resnet50-fpn ...)");
+        goto out;
+    }
+    if (o.detection_box && o.detection < 0) {
+        rc = cli_error("--detection-box adds to the target of --detection K: give --detection");
         goto out;
     }
     if (o.detection >= 0) {

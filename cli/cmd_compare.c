@@ -88,6 +88,8 @@ static const char *compare_usage =
     "The input panel also shows the model's other detections of score >=\n"
     "--show-dets (thin).\n"
     "      --show-dets S   other detections drawn on the input (default 0.5)\n"
+    "      --detection-box  the target also adds the anchor's four box-regression\n"
+    "                      outputs (logit + dx + dy + dw + dh)\n"
     "      --diff          one more column: the teacher's map minus each student's\n"
     "                      (as the CAM panels show them), blue where the student\n"
     "                      looks more, red where it looks less (figures, not --grid)\n"
@@ -244,6 +246,7 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
     const int det = cli_is_detector(cm->m);
     double *scales = NULL;
     float *seed = NULL;
+    kdc_target dtg = {.kind = KDC_TARGET_SEED}; /* --detection K */
     /* the first model's geometry, this model's normalisation */
     kdc_model_preprocess(cm->m, &pp);
     pp.resize_short = geom->resize_short;
@@ -335,10 +338,9 @@ static int run_model(const cli_opts *o, const cli_input_opts *io, cmp_model *cm,
     kdc_target tg = {.kind = KDC_TARGET_LOGIT, .classes = use ? cls : NULL};
     if (cm->det) {
         /* the logit of the anchor behind each image's chosen detection */
-        int sl;
-        if ((rc = cli_detection_onehot(cm->m, *h, *w, cm->det, *n, &seed, &sl)))
+        if ((rc = cli_detection_target(o, cm->m, *h, *w, cm->det, *n, &dtg)))
             goto out;
-        tg = (kdc_target){.kind = KDC_TARGET_SEED, .layer = sl, .seed = seed};
+        tg = dtg;
     } else if (det) {
         if ((rc = cli_level_seed(o, cm->m, run, input, *n, *h, *w, scales, cm->layer, &seed)))
             goto out;
@@ -375,6 +377,7 @@ out:
     if (msizes != sizes)
         free(msizes);
     free(seed);
+    cli_target_free(&dtg);
     free(scales);
     free(cls);
     free(raw);
@@ -912,6 +915,10 @@ int cmd_compare(int argc, char **argv)
     if (o.labels && !(labels = cli_read_labels(o.labels, &nlabels)))
         goto out;
     rc = 0;
+    if (o.detection_box && o.detection < 0) {
+        rc = cli_error("--detection-box adds to the target of --detection K: give --detection");
+        goto out;
+    }
     if (io.summary && o.detection < 0) {
         rc = cli_error("--summary needs --detection K (detectors with a RetinaNet head)");
         goto out;

@@ -353,6 +353,10 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--detection: '%s' is not a detection index (0 = the best)", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--detection-box")) {
+            if (!(acc & OPT_DET))
+                goto unknown;
+            o->detection_box = 1;
         } else if (!strcmp(a, "--det-size")) {
             NEEDS(OPT_DET);
             int used = 0, n2 = sscanf(v, "%d,%d%n", &o->det_short, &o->det_max, &used);

@@ -260,41 +260,32 @@ int cli_detect_all(const cli_opts *o, const kdc_model *m, kdc_run *run, const fl
     return 0;
 }
 
-int cli_detection_onehot(const kdc_model *m, int h, int w, const kdc_detection *dets, int n,
-                         float **seed, int *layer)
+int cli_detection_target(const cli_opts *o, const kdc_model *m, int h, int w,
+                         const kdc_detection *dets, int n, kdc_target *tg)
 {
-    kdc_head_info hi;
-    kdc_model_head(m, &hi);
-    *seed = NULL;
+    *tg = (kdc_target){.kind = KDC_TARGET_SEED};
     for (int b = 1; b < n; b++)
         if (dets[b].level_index != dets[0].level_index)
             return cli_error("the batch's chosen detections lie on different levels (p%d, p%d): "
                              "run these images with --batch 1", dets[0].level, dets[b].level);
-    *layer = hi.cls_layer[dets[0].level_index];
-    int s[4] = {n, 0, 0, 0};
-    kdc_status st = kdc_model_layer_shape(m, *layer, h, w, s + 1);
-    if (st)
-        return cli_lib_error(st, NULL);
-    const size_t hw = (size_t)s[2] * s[3], per = (size_t)s[1] * hw;
-    float *sd = calloc((size_t)n * per, sizeof *sd);
-    if (!sd)
-        return cli_error("out of memory");
-    for (int b = 0; b < n; b++) {
-        const kdc_detection *d = &dets[b];
-        sd[(size_t)b * per + (size_t)(d->anchor * hi.num_classes + d->label) * hw +
-           (size_t)d->y * s[3] + (size_t)d->x] = 1.0f;
-    }
-    *seed = sd;
-    return 0;
+    kdc_status st = kdc_detection_target(m, h, w, dets, n, o->detection_box, tg);
+    return st ? cli_lib_error(st, NULL) : 0;
+}
+
+void cli_target_free(kdc_target *tg)
+{
+    kdc_free((void *)tg->seed);
+    kdc_free((void *)tg->seed2);
+    tg->seed = tg->seed2 = NULL;
 }
 
 int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, const float *input,
                        int n, int h, int w, const double *scales, const int *sizes,
-                       kdc_detection *dets, float **seed, int *layer)
+                       kdc_detection *dets, kdc_target *tg)
 {
     kdc_detection **all = calloc((size_t)n, sizeof *all);
     int *counts = calloc((size_t)n, sizeof *counts), rc;
-    *seed = NULL;
+    *tg = (kdc_target){.kind = KDC_TARGET_SEED};
     if (!all || !counts) {
         free(all);
         free(counts);
@@ -314,6 +305,6 @@ int cli_detection_seed(const cli_opts *o, const kdc_model *m, kdc_run *run, cons
     free(all);
     free(counts);
     if (!rc)
-        rc = cli_detection_onehot(m, h, w, dets, n, seed, layer);
+        rc = cli_detection_target(o, m, h, w, dets, n, tg);
     return rc;
 }

@@ -416,6 +416,13 @@ typedef struct kdc_target {
      * array shaped like that layer's output (N x C x H x W). */
     int layer;
     const float *seed;
+    /* SEED, optional: a second seed (NULL: none), shaped like the output of
+     * layer2, added to the first: the target is then sum(seed * output of
+     * layer) + sum(seed2 * output of layer2). For targets that live on two
+     * branches, e.g. a detection's class logit plus its box regression
+     * (kdc_detection_seed). layer2 may equal layer (the seeds add). */
+    int layer2;
+    const float *seed2;
 } kdc_target;
 
 /* Like kdc_run_forward, and also records what a backward pass down to layer
@@ -1290,6 +1297,20 @@ KDC_API kdc_status kdc_detect_decode(const kdc_head_outputs *ho, const kdc_detec
 KDC_API kdc_status kdc_detect(const kdc_run *run, const kdc_model *model, int image,
                               const kdc_detect_options *opt, int image_h, int image_w,
                               int orig_h, int orig_w, kdc_detection **dets, int *n);
+
+/* The CAM target of detections dets[0..n-1], one per image of an n-image
+ * batch of h x w inputs (all on one FPN level: e.g. from kdc_detect): a
+ * KDC_TARGET_SEED target on the level's classification output, 1 at each
+ * detection's pre-sigmoid logit (channel anchor * K + label, cell y, x);
+ * with_box != 0 also seeds the level's regression output at the anchor's
+ * four box deltas (channels anchor * 4 .. + 3, same cell) as tg->seed2, so
+ * the target is logit + dx + dy + dw + dh. Free tg->seed and tg->seed2
+ * with kdc_free. Errors: KDC_ERR_INVALID_ARGUMENT (NULL, n < 1, levels
+ * differ, a detection not on the head's outputs), KDC_ERR_STATE (no head),
+ * KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_detection_target(const kdc_model *model, int h, int w,
+                                        const kdc_detection *dets, int n, int with_box,
+                                        kdc_target *tg);
 
 /* FGD's attention views of n feature maps A (n x c x h x w), as
  * get_attention in yzd-v/FGD's fgd.py: spatial (n x h x w, may be NULL) =

@@ -195,6 +195,32 @@ static void test_detect(void **state)
     assert_true(worst <= 1e-6);
     kdc_free(map);
     kdc_cam_result_destroy(res);
+
+    /* --detection-box: the same logit plus the anchor's four box deltas
+     * (regression output channels anchor * 4 .. + 3 at the same cell) */
+    assert_int_equal(cliexec_run("cam --detection 0 --detection-box --npy --det-size %d -w %s "
+                                 "-o %s " IMAGE, DET_SIZE, weights, out),
+                     0);
+    assert_non_null(strstr(cliexec_out, "logit + box deltas"));
+    const int reg = hi.reg_layer[li];
+    int rs[4] = {1, 0, 0, 0};
+    assert_int_equal(kdc_model_layer_shape(m, reg, h, w, rs + 1), KDC_OK);
+    assert_int_equal(rs[1], 4 * hi.num_anchors);
+    float *seed2 = calloc((size_t)rs[1] * rs[2] * rs[3], sizeof *seed2);
+    assert_non_null(seed2);
+    for (int k = 0; k < 4; k++)
+        seed2[((size_t)(d[0].anchor * 4 + k) * rs[2] + d[0].y) * rs[3] + d[0].x] = 1.0f;
+    co.target.layer2 = reg;
+    co.target.seed2 = seed2;
+    assert_int_equal(kdc_cam_compute(run, input, 1, h, w, &co, &res), KDC_OK);
+    assert_int_equal(kdc_npy_load(path, &map, &nd, dims), KDC_OK);
+    worst = 0;
+    for (size_t i = 0; i < (size_t)h * w; i++)
+        worst = fmax(worst, fabs(map[i] - res->map[i]));
+    assert_true(worst <= 1e-6);
+    kdc_free(map);
+    kdc_cam_result_destroy(res);
+    free(seed2);
     free(seed);
     kdc_free(d);
     free(input);
@@ -400,6 +426,8 @@ static void test_errors(void **state)
     cliexec_expect_error(cliexec_run("cam --detection 0 --level p4 -w %s -o %s " IMAGE, weights,
                                      out),
                          "--detection is the target");
+    cliexec_expect_error(cliexec_run("cam --detection-box -w %s -o %s " IMAGE, weights, out),
+                         "give --detection");
     cliexec_expect_error(cliexec_run("detect --det-style xx -w %s " IMAGE, weights),
                          "--det-style");
     cliexec_expect_error(cliexec_run("detect --score-thresh 1.5 -w %s " IMAGE, weights),

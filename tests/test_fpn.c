@@ -223,6 +223,197 @@ static int compare(const char *fxname, const fx_layer *ref, const float *got, co
     return 0;
 }
 
+/* The one-hot seed of a fixture's onehot target (metadata target.<t>.cell
+ * "c,y,x"), every image of the batch; *layer gets the target's layer. */
+static float *onehot_seed(const fx_file *fx, const kdc_model *m, const char *tn, int n, int h,
+                          int w, int *layer)
+{
+    int s[3], cc, cy, cx;
+    CHECK_OK(kdc_model_find_layer(m, meta_fmt(fx, "target.%s.layer", tn), layer));
+    CHECK_OK(kdc_model_layer_shape(m, *layer, h, w, s));
+    assert_string_equal(meta_fmt(fx, "target.%s.kind", tn), "onehot");
+    assert_int_equal(sscanf(meta_fmt(fx, "target.%s.cell", tn), "%d,%d,%d", &cc, &cy, &cx), 3);
+    const size_t per = (size_t)s[0] * s[1] * s[2];
+    float *seed = calloc((size_t)n * per, sizeof *seed);
+    assert_non_null(seed);
+    for (int b = 0; b < n; b++)
+        seed[(size_t)b * per + ((size_t)cc * s[1] + cy) * s[2] + cx] = 1.0f;
+    return seed;
+}
+
+/* A reference gradient of the sum of targets t1 and t2 (two seeds on two
+ * head branches at two levels): by linearity the sum of PyTorch's two
+ * gradients, which the fixture stores at the same sample indices. */
+typedef struct sum_ref {
+    char layer[160];
+    const fx_layer *r[2]; /* NULL where that target's fixture has no such gradient */
+} sum_ref;
+
+static int check_sum_grad(const char *name, const sum_ref *sr, const float *got, size_t numel)
+{
+    const fx_layer *a = sr->r[0] ? sr->r[0] : sr->r[1];
+    assert_int_equal(a->numel, numel);
+    double num = 0.0, den = 0.0, sum = 0.0, rsum = 0.0, rss = 0.0;
+    for (int k = 0; k < 2; k++)
+        if (sr->r[k]) {
+            assert_int_equal(sr->r[k]->numel, numel);
+            assert_int_equal(sr->r[k]->nval, a->nval);
+            rsum += sr->r[k]->sum;
+            rss += sr->r[k]->sumsq;
+        }
+    for (size_t j = 0; j < a->nval; j++) {
+        size_t i = a->nval == numel ? j : kdc_test_sample_index(numel, a->nval, j);
+        double ref = 0.0;
+        for (int k = 0; k < 2; k++)
+            ref += sr->r[k] ? sr->r[k]->val[j] : 0.0;
+        num += ((double)got[i] - ref) * ((double)got[i] - ref);
+        den += ref * ref;
+    }
+    for (size_t i = 0; i < numel; i++)
+        sum += got[i];
+    const double e = den > 0 ? sqrt(num / den) : sqrt(num);
+    /* the sum, against |sum| <= sqrt(numel * sumsq) (Cauchy-Schwarz) */
+    const double es = fabs(sum - rsum) / sqrt((double)numel * rss);
+    if (!(e <= TOL) || !(es <= TOL)) {
+        printf("  FAIL %s two seeds %-28s rel L2 %.3e  sum rel %.3e\n", name, sr->layer, e, es);
+        return 1;
+    }
+    return 0;
+}
+
+/* kdc_target's second seed: target t1 (a class logit at one level) plus t2
+ * (a box delta at another) in one backward equals the sum of PyTorch's two
+ * gradients at every layer either reaches; the same seed twice on one layer
+ * gives twice the gradient. After run_fixture's forward (down to the input). */
+static int two_seeds(const char *name, const fx_file *fx, const kdc_model *m, kdc_run *run,
+                     const char *t1, const char *t2, int n, int h, int w)
+{
+    int l1, l2, failures = 0, nr = 0;
+    float *s1 = onehot_seed(fx, m, t1, n, h, w, &l1), *s2 = onehot_seed(fx, m, t2, n, h, w, &l2);
+    sum_ref *refs = calloc((size_t)fx->n_layers, sizeof *refs);
+    assert_non_null(refs);
+    const char *tn[2] = {t1, t2};
+    for (int k = 0; k < 2; k++) {
+        char gp[96];
+        snprintf(gp, sizeof gp, "grad/%s/", tn[k]);
+        for (int i = 0; i < fx->n_layers; i++) {
+            const fx_layer *L = &fx->layers[i];
+            if (strncmp(L->name, gp, strlen(gp)) != 0 || L->sumsq == 0.0)
+                continue; /* zero: a layer this target does not reach */
+            int j = 0;
+            while (j < nr && strcmp(refs[j].layer, L->name + strlen(gp)))
+                j++;
+            if (j == nr)
+                snprintf(refs[nr++].layer, sizeof refs[0].layer, "%s", L->name + strlen(gp));
+            refs[j].r[k] = L;
+        }
+    }
+    int *idx = malloc((size_t)nr * sizeof *idx), both = 0;
+    assert_non_null(idx);
+    for (int j = 0; j < nr; j++) {
+        CHECK_OK(kdc_model_find_layer(m, refs[j].layer, &idx[j]));
+        both += refs[j].r[0] && refs[j].r[1];
+    }
+    assert_true(both >= 5); /* the body and the levels both targets reach */
+    for (int pass = 0; pass < 2; pass++) {
+        /* pass 0: t1 + t2; pass 1: t1 seeded twice on one layer (2 x t1) */
+        kdc_target tg = {.kind = KDC_TARGET_SEED, .layer = l1, .seed = s1,
+                         .layer2 = pass ? l1 : l2, .seed2 = pass ? s1 : s2};
+        int use = 0, *ui = malloc((size_t)nr * sizeof *ui);
+        assert_non_null(ui);
+        for (int j = 0; j < nr; j++)
+            if (!pass || refs[j].r[0])
+                ui[use++] = j;
+        int *li = malloc((size_t)use * sizeof *li);
+        assert_non_null(li);
+        for (int u = 0; u < use; u++)
+            li[u] = idx[ui[u]];
+        CHECK_OK(kdc_run_backward(run, &tg, li, use, 0));
+        for (int u = 0; u < use; u++) {
+            int nchw[4];
+            float *g = read_kept(m, run, li[u], n, h, w, nchw, 1);
+            const size_t cnt = (size_t)nchw[0] * nchw[1] * nchw[2] * nchw[3];
+            sum_ref one = refs[ui[u]];
+            if (pass) {
+                one.r[1] = NULL;
+                for (size_t i = 0; i < cnt; i++)
+                    g[i] *= 0.5f; /* exact: twice the seed is twice the gradient */
+            }
+            failures += check_sum_grad(name, &one, g, cnt);
+            free(g);
+        }
+        printf("  %s: %s + %s in one backward: %d layers against the sum of PyTorch's "
+               "gradients%s\n", name, t1, pass ? t1 : t2, use, pass ? " (same layer)" : "");
+        free(li);
+        free(ui);
+    }
+    free(idx);
+    free(refs);
+    free(s1);
+    free(s2);
+    return failures;
+}
+
+/* kdc_detection_target: a detection at the cls_p4 target's cell (channel 5
+ * = anchor 1 * K 3 + class 2, cell 1,2) gives that target's one-hot seed;
+ * with_box adds ones at the anchor's four deltas (channels 4..7) of the
+ * same cell of the level's regression output; argument errors. */
+static void detection_target(const fx_file *fx, const kdc_model *m, const kdc_head_info *hi,
+                             int n, int h, int w)
+{
+    int l1;
+    float *ref = onehot_seed(fx, m, "cls_p4", n, h, w, &l1);
+    assert_int_equal(l1, hi->cls_layer[1]);
+    assert_true(n >= 1 && n <= 2);
+    kdc_detection d[2] = {{.level = 4, .level_index = 1, .anchor = 1, .label = 2, .y = 1, .x = 2}};
+    for (int b = 1; b < n; b++)
+        d[b] = d[0];
+    int cs[3], rs[3];
+    CHECK_OK(kdc_model_layer_shape(m, hi->cls_layer[1], h, w, cs));
+    CHECK_OK(kdc_model_layer_shape(m, hi->reg_layer[1], h, w, rs));
+    assert_int_equal(rs[0], 4 * hi->num_anchors);
+    for (int box = 0; box < 2; box++) {
+        kdc_target tg;
+        CHECK_OK(kdc_detection_target(m, h, w, d, n, box, &tg));
+        assert_int_equal(tg.kind, KDC_TARGET_SEED);
+        assert_int_equal(tg.layer, hi->cls_layer[1]);
+        const size_t cper = (size_t)cs[0] * cs[1] * cs[2], rper = (size_t)rs[0] * rs[1] * rs[2];
+        assert_memory_equal(tg.seed, ref, (size_t)n * cper * sizeof *ref);
+        if (!box) {
+            assert_null(tg.seed2);
+        } else {
+            assert_int_equal(tg.layer2, hi->reg_layer[1]);
+            for (int b = 0; b < n; b++)
+                for (size_t i = 0; i < rper; i++) {
+                    const size_t c = i / ((size_t)rs[1] * rs[2]), y = i / rs[2] % rs[1],
+                                 x = i % rs[2];
+                    const float want = c >= 4 && c < 8 && y == 1 && x == 2 ? 1.0f : 0.0f;
+                    if (tg.seed2[(size_t)b * rper + i] != want)
+                        fail_msg("kdc_detection_target box seed: image %d channel %zu cell "
+                                 "%zu,%zu is %g, expected %g", b, c, y, x,
+                                 (double)tg.seed2[(size_t)b * rper + i], (double)want);
+                }
+        }
+        kdc_free((void *)tg.seed);
+        kdc_free((void *)tg.seed2);
+    }
+    kdc_target tg;
+    kdc_detection bad = d[0];
+    bad.anchor = hi->num_anchors;
+    assert_int_equal(kdc_detection_target(m, h, w, &bad, 1, 0, &tg), KDC_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(kdc_last_error(), "anchor 9"));
+    bad = d[0];
+    bad.y = cs[1];
+    assert_int_equal(kdc_detection_target(m, h, w, &bad, 1, 1, &tg), KDC_ERR_INVALID_ARGUMENT);
+    kdc_detection two[2] = {d[0], d[0]};
+    two[1].level_index = 2;
+    two[1].level = 5;
+    assert_int_equal(kdc_detection_target(m, h, w, two, 2, 0, &tg), KDC_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(kdc_last_error(), "different levels"));
+    assert_int_equal(kdc_detection_target(m, h, w, NULL, 1, 0, &tg), KDC_ERR_INVALID_ARGUMENT);
+    free(ref);
+}
+
 /* Names libkdcam must give the extra levels, by layout (same node). */
 static void check_names(const kdc_model *m, const char *layout, const char *levels)
 {
@@ -465,6 +656,8 @@ static void run_fixture(void **state)
         free(seedv);
         free(act);
     }
+    if (strncmp(c->name, "retina_", 7) == 0 && nt >= 2)
+        failures += two_seeds(c->name, &fx, m, run, targets[0], targets[1], n, h, w);
     printf("  %-22s write %.1fs load %.1fs fwd %.1fs bwd %.1fs  %d outputs worst %.2e (%s)  "
            "grads worst %.2e (%s)  [PyTorch f32 vs f64: act %s, grad %s]\n",
            c->name, t_write, t_load, t_fwd, t_bwd, nl, worst_act, worst_act_name, worst_grad,
@@ -496,6 +689,7 @@ static void run_fixture(void **state)
             CHECK_OK(kdc_model_find_layer(m, nm, &li));
             assert_int_equal(hi.reg_layer[l], li);
         }
+        detection_target(&fx, m, &hi, n, h, w);
         kdc_model *m4 = NULL;
         kdc_model_options o4;
         kdc_model_options_init(&o4);
@@ -503,6 +697,9 @@ static void run_fixture(void **state)
         CHECK_OK(kdc_model_load(wpath, &o4, &m4));
         CHECK_OK(kdc_model_head(m4, &hi));
         assert_int_equal(hi.kind, KDC_HEAD_NONE);
+        kdc_detection dn = {.level = 4, .level_index = 1};
+        kdc_target tn;
+        assert_int_equal(kdc_detection_target(m4, h, w, &dn, 1, 0, &tn), KDC_ERR_STATE);
         /* every head tensor listed as ignored: 2 x (4 convs + output) x 2 */
         assert_int_equal(kdc_model_num_ignored(m4), 20);
         int li;

@@ -60,7 +60,7 @@ kdc_status kdc__fullgrad(kdc_run *run, const float *input, int n, int h, int w,
     const size_t HW = (size_t)h * w, img = 3 * HW;
     int *layers = malloc((size_t)nn * sizeof *layers), *chw = malloc(3 * (size_t)nn * sizeof *chw);
     int nl = 0;
-    size_t most = img, seed_img = 0;
+    size_t most = img, seed_img = 0, seed2_img = 0;
     float *g = NULL, *plane = NULL, *up = malloc(HW * sizeof *up);
     double *acc = malloc(HW * sizeof *acc);
     kdc_status st = KDC_OK;
@@ -80,6 +80,10 @@ kdc_status kdc__fullgrad(kdc_run *run, const float *input, int n, int h, int w,
     if (target->kind == KDC_TARGET_SEED && target->layer >= 0 && target->layer < nn)
         seed_img = (size_t)chw[3 * target->layer] * chw[3 * target->layer + 1] *
                    chw[3 * target->layer + 2];
+    if (target->kind == KDC_TARGET_SEED && target->seed2 && target->layer2 >= 0 &&
+        target->layer2 < nn)
+        seed2_img = (size_t)chw[3 * target->layer2] * chw[3 * target->layer2 + 1] *
+                    chw[3 * target->layer2 + 2];
     g = malloc(most * sizeof *g);
     plane = malloc(most * sizeof *plane);
     if (!g || !plane) {
@@ -93,6 +97,8 @@ kdc_status kdc__fullgrad(kdc_run *run, const float *input, int n, int h, int w,
             t.classes += b;
         if (t.kind == KDC_TARGET_SEED && t.seed)
             t.seed += (size_t)b * seed_img;
+        if (t.kind == KDC_TARGET_SEED && t.seed2)
+            t.seed2 += (size_t)b * seed2_img;
         if ((st = kdc_run_forward_grad(run, x, 1, h, w, NULL, 0, 0)) ||
             (st = kdc_run_backward(run, &t, layers, nl, 0)) ||
             (st = kdc_run_target_classes(run, classes + b, 1)))

@@ -98,6 +98,27 @@ static kdc_status kdc__class_seed(kdc_run *r, const kdc_target *tg, float *seed)
  * (230 MB for ResNet-152). The values, and so the results, are the same. */
 enum { KDC__WT_KEEP_PIXELS = 4 * 224 * 224 };
 
+/* Adds a seed to the gradient of a layer's output (a new, zeroed one if it
+ * has none yet): the start of a KDC_TARGET_SEED backward, once per seed. */
+static kdc_status kdc__seed_add(kdc_run *r, int layer, const float *seed)
+{
+    const size_t cnt = kdc__numel(r, layer);
+    for (size_t i = 0; i < cnt; i++)
+        if (!isfinite(seed[i]))
+            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed at %s: value %zu is not finite",
+                             r->m->nodes[layer].name, i);
+    if (r->grad_of[layer] < 0) {
+        int g = kdc__grad_acquire(r, cnt);
+        if (g < 0)
+            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+        r->grad_of[layer] = g;
+    }
+    float *d = r->gbuf[r->grad_of[layer]];
+    for (size_t i = 0; i < cnt; i++)
+        d[i] += seed[i];
+    return KDC_OK;
+}
+
 static kdc_status kdc__backward_weights(kdc_run *r, int i, const float **wt)
 {
     const kdc_model *m = r->m;
@@ -131,6 +152,13 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
             return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed target at %s: seed is NULL",
                              m->nodes[tg->layer].name);
         target = tg->layer;
+        if (tg->seed2) {
+            if (tg->layer2 < 0 || tg->layer2 >= nn)
+                return kdc__fail(KDC_ERR_NOT_FOUND, "%s: second target layer index %d is out "
+                                 "of range 0..%d", m->arch, tg->layer2, nn - 1);
+            if (tg->layer2 > target)
+                target = tg->layer2;
+        }
     } else if (tg->kind != KDC_TARGET_LOGIT && tg->kind != KDC_TARGET_PROB) {
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "unknown target kind %d", (int)tg->kind);
     }
@@ -166,20 +194,18 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
         r->classes[b] = -1;
 
     kdc__grad_release_all(r);
-    int g = kdc__grad_acquire(r, kdc__numel(r, target));
-    if (g < 0)
-        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-    r->grad_of[target] = g;
     kdc_status st;
     if (tg->kind == KDC_TARGET_SEED) {
-        const size_t cnt = kdc__numel(r, target);
-        for (size_t i = 0; i < cnt; i++)
-            if (!isfinite(tg->seed[i]))
-                return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "seed at %s: value %zu is not finite",
-                                 m->nodes[target].name, i);
-        memcpy(r->gbuf[g], tg->seed, cnt * sizeof(float));
-    } else if ((st = kdc__class_seed(r, tg, r->gbuf[g]))) {
-        return st;
+        if ((st = kdc__seed_add(r, tg->layer, tg->seed)) ||
+            (tg->seed2 && (st = kdc__seed_add(r, tg->layer2, tg->seed2))))
+            return st;
+    } else {
+        int g = kdc__grad_acquire(r, kdc__numel(r, target));
+        if (g < 0)
+            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+        r->grad_of[target] = g;
+        if ((st = kdc__class_seed(r, tg, r->gbuf[g])))
+            return st;
     }
 
     for (int i = target; i > lowest; i--) {
