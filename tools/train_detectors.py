@@ -667,7 +667,7 @@ def main():
     ap.add_argument("--kdcam", default="build/kdcam")
     ap.add_argument("--out", default="weights/demo")
     ap.add_argument("--work", default="/tmp/kdcam-det-data")
-    ap.add_argument("--train", type=int, default=4000)
+    ap.add_argument("--train", type=int, default=8000)
     ap.add_argument("--test", type=int, default=500)
     ap.add_argument("--width", type=int, default=8)
     ap.add_argument("--anchor", type=int, default=16,
@@ -675,7 +675,7 @@ def main():
                          "small objects are 7-26 px)")
     ap.add_argument("--fpn", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=4000, help="teacher steps")
+    ap.add_argument("--steps", type=int, default=10000, help="teacher steps")
     ap.add_argument("--student-steps", type=int, default=1200)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--wd", type=float, default=1e-4)
