@@ -225,7 +225,8 @@ KDC_API const char *kdc_model_arch(const kdc_model *model);
  * A static string. */
 KDC_API const char *kdc_model_arch_name(int i);
 /* Number of output classes (rows of the fc / classifier weight); 0 for an
- * FPN backbone, which has no classifier. */
+ * FPN backbone, which has no classifier, and for a detector, whose head's
+ * classes kdc_model_head() gives (kdc_head_info.num_classes). */
 KDC_API int kdc_model_num_classes(const kdc_model *model);
 /* The kernels the model runs on: "scalar", "avx2", "avx512" or "neon" (see
  * kdc_model_options.kernels). A static string. */

@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detref.h"
 #include "kdcam.h"
 
 #define FIX "tests/fixtures/demo_detect/"
@@ -186,35 +187,7 @@ static kdc_detection *detect_image(const kdc_model *m, kdc_run *run, const kdc_h
     return d;
 }
 
-struct want {
-    double box[4], score;
-    int label, level, anchor, y, x;
-};
-
-static int read_expected(const char *path, struct want **out)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("%s: cannot open", path);
-    int n = 0, cap = 64;
-    struct want *w = malloc((size_t)cap * sizeof *w);
-    assert_non_null(w);
-    struct want t;
-    while (fscanf(f, "%lf %lf %lf %lf %lf %d %d %d %d %d", &t.box[0], &t.box[1], &t.box[2],
-                  &t.box[3], &t.score, &t.label, &t.level, &t.anchor, &t.y, &t.x) == 10) {
-        if (n == cap) {
-            cap *= 2;
-            w = realloc(w, (size_t)cap * sizeof *w);
-            assert_non_null(w);
-        }
-        w[n++] = t;
-    }
-    fclose(f);
-    *out = w;
-    return n;
-}
-
-static int same_detection(const kdc_detection *d, const struct want *w)
+static int same_detection(const kdc_detection *d, const dr_detection *w)
 {
     return d->label == w->label && d->level == w->level && d->anchor == w->anchor &&
            d->y == w->y && d->x == w->x;
@@ -222,7 +195,7 @@ static int same_detection(const kdc_detection *d, const struct want *w)
 
 /* The comparison of the header; worst errors into *box_err, *score_err.
  * Returns the number of detections compared. */
-static int compare(const char *what, const kdc_detection *d, int n, const struct want *w,
+static int compare(const char *what, const kdc_detection *d, int n, const dr_detection *w,
                    int nw, double *box_err, double *score_err)
 {
     int nref = 0, nlib = 0;
@@ -334,8 +307,8 @@ static void matches_pytorch(int f)
             compare_activations(what, run, &hi, path);
         }
         snprintf(path, sizeof path, FIX "%s_%d.txt", stem, index);
-        struct want *w;
-        const int nw = read_expected(path, &w);
+        dr_detection *w;
+        const int nw = dr_read(path, &w);
         double box_err = 0, score_err = 0;
         const int cmp = compare(what, d, n, w, nw, &box_err, &score_err);
         printf("  %s: %d detections, %d scored >= %g compared: worst box error %.2g px, "

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "detref.h"
 #include "kdcam.h"
 
 #define FIX "tests/fixtures/detect/"
@@ -78,36 +79,6 @@ static void read_meta(const char *c, struct meta *m)
     assert_true(m->K > 0 && m->A > 0 && m->nlevels > 0 && m->input_h > 0 && m->orig_w > 0);
 }
 
-struct want {
-    double box[4], score;
-    int label, level, anchor, y, x;
-};
-
-static int read_expected(const char *c, struct want **out)
-{
-    char path[256];
-    snprintf(path, sizeof path, FIX "%s/expected.txt", c);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("%s: cannot open", path);
-    int n = 0, cap = 64;
-    struct want *w = malloc((size_t)cap * sizeof *w);
-    assert_non_null(w);
-    struct want t;
-    while (fscanf(f, "%lf %lf %lf %lf %lf %d %d %d %d %d", &t.box[0], &t.box[1], &t.box[2],
-                  &t.box[3], &t.score, &t.label, &t.level, &t.anchor, &t.y, &t.x) == 10) {
-        if (n == cap) {
-            cap *= 2;
-            w = realloc(w, (size_t)cap * sizeof *w);
-            assert_non_null(w);
-        }
-        w[n++] = t;
-    }
-    fclose(f);
-    *out = w;
-    return n;
-}
-
 /* Loads the case's head outputs into ho (arrays freed by the caller). */
 static void load_outputs(const char *c, const struct meta *m, kdc_head_outputs *ho,
                          float **bufs)
@@ -156,8 +127,10 @@ static void check_case(const char *c)
     if (kdc_detect_decode(&ho, &o, m.input_h, m.input_w, m.image_h, m.image_w, m.orig_h,
                           m.orig_w, &d, &n))
         fail_msg("%s: %s", c, kdc_last_error());
-    struct want *w;
-    const int nw = read_expected(c, &w);
+    dr_detection *w;
+    char path[256];
+    snprintf(path, sizeof path, FIX "%s/expected.txt", c);
+    const int nw = dr_read(path, &w);
     double worst_box = 0, worst_score = 0;
     if (n != nw)
         fail_msg("%s: %d detections, the reference has %d", c, n, nw);
