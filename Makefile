@@ -220,7 +220,11 @@ endif
 
 check: test
 
-demo: all
+# make demo builds in parallel (one job per core) unless make was given -j
+# itself: a serial build of a clean clone took 38 s of its two minutes.
+DEMO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+demo:
+	@$(MAKE) --no-print-directory $(if $(findstring j,$(filter-out --%,$(MAKEFLAGS))),,-j$(DEMO_JOBS)) all
 	@sh tools/demo.sh $(BUILD)
 
 BENCH_SRC := $(sort $(wildcard bench/*.c))

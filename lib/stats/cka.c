@@ -39,14 +39,34 @@ kdc_status kdc_cka_gram(const float *x, int n, size_t d, kdc_cka_kernel kernel, 
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "CKA Gram matrix: unknown kernel %d",
                          (int)kernel);
     const size_t N = (size_t)n;
-    for (size_t i = 0; i < N; i++) /* (n, n) dot products */
-        for (size_t j = 0; j <= i; j++) {
-            const float *a = x + i * d, *b = x + j * d;
+    /* (n, n) dot products, the lower triangle four columns at a time: each
+     * still sums in k order (the bits of one at a time), four independent
+     * sums hide the adds' latency */
+    for (size_t i = 0; i < N; i++) {
+        const float *a = x + i * d;
+        size_t j = 0;
+        for (; j + 3 <= i; j += 4) {
+            const float *b0 = x + j * d, *b1 = b0 + d, *b2 = b1 + d, *b3 = b2 + d;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (size_t k = 0; k < d; k++) {
+                const double ak = a[k];
+                s0 += ak * b0[k];
+                s1 += ak * b1[k];
+                s2 += ak * b2[k];
+                s3 += ak * b3[k];
+            }
+            const double s[4] = {s0, s1, s2, s3};
+            for (size_t t = 0; t < 4; t++)
+                K[i * N + j + t] = K[(j + t) * N + i] = s[t];
+        }
+        for (; j <= i; j++) {
+            const float *b = x + j * d;
             double s = 0;
             for (size_t k = 0; k < d; k++)
                 s += (double)a[k] * b[k];
             K[i * N + j] = K[j * N + i] = s;
         }
+    }
     if (kernel == KDC_CKA_LINEAR)
         return KDC_OK;
     /* squared distances from the dot products, then their median over all
