@@ -70,9 +70,9 @@ detection_pair() {
     {
         echo "detection pair: COCO box AP on $DN held-out images (kdcam eval); agreement with"
         echo "the teacher on the first $DC (kdcam compare --summary): the teacher's detections"
-        echo "of score >= 0.5 found again (same class, box IoU >= 0.5), and the Pearson r of"
-        echo "the Grad-CAM of the teacher's top detection with that of each student's"
-        echo "best-IoU match"
+        echo "of score >= 0.5 found again among the student's of score >= 0.5 (same class,"
+        echo "box IoU >= 0.5, one to one), and the Pearson r of the Grad-CAM of the"
+        echo "teacher's top detection with that of each student's best-IoU match"
         printf "  %-26s %7s %7s %18s %7s\n" model mAP AP50 "matched teacher's" "map r"
         i=1
         for m in "Teacher (ResNet-152-FPN):teacher-r152fpn" "Student (ResNet-50-FPN):r50fpn-vanilla" \
