@@ -224,7 +224,7 @@ check: test
 # itself: a serial build of a clean clone took 38 s of its two minutes.
 DEMO_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 demo:
-	@$(MAKE) --no-print-directory $(if $(findstring j,$(filter-out --%,$(MAKEFLAGS))),,-j$(DEMO_JOBS)) all
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(DEMO_JOBS)) all
 	@sh tools/demo.sh $(BUILD)
 
 BENCH_SRC := $(sort $(wildcard bench/*.c))
