@@ -40,6 +40,7 @@
 #endif
 
 #include "conv_gemm.h"
+#include "conv_wino.h"
 #include "graph.h"
 #include "kdcam.h"
 #include "kernels.h"
@@ -404,6 +405,226 @@ static void test_conv_forward(void **state)
     kdc__pool_destroy(p2);
 }
 
+/* ------------------------------------------------------------------ */
+/* Winograd F(2x2, 3x3) (lib/run/conv_wino.c)                          */
+
+/* Each Winograd output is A^T [sum_c U_c (.) V_c] A with U = G g G^T and
+ * V = B^T d B computed in float. Bound (Higham's componentwise analysis,
+ * as for the direct conv above): every value is a sum and product of
+ * float terms with at most 3 roundings for U, 3 for V, cin for the sum
+ * over channels (plus 1 per product), 4 for the output transform and 1
+ * for the bias, so |err| <= gamma_(cin + 12) * the same expression with
+ * every matrix and value replaced by its absolute value:
+ *     S = |bias| + |A^T| [sum_c (|G| |g| |G|^T) (.) (|B^T| |d| |B|)] |A|.
+ * Doubled for safety margin against the float summation order of the
+ * double reference (which is exact to 1e-16 here). A wrong tap, tile or
+ * padding zero is off by a whole term, far beyond it. */
+typedef struct wino_case {
+    int cin, cout, ih, iw, bias;
+} wino_case;
+
+static const wino_case wino_cases[] = {
+    {7, 13, 11, 13, 0},  /* odd sizes: the last tile row and column half outside */
+    {1, 3, 16, 16, 1},   /* one input channel, bias                               */
+    {40, 150, 12, 12, 0},/* rows > MC, 36 tiles                                   */
+    {17, 9, 9, 31, 1},   /* one wide row of tiles                                 */
+    {64, 64, 20, 18, 0}, /* a ResNet-like block                                   */
+};
+
+static const double wino_bt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+static const double wino_g[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+static const double wino_at[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+
+/* S of every output of one image (see above), double. */
+static void wino_abs_bound(const conv_fixture *f, const float *x, int ih, int iw, double *s)
+{
+    const kdc__conv_param *cp = &f->cp;
+    const int th = (f->oh + 1) / 2, tw = (f->ow + 1) / 2;
+    double *su = tk_xmalloc((size_t)cp->cout * cp->cin * 16 * sizeof *su);
+    for (int o = 0; o < cp->cout; o++)
+        for (int c = 0; c < cp->cin; c++)
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    double a = 0;
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++)
+                            a += fabs(wino_g[i][ky]) * fabs(wino_g[j][kx]) *
+                                 fabs(cp->weight[((size_t)o * cp->cin + c) * 9 + ky * 3 + kx]);
+                    su[(((size_t)o * cp->cin + c) * 4 + i) * 4 + j] = a;
+                }
+    double *sv = tk_xmalloc((size_t)cp->cin * 16 * sizeof *sv);
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            for (int c = 0; c < cp->cin; c++)
+                for (int i = 0; i < 4; i++)
+                    for (int j = 0; j < 4; j++) {
+                        double a = 0;
+                        for (int r = 0; r < 4; r++)
+                            for (int q = 0; q < 4; q++) {
+                                const int y = 2 * ty - 1 + r, xx = 2 * tx - 1 + q;
+                                if (y < 0 || y >= ih || xx < 0 || xx >= iw)
+                                    continue;
+                                a += fabs(wino_bt[i][r]) * fabs(wino_bt[j][q]) *
+                                     fabs(x[((size_t)c * ih + y) * iw + xx]);
+                            }
+                        sv[(c * 4 + i) * 4 + j] = a;
+                    }
+            for (int o = 0; o < cp->cout; o++) {
+                double m[4][4] = {{0}};
+                for (int c = 0; c < cp->cin; c++)
+                    for (int e = 0; e < 16; e++)
+                        m[e / 4][e % 4] += su[((size_t)o * cp->cin + c) * 16 + e] * sv[c * 16 + e];
+                for (int yi = 0; yi < 2; yi++)
+                    for (int xi = 0; xi < 2; xi++) {
+                        const int oy = 2 * ty + yi, ox = 2 * tx + xi;
+                        if (oy >= f->oh || ox >= f->ow)
+                            continue;
+                        double a = cp->bias ? fabs(cp->bias[o]) : 0.0;
+                        for (int i = 0; i < 4; i++)
+                            for (int j = 0; j < 4; j++)
+                                a += fabs(wino_at[yi][i]) * fabs(wino_at[xi][j]) * m[i][j];
+                        s[((size_t)o * f->oh + oy) * f->ow + ox] = a;
+                    }
+            }
+        }
+    free(su);
+    free(sv);
+}
+
+/* The direct convolution in double (the reference). */
+static void conv_double(const kdc__conv_param *cp, const float *x, int ih, int iw, double *y,
+                        int oh, int ow)
+{
+    for (int o = 0; o < cp->cout; o++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                double a = cp->bias ? cp->bias[o] : 0.0;
+                for (int c = 0; c < cp->cin; c++)
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            const int iy = oy + ky - 1, ix = ox + kx - 1;
+                            if (iy < 0 || iy >= ih || ix < 0 || ix >= iw)
+                                continue;
+                            a += (double)cp->weight[((size_t)o * cp->cin + c) * 9 + ky * 3 + kx] *
+                                 x[((size_t)c * ih + iy) * iw + ix];
+                        }
+                y[((size_t)o * oh + oy) * ow + ox] = a;
+            }
+}
+
+static void test_conv_winograd(void **state)
+{
+    (void)state;
+    /* which convs take it: dense 3x3 stride 1 pad 1 with enough tiles */
+    kdc__conv_param q = {.cin = 8, .cout = 8, .kh = 3, .kw = 3, .stride = 1, .pad = 1,
+                         .groups = 1, .packed = (const float *)&q};
+    assert_true(kdc__wino_eligible(&q, 14, 14));  /* 49 tiles   */
+    assert_false(kdc__wino_eligible(&q, 7, 7));   /* 16 tiles   */
+    q.stride = 2;
+    assert_false(kdc__wino_eligible(&q, 28, 28));
+    q.stride = 1;
+    q.pad = 0;
+    assert_false(kdc__wino_eligible(&q, 28, 28));
+    q.pad = 1;
+    q.kh = q.kw = 1;
+    assert_false(kdc__wino_eligible(&q, 28, 28));
+    q.kh = q.kw = 3;
+    q.groups = 8;
+    assert_false(kdc__wino_eligible(&q, 28, 28));
+    q.groups = 1;
+    q.packed = NULL; /* the scalar reference path */
+    assert_false(kdc__wino_eligible(&q, 28, 28));
+
+    kdc__pool *p1, *p2;
+    kdc__work w1, w2;
+    pools(&p1, &p2, &w1, &w2);
+    const int n = 2;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        double worst = 0.0, worst_rel_l2 = 0.0;
+        for (size_t t = 0; t < sizeof wino_cases / sizeof *wino_cases; t++) {
+            const wino_case *wc = &wino_cases[t];
+            const conv_case cc = {wc->cin, wc->cout, 3, 1, 1, wc->ih, wc->iw, wc->bias};
+            conv_fixture f;
+            conv_setup(gk, &cc, &f);
+            assert_true(kdc__wino_eligible(&f.cp, f.oh, f.ow));
+            float *u = tk_xmalloc(kdc__wino_weights_size(&f.cp, gk->mr) * sizeof *u);
+            kdc__wino_weights(&f.cp, gk->mr, u);
+            const size_t img_in = (size_t)cc.cin * cc.ih * cc.iw;
+            const size_t img = (size_t)cc.cout * f.oh * f.ow, nout = n * img;
+            float *x = tk_rand_buf(n * img_in, -1, 1);
+            float *y1 = tk_xmalloc(nout * sizeof *y1), *y2 = tk_xmalloc(nout * sizeof *y2);
+            assert_int_equal(kdc__wino_reserve(&w1, &f.cp, f.oh, f.ow), KDC_OK);
+            assert_int_equal(kdc__wino_reserve(&w2, &f.cp, f.oh, f.ow), KDC_OK);
+            kdc__conv2d_wino(p1, &w1, gk, &f.cp, u, x, n, cc.ih, cc.iw, y1, f.oh, f.ow, NULL);
+            kdc__conv2d_wino(p2, &w2, gk, &f.cp, u, x, n, cc.ih, cc.iw, y2, f.oh, f.ow, NULL);
+            assert_memory_equal(y1, y2, nout * sizeof *y1); /* 1 vs 2 threads */
+            double *ref = tk_xmalloc(img * sizeof *ref), *s = tk_xmalloc(img * sizeof *s);
+            const double tol = 2.0 * gamma_n(cc.cin + 12.0);
+            for (int b = 0; b < n; b++) {
+                conv_double(&f.cp, x + b * img_in, cc.ih, cc.iw, ref, f.oh, f.ow);
+                wino_abs_bound(&f, x + b * img_in, cc.ih, cc.iw, s);
+                double e2 = 0, r2 = 0;
+                for (size_t e = 0; e < img; e++) {
+                    const double got = y1[b * img + e], err = fabs(got - ref[e]);
+                    if (!(err <= tol * s[e]))
+                        fail_msg("%s winograd case %zu: y[%d][%zu] = %.9g, reference %.9g (err "
+                                 "%.3g > %.3g)", gk->name, t, b, e, got, ref[e], err,
+                                 tol * s[e]);
+                    if (s[e] > 0 && err / s[e] > worst)
+                        worst = err / s[e];
+                    e2 += err * err;
+                    r2 += ref[e] * ref[e];
+                }
+                if (sqrt(e2 / r2) > worst_rel_l2)
+                    worst_rel_l2 = sqrt(e2 / r2);
+            }
+            /* the fused epilogue against the unfused ops, to the bit */
+            float *scale = tk_rand_buf((size_t)cc.cout, -2, 2);
+            float *shift = tk_rand_buf((size_t)cc.cout, -1, 1);
+            float *res = tk_rand_buf(nout, -1, 1), *fused = tk_xmalloc(nout * sizeof *fused);
+            const size_t ohw = (size_t)f.oh * f.ow;
+            for (int mode = 0; mode < 3; mode++) {
+                kdc__gemm_epilogue ep = {.scale = scale, .shift = shift, .relu = mode > 0,
+                                         .clamp = mode == 2 ? 6.0f : INFINITY,
+                                         .res = mode == 2 ? res : NULL};
+                kdc__conv2d_wino(mode == 1 ? p2 : p1, mode == 1 ? &w2 : &w1, gk, &f.cp, u, x, n,
+                                 cc.ih, cc.iw, fused, f.oh, f.ow, &ep);
+                float *v = tk_xmalloc(nout * sizeof *v);
+                for (int b = 0; b < n; b++) {
+                    kdc__affine_ref(y1 + b * img, v + b * img, cc.cout, ohw, scale, shift, 0,
+                                    cc.cout);
+                    if (mode == 1)
+                        kdc__relu_ref(v + b * img, v + b * img, 0, img, INFINITY);
+                    if (mode == 2)
+                        kdc__add_relu_ref(v + b * img, res + b * img, v + b * img, 0, img, 6.0f);
+                }
+                assert_memory_equal(fused, v, nout * sizeof *v);
+                free(v);
+            }
+            free(scale);
+            free(shift);
+            free(res);
+            free(fused);
+            free(ref);
+            free(s);
+            free(x);
+            free(y1);
+            free(y2);
+            free(u);
+            conv_teardown(&f);
+        }
+        printf("  %s winograd: worst |y - ref| / S = %.3g (bound for cin = 7: %.3g), worst rel "
+               "L2 %.3g\n", gk->name, worst, 2.0 * gamma_n(19), worst_rel_l2);
+    }
+    kdc__work_free(&w1);
+    kdc__work_free(&w2);
+    kdc__pool_destroy(p1);
+    kdc__pool_destroy(p2);
+}
+
 static void test_conv_backward(void **state)
 {
     (void)state;
@@ -757,6 +978,7 @@ int main(void)
         cmocka_unit_test(test_ukernels),
         cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_conv_forward),
+        cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_model_kernels),
         cmocka_unit_test(test_mbv1_fusion),

@@ -12,8 +12,11 @@ void kdc__model_free_contents(struct kdc_model *m)
         free(m->packed[i]);
     for (int i = 0; m->packed_t && i < m->n_nodes; i++)
         free(m->packed_t[i]);
+    for (int i = 0; m->wino && i < m->n_nodes; i++)
+        free(m->wino[i]);
     free(m->packed);
     free(m->packed_t);
+    free(m->wino);
     if (m->pack_lock_init)
         pthread_mutex_destroy(&m->pack_lock);
     for (int i = 0; i < m->n_nodes; i++)

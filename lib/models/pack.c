@@ -6,6 +6,7 @@
 
 #include "builder.h"
 #include "op.h"
+#include "conv_wino.h"
 
 kdc_status kdc__choose_isa(kdc_kernels want, kdc__isa *isa)
 {
@@ -44,7 +45,8 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
     m->dw = kdc__dw_kernels_get(isa);
     m->packed = calloc((size_t)m->n_nodes, sizeof *m->packed);
     m->packed_t = calloc((size_t)m->n_nodes, sizeof *m->packed_t);
-    if (!m->packed || !m->packed_t)
+    m->wino = calloc((size_t)m->n_nodes, sizeof *m->wino);
+    if (!m->packed || !m->packed_t || !m->wino)
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
     if (pthread_mutex_init(&m->pack_lock, NULL))
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: cannot create a mutex");
@@ -135,6 +137,30 @@ kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float *
         }
     }
     *out = m->packed_t[node];
+    pthread_mutex_unlock(lock);
+    return st;
+}
+
+kdc_status kdc__conv_wino_weights(const struct kdc_model *m, int node, const float **out)
+{
+    kdc_status st = KDC_OK;
+    pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
+    if (m->nodes[node].p.conv.share)
+        node = m->nodes[node].p.conv.share;
+    const kdc__conv_param *cp = &m->nodes[node].p.conv;
+    pthread_mutex_lock(lock);
+    if (!m->wino[node]) {
+        const size_t bytes = kdc__wino_weights_size(cp, m->gemm->mr) * sizeof(float);
+        float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (p) {
+            kdc__wino_weights(cp, m->gemm->mr, p);
+            m->wino[node] = p;
+        } else {
+            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the Winograd weights",
+                           m->nodes[node].name);
+        }
+    }
+    *out = m->wino[node];
     pthread_mutex_unlock(lock);
     return st;
 }

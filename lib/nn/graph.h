@@ -103,6 +103,9 @@ struct kdc_model {
     /* backward-data: the transposed weight (cin*kh*kw x cout) as A, packed
      * on first use by kdc__conv_packed_t under pack_lock */
     float **packed_t;       /* (n_nodes), or NULL                            */
+    /* stride-1 3x3 convs: the Winograd-transformed weights (lib/run/
+     * conv_wino.h), made on first use by kdc__conv_wino_weights */
+    float **wino;           /* (n_nodes), or NULL                            */
     pthread_mutex_t pack_lock;
     int pack_lock_init;
 };
@@ -128,6 +131,9 @@ kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float *
  * layer's copy besides their activations (lib/run/backward.c). */
 size_t kdc__conv_packed_t_size(const struct kdc_model *m, int node);
 void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst);
+/* The Winograd weights of conv `node` (kdc__wino_weights), made on first
+ * use and kept (thread-safe); KDC_ERR_NO_MEMORY. */
+kdc_status kdc__conv_wino_weights(const struct kdc_model *m, int node, const float **out);
 
 /* ---- op kernels: scalar references (one file per op family) ---- */
 

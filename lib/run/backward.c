@@ -89,15 +89,6 @@ static kdc_status kdc__class_seed(kdc_run *r, const kdc_target *tg, float *seed)
     return KDC_OK;
 }
 
-/* The transposed weights of conv i for its backward-data. Kept in the
- * model (made once, shared by runs) for inputs up to KDC__WT_KEEP_PIXELS
- * (n x h x w): a classifier's backward pass then never transposes. Larger
- * inputs (a detector at 800 x 1216) have activations that dwarf the cost
- * of transposing one layer at a time into the run's buffer, and keeping
- * every layer's copy would add the weights' size again to the peak
- * (230 MB for ResNet-152). The values, and so the results, are the same. */
-enum { KDC__WT_KEEP_PIXELS = 4 * 224 * 224 };
-
 /* Adds a seed to the gradient of a layer's output (a new, zeroed one if it
  * has none yet): the start of a KDC_TARGET_SEED backward, once per seed. */
 static kdc_status kdc__seed_add(kdc_run *r, int layer, const float *seed)
@@ -119,6 +110,8 @@ static kdc_status kdc__seed_add(kdc_run *r, int layer, const float *seed)
     return KDC_OK;
 }
 
+/* The transposed weights of conv i for its backward-data (kept or not:
+ * KDC__WT_KEEP_PIXELS, run.h). */
 static kdc_status kdc__backward_weights(kdc_run *r, int i, const float **wt)
 {
     const kdc_model *m = r->m;

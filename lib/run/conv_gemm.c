@@ -49,6 +49,9 @@ void kdc__work_free(kdc__work *ws)
     free(ws->wide);
     free(ws->wt);
     free(ws->bpack);
+    free(ws->wino_v);
+    free(ws->wino_m);
+    free(ws->wino_u);
     memset(ws, 0, sizeof *ws);
 }
 
@@ -114,7 +117,7 @@ void kdc__work_release_forward(kdc__work *ws)
     ws->xpad_cap = ws->wide_cap = 0;
 }
 
-static kdc_status kdc__grow(float **p, size_t *cap, size_t need)
+kdc_status kdc__grow(float **p, size_t *cap, size_t need)
 {
     if (*cap >= need)
         return KDC_OK;
@@ -161,6 +164,7 @@ typedef struct kdc__gemm_job {
     const kdc__gemm_kernels *gk;
     kdc__work *ws;
     const float *a;
+    size_t a_img;                /* floats from one image's A to the next (0) */
     int k, m, n;                 /* per image: C is m x n, depth k           */
     kdc__gemm_b b;               /* b.x of image 0                           */
     size_t b_img;                /* floats from one image's B source to next  */
@@ -199,7 +203,7 @@ static void kdc__gemm_task(void *ctx, int t)
         epp = &ep;
     }
     const int s = kdc__slot_claim(j->ws);
-    kdc__gemm(j->gk, j->a, j->k, m0, m1, &b, n0, n1, j->c + img * j->c_img, j->ldc,
+    kdc__gemm(j->gk, j->a + img * j->a_img, j->k, m0, m1, &b, n0, n1, j->c + img * j->c_img, j->ldc,
               j->accumulate, epp, j->ws->mem + (size_t)s * KDC__GEMM_WORK);
     kdc__slot_release(j->ws, s);
 }
@@ -276,6 +280,16 @@ static void kdc__gemm_job_run(kdc__pool *pool, kdc__gemm_job *j, int nimg)
     kdc__gemm_prepack(pool, j, nimg);
     kdc__pool_run_capped(pool, nimg * j->mparts * j->nparts, j->threads, kdc__gemm_task, j);
     j->b.packed = NULL; /* callers reuse j with another B */
+}
+
+void kdc__gemm_batch(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk, const float *a,
+                     size_t a_img, int k, int m, int n, const float *b, size_t b_img, float *c,
+                     size_t c_img, int nimg)
+{
+    kdc__gemm_job j = {.gk = gk, .ws = ws, .a = a, .a_img = a_img, .k = k, .m = m, .n = n,
+                       .b = {.x = b, .ld = (size_t)n}, .b_img = b_img, .c = c, .c_img = c_img,
+                       .ldc = (size_t)n};
+    kdc__gemm_job_run(pool, &j, nimg);
 }
 
 static int kdc__is_pointwise(const kdc__conv_param *cp)

@@ -24,7 +24,15 @@ typedef struct kdc__work {
     size_t wt_cap;        /* floats                                          */
     float *bpack;         /* B packed once for a GEMM split by rows          */
     size_t bpack_cap;     /* floats, at most KDC__COLS_MAX                   */
+    float *wino_v, *wino_m; /* Winograd: transformed input, products         */
+    size_t wino_v_cap, wino_m_cap;
+    float *wino_u;        /* one layer's transformed weights, large inputs  */
+    size_t wino_u_cap;
 } kdc__work;
+
+/* *p holds at least need floats (grown with malloc, contents lost);
+ * KDC_ERR_NO_MEMORY. */
+kdc_status kdc__grow(float **p, size_t *cap, size_t need);
 
 /* Makes room for nslots slots; KDC_ERR_NO_MEMORY. */
 kdc_status kdc__work_reserve(kdc__work *ws, int nslots);
@@ -56,5 +64,12 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
                                           const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
                                           const float *wt, const float *dy, int n, int oh, int ow,
                                           float *dx, int ih, int iw);
+
+/* nimg independent GEMMs C_i (m x n, row-major) = A_i (packed, m x k) *
+ * B_i (row-major k x n), with A_i = a + i * a_img, B_i = b + i * b_img,
+ * C_i = c + i * c_img, run as one pool job (Winograd's 16 products). */
+void kdc__gemm_batch(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk, const float *a,
+                     size_t a_img, int k, int m, int n, const float *b, size_t b_img, float *c,
+                     size_t c_img, int nimg);
 
 #endif /* KDC_CONV_GEMM_H */

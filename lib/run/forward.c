@@ -11,6 +11,7 @@
 #include "op.h"
 #include "run.h"
 #include "sched.h"
+#include "conv_wino.h"
 
 /* ------------------------------------------------------------------ */
 /* Executing one node: the op table's task over (image, channel chunk) */
@@ -141,7 +142,30 @@ static void kdc__run_dw_group(kdc_run *r, int i)
     kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__dw_fused_run, &k);
 }
 
-/* A dense conv or LINEAR on the GEMM, with the rest of its fused group. */
+/* The Winograd weights of conv i for this run: kept in the model for
+ * inputs up to KDC__WT_KEEP_PIXELS (n x h x w, as the transposed weights of
+ * backward.c: a classifier transforms each layer once), else transformed
+ * into the run's buffer at each call (a detector at 800 x 1216, whose
+ * activations dwarf the cost; keeping them would add 16/9 of those layers'
+ * weights to its peak memory). The values are the same either way. */
+static kdc_status kdc__wino_weights_for(kdc_run *r, int i, const float **u)
+{
+    const kdc_model *m = r->m;
+    const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
+    if (m->wino[own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
+        return kdc__conv_wino_weights(m, i, u);
+    const kdc__conv_param *cp = &m->nodes[own].p.conv;
+    kdc_status st = kdc__grow(&r->ws.wino_u, &r->ws.wino_u_cap,
+                              kdc__wino_weights_size(cp, m->gemm->mr));
+    if (st)
+        return st;
+    kdc__wino_weights(cp, m->gemm->mr, r->ws.wino_u);
+    *u = r->ws.wino_u;
+    return KDC_OK;
+}
+
+/* A dense conv or LINEAR on the GEMM, with the rest of its fused group:
+ * by Winograd where it applies (conv_wino.h), else the direct GEMM. */
 static void kdc__run_gemm_node(kdc_run *r, int i)
 {
     const kdc_model *m = r->m;
@@ -150,6 +174,14 @@ static void kdc__run_gemm_node(kdc_run *r, int i)
     kdc__gemm_epilogue ep;
     kdc__group_epilogue(r, i, tail, &ep);
     const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
+    const float *u;
+    if (r->wino && kdc__wino_eligible(&nd->p.conv, oc[1], oc[2]) &&
+        !kdc__wino_weights_for(r, i, &u)) {
+        kdc__conv2d_wino(r->pool, &r->ws, m->gemm, &nd->p.conv, u, kdc__data(r, nd->in[0]), r->n,
+                         ic[1], ic[2], r->buf[r->slot[tail]], oc[1], oc[2],
+                         tail > i ? &ep : NULL);
+        return;
+    }
     kdc__conv2d_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, kdc__data(r, nd->in[0]), r->n, ic[1],
                      ic[2], r->buf[r->slot[tail]], oc[1], oc[2], tail > i ? &ep : NULL);
 }
@@ -287,13 +319,17 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
             const kdc__node *nd = &m->nodes[i];
             const int *ic = r->chw + 3 * (nd->in[0] >= 0 ? nd->in[0] : 0), *oc = r->chw + 3 * i;
             if (kdc__conv_is_gemm(m, nd) &&
-                (st = kdc__conv_reserve(&r->ws, &nd->p.conv, ic[1], ic[2], oc[1], oc[2])))
+                ((st = kdc__conv_reserve(&r->ws, &nd->p.conv, ic[1], ic[2], oc[1], oc[2])) ||
+                 (record_from < 0 &&
+                  (st = kdc__wino_reserve(&r->ws, &nd->p.conv, oc[1], oc[2])))))
                 return st;
         }
     }
     memcpy(r->buf[r->slot[0]], input, numel * sizeof *input);
+    r->wino = record_from < 0 && m->gemm;
     for (int i = 1; i < nn; i++)
         kdc__run_node(r, i, record_from >= 0 && i > record_from);
+    r->wino = 0;
     r->done = 1;
     r->record_from = record_from;
     return KDC_OK;

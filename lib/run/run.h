@@ -16,6 +16,16 @@
 #include "sched.h"
 #include "threadpool.h"
 
+/* Weights derived from a layer's packing for a run (the transposed ones of
+ * backward-data, the Winograd ones of forward) are kept in the model (made
+ * once, shared by runs) for inputs up to KDC__WT_KEEP_PIXELS (n x h x w): a
+ * classifier's passes then never transform. Larger inputs (a detector at
+ * 800 x 1216) have activations that dwarf the cost of transforming one
+ * layer at a time into the run's buffer, and keeping every layer's copy
+ * would add the weights' size again to the peak (230 MB for ResNet-152's
+ * transposed weights). The values, and so the results, are the same. */
+enum { KDC__WT_KEEP_PIXELS = 4 * 224 * 224 };
+
 struct kdc_run {
     const kdc_model *m;
     kdc__pool *pool;
@@ -34,6 +44,10 @@ struct kdc_run {
     int done;              /* a forward pass completed with this plan         */
     /* backward state recorded by kdc_run_forward_grad for nodes > record_from */
     int record_from;       /* -1: the last forward recorded nothing           */
+    /* the pass in progress may use Winograd (conv_wino.h): it records
+     * nothing. A recording pass keeps the direct convolution, whose ReLU
+     * decisions the gradient fixtures check (docs/fidelity.md) */
+    int wino;
     uint64_t **mask;       /* (n_nodes) ReLU masks, one bit per element       */
     size_t *mask_cap;      /* (n_nodes) words allocated                        */
     int32_t **argmax;      /* (n_nodes) max-pool winners                      */
