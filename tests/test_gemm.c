@@ -543,7 +543,7 @@ static void test_conv_winograd(void **state)
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
         if (!gk)
             continue;
-        double worst = 0.0, worst_rel_l2 = 0.0;
+        double worst = 0.0, worst_rel_l2 = 0.0, worst_bwd = 0.0;
         for (size_t t = 0; t < sizeof wino_cases / sizeof *wino_cases; t++) {
             const wino_case *wc = &wino_cases[t];
             const conv_case cc = {wc->cin, wc->cout, 3, 1, 1, wc->ih, wc->iw, wc->bias};
@@ -581,6 +581,56 @@ static void test_conv_winograd(void **state)
                 if (sqrt(e2 / r2) > worst_rel_l2)
                     worst_rel_l2 = sqrt(e2 / r2);
             }
+            /* backward-data, accumulated: dx = dx0 + conv^T(dy), against the
+             * double direct conv of dy with the kernel turned by 180 degrees
+             * and its channels transposed (the same bound, one more rounding
+             * for the accumulation) */
+            {
+                float *wt = tk_xmalloc((size_t)cc.cin * cc.cout * 9 * sizeof *wt);
+                for (int o = 0; o < cc.cout; o++)
+                    for (int c = 0; c < cc.cin; c++)
+                        for (int e = 0; e < 9; e++)
+                            wt[((size_t)c * cc.cout + o) * 9 + 8 - e] =
+                                f.w[((size_t)o * cc.cin + c) * 9 + e];
+                conv_fixture fb = {.cp = {.cin = cc.cout, .cout = cc.cin, .kh = 3, .kw = 3,
+                                          .stride = 1, .pad = 1, .groups = 1, .weight = wt},
+                                   .oh = cc.ih, .ow = cc.iw};
+                float *ut = tk_xmalloc(kdc__wino_weights_t_size(&f.cp, gk->mr) * sizeof *ut);
+                kdc__wino_weights_t(&f.cp, gk->mr, ut);
+                const size_t nin = n * img_in;
+                float *dy = tk_rand_buf(nout, -1, 1), *dx0 = tk_rand_buf(nin, -1, 1);
+                float *dx1 = tk_xmalloc(nin * sizeof *dx1), *dx2 = tk_xmalloc(nin * sizeof *dx2);
+                memcpy(dx1, dx0, nin * sizeof *dx1);
+                memcpy(dx2, dx0, nin * sizeof *dx2);
+                kdc__conv2d_backward_data_wino(p1, &w1, gk, &f.cp, ut, dy, n, f.oh, f.ow, dx1);
+                kdc__conv2d_backward_data_wino(p2, &w2, gk, &f.cp, ut, dy, n, f.oh, f.ow, dx2);
+                assert_memory_equal(dx1, dx2, nin * sizeof *dx1); /* 1 vs 2 threads */
+                double *rb = tk_xmalloc(img_in * sizeof *rb), *sb = tk_xmalloc(img_in * sizeof *sb);
+                const double tolb = 2.0 * gamma_n(cc.cout + 13.0);
+                for (int b = 0; b < n; b++) {
+                    conv_double(&fb.cp, dy + b * img, cc.ih, cc.iw, rb, cc.ih, cc.iw);
+                    wino_abs_bound(&fb, dy + b * img, cc.ih, cc.iw, sb);
+                    for (size_t e = 0; e < img_in; e++) {
+                        const double want = rb[e] + dx0[b * img_in + e];
+                        const double bound = tolb * (sb[e] + fabs(dx0[b * img_in + e]));
+                        const double err = fabs(dx1[b * img_in + e] - want);
+                        if (!(err <= bound))
+                            fail_msg("%s winograd backward case %zu: dx[%d][%zu] = %.9g, "
+                                     "reference %.9g (err %.3g > %.3g)", gk->name, t, b, e,
+                                     dx1[b * img_in + e], want, err, bound);
+                        if (sb[e] > 0 && err / sb[e] > worst_bwd)
+                            worst_bwd = err / sb[e];
+                    }
+                }
+                free(rb);
+                free(sb);
+                free(dy);
+                free(dx0);
+                free(dx1);
+                free(dx2);
+                free(ut);
+                free(wt);
+            }
             /* the fused epilogue against the unfused ops, to the bit */
             float *scale = tk_rand_buf((size_t)cc.cout, -2, 2);
             float *shift = tk_rand_buf((size_t)cc.cout, -1, 1);
@@ -617,7 +667,8 @@ static void test_conv_winograd(void **state)
             conv_teardown(&f);
         }
         printf("  %s winograd: worst |y - ref| / S = %.3g (bound for cin = 7: %.3g), worst rel "
-               "L2 %.3g\n", gk->name, worst, 2.0 * gamma_n(19), worst_rel_l2);
+               "L2 %.3g; backward-data worst |dx - ref| / S = %.3g\n", gk->name, worst,
+               2.0 * gamma_n(19), worst_rel_l2, worst_bwd);
     }
     kdc__work_free(&w1);
     kdc__work_free(&w2);

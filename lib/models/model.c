@@ -14,9 +14,12 @@ void kdc__model_free_contents(struct kdc_model *m)
         free(m->packed_t[i]);
     for (int i = 0; m->wino && i < m->n_nodes; i++)
         free(m->wino[i]);
+    for (int i = 0; m->wino_t && i < m->n_nodes; i++)
+        free(m->wino_t[i]);
     free(m->packed);
     free(m->packed_t);
     free(m->wino);
+    free(m->wino_t);
     if (m->pack_lock_init)
         pthread_mutex_destroy(&m->pack_lock);
     for (int i = 0; i < m->n_nodes; i++)

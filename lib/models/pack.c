@@ -46,7 +46,8 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
     m->packed = calloc((size_t)m->n_nodes, sizeof *m->packed);
     m->packed_t = calloc((size_t)m->n_nodes, sizeof *m->packed_t);
     m->wino = calloc((size_t)m->n_nodes, sizeof *m->wino);
-    if (!m->packed || !m->packed_t || !m->wino)
+    m->wino_t = calloc((size_t)m->n_nodes, sizeof *m->wino_t);
+    if (!m->packed || !m->packed_t || !m->wino || !m->wino_t)
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
     if (pthread_mutex_init(&m->pack_lock, NULL))
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: cannot create a mutex");
@@ -118,51 +119,62 @@ void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst)
         }
 }
 
-kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out)
+/* A weight layout derived from conv `node`'s packing (the node whose
+ * weights it shares, if any), made on first use under pack_lock and kept
+ * in cache[node]: size floats written by make. */
+typedef void (*kdc__derive_fn)(const struct kdc_model *m, int node, float *dst);
+
+static kdc_status kdc__derived(const struct kdc_model *m, int node, float **cache, size_t size,
+                               kdc__derive_fn make, const char *what, const float **out)
 {
     kdc_status st = KDC_OK;
     pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
     if (m->nodes[node].p.conv.share)
         node = m->nodes[node].p.conv.share;
     pthread_mutex_lock(lock);
-    if (!m->packed_t[node]) {
-        const size_t bytes = kdc__conv_packed_t_size(m, node) * sizeof(float);
-        float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!cache[node]) {
+        float *p = aligned_alloc(64, (size * sizeof(float) + 63) / 64 * 64);
         if (p) {
-            kdc__conv_transpose_packed(m, node, p);
-            m->packed_t[node] = p;
+            make(m, node, p);
+            cache[node] = p;
         } else {
-            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the transposed weights",
-                           m->nodes[node].name);
+            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the %s",
+                           m->nodes[node].name, what);
         }
     }
-    *out = m->packed_t[node];
+    *out = cache[node];
     pthread_mutex_unlock(lock);
     return st;
 }
 
+kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out)
+{
+    return kdc__derived(m, node, m->packed_t, kdc__conv_packed_t_size(m, node),
+                        kdc__conv_transpose_packed, "transposed weights", out);
+}
+
+static void kdc__make_wino(const struct kdc_model *m, int node, float *dst)
+{
+    kdc__wino_weights(&m->nodes[node].p.conv, m->gemm->mr, dst);
+}
+
+static void kdc__make_wino_t(const struct kdc_model *m, int node, float *dst)
+{
+    kdc__wino_weights_t(&m->nodes[node].p.conv, m->gemm->mr, dst);
+}
+
 kdc_status kdc__conv_wino_weights(const struct kdc_model *m, int node, const float **out)
 {
-    kdc_status st = KDC_OK;
-    pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
-    if (m->nodes[node].p.conv.share)
-        node = m->nodes[node].p.conv.share;
-    const kdc__conv_param *cp = &m->nodes[node].p.conv;
-    pthread_mutex_lock(lock);
-    if (!m->wino[node]) {
-        const size_t bytes = kdc__wino_weights_size(cp, m->gemm->mr) * sizeof(float);
-        float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-        if (p) {
-            kdc__wino_weights(cp, m->gemm->mr, p);
-            m->wino[node] = p;
-        } else {
-            st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the Winograd weights",
-                           m->nodes[node].name);
-        }
-    }
-    *out = m->wino[node];
-    pthread_mutex_unlock(lock);
-    return st;
+    return kdc__derived(m, node, m->wino,
+                        kdc__wino_weights_size(&m->nodes[node].p.conv, m->gemm->mr),
+                        kdc__make_wino, "Winograd weights", out);
+}
+
+kdc_status kdc__conv_wino_weights_t(const struct kdc_model *m, int node, const float **out)
+{
+    return kdc__derived(m, node, m->wino_t,
+                        kdc__wino_weights_t_size(&m->nodes[node].p.conv, m->gemm->mr),
+                        kdc__make_wino_t, "backward Winograd weights", out);
 }
 
 const char *kdc_model_kernels(const kdc_model *m)

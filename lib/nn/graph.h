@@ -106,6 +106,7 @@ struct kdc_model {
     /* stride-1 3x3 convs: the Winograd-transformed weights (lib/run/
      * conv_wino.h), made on first use by kdc__conv_wino_weights */
     float **wino;           /* (n_nodes), or NULL                            */
+    float **wino_t;         /* (n_nodes) those of backward-data, or NULL     */
     pthread_mutex_t pack_lock;
     int pack_lock_init;
 };
@@ -134,6 +135,8 @@ void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst)
 /* The Winograd weights of conv `node` (kdc__wino_weights), made on first
  * use and kept (thread-safe); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__conv_wino_weights(const struct kdc_model *m, int node, const float **out);
+/* And those of its backward-data (kdc__wino_weights_t). */
+kdc_status kdc__conv_wino_weights_t(const struct kdc_model *m, int node, const float **out);
 
 /* ---- op kernels: scalar references (one file per op family) ---- */
 

@@ -11,6 +11,7 @@
 
 #include "op.h"
 #include "run.h"
+#include "conv_wino.h"
 
 /* A zeroed gradient buffer of numel floats from the run's pool (best fit
  * among the free ones; grown or added when none fits). */
@@ -110,19 +111,50 @@ static kdc_status kdc__seed_add(kdc_run *r, int layer, const float *seed)
     return KDC_OK;
 }
 
-/* The transposed weights of conv i for its backward-data (kept or not:
- * KDC__WT_KEEP_PIXELS, run.h). */
-static kdc_status kdc__backward_weights(kdc_run *r, int i, const float **wt)
+/* The weights of conv i's backward-data: its transposed packing, or its
+ * Winograd ones (conv_wino.h) when wino; kept in the model or made in the
+ * run's buffer (KDC__WT_KEEP_PIXELS, run.h). */
+static kdc_status kdc__backward_weights(kdc_run *r, int i, int wino, const float **wt)
 {
     const kdc_model *m = r->m;
     const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
-    if (m->packed_t[own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
-        return kdc__conv_packed_t(m, i, wt);
-    kdc_status st = kdc__work_wt(&r->ws, kdc__conv_packed_t_size(m, i));
+    float *const *cache = wino ? m->wino_t : m->packed_t;
+    if (cache[own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
+        return wino ? kdc__conv_wino_weights_t(m, i, wt) : kdc__conv_packed_t(m, i, wt);
+    const kdc__conv_param *cp = &m->nodes[own].p.conv;
+    kdc_status st = kdc__work_wt(&r->ws, wino ? kdc__wino_weights_t_size(cp, m->gemm->mr)
+                                              : kdc__conv_packed_t_size(m, i));
     if (st)
         return st;
-    kdc__conv_transpose_packed(m, i, r->ws.wt);
+    if (wino)
+        kdc__wino_weights_t(cp, m->gemm->mr, r->ws.wt);
+    else
+        kdc__conv_transpose_packed(m, i, r->ws.wt);
     *wt = r->ws.wt;
+    return KDC_OK;
+}
+
+/* dx += conv^T(dy) of dense conv i: by Winograd where it applies (the
+ * same conv with the kernel turned, conv_wino.h), else the direct GEMM
+ * and col2im. */
+static kdc_status kdc__conv_backward(kdc_run *r, int i, const float *dy, const int *out_chw,
+                                     float *dx, const int *in_chw)
+{
+    const kdc_model *m = r->m;
+    const kdc__conv_param *cp = &m->nodes[i].p.conv;
+    const int wino = kdc__wino_eligible(cp, out_chw[1], out_chw[2]);
+    const float *wt;
+    kdc_status st;
+    if ((st = kdc__backward_weights(r, i, wino, &wt)) ||
+        (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))))
+        return st;
+    if (!wino)
+        return kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, cp, wt, dy, r->n,
+                                              out_chw[1], out_chw[2], dx, in_chw[1], in_chw[2]);
+    if ((st = kdc__wino_reserve(&r->ws, cp, out_chw[1], out_chw[2])))
+        return st;
+    kdc__conv2d_backward_data_wino(r->pool, &r->ws, m->gemm, cp, wt, dy, r->n, out_chw[1],
+                                   out_chw[2], dx);
     return KDC_OK;
 }
 
@@ -229,13 +261,7 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
         k.a.dx = dx[0];
         k.a.dx2 = dx[1];
         if (k.a.dx && kdc__conv_is_gemm(m, nd)) {
-            const float *wt;
-            if ((st = kdc__backward_weights(r, i, &wt)) ||
-                (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
-                (st = kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, wt,
-                                                     k.a.dy, r->n, k.a.out_chw[1],
-                                                     k.a.out_chw[2], k.a.dx, k.a.in_chw[1],
-                                                     k.a.in_chw[2])))
+            if ((st = kdc__conv_backward(r, i, k.a.dy, k.a.out_chw, k.a.dx, k.a.in_chw)))
                 return st;
         } else if (k.a.dx || k.a.dx2) {
             kdc__task_run(r, &k);

@@ -37,30 +37,64 @@ size_t kdc__wino_weights_size(const kdc__conv_param *cp, int mr)
     return 16 * kdc__gemm_packed_size(cp->cout, cp->cin, mr);
 }
 
+size_t kdc__wino_weights_t_size(const kdc__conv_param *cp, int mr)
+{
+    return 16 * kdc__gemm_packed_size(cp->cin, cp->cout, mr);
+}
+
+/* U = G g G^T of the weights of output o and input c (from the packing). */
+static void kdc__wino_u(const kdc__conv_param *cp, int mr, int o, int c, float u[4][4])
+{
+    float g[3][3], gg[4][3];
+    for (int t = 0; t < 9; t++)
+        g[t / 3][t % 3] = kdc__gemm_packed_at(cp->packed, cp->cin * 9, mr, o, c * 9 + t);
+    for (int x = 0; x < 3; x++) { /* G g: rows */
+        gg[0][x] = g[0][x];
+        gg[1][x] = 0.5f * (g[0][x] + g[1][x] + g[2][x]);
+        gg[2][x] = 0.5f * (g[0][x] - g[1][x] + g[2][x]);
+        gg[3][x] = g[2][x];
+    }
+    for (int i = 0; i < 4; i++) { /* (G g) G^T: columns */
+        const float a = gg[i][0], b = gg[i][1], e = gg[i][2];
+        u[i][0] = a;
+        u[i][1] = 0.5f * (a + b + e);
+        u[i][2] = 0.5f * (a - b + e);
+        u[i][3] = e;
+    }
+}
+
 void kdc__wino_weights(const kdc__conv_param *cp, int mr, float *dst)
 {
-    const int k = cp->cin * 9;
     const size_t per = kdc__gemm_packed_size(cp->cout, cp->cin, mr);
     memset(dst, 0, 16 * per * sizeof *dst); /* rows past cout */
     for (int o = 0; o < cp->cout; o++)
         for (int c = 0; c < cp->cin; c++) {
-            float g[3][3], gg[4][3];
-            for (int t = 0; t < 9; t++)
-                g[t / 3][t % 3] = kdc__gemm_packed_at(cp->packed, k, mr, o, c * 9 + t);
-            for (int x = 0; x < 3; x++) { /* G g: rows */
-                gg[0][x] = g[0][x];
-                gg[1][x] = 0.5f * (g[0][x] + g[1][x] + g[2][x]);
-                gg[2][x] = 0.5f * (g[0][x] - g[1][x] + g[2][x]);
-                gg[3][x] = g[2][x];
-            }
+            float u[4][4];
+            kdc__wino_u(cp, mr, o, c, u);
             float *d = dst + ((size_t)(o / mr) * cp->cin + c) * mr + o % mr;
-            for (int i = 0; i < 4; i++) { /* (G g) G^T: columns */
-                const float a = gg[i][0], b = gg[i][1], e = gg[i][2];
-                d[(size_t)(4 * i + 0) * per] = a;
-                d[(size_t)(4 * i + 1) * per] = 0.5f * (a + b + e);
-                d[(size_t)(4 * i + 2) * per] = 0.5f * (a - b + e);
-                d[(size_t)(4 * i + 3) * per] = e;
-            }
+            for (int e = 0; e < 16; e++)
+                d[(size_t)e * per] = u[e / 4][e % 4];
+        }
+}
+
+/* The backward-data of a stride-1 3x3 conv with padding 1 is the same conv
+ * of dy with the kernel turned by 180 degrees and its channels transposed:
+ * g'[c][o] = J g[o][c] J (J reverses 3 entries). G J = P G, P swapping rows
+ * 0 and 3 of 4 (the interpolation points 0 and infinity trade places, 1
+ * and -1 keep theirs), so U' = G g' G^T = P U P^T: entry (i, j) of U' is
+ * entry (p(i), p(j)) of U, p = (3, 1, 2, 0). */
+void kdc__wino_weights_t(const kdc__conv_param *cp, int mr, float *dst)
+{
+    static const int p[4] = {3, 1, 2, 0};
+    const size_t per = kdc__gemm_packed_size(cp->cin, cp->cout, mr);
+    memset(dst, 0, 16 * per * sizeof *dst); /* rows past cin */
+    for (int o = 0; o < cp->cout; o++)
+        for (int c = 0; c < cp->cin; c++) {
+            float u[4][4];
+            kdc__wino_u(cp, mr, o, c, u);
+            float *d = dst + ((size_t)(c / mr) * cp->cout + o) * mr + c % mr;
+            for (int e = 0; e < 16; e++)
+                d[(size_t)e * per] = u[p[e / 4]][p[e % 4]];
         }
 }
 
@@ -68,19 +102,22 @@ kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int oh, i
 {
     if (!kdc__wino_eligible(cp, oh, ow))
         return KDC_OK;
+    /* backward-data swaps the roles of cin and cout */
     const size_t t = (size_t)kdc__wino_tiles(oh) * kdc__wino_tiles(ow);
-    kdc_status st = kdc__grow(&ws->wino_v, &ws->wino_v_cap, 16 * (size_t)cp->cin * t);
+    const size_t wide = (size_t)(cp->cin > cp->cout ? cp->cin : cp->cout);
+    kdc_status st = kdc__grow(&ws->wino_v, &ws->wino_v_cap, 16 * wide * t);
     if (!st)
-        st = kdc__grow(&ws->wino_m, &ws->wino_m_cap, 16 * (size_t)cp->cout * t);
+        st = kdc__grow(&ws->wino_m, &ws->wino_m_cap, 16 * wide * t);
     return st;
 }
 
 typedef struct kdc__wino_job {
-    const kdc__conv_param *cp;
+    int cin, cout;                /* of this conv (backward: swapped)        */
     const kdc__gemm_kernels *gk;
     const float *x;               /* one image                               */
     float *v, *m, *y;             /* transformed input, products, output      */
     int ih, iw, oh, ow, th, tw;
+    int accumulate;               /* y += the result (no epilogue)            */
     const kdc__gemm_epilogue *ep; /* res of this image, or NULL               */
     kdc__sched_ch in, out;        /* splits of the two transforms             */
 } kdc__wino_job;
@@ -91,7 +128,7 @@ typedef struct kdc__wino_job {
 static void kdc__wino_in_task(void *ctx, int t)
 {
     const kdc__wino_job *j = ctx;
-    const int tw = j->tw, w2 = 2 * tw + 2, cin = j->cp->cin;
+    const int tw = j->tw, w2 = 2 * tw + 2, cin = j->cin;
     const size_t nt = (size_t)j->th * tw, xs = (size_t)cin * nt;
     float rows[4][2 * KDC__WINO_MAX_OW + 4], u[4][2 * KDC__WINO_MAX_OW + 4];
     int b0, c0, c1;
@@ -136,7 +173,7 @@ static void kdc__wino_in_task(void *ctx, int t)
 static void kdc__wino_out_task(void *ctx, int t)
 {
     const kdc__wino_job *j = ctx;
-    const int tw = j->tw, cout = j->cp->cout;
+    const int tw = j->tw, cout = j->cout;
     const size_t nt = (size_t)j->th * tw, ms = (size_t)cout * nt, ohw = (size_t)j->oh * j->ow;
     float s0[4][KDC__WINO_MAX_OW / 2 + 1], s1[4][KDC__WINO_MAX_OW / 2 + 1];
     float y0[KDC__WINO_MAX_OW + 2], y1[KDC__WINO_MAX_OW + 2];
@@ -161,9 +198,18 @@ static void kdc__wino_out_task(void *ctx, int t)
                 y1[2 * tx] = s1[0][tx] + s1[1][tx] + s1[2][tx];
                 y1[2 * tx + 1] = s1[1][tx] - s1[2][tx] - s1[3][tx];
             }
-            memcpy(yo + (size_t)(2 * ty) * j->ow, y0, (size_t)j->ow * sizeof(float));
-            if (2 * ty + 1 < j->oh)
-                memcpy(yo + (size_t)(2 * ty + 1) * j->ow, y1, (size_t)j->ow * sizeof(float));
+            float *r0 = yo + (size_t)(2 * ty) * j->ow, *r1 = r0 + j->ow;
+            const int two = 2 * ty + 1 < j->oh;
+            if (j->accumulate) {
+                for (int x = 0; x < j->ow; x++)
+                    r0[x] += y0[x];
+                for (int x = 0; two && x < j->ow; x++)
+                    r1[x] += y1[x];
+                continue;
+            }
+            memcpy(r0, y0, (size_t)j->ow * sizeof(float));
+            if (two)
+                memcpy(r1, y1, (size_t)j->ow * sizeof(float));
         }
         if (j->ep)
             j->gk->epilogue(j->ep, yo, ohw, o, 1, j->ep->res ? j->ep->res + (size_t)o * ohw : NULL,
@@ -171,34 +217,54 @@ static void kdc__wino_out_task(void *ctx, int t)
     }
 }
 
+/* One conv of n images: cin channels of h x w in x, cout channels out
+ * (same size) into y, stored with the epilogue ep or added (accumulate). */
+static void kdc__wino_run(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk, int cin,
+                          int cout, const float *u, const float *x, int n, int h, int w, float *y,
+                          const kdc__gemm_epilogue *ep, int accumulate)
+{
+    const size_t hw = (size_t)h * w;
+    const int th = kdc__wino_tiles(h), tw = kdc__wino_tiles(w), threads = kdc__pool_threads(pool);
+    const size_t nt = (size_t)th * tw;
+    for (int b = 0; b < n; b++) {
+        kdc__gemm_epilogue eb;
+        if (ep) {
+            eb = *ep;
+            if (eb.res)
+                eb.res += (size_t)b * cout * hw;
+        }
+        kdc__wino_job j = {.cin = cin, .cout = cout, .gk = gk, .x = x + (size_t)b * cin * hw,
+                           .v = ws->wino_v, .m = ws->wino_m, .y = y + (size_t)b * cout * hw,
+                           .ih = h, .iw = w, .oh = h, .ow = w, .th = th, .tw = tw,
+                           .accumulate = accumulate, .ep = ep ? &eb : NULL};
+        /* each input value is read into four tiles' rows; each output
+         * channel reads 16 products per tile */
+        kdc__sched_channels(1, cin, 16.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.in);
+        kdc__sched_channels(1, cout, 20.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.out);
+        kdc__pool_run_capped(pool, j.in.jobs, j.in.threads, kdc__wino_in_task, &j);
+        kdc__gemm_batch(pool, ws, gk, u, kdc__gemm_packed_size(cout, cin, gk->mr), cin, cout,
+                        (int)nt, ws->wino_v, (size_t)cin * nt, ws->wino_m, (size_t)cout * nt, 16);
+        kdc__pool_run_capped(pool, j.out.jobs, j.out.threads, kdc__wino_out_task, &j);
+    }
+}
+
 void kdc__conv2d_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
                       const kdc__conv_param *cp, const float *u, const float *x, int n, int ih,
                       int iw, float *y, int oh, int ow, const kdc__gemm_epilogue *ep)
 {
-    const size_t ohw = (size_t)oh * ow;
-    const int th = kdc__wino_tiles(oh), tw = kdc__wino_tiles(ow), threads = kdc__pool_threads(pool);
-    const size_t nt = (size_t)th * tw;
+    (void)oh;
+    (void)ow; /* = ih, iw: stride 1, padding 1 */
     kdc__gemm_epilogue e = {0};
     if (ep)
         e = *ep;
     e.bias = cp->bias;
-    const int has_ep = ep || cp->bias;
-    for (int b = 0; b < n; b++) {
-        kdc__gemm_epilogue eb = e;
-        if (eb.res)
-            eb.res += (size_t)b * cp->cout * ohw;
-        kdc__wino_job j = {.cp = cp, .gk = gk, .x = x + (size_t)b * cp->cin * ih * iw,
-                           .v = ws->wino_v, .m = ws->wino_m, .y = y + (size_t)b * cp->cout * ohw,
-                           .ih = ih, .iw = iw, .oh = oh, .ow = ow, .th = th, .tw = tw,
-                           .ep = has_ep ? &eb : NULL};
-        /* each input value is read into four tiles' rows; each output
-         * channel reads 16 products per tile */
-        kdc__sched_channels(1, cp->cin, 16.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.in);
-        kdc__sched_channels(1, cp->cout, 20.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.out);
-        kdc__pool_run_capped(pool, j.in.jobs, j.in.threads, kdc__wino_in_task, &j);
-        kdc__gemm_batch(pool, ws, gk, u, kdc__gemm_packed_size(cp->cout, cp->cin, gk->mr),
-                        cp->cin, cp->cout, (int)nt, ws->wino_v, (size_t)cp->cin * nt, ws->wino_m,
-                        (size_t)cp->cout * nt, 16);
-        kdc__pool_run_capped(pool, j.out.jobs, j.out.threads, kdc__wino_out_task, &j);
-    }
+    kdc__wino_run(pool, ws, gk, cp->cin, cp->cout, u, x, n, ih, iw, y,
+                  ep || cp->bias ? &e : NULL, 0);
+}
+
+void kdc__conv2d_backward_data_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
+                                    const kdc__conv_param *cp, const float *ut, const float *dy,
+                                    int n, int h, int w, float *dx)
+{
+    kdc__wino_run(pool, ws, gk, cp->cout, cp->cin, ut, dy, n, h, w, dx, NULL, 1);
 }

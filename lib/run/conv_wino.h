@@ -36,6 +36,13 @@ size_t kdc__wino_weights_size(const kdc__conv_param *cp, int mr);
  * of kdc__gemm_packed_size(cout, cin, mr) floats each, at dst. */
 void kdc__wino_weights(const kdc__conv_param *cp, int mr, float *dst);
 
+/* Floats of its backward-data weights (16 packed A matrices, cin x cout). */
+size_t kdc__wino_weights_t_size(const kdc__conv_param *cp, int mr);
+/* The Winograd weights of the backward-data conv (the kernel turned by 180
+ * degrees, channels transposed), as 16 packed A matrices of
+ * kdc__gemm_packed_size(cin, cout, mr) floats each, at dst. */
+void kdc__wino_weights_t(const kdc__conv_param *cp, int mr, float *dst);
+
 /* Makes room for the transforms' buffers of a conv of this shape (when
  * eligible); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int oh, int ow);
@@ -47,5 +54,13 @@ kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int oh, i
 void kdc__conv2d_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
                       const kdc__conv_param *cp, const float *u, const float *x, int n, int ih,
                       int iw, float *y, int oh, int ow, const kdc__gemm_epilogue *ep);
+
+/* Backward-data of an eligible conv, accumulated: dx (n, cin, h, w) +=
+ * conv^T(dy) (n, cout, h, w), with ut its kdc__wino_weights_t. Needs the
+ * buffers of kdc__wino_reserve. The gradient differs from the direct
+ * backward's by rounding only (it has no ReLU decisions to flip). */
+void kdc__conv2d_backward_data_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
+                                    const kdc__conv_param *cp, const float *ut, const float *dy,
+                                    int n, int h, int w, float *dx);
 
 #endif /* KDC_CONV_WINO_H */
