@@ -460,6 +460,19 @@ static void check_act(const kdc__act_kernels *ak, size_t hw, float clamp, int gu
     if (memcmp(dx, dxr, C * hw * sizeof *dx))
         fail_msg("%s: backward hw=%zu clamp=%g guided=%d differs from the reference", ak->name,
                  hw, clamp, guided);
+    /* BatchNorm's backward scale-and-add, on distinct planes and in place */
+    const float scale[C] = {0.75f, -1.3f, 3.1e-3f};
+    memcpy(dxr, dx0, C * hw * sizeof *dxr);
+    memcpy(dx, dx0, C * hw * sizeof *dx);
+    kdc__affine_backward_ref(dy, dxr, hw, scale, 1, C);
+    ak->scale_add(dy, dx, hw, scale, 1, C);
+    check_guards(dx, C * hw, ak->name);
+    if (memcmp(dx, dxr, C * hw * sizeof *dx))
+        fail_msg("%s: scale_add hw=%zu differs from the reference", ak->name, hw);
+    kdc__affine_backward_ref(dxr, dxr, hw, scale, 1, C);
+    ak->scale_add(dx, dx, hw, scale, 1, C);
+    if (memcmp(dx, dxr, C * hw * sizeof *dx))
+        fail_msg("%s: scale_add in place hw=%zu differs from the reference", ak->name, hw);
     free(y);
     free(dy);
     free(dx0);
@@ -488,7 +501,8 @@ static void test_act_tables(void **state)
                 for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++)
                     check_act(ak, sizes[t], clamp, guided);
             }
-        print_message("kernels: %s: masks and backward equal to the reference\n", ak->name);
+        print_message("kernels: %s: masks, backward and scale_add equal to the reference\n",
+                      ak->name);
     }
 }
 

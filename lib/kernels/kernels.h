@@ -93,11 +93,19 @@ typedef struct kdc__pool_kernels {
     kdc__maxpool3_row_fn maxpool3_row;
 } kdc__pool_kernels;
 
+/* BatchNorm's backward (lib/nn/norm.c): dx += dy * scale[c] on planes of
+ * hw floats, channels [c0, c1); a multiply and an add per element, rounded
+ * apart (never fused), so every ISA gives the reference's bits. dy and dx
+ * are distinct planes or the very same ones. */
+typedef void (*kdc__scale_add_fn)(const float *dy, float *dx, size_t hw, const float *scale,
+                                  int c0, int c1);
+
 typedef struct kdc__act_kernels {
     kdc__isa isa;
     const char *name; /* "f32-relu-mask-avx512", ...                */
     kdc__relu_mask_fn relu_mask;
     kdc__relu_backward_fn relu_backward;
+    kdc__scale_add_fn scale_add;
 } kdc__act_kernels;
 
 /* Whether this CPU and this build run isa (scalar: always). Decided from
@@ -135,6 +143,9 @@ void kdc__f32_relu_mask_avx512(const float *y, uint64_t *mask, size_t hw, float 
                                int c1);
 void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                                    int guided, int c0, int c1);
+/* the AVX-512 table borrows it: memory-bound */
+void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float *scale, int c0,
+                             int c1);
 #endif
 
 /* The GEMM micro-kernels (gemm.c, x86/gemm_avx2.c, x86/gemm_avx512.c, arm/gemm_neon.c). The scalar one

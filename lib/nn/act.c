@@ -70,14 +70,17 @@ void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, si
 /* Tables (lib/kernels/kernels.h)                                              */
 
 static const kdc__act_kernels kdc__act_scalar = {KDC__ISA_SCALAR, "f32-relu-mask-scalar",
-                                                 kdc__relu_mask, kdc__relu_backward_ref};
+                                                 kdc__relu_mask, kdc__relu_backward_ref,
+                                                 kdc__affine_backward_ref};
 #if defined(__x86_64__)
 static const kdc__act_kernels kdc__act_avx2 = {KDC__ISA_AVX2, "f32-relu-mask-avx2",
                                                kdc__f32_relu_mask_avx2,
-                                               kdc__f32_relu_backward_avx2};
+                                               kdc__f32_relu_backward_avx2,
+                                               kdc__f32_scale_add_avx2};
 static const kdc__act_kernels kdc__act_avx512 = {KDC__ISA_AVX512, "f32-relu-mask-avx512",
                                                  kdc__f32_relu_mask_avx512,
-                                                 kdc__f32_relu_backward_avx512};
+                                                 kdc__f32_relu_backward_avx512,
+                                                 kdc__f32_scale_add_avx2};
 #endif
 
 const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa)

@@ -56,16 +56,16 @@ static void kdc__affine_forward(const kdc__op_args *a, int b, int c0, int c1)
 static void kdc__affine_backward(const kdc__op_args *a, int b, int c0, int c1)
 {
     const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2];
-    kdc__affine_backward_ref(a->dy + (size_t)b * a->out_chw[0] * hw,
-                             a->dx + (size_t)b * a->in_chw[0] * hw, hw, a->nd->p.affine.scale,
-                             c0, c1);
+    a->m->act->scale_add(a->dy + (size_t)b * a->out_chw[0] * hw,
+                         a->dx + (size_t)b * a->in_chw[0] * hw, hw, a->nd->p.affine.scale, c0,
+                         c1);
 }
 
 /* The tangent: the scale only (eval-mode BatchNorm is affine in x). */
 static void kdc__affine_tangent(const kdc__op_args *a, int b, int c0, int c1)
 {
     const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2], img = (size_t)a->out_chw[0] * hw;
-    kdc__affine_backward_ref(a->x + b * img, a->y + b * img, hw, a->nd->p.affine.scale, c0, c1);
+    a->m->act->scale_add(a->x + b * img, a->y + b * img, hw, a->nd->p.affine.scale, c0, c1);
 }
 
 const kdc__op_def kdc__op_affine = {

@@ -1,4 +1,5 @@
-/* act_avx2.c - ReLU backward masks and ReLU backward, AVX2.
+/* act_avx2.c - ReLU backward masks and ReLU backward, AVX2; BatchNorm's
+ * backward scale-and-add (kdc__scale_add_fn) at the end.
  *
  * Eight elements a step: the mask byte comes from MOVMSKPS of the two
  * comparisons, and the backward pass expands a byte of the mask word into
@@ -68,6 +69,23 @@ void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *d
                 continue;
             o[i] += g[i];
         }
+    }
+}
+
+void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float *scale, int c0,
+                             int c1)
+{
+    for (int c = c0; c < c1; c++) {
+        const float s = scale[c];
+        const __m256 sv = _mm256_set1_ps(s);
+        const float *g = dy + (size_t)c * hw;
+        float *o = dx + (size_t)c * hw;
+        size_t i = 0;
+        for (; i + 8 <= hw; i += 8)
+            _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i),
+                                                  _mm256_mul_ps(_mm256_loadu_ps(g + i), sv)));
+        for (; i < hw; i++)
+            o[i] += g[i] * s;
     }
 }
 
