@@ -310,6 +310,23 @@ static void pools(kdc__pool **p1, kdc__pool **p2, kdc__work *w1, kdc__work *w2)
     assert_int_equal(kdc__work_reserve(w2, 2), KDC_OK);
 }
 
+/* The epilogue of test mode `mode` (0: BN affine, 1: + ReLU, 2: + residual
+ * and ReLU6) applied by the unfused reference ops to the conv outputs y of
+ * n images of cout planes of ohw, into u: what a fused conv must give to
+ * the bit. */
+static void unfused_epilogue(const float *y, int n, int cout, size_t ohw, const float *scale,
+                             const float *shift, const float *res, int mode, float *u)
+{
+    const size_t img = (size_t)cout * ohw;
+    for (int b = 0; b < n; b++) {
+        kdc__affine_ref(y + b * img, u + b * img, cout, ohw, scale, shift, 0, cout);
+        if (mode == 1)
+            kdc__relu_ref(u + b * img, u + b * img, 0, img, INFINITY);
+        if (mode == 2)
+            kdc__add_relu_ref(u + b * img, res + b * img, u + b * img, 0, img, 6.0f);
+    }
+}
+
 static void test_conv_forward(void **state)
 {
     (void)state;
@@ -366,7 +383,7 @@ static void test_conv_forward(void **state)
             /* the fused epilogue against the unfused ops, to the bit */
             float *scale = tk_rand_buf((size_t)cc->cout, -2, 2), *shift = tk_rand_buf((size_t)cc->cout, -1, 1);
             float *res = tk_rand_buf(nout, -1, 1), *fused = tk_xmalloc(nout * sizeof *fused);
-            const size_t img = nout / n, ohw = (size_t)f.oh * f.ow;
+            const size_t ohw = (size_t)f.oh * f.ow;
             for (int mode = 0; mode < 3; mode++) {
                 kdc__gemm_epilogue ep = {.scale = scale, .shift = shift, .relu = mode > 0,
                                          .clamp = mode == 2 ? 6.0f : INFINITY,
@@ -374,14 +391,7 @@ static void test_conv_forward(void **state)
                 kdc__conv2d_fast(mode == 1 ? p2 : p1, mode == 1 ? &w2 : &w1, gk, &f.cp, x, n,
                                  cc->ih, cc->iw, fused, f.oh, f.ow, &ep);
                 float *u = tk_xmalloc(nout * sizeof *u);
-                for (int b = 0; b < n; b++) {
-                    kdc__affine_ref(y1 + b * img, u + b * img, cc->cout, ohw, scale, shift, 0,
-                                    cc->cout);
-                    if (mode == 1)
-                        kdc__relu_ref(u + b * img, u + b * img, 0, img, INFINITY);
-                    if (mode == 2)
-                        kdc__add_relu_ref(u + b * img, res + b * img, u + b * img, 0, img, 6.0f);
-                }
+                unfused_epilogue(y1, n, cc->cout, ohw, scale, shift, res, mode, u);
                 assert_memory_equal(fused, u, nout * sizeof *u);
                 free(u);
             }
@@ -643,14 +653,7 @@ static void test_conv_winograd(void **state)
                 kdc__conv2d_wino(mode == 1 ? p2 : p1, mode == 1 ? &w2 : &w1, gk, &f.cp, u, x, n,
                                  cc.ih, cc.iw, fused, f.oh, f.ow, &ep);
                 float *v = tk_xmalloc(nout * sizeof *v);
-                for (int b = 0; b < n; b++) {
-                    kdc__affine_ref(y1 + b * img, v + b * img, cc.cout, ohw, scale, shift, 0,
-                                    cc.cout);
-                    if (mode == 1)
-                        kdc__relu_ref(v + b * img, v + b * img, 0, img, INFINITY);
-                    if (mode == 2)
-                        kdc__add_relu_ref(v + b * img, res + b * img, v + b * img, 0, img, 6.0f);
-                }
+                unfused_epilogue(y1, n, cc.cout, ohw, scale, shift, res, mode, v);
                 assert_memory_equal(fused, v, nout * sizeof *v);
                 free(v);
             }
