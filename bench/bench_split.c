@@ -4,7 +4,8 @@
  * For each architecture (seeded weights, 224 x 224, batch 1, the default
  * kernels of this CPU) it walks the forward pass's pool jobs as
  * lib/run/forward.c and conv_gemm.c issue them (per dense conv: the padded
- * copy, the GEMM, the copy out of the wide rows; depthwise groups; max-pool
+ * copy, the GEMM, the copy out of the wide rows, or for a Winograd conv of
+ * conv_wino.c its two transforms and 16 GEMMs; depthwise groups; max-pool
  * and global pooling; the classifier) and asks sched.h for each job's split
  * at T threads. It prints, per T: the pool jobs, their tasks, the threads
  * used on average (weighted by work), and the share of the threads' time
@@ -28,6 +29,7 @@
 #include "kdcam.h"
 #include "op.h"
 #include "sched.h"
+#include "conv_wino.h"
 #include "weightgen.h"
 
 /* Work units: one multiply-add of a GEMM, or KDC__SCHED_MIN_MACS /
@@ -72,7 +74,21 @@ static void walk(const kdc_model *m, const int *chw, int threads, tally *t)
         const kdc__node *nd = &m->nodes[i];
         const int *ic = chw + 3 * (nd->in[0] >= 0 ? nd->in[0] : 0), *oc = chw + 3 * i;
         const double ohw = (double)oc[1] * oc[2];
-        if ((nd->op == KDC__OP_CONV || nd->op == KDC__OP_LINEAR) && kdc__conv_is_gemm(m, nd)) {
+        if ((nd->op == KDC__OP_CONV || nd->op == KDC__OP_LINEAR) && kdc__conv_is_gemm(m, nd) &&
+            kdc__wino_eligible(&nd->p.conv, oc[1], oc[2])) {
+            /* conv_wino.c: input transform, 16 GEMMs as one job, output
+             * transform (with the same work estimates as it gives sched.h) */
+            const kdc__conv_param *cp = &nd->p.conv;
+            const int tiles = ((oc[1] + 1) / 2) * ((oc[2] + 1) / 2);
+            add_channels(t, cp->cin, 16.0 * tiles, KDC__SCHED_WIDE_CHUNK, threads);
+            int mp, np;
+            const int mt = (cp->cout + mr - 1) / mr, nt = (tiles + nr - 1) / nr;
+            const double macs = 16.0 * cp->cout * cp->cin * tiles;
+            const int used = kdc__sched_gemm(mt, nt, 16, macs, threads, &mp, &np);
+            add_job(t, macs, 16 * mp * np, used, threads);
+            add_channels(t, cp->cout, 20.0 * tiles, KDC__SCHED_WIDE_CHUNK, threads);
+        } else if ((nd->op == KDC__OP_CONV || nd->op == KDC__OP_LINEAR) &&
+                   kdc__conv_is_gemm(m, nd)) {
             const kdc__conv_param *cp = &nd->p.conv;
             const int wide = cp->stride > 1 || cp->kh > 1 || cp->kw > 1 || cp->pad > 0;
             const int k = cp->cin * cp->kh * cp->kw;
