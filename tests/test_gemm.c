@@ -439,7 +439,7 @@ static const wino_case wino_cases[] = {
     {40, 150, 12, 12, 0},/* rows > MC, 36 tiles                                   */
     {17, 9, 9, 31, 1},   /* one wide row of tiles                                 */
     {64, 64, 20, 18, 0}, /* a ResNet-like block                                   */
-    {8, 150, 60, 60, 1}, /* 900 tiles: one image per group of the buffers, 2 groups */
+    {8, 150, 60, 60, 1}, /* 900 tiles: 57 column panels, 25 row panels, bias      */
 };
 
 static const double wino_bt[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
@@ -567,8 +567,8 @@ static void test_conv_winograd(void **state)
             const size_t img = (size_t)cc.cout * f.oh * f.ow, nout = n * img;
             float *x = tk_rand_buf(n * img_in, -1, 1);
             float *y1 = tk_xmalloc(nout * sizeof *y1), *y2 = tk_xmalloc(nout * sizeof *y2);
-            assert_int_equal(kdc__wino_reserve(&w1, &f.cp, n, f.oh, f.ow), KDC_OK);
-            assert_int_equal(kdc__wino_reserve(&w2, &f.cp, n, f.oh, f.ow), KDC_OK);
+            assert_int_equal(kdc__wino_reserve(&w1, &f.cp, f.oh, f.ow), KDC_OK);
+            assert_int_equal(kdc__wino_reserve(&w2, &f.cp, f.oh, f.ow), KDC_OK);
             kdc__conv2d_wino(p1, &w1, gk, &f.cp, u, x, n, cc.ih, cc.iw, y1, f.oh, f.ow, NULL);
             kdc__conv2d_wino(p2, &w2, gk, &f.cp, u, x, n, cc.ih, cc.iw, y2, f.oh, f.ow, NULL);
             assert_memory_equal(y1, y2, nout * sizeof *y1); /* 1 vs 2 threads */

@@ -151,7 +151,7 @@ static kdc_status kdc__conv_backward(kdc_run *r, int i, const float *dy, const i
     if (!wino)
         return kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, cp, wt, dy, r->n,
                                               out_chw[1], out_chw[2], dx, in_chw[1], in_chw[2]);
-    if ((st = kdc__wino_reserve(&r->ws, cp, r->n, out_chw[1], out_chw[2])))
+    if ((st = kdc__wino_reserve(&r->ws, cp, out_chw[1], out_chw[2])))
         return st;
     kdc__conv2d_backward_data_wino(r->pool, &r->ws, m->gemm, cp, wt, dy, r->n, out_chw[1],
                                    out_chw[2], dx);

@@ -98,28 +98,16 @@ void kdc__wino_weights_t(const kdc__conv_param *cp, int mr, float *dst)
         }
 }
 
-/* Images a group of the transforms and GEMMs takes: as many as the
- * buffers hold (KDC__COLS_MAX floats each, kdc__wino_eligible guarantees
- * one), at most n. At batch 8 a 14 x 14 layer's 16 GEMMs then have 392
- * columns instead of 49 (the last 16-wide panel of 49 is nearly empty). */
-static int kdc__wino_group(int cin, int cout, int h, int w, int n)
-{
-    const double per = 16.0 * (cin > cout ? cin : cout) * kdc__wino_tiles(h) * kdc__wino_tiles(w);
-    const int g = (int)((double)KDC__COLS_MAX / per);
-    return g < 1 ? 1 : g > n ? n : g;
-}
-
-kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int n, int oh, int ow)
+kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int oh, int ow)
 {
     if (!kdc__wino_eligible(cp, oh, ow))
         return KDC_OK;
     /* backward-data swaps the roles of cin and cout */
-    const size_t g = (size_t)kdc__wino_group(cp->cin, cp->cout, oh, ow, n);
     const size_t t = (size_t)kdc__wino_tiles(oh) * kdc__wino_tiles(ow);
     const size_t wide = (size_t)(cp->cin > cp->cout ? cp->cin : cp->cout);
-    kdc_status st = kdc__grow(&ws->wino_v, &ws->wino_v_cap, 16 * wide * g * t);
+    kdc_status st = kdc__grow(&ws->wino_v, &ws->wino_v_cap, 16 * wide * t);
     if (!st)
-        st = kdc__grow(&ws->wino_m, &ws->wino_m_cap, 16 * wide * g * t);
+        st = kdc__grow(&ws->wino_m, &ws->wino_m_cap, 16 * wide * t);
     return st;
 }
 
@@ -129,8 +117,6 @@ typedef struct kdc__wino_job {
     const float *x;               /* one image                               */
     float *v, *m, *y;             /* transformed input, products, output      */
     int ih, iw, oh, ow, th, tw;
-    int nimg;                     /* images of this group: their tiles side
-                                   * by side in V and M (nimg * th * tw)     */
     int accumulate;               /* y += the result (no epilogue)            */
     const kdc__gemm_epilogue *ep; /* res of this image, or NULL               */
     kdc__sched_ch in, out;        /* splits of the two transforms             */
@@ -143,13 +129,13 @@ static void kdc__wino_in_task(void *ctx, int t)
 {
     const kdc__wino_job *j = ctx;
     const int tw = j->tw, w2 = 2 * tw + 2, cin = j->cin;
-    const size_t nt = (size_t)j->th * tw, gt = nt * j->nimg, xs = (size_t)cin * gt;
+    const size_t nt = (size_t)j->th * tw, xs = (size_t)cin * nt;
     float rows[4][2 * KDC__WINO_MAX_OW + 4], u[4][2 * KDC__WINO_MAX_OW + 4];
-    int b, c0, c1;
-    kdc__sched_ch_range(&j->in, t, cin, &b, &c0, &c1);
+    int b0, c0, c1;
+    kdc__sched_ch_range(&j->in, t, cin, &b0, &c0, &c1);
     for (int c = c0; c < c1; c++) {
-        const float *plane = j->x + ((size_t)b * cin + c) * j->ih * j->iw;
-        float *vc = j->v + (size_t)c * gt + (size_t)b * nt;
+        const float *plane = j->x + (size_t)c * j->ih * j->iw;
+        float *vc = j->v + (size_t)c * nt;
         for (int ty = 0; ty < j->th; ty++) {
             for (int r = 0; r < 4; r++) {
                 const int y = 2 * ty - 1 + r;
@@ -170,12 +156,12 @@ static void kdc__wino_in_task(void *ctx, int t)
                       *v3 = v2 + xs;
                 const float *ui = u[i];
                 for (int tx = 0; tx < tw; tx++) {
-                    const float a = ui[2 * tx], q = ui[2 * tx + 1], e = ui[2 * tx + 2],
+                    const float a = ui[2 * tx], b = ui[2 * tx + 1], e = ui[2 * tx + 2],
                                 f = ui[2 * tx + 3];
                     v0[tx] = a - e;
-                    v1[tx] = q + e;
-                    v2[tx] = e - q;
-                    v3[tx] = q - f;
+                    v1[tx] = b + e;
+                    v2[tx] = e - b;
+                    v3[tx] = b - f;
                 }
             }
         }
@@ -188,15 +174,14 @@ static void kdc__wino_out_task(void *ctx, int t)
 {
     const kdc__wino_job *j = ctx;
     const int tw = j->tw, cout = j->cout;
-    const size_t nt = (size_t)j->th * tw, gt = nt * j->nimg, ms = (size_t)cout * gt;
-    const size_t ohw = (size_t)j->oh * j->ow;
+    const size_t nt = (size_t)j->th * tw, ms = (size_t)cout * nt, ohw = (size_t)j->oh * j->ow;
     float s0[4][KDC__WINO_MAX_OW / 2 + 1], s1[4][KDC__WINO_MAX_OW / 2 + 1];
     float y0[KDC__WINO_MAX_OW + 2], y1[KDC__WINO_MAX_OW + 2];
-    int b, c0, c1;
-    kdc__sched_ch_range(&j->out, t, cout, &b, &c0, &c1);
+    int b0, c0, c1;
+    kdc__sched_ch_range(&j->out, t, cout, &b0, &c0, &c1);
     for (int o = c0; o < c1; o++) {
-        const float *mo = j->m + (size_t)o * gt + (size_t)b * nt;
-        float *yo = j->y + ((size_t)b * cout + o) * ohw;
+        const float *mo = j->m + (size_t)o * nt;
+        float *yo = j->y + (size_t)o * ohw;
         for (int ty = 0; ty < j->th; ty++) {
             const float *mt = mo + (size_t)ty * tw;
             for (int col = 0; col < 4; col++) { /* A^T m: rows */
@@ -227,9 +212,8 @@ static void kdc__wino_out_task(void *ctx, int t)
                 memcpy(r1, y1, (size_t)j->ow * sizeof(float));
         }
         if (j->ep)
-            j->gk->epilogue(j->ep, yo, ohw, o, 1,
-                            j->ep->res ? j->ep->res + ((size_t)b * cout + o) * ohw : NULL, ohw,
-                            (int)ohw);
+            j->gk->epilogue(j->ep, yo, ohw, o, 1, j->ep->res ? j->ep->res + (size_t)o * ohw : NULL,
+                            ohw, (int)ohw);
     }
 }
 
@@ -242,10 +226,7 @@ static void kdc__wino_run(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernel
     const size_t hw = (size_t)h * w;
     const int th = kdc__wino_tiles(h), tw = kdc__wino_tiles(w), threads = kdc__pool_threads(pool);
     const size_t nt = (size_t)th * tw;
-    const int group = kdc__wino_group(cin, cout, h, w, n);
-    for (int b = 0; b < n; b += group) {
-        const int g = n - b < group ? n - b : group;
-        const size_t gt = (size_t)g * nt;
+    for (int b = 0; b < n; b++) {
         kdc__gemm_epilogue eb;
         if (ep) {
             eb = *ep;
@@ -254,15 +235,15 @@ static void kdc__wino_run(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernel
         }
         kdc__wino_job j = {.cin = cin, .cout = cout, .gk = gk, .x = x + (size_t)b * cin * hw,
                            .v = ws->wino_v, .m = ws->wino_m, .y = y + (size_t)b * cout * hw,
-                           .ih = h, .iw = w, .oh = h, .ow = w, .th = th, .tw = tw, .nimg = g,
+                           .ih = h, .iw = w, .oh = h, .ow = w, .th = th, .tw = tw,
                            .accumulate = accumulate, .ep = ep ? &eb : NULL};
         /* each input value is read into four tiles' rows; each output
          * channel reads 16 products per tile */
-        kdc__sched_channels(g, cin, 16.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.in);
-        kdc__sched_channels(g, cout, 20.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.out);
+        kdc__sched_channels(1, cin, 16.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.in);
+        kdc__sched_channels(1, cout, 20.0 * nt, KDC__SCHED_WIDE_CHUNK, threads, &j.out);
         kdc__pool_run_capped(pool, j.in.jobs, j.in.threads, kdc__wino_in_task, &j);
         kdc__gemm_batch(pool, ws, gk, u, kdc__gemm_packed_size(cout, cin, gk->mr), cin, cout,
-                        (int)gt, ws->wino_v, (size_t)cin * gt, ws->wino_m, (size_t)cout * gt, 16);
+                        (int)nt, ws->wino_v, (size_t)cin * nt, ws->wino_m, (size_t)cout * nt, 16);
         kdc__pool_run_capped(pool, j.out.jobs, j.out.threads, kdc__wino_out_task, &j);
     }
 }

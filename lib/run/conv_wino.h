@@ -43,10 +43,9 @@ size_t kdc__wino_weights_t_size(const kdc__conv_param *cp, int mr);
  * kdc__gemm_packed_size(cin, cout, mr) floats each, at dst. */
 void kdc__wino_weights_t(const kdc__conv_param *cp, int mr, float *dst);
 
-/* Makes room for the transforms' buffers of a conv of this shape on a
- * batch of n (when eligible): the images of a group side by side, as many
- * as fit KDC__COLS_MAX floats; KDC_ERR_NO_MEMORY. */
-kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int n, int oh, int ow);
+/* Makes room for the transforms' buffers of a conv of this shape (when
+ * eligible); KDC_ERR_NO_MEMORY. */
+kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int oh, int ow);
 
 /* Forward of an eligible conv for the n images of x (n, cin, ih, iw) into
  * y (n, cout, oh, ow) with u its kdc__wino_weights: y = conv(x) (+ bias),

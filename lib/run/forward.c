@@ -321,7 +321,7 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
             if (kdc__conv_is_gemm(m, nd) &&
                 ((st = kdc__conv_reserve(&r->ws, &nd->p.conv, ic[1], ic[2], oc[1], oc[2])) ||
                  (record_from < 0 &&
-                  (st = kdc__wino_reserve(&r->ws, &nd->p.conv, n, oc[1], oc[2])))))
+                  (st = kdc__wino_reserve(&r->ws, &nd->p.conv, oc[1], oc[2])))))
                 return st;
         }
     }
