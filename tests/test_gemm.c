@@ -561,8 +561,8 @@ static void test_conv_winograd(void **state)
             conv_fixture f;
             conv_setup(gk, &cc, &f);
             assert_true(kdc__wino_eligible(&f.cp, f.oh, f.ow));
-            float *u = tk_xmalloc(kdc__wino_weights_size(&f.cp, gk->mr) * sizeof *u);
-            kdc__wino_weights(&f.cp, gk->mr, u);
+            float *u = tk_xmalloc(kdc__wino_weights_size(&f.cp, gk->mr, 0) * sizeof *u);
+            kdc__wino_weights(&f.cp, gk->mr, 0, u);
             const size_t img_in = (size_t)cc.cin * cc.ih * cc.iw;
             const size_t img = (size_t)cc.cout * f.oh * f.ow, nout = n * img;
             float *x = tk_rand_buf(n * img_in, -1, 1);
@@ -606,8 +606,8 @@ static void test_conv_winograd(void **state)
                 conv_fixture fb = {.cp = {.cin = cc.cout, .cout = cc.cin, .kh = 3, .kw = 3,
                                           .stride = 1, .pad = 1, .groups = 1, .weight = wt},
                                    .oh = cc.ih, .ow = cc.iw};
-                float *ut = tk_xmalloc(kdc__wino_weights_t_size(&f.cp, gk->mr) * sizeof *ut);
-                kdc__wino_weights_t(&f.cp, gk->mr, ut);
+                float *ut = tk_xmalloc(kdc__wino_weights_size(&f.cp, gk->mr, 1) * sizeof *ut);
+                kdc__wino_weights(&f.cp, gk->mr, 1, ut);
                 const size_t nin = n * img_in;
                 float *dy = tk_rand_buf(nout, -1, 1), *dx0 = tk_rand_buf(nin, -1, 1);
                 float *dx1 = tk_xmalloc(nin * sizeof *dx1), *dx2 = tk_xmalloc(nin * sizeof *dx2);

@@ -10,16 +10,12 @@ void kdc__model_free_contents(struct kdc_model *m)
 {
     for (int i = 0; m->packed && i < m->n_nodes; i++)
         free(m->packed[i]);
-    for (int i = 0; m->packed_t && i < m->n_nodes; i++)
-        free(m->packed_t[i]);
-    for (int i = 0; m->wino && i < m->n_nodes; i++)
-        free(m->wino[i]);
-    for (int i = 0; m->wino_t && i < m->n_nodes; i++)
-        free(m->wino_t[i]);
+    for (int k = 0; k < KDC__DERIVED_COUNT; k++) {
+        for (int i = 0; m->derived[k] && i < m->n_nodes; i++)
+            free(m->derived[k][i]);
+        free(m->derived[k]);
+    }
     free(m->packed);
-    free(m->packed_t);
-    free(m->wino);
-    free(m->wino_t);
     if (m->pack_lock_init)
         pthread_mutex_destroy(&m->pack_lock);
     for (int i = 0; i < m->n_nodes; i++)

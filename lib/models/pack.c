@@ -44,11 +44,11 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
     m->gemm = kdc__gemm_kernels_get(isa);
     m->dw = kdc__dw_kernels_get(isa);
     m->packed = calloc((size_t)m->n_nodes, sizeof *m->packed);
-    m->packed_t = calloc((size_t)m->n_nodes, sizeof *m->packed_t);
-    m->wino = calloc((size_t)m->n_nodes, sizeof *m->wino);
-    m->wino_t = calloc((size_t)m->n_nodes, sizeof *m->wino_t);
-    if (!m->packed || !m->packed_t || !m->wino || !m->wino_t)
+    if (!m->packed)
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
+    for (int k = 0; k < KDC__DERIVED_COUNT; k++)
+        if (!(m->derived[k] = calloc((size_t)m->n_nodes, sizeof *m->derived[k])))
+            return kdc__fail(KDC_ERR_NO_MEMORY, "model: out of memory for packed weights");
     if (pthread_mutex_init(&m->pack_lock, NULL))
         return kdc__fail(KDC_ERR_NO_MEMORY, "model: cannot create a mutex");
     m->pack_lock_init = 1;
@@ -99,17 +99,10 @@ kdc_status kdc__setup_kernels(struct kdc_model *m, kdc__isa isa)
     return KDC_OK;
 }
 
-size_t kdc__conv_packed_t_size(const struct kdc_model *m, int node)
+/* Element (i, o) of W^T is element (o, i) of the packed W. */
+static void kdc__transpose_packed(const kdc__conv_param *cp, int mr, float *dst)
 {
-    const kdc__conv_param *cp = &m->nodes[node].p.conv;
-    return kdc__gemm_packed_size(cp->cin * cp->kh * cp->kw, cp->cout, m->gemm->mr);
-}
-
-void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst)
-{
-    /* element (i, o) of W^T is element (o, i) of the packed W */
-    const kdc__conv_param *cp = &m->nodes[node].p.conv;
-    const int k = cp->cin * cp->kh * cp->kw, mr = m->gemm->mr;
+    const int k = cp->cin * cp->kh * cp->kw;
     float *d = dst;
     for (int i0 = 0; i0 < k; i0 += mr)
         for (int o = 0; o < cp->cout; o++, d += mr) {
@@ -119,62 +112,52 @@ void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst)
         }
 }
 
-/* A weight layout derived from conv `node`'s packing (the node whose
- * weights it shares, if any), made on first use under pack_lock and kept
- * in cache[node]: size floats written by make. */
-typedef void (*kdc__derive_fn)(const struct kdc_model *m, int node, float *dst);
+static const char *const kdc__derived_names[KDC__DERIVED_COUNT] = {
+    "transposed weights", "Winograd weights", "backward Winograd weights"};
 
-static kdc_status kdc__derived(const struct kdc_model *m, int node, float **cache, size_t size,
-                               kdc__derive_fn make, const char *what, const float **out)
+size_t kdc__conv_derived_size(const struct kdc_model *m, int node, kdc__derived kind)
+{
+    const kdc__conv_param *cp = &m->nodes[node].p.conv;
+    const int mr = m->gemm->mr;
+    switch (kind) {
+    case KDC__DERIVED_WINO: return kdc__wino_weights_size(cp, mr, 0);
+    case KDC__DERIVED_WINO_T: return kdc__wino_weights_size(cp, mr, 1);
+    default: return kdc__gemm_packed_size(cp->cin * cp->kh * cp->kw, cp->cout, mr);
+    }
+}
+
+void kdc__conv_derive(const struct kdc_model *m, int node, kdc__derived kind, float *dst)
+{
+    const kdc__conv_param *cp = &m->nodes[node].p.conv;
+    if (kind == KDC__DERIVED_T)
+        kdc__transpose_packed(cp, m->gemm->mr, dst);
+    else
+        kdc__wino_weights(cp, m->gemm->mr, kind == KDC__DERIVED_WINO_T, dst);
+}
+
+kdc_status kdc__conv_derived(const struct kdc_model *m, int node, kdc__derived kind,
+                             const float **out)
 {
     kdc_status st = KDC_OK;
     pthread_mutex_t *lock = (pthread_mutex_t *)&m->pack_lock;
+    float **cache = m->derived[kind];
     if (m->nodes[node].p.conv.share)
         node = m->nodes[node].p.conv.share;
     pthread_mutex_lock(lock);
     if (!cache[node]) {
-        float *p = aligned_alloc(64, (size * sizeof(float) + 63) / 64 * 64);
+        const size_t bytes = kdc__conv_derived_size(m, node, kind) * sizeof(float);
+        float *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
         if (p) {
-            make(m, node, p);
+            kdc__conv_derive(m, node, kind, p);
             cache[node] = p;
         } else {
             st = kdc__fail(KDC_ERR_NO_MEMORY, "%s: out of memory for the %s",
-                           m->nodes[node].name, what);
+                           m->nodes[node].name, kdc__derived_names[kind]);
         }
     }
     *out = cache[node];
     pthread_mutex_unlock(lock);
     return st;
-}
-
-kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out)
-{
-    return kdc__derived(m, node, m->packed_t, kdc__conv_packed_t_size(m, node),
-                        kdc__conv_transpose_packed, "transposed weights", out);
-}
-
-static void kdc__make_wino(const struct kdc_model *m, int node, float *dst)
-{
-    kdc__wino_weights(&m->nodes[node].p.conv, m->gemm->mr, dst);
-}
-
-static void kdc__make_wino_t(const struct kdc_model *m, int node, float *dst)
-{
-    kdc__wino_weights_t(&m->nodes[node].p.conv, m->gemm->mr, dst);
-}
-
-kdc_status kdc__conv_wino_weights(const struct kdc_model *m, int node, const float **out)
-{
-    return kdc__derived(m, node, m->wino,
-                        kdc__wino_weights_size(&m->nodes[node].p.conv, m->gemm->mr),
-                        kdc__make_wino, "Winograd weights", out);
-}
-
-kdc_status kdc__conv_wino_weights_t(const struct kdc_model *m, int node, const float **out)
-{
-    return kdc__derived(m, node, m->wino_t,
-                        kdc__wino_weights_t_size(&m->nodes[node].p.conv, m->gemm->mr),
-                        kdc__make_wino_t, "backward Winograd weights", out);
 }
 
 const char *kdc_model_kernels(const kdc_model *m)

@@ -72,6 +72,15 @@ typedef struct kdc__alias {
     int node;
 } kdc__alias;
 
+/* Weight layouts a SIMD model derives from a dense conv's packing when a
+ * run first needs them (models/pack.c). */
+typedef enum kdc__derived {
+    KDC__DERIVED_T,      /* the transposed packing (cin*kh*kw x cout): backward-data */
+    KDC__DERIVED_WINO,   /* Winograd U (lib/run/conv_wino.h): forward               */
+    KDC__DERIVED_WINO_T, /* Winograd U' of the turned kernel: backward-data        */
+    KDC__DERIVED_COUNT
+} kdc__derived;
+
 struct kdc_model {
     char arch[48];
     int num_classes;
@@ -100,13 +109,9 @@ struct kdc_model {
     const kdc__act_kernels *act;   /* ReLU mask kernels (any ISA, never NULL)  */
     const kdc__pool_kernels *pool; /* max-pooling kernels (never NULL)         */
     float **packed;         /* (n_nodes) owned A packings, or NULL           */
-    /* backward-data: the transposed weight (cin*kh*kw x cout) as A, packed
-     * on first use by kdc__conv_packed_t under pack_lock */
-    float **packed_t;       /* (n_nodes), or NULL                            */
-    /* stride-1 3x3 convs: the Winograd-transformed weights (lib/run/
-     * conv_wino.h), made on first use by kdc__conv_wino_weights */
-    float **wino;           /* (n_nodes), or NULL                            */
-    float **wino_t;         /* (n_nodes) those of backward-data, or NULL     */
+    /* layouts derived from the packings (kdc__derived), made on first use
+     * by kdc__conv_derived under pack_lock: (n_nodes) each, or NULL */
+    float **derived[KDC__DERIVED_COUNT];
     pthread_mutex_t pack_lock;
     int pack_lock_init;
 };
@@ -124,19 +129,16 @@ static inline int kdc__out_size(int in, int k, int stride, int pad)
  * output would be empty. */
 kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw);
 
-/* models/pack.c: the transposed weight packing of CONV / LINEAR node `node`,
- * made on first use (thread-safe); KDC_ERR_NO_MEMORY. */
-kdc_status kdc__conv_packed_t(const struct kdc_model *m, int node, const float **out);
-/* The same transposed packing written into dst (kdc__conv_packed_t_size
- * floats), not kept: for runs whose inputs are too large to keep every
- * layer's copy besides their activations (lib/run/backward.c). */
-size_t kdc__conv_packed_t_size(const struct kdc_model *m, int node);
-void kdc__conv_transpose_packed(const struct kdc_model *m, int node, float *dst);
-/* The Winograd weights of conv `node` (kdc__wino_weights), made on first
- * use and kept (thread-safe); KDC_ERR_NO_MEMORY. */
-kdc_status kdc__conv_wino_weights(const struct kdc_model *m, int node, const float **out);
-/* And those of its backward-data (kdc__wino_weights_t). */
-kdc_status kdc__conv_wino_weights_t(const struct kdc_model *m, int node, const float **out);
+/* models/pack.c: the layout `kind` of CONV / LINEAR node `node` (or of the
+ * node whose weights it shares), made on first use and kept in the model
+ * (thread-safe); KDC_ERR_NO_MEMORY. */
+kdc_status kdc__conv_derived(const struct kdc_model *m, int node, kdc__derived kind,
+                             const float **out);
+/* The same layout written into dst (kdc__conv_derived_size floats), not
+ * kept: for runs whose inputs are too large to keep every layer's copy
+ * besides their activations (KDC__WT_KEEP_PIXELS, lib/run/run.h). */
+size_t kdc__conv_derived_size(const struct kdc_model *m, int node, kdc__derived kind);
+void kdc__conv_derive(const struct kdc_model *m, int node, kdc__derived kind, float *dst);
 
 /* ---- op kernels: scalar references (one file per op family) ---- */
 

@@ -111,29 +111,6 @@ static kdc_status kdc__seed_add(kdc_run *r, int layer, const float *seed)
     return KDC_OK;
 }
 
-/* The weights of conv i's backward-data: its transposed packing, or its
- * Winograd ones (conv_wino.h) when wino; kept in the model or made in the
- * run's buffer (KDC__WT_KEEP_PIXELS, run.h). */
-static kdc_status kdc__backward_weights(kdc_run *r, int i, int wino, const float **wt)
-{
-    const kdc_model *m = r->m;
-    const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
-    float *const *cache = wino ? m->wino_t : m->packed_t;
-    if (cache[own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
-        return wino ? kdc__conv_wino_weights_t(m, i, wt) : kdc__conv_packed_t(m, i, wt);
-    const kdc__conv_param *cp = &m->nodes[own].p.conv;
-    kdc_status st = kdc__work_wt(&r->ws, wino ? kdc__wino_weights_t_size(cp, m->gemm->mr)
-                                              : kdc__conv_packed_t_size(m, i));
-    if (st)
-        return st;
-    if (wino)
-        kdc__wino_weights_t(cp, m->gemm->mr, r->ws.wt);
-    else
-        kdc__conv_transpose_packed(m, i, r->ws.wt);
-    *wt = r->ws.wt;
-    return KDC_OK;
-}
-
 /* dx += conv^T(dy) of dense conv i: by Winograd where it applies (the
  * same conv with the kernel turned, conv_wino.h), else the direct GEMM
  * and col2im. */
@@ -145,7 +122,7 @@ static kdc_status kdc__conv_backward(kdc_run *r, int i, const float *dy, const i
     const int wino = kdc__wino_eligible(cp, out_chw[1], out_chw[2]);
     const float *wt;
     kdc_status st;
-    if ((st = kdc__backward_weights(r, i, wino, &wt)) ||
+    if ((st = kdc__run_weights(r, i, wino ? KDC__DERIVED_WINO_T : KDC__DERIVED_T, &wt)) ||
         (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))))
         return st;
     if (!wino)

@@ -51,7 +51,6 @@ void kdc__work_free(kdc__work *ws)
     free(ws->bpack);
     free(ws->wino_v);
     free(ws->wino_m);
-    free(ws->wino_u);
     memset(ws, 0, sizeof *ws);
 }
 

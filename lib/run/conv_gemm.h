@@ -20,14 +20,12 @@ typedef struct kdc__work {
     size_t cols_cap;      /* floats                                          */
     float *xpad, *wide;   /* stride-1 convs: padded input, wide output      */
     size_t xpad_cap, wide_cap;
-    float *wt;            /* one layer's transposed weights, large inputs   */
+    float *wt;            /* one layer's derived weights, large inputs      */
     size_t wt_cap;        /* floats                                          */
     float *bpack;         /* B packed once for a GEMM split by rows          */
     size_t bpack_cap;     /* floats, at most KDC__COLS_MAX                   */
     float *wino_v, *wino_m; /* Winograd: transformed input, products         */
     size_t wino_v_cap, wino_m_cap;
-    float *wino_u;        /* one layer's transformed weights, large inputs  */
-    size_t wino_u_cap;
 } kdc__work;
 
 /* *p holds at least need floats (grown with malloc, contents lost);
@@ -59,7 +57,7 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                       const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
                       int oh, int ow, const kdc__gemm_epilogue *ep);
 /* Its backward-data, accumulated: dx += conv^T(dy), with wt the transposed
- * weight packing (kdc__conv_packed_t). KDC_ERR_NO_MEMORY (column buffer). */
+ * weight packing (KDC__DERIVED_T). KDC_ERR_NO_MEMORY (column buffer). */
 kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
                                           const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
                                           const float *wt, const float *dy, int n, int oh, int ow,

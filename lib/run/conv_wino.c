@@ -32,14 +32,10 @@ int kdc__wino_eligible(const kdc__conv_param *cp, int oh, int ow)
     return t >= KDC__WINO_MIN_TILES && 16.0 * wide * t <= (double)KDC__COLS_MAX;
 }
 
-size_t kdc__wino_weights_size(const kdc__conv_param *cp, int mr)
+size_t kdc__wino_weights_size(const kdc__conv_param *cp, int mr, int backward)
 {
-    return 16 * kdc__gemm_packed_size(cp->cout, cp->cin, mr);
-}
-
-size_t kdc__wino_weights_t_size(const kdc__conv_param *cp, int mr)
-{
-    return 16 * kdc__gemm_packed_size(cp->cin, cp->cout, mr);
+    return 16 * (backward ? kdc__gemm_packed_size(cp->cin, cp->cout, mr)
+                          : kdc__gemm_packed_size(cp->cout, cp->cin, mr));
 }
 
 /* U = G g G^T of the weights of output o and input c (from the packing). */
@@ -63,36 +59,25 @@ static void kdc__wino_u(const kdc__conv_param *cp, int mr, int o, int c, float u
     }
 }
 
-void kdc__wino_weights(const kdc__conv_param *cp, int mr, float *dst)
-{
-    const size_t per = kdc__gemm_packed_size(cp->cout, cp->cin, mr);
-    memset(dst, 0, 16 * per * sizeof *dst); /* rows past cout */
-    for (int o = 0; o < cp->cout; o++)
-        for (int c = 0; c < cp->cin; c++) {
-            float u[4][4];
-            kdc__wino_u(cp, mr, o, c, u);
-            float *d = dst + ((size_t)(o / mr) * cp->cin + c) * mr + o % mr;
-            for (int e = 0; e < 16; e++)
-                d[(size_t)e * per] = u[e / 4][e % 4];
-        }
-}
-
 /* The backward-data of a stride-1 3x3 conv with padding 1 is the same conv
  * of dy with the kernel turned by 180 degrees and its channels transposed:
  * g'[c][o] = J g[o][c] J (J reverses 3 entries). G J = P G, P swapping rows
  * 0 and 3 of 4 (the interpolation points 0 and infinity trade places, 1
  * and -1 keep theirs), so U' = G g' G^T = P U P^T: entry (i, j) of U' is
  * entry (p(i), p(j)) of U, p = (3, 1, 2, 0). */
-void kdc__wino_weights_t(const kdc__conv_param *cp, int mr, float *dst)
+void kdc__wino_weights(const kdc__conv_param *cp, int mr, int backward, float *dst)
 {
-    static const int p[4] = {3, 1, 2, 0};
-    const size_t per = kdc__gemm_packed_size(cp->cin, cp->cout, mr);
-    memset(dst, 0, 16 * per * sizeof *dst); /* rows past cin */
+    static const int keep[4] = {0, 1, 2, 3}, turn[4] = {3, 1, 2, 0};
+    const int *p = backward ? turn : keep;
+    const int rows = backward ? cp->cin : cp->cout, cols = backward ? cp->cout : cp->cin;
+    const size_t per = kdc__gemm_packed_size(rows, cols, mr);
+    memset(dst, 0, 16 * per * sizeof *dst); /* rows past the last panel's */
     for (int o = 0; o < cp->cout; o++)
         for (int c = 0; c < cp->cin; c++) {
             float u[4][4];
             kdc__wino_u(cp, mr, o, c, u);
-            float *d = dst + ((size_t)(c / mr) * cp->cout + o) * mr + c % mr;
+            const int r = backward ? c : o, q = backward ? o : c;
+            float *d = dst + ((size_t)(r / mr) * cols + q) * mr + r % mr;
             for (int e = 0; e < 16; e++)
                 d[(size_t)e * per] = u[p[e / 4]][p[e % 4]];
         }

@@ -29,26 +29,22 @@ enum { KDC__WINO_MAX_OW = 1024 };
  * transformed input and products within KDC__COLS_MAX floats each. */
 int kdc__wino_eligible(const kdc__conv_param *cp, int oh, int ow);
 
-/* Floats of a conv's transformed weights (16 packed A matrices). */
-size_t kdc__wino_weights_size(const kdc__conv_param *cp, int mr);
-/* U = G g G^T of every (output, input) channel pair, from the packed
- * weights cp->packed, as 16 packed A matrices (cout x cin, mr-row panels)
- * of kdc__gemm_packed_size(cout, cin, mr) floats each, at dst. */
-void kdc__wino_weights(const kdc__conv_param *cp, int mr, float *dst);
-
-/* Floats of its backward-data weights (16 packed A matrices, cin x cout). */
-size_t kdc__wino_weights_t_size(const kdc__conv_param *cp, int mr);
-/* The Winograd weights of the backward-data conv (the kernel turned by 180
- * degrees, channels transposed), as 16 packed A matrices of
- * kdc__gemm_packed_size(cin, cout, mr) floats each, at dst. */
-void kdc__wino_weights_t(const kdc__conv_param *cp, int mr, float *dst);
+/* Floats of a conv's transformed weights: 16 packed A matrices, cout x cin
+ * (forward) or cin x cout (backward). */
+size_t kdc__wino_weights_size(const kdc__conv_param *cp, int mr, int backward);
+/* From the packed weights cp->packed, at dst: forward, U = G g G^T of every
+ * (output, input) channel pair as 16 packed A matrices (cout x cin,
+ * mr-row panels of kdc__gemm_packed_size(cout, cin, mr) floats each);
+ * backward, those of the backward-data conv (the kernel turned by 180
+ * degrees, channels transposed: cin x cout). */
+void kdc__wino_weights(const kdc__conv_param *cp, int mr, int backward, float *dst);
 
 /* Makes room for the transforms' buffers of a conv of this shape (when
  * eligible); KDC_ERR_NO_MEMORY. */
 kdc_status kdc__wino_reserve(kdc__work *ws, const kdc__conv_param *cp, int oh, int ow);
 
 /* Forward of an eligible conv for the n images of x (n, cin, ih, iw) into
- * y (n, cout, oh, ow) with u its kdc__wino_weights: y = conv(x) (+ bias),
+ * y (n, cout, oh, ow) with u its forward kdc__wino_weights: y = conv(x) (+ bias),
  * then the epilogue ep (may be NULL; its res is image 0's). Needs the
  * buffers of kdc__wino_reserve. */
 void kdc__conv2d_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
@@ -56,7 +52,7 @@ void kdc__conv2d_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                       int iw, float *y, int oh, int ow, const kdc__gemm_epilogue *ep);
 
 /* Backward-data of an eligible conv, accumulated: dx (n, cin, h, w) +=
- * conv^T(dy) (n, cout, h, w), with ut its kdc__wino_weights_t. Needs the
+ * conv^T(dy) (n, cout, h, w), with ut its backward kdc__wino_weights. Needs the
  * buffers of kdc__wino_reserve. The gradient differs from the direct
  * backward's by rounding only (it has no ReLU decisions to flip). */
 void kdc__conv2d_backward_data_wino(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,

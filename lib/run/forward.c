@@ -142,28 +142,6 @@ static void kdc__run_dw_group(kdc_run *r, int i)
     kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__dw_fused_run, &k);
 }
 
-/* The Winograd weights of conv i for this run: kept in the model for
- * inputs up to KDC__WT_KEEP_PIXELS (n x h x w, as the transposed weights of
- * backward.c: a classifier transforms each layer once), else transformed
- * into the run's buffer at each call (a detector at 800 x 1216, whose
- * activations dwarf the cost; keeping them would add 16/9 of those layers'
- * weights to its peak memory). The values are the same either way. */
-static kdc_status kdc__wino_weights_for(kdc_run *r, int i, const float **u)
-{
-    const kdc_model *m = r->m;
-    const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
-    if (m->wino[own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
-        return kdc__conv_wino_weights(m, i, u);
-    const kdc__conv_param *cp = &m->nodes[own].p.conv;
-    kdc_status st = kdc__grow(&r->ws.wino_u, &r->ws.wino_u_cap,
-                              kdc__wino_weights_size(cp, m->gemm->mr));
-    if (st)
-        return st;
-    kdc__wino_weights(cp, m->gemm->mr, r->ws.wino_u);
-    *u = r->ws.wino_u;
-    return KDC_OK;
-}
-
 /* A dense conv or LINEAR on the GEMM, with the rest of its fused group:
  * by Winograd where it applies (conv_wino.h), else the direct GEMM. */
 static void kdc__run_gemm_node(kdc_run *r, int i)
@@ -175,8 +153,9 @@ static void kdc__run_gemm_node(kdc_run *r, int i)
     kdc__group_epilogue(r, i, tail, &ep);
     const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
     const float *u;
+    /* without memory for the transformed weights, the direct conv */
     if (r->wino && kdc__wino_eligible(&nd->p.conv, oc[1], oc[2]) &&
-        !kdc__wino_weights_for(r, i, &u)) {
+        !kdc__run_weights(r, i, KDC__DERIVED_WINO, &u)) {
         kdc__conv2d_wino(r->pool, &r->ws, m->gemm, &nd->p.conv, u, kdc__data(r, nd->in[0]), r->n,
                          ic[1], ic[2], r->buf[r->slot[tail]], oc[1], oc[2],
                          tail > i ? &ep : NULL);

@@ -1,5 +1,5 @@
 /* run.c - a run's life cycle and what it hands out: create, destroy, the
- * shapes and values of kept layers. The plan is in plan.c, the forward
+ * shapes and values of kept layers, the weight layouts its passes need. The plan is in plan.c, the forward
  * executor in forward.c, backward in backward.c (run.h). */
 #include <stdlib.h>
 #include <string.h>
@@ -152,4 +152,18 @@ kdc_status kdc_run_read_layer(const kdc_run *r, int layer, float *dst, size_t co
 const struct kdc_model *kdc__run_model(const kdc_run *r)
 {
     return r->m;
+}
+
+kdc_status kdc__run_weights(kdc_run *r, int i, kdc__derived kind, const float **out)
+{
+    const kdc_model *m = r->m;
+    const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
+    if (m->derived[kind][own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
+        return kdc__conv_derived(m, own, kind, out);
+    kdc_status st = kdc__work_wt(&r->ws, kdc__conv_derived_size(m, own, kind));
+    if (st)
+        return st;
+    kdc__conv_derive(m, own, kind, r->ws.wt);
+    *out = r->ws.wt;
+    return KDC_OK;
 }

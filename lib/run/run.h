@@ -90,6 +90,13 @@ typedef struct kdc__task {
 } kdc__task;
 void kdc__task_run(kdc_run *r, kdc__task *k);
 
+/* run.c: the layout `kind` of conv i's weights for this run: kept in the
+ * model for inputs up to KDC__WT_KEEP_PIXELS (or once kept), else made into
+ * the run's buffer ws.wt, which holds one layer's at a time (the forward's
+ * Winograd weights and backward-data's transposed ones are never needed at
+ * once). KDC_ERR_NO_MEMORY. */
+kdc_status kdc__run_weights(kdc_run *r, int i, kdc__derived kind, const float **out);
+
 /* backward.c: the run's pool of gradient buffers, which the tangent pass
  * (tangent.c) also draws from: a zeroed buffer of numel floats (its index,
  * -1 when out of memory), and every buffer given back (grad_of all -1). */
