@@ -238,6 +238,8 @@ static const conv_case conv_cases[] = {
     {40, 150, 3, 1, 1, 7, 7, 0}, /* layer4-like: 7x7, rows > MC        */
     {3, 20, 1, 1, 2, 5, 4, 0},   /* 1x1 with padding goes through im2col */
     {300, 17, 1, 1, 0, 1, 1, 1}, /* a fully connected layer            */
+    {260, 14, 1, 1, 0, 5, 8, 1}, /* 1x1, two depth blocks: the fused
+                                  * epilogue after an accumulation    */
     /* backward-data columns over KDC__COLS_MAX floats: formed in 2 and 3
      * bands of input rows (sched.h) */
     {64, 8, 3, 1, 1, 96, 90, 0},

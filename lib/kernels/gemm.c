@@ -45,19 +45,19 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar};
+    kdc__gemm_epilogue_scalar, NULL};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
-    kdc__gemm_epilogue_avx2};
+    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
-    kdc__gemm_epilogue_avx512};
+    kdc__gemm_epilogue_avx512, NULL};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar};
+    kdc__gemm_epilogue_scalar, NULL};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -306,11 +306,16 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                         const int row = ic + ir;
                         const float *ap = apack + ((size_t)(row / mr) * k + pc) * mr;
                         float *cp = c + (size_t)row * ldc + jc + jr;
-                        gk->gemm(kc, ap, bp, cp, ldc, mw, nw, accumulate || pc > 0);
+                        const int acc = accumulate || pc > 0;
+                        const float *res =
+                            last && ep && ep->res ? ep->res + (size_t)row * ldc + jc + jr : NULL;
+                        if (last && ep && gk->gemm_ep && mw == mr && nw == nr) {
+                            gk->gemm_ep(kc, ap, bp, cp, ldc, acc, ep, row, res, ldc);
+                            continue;
+                        }
+                        gk->gemm(kc, ap, bp, cp, ldc, mw, nw, acc);
                         if (last && ep)
-                            gk->epilogue(ep, cp, ldc, row, mw,
-                                         ep->res ? ep->res + (size_t)row * ldc + jc + jr : NULL,
-                                         ldc, nw);
+                            gk->epilogue(ep, cp, ldc, row, mw, res, ldc, nw);
                     }
                 }
             }

@@ -53,6 +53,16 @@ struct kdc__gemm_epilogue;
 typedef void (*kdc__gemm_epilogue_fn)(const struct kdc__gemm_epilogue *ep, float *v, size_t ldv,
                                       int row, int m, const float *res, size_t ldres, int n);
 
+/* The micro-kernel with the epilogue applied in its registers, for a full
+ * mr x nr tile of rows [row, row + mr): the tile of C = (accumulate ? C :
+ * 0) + A * B, then the epilogue with res (row stride ldres, NULL when
+ * ep->res is not used), stored once. The same bits as the micro-kernel
+ * followed by the epilogue; it saves the store and reload of the tile and
+ * the epilogue's separate pass (kdc__gemm uses it on the last depth block). */
+typedef void (*kdc__gemm_ep_ukernel)(int k, const float *a, const float *b, float *c, size_t ldc,
+                                     int accumulate, const struct kdc__gemm_epilogue *ep, int row,
+                                     const float *res, size_t ldres);
+
 /* One table per kernel family and ISA (XNNPACK style). */
 typedef struct kdc__gemm_kernels {
     kdc__isa isa;
@@ -60,6 +70,7 @@ typedef struct kdc__gemm_kernels {
     int mr, nr;       /* tile                                        */
     kdc__gemm_ukernel gemm;
     kdc__gemm_epilogue_fn epilogue; /* kdc__gemm_epilogue_scalar or a SIMD one */
+    kdc__gemm_ep_ukernel gemm_ep;   /* NULL: gemm, then epilogue           */
 } kdc__gemm_kernels;
 
 typedef struct kdc__dw_kernels {
@@ -313,6 +324,9 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
 #if defined(__x86_64__)
 void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                              const float *res, size_t ldres, int n);
+void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
+                                int accumulate, const kdc__gemm_epilogue *ep, int row,
+                                const float *res, size_t ldres);
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n);
 #endif

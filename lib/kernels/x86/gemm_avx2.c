@@ -53,28 +53,54 @@ static void kdc__gemm_6x8_avx2(int k, const float *a, const float *b, float *c, 
             c[(size_t)i * ldc + j] = tmp[i * 8 + j];
 }
 
-void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc, int m,
-                             int n, int accumulate)
+/* The epilogue on 8 values x of one output row, with the float operations
+ * of the scalar ops: add, then multiply and add (never fused), add, clamp.
+ * bs, sc, sh: the row's bias, scale and shift broadcast; rs: the row's
+ * residual at these 8 columns, or NULL. The clamp is min(max(x, 0), clamp)
+ * with NaN kept, as kdc__clamp in act.c: MAXPS(x, 0) is (x > 0 ? x : 0),
+ * MINPS(x, c) is (x < c ? x : c), and a NaN x is put back by a blend. */
+static inline __attribute__((always_inline)) __m256
+kdc__ep8_avx2(const kdc__gemm_epilogue *ep, __m256 bs, __m256 sc, __m256 sh, const float *rs,
+              __m256 x)
 {
-    if (n <= 8) {
-        kdc__gemm_6x8_avx2(k, a, b, c, ldc, m, n, accumulate);
-        return;
+    if (ep->bias)
+        x = _mm256_add_ps(x, bs);
+    if (ep->scale)
+        x = _mm256_add_ps(_mm256_mul_ps(x, sc), sh);
+    if (rs)
+        x = _mm256_add_ps(x, _mm256_loadu_ps(rs));
+    if (ep->relu) {
+        const __m256 y =
+            _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(ep->clamp));
+        x = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     }
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
-    float tmp[6 * 16];
-    const int full = m == 6 && n == 16;
-    const float *src = c;
-    size_t lds = ldc;
+    return x;
+}
 
-    if (accumulate) {
-        if (!full) {
-            memset(tmp, 0, sizeof tmp);
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                    tmp[i * 16 + j] = c[(size_t)i * ldc + j];
-            src = tmp;
-            lds = 16;
-        }
+/* The epilogue on the 16 values (x0, x1) of output row r, stored to d. */
+static inline __attribute__((always_inline)) void
+kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0, __m256 x1,
+                 float *d)
+{
+    const __m256 bs = _mm256_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
+    const __m256 sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
+    const __m256 sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
+    _mm256_storeu_ps(d, kdc__ep8_avx2(ep, bs, sc, sh, rs, x0));
+    _mm256_storeu_ps(d + 8, kdc__ep8_avx2(ep, bs, sc, sh, rs ? rs + 8 : NULL, x1));
+}
+
+/* The 6 x 16 tile: accumulators from src (row stride lds) or zero, the k
+ * depth steps, then the tile to dst (row stride ldd), through the epilogue
+ * of rows [row, row + 6) when ep is not NULL (res: its residual tile, row
+ * stride ldres, or NULL). Inlined into both kernels below, where ep is a
+ * constant NULL in the plain one. */
+static inline __attribute__((always_inline)) void
+kdc__tile_6x16_avx2(int k, const float *a, const float *b, const float *src, size_t lds,
+                    float *dst, size_t ldd, const kdc__gemm_epilogue *ep, int row,
+                    const float *res, size_t ldres)
+{
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (src) {
         c00 = _mm256_loadu_ps(src + 0 * lds);
         c01 = _mm256_loadu_ps(src + 0 * lds + 8);
         c10 = _mm256_loadu_ps(src + 1 * lds);
@@ -128,8 +154,15 @@ void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, si
         KDC__STEP(a, b);
 #undef KDC__STEP
 
-    float *dst = full ? c : tmp;
-    const size_t ldd = full ? ldc : 16;
+    if (ep) {
+        kdc__ep_row_avx2(ep, row + 0, res ? res + 0 * ldres : NULL, c00, c01, dst + 0 * ldd);
+        kdc__ep_row_avx2(ep, row + 1, res ? res + 1 * ldres : NULL, c10, c11, dst + 1 * ldd);
+        kdc__ep_row_avx2(ep, row + 2, res ? res + 2 * ldres : NULL, c20, c21, dst + 2 * ldd);
+        kdc__ep_row_avx2(ep, row + 3, res ? res + 3 * ldres : NULL, c30, c31, dst + 3 * ldd);
+        kdc__ep_row_avx2(ep, row + 4, res ? res + 4 * ldres : NULL, c40, c41, dst + 4 * ldd);
+        kdc__ep_row_avx2(ep, row + 5, res ? res + 5 * ldres : NULL, c50, c51, dst + 5 * ldd);
+        return;
+    }
     _mm256_storeu_ps(dst + 0 * ldd, c00);
     _mm256_storeu_ps(dst + 0 * ldd + 8, c01);
     _mm256_storeu_ps(dst + 1 * ldd, c10);
@@ -142,21 +175,44 @@ void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, si
     _mm256_storeu_ps(dst + 4 * ldd + 8, c41);
     _mm256_storeu_ps(dst + 5 * ldd, c50);
     _mm256_storeu_ps(dst + 5 * ldd + 8, c51);
-    if (!full)
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++)
-                c[(size_t)i * ldc + j] = tmp[i * 16 + j];
 }
 
-/* The epilogue in 8-lane steps, with the float operations of the scalar
- * ops: add, then multiply and add (never fused), add, clamp. The clamp is
- * min(max(v, 0), clamp) with NaN kept, as kdc__clamp in act.c: MAXPS(v, 0)
- * is (v > 0 ? v : 0), MINPS(v, c) is (v < c ? v : c), and a NaN v is put
- * back by a blend. */
+void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                             int n, int accumulate)
+{
+    if (n <= 8) {
+        kdc__gemm_6x8_avx2(k, a, b, c, ldc, m, n, accumulate);
+        return;
+    }
+    if (m == 6 && n == 16) {
+        kdc__tile_6x16_avx2(k, a, b, accumulate ? c : NULL, ldc, c, ldc, NULL, 0, NULL, 0);
+        return;
+    }
+    float tmp[6 * 16];
+    if (accumulate) {
+        memset(tmp, 0, sizeof tmp);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+                tmp[i * 16 + j] = c[(size_t)i * ldc + j];
+    }
+    kdc__tile_6x16_avx2(k, a, b, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL, 0);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++)
+            c[(size_t)i * ldc + j] = tmp[i * 16 + j];
+}
+
+void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
+                                int accumulate, const kdc__gemm_epilogue *ep, int row,
+                                const float *res, size_t ldres)
+{
+    kdc__tile_6x16_avx2(k, a, b, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
+}
+
+/* The epilogue in 8-lane steps (kdc__ep8_avx2), the scalar one for the
+ * last n % 8 columns of a row. */
 void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                              const float *res, size_t ldres, int n)
 {
-    const __m256 zero = _mm256_setzero_ps(), cl = _mm256_set1_ps(ep->clamp);
     for (int i = 0; i < m; i++, v += ldv) {
         const int r = row + i;
         const float *rs = res ? res + (size_t)i * ldres : NULL;
@@ -164,20 +220,9 @@ void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv,
         const __m256 sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
         const __m256 sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
         int j = 0;
-        for (; j + 8 <= n; j += 8) {
-            __m256 x = _mm256_loadu_ps(v + j);
-            if (ep->bias)
-                x = _mm256_add_ps(x, bs);
-            if (ep->scale)
-                x = _mm256_add_ps(_mm256_mul_ps(x, sc), sh);
-            if (rs)
-                x = _mm256_add_ps(x, _mm256_loadu_ps(rs + j));
-            if (ep->relu) {
-                const __m256 y = _mm256_min_ps(_mm256_max_ps(x, zero), cl);
-                x = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-            }
-            _mm256_storeu_ps(v + j, x);
-        }
+        for (; j + 8 <= n; j += 8)
+            _mm256_storeu_ps(v + j, kdc__ep8_avx2(ep, bs, sc, sh, rs ? rs + j : NULL,
+                                                  _mm256_loadu_ps(v + j)));
         if (j < n) {
             kdc__gemm_epilogue_scalar(ep, v + j, ldv, r, 1, rs ? rs + j : NULL, ldres, n - j);
         }
