@@ -147,7 +147,7 @@ static void bench_layers(const char *arch, const kdc_model *m, int runs, int jso
                 const size_t ihw = (size_t)L->ih * L->iw, ohw = (size_t)oh * ow;
                 for (int c = 0; c < L->cin; c++)
                     dw->dw3x3(x + c * ihw, L->ih, L->iw, L->cp->weight + 9 * c, 0.0f,
-                              y + c * ohw, oh, ow, L->stride, L->pad);
+                              y + c * ohw, oh, ow, L->stride, L->pad, NULL, c, NULL);
             }
             if (r >= 0)
                 t[r] = now_ms() - t0;

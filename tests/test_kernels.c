@@ -183,6 +183,10 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
     tk_fill(dy, DW_C * ohw, -1, 1);
     tk_fill(dx0, DW_C * ihw, -1, 1);
     memcpy(dxref, dx0, DW_C * ihw * sizeof *dx0);
+    float ep_bias[DW_C], ep_scale[DW_C], ep_shift[DW_C];
+    tk_fill(ep_bias, DW_C, -1, 1);
+    tk_fill(ep_scale, DW_C, -2, 2);
+    tk_fill(ep_shift, DW_C, -1, 1);
 
     const kdc__conv_param cp = {.cin = DW_C, .cout = DW_C, .kh = 3, .kw = 3, .stride = s,
                                 .pad = p, .groups = DW_C, .weight = w, .bias = bias};
@@ -197,10 +201,31 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
         memcpy(dyc, dy + c * ohw, ohw * sizeof *dyc);
         memcpy(dx, dx0 + c * ihw, ihw * sizeof *dx);
 
-        k->dw3x3(xc, ih, iw, w + 9 * c, bias[c], y, oh, ow, s, p);
+        k->dw3x3(xc, ih, iw, w + 9 * c, bias[c], y, oh, ow, s, p, NULL, c, NULL);
         k->dw3x3_backward(dyc, oh, ow, w + 9 * c, dx, ih, iw, s, p);
         check_guards(y, ohw, "dw3x3");
         check_guards(dx, ihw, "dw3x3_backward");
+
+        /* with the epilogue of a fused group (channel 0: bias, affine,
+         * residual, ReLU6; channel 1: affine, ReLU): the plane above
+         * through the scalar epilogue, to the bit */
+        float *fused = guarded(ohw), *u = tk_xmalloc(ohw * sizeof *u);
+        float *res = tk_xmalloc(ohw * sizeof *res);
+        tk_fill(res, ohw, -1, 1);
+        const kdc__gemm_epilogue ep = {.bias = c == 0 ? ep_bias : NULL, .scale = ep_scale,
+                                       .shift = ep_shift, .res = c == 0 ? res : NULL,
+                                       .relu = 1, .clamp = c == 0 ? 6.0f : INFINITY};
+        k->dw3x3(xc, ih, iw, w + 9 * c, bias[c], fused, oh, ow, s, p, &ep, c, ep.res);
+        check_guards(fused, ohw, "dw3x3 with epilogue");
+        memcpy(u, y, ohw * sizeof *u);
+        kdc__gemm_epilogue_scalar(&ep, u, ohw, c, 1, ep.res, ohw, (int)ohw);
+        for (size_t i = 0; i < ohw; i++)
+            if (!same(fused[i], u[i]))
+                fail_msg("%s forward %dx%d s%d p%d, channel %d with its epilogue: y[%zu] = "
+                         "%.9g, not %.9g", k->name, ih, iw, s, p, c, i, fused[i], u[i]);
+        free(fused - GUARD);
+        free(u);
+        free(res);
 
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {

@@ -36,16 +36,20 @@ typedef enum kdc__isa {
 typedef void (*kdc__gemm_ukernel)(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int m, int n, int accumulate);
 
+struct kdc__gemm_epilogue;
 /* Depthwise 3x3 convolution of one channel plane, zero padding pad (0 or
- * 1), stride 1 or 2: y (oh x ow) = bias + sum of w[ky*3+kx] * x(...). */
+ * 1), stride 1 or 2: y (oh x ow) = bias + sum of w[ky*3+kx] * x(...); then,
+ * when ep is not NULL, the GEMM epilogue (below) as for row c of a GEMM,
+ * res the plane's residual (NULL when ep->res is not used): the same bits
+ * as kdc__gemm_epilogue_scalar on the finished plane. */
 typedef void (*kdc__dw3x3_kernel)(const float *x, int ih, int iw, const float *w, float bias,
-                                  float *y, int oh, int ow, int stride, int pad);
+                                  float *y, int oh, int ow, int stride, int pad,
+                                  const struct kdc__gemm_epilogue *ep, int c, const float *res);
 /* Its backward-data for one channel plane: dx (ih x iw) += transpose of the
  * above applied to dy (oh x ow). */
 typedef void (*kdc__dw3x3_backward_kernel)(const float *dy, int oh, int ow, const float *w,
                                            float *dx, int ih, int iw, int stride, int pad);
 
-struct kdc__gemm_epilogue;
 /* The GEMM epilogue (kdc__gemm_epilogue, below) on the m x n block v (row
  * stride ldv) of rows [row, row + m); res: the residual block (row stride
  * ldres) when ep->res is used, else NULL. Same float operations as the
@@ -187,23 +191,27 @@ void kdc__f32_gemm_8x8_neon(int k, const float *a, const float *b, float *c, siz
  * kdc__conv2d_ref); the SIMD ones use the same order with one FMA per term,
  * so AVX2 and NEON agree to the bit (see nn/dwconv.c). */
 void kdc__f32_dw3x3_scalar(const float *x, int ih, int iw, const float *w, float bias, float *y,
-                           int oh, int ow, int stride, int pad);
+                           int oh, int ow, int stride, int pad, const struct kdc__gemm_epilogue *ep,
+                           int c, const float *res);
 void kdc__f32_dw3x3_backward_scalar(const float *dy, int oh, int ow, const float *w, float *dx,
                                     int ih, int iw, int stride, int pad);
 #if defined(__x86_64__)
 void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float bias, float *y,
-                         int oh, int ow, int stride, int pad);
+                         int oh, int ow, int stride, int pad, const struct kdc__gemm_epilogue *ep,
+                         int c, const float *res);
 void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *w, float *dx,
                                   int ih, int iw, int stride, int pad);
 #endif
 #if defined(__aarch64__)
 void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,
-                         int oh, int ow, int stride, int pad);
+                         int oh, int ow, int stride, int pad, const struct kdc__gemm_epilogue *ep,
+                         int c, const float *res);
 void kdc__f32_dw3x3_backward_neon(const float *dy, int oh, int ow, const float *w, float *dx,
                                   int ih, int iw, int stride, int pad);
 #endif
 
-/* Shared by the SIMD depthwise kernels: zero-padded copies of the rows they
+/* Shared by the SIMD depthwise kernels (the NEON ones, AVX2's backward):
+ * zero-padded copies of the rows they
  * read, so that every vector load is a plain in-bounds load whatever the
  * padding, width and tail. A plane is processed in strips of at most
  * KDC__DW_STRIP outputs; a strip reads columns [c0, c0 + len) of a row of

@@ -134,7 +134,7 @@ static void kdc__conv_forward(const kdc__op_args *a, int b, int c0, int c1)
             a->m->dw->dw3x3(a->x + ((size_t)b * C + c) * ihw, a->in_chw[1], a->in_chw[2],
                             cp->weight + 9 * (size_t)c, cp->bias ? cp->bias[c] : 0.0f,
                             a->y + ((size_t)b * C + c) * ohw, a->out_chw[1], a->out_chw[2],
-                            cp->stride, cp->pad);
+                            cp->stride, cp->pad, NULL, c, NULL);
         return;
     }
     kdc__conv2d_ref(&nd->p.conv, a->x, a->in_chw[1], a->in_chw[2], a->y, a->out_chw[1],
@@ -171,7 +171,7 @@ static void kdc__conv_tangent(const kdc__op_args *a, int b, int c0, int c1)
         for (int c = c0; c < c1; c++)
             a->m->dw->dw3x3(a->x + ((size_t)b * C + c) * ihw, a->in_chw[1], a->in_chw[2],
                             cp.weight + 9 * (size_t)c, 0.0f, a->y + ((size_t)b * C + c) * ohw,
-                            a->out_chw[1], a->out_chw[2], cp.stride, cp.pad);
+                            a->out_chw[1], a->out_chw[2], cp.stride, cp.pad, NULL, c, NULL);
         return;
     }
     kdc__conv2d_ref(&cp, a->x, a->in_chw[1], a->in_chw[2], a->y, a->out_chw[1], a->out_chw[2], b,

@@ -39,7 +39,8 @@ static void kdc__dw_range(int in, int out, int stride, int pad, int tap, int *lo
 }
 
 void kdc__f32_dw3x3_scalar(const float *x, int ih, int iw, const float *w, float bias, float *y,
-                           int oh, int ow, int stride, int pad)
+                           int oh, int ow, int stride, int pad, const kdc__gemm_epilogue *ep,
+                           int c, const float *res)
 {
     const size_t ohw = (size_t)oh * ow;
     for (size_t i = 0; i < ohw; i++)
@@ -59,6 +60,8 @@ void kdc__f32_dw3x3_scalar(const float *x, int ih, int iw, const float *w, float
             }
         }
     }
+    if (ep)
+        kdc__gemm_epilogue_scalar(ep, y, (size_t)oh * ow, c, 1, res, (size_t)oh * ow, oh * ow);
 }
 
 void kdc__f32_dw3x3_backward_scalar(const float *dy, int oh, int ow, const float *w, float *dx,

@@ -97,7 +97,8 @@ static void kdc__group_epilogue(const kdc_run *r, int i, int tail, kdc__gemm_epi
 }
 
 /* A depthwise 3x3 conv with its fused group: per channel plane, the
- * depthwise kernel then the epilogue while the plane is in cache. */
+ * depthwise kernel with the epilogue (the AVX2 kernel applies it before
+ * each store, the others on the finished plane while it is in cache). */
 typedef struct kdc__dw_task {
     const kdc_run *r;
     const kdc__node *nd;
@@ -120,9 +121,8 @@ static void kdc__dw_fused_run(void *ctx, int t)
         const size_t plane = (size_t)b * k->C + c;
         float *y = k->y + plane * ohw;
         m->dw->dw3x3(k->x + plane * ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
-                     cp->bias ? cp->bias[c] : 0.0f, y, k->oh, k->ow, cp->stride, cp->pad);
-        m->gemm->epilogue(k->ep, y, ohw, c, 1, k->ep->res ? k->ep->res + plane * ohw : NULL, ohw,
-                          (int)ohw);
+                     cp->bias ? cp->bias[c] : 0.0f, y, k->oh, k->ow, cp->stride, cp->pad, k->ep, c,
+                     k->ep->res ? k->ep->res + plane * ohw : NULL);
     }
 }
 

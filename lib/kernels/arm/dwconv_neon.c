@@ -82,7 +82,8 @@ static inline kdc__f8 kdc__dw_fwd8(const float *const r[3], const int ok[3], int
 }
 
 void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,
-                         int oh, int ow, int stride, int pad)
+                         int oh, int ow, int stride, int pad, const kdc__gemm_epilogue *ep,
+                         int c, const float *res)
 {
     float32x4_t wv[9];
     for (int t = 0; t < 9; t++)
@@ -154,6 +155,8 @@ void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float b
             }
         }
     }
+    if (ep)
+        kdc__gemm_epilogue_scalar(ep, y, (size_t)oh * ow, c, 1, res, (size_t)oh * ow, oh * ow);
 }
 
 /* ------------------------------------------------------------------ */

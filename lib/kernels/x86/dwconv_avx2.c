@@ -4,13 +4,17 @@
  * Eight outputs (eight lanes of one ymm) per step along a row. Each lane
  * computes the chain of dwconv.c: acc = bias (backward: the old dx), then
  * one FMA per tap in (ky, kx) order; rows outside the image are skipped,
- * columns outside it read the zeros of a padded row copy (kdc__dw_rows,
- * lib/kernels/kernels.h: each row read is copied once per strip of up to 256
- * outputs). So a result does not depend on where its block falls, and this
- * file agrees to the bit with dwconv_neon.c. The last block of a row is
- * computed in full and stored through a mask. Stride 1 works on two rows
- * of outputs (backward: of dx) at a time, which read four rows between
- * them: the middle two are loaded once for both, and two chains overlap.
+ * columns outside it are zeros: the forward reads the blocks that touch a
+ * row's ends through masked loads (the zeros of the masked-off lanes) and
+ * the others with plain loads, straight from the plane; the backward reads
+ * padded row copies (kdc__dw_rows, lib/kernels/kernels.h: each row read is
+ * copied once per strip of up to 256 outputs). So a result does not depend
+ * on where its block falls, and this file agrees to the bit with
+ * dwconv_neon.c. The last block of a row is computed in full and stored
+ * through a mask. Stride 1 works on two rows of outputs (backward: of dx)
+ * at a time, which read four rows between them, and two chains overlap.
+ * The forward applies the fused group's epilogue (kdc__ep8_avx2) to each
+ * block before its one store.
  *
  * Stride 2: the forward reads 16 inputs per 8 outputs and splits them into
  * even and odd columns. The backward is written as a gather over dx, so
@@ -31,116 +35,157 @@
 /* ------------------------------------------------------------------ */
 /* Forward                                                             */
 
-/* One row's three taps for 8 outputs whose first tap (kx = 0) is at p. */
-static inline __m256 kdc__dw_row_s1(const float *p, const __m256 *w, __m256 acc)
+/* Input columns [c, c + 8) of a row of width iw, zero outside [0, iw):
+ * a plain load for a block inside the row (edge 0, a constant at every
+ * call), else a masked one (c >= -1 here; masked-off lanes are not read). */
+static inline __attribute__((always_inline)) __m256 kdc__dw_load8(const float *row, int c, int iw,
+                                                                   int edge)
 {
-    acc = _mm256_fmadd_ps(w[0], _mm256_loadu_ps(p), acc);
-    acc = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(p + 1), acc);
-    return _mm256_fmadd_ps(w[2], _mm256_loadu_ps(p + 2), acc);
+    if (!edge)
+        return _mm256_loadu_ps(row + c);
+    const __m256i col =
+        _mm256_add_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(col, _mm256_set1_epi32(-1)),
+                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(iw), col));
+    return _mm256_maskload_ps(row + c, in);
 }
 
-/* Stride 2: reads p[0..16]. */
-static inline __m256 kdc__dw_row_s2(const float *p, const __m256 *w, __m256 acc)
+/* One row's three taps for 8 stride-1 outputs whose first tap (kx = 0)
+ * is input column c. */
+static inline __attribute__((always_inline)) __m256
+kdc__dw_row_s1(const float *row, int c, int iw, const __m256 *w, __m256 acc, int edge)
+{
+    acc = _mm256_fmadd_ps(w[0], kdc__dw_load8(row, c, iw, edge), acc);
+    acc = _mm256_fmadd_ps(w[1], kdc__dw_load8(row, c + 1, iw, edge), acc);
+    return _mm256_fmadd_ps(w[2], kdc__dw_load8(row, c + 2, iw, edge), acc);
+}
+
+/* Stride 2: reads columns c .. c + 16. */
+static inline __attribute__((always_inline)) __m256
+kdc__dw_row_s2(const float *row, int c, int iw, const __m256 *w, __m256 acc, int edge)
 {
     __m256 ev, od;
-    kdc__unzip8(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), &ev, &od);
-    const __m256 ev2 = kdc__even_next8(ev, p[16]); /* p[2], p[4], ..., p[16] */
+    kdc__unzip8(kdc__dw_load8(row, c, iw, edge), kdc__dw_load8(row, c + 8, iw, edge), &ev, &od);
+    const float next = !edge || (c + 16 >= 0 && c + 16 < iw) ? row[c + 16] : 0.0f;
+    const __m256 ev2 = kdc__even_next8(ev, next); /* columns c + 2, c + 4, ..., c + 16 */
     acc = _mm256_fmadd_ps(w[0], ev, acc);
     acc = _mm256_fmadd_ps(w[1], od, acc);
     return _mm256_fmadd_ps(w[2], ev2, acc);
 }
 
-/* 8 outputs from column c0 of the padded rows r[ky], for the rows ky with
- * ok[ky], in ky order. */
-static inline __m256 kdc__dw_fwd8(const float *const r[3], const int ok[3], int c0, int stride,
-                                  const __m256 w[9], __m256 acc)
+/* Stride 1, outputs [j, j + 8) of two rows from their four input rows r
+ * (those with ok), first tap at input column cx: each output's chain as
+ * in the one-row case. */
+static inline __attribute__((always_inline)) void
+kdc__dw_pair8(const float *const r[4], const int ok[4], int cx, int iw, const __m256 *wv,
+              __m256 *a0, __m256 *a1, int edge)
 {
-    if (stride == 1) {
-        if (ok[0])
-            acc = kdc__dw_row_s1(r[0] + c0, w, acc);
-        if (ok[1])
-            acc = kdc__dw_row_s1(r[1] + c0, w + 3, acc);
-        if (ok[2])
-            acc = kdc__dw_row_s1(r[2] + c0, w + 6, acc);
-    } else {
-        if (ok[0])
-            acc = kdc__dw_row_s2(r[0] + c0, w, acc);
-        if (ok[1])
-            acc = kdc__dw_row_s2(r[1] + c0, w + 3, acc);
-        if (ok[2])
-            acc = kdc__dw_row_s2(r[2] + c0, w + 6, acc);
+    if (ok[0])
+        *a0 = kdc__dw_row_s1(r[0], cx, iw, wv, *a0, edge);
+    if (ok[1]) {
+        *a0 = kdc__dw_row_s1(r[1], cx, iw, wv + 3, *a0, edge);
+        *a1 = kdc__dw_row_s1(r[1], cx, iw, wv, *a1, edge);
     }
-    return acc;
+    if (ok[2]) {
+        *a0 = kdc__dw_row_s1(r[2], cx, iw, wv + 6, *a0, edge);
+        *a1 = kdc__dw_row_s1(r[2], cx, iw, wv + 3, *a1, edge);
+    }
+    if (ok[3])
+        *a1 = kdc__dw_row_s1(r[3], cx, iw, wv + 6, *a1, edge);
+}
+
+/* One row, outputs [j, j + 8), first tap at input column cx. */
+static inline __attribute__((always_inline)) __m256
+kdc__dw_one8(const float *const r[3], const int ok[3], int cx, int iw, int stride,
+             const __m256 *wv, __m256 a, int edge)
+{
+    for (int ky = 0; ky < 3; ky++)
+        if (ok[ky])
+            a = stride == 1 ? kdc__dw_row_s1(r[ky], cx, iw, wv + 3 * ky, a, edge)
+                            : kdc__dw_row_s2(r[ky], cx, iw, wv + 3 * ky, a, edge);
+    return a;
+}
+
+/* Outputs [j, j + 8) of a row (the first n = ow - j of them, all when
+ * n >= 8) through the epilogue, if any, to yr + j; rr: the residual row. */
+typedef struct kdc__dw_out {
+    const kdc__gemm_epilogue *ep;
+    __m256 bs, sc, sh;
+} kdc__dw_out;
+
+static inline void kdc__dw_store8(const kdc__dw_out *o, float *yr, const float *rr, int j, int n,
+                                  __m256 v)
+{
+    if (n >= 8) {
+        if (o->ep)
+            v = kdc__ep8_avx2(o->ep, o->bs, o->sc, o->sh, rr != NULL,
+                              rr ? _mm256_loadu_ps(rr + j) : _mm256_setzero_ps(), v);
+        _mm256_storeu_ps(yr + j, v);
+        return;
+    }
+    const __m256i m = kdc__lanes8(n);
+    if (o->ep)
+        v = kdc__ep8_avx2(o->ep, o->bs, o->sc, o->sh, rr != NULL,
+                          rr ? _mm256_maskload_ps(rr + j, m) : _mm256_setzero_ps(), v);
+    _mm256_maskstore_ps(yr + j, m, v);
 }
 
 void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float bias, float *y,
-                         int oh, int ow, int stride, int pad)
+                         int oh, int ow, int stride, int pad, const kdc__gemm_epilogue *ep,
+                         int c, const float *res)
 {
     __m256 wv[9];
     for (int t = 0; t < 9; t++)
         wv[t] = _mm256_set1_ps(w[t]);
     const __m256 vb = _mm256_set1_ps(bias);
-    kdc__dw_rows rw;
-
-    for (int ox0 = 0; ox0 < ow; ox0 += KDC__DW_STRIP) {
-        const int n = ow - ox0 < KDC__DW_STRIP ? ow - ox0 : KDC__DW_STRIP;
-        const int n8 = (n + 7) & ~7;
-        /* the strip's input columns, as far as its last block reads */
-        kdc__dw_rows_init(&rw, iw, ox0 * stride - pad, n8 * stride + 2);
-        int oy = 0;
-        /* stride 1: two output rows at a time, from four input rows (the
-         * middle two loaded once for both); each output's chain unchanged */
-        for (; stride == 1 && oy + 2 <= oh; oy += 2) {
-            const float *r[4] = {NULL, NULL, NULL, NULL};
-            int ok[4];
-            for (int k = 0; k < 4; k++) {
-                const int iy = oy + k - pad;
-                ok[k] = iy >= 0 && iy < ih;
-                if (ok[k])
-                    r[k] = kdc__dw_row(&rw, x, iw, iy);
-            }
-            float *y0 = y + (size_t)oy * ow + ox0, *y1 = y0 + ow;
-            for (int j = 0; j < n; j += 8) {
-                __m256 a0 = vb, a1 = vb;
-                if (ok[0])
-                    a0 = kdc__dw_row_s1(r[0] + j, wv, a0);
-                if (ok[1]) {
-                    a0 = kdc__dw_row_s1(r[1] + j, wv + 3, a0);
-                    a1 = kdc__dw_row_s1(r[1] + j, wv, a1);
-                }
-                if (ok[2]) {
-                    a0 = kdc__dw_row_s1(r[2] + j, wv + 6, a0);
-                    a1 = kdc__dw_row_s1(r[2] + j, wv + 3, a1);
-                }
-                if (ok[3])
-                    a1 = kdc__dw_row_s1(r[3] + j, wv + 6, a1);
-                if (j + 8 <= n) {
-                    _mm256_storeu_ps(y0 + j, a0);
-                    _mm256_storeu_ps(y1 + j, a1);
-                } else {
-                    const __m256i m = kdc__lanes8(n - j);
-                    _mm256_maskstore_ps(y0 + j, m, a0);
-                    _mm256_maskstore_ps(y1 + j, m, a1);
-                }
-            }
+    kdc__dw_out o = {.ep = ep};
+    if (ep) {
+        o.bs = _mm256_set1_ps(ep->bias ? ep->bias[c] : 0.0f);
+        o.sc = _mm256_set1_ps(ep->scale ? ep->scale[c] : 1.0f);
+        o.sh = _mm256_set1_ps(ep->scale ? ep->shift[c] : 0.0f);
+    }
+    int oy = 0;
+    /* stride 1: two output rows at a time, from four input rows; each
+     * output's chain unchanged */
+    for (; stride == 1 && oy + 2 <= oh; oy += 2) {
+        const float *r[4];
+        int ok[4];
+        for (int k = 0; k < 4; k++) {
+            const int iy = oy + k - pad;
+            ok[k] = iy >= 0 && iy < ih;
+            r[k] = ok[k] ? x + (size_t)iy * iw : x;
         }
-        for (; oy < oh; oy++) {
-            const float *r[3] = {NULL, NULL, NULL};
-            int ok[3];
-            for (int ky = 0; ky < 3; ky++) {
-                const int iy = oy * stride + ky - pad;
-                ok[ky] = iy >= 0 && iy < ih;
-                if (ok[ky])
-                    r[ky] = kdc__dw_row(&rw, x, iw, iy);
-            }
-            float *yr = y + (size_t)oy * ow + ox0;
-            for (int j = 0; j < n; j += 8) {
-                const __m256 v = kdc__dw_fwd8(r, ok, j * stride, stride, wv, vb);
-                if (j + 8 <= n)
-                    _mm256_storeu_ps(yr + j, v);
-                else
-                    _mm256_maskstore_ps(yr + j, kdc__lanes8(n - j), v);
-            }
+        float *y0 = y + (size_t)oy * ow, *y1 = y0 + ow;
+        const float *r0 = res ? res + (size_t)oy * ow : NULL, *r1 = res ? r0 + ow : NULL;
+        for (int j = 0; j < ow; j += 8) {
+            const int cx = j - pad;
+            __m256 a0 = vb, a1 = vb;
+            if (cx >= 0 && cx + 10 <= iw)
+                kdc__dw_pair8(r, ok, cx, iw, wv, &a0, &a1, 0);
+            else
+                kdc__dw_pair8(r, ok, cx, iw, wv, &a0, &a1, 1);
+            kdc__dw_store8(&o, y0, r0, j, ow - j, a0);
+            kdc__dw_store8(&o, y1, r1, j, ow - j, a1);
+        }
+    }
+    for (; oy < oh; oy++) {
+        const float *r[3];
+        int ok[3];
+        for (int ky = 0; ky < 3; ky++) {
+            const int iy = oy * stride + ky - pad;
+            ok[ky] = iy >= 0 && iy < ih;
+            r[ky] = ok[ky] ? x + (size_t)iy * iw : x;
+        }
+        float *yr = y + (size_t)oy * ow;
+        const float *rr = res ? res + (size_t)oy * ow : NULL;
+        /* the block reads input columns cx .. cx + 7 * stride + 2 */
+        const int span = 7 * stride + 3;
+        for (int j = 0; j < ow; j += 8) {
+            const int cx = j * stride - pad;
+            const __m256 a = cx >= 0 && cx + span <= iw
+                                 ? kdc__dw_one8(r, ok, cx, iw, stride, wv, vb, 0)
+                                 : kdc__dw_one8(r, ok, cx, iw, stride, wv, vb, 1);
+            kdc__dw_store8(&o, yr, rr, j, ow - j, a);
         }
     }
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "simd_avx2.h"
 
 /* The tile's left half (n <= 8): half the work for the narrow last
  * column panel (a 7x7 layer has 49 = 3 x 16 + 1 columns), with the same
@@ -53,30 +54,6 @@ static void kdc__gemm_6x8_avx2(int k, const float *a, const float *b, float *c, 
             c[(size_t)i * ldc + j] = tmp[i * 8 + j];
 }
 
-/* The epilogue on 8 values x of one output row, with the float operations
- * of the scalar ops: add, then multiply and add (never fused), add, clamp.
- * bs, sc, sh: the row's bias, scale and shift broadcast; rs: the row's
- * residual at these 8 columns, or NULL. The clamp is min(max(x, 0), clamp)
- * with NaN kept, as kdc__clamp in act.c: MAXPS(x, 0) is (x > 0 ? x : 0),
- * MINPS(x, c) is (x < c ? x : c), and a NaN x is put back by a blend. */
-static inline __attribute__((always_inline)) __m256
-kdc__ep8_avx2(const kdc__gemm_epilogue *ep, __m256 bs, __m256 sc, __m256 sh, const float *rs,
-              __m256 x)
-{
-    if (ep->bias)
-        x = _mm256_add_ps(x, bs);
-    if (ep->scale)
-        x = _mm256_add_ps(_mm256_mul_ps(x, sc), sh);
-    if (rs)
-        x = _mm256_add_ps(x, _mm256_loadu_ps(rs));
-    if (ep->relu) {
-        const __m256 y =
-            _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(ep->clamp));
-        x = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-    }
-    return x;
-}
-
 /* The epilogue on the 16 values (x0, x1) of output row r, stored to d. */
 static inline __attribute__((always_inline)) void
 kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0, __m256 x1,
@@ -85,8 +62,10 @@ kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0
     const __m256 bs = _mm256_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
     const __m256 sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
     const __m256 sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
-    _mm256_storeu_ps(d, kdc__ep8_avx2(ep, bs, sc, sh, rs, x0));
-    _mm256_storeu_ps(d + 8, kdc__ep8_avx2(ep, bs, sc, sh, rs ? rs + 8 : NULL, x1));
+    const __m256 r0 = rs ? _mm256_loadu_ps(rs) : _mm256_setzero_ps();
+    const __m256 r1 = rs ? _mm256_loadu_ps(rs + 8) : _mm256_setzero_ps();
+    _mm256_storeu_ps(d, kdc__ep8_avx2(ep, bs, sc, sh, rs != NULL, r0, x0));
+    _mm256_storeu_ps(d + 8, kdc__ep8_avx2(ep, bs, sc, sh, rs != NULL, r1, x1));
 }
 
 /* The 6 x 16 tile: accumulators from src (row stride lds) or zero, the k
@@ -220,9 +199,11 @@ void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv,
         const __m256 sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
         const __m256 sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
         int j = 0;
-        for (; j + 8 <= n; j += 8)
-            _mm256_storeu_ps(v + j, kdc__ep8_avx2(ep, bs, sc, sh, rs ? rs + j : NULL,
+        for (; j + 8 <= n; j += 8) {
+            const __m256 rv = rs ? _mm256_loadu_ps(rs + j) : _mm256_setzero_ps();
+            _mm256_storeu_ps(v + j, kdc__ep8_avx2(ep, bs, sc, sh, rs != NULL, rv,
                                                   _mm256_loadu_ps(v + j)));
+        }
         if (j < n) {
             kdc__gemm_epilogue_scalar(ep, v + j, ldv, r, 1, rs ? rs + j : NULL, ldres, n - j);
         }

@@ -1,10 +1,12 @@
-/* simd_avx2.h - lane masks and even/odd column splits shared by the AVX2
- * kernels (dwconv_avx2.c, pool_avx2.c). Include only from files compiled
- * with -mavx2 -mfma. */
+/* simd_avx2.h - lane masks, even/odd column splits and the GEMM epilogue's
+ * 8-lane step, shared by the AVX2 kernels (gemm_avx2.c, dwconv_avx2.c,
+ * pool_avx2.c). Include only from files compiled with -mavx2 -mfma. */
 #ifndef KDC_SIMD_AVX2_H
 #define KDC_SIMD_AVX2_H
 
 #include <immintrin.h>
+
+#include "kernels.h"
 
 /* The first k lanes of 8 (none when k <= 0, all when k >= 8). */
 static inline __m256i kdc__lanes8(int k)
@@ -41,6 +43,31 @@ static inline __m256 kdc__even_next8(__m256 ev, float next)
 {
     const __m256i up = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
     return _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, up), _mm256_set1_ps(next), 0x80);
+}
+
+/* The epilogue (kdc__gemm_epilogue) on 8 values x of one output row, with
+ * the float operations of the scalar ops: add, then multiply and add
+ * (never fused), add, clamp. bs, sc, sh: the row's bias, scale and shift
+ * broadcast; rv: the residual at these 8 columns when res. The clamp is
+ * min(max(x, 0), clamp) with NaN kept, as kdc__clamp in act.c: MAXPS(x, 0)
+ * is (x > 0 ? x : 0), MINPS(x, c) is (x < c ? x : c), and a NaN x is put
+ * back by a blend. */
+static inline __attribute__((always_inline)) __m256
+kdc__ep8_avx2(const kdc__gemm_epilogue *ep, __m256 bs, __m256 sc, __m256 sh, int res, __m256 rv,
+              __m256 x)
+{
+    if (ep->bias)
+        x = _mm256_add_ps(x, bs);
+    if (ep->scale)
+        x = _mm256_add_ps(_mm256_mul_ps(x, sc), sh);
+    if (res)
+        x = _mm256_add_ps(x, rv);
+    if (ep->relu) {
+        const __m256 y =
+            _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(ep->clamp));
+        x = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
+    return x;
 }
 
 #endif
