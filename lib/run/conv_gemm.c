@@ -297,7 +297,8 @@ static int kdc__is_pointwise(const kdc__conv_param *cp)
 }
 
 /* The padded copy of one image (channel chunks) and the copy of the wide
- * output rows into y with the epilogue (row chunks). */
+ * output rows into y, with the epilogue when the GEMM could not apply it
+ * (a residual), in row chunks. */
 typedef struct kdc__wide_job {
     const kdc__conv_param *cp;
     const float *x;              /* one image                                */
@@ -378,6 +379,10 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
         kdc__wide_geom g;
         kdc__wide_geometry(cp, ih, iw, oh, ow, &g);
         const int has_ep = ep || cp->bias;
+        /* without a residual (laid out like y, not like the wide rows) the
+         * epilogue runs in the GEMM, on the wide rows, and the copy into y
+         * is a plain copy */
+        const int in_gemm = has_ep && !e.res;
         for (int b = 0; b < n; b++) {
             kdc__gemm_epilogue eb = e;
             if (eb.res)
@@ -386,7 +391,7 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                                 .xpad = ws->xpad, .wide = ws->wide,
                                 .y = y + (size_t)b * cp->cout * ohw, .ih = ih, .iw = iw,
                                 .oh = oh, .ow = ow, .g = &g, .gk = gk,
-                                .ep = has_ep ? &eb : NULL};
+                                .ep = has_ep && !in_gemm ? &eb : NULL};
             const int threads = kdc__pool_threads(pool);
             kdc__sched_channels(1, cp->cin, (double)g.plane, KDC__SCHED_WIDE_CHUNK, threads,
                                 &wj.pad);
@@ -398,7 +403,7 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                 .m = cp->cout, .n = (int)g.nw,
                 .b = {.x = ws->xpad, .ld = (size_t)g.wq, .im2col = 2, .kh = cp->kh,
                       .kw = cp->kw, .stride = g.s, .plane = g.plane, .pplane = g.pplane},
-                .c = ws->wide, .ldc = g.nw,
+                .c = ws->wide, .ldc = g.nw, .ep = in_gemm ? &eb : NULL,
             };
             kdc__gemm_job_run(pool, &j, 1);
             kdc__pool_run_capped(pool, wj.unwide.jobs, wj.unwide.threads, kdc__unwide_task,
