@@ -192,6 +192,24 @@ static void kdc__pack_b_im2col(const kdc__gemm_b *b, int p0, int kc, int q0, int
     }
 }
 
+/* nr floats from s to d, as fixed-size copies for the tables' widths */
+static inline void kdc__copy_nr(float *d, const float *s, int nr)
+{
+    switch (nr) {
+    case 8:
+        memcpy(d, s, 8 * sizeof *d);
+        return;
+    case 16:
+        memcpy(d, s, 16 * sizeof *d);
+        return;
+    case 32:
+        memcpy(d, s, 32 * sizeof *d);
+        return;
+    default:
+        memcpy(d, s, (size_t)nr * sizeof *d);
+    }
+}
+
 void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr,
                             float *dst)
 {
@@ -222,24 +240,24 @@ void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc
         for (int p = 0; p < kc; p++)
             off[p] = (size_t)(p0 + p) * b->ld;
     }
-    for (int j0 = 0; j0 < nc; j0 += nr) {
-        const int w = nc - j0 < nr ? nc - j0 : nr;
-        float *d = dst + (size_t)(j0 / nr) * kc * nr;
-        const float *src = b->x + n0 + j0;
-        if (w == nr && nr == 32) {
-            for (int p = 0; p < kc; p++, d += 32)
-                memcpy(d, src + off[p], 32 * sizeof *d);
-        } else if (w == nr && nr == 16) {
-            for (int p = 0; p < kc; p++, d += 16)
-                memcpy(d, src + off[p], 16 * sizeof *d);
-        } else if (w == nr && nr == 8) {
-            for (int p = 0; p < kc; p++, d += 8)
-                memcpy(d, src + off[p], 8 * sizeof *d);
-        } else {
-            for (int p = 0; p < kc; p++, d += nr) {
-                memcpy(d, src + off[p], (size_t)w * sizeof *d);
-                memset(d + w, 0, (size_t)(nr - w) * sizeof *d);
-            }
+    /* Row by row: each source row is read front to back across all full
+     * panels (a stream the hardware prefetcher follows), the panels are
+     * written kc * nr floats apart in the workspace (in cache). */
+    const int full = nc / nr;
+    const size_t pstride = (size_t)kc * nr;
+    for (int p = 0; p < kc; p++) {
+        const float *src = b->x + n0 + off[p];
+        float *d = dst + (size_t)p * nr;
+        for (int q = 0; q < full; q++, src += nr, d += pstride)
+            kdc__copy_nr(d, src, nr);
+    }
+    const int w = nc - full * nr; /* the last, partial panel */
+    if (w > 0) {
+        float *d = dst + (size_t)full * pstride;
+        const float *src = b->x + n0 + (size_t)full * nr;
+        for (int p = 0; p < kc; p++, d += nr) {
+            memcpy(d, src + off[p], (size_t)w * sizeof *d);
+            memset(d + w, 0, (size_t)(nr - w) * sizeof *d);
         }
     }
 }
