@@ -382,7 +382,11 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
         /* without a residual (laid out like y, not like the wide rows) the
          * epilogue runs in the GEMM, on the wide rows, and the copy into y
          * is a plain copy */
-        const int in_gemm = has_ep && !e.res;
+        /* Wide rows as wide as the output's (a 1x1 stride-2 conv on an even
+         * width) are the output itself: the GEMM writes y, residual and
+         * all, and there is nothing to copy. */
+        const int direct = g.wq == ow;
+        const int in_gemm = has_ep && (direct || !e.res);
         for (int b = 0; b < n; b++) {
             kdc__gemm_epilogue eb = e;
             if (eb.res)
@@ -403,11 +407,12 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                 .m = cp->cout, .n = (int)g.nw,
                 .b = {.x = ws->xpad, .ld = (size_t)g.wq, .im2col = 2, .kh = cp->kh,
                       .kw = cp->kw, .stride = g.s, .plane = g.plane, .pplane = g.pplane},
-                .c = ws->wide, .ldc = g.nw, .ep = in_gemm ? &eb : NULL,
+                .c = direct ? wj.y : ws->wide, .ldc = g.nw, .ep = in_gemm ? &eb : NULL,
             };
             kdc__gemm_job_run(pool, &j, 1);
-            kdc__pool_run_capped(pool, wj.unwide.jobs, wj.unwide.threads, kdc__unwide_task,
-                                 &wj);
+            if (!direct)
+                kdc__pool_run_capped(pool, wj.unwide.jobs, wj.unwide.threads,
+                                     kdc__unwide_task, &wj);
         }
         return;
     }
