@@ -379,12 +379,11 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
         kdc__wide_geom g;
         kdc__wide_geometry(cp, ih, iw, oh, ow, &g);
         const int has_ep = ep || cp->bias;
-        /* without a residual (laid out like y, not like the wide rows) the
-         * epilogue runs in the GEMM, on the wide rows, and the copy into y
-         * is a plain copy */
-        /* Wide rows as wide as the output's (a 1x1 stride-2 conv on an even
-         * width) are the output itself: the GEMM writes y, residual and
-         * all, and there is nothing to copy. */
+        /* The epilogue runs in the GEMM, on the wide rows, unless it has a
+         * residual (laid out like y, not like the wide rows): then the copy
+         * into y applies it. Wide rows as wide as the output's (a 1x1
+         * stride-2 conv on an even width) are the output itself: the GEMM
+         * writes y, residual and all, and there is nothing to copy. */
         const int direct = g.wq == ow;
         const int in_gemm = has_ep && (direct || !e.res);
         for (int b = 0; b < n; b++) {
