@@ -498,6 +498,20 @@ static void check_act(const kdc__act_kernels *ak, size_t hw, float clamp, int gu
     ak->scale_add(dx, dx, hw, scale, 1, C);
     if (memcmp(dx, dxr, C * hw * sizeof *dx))
         fail_msg("%s: scale_add in place hw=%zu differs from the reference", ak->name, hw);
+    /* the fused ReLU + BatchNorm backward against the two unfused ops (the
+     * ReLU's backward into a zeroed gradient, then scale-and-add from it) */
+    float *g = tk_xmalloc(C * hw * sizeof *g);
+    memset(g, 0, C * hw * sizeof *g);
+    memcpy(dxr, dx0, C * hw * sizeof *dxr);
+    memcpy(dx, dx0, C * hw * sizeof *dx);
+    kdc__relu_backward_ref(dy, mr + WG, g, hw, guided, 1, C);
+    kdc__affine_backward_ref(g, dxr, hw, scale, 1, C);
+    ak->relu_scale_backward(dy, mr + WG, dx, hw, guided, scale, 1, C);
+    check_guards(dx, C * hw, ak->name);
+    if (memcmp(dx, dxr, C * hw * sizeof *dx))
+        fail_msg("%s: relu_scale_backward hw=%zu clamp=%g guided=%d differs from the two "
+                 "unfused ops", ak->name, hw, clamp, guided);
+    free(g);
     free(y);
     free(dy);
     free(dx0);
@@ -526,7 +540,8 @@ static void test_act_tables(void **state)
                 for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++)
                     check_act(ak, sizes[t], clamp, guided);
             }
-        print_message("kernels: %s: masks, backward and scale_add equal to the reference\n",
+        print_message("kernels: %s: masks, backward, scale_add and the fused ReLU + BN backward "
+                      "equal to the reference\n",
                       ak->name);
     }
 }

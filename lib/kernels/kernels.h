@@ -115,12 +115,22 @@ typedef struct kdc__pool_kernels {
 typedef void (*kdc__scale_add_fn)(const float *dy, float *dx, size_t hw, const float *scale,
                                   int c0, int c1);
 
+/* A ReLU's backward and the backward of the BatchNorm before it in one
+ * pass, for when the BatchNorm's output gradient is wanted by nothing
+ * else: dx += g * scale[c] with g = 0 + dy where the gradient passes (as
+ * relu_backward), else 0: the float operations of relu_backward into a
+ * zeroed buffer followed by scale_add from it, so the same bits. */
+typedef void (*kdc__relu_scale_backward_fn)(const float *dy, const uint64_t *mask, float *dx,
+                                            size_t hw, int guided, const float *scale, int c0,
+                                            int c1);
+
 typedef struct kdc__act_kernels {
     kdc__isa isa;
     const char *name; /* "f32-relu-mask-avx512", ...                */
     kdc__relu_mask_fn relu_mask;
     kdc__relu_backward_fn relu_backward;
     kdc__scale_add_fn scale_add;
+    kdc__relu_scale_backward_fn relu_scale_backward;
 } kdc__act_kernels;
 
 /* Whether this CPU and this build run isa (scalar: always). Decided from
@@ -158,9 +168,12 @@ void kdc__f32_relu_mask_avx512(const float *y, uint64_t *mask, size_t hw, float 
                                int c1);
 void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                                    int guided, int c0, int c1);
-/* the AVX-512 table borrows it: memory-bound */
+/* the AVX-512 table borrows these two: memory-bound */
 void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float *scale, int c0,
                              int c1);
+void kdc__f32_relu_scale_backward_avx2(const float *dy, const uint64_t *mask, float *dx,
+                                       size_t hw, int guided, const float *scale, int c0,
+                                       int c1);
 #endif
 
 /* The GEMM micro-kernels (gemm.c, x86/gemm_avx2.c, x86/gemm_avx512.c, arm/gemm_neon.c). The scalar one

@@ -66,21 +66,45 @@ void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, si
     }
 }
 
+/* The ReLU's backward into a zeroed gradient, then BatchNorm's from it
+ * (kdc__relu_scale_backward_fn): g = 0 + dy where the gradient passes,
+ * else 0; dx += g * scale. */
+void kdc__relu_scale_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                  int guided, const float *scale, int c0, int c1)
+{
+    const size_t words = (hw + 63) / 64;
+    for (int c = c0; c < c1; c++) {
+        const float s = scale[c];
+        const float *g = dy + (size_t)c * hw;
+        const uint64_t *m = mask + (size_t)c * words;
+        float *o = dx + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i++) {
+            float v = 0.0f;
+            if (((m[i / 64] >> (i % 64)) & 1) && (!guided || g[i] > 0.0f))
+                v = 0.0f + g[i];
+            o[i] += v * s;
+        }
+    }
+}
+
 /* ------------------------------------------------------------------ */
 /* Tables (lib/kernels/kernels.h)                                              */
 
 static const kdc__act_kernels kdc__act_scalar = {KDC__ISA_SCALAR, "f32-relu-mask-scalar",
                                                  kdc__relu_mask, kdc__relu_backward_ref,
-                                                 kdc__affine_backward_ref};
+                                                 kdc__affine_backward_ref,
+                                                 kdc__relu_scale_backward_ref};
 #if defined(__x86_64__)
 static const kdc__act_kernels kdc__act_avx2 = {KDC__ISA_AVX2, "f32-relu-mask-avx2",
                                                kdc__f32_relu_mask_avx2,
                                                kdc__f32_relu_backward_avx2,
-                                               kdc__f32_scale_add_avx2};
+                                               kdc__f32_scale_add_avx2,
+                                               kdc__f32_relu_scale_backward_avx2};
 static const kdc__act_kernels kdc__act_avx512 = {KDC__ISA_AVX512, "f32-relu-mask-avx512",
                                                  kdc__f32_relu_mask_avx512,
                                                  kdc__f32_relu_backward_avx512,
-                                                 kdc__f32_scale_add_avx2};
+                                                 kdc__f32_scale_add_avx2,
+                                                 kdc__f32_relu_scale_backward_avx2};
 #endif
 
 const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa)

@@ -192,6 +192,8 @@ void kdc__affine_backward_ref(const float *dy, float *dx, size_t hw, const float
 void kdc__relu_mask(const float *y, uint64_t *mask, size_t hw, float clamp, int c0, int c1);
 void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                             int guided, int c0, int c1);
+void kdc__relu_scale_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                  int guided, const float *scale, int c0, int c1);
 void kdc__maxpool_idx_ref(const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
                           int ow, int k, int stride, int pad, int c0, int c1);
 void kdc__maxpool_backward_ref(const float *dy, const int32_t *idx, size_t ohw, float *dx,

@@ -135,6 +135,46 @@ static kdc_status kdc__conv_backward(kdc_run *r, int i, const float *dy, const i
     return KDC_OK;
 }
 
+/* Whether ReLU node i's backward can take the BatchNorm (AFFINE) before it
+ * along: the AFFINE is read by node i alone, its output gradient is not
+ * asked for and nothing has been added to it, and its input's gradient is
+ * wanted (both nodes lie above the lowest layer). Then the two backward
+ * passes run as one (kdc__relu_scale_backward_fn: the same float
+ * operations, so the same bits) and the AFFINE's gradient is never made. */
+static int kdc__relu_affine_fusable(const kdc_run *r, int i, int lowest)
+{
+    const kdc_model *m = r->m;
+    const kdc__node *nd = &m->nodes[i];
+    if (nd->op != KDC__OP_RELU || !r->mask[i])
+        return 0;
+    const int a = nd->in[0];
+    if (a <= lowest || m->nodes[a].op != KDC__OP_AFFINE || r->gkeep[a] || r->grad_of[a] >= 0 ||
+        m->nodes[a].in[0] < lowest)
+        return 0;
+    for (int j = a + 1; j < m->n_nodes; j++)
+        if (j != i && (m->nodes[j].in[0] == a || m->nodes[j].in[1] == a))
+            return 0;
+    return 1;
+}
+
+/* The fused ReLU + AFFINE backward of a task whose node is the ReLU and
+ * whose dx is the AFFINE's input gradient (op table signature). */
+static void kdc__relu_affine_backward(const kdc__op_args *a, int b, int c0, int c1)
+{
+    const int C = a->out_chw[0];
+    const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2];
+    const kdc__node *af = &a->m->nodes[a->nd->in[0]];
+    a->m->act->relu_scale_backward(a->dy + (size_t)b * C * hw,
+                                   a->mask + (size_t)b * C * ((hw + 63) / 64),
+                                   a->dx + (size_t)b * C * hw, hw, a->guided,
+                                   af->p.affine.scale, c0, c1);
+}
+
+static const kdc__op_def kdc__op_relu_affine_backward = {
+    .name = "relu+affine backward",
+    .backward = kdc__relu_affine_backward,
+};
+
 kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers, int ngrad,
                             int guided)
 {
@@ -214,6 +254,25 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
         if (r->grad_of[i] < 0)
             continue;
         const kdc__node *nd = &m->nodes[i];
+        if (kdc__relu_affine_fusable(r, i, lowest)) {
+            const int c = m->nodes[nd->in[0]].in[0];
+            if (r->grad_of[c] < 0) {
+                int gb = kdc__grad_acquire(r, kdc__numel(r, c));
+                if (gb < 0)
+                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+                r->grad_of[c] = gb;
+            }
+            kdc__task k = {.op = &kdc__op_relu_affine_backward, .backward = 1,
+                           .a = {.m = m, .nd = nd, .guided = guided, .mask = r->mask[i],
+                                 .in_chw = r->chw + 3 * c, .out_chw = r->chw + 3 * i,
+                                 .dy = r->gbuf[r->grad_of[i]], .dx = r->gbuf[r->grad_of[c]]}};
+            kdc__task_run(r, &k);
+            if (!r->gkeep[i]) {
+                r->gused[r->grad_of[i]] = 0;
+                r->grad_of[i] = -1;
+            }
+            continue;
+        }
         kdc__task k = {.op = kdc__op_table[nd->op], .backward = 1,
                         .a = {.m = m, .nd = nd, .guided = guided,
                               .mask = r->mask[i], .argmax = r->argmax[i],

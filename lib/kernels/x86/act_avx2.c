@@ -39,12 +39,22 @@ void kdc__f32_relu_mask_avx2(const float *y, uint64_t *mask, size_t hw, float cl
     }
 }
 
+/* Where the gradient passes among the 8 elements from i of a plane: the
+ * lanes whose bit of byte (the mask bits i .. i + 7) is set, and for guided
+ * backprop only where gv (the gradient there) > 0. */
+static inline __m256 kdc__pass8(int byte, __m256 gv, int guided)
+{
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 pass = _mm256_castsi256_ps(
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), lane), lane));
+    return guided ? _mm256_and_ps(pass, _mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_GT_OQ))
+                  : pass;
+}
+
 void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                                  int guided, int c0, int c1)
 {
     const size_t words = (hw + 63) / 64;
-    const __m256 zero = _mm256_setzero_ps();
-    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     for (int c = c0; c < c1; c++) {
         const float *g = dy + (size_t)c * hw;
         const uint64_t *m = mask + (size_t)c * words;
@@ -54,13 +64,9 @@ void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *d
             const int byte = (int)(m[i / 64] >> (i % 64)) & 0xff;
             if (!byte)
                 continue;
-            const __m256i sel = _mm256_cmpeq_epi32(
-                _mm256_and_si256(_mm256_set1_epi32(byte), lane), lane);
             const __m256 gv = _mm256_loadu_ps(g + i), ov = _mm256_loadu_ps(o + i);
-            __m256 pass = _mm256_castsi256_ps(sel);
-            if (guided)
-                pass = _mm256_and_ps(pass, _mm256_cmp_ps(gv, zero, _CMP_GT_OQ));
-            _mm256_storeu_ps(o + i, _mm256_blendv_ps(ov, _mm256_add_ps(ov, gv), pass));
+            _mm256_storeu_ps(o + i, _mm256_blendv_ps(ov, _mm256_add_ps(ov, gv),
+                                                     kdc__pass8(byte, gv, guided)));
         }
         for (; i < hw; i++) {
             if (!((m[i / 64] >> (i % 64)) & 1))
@@ -86,6 +92,36 @@ void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float 
                                                   _mm256_mul_ps(_mm256_loadu_ps(g + i), sv)));
         for (; i < hw; i++)
             o[i] += g[i] * s;
+    }
+}
+
+/* The lanes of relu_backward above; non-passing lanes give +0, passing
+ * ones 0 + dy, then dx += that * scale (multiply, then add). */
+void kdc__f32_relu_scale_backward_avx2(const float *dy, const uint64_t *mask, float *dx,
+                                       size_t hw, int guided, const float *scale, int c0,
+                                       int c1)
+{
+    const size_t words = (hw + 63) / 64;
+    const __m256 zero = _mm256_setzero_ps();
+    for (int c = c0; c < c1; c++) {
+        const float s = scale[c];
+        const __m256 sv = _mm256_set1_ps(s);
+        const float *g = dy + (size_t)c * hw;
+        const uint64_t *m = mask + (size_t)c * words;
+        float *o = dx + (size_t)c * hw;
+        size_t i = 0;
+        for (; i + 8 <= hw; i += 8) {
+            const int byte = (int)(m[i / 64] >> (i % 64)) & 0xff;
+            const __m256 gv = _mm256_loadu_ps(g + i);
+            const __m256 v = _mm256_add_ps(zero, _mm256_and_ps(kdc__pass8(byte, gv, guided), gv));
+            _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), _mm256_mul_ps(v, sv)));
+        }
+        for (; i < hw; i++) {
+            float v = 0.0f;
+            if (((m[i / 64] >> (i % 64)) & 1) && (!guided || g[i] > 0.0f))
+                v = 0.0f + g[i];
+            o[i] += v * s;
+        }
     }
 }
 
