@@ -135,10 +135,10 @@ static kdc_status kdc__conv_backward(kdc_run *r, int i, const float *dy, const i
     return KDC_OK;
 }
 
-/* Whether ReLU node i's backward can take the BatchNorm (AFFINE) before it
- * along: the AFFINE is read by node i alone, its output gradient is not
- * asked for and nothing has been added to it, and its input's gradient is
- * wanted (both nodes lie above the lowest layer). Then the two backward
+/* Whether ReLU node i's backward can take the BatchNorm (AFFINE) right
+ * before it along: the AFFINE is read by node i alone, its output
+ * gradient is not asked for and nothing has been added to it, and its
+ * input's gradient is wanted (both nodes lie above the lowest layer). Then the two backward
  * passes run as one (kdc__relu_scale_backward_fn: the same float
  * operations, so the same bits) and the AFFINE's gradient is never made. */
 static int kdc__relu_affine_fusable(const kdc_run *r, int i, int lowest)
@@ -147,14 +147,11 @@ static int kdc__relu_affine_fusable(const kdc_run *r, int i, int lowest)
     const kdc__node *nd = &m->nodes[i];
     if (nd->op != KDC__OP_RELU || !r->mask[i])
         return 0;
+    /* the AFFINE right before it, read by nothing after it (the plan's
+     * last reader; a kept node's is past the end) */
     const int a = nd->in[0];
-    if (a <= lowest || m->nodes[a].op != KDC__OP_AFFINE || r->gkeep[a] || r->grad_of[a] >= 0 ||
-        m->nodes[a].in[0] < lowest)
-        return 0;
-    for (int j = a + 1; j < m->n_nodes; j++)
-        if (j != i && (m->nodes[j].in[0] == a || m->nodes[j].in[1] == a))
-            return 0;
-    return 1;
+    return a == i - 1 && a > lowest && m->nodes[a].op == KDC__OP_AFFINE && r->last_use[a] == i &&
+           !r->gkeep[a] && r->grad_of[a] < 0 && m->nodes[a].in[0] >= lowest;
 }
 
 /* The fused ReLU + AFFINE backward of a task whose node is the ReLU and
@@ -174,6 +171,69 @@ static const kdc__op_def kdc__op_relu_affine_backward = {
     .name = "relu+affine backward",
     .backward = kdc__relu_affine_backward,
 };
+
+/* Node j's gradient buffer, a zeroed one made if it has none yet. */
+static kdc_status kdc__grad_need(kdc_run *r, int j)
+{
+    if (r->grad_of[j] >= 0)
+        return KDC_OK;
+    const int g = kdc__grad_acquire(r, kdc__numel(r, j));
+    if (g < 0)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+    r->grad_of[j] = g;
+    return KDC_OK;
+}
+
+/* ReLU node i and the AFFINE before it (kdc__relu_affine_fusable): their
+ * backward in one pass into the AFFINE's input's gradient. */
+static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int guided)
+{
+    const kdc_model *m = r->m;
+    const kdc__node *nd = &m->nodes[i];
+    const int c = m->nodes[nd->in[0]].in[0];
+    kdc_status st = kdc__grad_need(r, c);
+    if (st)
+        return st;
+    kdc__task k = {.op = &kdc__op_relu_affine_backward, .backward = 1,
+                   .a = {.m = m, .nd = nd, .guided = guided, .mask = r->mask[i],
+                         .in_chw = r->chw + 3 * c, .out_chw = r->chw + 3 * i,
+                         .dy = r->gbuf[r->grad_of[i]], .dx = r->gbuf[r->grad_of[c]]}};
+    kdc__task_run(r, &k);
+    return KDC_OK;
+}
+
+/* Node i's backward: its op's task (dense convs and LINEAR through the
+ * GEMM) adds into the gradients of its inputs at or above lowest. */
+static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
+{
+    const kdc_model *m = r->m;
+    const kdc__node *nd = &m->nodes[i];
+    kdc__task k = {.op = kdc__op_table[nd->op], .backward = 1,
+                   .a = {.m = m, .nd = nd, .guided = guided,
+                         .mask = r->mask[i], .argmax = r->argmax[i],
+                         .in_chw = r->chw + 3 * nd->in[0],
+                         .in2_chw = nd->in[1] >= 0 ? r->chw + 3 * nd->in[1] : NULL,
+                         .out_chw = r->chw + 3 * i}};
+    float *dx[2] = {NULL, NULL};
+    kdc_status st;
+    for (int j = 0; j < 2; j++) {
+        const int in = nd->in[j];
+        if (in < lowest)
+            continue;
+        if ((st = kdc__grad_need(r, in)))
+            return st;
+        dx[j] = r->gbuf[r->grad_of[in]];
+    }
+    /* dy may move if acquire reallocated: reload it */
+    k.a.dy = r->gbuf[r->grad_of[i]];
+    k.a.dx = dx[0];
+    k.a.dx2 = dx[1];
+    if (k.a.dx && kdc__conv_is_gemm(m, nd))
+        return kdc__conv_backward(r, i, k.a.dy, k.a.out_chw, k.a.dx, k.a.in_chw);
+    if (k.a.dx || k.a.dx2)
+        kdc__task_run(r, &k);
+    return KDC_OK;
+}
 
 kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers, int ngrad,
                             int guided)
@@ -253,70 +313,19 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
     for (int i = target; i > lowest; i--) {
         if (r->grad_of[i] < 0)
             continue;
-        const kdc__node *nd = &m->nodes[i];
-        if (kdc__relu_affine_fusable(r, i, lowest)) {
-            const int c = m->nodes[nd->in[0]].in[0];
-            if (r->grad_of[c] < 0) {
-                int gb = kdc__grad_acquire(r, kdc__numel(r, c));
-                if (gb < 0)
-                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-                r->grad_of[c] = gb;
-            }
-            kdc__task k = {.op = &kdc__op_relu_affine_backward, .backward = 1,
-                           .a = {.m = m, .nd = nd, .guided = guided, .mask = r->mask[i],
-                                 .in_chw = r->chw + 3 * c, .out_chw = r->chw + 3 * i,
-                                 .dy = r->gbuf[r->grad_of[i]], .dx = r->gbuf[r->grad_of[c]]}};
-            kdc__task_run(r, &k);
-            if (!r->gkeep[i]) {
-                r->gused[r->grad_of[i]] = 0;
-                r->grad_of[i] = -1;
-            }
-            continue;
-        }
-        kdc__task k = {.op = kdc__op_table[nd->op], .backward = 1,
-                        .a = {.m = m, .nd = nd, .guided = guided,
-                              .mask = r->mask[i], .argmax = r->argmax[i],
-                              .in_chw = r->chw + 3 * nd->in[0],
-                              .in2_chw = nd->in[1] >= 0 ? r->chw + 3 * nd->in[1] : NULL,
-                              .out_chw = r->chw + 3 * i}};
-        float *dx[2] = {NULL, NULL};
-        for (int j = 0; j < 2; j++) {
-            int in = nd->in[j];
-            if (in < lowest)
-                continue;
-            if (r->grad_of[in] < 0) {
-                int gb = kdc__grad_acquire(r, kdc__numel(r, in));
-                if (gb < 0)
-                    return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-                r->grad_of[in] = gb;
-            }
-            dx[j] = r->gbuf[r->grad_of[in]];
-        }
-        /* dy may move if acquire reallocated: reload it */
-        k.a.dy = r->gbuf[r->grad_of[i]];
-        k.a.dx = dx[0];
-        k.a.dx2 = dx[1];
-        if (k.a.dx && kdc__conv_is_gemm(m, nd)) {
-            if ((st = kdc__conv_backward(r, i, k.a.dy, k.a.out_chw, k.a.dx, k.a.in_chw)))
-                return st;
-        } else if (k.a.dx || k.a.dx2) {
-            kdc__task_run(r, &k);
-        }
+        if ((st = kdc__relu_affine_fusable(r, i, lowest) ? kdc__relu_affine_node(r, i, guided)
+                                                           : kdc__node_backward(r, i, lowest,
+                                                                                guided)))
+            return st;
         if (!r->gkeep[i]) {
             r->gused[r->grad_of[i]] = 0;
             r->grad_of[i] = -1;
         }
     }
     /* requested layers the target does not reach have a zero gradient */
-    for (int i = 0; i < ngrad; i++) {
-        const int l = layers[i];
-        if (r->grad_of[l] < 0) {
-            int gb = kdc__grad_acquire(r, kdc__numel(r, l));
-            if (gb < 0)
-                return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-            r->grad_of[l] = gb;
-        }
-    }
+    for (int i = 0; i < ngrad; i++)
+        if ((st = kdc__grad_need(r, layers[i])))
+            return st;
     r->grad_done = 1;
     return KDC_OK;
 }

@@ -51,31 +51,51 @@ static inline __m256 kdc__pass8(int byte, __m256 gv, int guided)
                   : pass;
 }
 
-void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw,
-                                 int guided, int c0, int c1)
+/* Both ReLU backward kernels: with scale NULL, dx += dy where the gradient
+ * passes (blended, other lanes untouched); with scale, the fused ReLU +
+ * BatchNorm backward, dx += g * scale[c], g = 0 + dy where it passes and +0
+ * elsewhere (so every lane takes the add, as the unfused scale_add does).
+ * Inlined into both with scale a constant NULL or not. */
+static inline __attribute__((always_inline)) void
+kdc__relu_bwd_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw, int guided,
+                   const float *scale, int c0, int c1)
 {
     const size_t words = (hw + 63) / 64;
+    const __m256 zero = _mm256_setzero_ps();
     for (int c = c0; c < c1; c++) {
+        const float s = scale ? scale[c] : 1.0f;
+        const __m256 sv = _mm256_set1_ps(s);
         const float *g = dy + (size_t)c * hw;
         const uint64_t *m = mask + (size_t)c * words;
         float *o = dx + (size_t)c * hw;
         size_t i = 0;
         for (; i + 8 <= hw; i += 8) {
             const int byte = (int)(m[i / 64] >> (i % 64)) & 0xff;
-            if (!byte)
+            if (!scale && !byte)
                 continue;
             const __m256 gv = _mm256_loadu_ps(g + i), ov = _mm256_loadu_ps(o + i);
-            _mm256_storeu_ps(o + i, _mm256_blendv_ps(ov, _mm256_add_ps(ov, gv),
-                                                     kdc__pass8(byte, gv, guided)));
+            const __m256 pass = kdc__pass8(byte, gv, guided);
+            if (scale) {
+                const __m256 v = _mm256_add_ps(zero, _mm256_and_ps(pass, gv));
+                _mm256_storeu_ps(o + i, _mm256_add_ps(ov, _mm256_mul_ps(v, sv)));
+            } else {
+                _mm256_storeu_ps(o + i, _mm256_blendv_ps(ov, _mm256_add_ps(ov, gv), pass));
+            }
         }
         for (; i < hw; i++) {
-            if (!((m[i / 64] >> (i % 64)) & 1))
-                continue;
-            if (guided && !(g[i] > 0.0f))
-                continue;
-            o[i] += g[i];
+            const int passes = ((m[i / 64] >> (i % 64)) & 1) && (!guided || g[i] > 0.0f);
+            if (scale)
+                o[i] += (passes ? 0.0f + g[i] : 0.0f) * s;
+            else if (passes)
+                o[i] += g[i];
         }
     }
+}
+
+void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw,
+                                 int guided, int c0, int c1)
+{
+    kdc__relu_bwd_avx2(dy, mask, dx, hw, guided, NULL, c0, c1);
 }
 
 void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float *scale, int c0,
@@ -95,34 +115,11 @@ void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float 
     }
 }
 
-/* The lanes of relu_backward above; non-passing lanes give +0, passing
- * ones 0 + dy, then dx += that * scale (multiply, then add). */
 void kdc__f32_relu_scale_backward_avx2(const float *dy, const uint64_t *mask, float *dx,
                                        size_t hw, int guided, const float *scale, int c0,
                                        int c1)
 {
-    const size_t words = (hw + 63) / 64;
-    const __m256 zero = _mm256_setzero_ps();
-    for (int c = c0; c < c1; c++) {
-        const float s = scale[c];
-        const __m256 sv = _mm256_set1_ps(s);
-        const float *g = dy + (size_t)c * hw;
-        const uint64_t *m = mask + (size_t)c * words;
-        float *o = dx + (size_t)c * hw;
-        size_t i = 0;
-        for (; i + 8 <= hw; i += 8) {
-            const int byte = (int)(m[i / 64] >> (i % 64)) & 0xff;
-            const __m256 gv = _mm256_loadu_ps(g + i);
-            const __m256 v = _mm256_add_ps(zero, _mm256_and_ps(kdc__pass8(byte, gv, guided), gv));
-            _mm256_storeu_ps(o + i, _mm256_add_ps(_mm256_loadu_ps(o + i), _mm256_mul_ps(v, sv)));
-        }
-        for (; i < hw; i++) {
-            float v = 0.0f;
-            if (((m[i / 64] >> (i % 64)) & 1) && (!guided || g[i] > 0.0f))
-                v = 0.0f + g[i];
-            o[i] += v * s;
-        }
-    }
+    kdc__relu_bwd_avx2(dy, mask, dx, hw, guided, scale, c0, c1);
 }
 
 #endif /* __x86_64__ */

@@ -110,7 +110,7 @@ kdc__dw_one8(const float *const r[3], const int ok[3], int cx, int iw, int strid
  * n >= 8) through the epilogue, if any, to yr + j; rr: the residual row. */
 typedef struct kdc__dw_out {
     const kdc__gemm_epilogue *ep;
-    __m256 bs, sc, sh;
+    kdc__ep_row8 k; /* the plane's channel's constants */
 } kdc__dw_out;
 
 static inline void kdc__dw_store8(const kdc__dw_out *o, float *yr, const float *rr, int j, int n,
@@ -118,14 +118,14 @@ static inline void kdc__dw_store8(const kdc__dw_out *o, float *yr, const float *
 {
     if (n >= 8) {
         if (o->ep)
-            v = kdc__ep8_avx2(o->ep, o->bs, o->sc, o->sh, rr != NULL,
+            v = kdc__ep8_avx2(o->ep, &o->k, rr != NULL,
                               rr ? _mm256_loadu_ps(rr + j) : _mm256_setzero_ps(), v);
         _mm256_storeu_ps(yr + j, v);
         return;
     }
     const __m256i m = kdc__lanes8(n);
     if (o->ep)
-        v = kdc__ep8_avx2(o->ep, o->bs, o->sc, o->sh, rr != NULL,
+        v = kdc__ep8_avx2(o->ep, &o->k, rr != NULL,
                           rr ? _mm256_maskload_ps(rr + j, m) : _mm256_setzero_ps(), v);
     _mm256_maskstore_ps(yr + j, m, v);
 }
@@ -139,11 +139,8 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
         wv[t] = _mm256_set1_ps(w[t]);
     const __m256 vb = _mm256_set1_ps(bias);
     kdc__dw_out o = {.ep = ep};
-    if (ep) {
-        o.bs = _mm256_set1_ps(ep->bias ? ep->bias[c] : 0.0f);
-        o.sc = _mm256_set1_ps(ep->scale ? ep->scale[c] : 1.0f);
-        o.sh = _mm256_set1_ps(ep->scale ? ep->shift[c] : 0.0f);
-    }
+    if (ep)
+        o.k = kdc__ep_row8_init(ep, c);
     int oy = 0;
     /* stride 1: two output rows at a time, from four input rows; each
      * output's chain unchanged */

@@ -59,13 +59,11 @@ static inline __attribute__((always_inline)) void
 kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0, __m256 x1,
                  float *d)
 {
-    const __m256 bs = _mm256_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
-    const __m256 sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
-    const __m256 sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
+    const kdc__ep_row8 k = kdc__ep_row8_init(ep, r);
     const __m256 r0 = rs ? _mm256_loadu_ps(rs) : _mm256_setzero_ps();
     const __m256 r1 = rs ? _mm256_loadu_ps(rs + 8) : _mm256_setzero_ps();
-    _mm256_storeu_ps(d, kdc__ep8_avx2(ep, bs, sc, sh, rs != NULL, r0, x0));
-    _mm256_storeu_ps(d + 8, kdc__ep8_avx2(ep, bs, sc, sh, rs != NULL, r1, x1));
+    _mm256_storeu_ps(d, kdc__ep8_avx2(ep, &k, rs != NULL, r0, x0));
+    _mm256_storeu_ps(d + 8, kdc__ep8_avx2(ep, &k, rs != NULL, r1, x1));
 }
 
 /* The 6 x 16 tile: accumulators from src (row stride lds) or zero, the k
@@ -195,13 +193,11 @@ void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv,
     for (int i = 0; i < m; i++, v += ldv) {
         const int r = row + i;
         const float *rs = res ? res + (size_t)i * ldres : NULL;
-        const __m256 bs = _mm256_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
-        const __m256 sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
-        const __m256 sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
+        const kdc__ep_row8 k = kdc__ep_row8_init(ep, r);
         int j = 0;
         for (; j + 8 <= n; j += 8) {
             const __m256 rv = rs ? _mm256_loadu_ps(rs + j) : _mm256_setzero_ps();
-            _mm256_storeu_ps(v + j, kdc__ep8_avx2(ep, bs, sc, sh, rs != NULL, rv,
+            _mm256_storeu_ps(v + j, kdc__ep8_avx2(ep, &k, rs != NULL, rv,
                                                   _mm256_loadu_ps(v + j)));
         }
         if (j < n) {

@@ -45,21 +45,35 @@ static inline __m256 kdc__even_next8(__m256 ev, float next)
     return _mm256_blend_ps(_mm256_permutevar8x32_ps(ev, up), _mm256_set1_ps(next), 0x80);
 }
 
+/* An epilogue row's bias, scale and shift broadcast (the identities when
+ * the epilogue has none): row r of a GEMM, channel r of a depthwise conv. */
+typedef struct kdc__ep_row8 {
+    __m256 bs, sc, sh;
+} kdc__ep_row8;
+
+static inline kdc__ep_row8 kdc__ep_row8_init(const kdc__gemm_epilogue *ep, int r)
+{
+    kdc__ep_row8 k;
+    k.bs = _mm256_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
+    k.sc = _mm256_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
+    k.sh = _mm256_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
+    return k;
+}
+
 /* The epilogue (kdc__gemm_epilogue) on 8 values x of one output row, with
  * the float operations of the scalar ops: add, then multiply and add
- * (never fused), add, clamp. bs, sc, sh: the row's bias, scale and shift
- * broadcast; rv: the residual at these 8 columns when res. The clamp is
+ * (never fused), add, clamp. k: the row's constants; rv: the residual at
+ * these 8 columns when res. The clamp is
  * min(max(x, 0), clamp) with NaN kept, as kdc__clamp in act.c: MAXPS(x, 0)
  * is (x > 0 ? x : 0), MINPS(x, c) is (x < c ? x : c), and a NaN x is put
  * back by a blend. */
 static inline __attribute__((always_inline)) __m256
-kdc__ep8_avx2(const kdc__gemm_epilogue *ep, __m256 bs, __m256 sc, __m256 sh, int res, __m256 rv,
-              __m256 x)
+kdc__ep8_avx2(const kdc__gemm_epilogue *ep, const kdc__ep_row8 *k, int res, __m256 rv, __m256 x)
 {
     if (ep->bias)
-        x = _mm256_add_ps(x, bs);
+        x = _mm256_add_ps(x, k->bs);
     if (ep->scale)
-        x = _mm256_add_ps(_mm256_mul_ps(x, sc), sh);
+        x = _mm256_add_ps(_mm256_mul_ps(x, k->sc), k->sh);
     if (res)
         x = _mm256_add_ps(x, rv);
     if (ep->relu) {
