@@ -3,10 +3,10 @@
  *
  * BLIS-style blocking (lib/kernels/kernels.h): A, the weights, is packed once at
  * model load into mr-row panels over its whole depth; B, the activations, is
- * packed here per call into nr-column panels, KC rows deep, NC columns wide
- * (KC x NC floats of the caller's workspace, 1 MB: it stays in L2/L3
- * while the micro-kernel sweeps the MC-row block of A, which stays in L2,
- * against one kc x nr micro-panel of B, which stays in L1). A convolution
+ * packed here per call into nr-column panels, KC rows deep and at most
+ * KDC__GEMM_BBLOCK floats in all (256 KB: it stays in L2 while one mr x kc
+ * panel of A, in L1, sweeps it, writing a band of C's rows front to back;
+ * the MC-row block of A around it stays in L2). A convolution
  * with a kernel larger than 1x1 or a stride is never lowered to an im2col
  * buffer: its im2col is read straight out of the input while packing B.
  *
@@ -304,8 +304,13 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                const kdc__gemm_epilogue *ep, float *work)
 {
     const int mr = gk->mr, nr = gk->nr;
-    for (int jc = n0; jc < n1; jc += KDC__GEMM_NC) {
-        const int nc = n1 - jc < KDC__GEMM_NC ? n1 - jc : KDC__GEMM_NC;
+    /* columns per block: the packed block of the deepest kc within
+     * KDC__GEMM_BBLOCK floats, whole panels, at least one */
+    const int kc_max = k < KDC__GEMM_KC ? k : KDC__GEMM_KC;
+    int ncb = KDC__GEMM_BBLOCK / (kc_max > 0 ? kc_max : 1) / nr * nr;
+    ncb = ncb < nr ? nr : ncb > KDC__GEMM_NC ? KDC__GEMM_NC : ncb;
+    for (int jc = n0; jc < n1; jc += ncb) {
+        const int nc = n1 - jc < ncb ? n1 - jc : ncb;
         for (int pc = 0; pc < k; pc += KDC__GEMM_KC) {
             const int kc = k - pc < KDC__GEMM_KC ? k - pc : KDC__GEMM_KC;
             const int last = pc + kc == k;
@@ -316,13 +321,16 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                 kdc__gemm_pack_b_block(b, pc, kc, jc, nc, nr, work);
             for (int ic = m0; ic < m1; ic += KDC__GEMM_MC) {
                 const int mc = m1 - ic < KDC__GEMM_MC ? m1 - ic : KDC__GEMM_MC;
-                for (int jr = 0; jr < nc; jr += nr) {
-                    const int nw = nc - jr < nr ? nc - jr : nr;
-                    const float *bp = bpanels + (size_t)(jr / nr) * kc * nr;
-                    for (int ir = 0; ir < mc; ir += mr) {
-                        const int mw = mc - ir < mr ? mc - ir : mr;
-                        const int row = ic + ir;
-                        const float *ap = apack + ((size_t)(row / mr) * k + pc) * mr;
+                /* each row panel of A (in L1) sweeps the block of B (in
+                 * L2): the tiles of C follow its rows, in order (a stream
+                 * the prefetcher follows when C is not in cache) */
+                for (int ir = 0; ir < mc; ir += mr) {
+                    const int mw = mc - ir < mr ? mc - ir : mr;
+                    const int row = ic + ir;
+                    const float *ap = apack + ((size_t)(row / mr) * k + pc) * mr;
+                    for (int jr = 0; jr < nc; jr += nr) {
+                        const int nw = nc - jr < nr ? nc - jr : nr;
+                        const float *bp = bpanels + (size_t)(jr / nr) * kc * nr;
                         float *cp = c + (size_t)row * ldc + jc + jr;
                         const int acc = accumulate || pc > 0;
                         const float *res =

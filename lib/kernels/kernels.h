@@ -279,8 +279,12 @@ static inline const float *kdc__dw_row(kdc__dw_rows *rw, const float *src, int w
  * floats, zero rows past m), so the depth block [p0, p0 + kc) of panel i is
  * the contiguous run at panel + p0 * mr. B is packed per call, depth block
  * by depth block, into nr-column panels in a caller-provided workspace of
- * KDC__GEMM_WORK floats. Cache blocking: KC depth, MC rows, NC columns. */
+ * KDC__GEMM_WORK floats. Cache blocking: KC depth, MC rows, NC columns at
+ * most, and a packed B block of at most KDC__GEMM_BBLOCK floats (fewer
+ * columns for deep blocks), which stays in L2 while each mr-row panel of
+ * A, in L1, sweeps it: the tiles of C are then written along its rows. */
 enum { KDC__GEMM_KC = 256, KDC__GEMM_MC = 144, KDC__GEMM_NC = 1024 };
+enum { KDC__GEMM_BBLOCK = 1 << 16 };
 #define KDC__GEMM_WORK ((size_t)KDC__GEMM_KC * (KDC__GEMM_NC + 16))
 
 /* Floats of A (m x k) packed in mr-row panels. */
