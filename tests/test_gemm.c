@@ -158,6 +158,9 @@ static void test_gemm_driver(void **state)
         {1, 1, 1},    {1, 17, 1},    {5, 7, 1},    {6, 16, 1},    {8, 8, 2},     {7, 17, 3},
         {13, 33, 5},  {3, 100, 257}, {64, 49, 64}, {25, 31, 300}, {145, 20, 19}, {150, 1030, 9},
         {9, 1041, 520}, {200, 70, 600},
+        /* last panels of 1 to 4 columns (the narrow kernel) over many row
+         * panels, a partial last one, two depth blocks */
+        {1000, 1, 300}, {100, 50, 70}, {61, 35, 300}, {150, 196, 260},
     };
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
@@ -171,6 +174,78 @@ static void test_gemm_driver(void **state)
             check_gemm(gk, m, sizes[s][1], sizes[s][2], 1, 0);
         }
     }
+}
+
+/* The narrow last panel (kernel table entry `narrow`) against the full
+ * micro-kernel tile: C (m x n) computed alone and as the first n columns of
+ * C' (m x n'), where n' fills the last panel, so the full tile computes
+ * those columns; the same bits, with and without an epilogue (BatchNorm
+ * affine, residual, ReLU6), accumulated or not, one or two depth blocks. */
+static void test_gemm_narrow(void **state)
+{
+    (void)state;
+    static const int sizes[][3] = {
+        {1000, 1, 40}, {97, 2, 300}, {13, 3, 7}, {150, 4, 260}, {64, 49, 64},
+        {512, 49, 600}, {77, 196, 33}, {6, 17, 1},
+    };
+    int tried = 0;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk || !gk->narrow)
+            continue;
+        tried++;
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+            const int m = sizes[s][0], n = sizes[s][1], k = sizes[s][2];
+            const int nf = (n + gk->nr - 1) / gk->nr * gk->nr;
+            assert_true(n % gk->nr >= 1 && n % gk->nr <= KDC__GEMM_NARROW);
+            float *a = tk_rand_buf((size_t)m * k, -1, 1), *bf = tk_rand_buf((size_t)k * nf, -1, 1);
+            float *b = tk_xmalloc((size_t)k * n * sizeof *b);
+            for (int p = 0; p < k; p++)
+                memcpy(b + (size_t)p * n, bf + (size_t)p * nf, (size_t)n * sizeof *b);
+            float *c0 = tk_rand_buf((size_t)m * nf, -1, 1), *res = tk_rand_buf((size_t)m * nf, -1, 1);
+            float *sc = tk_rand_buf((size_t)m, 0.5, 1.5), *sh = tk_rand_buf((size_t)m, -0.5, 0.5);
+            float *c = tk_xmalloc((size_t)m * n * sizeof *c), *cf = tk_xmalloc((size_t)m * nf * sizeof *cf);
+            float *rn = tk_xmalloc((size_t)m * n * sizeof *rn);
+            for (int r = 0; r < m; r++)
+                memcpy(rn + (size_t)r * n, res + (size_t)r * nf, (size_t)n * sizeof *rn);
+            float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+            float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
+            kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
+            const kdc__gemm_b bs = {.x = b, .ld = (size_t)n}, bsf = {.x = bf, .ld = (size_t)nf};
+            for (int variant = 0; variant < 3; variant++) {
+                const int acc = variant == 1;
+                kdc__gemm_epilogue e = {.scale = sc, .shift = sh, .res = rn, .relu = 1,
+                                        .clamp = 6.0f}, ef = e;
+                ef.res = res;
+                for (int r = 0; r < m; r++) {
+                    memcpy(c + (size_t)r * n, c0 + (size_t)r * nf, (size_t)n * sizeof *c);
+                    memcpy(cf + (size_t)r * nf, c0 + (size_t)r * nf, (size_t)nf * sizeof *cf);
+                }
+                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n, c, (size_t)n, acc, variant == 2 ? &e : NULL,
+                          work);
+                kdc__gemm(gk, pa, k, 0, m, &bsf, 0, nf, cf, (size_t)nf, acc,
+                          variant == 2 ? &ef : NULL, work);
+                for (int r = 0; r < m; r++)
+                    if (memcmp(c + (size_t)r * n, cf + (size_t)r * nf, (size_t)n * sizeof *c))
+                        fail_msg("%s m=%d n=%d k=%d variant %d: row %d of the narrow panel "
+                                 "differs from the full tile's", gk->name, m, n, k, variant, r);
+            }
+            free(a);
+            free(bf);
+            free(b);
+            free(c0);
+            free(res);
+            free(sc);
+            free(sh);
+            free(c);
+            free(cf);
+            free(rn);
+            free(pa);
+            free(work);
+        }
+    }
+    if (!tried)
+        printf("  no kernel table of this CPU has a narrow kernel: skipped\n");
 }
 
 /* The micro-kernel alone on every corner m x n <= mr x nr: only the corner
@@ -1034,6 +1109,7 @@ int main(void)
         cmocka_unit_test(test_isa),
         cmocka_unit_test(test_ukernels),
         cmocka_unit_test(test_gemm_driver),
+        cmocka_unit_test(test_gemm_narrow),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),

@@ -67,6 +67,19 @@ typedef void (*kdc__gemm_ep_ukernel)(int k, const float *a, const float *b, floa
                                      int accumulate, const struct kdc__gemm_epilogue *ep, int row,
                                      const float *res, size_t ldres);
 
+/* The last, narrow column panel (n <= KDC__GEMM_NARROW columns) for m rows
+ * at once: the m x n corner of C = (accumulate ? C : 0) + A * B, where A is
+ * ceil(m / mr) consecutive mr-row panels, astride floats apart (each packed
+ * as for the micro-kernel, k columns of mr floats), and B one nr-column
+ * panel as for the micro-kernel. Every element is the same fused
+ * multiply-add chain as in the micro-kernel, so the same bits; it runs the
+ * rows of several panels side by side (a column of C in each lane), where
+ * the micro-kernel would spend a whole tile's work on a column or two (a
+ * 7 x 7 layer's 49 = 3 x 16 + 1 columns, a fully connected layer's one). */
+enum { KDC__GEMM_NARROW = 4 };
+typedef void (*kdc__gemm_narrow_ukernel)(int k, const float *a, size_t astride, const float *b,
+                                         float *c, size_t ldc, int m, int n, int accumulate);
+
 /* One table per kernel family and ISA (XNNPACK style). */
 typedef struct kdc__gemm_kernels {
     kdc__isa isa;
@@ -75,6 +88,7 @@ typedef struct kdc__gemm_kernels {
     kdc__gemm_ukernel gemm;
     kdc__gemm_epilogue_fn epilogue; /* kdc__gemm_epilogue_scalar or a SIMD one */
     kdc__gemm_ep_ukernel gemm_ep;   /* NULL: gemm, then epilogue           */
+    kdc__gemm_narrow_ukernel narrow;/* NULL: the micro-kernel per panel    */
 } kdc__gemm_kernels;
 
 typedef struct kdc__dw_kernels {
@@ -352,6 +366,8 @@ void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv,
 void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
                                 int accumulate, const kdc__gemm_epilogue *ep, int row,
                                 const float *res, size_t ldres);
+void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
+                               size_t ldc, int m, int n, int accumulate);
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n);
 #endif

@@ -185,6 +185,107 @@ void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c,
     kdc__tile_6x16_avx2(k, a, b, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
 }
 
+/* The narrow last panel (kdc__gemm_narrow_ukernel): P row panels of 6 side
+ * by side, N columns, one accumulator per (panel, column) with the panel's
+ * six rows in lanes 0..5 (lanes 6, 7 carry the next depth step's first two
+ * rows and are never stored). P * N chains of FMAs hide the FMA latency
+ * that a lone 6 x 8 tile's six chains cannot. Called with constant P and N. */
+static inline __attribute__((always_inline)) void
+kdc__narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c, size_t ldc,
+                 int m, int accumulate, const int P, const int N)
+{
+    __m256 acc[8];
+    float tmp[8] = {0};
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < P; q++)
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < N; j++) {
+            if (accumulate) {
+                for (int i = 0; i < 6; i++)
+                    tmp[i] = q * 6 + i < m ? c[(size_t)(q * 6 + i) * ldc + j] : 0.0f;
+                acc[q * N + j] = _mm256_loadu_ps(tmp);
+            } else {
+                acc[q * N + j] = _mm256_setzero_ps();
+            }
+        }
+    /* all steps but the last read 8 floats of A; the last one only its 6,
+     * which may end the packed matrix */
+    int p = 0;
+    for (; p + 1 < k; p++, a += 6, b += 16) {
+        __m256 bj[4];
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < N; j++)
+            bj[j] = _mm256_broadcast_ss(b + j);
+        _Pragma("GCC unroll 8")
+        for (int q = 0; q < P; q++) {
+            const __m256 av = _mm256_loadu_ps(a + q * astride);
+            _Pragma("GCC unroll 8")
+            for (int j = 0; j < N; j++)
+                acc[q * N + j] = _mm256_fmadd_ps(av, bj[j], acc[q * N + j]);
+        }
+    }
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < P; q++) {
+        const __m256 av = _mm256_maskload_ps(a + q * astride, six);
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < N; j++)
+            acc[q * N + j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(b + j), acc[q * N + j]);
+    }
+    _Pragma("GCC unroll 8")
+    for (int q = 0; q < P; q++)
+        _Pragma("GCC unroll 8")
+        for (int j = 0; j < N; j++) {
+            _mm256_storeu_ps(tmp, acc[q * N + j]);
+            for (int i = 0; i < 6 && q * 6 + i < m; i++)
+                c[(size_t)(q * 6 + i) * ldc + j] = tmp[i];
+        }
+}
+
+void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
+                               size_t ldc, int m, int n, int accumulate)
+{
+    /* panels side by side: eight chains where the registers allow */
+    const int group = n == 1 ? 8 : n == 2 ? 4 : 2;
+    for (int r = 0; r < m; r += 6, a += astride, c += 6 * ldc) {
+        const int rows = m - r;
+        if (rows > 6 * (group - 1)) {
+            switch (n) {
+            case 1:
+                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 8, 1);
+                break;
+            case 2:
+                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 4, 2);
+                break;
+            case 3:
+                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 2, 3);
+                break;
+            default:
+                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 2, 4);
+                break;
+            }
+            r += 6 * (group - 1);
+            a += astride * (group - 1);
+            c += (size_t)6 * (group - 1) * ldc;
+            continue;
+        }
+        switch (n) { /* the last few panels one at a time */
+        case 1:
+            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 1);
+            break;
+        case 2:
+            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 2);
+            break;
+        case 3:
+            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 3);
+            break;
+        default:
+            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 4);
+            break;
+        }
+    }
+}
+
 /* The epilogue in 8-lane steps (kdc__ep8_avx2), the scalar one for the
  * last n % 8 columns of a row. */
 void kdc__gemm_epilogue_avx2(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
