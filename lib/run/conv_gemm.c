@@ -363,6 +363,18 @@ static void kdc__unwide_task(void *ctx, int t)
     }
 }
 
+/* Whether a conv on the wide-row path (above) pays: not on a map of at
+ * most KDC__WIDE_MIN_PANELS column panels (ResNet's 7 x 7 layer4), where
+ * the Wq - ow wasted columns of each row cost whole panels (61 columns, 4
+ * panels, for 49 outputs, which are 3 panels and the one column that the
+ * narrow kernel takes) and the im2col packing is cheap. */
+enum { KDC__WIDE_MIN_PANELS = 4 };
+static int kdc__wide_pays(const kdc__gemm_kernels *gk, const kdc__conv_param *cp, int oh, int ow)
+{
+    return kdc__is_wide(cp) && oh > 0 && ow > 0 &&
+           (size_t)oh * ow > (size_t)KDC__WIDE_MIN_PANELS * gk->nr;
+}
+
 void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
                       const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
                       int oh, int ow, const kdc__gemm_epilogue *ep)
@@ -373,7 +385,7 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
         e = *ep;
     e.bias = cp->bias;
     size_t xpad_need, wide_need;
-    if (kdc__is_wide(cp) && oh > 0 && ow > 0 &&
+    if (kdc__wide_pays(gk, cp, oh, ow) &&
         (kdc__wide_sizes(cp, ih, iw, oh, ow, &xpad_need, &wide_need),
          ws->xpad_cap >= xpad_need && ws->wide_cap >= wide_need)) {
         kdc__wide_geom g;
