@@ -268,6 +268,60 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
     free(dxref);
 }
 
+/* The eight-channel forward (table entry dw3x3_c8) against the plane
+ * kernel of the same table, to the bit (zero signs included): nc = 1..8
+ * channels of a 12-channel layer, from channel 3 and ending at the last,
+ * with and without a conv bias and an epilogue (bias, affine, ReLU6),
+ * nothing written outside the nc output planes. */
+static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
+{
+    const int ih = sh.ih, iw = sh.iw, s = sh.stride, p = sh.pad, C = 12;
+    const int oh = kdc__out_size(ih, 3, s, p), ow = kdc__out_size(iw, 3, s, p);
+    if (oh <= 0 || ow <= 0 || (size_t)ih * (iw + 3) > KDC__DW_C8_PLANE)
+        return;
+    const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
+    float *x = tk_xmalloc(C * ihw * sizeof *x), w[12 * 9], bias[12], eb[12], es[12], eh[12];
+    tk_fill(x, C * ihw, -1, 1);
+    tk_fill(w, 12 * 9, -1, 1);
+    tk_fill(bias, 12, -1, 1);
+    tk_fill(eb, 12, -1, 1);
+    tk_fill(es, 12, -2, 2);
+    tk_fill(eh, 12, -1, 1);
+    x[ihw * 3] = -0.0f; /* a zero sign to keep */
+    float *ref = tk_xmalloc(C * ohw * sizeof *ref), *y = guarded(C * ohw);
+    for (int variant = 0; variant < 4; variant++) {
+        const float *b = variant & 1 ? bias : NULL;
+        const kdc__gemm_epilogue ep = {.bias = eb, .scale = es, .shift = eh, .relu = 1,
+                                       .clamp = 6.0f};
+        const kdc__gemm_epilogue *e = variant & 2 ? &ep : NULL;
+        for (int c = 0; c < C; c++)
+            k->dw3x3(x + c * ihw, ih, iw, w + 9 * c, b ? b[c] : 0.0f, ref + c * ohw, oh, ow, s,
+                     p, e, c, NULL);
+        for (int t = 0; t < 16; t++) {
+            /* channels from 3, then the layer's last ones (reads and writes
+             * next to the ends of x and y) */
+            const int nc = t % 8 + 1, c0 = t < 8 ? 3 : C - nc;
+            for (size_t i = 0; i < C * ohw; i++)
+                y[i] = 0.0f;
+            k->dw3x3_c8(x + c0 * ihw, ihw, ih, iw, w + 9 * c0, b, y + c0 * ohw, ohw, oh, ow, s,
+                        p, e, c0, nc);
+            check_guards(y, C * ohw, "dw3x3_c8");
+            for (size_t i = 0; i < C * ohw; i++) {
+                const size_t c = i / ohw;
+                const int inside = c >= (size_t)c0 && c < (size_t)(c0 + nc);
+                const float want = inside ? ref[i] : 0.0f;
+                if (memcmp(&y[i], &want, sizeof want))
+                    fail_msg("%s c8 %dx%d s%d p%d, %d channels, variant %d: channel %zu "
+                             "y[%zu] = %.9g, not %.9g", k->name, ih, iw, s, p, nc, variant, c,
+                             i % ohw, y[i], want);
+            }
+        }
+    }
+    free(x);
+    free(ref);
+    free(y - GUARD);
+}
+
 /* Every ISA's table: present exactly when the ISA runs here. */
 static void test_tables(void **state)
 {
@@ -313,8 +367,11 @@ static void test_dw3x3_small(void **state)
         for (int s = 1; s <= 2; s++)
             for (int p = 0; p <= 1; p++)
                 for (int ih = 1; ih <= 19; ih++)
-                    for (int iw = 1; iw <= (ih <= 5 ? 66 : 19); iw++)
+                    for (int iw = 1; iw <= (ih <= 5 ? 66 : 19); iw++) {
                         check_dw(k, (dw_shape){ih, iw, s, p});
+                        if (k->dw3x3_c8)
+                            check_dw_c8(k, (dw_shape){ih, iw, s, p});
+                    }
     }
 }
 
@@ -330,13 +387,17 @@ static void test_dw3x3_large(void **state)
         {23, 61, 1, 0},   {21, 67, 2, 0},   {9, 64, 1, 1},  {9, 65, 2, 1},  {40, 33, 2, 0},
         {3, 256, 1, 1},   {3, 257, 1, 1},   {2, 513, 1, 1}, {5, 530, 1, 0}, {3, 600, 1, 1},
         {4, 601, 2, 1},   {3, 517, 2, 0},   {3, 514, 2, 1}, {6, 1030, 2, 1},
+        {28, 28, 1, 1},   {29, 30, 1, 0},   {28, 33, 2, 1}, /* the eight-channel kernel's largest */
     };
     for (int i = 0; i < N_ISAS; i++) {
         const kdc__dw_kernels *k = kdc__dw_kernels_get(all_isas[i]);
         if (!k)
             continue;
-        for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++)
+        for (size_t j = 0; j < sizeof shapes / sizeof shapes[0]; j++) {
             check_dw(k, shapes[j]);
+            if (k->dw3x3_c8)
+                check_dw_c8(k, shapes[j]);
+        }
     }
 }
 

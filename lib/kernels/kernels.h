@@ -91,11 +91,27 @@ typedef struct kdc__gemm_kernels {
     kdc__gemm_narrow_ukernel narrow;/* NULL: the micro-kernel per panel    */
 } kdc__gemm_kernels;
 
+/* The forward of up to 8 channels at once, for small planes (ih * (iw + 3)
+ * <= KDC__DW_C8_PLANE): channels [c, c + nc), nc <= 8, their planes xplane
+ * (input) and yplane (output) floats apart from x and y, their filters 9
+ * floats apart from w, their biases from bias + c (NULL: none); then the
+ * epilogue as for rows c.. of a GEMM, without a residual (ep->res NULL).
+ * The same bits as kdc__dw3x3_kernel on each plane (the same chain per
+ * output, the same zeros for columns outside the input): it runs the
+ * channels side by side, one per lane, where a lone small plane leaves
+ * most of a vector and of the FMA pipeline idle. */
+enum { KDC__DW_C8_PLANE = 1024 };
+typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int iw,
+                                     const float *w, const float *bias, float *y, size_t yplane,
+                                     int oh, int ow, int stride, int pad,
+                                     const struct kdc__gemm_epilogue *ep, int c, int nc);
+
 typedef struct kdc__dw_kernels {
     kdc__isa isa;
     const char *name; /* "f32-dw3x3-avx2", ...                      */
     kdc__dw3x3_kernel dw3x3;
     kdc__dw3x3_backward_kernel dw3x3_backward;
+    kdc__dw3x3_c8_kernel dw3x3_c8; /* NULL: dw3x3 plane by plane      */
 } kdc__dw_kernels;
 
 /* ReLU backward state (lib/nn/act.c): the bit mask of where the gradient
@@ -228,6 +244,10 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
                          int c, const float *res);
 void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *w, float *dx,
                                   int ih, int iw, int stride, int pad);
+void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
+                            const float *bias, float *y, size_t yplane, int oh, int ow,
+                            int stride, int pad, const struct kdc__gemm_epilogue *ep, int c,
+                            int nc);
 #endif
 #if defined(__aarch64__)
 void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,

@@ -188,6 +188,118 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
 }
 
 /* ------------------------------------------------------------------ */
+/* Forward, eight channels side by side (small planes)                 */
+
+/* The planes are turned channel-last into a buffer of (ih, iw + 3, 8)
+ * floats, input column ix at buffer column ix + 1 and zero columns at 0,
+ * iw + 1 and iw + 2 (every column a window reaches outside the input), so
+ * each output of the 8 channels is one vector chain: acc = bias, then per
+ * tap in (ky, kx) order acc = fma(w, x, acc), rows outside skipped and
+ * columns outside zeros, as in kdc__f32_dw3x3_avx2. Eight outputs in a row
+ * of the flattened plane are turned back to the channels' planes. */
+void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
+                            const float *bias, float *y, size_t yplane, int oh, int ow,
+                            int stride, int pad, const kdc__gemm_epilogue *ep, int c, int nc)
+{
+    if ((size_t)ih * (iw + 3) > KDC__DW_C8_PLANE) { /* not small: plane by plane */
+        for (int l = 0; l < nc; l++)
+            kdc__f32_dw3x3_avx2(x + l * xplane, ih, iw, w + 9 * l, bias ? bias[c + l] : 0.0f,
+                                y + l * yplane, oh, ow, stride, pad, ep, c + l, NULL);
+        return;
+    }
+    /* a row's last block is stored whole: its lanes past the row land on
+     * the next rows' first columns (written after it) or, for the last
+     * row, on the slack at the end, which the output blocks' lanes past
+     * the row also read (a stride-2 block reaches 15 columns on) */
+    enum { SLACK = 16 };
+    float xt[(KDC__DW_C8_PLANE + SLACK) * 8] __attribute__((aligned(32)));
+    const int wb = iw + 3;
+    const __m256i lanes = kdc__lanes8(nc);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int j = 0; j < SLACK; j++)
+        _mm256_store_ps(xt + ((size_t)ih * wb + j) * 8, zero);
+    const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
+    for (int iy = 0; iy < ih; iy++) {
+        float *row = xt + (size_t)iy * wb * 8;
+        for (int ix = 0; ix < iw; ix += 8) {
+            /* plain loads may run past the row into the plane's next
+             * rows, not past the plane */
+            const int masked = (size_t)iy * iw + ix + 8 > ihw;
+            const __m256i cols = kdc__lanes8(iw - ix);
+            const float *src = x + (size_t)iy * iw + ix;
+            __m256 v[8];
+            _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                v[l] = l >= nc  ? zero
+                       : masked ? _mm256_maskload_ps(src + l * xplane, cols)
+                                : _mm256_loadu_ps(src + l * xplane);
+            kdc__transpose8x8(v);
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                _mm256_store_ps(row + (size_t)(ix + 1 + j) * 8, v[j]);
+        }
+        _mm256_store_ps(row, zero);
+        _mm256_store_ps(row + (size_t)(iw + 1) * 8, zero);
+        _mm256_store_ps(row + (size_t)(iw + 2) * 8, zero);
+    }
+    /* tap t of the 8 filters, the biases, the epilogue's channel constants */
+    __m256 wv[9];
+    for (int t = 0; t < 9; t++) {
+        float f[8] = {0};
+        for (int l = 0; l < nc; l++)
+            f[l] = w[9 * l + t];
+        wv[t] = _mm256_loadu_ps(f);
+    }
+    const __m256 vb = bias ? _mm256_maskload_ps(bias + c, lanes) : zero;
+    kdc__ep_row8 k = {zero, zero, zero};
+    if (ep) {
+        k.bs = ep->bias ? _mm256_maskload_ps(ep->bias + c, lanes) : zero;
+        k.sc = ep->scale ? _mm256_maskload_ps(ep->scale + c, lanes) : _mm256_set1_ps(1.0f);
+        k.sh = ep->scale ? _mm256_maskload_ps(ep->shift + c, lanes) : zero;
+    }
+    for (int oy = 0; oy < oh; oy++) {
+        const float *rows[3];
+        int nrows = 0;
+        __m256 wr[9];
+        for (int ky = 0; ky < 3; ky++) { /* the rows inside the input, in order */
+            const int iy = oy * stride + ky - pad;
+            if (iy < 0 || iy >= ih)
+                continue;
+            rows[nrows] = xt + ((size_t)iy * wb + 1 - pad) * 8;
+            for (int kx = 0; kx < 3; kx++)
+                wr[3 * nrows + kx] = wv[3 * ky + kx];
+            nrows++;
+        }
+        for (int ox = 0; ox < ow; ox += 8) {
+            const int n = ow - ox < 8 ? ow - ox : 8;
+            __m256 o[8];
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                o[j] = vb;
+            for (int q = 0; q < nrows; q++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *r = rows[q] + (size_t)(ox * stride + kx) * 8;
+                    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                        o[j] = _mm256_fmadd_ps(wr[3 * q + kx], _mm256_load_ps(r + j * stride * 8),
+                                               o[j]);
+                }
+            if (ep)
+                _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                    o[j] = kdc__ep8_avx2(ep, &k, 0, zero, o[j]);
+            kdc__transpose8x8(o);
+            /* lanes past the row's end land on the plane's next rows,
+             * stored later; not past the plane: there, through a mask */
+            float *d = y + (size_t)oy * ow + ox;
+            if ((size_t)oy * ow + ox + 8 <= ohw) {
+                for (int l = 0; l < nc; l++)
+                    _mm256_storeu_ps(d + l * yplane, o[l]);
+            } else {
+                const __m256i pix = kdc__lanes8(n);
+                for (int l = 0; l < nc; l++)
+                    _mm256_maskstore_ps(d + l * yplane, pix, o[l]);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
 /* Backward-data                                                       */
 
 /* Stride 1: dx[j] gets w[ky][kx] * dy[j + pad - kx] of each row, in (ky,
