@@ -652,6 +652,22 @@ static void check_pool(const kdc__pool_kernels *pk, int ih, int iw, int s, int p
         if (bits(y[i]) != bits(yref[i]))
             fail_msg("%s %dx%d s%d p%d: output %zu bits %08x, reference %08x", pk->name, ih, iw,
                      s, p, i, bits(y[i]), bits(yref[i]));
+    /* recording the winners: the reference's values and winners */
+    int32_t *id = tk_xmalloc((ohw + 2) * sizeof *id);
+    id[0] = id[ohw + 1] = INT32_MIN; /* guards */
+    for (size_t i = 0; i < ohw; i++) {
+        y[i] = 42.0f; /* not a value of x */
+        id[i + 1] = -7;
+    }
+    kdc__maxpool_idx(pk, x, ih, iw, y, id + 1, oh, ow, 3, s, p, 0, 1);
+    check_guards(y, ohw, "maxpool recording");
+    assert_true(id[0] == INT32_MIN && id[ohw + 1] == INT32_MIN);
+    for (size_t i = 0; i < ohw; i++)
+        if (bits(y[i]) != bits(yref[i]) || id[i + 1] != idx[i])
+            fail_msg("%s %dx%d s%d p%d recording: output %zu bits %08x winner %d, reference "
+                     "%08x winner %d", pk->name, ih, iw, s, p, i, bits(y[i]), id[i + 1],
+                     bits(yref[i]), idx[i]);
+    free(id);
     free(x);
     free(yref);
     free(idx);

@@ -131,11 +131,18 @@ typedef void (*kdc__relu_backward_fn)(const float *dy, const uint64_t *mask, flo
  * its window row by row, m = v when v > m or v is NaN, from -inf (PyTorch's
  * rule); every ISA gives the scalar kernel's bits. */
 typedef void (*kdc__maxpool3_row_fn)(const float *p, int iw, int stride, float *y, int n);
+/* The same recording each output's winner for the backward: idx[j] = the
+ * plane index of the tap where m was last set, with at0 the plane index of
+ * p[0]; the first tap is always taken (kdc__maxpool_idx_ref's rule: the
+ * same m, and the first maximum or the last NaN wins). */
+typedef void (*kdc__maxpool3_row_idx_fn)(const float *p, int iw, int stride, float *y,
+                                         int32_t *idx, int32_t at0, int n);
 
 typedef struct kdc__pool_kernels {
     kdc__isa isa;
     const char *name; /* "f32-maxpool3-avx512", ...                 */
     kdc__maxpool3_row_fn maxpool3_row;
+    kdc__maxpool3_row_idx_fn maxpool3_row_idx;
 } kdc__pool_kernels;
 
 /* BatchNorm's backward (lib/nn/norm.c): dx += dy * scale[c] on planes of
@@ -181,8 +188,12 @@ const kdc__pool_kernels *kdc__pool_kernels_get(kdc__isa isa); /* nn/pool.c */
 /* The max-pooling row kernels (nn/pool.c, x86/pool_avx2.c, x86/pool_avx512.c);
  * on aarch64 the scalar one serves. */
 void kdc__f32_maxpool3_row_scalar(const float *p, int iw, int stride, float *y, int n);
+void kdc__f32_maxpool3_row_idx_scalar(const float *p, int iw, int stride, float *y, int32_t *idx,
+                                      int32_t at0, int n);
 #if defined(__x86_64__)
 void kdc__f32_maxpool3_row_avx2(const float *p, int iw, int stride, float *y, int n);
+void kdc__f32_maxpool3_row_idx_avx2(const float *p, int iw, int stride, float *y, int32_t *idx,
+                                    int32_t at0, int n);
 void kdc__f32_maxpool3_row_avx512(const float *p, int iw, int stride, float *y, int n);
 #endif
 

@@ -168,7 +168,8 @@ void kdc__add_relu_ref(const float *a, const float *b, float *out, size_t i0, si
 void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int ow, int k,
                       int stride, int pad, int c0, int c1);
 /* The same through pk's row kernel for the windows wholly inside (k = 3,
- * stride 1 or 2; the rest as kdc__maxpool_ref): the same bits. */
+ * stride 1 or 2; the rest as kdc__maxpool_ref; pk NULL: the scalar rows):
+ * the same bits. */
 void kdc__maxpool(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out, int oh,
                   int ow, int k, int stride, int pad, int c0, int c1);
 void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1);
@@ -196,6 +197,10 @@ void kdc__relu_scale_backward_ref(const float *dy, const uint64_t *mask, float *
                                   int guided, const float *scale, int c0, int c1);
 void kdc__maxpool_idx_ref(const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
                           int ow, int k, int stride, int pad, int c0, int c1);
+/* The same through pk's recording row kernel for the windows wholly inside
+ * (as kdc__maxpool): the same bits and winners. */
+void kdc__maxpool_idx(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out,
+                      int32_t *idx, int oh, int ow, int k, int stride, int pad, int c0, int c1);
 void kdc__maxpool_backward_ref(const float *dy, const int32_t *idx, size_t ohw, float *dx,
                                size_t ihw, int c0, int c1);
 void kdc__gap_backward_ref(const float *dy, float *dx, size_t hw, int c0, int c1);

@@ -9,10 +9,14 @@
 
 /* The max over the k x k window with top-left input corner (iy0, ix0),
  * scanned row by row; taps in the padding are skipped (PyTorch pads max
- * pooling with -inf, so padding never wins). A NaN wins (as in PyTorch). */
-static inline float kdc__max_window(const float *x, int ih, int iw, int k, int iy0, int ix0)
+ * pooling with -inf, so padding never wins). The first tap inside is
+ * taken, then any greater one or a NaN (as in PyTorch): the first maximum
+ * wins, or the last NaN. *at: the winner's plane index (-1: none). */
+static inline float kdc__max_window(const float *x, int ih, int iw, int k, int iy0, int ix0,
+                                    int32_t *at)
 {
     float m = -INFINITY;
+    int32_t a = -1;
     for (int ky = 0; ky < k; ky++) {
         const int iy = iy0 + ky;
         if (iy < 0 || iy >= ih)
@@ -22,24 +26,32 @@ static inline float kdc__max_window(const float *x, int ih, int iw, int k, int i
             if (ix < 0 || ix >= iw)
                 continue;
             const float v = x[(size_t)iy * iw + ix];
-            if (v > m || v != v)
+            if (a < 0 || v > m || v != v) {
                 m = v;
+                a = iy * iw + ix;
+            }
         }
     }
+    *at = a;
     return m;
 }
 
-/* The same for a 3 x 3 window wholly inside the input: the same scan order
- * and comparisons without the bounds tests, so the same result. */
-static inline float kdc__max_3x3(const float *p, int iw)
+/* The same for a 3 x 3 window wholly inside the input, p its top-left tap
+ * at plane index at0: the same scan order and comparisons without the
+ * bounds tests, so the same result. */
+static inline float kdc__max_3x3(const float *p, int iw, int32_t at0, int32_t *at)
 {
-    float m = -INFINITY;
-    for (int ky = 0; ky < 3; ky++, p += iw)
-        for (int kx = 0; kx < 3; kx++) {
-            const float v = p[kx];
-            if (v > m || v != v)
+    float m = p[0];
+    int32_t a = at0;
+    for (int ky = 0; ky < 3; ky++)
+        for (int kx = ky == 0; kx < 3; kx++) {
+            const float v = p[(size_t)ky * iw + kx];
+            if (v > m || v != v) {
                 m = v;
+                a = at0 + ky * iw + kx;
+            }
         }
+    *at = a;
     return m;
 }
 
@@ -57,41 +69,54 @@ static void kdc__inner_range(int n, int k, int stride, int pad, int out, int *lo
 
 void kdc__f32_maxpool3_row_scalar(const float *p, int iw, int stride, float *y, int n)
 {
+    int32_t at;
     for (int j = 0; j < n; j++)
-        y[j] = kdc__max_3x3(p + (size_t)j * stride, iw);
+        y[j] = kdc__max_3x3(p + (size_t)j * stride, iw, 0, &at);
+}
+
+void kdc__f32_maxpool3_row_idx_scalar(const float *p, int iw, int stride, float *y, int32_t *idx,
+                                      int32_t at0, int n)
+{
+    for (int j = 0; j < n; j++)
+        y[j] = kdc__max_3x3(p + (size_t)j * stride, iw, at0 + j * stride, &idx[j]);
 }
 
 /* Windows that reach into the padding by kdc__max_window, the interior of
- * each row by row3 (k = 3 only). */
-static void kdc__maxpool_rows(kdc__maxpool3_row_fn row3, const float *in, int ih, int iw,
-                              float *out, int oh, int ow, int k, int stride, int pad, int c0,
-                              int c1)
+ * each row by row3 (k = 3 only), or, recording the winners into idx (not
+ * NULL), by row3_idx. */
+static void kdc__maxpool_rows(kdc__maxpool3_row_fn row3, kdc__maxpool3_row_idx_fn row3_idx,
+                              const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
+                              int ow, int k, int stride, int pad, int c0, int c1)
 {
     int ylo, yhi, xlo, xhi;
     kdc__inner_range(ih, k, stride, pad, oh, &ylo, &yhi);
     kdc__inner_range(iw, k, stride, pad, ow, &xlo, &xhi);
     if (k != 3) /* only the 3 x 3 window has an unrolled interior */
         ylo = yhi = xlo = xhi = 0;
+    int32_t at;
     for (int c = c0; c < c1; c++) {
         const float *x = in + (size_t)c * ih * iw;
         float *y = out + (size_t)c * oh * ow;
+        int32_t *id = idx ? idx + (size_t)c * oh * ow : NULL;
         for (int oy = 0; oy < oh; oy++) {
             const int iy0 = oy * stride - pad;
             float *yr = y + (size_t)oy * ow;
-            if (oy < ylo || oy >= yhi) {
-                for (int ox = 0; ox < ow; ox++)
-                    yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad);
-                continue;
+            int32_t *ir = id ? id + (size_t)oy * ow : &at;
+            const int step = id ? 1 : 0; /* without idx, *ir is a scratch */
+            const int inner = oy >= ylo && oy < yhi;
+            const int a = inner ? xlo : ow, b = inner ? xhi : ow;
+            for (int ox = 0; ox < a; ox++)
+                yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad, &ir[ox * step]);
+            if (b > a) {
+                const int ix0 = a * stride - pad;
+                const float *p = x + (size_t)iy0 * iw + ix0;
+                if (id)
+                    row3_idx(p, iw, stride, yr + a, ir + a, iy0 * iw + ix0, b - a);
+                else
+                    row3(p, iw, stride, yr + a, b - a);
             }
-            int ox = 0;
-            for (; ox < xlo; ox++)
-                yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad);
-            if (xhi > ox) {
-                row3(x + (size_t)iy0 * iw + (ox * stride - pad), iw, stride, yr + ox, xhi - ox);
-                ox = xhi;
-            }
-            for (; ox < ow; ox++)
-                yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad);
+            for (int ox = b > a ? b : a; ox < ow; ox++)
+                yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad, &ir[ox * step]);
         }
     }
 }
@@ -99,17 +124,28 @@ static void kdc__maxpool_rows(kdc__maxpool3_row_fn row3, const float *in, int ih
 void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int ow, int k,
                       int stride, int pad, int c0, int c1)
 {
-    kdc__maxpool_rows(kdc__f32_maxpool3_row_scalar, in, ih, iw, out, oh, ow, k, stride, pad, c0,
-                      c1);
+    kdc__maxpool_rows(kdc__f32_maxpool3_row_scalar, kdc__f32_maxpool3_row_idx_scalar, in, ih, iw,
+                      out, NULL, oh, ow, k, stride, pad, c0, c1);
 }
+
+/* pk, or the scalar table where pk's row kernels do not apply: other
+ * strides than 1 and 2, or no table (a model not packed for kernels) */
+static const kdc__pool_kernels *kdc__pool_rows_for(const kdc__pool_kernels *pk, int stride);
 
 void kdc__maxpool(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out, int oh,
                   int ow, int k, int stride, int pad, int c0, int c1)
 {
-    /* the row kernels take stride 1 or 2 */
-    const kdc__maxpool3_row_fn row3 =
-        stride == 1 || stride == 2 ? pk->maxpool3_row : kdc__f32_maxpool3_row_scalar;
-    kdc__maxpool_rows(row3, in, ih, iw, out, oh, ow, k, stride, pad, c0, c1);
+    pk = kdc__pool_rows_for(pk, stride);
+    kdc__maxpool_rows(pk->maxpool3_row, pk->maxpool3_row_idx, in, ih, iw, out, NULL, oh, ow, k,
+                      stride, pad, c0, c1);
+}
+
+void kdc__maxpool_idx(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out,
+                      int32_t *idx, int oh, int ow, int k, int stride, int pad, int c0, int c1)
+{
+    pk = kdc__pool_rows_for(pk, stride);
+    kdc__maxpool_rows(pk->maxpool3_row, pk->maxpool3_row_idx, in, ih, iw, out, idx, oh, ow, k,
+                      stride, pad, c0, c1);
 }
 
 void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1)
@@ -129,34 +165,8 @@ void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1)
 void kdc__maxpool_idx_ref(const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
                           int ow, int k, int stride, int pad, int c0, int c1)
 {
-    for (int c = c0; c < c1; c++) {
-        const float *x = in + (size_t)c * ih * iw;
-        float *y = out + (size_t)c * oh * ow;
-        int32_t *id = idx + (size_t)c * oh * ow;
-        for (int oy = 0; oy < oh; oy++) {
-            for (int ox = 0; ox < ow; ox++) {
-                float m = -INFINITY;
-                int32_t at = -1;
-                for (int ky = 0; ky < k; ky++) {
-                    int iy = oy * stride + ky - pad;
-                    if (iy < 0 || iy >= ih)
-                        continue;
-                    for (int kx = 0; kx < k; kx++) {
-                        int ix = ox * stride + kx - pad;
-                        if (ix < 0 || ix >= iw)
-                            continue;
-                        float v = x[(size_t)iy * iw + ix];
-                        if (at < 0 || v > m || v != v) {
-                            m = v;
-                            at = iy * iw + ix;
-                        }
-                    }
-                }
-                y[(size_t)oy * ow + ox] = m;
-                id[(size_t)oy * ow + ox] = at;
-            }
-        }
-    }
+    kdc__maxpool_rows(kdc__f32_maxpool3_row_scalar, kdc__f32_maxpool3_row_idx_scalar, in, ih, iw,
+                      out, idx, oh, ow, k, stride, pad, c0, c1);
 }
 
 /* dx[idx] += dy, per channel plane (overlapping windows accumulate). */
@@ -203,10 +213,9 @@ static void kdc__maxpool_forward(const kdc__op_args *a, int b, int c0, int c1)
     const size_t ihw = (size_t)a->in_chw[1] * a->in_chw[2];
     const size_t out_img = (size_t)C * a->out_chw[1] * a->out_chw[2];
     if (a->argmax)
-        kdc__maxpool_idx_ref(a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
-                             a->y + b * out_img, a->argmax + b * out_img, a->out_chw[1],
-                             a->out_chw[2], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad, c0,
-                             c1);
+        kdc__maxpool_idx(a->m->pool, a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
+                         a->y + b * out_img, a->argmax + b * out_img, a->out_chw[1],
+                         a->out_chw[2], nd->p.pool.k, nd->p.pool.stride, nd->p.pool.pad, c0, c1);
     else
         kdc__maxpool(a->m->pool, a->x + b * (size_t)C * ihw, a->in_chw[1], a->in_chw[2],
                      a->y + b * out_img, a->out_chw[1], a->out_chw[2], nd->p.pool.k,
@@ -274,13 +283,22 @@ const kdc__op_def kdc__op_gap = {
 /* Table (lib/kernels/kernels.h)                                       */
 
 static const kdc__pool_kernels kdc__pool_scalar = {KDC__ISA_SCALAR, "f32-maxpool3-scalar",
-                                                   kdc__f32_maxpool3_row_scalar};
+                                                   kdc__f32_maxpool3_row_scalar,
+                                                   kdc__f32_maxpool3_row_idx_scalar};
 #if defined(__x86_64__)
 static const kdc__pool_kernels kdc__pool_avx2 = {KDC__ISA_AVX2, "f32-maxpool3-avx2",
-                                                 kdc__f32_maxpool3_row_avx2};
+                                                 kdc__f32_maxpool3_row_avx2,
+                                                 kdc__f32_maxpool3_row_idx_avx2};
+/* the recording rows: AVX2's (ResNet's one max-pool; not worth a port) */
 static const kdc__pool_kernels kdc__pool_avx512 = {KDC__ISA_AVX512, "f32-maxpool3-avx512",
-                                                   kdc__f32_maxpool3_row_avx512};
+                                                   kdc__f32_maxpool3_row_avx512,
+                                                   kdc__f32_maxpool3_row_idx_avx2};
 #endif
+
+static const kdc__pool_kernels *kdc__pool_rows_for(const kdc__pool_kernels *pk, int stride)
+{
+    return pk && (stride == 1 || stride == 2) ? pk : &kdc__pool_scalar;
+}
 
 const kdc__pool_kernels *kdc__pool_kernels_get(kdc__isa isa)
 {
