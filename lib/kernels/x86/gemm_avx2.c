@@ -242,47 +242,42 @@ kdc__narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c
         }
 }
 
+/* n columns of P panels: the group's P (eight chains where the registers
+ * allow) or one panel (single), with constant P and N. */
+static void kdc__narrow_panels(int k, const float *a, size_t astride, const float *b, float *c,
+                               size_t ldc, int m, int accumulate, int n, int single)
+{
+    switch (n) {
+    case 1:
+        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 1)
+               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 8, 1);
+        break;
+    case 2:
+        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 2)
+               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 4, 2);
+        break;
+    case 3:
+        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 3)
+               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 2, 3);
+        break;
+    default:
+        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 4)
+               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 2, 4);
+        break;
+    }
+}
+
 void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
                                size_t ldc, int m, int n, int accumulate)
 {
-    /* panels side by side: eight chains where the registers allow */
-    const int group = n == 1 ? 8 : n == 2 ? 4 : 2;
-    for (int r = 0; r < m; r += 6, a += astride, c += 6 * ldc) {
-        const int rows = m - r;
-        if (rows > 6 * (group - 1)) {
-            switch (n) {
-            case 1:
-                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 8, 1);
-                break;
-            case 2:
-                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 4, 2);
-                break;
-            case 3:
-                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 2, 3);
-                break;
-            default:
-                kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 2, 4);
-                break;
-            }
-            r += 6 * (group - 1);
-            a += astride * (group - 1);
-            c += (size_t)6 * (group - 1) * ldc;
-            continue;
-        }
-        switch (n) { /* the last few panels one at a time */
-        case 1:
-            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 1);
-            break;
-        case 2:
-            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 2);
-            break;
-        case 3:
-            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 3);
-            break;
-        default:
-            kdc__narrow_avx2(k, a, astride, b, c, ldc, rows, accumulate, 1, 4);
-            break;
-        }
+    const int group = n == 1 ? 8 : n == 2 ? 4 : 2; /* kdc__narrow_panels' P */
+    for (int r = 0; r < m;) {
+        /* whole groups, then the last few panels one at a time */
+        const int p = m - r > 6 * (group - 1) ? group : 1;
+        kdc__narrow_panels(k, a, astride, b, c, ldc, m - r, accumulate, n, p == 1);
+        r += 6 * p;
+        a += astride * p;
+        c += (size_t)6 * p * ldc;
     }
 }
 
