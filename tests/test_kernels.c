@@ -272,13 +272,14 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
  * kernel of the same table, to the bit (zero signs included): nc = 1..8
  * channels of a 12-channel layer, from channel 3 and ending at the last,
  * with and without a conv bias and an epilogue (bias, affine, ReLU6),
- * nothing written outside the nc output planes. */
+ * nothing written outside the nc output planes; planes larger than its
+ * buffer in bands of rows (112 x 112, rows of 256 and 257: bands of one). */
 static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
 {
     const int ih = sh.ih, iw = sh.iw, s = sh.stride, p = sh.pad, C = 12;
     const int oh = kdc__out_size(ih, 3, s, p), ow = kdc__out_size(iw, 3, s, p);
-    if (oh <= 0 || ow <= 0 || (size_t)ih * (iw + 3) > KDC__DW_C8_PLANE)
-        return;
+    if (oh <= 0 || ow <= 0 || 3 * ((size_t)iw + 3) > KDC__DW_C8_PLANE)
+        return; /* not even a band of one output row: the kernel falls back */
     const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
     float *x = tk_xmalloc(C * ihw * sizeof *x), w[12 * 9], bias[12], eb[12], es[12], eh[12];
     tk_fill(x, C * ihw, -1, 1);
@@ -387,7 +388,8 @@ static void test_dw3x3_large(void **state)
         {23, 61, 1, 0},   {21, 67, 2, 0},   {9, 64, 1, 1},  {9, 65, 2, 1},  {40, 33, 2, 0},
         {3, 256, 1, 1},   {3, 257, 1, 1},   {2, 513, 1, 1}, {5, 530, 1, 0}, {3, 600, 1, 1},
         {4, 601, 2, 1},   {3, 517, 2, 0},   {3, 514, 2, 1}, {6, 1030, 2, 1},
-        {28, 28, 1, 1},   {29, 30, 1, 0},   {28, 33, 2, 1}, /* the eight-channel kernel's largest */
+        {28, 28, 1, 1},   {29, 30, 1, 0},   {28, 33, 2, 1}, /* one band of the c8 kernel */
+        {31, 30, 1, 1},   {60, 57, 2, 1},   {7, 338, 2, 1}, {4, 339, 1, 1}, /* bands, none */
     };
     for (int i = 0; i < N_ISAS; i++) {
         const kdc__dw_kernels *k = kdc__dw_kernels_get(all_isas[i]);

@@ -91,20 +91,32 @@ typedef struct kdc__gemm_kernels {
     kdc__gemm_narrow_ukernel narrow;/* NULL: the micro-kernel per panel    */
 } kdc__gemm_kernels;
 
-/* The forward of up to 8 channels at once, for small planes (ih * (iw + 3)
- * <= KDC__DW_C8_PLANE): channels [c, c + nc), nc <= 8, their planes xplane
- * (input) and yplane (output) floats apart from x and y, their filters 9
- * floats apart from w, their biases from bias + c (NULL: none); then the
- * epilogue as for rows c.. of a GEMM, without a residual (ep->res NULL).
- * The same bits as kdc__dw3x3_kernel on each plane (the same chain per
- * output, the same zeros for columns outside the input): it runs the
- * channels side by side, one per lane, where a lone small plane leaves
- * most of a vector and of the FMA pipeline idle. */
+/* The forward of up to 8 channels at once: channels [c, c + nc), nc <= 8,
+ * their planes xplane (input) and yplane (output) floats apart from x and
+ * y, their filters 9 floats apart from w, their biases from bias + c
+ * (NULL: none); then the epilogue as for rows c.. of a GEMM, without a
+ * residual (ep->res NULL). The same bits as kdc__dw3x3_kernel on each
+ * plane (the same chain per output, the same zeros for columns outside
+ * the input): it runs the channels side by side, one per lane, over bands
+ * of rows turned channel-last into a buffer of KDC__DW_C8_PLANE x 8 floats,
+ * where a small plane leaves most of a vector idle and a stride-2 plane
+ * costs the plane kernel its even/odd splits. kdc__dw_c8_pays says where it
+ * is the faster of the two. */
 enum { KDC__DW_C8_PLANE = 1024 };
 typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int iw,
                                      const float *w, const float *bias, float *y, size_t yplane,
                                      int oh, int ow, int stride, int pad,
                                      const struct kdc__gemm_epilogue *ep, int c, int nc);
+
+/* Measured (build of 2026-12-07, AVX2, 1 thread, 8 to 1024 channels):
+ * 0.45-0.55x the plane kernel's time on 7x7 to 14x14 planes, 0.7x at 28x28
+ * stride 1, 0.55-0.75x at stride 2 up to 112x112; the same (0.93-1.07x) on
+ * 56x56 and 112x112 at stride 1, left to the plane kernel. */
+static inline int kdc__dw_c8_pays(int ih, int iw, int stride)
+{
+    const size_t row = (size_t)iw + 3;
+    return 3 * row <= KDC__DW_C8_PLANE && (stride == 2 || (size_t)ih * row <= KDC__DW_C8_PLANE);
+}
 
 typedef struct kdc__dw_kernels {
     kdc__isa isa;

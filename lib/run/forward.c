@@ -117,9 +117,8 @@ static void kdc__dw_fused_run(void *ctx, int t)
     int b, c0, c1;
     kdc__sched_ch_range(&k->split, t, k->C, &b, &c0, &c1);
     const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
-    /* small planes: eight channels at a time (the same bits) */
-    if (m->dw->dw3x3_c8 && !k->ep->res &&
-        (size_t)k->ih * (k->iw + 3) <= (size_t)KDC__DW_C8_PLANE) {
+    /* eight channels at a time where that is faster (the same bits) */
+    if (m->dw->dw3x3_c8 && !k->ep->res && kdc__dw_c8_pays(k->ih, k->iw, cp->stride)) {
         for (int c = c0; c < c1; c += 8) {
             const size_t plane = (size_t)b * k->C + c;
             m->dw->dw3x3_c8(k->x + plane * ihw, ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,

@@ -197,30 +197,16 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
  * tap in (ky, kx) order acc = fma(w, x, acc), rows outside skipped and
  * columns outside zeros, as in kdc__f32_dw3x3_avx2. Eight outputs in a row
  * of the flattened plane are turned back to the channels' planes. */
-void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
-                            const float *bias, float *y, size_t yplane, int oh, int ow,
-                            int stride, int pad, const kdc__gemm_epilogue *ep, int c, int nc)
+/* Input rows [iy0, iy1) of the nc planes, channel-last, into xt (see
+ * above): buffer row iy - iy0. */
+static void kdc__dw_c8_rows(const float *x, size_t xplane, int ih, int iw, int iy0, int iy1,
+                            int nc, float *xt)
 {
-    if ((size_t)ih * (iw + 3) > KDC__DW_C8_PLANE) { /* not small: plane by plane */
-        for (int l = 0; l < nc; l++)
-            kdc__f32_dw3x3_avx2(x + l * xplane, ih, iw, w + 9 * l, bias ? bias[c + l] : 0.0f,
-                                y + l * yplane, oh, ow, stride, pad, ep, c + l, NULL);
-        return;
-    }
-    /* a row's last block is stored whole: its lanes past the row land on
-     * the next rows' first columns (written after it) or, for the last
-     * row, on the slack at the end, which the output blocks' lanes past
-     * the row also read (a stride-2 block reaches 15 columns on) */
-    enum { SLACK = 16 };
-    float xt[(KDC__DW_C8_PLANE + SLACK) * 8] __attribute__((aligned(32)));
     const int wb = iw + 3;
-    const __m256i lanes = kdc__lanes8(nc);
+    const size_t ihw = (size_t)ih * iw;
     const __m256 zero = _mm256_setzero_ps();
-    for (int j = 0; j < SLACK; j++)
-        _mm256_store_ps(xt + ((size_t)ih * wb + j) * 8, zero);
-    const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
-    for (int iy = 0; iy < ih; iy++) {
-        float *row = xt + (size_t)iy * wb * 8;
+    for (int iy = iy0; iy < iy1; iy++) {
+        float *row = xt + (size_t)(iy - iy0) * wb * 8;
         for (int ix = 0; ix < iw; ix += 8) {
             /* plain loads may run past the row into the plane's next
              * rows, not past the plane */
@@ -233,6 +219,8 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
                        : masked ? _mm256_maskload_ps(src + l * xplane, cols)
                                 : _mm256_loadu_ps(src + l * xplane);
             kdc__transpose8x8(v);
+            /* stored whole: lanes past the row land on the next buffer
+             * row (written after it) or the slack */
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
                 _mm256_store_ps(row + (size_t)(ix + 1 + j) * 8, v[j]);
         }
@@ -240,6 +228,28 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
         _mm256_store_ps(row + (size_t)(iw + 1) * 8, zero);
         _mm256_store_ps(row + (size_t)(iw + 2) * 8, zero);
     }
+}
+
+void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
+                            const float *bias, float *y, size_t yplane, int oh, int ow,
+                            int stride, int pad, const kdc__gemm_epilogue *ep, int c, int nc)
+{
+    /* output rows per band: their input rows, (band - 1) * stride + 3, fit
+     * the buffer */
+    const int wb = iw + 3;
+    const int band = ((KDC__DW_C8_PLANE / wb) - 3) / stride + 1;
+    if (KDC__DW_C8_PLANE / wb < 3) { /* not even one row: plane by plane */
+        for (int l = 0; l < nc; l++)
+            kdc__f32_dw3x3_avx2(x + l * xplane, ih, iw, w + 9 * l, bias ? bias[c + l] : 0.0f,
+                                y + l * yplane, oh, ow, stride, pad, ep, c + l, NULL);
+        return;
+    }
+    /* the output blocks' lanes past a row read on, into the slack after
+     * the band's last row (a stride-2 block reaches 15 columns on) */
+    enum { SLACK = 16 };
+    float xt[(KDC__DW_C8_PLANE + SLACK) * 8] __attribute__((aligned(32)));
+    const __m256i lanes = kdc__lanes8(nc);
+    const __m256 zero = _mm256_setzero_ps();
     /* tap t of the 8 filters, the biases, the epilogue's channel constants */
     __m256 wv[9];
     for (int t = 0; t < 9; t++) {
@@ -255,45 +265,55 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
         k.sc = ep->scale ? _mm256_maskload_ps(ep->scale + c, lanes) : _mm256_set1_ps(1.0f);
         k.sh = ep->scale ? _mm256_maskload_ps(ep->shift + c, lanes) : zero;
     }
-    for (int oy = 0; oy < oh; oy++) {
-        const float *rows[3];
-        int nrows = 0;
-        __m256 wr[9];
-        for (int ky = 0; ky < 3; ky++) { /* the rows inside the input, in order */
-            const int iy = oy * stride + ky - pad;
-            if (iy < 0 || iy >= ih)
-                continue;
-            rows[nrows] = xt + ((size_t)iy * wb + 1 - pad) * 8;
-            for (int kx = 0; kx < 3; kx++)
-                wr[3 * nrows + kx] = wv[3 * ky + kx];
-            nrows++;
-        }
-        for (int ox = 0; ox < ow; ox += 8) {
-            const int n = ow - ox < 8 ? ow - ox : 8;
-            __m256 o[8];
-            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                o[j] = vb;
-            for (int q = 0; q < nrows; q++)
-                for (int kx = 0; kx < 3; kx++) {
-                    const float *r = rows[q] + (size_t)(ox * stride + kx) * 8;
-                    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                        o[j] = _mm256_fmadd_ps(wr[3 * q + kx], _mm256_load_ps(r + j * stride * 8),
-                                               o[j]);
-                }
-            if (ep)
+    const size_t ohw = (size_t)oh * ow;
+    for (int oy0 = 0; oy0 < oh; oy0 += band) {
+        const int oy1 = oy0 + band < oh ? oy0 + band : oh;
+        int iy0 = oy0 * stride - pad, iy1 = (oy1 - 1) * stride - pad + 3;
+        iy0 = iy0 < 0 ? 0 : iy0;
+        iy1 = iy1 > ih ? ih : iy1;
+        kdc__dw_c8_rows(x, xplane, ih, iw, iy0, iy1, nc, xt);
+        for (int j = 0; j < SLACK; j++)
+            _mm256_store_ps(xt + ((size_t)(iy1 - iy0) * wb + j) * 8, zero);
+        for (int oy = oy0; oy < oy1; oy++) {
+            const float *rows[3];
+            int nrows = 0;
+            __m256 wr[9];
+            for (int ky = 0; ky < 3; ky++) { /* the rows inside the input, in order */
+                const int iy = oy * stride + ky - pad;
+                if (iy < 0 || iy >= ih)
+                    continue;
+                rows[nrows] = xt + ((size_t)(iy - iy0) * wb + 1 - pad) * 8;
+                for (int kx = 0; kx < 3; kx++)
+                    wr[3 * nrows + kx] = wv[3 * ky + kx];
+                nrows++;
+            }
+            for (int ox = 0; ox < ow; ox += 8) {
+                const int n = ow - ox < 8 ? ow - ox : 8;
+                __m256 o[8];
                 _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                    o[j] = kdc__ep8_avx2(ep, &k, 0, zero, o[j]);
-            kdc__transpose8x8(o);
-            /* lanes past the row's end land on the plane's next rows,
-             * stored later; not past the plane: there, through a mask */
-            float *d = y + (size_t)oy * ow + ox;
-            if ((size_t)oy * ow + ox + 8 <= ohw) {
-                for (int l = 0; l < nc; l++)
-                    _mm256_storeu_ps(d + l * yplane, o[l]);
-            } else {
-                const __m256i pix = kdc__lanes8(n);
-                for (int l = 0; l < nc; l++)
-                    _mm256_maskstore_ps(d + l * yplane, pix, o[l]);
+                    o[j] = vb;
+                for (int q = 0; q < nrows; q++)
+                    for (int kx = 0; kx < 3; kx++) {
+                        const float *r = rows[q] + (size_t)(ox * stride + kx) * 8;
+                        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                            o[j] = _mm256_fmadd_ps(wr[3 * q + kx],
+                                                   _mm256_load_ps(r + j * stride * 8), o[j]);
+                    }
+                if (ep)
+                    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                        o[j] = kdc__ep8_avx2(ep, &k, 0, zero, o[j]);
+                kdc__transpose8x8(o);
+                /* lanes past the row's end land on the plane's next rows,
+                 * stored later; not past the plane: there, through a mask */
+                float *d = y + (size_t)oy * ow + ox;
+                if ((size_t)oy * ow + ox + 8 <= ohw) {
+                    for (int l = 0; l < nc; l++)
+                        _mm256_storeu_ps(d + l * yplane, o[l]);
+                } else {
+                    const __m256i pix = kdc__lanes8(n);
+                    for (int l = 0; l < nc; l++)
+                        _mm256_maskstore_ps(d + l * yplane, pix, o[l]);
+                }
             }
         }
     }
