@@ -24,8 +24,7 @@ kdc_status kdc__work_reserve(kdc__work *ws, int nslots)
     ws->mem = NULL;
     ws->busy = NULL;
     ws->nslots = 0;
-    const size_t bytes = (size_t)nslots * KDC__GEMM_WORK * sizeof(float);
-    ws->mem = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    ws->mem = kdc__falloc((size_t)nslots * KDC__GEMM_WORK);
     ws->busy = calloc((size_t)nslots, sizeof *ws->busy);
     if (!ws->mem || !ws->busy) {
         free(ws->mem);
@@ -99,7 +98,7 @@ kdc_status kdc__work_wt(kdc__work *ws, size_t n)
     if (ws->wt_cap >= n)
         return KDC_OK;
     free(ws->wt);
-    ws->wt = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    ws->wt = kdc__falloc(n);
     ws->wt_cap = ws->wt ? n : 0;
     if (!ws->wt)
         return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for %zu transposed weights", n);
@@ -121,7 +120,7 @@ kdc_status kdc__grow(float **p, size_t *cap, size_t need)
     if (*cap >= need)
         return KDC_OK;
     free(*p);
-    *p = malloc(need * sizeof **p);
+    *p = kdc__falloc(need);
     *cap = *p ? need : 0;
     if (!*p)
         return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for a %zu-float conv buffer",
@@ -258,7 +257,7 @@ static void kdc__gemm_prepack(kdc__pool *pool, kdc__gemm_job *j, int nimg)
         return;
     if (j->ws->bpack_cap < need) {
         free(j->ws->bpack);
-        j->ws->bpack = aligned_alloc(64, (need * sizeof(float) + 63) / 64 * 64);
+        j->ws->bpack = kdc__falloc(need);
         j->ws->bpack_cap = j->ws->bpack ? need : 0;
         if (!j->ws->bpack)
             return; /* no room: each part packs its own */

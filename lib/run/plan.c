@@ -121,7 +121,7 @@ kdc_status kdc__plan(kdc_run *r)
         if (r->cap[s] >= r->need[s])
             continue;
         free(r->buf[s]);
-        r->buf[s] = malloc(r->need[s] * sizeof(float));
+        r->buf[s] = kdc__falloc(r->need[s]);
         r->cap[s] = r->buf[s] ? r->need[s] : 0;
         if (!r->buf[s])
             return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for a %zu-float activation",
