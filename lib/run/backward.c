@@ -30,10 +30,13 @@ int kdc__grad_acquire(kdc_run *r, size_t numel)
         best = largest >= 0 ? largest : r->n_gbuf;
         if (best >= r->m->n_nodes)
             return -1; /* cannot happen: at most one live gradient per node */
-        float *p = kdc__falloc(numel); /* zeroed below: the old contents go */
+        /* its contents go (zeroed below): freed first, for the peak */
+        free(r->gbuf[best]);
+        r->gbuf[best] = NULL;
+        r->gcap[best] = 0;
+        float *p = kdc__falloc(numel);
         if (!p)
             return -1;
-        free(r->gbuf[best]);
         r->gbuf[best] = p;
         r->gcap[best] = numel;
         if (best == r->n_gbuf)
