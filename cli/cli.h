@@ -67,6 +67,7 @@ typedef struct cli_opts {
     /* bench, pointing */
     int runs;                /* --runs R (0: the command's default)          */
     int batch;               /* bench --batch N (0: 1)                       */
+    int layer_times;         /* bench --layers: per-layer times              */
     const char *task;        /* --task forward|gradcam|guided                */
     int limit;               /* --limit N: first N images (0: all)           */
     const char *kernels;     /* --kernels auto|scalar|avx2|avx512|neon (NULL: auto) */

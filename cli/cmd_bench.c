@@ -33,7 +33,8 @@
 
 static const char *bench_usage =
     "usage: kdcam bench [-m ARCH] -w WEIGHTS [--size HxW] [--threads N]\n"
-    "                   [--task forward|gradcam|guided] [--runs R] [--batch N] [--json]\n"
+    "                   [--task forward|gradcam|guided] [--runs R] [--batch N] [--layers]\n"
+    "                   [--json]\n"
     "Times one task of the model on a synthetic batch (N x 3 x H x W, seeded values\n"
     "in (-2, 2), the same as tools/kdcgen.py fill(\"input\", n, 7001, 0, 2)): one\n"
     "warm-up run, then R timed runs; prints min, median and mean milliseconds.\n"
@@ -60,9 +61,14 @@ static const char *bench_usage =
     "                      input image)\n"
     "      --runs R        timed runs (default 10)\n"
     "      --batch N       images per call (default 1); also prints images/s (median)\n"
+    "      --layers        also time each layer of the forward pass (of each run's\n"
+    "                      forward part for gradcam and guided): min and mean ms and\n"
+    "                      share per layer, layers under 0.01 ms in every run (fused\n"
+    "                      into the one before) left out\n"
     "      --json          one JSON object: arch, kernels, task, size, batch, threads,\n"
     "                      runs, min_ms, median_ms, mean_ms, max_ms, times_ms,\n"
-    "                      images_per_s, ...\n";
+    "                      images_per_s, ... (with --layers: layers, a list of\n"
+    "                      {layer, name, shape, min_ms, mean_ms})\n";
 
 /* tools/kdcgen.py: fnv1a64(name) ^ seed, splitmix64 mix, 24-bit u,
  * t = (2u + 1 - 2^24) / 2^24 exactly, value = float(c + a * t). */
@@ -133,6 +139,50 @@ static kdc_status run_once(const bench_ctx *b)
     }
 }
 
+/* Layers whose time is under this in every run are computed inside the one
+ * before them (fused): left out. */
+#define BENCH_LAYER_MIN_MS 0.01
+
+/* --layers: per layer the minimum and mean over the timed runs and the
+ * share of the sum of minima; as a text table or (json) the "layers" key
+ * of the object being printed. */
+static void print_layers(const kdc_model *m, int h, int w, const double *lmin,
+                         const double *lsum, int nl, int runs, int json)
+{
+    double total = 0.0;
+    for (int i = 0; i < nl; i++)
+        total += lmin[i];
+    if (json)
+        printf(",\"layers\":[");
+    else
+        printf("%5s  %-32s %-14s %9s %9s %6s\n", "layer", "name", "output", "min ms", "mean ms",
+               "share");
+    int first = 1;
+    for (int i = 0; i < nl; i++) {
+        if (lsum[i] / runs < BENCH_LAYER_MIN_MS && lmin[i] < BENCH_LAYER_MIN_MS)
+            continue;
+        int chw[3] = {0, 0, 0};
+        kdc_model_layer_shape(m, i, h, w, chw);
+        const char *name = kdc_model_layer_name(m, i);
+        if (json) {
+            printf("%s{\"layer\":%d,\"name\":", first ? "" : ",", i);
+            cli_json_string(name);
+            printf(",\"shape\":[%d,%d,%d],\"min_ms\":%.4f,\"mean_ms\":%.4f}", chw[0], chw[1],
+                   chw[2], lmin[i], lsum[i] / runs);
+        } else {
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%dx%d", chw[0], chw[1], chw[2]);
+            printf("%5d  %-32s %-14s %9.3f %9.3f %5.1f%%\n", i, name, shape, lmin[i],
+                   lsum[i] / runs, total > 0.0 ? 100.0 * lmin[i] / total : 0.0);
+        }
+        first = 0;
+    }
+    if (json)
+        printf("]");
+    else
+        printf("%5s  %-32s %-14s %9.3f\n", "", "sum of the layers' minima", "", total);
+}
+
 int cmd_bench(int argc, char **argv)
 {
     cli_opts o;
@@ -140,6 +190,7 @@ int cmd_bench(int argc, char **argv)
     kdc_run *run = NULL;
     float *x = NULL, *grad = NULL, *seed = NULL;
     double *t = NULL, *sorted = NULL;
+    double *lt = NULL, *lmin = NULL, *lsum = NULL; /* --layers: this run, min, sum */
     kdc_status st;
     int rc;
 
@@ -178,6 +229,20 @@ int cmd_bench(int argc, char **argv)
         rc = cli_lib_error(st, NULL);
         goto out;
     }
+    const int nl = kdc_model_num_layers(m);
+    if (o.layer_times) {
+        lt = malloc((size_t)nl * sizeof *lt);
+        lmin = malloc((size_t)nl * sizeof *lmin);
+        lsum = calloc((size_t)nl, sizeof *lsum);
+        if (!lt || !lmin || !lsum) {
+            rc = cli_error("out of memory for %d layer times", nl);
+            goto out;
+        }
+        if ((st = kdc_run_time_layers(run, 1))) {
+            rc = cli_lib_error(st, NULL);
+            goto out;
+        }
+    }
     bench_ctx b = {.run = run, .x = x, .n = n, .h = h, .w = w, .task = task, .layer = -1,
                    .target = {.kind = KDC_TARGET_LOGIT}, .grad = grad};
     const char *layer_name = NULL;
@@ -207,6 +272,16 @@ int cmd_bench(int argc, char **argv)
         if (st) {
             rc = cli_lib_error(st, task_name);
             goto out;
+        }
+        if (o.layer_times) {
+            if ((st = kdc_run_layer_times(run, lt, nl))) {
+                rc = cli_lib_error(st, NULL);
+                goto out;
+            }
+            for (int i = 0; i < nl; i++) {
+                lmin[i] = r == 0 || lt[i] < lmin[i] ? lt[i] : lmin[i];
+                lsum[i] += lt[i];
+            }
         }
     }
 
@@ -239,6 +314,8 @@ int cmd_bench(int argc, char **argv)
             printf("%s%.3f", r ? "," : "", t[r]);
         printf("],\"images_per_s\":%.3f,\"version\":", ips);
         cli_json_string(kdc_version());
+        if (o.layer_times)
+            print_layers(m, h, w, lmin, lsum, nl, runs, 1);
         printf("}\n");
     } else {
         printf("%s (%s kernels) %s%s%s %dx%d, batch %d, %d thread%s: %d run%s, min %.2f ms, "
@@ -248,6 +325,8 @@ int cmd_bench(int argc, char **argv)
         if (n > 1)
             printf(", %.1f images/s", ips);
         printf("\n");
+        if (o.layer_times)
+            print_layers(m, h, w, lmin, lsum, nl, runs, 0);
     }
 out:
     free(x);
@@ -255,6 +334,9 @@ out:
     free(seed);
     free(t);
     free(sorted);
+    free(lt);
+    free(lmin);
+    free(lsum);
     kdc_run_destroy(run);
     kdc_model_destroy(m);
     return rc;

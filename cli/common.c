@@ -152,6 +152,10 @@ int cli_parse(int argc, char **argv, unsigned acc, const char *usage, cli_opts *
                 cli_error("--batch: '%s' is not a number in 1..4096", v);
                 return -1;
             }
+        } else if (!strcmp(a, "--layers")) {
+            if (!(acc & OPT_BENCH))
+                goto unknown;
+            o->layer_times = 1;
         } else if (!strcmp(a, "--task")) {
             NEEDS(OPT_BENCH);
             if (strcmp(v, "forward") && strcmp(v, "gradcam") && strcmp(v, "guided")) {

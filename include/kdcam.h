@@ -398,6 +398,21 @@ KDC_API kdc_status kdc_run_layer_shape(const kdc_run *run, int layer, int nchw[4
 KDC_API kdc_status kdc_run_read_layer(const kdc_run *run, int layer, float *dst,
                                       size_t count);
 
+/* Layer timing, for finding where a pass spends its time. After
+ * kdc_run_time_layers(run, 1) every forward pass (kdc_run_forward,
+ * kdc_run_forward_grad) also reads the clock around each layer's work;
+ * kdc_run_layer_times then copies the last successful pass's times, in
+ * milliseconds, one per layer from layer 0 (count >= kdc_model_num_layers).
+ * A layer computed inside the one before it (a BatchNorm, ReLU or residual
+ * add fused into a conv's GEMM or a depthwise conv's group) reads next to
+ * nothing, its work being in that layer's time (a recording pass's ReLU
+ * mask of a fused group excepted: that is the ReLU's own); the input layer
+ * reads 0. on = 0 stops it. Errors: KDC_ERR_INVALID_ARGUMENT (NULL, count too small),
+ * KDC_ERR_STATE (timing off, or no forward pass since it was turned on),
+ * KDC_ERR_NO_MEMORY. */
+KDC_API kdc_status kdc_run_time_layers(kdc_run *run, int on);
+KDC_API kdc_status kdc_run_layer_times(const kdc_run *run, double *ms, int count);
+
 /* ------------------------------------------------------------------ */
 /* Gradients                                                           */
 

@@ -1,6 +1,6 @@
 /* test_bench_cli.c - `kdcam bench --batch N`: the batch is run and reported
  * (batch, images per second consistent with the median), every task takes
- * it, and a bad count is a one-line error. */
+ * it, and a bad count is a one-line error; `--layers`: the per-layer table. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -70,6 +70,45 @@ static void test_batch(void **state)
     assert_null(strstr(cliexec_out, "images/s"));
 }
 
+/* --layers: the per-layer table, in text and JSON: a conv and the
+ * depthwise conv of a group are listed, the layers fused into them (their
+ * BatchNorm and ReLU) are not, and the layers' minima sum to at most the
+ * fastest run (each run's layers take part of it). */
+static void test_layers(void **state)
+{
+    (void)state;
+    assert_int_equal(cliexec_run("bench -w %s --size 64x80 --runs 3 --layers --json", wmb), 0);
+    const char *at = strstr(cliexec_out, "\"layers\":[");
+    assert_non_null(at);
+    assert_non_null(strstr(at, "\"name\":\"model.1.3\""));
+    assert_non_null(strstr(at, "\"name\":\"model.1.0\""));
+    assert_null(strstr(at, "\"name\":\"model.1.1\""));
+    assert_null(strstr(at, "\"name\":\"model.1.4\""));
+    double v[3];
+    bench_numbers(cliexec_out, v);
+    const char *mn = strstr(cliexec_out, "\"min_ms\":");
+    assert_non_null(mn);
+    const double pass_min = strtod(mn + strlen("\"min_ms\":"), NULL);
+    double sum = 0.0;
+    int count = 0;
+    for (const char *p = strstr(at, "\"min_ms\":"); p; p = strstr(p + 1, "\"min_ms\":")) {
+        const double lmin = strtod(p + strlen("\"min_ms\":"), NULL);
+        const char *mean = strstr(p, "\"mean_ms\":");
+        assert_non_null(mean);
+        assert_true(lmin > 0.0 && lmin <= strtod(mean + strlen("\"mean_ms\":"), NULL) + 1e-4);
+        sum += lmin;
+        count++;
+    }
+    assert_true(count >= 20); /* MobileNetV1: 27 convs, the pooling, fc */
+    /* printed with 4 and 3 decimals */
+    if (!(sum <= pass_min + 1e-4 * count + 1e-3))
+        fail_msg("layer minima sum to %.4f ms, the fastest run took %.3f ms", sum, pass_min);
+    assert_int_equal(cliexec_run("bench -w %s --size 64x80 --runs 1 --layers --task guided", wmb),
+                     0);
+    assert_non_null(strstr(cliexec_out, "sum of the layers' minima"));
+    assert_non_null(strstr(cliexec_out, "model.13.3"));
+}
+
 static void test_bad_batch(void **state)
 {
     (void)state;
@@ -85,6 +124,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_batch),
         cmocka_unit_test(test_bad_batch),
+        cmocka_unit_test(test_layers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

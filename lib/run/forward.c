@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "op.h"
 #include "run.h"
@@ -251,6 +252,14 @@ static kdc_status kdc__alloc_record(kdc_run *r, int from)
     return KDC_OK;
 }
 
+/* The monotonic clock in milliseconds (layer timing). */
+static double kdc__now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
 static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int w,
                                const int *keep, int nkeep, int record_from)
 {
@@ -261,6 +270,7 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
     const int nn = m->n_nodes;
     /* whatever happens below, the results of an earlier pass are gone */
     r->done = 0;
+    r->timed = 0;
     r->grad_done = 0;
     r->record_from = -1;
     if (n < 1 || n > 65536)
@@ -316,8 +326,16 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
     }
     memcpy(r->buf[r->slot[0]], input, numel * sizeof *input);
     r->wino = record_from < 0 && m->gemm;
-    for (int i = 1; i < nn; i++)
+    for (int i = 1; i < nn; i++) {
+        if (!r->layer_ms) {
+            kdc__run_node(r, i, record_from >= 0 && i > record_from);
+            continue;
+        }
+        const double t0 = kdc__now_ms();
         kdc__run_node(r, i, record_from >= 0 && i > record_from);
+        r->layer_ms[i] = kdc__now_ms() - t0;
+    }
+    r->timed = r->layer_ms != NULL;
     r->wino = 0;
     r->done = 1;
     r->record_from = record_from;

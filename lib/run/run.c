@@ -76,6 +76,7 @@ void kdc_run_destroy(kdc_run *r)
         if (r->gbuf)
             free(r->gbuf[i]);
     }
+    free(r->layer_ms);
     free(r->classes);
     free(r->fused);
     free(r->fuse_tail);
@@ -165,5 +166,36 @@ kdc_status kdc__run_weights(kdc_run *r, int i, kdc__derived kind, const float **
         return st;
     kdc__conv_derive(m, own, kind, r->ws.wt);
     *out = r->ws.wt;
+    return KDC_OK;
+}
+
+kdc_status kdc_run_time_layers(kdc_run *r, int on)
+{
+    if (!r)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_time_layers: NULL run");
+    r->timed = 0;
+    if (!on) {
+        free(r->layer_ms);
+        r->layer_ms = NULL;
+        return KDC_OK;
+    }
+    if (!r->layer_ms && !(r->layer_ms = calloc((size_t)r->m->n_nodes, sizeof *r->layer_ms)))
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for layer times");
+    return KDC_OK;
+}
+
+kdc_status kdc_run_layer_times(const kdc_run *r, double *ms, int count)
+{
+    if (!r || !ms)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "kdc_run_layer_times: NULL argument");
+    if (count < r->m->n_nodes)
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT,
+                         "kdc_run_layer_times: room for %d times, the model has %d layers", count,
+                         r->m->n_nodes);
+    if (!r->layer_ms || !r->timed)
+        return kdc__fail(KDC_ERR_STATE, "kdc_run_layer_times: %s",
+                         r->layer_ms ? "no forward pass since timing was turned on"
+                                     : "layer timing is off (kdc_run_time_layers)");
+    memcpy(ms, r->layer_ms, (size_t)r->m->n_nodes * sizeof *ms);
     return KDC_OK;
 }

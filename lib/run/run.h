@@ -42,6 +42,8 @@ struct kdc_run {
     float **buf;           /* (n_nodes) slot buffers                          */
     size_t *cap;           /* (n_nodes) floats allocated per slot             */
     int done;              /* a forward pass completed with this plan         */
+    double *layer_ms;      /* (n_nodes) kdc_run_time_layers: last pass, or NULL */
+    int timed;             /* layer_ms holds a completed pass                 */
     /* backward state recorded by kdc_run_forward_grad for nodes > record_from */
     int record_from;       /* -1: the last forward recorded nothing           */
     /* the pass in progress may use Winograd (conv_wino.h): it records
