@@ -2,9 +2,13 @@
 // ort_bench.js - times an ONNX model's forward pass with ONNX Runtime
 // (npm package onnxruntime-node, CPU execution provider), for bench/peers.py.
 //
-// usage: node bench/ort_bench.js MODEL.onnx INPUT.f32 N C H W THREADS RUNS [WARMUP]
+// usage: node bench/ort_bench.js MODEL.onnx INPUT.f32 N C H W THREADS RUNS [WARMUP [PROFILE]]
 //   INPUT.f32   N*C*H*W little-endian float32 values (the model's only input)
 //   THREADS     intraOpNumThreads (interOpNumThreads is 1, sequential execution)
+//   PROFILE     a path prefix: ONNX Runtime's profiler on (per-node times of
+//               every pass, warm-up included), its trace written to
+//               PROFILE_<date>.json, whose path the JSON line gives as
+//               "profile" (bench/ort_layers.py)
 // Prints one JSON line: {"ort_version", "threads", "runs", "warmup", "times_ms",
 // "min_ms", "median_ms", "logits_head" (first 8 outputs), "argmax" (of image 0)}.
 //
@@ -35,13 +39,14 @@ function version() {
 async function main() {
   const a = process.argv.slice(2);
   if (a.length < 8) {
-    process.stderr.write('usage: ort_bench.js MODEL.onnx INPUT.f32 N C H W THREADS RUNS [WARMUP]\n');
+    process.stderr.write('usage: ort_bench.js MODEL.onnx INPUT.f32 N C H W THREADS RUNS [WARMUP [PROFILE]]\n');
     process.exit(2);
   }
   const [model, inputPath] = a;
   const dims = a.slice(2, 6).map(Number);
   const threads = Number(a[6]), runs = Number(a[7]);
   const warmup = a.length > 8 ? Number(a[8]) : 1;
+  const profile = a.length > 9 ? a[9] : null;
   const buf = fs.readFileSync(inputPath);
   const count = dims.reduce((p, d) => p * d, 1);
   if (buf.length !== 4 * count) throw new Error(inputPath + ': expected ' + 4 * count + ' bytes');
@@ -54,6 +59,7 @@ async function main() {
     executionMode: 'sequential',
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
+    ...(profile ? {enableProfiling: true, profileFilePrefix: profile} : {}),
   });
   const feeds = {};
   feeds[session.inputNames[0]] = new ort.Tensor('float32', data, dims);
@@ -64,6 +70,14 @@ async function main() {
     const t0 = process.hrtime.bigint();
     out = await session.run(feeds);
     times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  let profilePath = null;
+  if (profile) {
+    session.endProfiling();
+    const path = require('path'), dir = path.dirname(profile), base = path.basename(profile);
+    const files = fs.readdirSync(dir).filter((f) => f.startsWith(base) && f.endsWith('.json'));
+    if (files.length !== 1) throw new Error('expected one profile ' + profile + '*.json');
+    profilePath = path.join(dir, files[0]);
   }
   const logits = out[session.outputNames[0]].data;
   // image 0's logits (the output is N x classes)
@@ -78,6 +92,7 @@ async function main() {
     times_ms: times.map((t) => Math.round(t * 1000) / 1000),
     min_ms: s[0], median_ms: median,
     logits_head: Array.from(logits.slice(0, 8)), argmax: best,
+    ...(profilePath ? {profile: profilePath} : {}),
   }) + '\n');
 }
 

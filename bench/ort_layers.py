@@ -6,9 +6,9 @@
 
 The model is torchvision's ResNet (or tools/gen_fixtures.py's MobileNetV1)
 with random weights, exported with torch.onnx.export (opset 13, as
-bench/peers.py) to a temporary directory and run by bench/ort_profile.js
-(onnxruntime-node, the session options of bench/ort_bench.js, with ONNX
-Runtime's profiler on; one warm-up pass). Prints one line per node of the
+bench/peers.py) to a temporary directory and run by bench/ort_bench.js
+(onnxruntime-node, its session options, with ONNX Runtime's profiler on;
+one warm-up pass, not counted). Prints one line per node of the
 optimised graph (ONNX Runtime fuses a conv with its BatchNorm, ReLU and
 residual add, and names the node after its last output): name, operator,
 minimum and median microseconds over the passes; then the sum of minima.
@@ -61,14 +61,14 @@ def main():
                               output_names=["logits"], do_constant_folding=True)
         in_path = os.path.join(tmp, "input.f32")
         x.numpy().astype("<f4").tofile(in_path)
-        out = subprocess.run([a.node, os.path.join(HERE, "ort_profile.js"), onnx_path, in_path,
-                              "1", "3", str(h), str(w), str(a.threads), str(a.runs),
+        out = subprocess.run([a.node, os.path.join(HERE, "ort_bench.js"), onnx_path, in_path,
+                              "1", "3", str(h), str(w), str(a.threads), str(a.runs), "1",
                               os.path.join(tmp, "prof")],
                              capture_output=True, text=True)
         if out.returncode:
             sys.stderr.write(out.stderr)
             return out.returncode
-        with open(out.stdout.strip()) as f:
+        with open(json.loads(out.stdout)["profile"]) as f:
             events = json.load(f)
     times, ops = collections.OrderedDict(), {}
     for e in events:
