@@ -11,32 +11,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "kdcam.h"
+#include "testkit.h"
 #include "weightgen.h"
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
-}
 
 static void test_layer_times(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/kdc-test-times-XXXXXX", path[64];
-    assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/m.safetensors", dir);
-    assert_int_equal(kdc_test_write_weights(path, "mobilenetv1", 5, 10, "", 0), 0);
+    assert_int_equal(tk_tmpdir_create("times"), 0);
     kdc_model *m;
-    assert_int_equal(kdc_model_load(path, NULL, &m), KDC_OK);
-    remove(path);
-    rmdir(dir);
+    assert_int_equal(kdc_model_load(tk_weights_file("mobilenetv1", 5, 10, "", 0), NULL, &m),
+                     KDC_OK);
+    tk_tmpdir_remove();
     const int nl = kdc_model_num_layers(m), h = 64, w = 48;
     kdc_run *r;
     kdc_run_options ro = {.threads = 2};
@@ -56,11 +45,11 @@ static void test_layer_times(void **state)
     /* on, no pass since */
     assert_int_equal(kdc_run_layer_times(r, ms, nl), KDC_ERR_STATE);
     for (int grad = 0; grad <= 1; grad++) {
-        const double t0 = now_ms();
+        const double t0 = tk_now();
         assert_int_equal(grad ? kdc_run_forward_grad(r, x, 1, h, w, NULL, 0, 0)
                               : kdc_run_forward(r, x, 1, h, w, NULL, 0),
                          KDC_OK);
-        const double wall = now_ms() - t0;
+        const double wall = 1e3 * (tk_now() - t0);
         assert_int_equal(kdc_run_layer_times(r, ms, nl - 1), KDC_ERR_INVALID_ARGUMENT);
         assert_int_equal(kdc_run_layer_times(r, NULL, nl), KDC_ERR_INVALID_ARGUMENT);
         assert_int_equal(kdc_run_layer_times(r, ms, nl), KDC_OK);
