@@ -108,10 +108,11 @@ typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int 
                                      int oh, int ow, int stride, int pad,
                                      const struct kdc__gemm_epilogue *ep, int c, int nc);
 
-/* Measured (build of 2026-12-07, AVX2, 1 thread, 8 to 1024 channels):
- * 0.45-0.55x the plane kernel's time on 7x7 to 14x14 planes, 0.7x at 28x28
- * stride 1, 0.55-0.75x at stride 2 up to 112x112; the same (0.93-1.07x) on
- * 56x56 and 112x112 at stride 1, left to the plane kernel. */
+/* Measured (build of 2026-12-07, AVX2, 1 thread, 32 to 1024 channels,
+ * input planes): 0.42-0.59x the plane kernel's time at 7x7 and 14x14 (both
+ * strides), 0.71x at 28x28 stride 1 and 0.46x stride 2, 0.55-0.75x at
+ * 56x56 and 112x112 stride 2; the same (0.93-1.07x) at 56x56 and 112x112
+ * stride 1, left to the plane kernel. */
 static inline int kdc__dw_c8_pays(int ih, int iw, int stride)
 {
     const size_t row = (size_t)iw + 3;
