@@ -38,7 +38,8 @@ kdc_status kdc__fail_context(kdc_status status, const char *fmt, ...) KDC_PRINTF
  * store of the AVX2 GEMM then splits two lines). The GEMM alone, same
  * buffers called again, 2 threads against 1: 1.33-1.68x with malloc'd
  * input and output, 1.80-2.01x aligned (512x512x196, 128x128x3136,
- * 256x256x784), but 2.12x -> 1.61-1.79x on 1024x1024x49; whole forward
+ * 256x256x784); 2.12x -> 1.61-1.79x on 1024x1024x49, whose 1-thread
+ * time fell more (1.64 -> 1.20 ms; 2 threads 0.78 -> 0.67-0.75); whole forward
  * passes did not move measurably (docs/performance.md). */
 static inline float *kdc__falloc(size_t n)
 {
