@@ -45,19 +45,19 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
-    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2};
+    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
-    kdc__gemm_epilogue_avx512, NULL, NULL};
+    kdc__gemm_epilogue_avx512, NULL, kdc__f32_gemm_narrow_avx512, 16};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -319,8 +319,11 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                 bpanels = b->packed + (size_t)pc * b->npad + (size_t)(jc / nr) * kc * nr;
             else
                 kdc__gemm_pack_b_block(b, pc, kc, jc, nc, nr, work);
-            /* a last panel of a few columns: for all rows at once */
-            const int wn = nc % nr;
+            /* the last few columns (past the left half of the last panel
+             * where the table says so): for all rows at once */
+            int wn = nc % nr;
+            if (gk->half && wn > gk->half)
+                wn -= gk->half;
             const int jn = gk->narrow && wn > 0 && wn <= KDC__GEMM_NARROW ? nc - wn : nc;
             for (int ic = m0; ic < m1; ic += KDC__GEMM_MC) {
                 const int mc = m1 - ic < KDC__GEMM_MC ? m1 - ic : KDC__GEMM_MC;
@@ -332,7 +335,7 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                     const int row = ic + ir;
                     const float *ap = apack + ((size_t)(row / mr) * k + pc) * mr;
                     for (int jr = 0; jr < jn; jr += nr) {
-                        const int nw = nc - jr < nr ? nc - jr : nr;
+                        const int nw = jn - jr < nr ? jn - jr : nr;
                         const float *bp = bpanels + (size_t)(jr / nr) * kc * nr;
                         float *cp = c + (size_t)row * ldc + jc + jr;
                         const int acc = accumulate || pc > 0;
@@ -350,7 +353,8 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                 if (jn < nc) {
                     const float *ap = apack + ((size_t)(ic / mr) * k + pc) * mr;
                     float *cp = c + (size_t)ic * ldc + jc + jn;
-                    gk->narrow(kc, ap, (size_t)k * mr, bpanels + (size_t)(jn / nr) * kc * nr, cp,
+                    gk->narrow(kc, ap, (size_t)k * mr,
+                               bpanels + (size_t)(jn / nr) * kc * nr + jn % nr, cp,
                                ldc, mc, wn, accumulate || pc > 0);
                     if (last && ep)
                         gk->epilogue(ep, cp, ldc, ic, mc,

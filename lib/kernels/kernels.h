@@ -75,7 +75,8 @@ typedef void (*kdc__gemm_ep_ukernel)(int k, const float *a, const float *b, floa
  * multiply-add chain as in the micro-kernel, so the same bits; it runs the
  * rows of several panels side by side (a column of C in each lane), where
  * the micro-kernel would spend a whole tile's work on a column or two (a
- * 7 x 7 layer's 49 = 3 x 16 + 1 columns, a fully connected layer's one). */
+ * 7 x 7 layer's 49 = 3 x 16 + 1 columns, a fully connected layer's one).
+ * B may also start half a panel in (the table's `half`, below). */
 enum { KDC__GEMM_NARROW = 4 };
 typedef void (*kdc__gemm_narrow_ukernel)(int k, const float *a, size_t astride, const float *b,
                                          float *c, size_t ldc, int m, int n, int accumulate);
@@ -89,6 +90,11 @@ typedef struct kdc__gemm_kernels {
     kdc__gemm_epilogue_fn epilogue; /* kdc__gemm_epilogue_scalar or a SIMD one */
     kdc__gemm_ep_ukernel gemm_ep;   /* NULL: gemm, then epilogue           */
     kdc__gemm_narrow_ukernel narrow;/* NULL: the micro-kernel per panel    */
+    /* > 0: the micro-kernel runs n <= half columns at half a tile's cost, so
+     * a last panel of half + 1 .. half + KDC__GEMM_NARROW columns is split:
+     * its left half to the micro-kernel, the rest to narrow (the AVX-512
+     * tile's 32 columns: a 7 x 7 layer's 49 = 32 + 16 + 1). 0: never */
+    int half;
 } kdc__gemm_kernels;
 
 /* The forward of up to 8 channels at once: channels [c, c + nc), nc <= 8,
@@ -414,6 +420,8 @@ void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const floa
                                size_t ldc, int m, int n, int accumulate);
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n);
+void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const float *b, float *c,
+                                 size_t ldc, int m, int n, int accumulate);
 #endif
 
 /* Rows [m0, m1) (m0 a multiple of mr) and columns [n0, n1) of
