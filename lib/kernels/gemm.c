@@ -52,7 +52,8 @@ static const kdc__gemm_kernels kdc__gemm_avx2 = {
     kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
-    kdc__gemm_epilogue_avx512, NULL, kdc__f32_gemm_narrow_avx512, 16};
+    kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
+    kdc__f32_gemm_narrow_avx512, 16};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {

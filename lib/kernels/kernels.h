@@ -420,6 +420,9 @@ void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const floa
                                size_t ldc, int m, int n, int accumulate);
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n);
+void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
+                                  int accumulate, const kdc__gemm_epilogue *ep, int row,
+                                  const float *res, size_t ldres);
 void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const float *b, float *c,
                                  size_t ldc, int m, int n, int accumulate);
 #endif

@@ -56,13 +56,38 @@ static void kdc__gemm_8x16_avx512(int k, const float *a, const float *b, float *
 #undef KDC__STORE
 }
 
-void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc, int m,
-                               int n, int accumulate)
+/* The epilogue (kdc__gemm_epilogue) on 16 values x of output row r, with
+ * the float operations of the scalar ops: add, then multiply and add
+ * (never fused), add, clamp (kdc__ep8_avx2 there: why MAXPS/MINPS and a
+ * blend give kdc__clamp's result, NaN kept). rv: the residual when rs. */
+static inline __attribute__((always_inline)) __m512
+kdc__ep16_avx512(const kdc__gemm_epilogue *ep, int r, int rs, __m512 rv, __m512 x)
 {
-    if (n <= 16) {
-        kdc__gemm_8x16_avx512(k, a, b, c, ldc, m, n, accumulate);
-        return;
+    if (ep->bias)
+        x = _mm512_add_ps(x, _mm512_set1_ps(ep->bias[r]));
+    if (ep->scale)
+        x = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(ep->scale[r])),
+                          _mm512_set1_ps(ep->shift[r]));
+    if (rs)
+        x = _mm512_add_ps(x, rv);
+    if (ep->relu) {
+        const __m512 y = _mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()),
+                                       _mm512_set1_ps(ep->clamp));
+        x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
     }
+    return x;
+}
+
+/* The 8 x 32 tile, its m x n corner (n > 16) stored through masks; with ep
+ * (not NULL), through the epilogue of rows [row, row + m) first (res: the
+ * residual tile, row stride ldres, or NULL). Inlined into both kernels
+ * below, where ep is a constant NULL in the plain one and m, n are
+ * constant 8, 32 in the other. */
+static inline __attribute__((always_inline)) void
+kdc__tile_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc, int m, int n,
+                      int accumulate, const kdc__gemm_epilogue *ep, int row, const float *res,
+                      size_t ldres)
+{
     const __mmask16 m0 = kdc__lanes16(n), m1 = kdc__lanes16(n - 16);
 #define KDC__DECL(i)                                                                           \
     __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();                      \
@@ -109,6 +134,18 @@ void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, 
 #undef KDC__STEP
 #undef KDC__FMA
 
+#define KDC__EP(i)                                                                             \
+    if ((i) < m) {                                                                             \
+        const float *rs = res ? res + (size_t)(i) * ldres : NULL;                              \
+        const __m512 r0 = rs ? _mm512_maskz_loadu_ps(m0, rs) : _mm512_setzero_ps();            \
+        const __m512 r1 = rs ? _mm512_maskz_loadu_ps(m1, rs + 16) : _mm512_setzero_ps();       \
+        c##i##0 = kdc__ep16_avx512(ep, row + (i), rs != NULL, r0, c##i##0);                    \
+        c##i##1 = kdc__ep16_avx512(ep, row + (i), rs != NULL, r1, c##i##1);                    \
+    }
+    if (ep) {
+        KDC__ROWS(KDC__EP)
+    }
+#undef KDC__EP
 #define KDC__STORE(i)                                                                          \
     if ((i) < m) {                                                                             \
         _mm512_mask_storeu_ps(c + (size_t)(i) * ldc, m0, c##i##0);                             \
@@ -116,6 +153,22 @@ void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, 
     }
     KDC__ROWS(KDC__STORE)
 #undef KDC__STORE
+}
+
+void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                               int n, int accumulate)
+{
+    if (n <= 16)
+        kdc__gemm_8x16_avx512(k, a, b, c, ldc, m, n, accumulate);
+    else
+        kdc__tile_8x32_avx512(k, a, b, c, ldc, m, n, accumulate, NULL, 0, NULL, 0);
+}
+
+void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
+                                  int accumulate, const kdc__gemm_epilogue *ep, int row,
+                                  const float *res, size_t ldres)
+{
+    kdc__tile_8x32_avx512(k, a, b, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
 }
 
 #undef KDC__ROWS
@@ -205,33 +258,17 @@ void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const fl
     }
 }
 
-/* The epilogue in 16-lane steps, tails through a mask; the float operations
- * of the scalar ops, as kdc__gemm_epilogue_avx2 (there: why MAXPS/MINPS and
- * a blend give kdc__clamp's result, NaN kept). */
+/* The epilogue in 16-lane steps (kdc__ep16_avx512), tails through a mask. */
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n)
 {
-    const __m512 zero = _mm512_setzero_ps(), cl = _mm512_set1_ps(ep->clamp);
     for (int i = 0; i < m; i++, v += ldv) {
-        const int r = row + i;
         const float *rs = res ? res + (size_t)i * ldres : NULL;
-        const __m512 bs = _mm512_set1_ps(ep->bias ? ep->bias[r] : 0.0f);
-        const __m512 sc = _mm512_set1_ps(ep->scale ? ep->scale[r] : 1.0f);
-        const __m512 sh = _mm512_set1_ps(ep->scale ? ep->shift[r] : 0.0f);
         for (int j = 0; j < n; j += 16) {
             const __mmask16 k = kdc__lanes16(n - j);
-            __m512 x = _mm512_maskz_loadu_ps(k, v + j);
-            if (ep->bias)
-                x = _mm512_add_ps(x, bs);
-            if (ep->scale)
-                x = _mm512_add_ps(_mm512_mul_ps(x, sc), sh);
-            if (rs)
-                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(k, rs + j));
-            if (ep->relu) {
-                const __m512 y = _mm512_min_ps(_mm512_max_ps(x, zero), cl);
-                x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
-            }
-            _mm512_mask_storeu_ps(v + j, k, x);
+            const __m512 rv = rs ? _mm512_maskz_loadu_ps(k, rs + j) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(v + j, k, kdc__ep16_avx512(ep, row + i, rs != NULL, rv,
+                                                             _mm512_maskz_loadu_ps(k, v + j)));
         }
     }
 }
