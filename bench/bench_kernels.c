@@ -10,7 +10,9 @@
  *    the fast path of a model (kdc__conv2d_fast: 1x1 stride 1 is a plain
  *    GEMM on the NCHW activations, the others pack their im2col on the fly),
  *    for every SIMD ISA this CPU has, on 1 thread; depthwise 3x3 through
- *    the depthwise kernel table. Min and median of R runs, GFLOP/s (2 flops
+ *    the depthwise kernel table, plane by plane ("dw") and, where the table
+ *    has one and the rows fit it, through its eight-channel kernel
+ *    ("dw-c8", what a model runs then). Min and median of R runs, GFLOP/s (2 flops
  *    per multiply-add) and % of the peak.
  *    The sum over ResNet50's 1x1 layers (weighted by how often each shape
  *    occurs) is the issue's "1x1 GEMMs at >= 75% of peak" figure.
@@ -127,60 +129,72 @@ static void bench_layers(const char *arch, const kdc_model *m, int runs, int jso
         const shape *L = &sh[s];
         const int oh = kdc__out_size(L->ih, L->k, L->stride, L->pad);
         const int ow = kdc__out_size(L->iw, L->k, L->stride, L->pad);
-        const size_t nin = (size_t)L->cin * L->ih * L->iw, nout = (size_t)L->cout * oh * ow;
-        float *x = xmalloc(nin * sizeof *x), *y = xmalloc(nout * sizeof *y);
-        kdc_test_fill(x, nin, "input", 5, 0.0, 1.0);
-        const int depthwise = L->groups != 1;
-        if (depthwise && !dw) {
+        /* a depthwise layer twice where the table has the eight-channel
+         * kernel and a model would run it: plane by plane (v 0, "dw") and
+         * eight channels at a time (v 1, "dw-c8") */
+        const int nv = L->groups != 1 && dw && dw->dw3x3_c8 && kdc__dw_c8_pays(L->iw) ? 2 : 1;
+        for (int v = 0; v < nv; v++) {
+            const size_t nin = (size_t)L->cin * L->ih * L->iw, nout = (size_t)L->cout * oh * ow;
+            float *x = xmalloc(nin * sizeof *x), *y = xmalloc(nout * sizeof *y);
+            kdc_test_fill(x, nin, "input", 5, 0.0, 1.0);
+            const int depthwise = L->groups != 1;
+            if (depthwise && !dw) {
+                free(x);
+                free(y);
+                continue;
+            }
+            if (!depthwise)
+                CHECK(kdc__conv_reserve(ws, L->cp, L->ih, L->iw, oh, ow));
+            double *t = xmalloc((size_t)runs * sizeof *t);
+            for (int r = -1; r < runs; r++) { /* r = -1 warms up */
+                double t0 = now_ms();
+                if (!depthwise) {
+                    kdc__conv2d_fast(pool, ws, m->gemm, L->cp, x, 1, L->ih, L->iw, y, oh, ow, NULL);
+                } else {
+                    const size_t ihw = (size_t)L->ih * L->iw, ohw = (size_t)oh * ow;
+                    for (int c = 0; c < L->cin; c += v ? 8 : 1)
+                        if (v)
+                            dw->dw3x3_c8(x + c * ihw, ihw, L->ih, L->iw, L->cp->weight + 9 * c,
+                                         NULL, y + c * ohw, ohw, oh, ow, L->stride, L->pad, NULL,
+                                         c, L->cin - c < 8 ? L->cin - c : 8);
+                        else
+                            dw->dw3x3(x + c * ihw, L->ih, L->iw, L->cp->weight + 9 * c, 0.0f,
+                                      y + c * ohw, oh, ow, L->stride, L->pad, NULL, c, NULL);
+                }
+                if (r >= 0)
+                    t[r] = now_ms() - t0;
+            }
+            double mn, md;
+            stats(t, runs, &mn, &md);
+            const double flop =
+                2.0 * L->cout * (double)(L->cin / L->groups) * L->k * L->k * oh * ow;
+            const double gf = flop / (mn * 1e6);
+            const char *kind = depthwise ? (v ? "dw-c8" : "dw")
+                               : (L->k == 1 && L->stride == 1 && L->pad == 0) ? "gemm"
+                                                                                : "padded";
+            if (!strcmp(kind, "gemm")) {
+                sum_1x1_flop += flop * L->count;
+                sum_1x1_ms += mn * L->count;
+            }
+            char name[96];
+            snprintf(name, sizeof name, "%dx%dx%d -> %d k%d s%d", L->cin, L->ih, L->iw, L->cout,
+                     L->k, L->stride);
+            if (json)
+                printf("{\"bench\":\"kernels\",\"arch\":\"%s\",\"kernel\":\"%s\",\"kind\":\"%s\","
+                       "\"cin\":%d,\"h\":%d,\"w\":%d,\"cout\":%d,\"k\":%d,\"stride\":%d,\"pad\":%d,"
+                       "\"count\":%d,\"runs\":%d,\"min_ms\":%.4f,\"median_ms\":%.4f,"
+                       "\"gflops\":%.2f,\"pct_peak\":%.1f}\n",
+                       arch, depthwise ? dw->name : m->gemm->name, kind, L->cin, L->ih, L->iw,
+                       L->cout, L->k, L->stride, L->pad, L->count, runs, mn, md, gf,
+                       peak > 0 ? 100.0 * gf / peak : 0.0);
+            else
+                printf("%-12s %-28s %-6s %3d %9.3f %9.3f %8.1f %6.1f%%  %s\n", arch, name, kind,
+                       L->count, mn, md, gf, peak > 0 ? 100.0 * gf / peak : 0.0,
+                       depthwise ? dw->name : m->gemm->name);
+            free(t);
             free(x);
             free(y);
-            continue;
         }
-        if (!depthwise)
-            CHECK(kdc__conv_reserve(ws, L->cp, L->ih, L->iw, oh, ow));
-        double *t = xmalloc((size_t)runs * sizeof *t);
-        for (int r = -1; r < runs; r++) { /* r = -1 warms up */
-            double t0 = now_ms();
-            if (!depthwise) {
-                kdc__conv2d_fast(pool, ws, m->gemm, L->cp, x, 1, L->ih, L->iw, y, oh, ow, NULL);
-            } else {
-                const size_t ihw = (size_t)L->ih * L->iw, ohw = (size_t)oh * ow;
-                for (int c = 0; c < L->cin; c++)
-                    dw->dw3x3(x + c * ihw, L->ih, L->iw, L->cp->weight + 9 * c, 0.0f,
-                              y + c * ohw, oh, ow, L->stride, L->pad, NULL, c, NULL);
-            }
-            if (r >= 0)
-                t[r] = now_ms() - t0;
-        }
-        double mn, md;
-        stats(t, runs, &mn, &md);
-        const double flop = 2.0 * L->cout * (double)(L->cin / L->groups) * L->k * L->k * oh * ow;
-        const double gf = flop / (mn * 1e6);
-        const char *kind = depthwise ? "dw"
-                           : (L->k == 1 && L->stride == 1 && L->pad == 0) ? "gemm"
-                                                                            : "padded";
-        if (!strcmp(kind, "gemm")) {
-            sum_1x1_flop += flop * L->count;
-            sum_1x1_ms += mn * L->count;
-        }
-        char name[96];
-        snprintf(name, sizeof name, "%dx%dx%d -> %d k%d s%d", L->cin, L->ih, L->iw, L->cout, L->k,
-                 L->stride);
-        if (json)
-            printf("{\"bench\":\"kernels\",\"arch\":\"%s\",\"kernel\":\"%s\",\"kind\":\"%s\","
-                   "\"cin\":%d,\"h\":%d,\"w\":%d,\"cout\":%d,\"k\":%d,\"stride\":%d,\"pad\":%d,"
-                   "\"count\":%d,\"runs\":%d,\"min_ms\":%.4f,\"median_ms\":%.4f,\"gflops\":%.2f,"
-                   "\"pct_peak\":%.1f}\n",
-                   arch, depthwise ? dw->name : m->gemm->name, kind, L->cin, L->ih, L->iw,
-                   L->cout, L->k, L->stride, L->pad, L->count, runs, mn, md, gf,
-                   peak > 0 ? 100.0 * gf / peak : 0.0);
-        else
-            printf("%-12s %-28s %-6s %3d %9.3f %9.3f %8.1f %6.1f%%  %s\n", arch, name, kind,
-                   L->count, mn, md, gf, peak > 0 ? 100.0 * gf / peak : 0.0,
-                   depthwise ? dw->name : m->gemm->name);
-        free(t);
-        free(x);
-        free(y);
     }
     if (sum_1x1_ms > 0) {
         const double gf = sum_1x1_flop / (sum_1x1_ms * 1e6);

@@ -114,15 +114,18 @@ typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int 
                                      int oh, int ow, int stride, int pad,
                                      const struct kdc__gemm_epilogue *ep, int c, int nc);
 
-/* Measured (build of 2026-12-07, AVX2, 1 thread, 32 to 1024 channels,
- * input planes): 0.42-0.59x the plane kernel's time at 7x7 and 14x14 (both
- * strides), 0.71x at 28x28 stride 1 and 0.46x stride 2, 0.55-0.75x at
- * 56x56 and 112x112 stride 2; the same (0.93-1.07x) at 56x56 and 112x112
- * stride 1, left to the plane kernel. */
-static inline int kdc__dw_c8_pays(int ih, int iw, int stride)
+/* Where three rows of the buffer fit (rows up to 338 wide): every
+ * MobileNetV1 plane. Measured (build/bench/bench_kernels, its "dw-c8"
+ * against its "dw" rows, AVX2 kernels, 1 thread, an AMD EPYC Zen 4,
+ * 2026-12-07, after the gathered filters and the unrolled stores; two
+ * runs): 0.32-0.42x the plane kernel's time at 7x7 and 14x14 (both
+ * strides), 0.40x at 28x28 stride 2 and 0.58-0.75x stride 1, 0.39-0.61x at
+ * 56x56 stride 2 and 0.72-0.75x stride 1, 0.60-0.90x at 112x112 stride 2
+ * and 0.75-0.91x stride 1. (An earlier build on a Zen 3 tied at 56x56 and
+ * 112x112 stride 1, 0.93-1.07x, and left those to the plane kernel.) */
+static inline int kdc__dw_c8_pays(int iw)
 {
-    const size_t row = (size_t)iw + 3;
-    return 3 * row <= KDC__DW_C8_PLANE && (stride == 2 || (size_t)ih * row <= KDC__DW_C8_PLANE);
+    return 3 * ((size_t)iw + 3) <= KDC__DW_C8_PLANE;
 }
 
 typedef struct kdc__dw_kernels {

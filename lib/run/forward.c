@@ -119,7 +119,7 @@ static void kdc__dw_fused_run(void *ctx, int t)
     kdc__sched_ch_range(&k->split, t, k->C, &b, &c0, &c1);
     const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
     /* eight channels at a time where that is faster (the same bits) */
-    if (m->dw->dw3x3_c8 && !k->ep->res && kdc__dw_c8_pays(k->ih, k->iw, cp->stride)) {
+    if (m->dw->dw3x3_c8 && !k->ep->res && kdc__dw_c8_pays(k->iw)) {
         for (int c = c0; c < c1; c += 8) {
             const size_t plane = (size_t)b * k->C + c;
             m->dw->dw3x3_c8(k->x + plane * ihw, ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,

@@ -251,16 +251,19 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
     const __m256i lanes = kdc__lanes8(nc);
     const __m256 zero = _mm256_setzero_ps();
     /* tap t of the 8 filters, the biases, the epilogue's channel constants */
+    /* tap t of filter l is w[9 l + t]: a gather (lanes past nc zero) */
+    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
     __m256 wv[9];
-    for (int t = 0; t < 9; t++) {
-        float f[8] = {0};
-        for (int l = 0; l < nc; l++)
-            f[l] = w[9 * l + t];
-        wv[t] = _mm256_loadu_ps(f);
-    }
+    for (int t = 0; t < 9; t++)
+        wv[t] = _mm256_mask_i32gather_ps(zero, w + t, nine, _mm256_castsi256_ps(lanes), 4);
     const __m256 vb = bias ? _mm256_maskload_ps(bias + c, lanes) : zero;
     kdc__ep_row8 k = {zero, zero, zero};
+    /* a local copy: the stores to y cannot change it, so its fields and
+     * clamp are read once, not again after every store */
+    kdc__gemm_epilogue e;
     if (ep) {
+        e = *ep;
+        ep = &e;
         k.bs = ep->bias ? _mm256_maskload_ps(ep->bias + c, lanes) : zero;
         k.sc = ep->scale ? _mm256_maskload_ps(ep->scale + c, lanes) : _mm256_set1_ps(1.0f);
         k.sh = ep->scale ? _mm256_maskload_ps(ep->shift + c, lanes) : zero;
@@ -275,18 +278,17 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
         for (int j = 0; j < SLACK; j++)
             _mm256_store_ps(xt + ((size_t)(iy1 - iy0) * wb + j) * 8, zero);
         for (int oy = oy0; oy < oy1; oy++) {
+            /* the rows inside the input: taps ky0 .. ky0 + nrows - 1 */
+            int ky0 = 0, nrows = 3;
+            const int iyt = oy * stride - pad;
+            for (; iyt + ky0 < 0; ky0++)
+                nrows--;
+            for (; nrows > 0 && iyt + ky0 + nrows > ih; nrows--)
+                ;
             const float *rows[3];
-            int nrows = 0;
-            __m256 wr[9];
-            for (int ky = 0; ky < 3; ky++) { /* the rows inside the input, in order */
-                const int iy = oy * stride + ky - pad;
-                if (iy < 0 || iy >= ih)
-                    continue;
-                rows[nrows] = xt + ((size_t)(iy - iy0) * wb + 1 - pad) * 8;
-                for (int kx = 0; kx < 3; kx++)
-                    wr[3 * nrows + kx] = wv[3 * ky + kx];
-                nrows++;
-            }
+            for (int q = 0; q < nrows; q++)
+                rows[q] = xt + ((size_t)(iyt + ky0 + q - iy0) * wb + 1 - pad) * 8;
+            const __m256 *wr = wv + 3 * ky0;
             for (int ox = 0; ox < ow; ox += 8) {
                 const int n = ow - ox < 8 ? ow - ox : 8;
                 __m256 o[8];
@@ -306,13 +308,16 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
                 /* lanes past the row's end land on the plane's next rows,
                  * stored later; not past the plane: there, through a mask */
                 float *d = y + (size_t)oy * ow + ox;
+                /* unrolled, so that o stays in registers */
                 if ((size_t)oy * ow + ox + 8 <= ohw) {
-                    for (int l = 0; l < nc; l++)
-                        _mm256_storeu_ps(d + l * yplane, o[l]);
+                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                        if (l < nc)
+                            _mm256_storeu_ps(d + l * yplane, o[l]);
                 } else {
                     const __m256i pix = kdc__lanes8(n);
-                    for (int l = 0; l < nc; l++)
-                        _mm256_maskstore_ps(d + l * yplane, pix, o[l]);
+                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                        if (l < nc)
+                            _mm256_maskstore_ps(d + l * yplane, pix, o[l]);
                 }
             }
         }
