@@ -231,12 +231,15 @@ void kdc__f32_relu_mask_avx512(const float *y, uint64_t *mask, size_t hw, float 
                                int c1);
 void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                                    int guided, int c0, int c1);
-/* the AVX-512 table borrows these two: memory-bound */
+/* the AVX-512 table borrows scale_add (memory-bound) */
 void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float *scale, int c0,
                              int c1);
 void kdc__f32_relu_scale_backward_avx2(const float *dy, const uint64_t *mask, float *dx,
                                        size_t hw, int guided, const float *scale, int c0,
                                        int c1);
+void kdc__f32_relu_scale_backward_avx512(const float *dy, const uint64_t *mask, float *dx,
+                                         size_t hw, int guided, const float *scale, int c0,
+                                         int c1);
 #endif
 
 /* The GEMM micro-kernels (gemm.c, x86/gemm_avx2.c, x86/gemm_avx512.c, arm/gemm_neon.c). The scalar one

@@ -104,7 +104,7 @@ static const kdc__act_kernels kdc__act_avx512 = {KDC__ISA_AVX512, "f32-relu-mask
                                                  kdc__f32_relu_mask_avx512,
                                                  kdc__f32_relu_backward_avx512,
                                                  kdc__f32_scale_add_avx2,
-                                                 kdc__f32_relu_scale_backward_avx2};
+                                                 kdc__f32_relu_scale_backward_avx512};
 #endif
 
 const kdc__act_kernels *kdc__act_kernels_get(kdc__isa isa)

@@ -1,4 +1,5 @@
-/* act_avx512.c - ReLU backward masks and ReLU backward, AVX-512F.
+/* act_avx512.c - ReLU backward masks, ReLU backward and the fused ReLU +
+ * BatchNorm backward, AVX-512F.
  *
  * The mask bits are AVX-512 mask registers already: 16 comparisons give 16
  * bits of the mask word, and the backward pass loads 16 bits of the word as
@@ -57,6 +58,41 @@ void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float 
                 k = _mm512_mask_cmp_ps_mask(k, gv, zero, _CMP_GT_OQ);
             const __m512 ov = _mm512_maskz_loadu_ps(k, o + i);
             _mm512_mask_storeu_ps(o + i, k, _mm512_add_ps(ov, gv));
+        }
+    }
+}
+
+/* The ReLU's backward and BatchNorm's in one pass
+ * (kdc__relu_scale_backward_fn): g = 0 + dy where the gradient passes, +0
+ * elsewhere (a zero-masked add), then dx += g * scale[c], the multiply and
+ * the add rounded apart: kdc__f32_relu_scale_backward_avx2's operations,
+ * so the same bits. Planes under 64 floats (7x7) go to that kernel: there
+ * a masked tail every 3 vectors made this one 1.4x slower (0.84-0.93x its
+ * time on 14x14 to 112x112 planes; docs/kernels.md). */
+void kdc__f32_relu_scale_backward_avx512(const float *dy, const uint64_t *mask, float *dx,
+                                         size_t hw, int guided, const float *scale, int c0,
+                                         int c1)
+{
+    if (hw < 64) {
+        kdc__f32_relu_scale_backward_avx2(dy, mask, dx, hw, guided, scale, c0, c1);
+        return;
+    }
+    const size_t words = (hw + 63) / 64;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int c = c0; c < c1; c++) {
+        const __m512 sv = _mm512_set1_ps(scale[c]);
+        const float *g = dy + (size_t)c * hw;
+        const uint64_t *m = mask + (size_t)c * words;
+        float *o = dx + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i += 16) {
+            const __mmask16 ld = kdc__lanes16(hw - i);
+            const __m512 gv = _mm512_maskz_loadu_ps(ld, g + i);
+            __mmask16 k = (__mmask16)(m[i / 64] >> (i % 64)) & ld;
+            if (guided)
+                k = _mm512_mask_cmp_ps_mask(k, gv, zero, _CMP_GT_OQ);
+            const __m512 v = _mm512_maskz_add_ps(k, zero, gv);
+            _mm512_mask_storeu_ps(o + i, ld, _mm512_add_ps(_mm512_maskz_loadu_ps(ld, o + i),
+                                                           _mm512_mul_ps(v, sv)));
         }
     }
 }
