@@ -323,6 +323,51 @@ static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
     free(y - GUARD);
 }
 
+/* The eight-channel backward-data (table entry dw3x3_backward_c8) against
+ * the plane kernel of the same table, to the bit: nc = 1..8 channels of a
+ * 12-channel layer, from channel 3 and ending at the last, onto a dx that
+ * already holds values (zeros of both signs among them), nothing written
+ * outside the nc planes. */
+static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
+{
+    const int ih = sh.ih, iw = sh.iw, s = sh.stride, p = sh.pad, C = 12;
+    const int oh = kdc__out_size(ih, 3, s, p), ow = kdc__out_size(iw, 3, s, p);
+    if (oh <= 0 || ow <= 0)
+        return;
+    const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
+    float *dy = tk_xmalloc(C * ohw * sizeof *dy), w[12 * 9];
+    float *dx0 = tk_xmalloc(C * ihw * sizeof *dx0), *ref = tk_xmalloc(C * ihw * sizeof *ref);
+    float *dx = guarded(C * ihw);
+    tk_fill(dy, C * ohw, -1, 1);
+    tk_fill(w, 12 * 9, -1, 1);
+    tk_fill(dx0, C * ihw, -1, 1);
+    for (size_t i = 0; i < C * ihw; i += 7) /* zeros whose sign a tap may change */
+        dx0[i] = i % 14 ? -0.0f : 0.0f;
+    dy[0] = -0.0f;
+    memcpy(ref, dx0, C * ihw * sizeof *ref);
+    for (int c = 0; c < C; c++)
+        k->dw3x3_backward(dy + c * ohw, oh, ow, w + 9 * c, ref + c * ihw, ih, iw, s, p);
+    for (int t = 0; t < 16; t++) {
+        const int nc = t % 8 + 1, c0 = t < 8 ? 3 : C - nc;
+        memcpy(dx, dx0, C * ihw * sizeof *dx);
+        k->dw3x3_backward_c8(dy + c0 * ohw, ohw, oh, ow, w + 9 * c0, dx + c0 * ihw, ihw, ih, iw,
+                             s, p, nc);
+        check_guards(dx, C * ihw, "dw3x3_backward_c8");
+        for (size_t i = 0; i < C * ihw; i++) {
+            const size_t c = i / ihw;
+            const int inside = c >= (size_t)c0 && c < (size_t)(c0 + nc);
+            const float want = inside ? ref[i] : dx0[i];
+            if (memcmp(&dx[i], &want, sizeof want))
+                fail_msg("%s backward c8 %dx%d s%d p%d, %d channels: channel %zu dx[%zu] = "
+                         "%.9g, not %.9g", k->name, ih, iw, s, p, nc, c, i % ihw, dx[i], want);
+        }
+    }
+    free(dy);
+    free(dx0);
+    free(ref);
+    free(dx - GUARD);
+}
+
 /* Every ISA's table: present exactly when the ISA runs here. */
 static void test_tables(void **state)
 {
@@ -372,6 +417,8 @@ static void test_dw3x3_small(void **state)
                         check_dw(k, (dw_shape){ih, iw, s, p});
                         if (k->dw3x3_c8)
                             check_dw_c8(k, (dw_shape){ih, iw, s, p});
+                        if (k->dw3x3_backward_c8)
+                            check_dw_bc8(k, (dw_shape){ih, iw, s, p});
                     }
     }
 }
@@ -399,6 +446,8 @@ static void test_dw3x3_large(void **state)
             check_dw(k, shapes[j]);
             if (k->dw3x3_c8)
                 check_dw_c8(k, shapes[j]);
+            if (k->dw3x3_backward_c8)
+                check_dw_bc8(k, shapes[j]);
         }
     }
 }

@@ -114,6 +114,18 @@ typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int 
                                      int oh, int ow, int stride, int pad,
                                      const struct kdc__gemm_epilogue *ep, int c, int nc);
 
+/* The backward-data of up to 8 channels at once, [c, c + nc): for each,
+ * what kdc__dw3x3_backward_kernel does to its plane (dx += transpose of the
+ * conv applied to dy), with dy planes yplane and dx planes xplane floats
+ * apart, filters 9 floats apart. The same bits: each dx element is the plane
+ * kernel's chain (its old value, then the taps of the dy rows it receives,
+ * ky and then kx ascending, zeros for dy columns outside), run with the 8
+ * channels in the lanes over bands of dy rows turned channel-last; dx is
+ * read and written through 8x8 transposes. */
+typedef void (*kdc__dw3x3_backward_c8_kernel)(const float *dy, size_t yplane, int oh, int ow,
+                                              const float *w, float *dx, size_t xplane, int ih,
+                                              int iw, int stride, int pad, int nc);
+
 /* Where three rows of the buffer fit (rows up to 338 wide): every
  * MobileNetV1 plane. Measured (build/bench/bench_kernels, its "dw-c8"
  * against its "dw" rows, AVX2 kernels, 1 thread, an AMD EPYC Zen 4,
@@ -134,6 +146,7 @@ typedef struct kdc__dw_kernels {
     kdc__dw3x3_kernel dw3x3;
     kdc__dw3x3_backward_kernel dw3x3_backward;
     kdc__dw3x3_c8_kernel dw3x3_c8; /* NULL: dw3x3 plane by plane      */
+    kdc__dw3x3_backward_c8_kernel dw3x3_backward_c8; /* NULL: plane by plane */
 } kdc__dw_kernels;
 
 /* ReLU backward state (lib/nn/act.c): the bit mask of where the gradient
@@ -284,6 +297,9 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
                             const float *bias, float *y, size_t yplane, int oh, int ow,
                             int stride, int pad, const struct kdc__gemm_epilogue *ep, int c,
                             int nc);
+void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int ow,
+                                     const float *w, float *dx, size_t xplane, int ih, int iw,
+                                     int stride, int pad, int nc);
 #endif
 #if defined(__aarch64__)
 void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,

@@ -149,10 +149,20 @@ static void kdc__conv_backward(const kdc__op_args *a, int b, int c0, int c1)
         const size_t ohw = (size_t)a->out_chw[1] * a->out_chw[2];
         const float *dy = a->dy + (size_t)b * a->out_chw[0] * ohw;
         float *dx = a->dx + (size_t)b * a->in_chw[0] * ihw;
+        const kdc__dw_kernels *dk = a->m->dw;
+        if (dk->dw3x3_backward_c8 && kdc__dw_c8_pays(a->in_chw[2])) {
+            /* eight channels at a time (the same bits) */
+            for (int c = c0; c < c1; c += 8)
+                dk->dw3x3_backward_c8(dy + (size_t)c * ohw, ohw, a->out_chw[1], a->out_chw[2],
+                                      cp->weight + 9 * (size_t)c, dx + (size_t)c * ihw, ihw,
+                                      a->in_chw[1], a->in_chw[2], cp->stride, cp->pad,
+                                      c1 - c < 8 ? c1 - c : 8);
+            return;
+        }
         for (int c = c0; c < c1; c++)
-            a->m->dw->dw3x3_backward(dy + (size_t)c * ohw, a->out_chw[1], a->out_chw[2],
-                                     cp->weight + 9 * (size_t)c, dx + (size_t)c * ihw,
-                                     a->in_chw[1], a->in_chw[2], cp->stride, cp->pad);
+            dk->dw3x3_backward(dy + (size_t)c * ohw, a->out_chw[1], a->out_chw[2],
+                               cp->weight + 9 * (size_t)c, dx + (size_t)c * ihw, a->in_chw[1],
+                               a->in_chw[2], cp->stride, cp->pad);
         return;
     }
     kdc__conv2d_backward_data_ref(&nd->p.conv, a->dy, a->out_chw[1], a->out_chw[2], a->dx,

@@ -89,11 +89,11 @@ void kdc__f32_dw3x3_backward_scalar(const float *dy, int oh, int ow, const float
 
 static const kdc__dw_kernels kdc__dw_scalar = {
     KDC__ISA_SCALAR, "f32-dw3x3-scalar", kdc__f32_dw3x3_scalar, kdc__f32_dw3x3_backward_scalar,
-    NULL};
+    NULL, NULL};
 #if defined(__x86_64__)
 static const kdc__dw_kernels kdc__dw_avx2 = {
     KDC__ISA_AVX2, "f32-dw3x3-avx2", kdc__f32_dw3x3_avx2, kdc__f32_dw3x3_backward_avx2,
-    kdc__f32_dw3x3_c8_avx2};
+    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2};
 /* No AVX-512 depthwise kernel: a 16-lane port of dwconv_avx2.c (same bits,
  * planes under 16 wide left to the AVX2 kernel) measured 1.0-1.4x slower
  * than the AVX2 kernel on every MobileNetV1 shape but two, which tied
@@ -101,11 +101,12 @@ static const kdc__dw_kernels kdc__dw_avx2 = {
  * loads and row copies, not FMAs. So the AVX-512 table runs the AVX2 one. */
 static const kdc__dw_kernels kdc__dw_avx512 = {
     KDC__ISA_AVX512, "f32-dw3x3-avx2", kdc__f32_dw3x3_avx2, kdc__f32_dw3x3_backward_avx2,
-    kdc__f32_dw3x3_c8_avx2};
+    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2};
 #endif
 #if defined(__aarch64__)
 static const kdc__dw_kernels kdc__dw_neon = {
-    KDC__ISA_NEON, "f32-dw3x3-neon", kdc__f32_dw3x3_neon, kdc__f32_dw3x3_backward_neon, NULL};
+    KDC__ISA_NEON, "f32-dw3x3-neon", kdc__f32_dw3x3_neon, kdc__f32_dw3x3_backward_neon, NULL,
+    NULL};
 #endif
 
 const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa)

@@ -197,22 +197,24 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
  * tap in (ky, kx) order acc = fma(w, x, acc), rows outside skipped and
  * columns outside zeros, as in kdc__f32_dw3x3_avx2. Eight outputs in a row
  * of the flattened plane are turned back to the channels' planes. */
-/* Input rows [iy0, iy1) of the nc planes, channel-last, into xt (see
- * above): buffer row iy - iy0. */
-static void kdc__dw_c8_rows(const float *x, size_t xplane, int ih, int iw, int iy0, int iy1,
-                            int nc, float *xt)
+/* Rows [iy0, iy1) of the nc planes (h x w), channel-last, into xt: buffer
+ * row iy - iy0, wb columns of 8 floats, plane column ix at buffer column
+ * ix + lead and zeros in the columns before (lead) and after (wb - w -
+ * lead, at most 2) it. The forward's input: lead 1, wb = iw + 3 (see
+ * above); the backward's dy: lead 2, wb = ow + 4. */
+static void kdc__dw_c8_rows(const float *x, size_t xplane, int h, int w, int iy0, int iy1,
+                            int nc, float *xt, int lead, int wb)
 {
-    const int wb = iw + 3;
-    const size_t ihw = (size_t)ih * iw;
+    const size_t hw = (size_t)h * w;
     const __m256 zero = _mm256_setzero_ps();
     for (int iy = iy0; iy < iy1; iy++) {
         float *row = xt + (size_t)(iy - iy0) * wb * 8;
-        for (int ix = 0; ix < iw; ix += 8) {
+        for (int ix = 0; ix < w; ix += 8) {
             /* plain loads may run past the row into the plane's next
              * rows, not past the plane */
-            const int masked = (size_t)iy * iw + ix + 8 > ihw;
-            const __m256i cols = kdc__lanes8(iw - ix);
-            const float *src = x + (size_t)iy * iw + ix;
+            const int masked = (size_t)iy * w + ix + 8 > hw;
+            const __m256i cols = kdc__lanes8(w - ix);
+            const float *src = x + (size_t)iy * w + ix;
             __m256 v[8];
             _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
                 v[l] = l >= nc  ? zero
@@ -222,11 +224,12 @@ static void kdc__dw_c8_rows(const float *x, size_t xplane, int ih, int iw, int i
             /* stored whole: lanes past the row land on the next buffer
              * row (written after it) or the slack */
             _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                _mm256_store_ps(row + (size_t)(ix + 1 + j) * 8, v[j]);
+                _mm256_store_ps(row + (size_t)(ix + lead + j) * 8, v[j]);
         }
-        _mm256_store_ps(row, zero);
-        _mm256_store_ps(row + (size_t)(iw + 1) * 8, zero);
-        _mm256_store_ps(row + (size_t)(iw + 2) * 8, zero);
+        for (int j = 0; j < lead; j++)
+            _mm256_store_ps(row + (size_t)j * 8, zero);
+        for (int j = w + lead; j < wb; j++)
+            _mm256_store_ps(row + (size_t)j * 8, zero);
     }
 }
 
@@ -274,7 +277,7 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
         int iy0 = oy0 * stride - pad, iy1 = (oy1 - 1) * stride - pad + 3;
         iy0 = iy0 < 0 ? 0 : iy0;
         iy1 = iy1 > ih ? ih : iy1;
-        kdc__dw_c8_rows(x, xplane, ih, iw, iy0, iy1, nc, xt);
+        kdc__dw_c8_rows(x, xplane, ih, iw, iy0, iy1, nc, xt, 1, wb);
         for (int j = 0; j < SLACK; j++)
             _mm256_store_ps(xt + ((size_t)(iy1 - iy0) * wb + j) * 8, zero);
         for (int oy = oy0; oy < oy1; oy++) {
@@ -495,6 +498,137 @@ static void kdc__dw_bwd_s2(const float *dy, int oh, int ow, const __m256 w[9], f
             }
         }
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Backward-data, eight channels side by side (small planes)           */
+
+/* Buffer columns after the last row: the transposed rows' whole-vector
+ * stores run up to 4 columns past a row, the last block's lanes past dx's
+ * row read up to 6 (stride 1) */
+enum { KDC__DW_BC8_SLACK = 16 };
+
+/* dx columns [j, j + 8) of one row of the 8 channels: acc[p] holds column
+ * j + p of each channel. Rows of dy (channel-last, kdc__dw_c8_rows with
+ * lead 2) are rows[ky] for the taps ky with ok[ky]. Each column's chain is
+ * the plane kernel's: for ky, then kx, ascending, the taps whose dy column
+ * u = (j + p + pad - kx) / S is whole (S = 2: u even), that column read
+ * from the buffer (zeros outside dy). S and PAD are constants here. */
+static inline __attribute__((always_inline)) void
+kdc__dw_bc8_taps(const float *const rows[3], const int ok[3], int j, const __m256 *wv,
+                 __m256 acc[8], const int S, const int PAD)
+{
+    for (int ky = 0; ky < 3; ky++) {
+        if (!ok[ky])
+            continue;
+        _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++)
+            _Pragma("GCC unroll 8") for (int p = 0; p < 8; p++) {
+                /* j is a multiple of 8, so the parity is p's */
+                if (S == 2 && ((p + PAD - kx) & 1))
+                    continue;
+                const int u = j + p + PAD - kx; /* >= -2 */
+                const int col = (S == 2 ? (u + 2) / 2 - 1 : u) + 2;
+                acc[p] = _mm256_fmadd_ps(wv[3 * ky + kx],
+                                         _mm256_load_ps(rows[ky] + (size_t)col * 8), acc[p]);
+            }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+kdc__dw_bc8(const float *dy, size_t yplane, int oh, int ow, const __m256 *wv, float *dx,
+            size_t xplane, int ih, int iw, int nc, float *dyt, int band, const int S,
+            const int PAD)
+{
+    const int wb = ow + 4;
+    const size_t ihw = (size_t)ih * iw;
+    for (int iy0 = 0; iy0 < ih; iy0 += band) {
+        const int iy1 = iy0 + band < ih ? iy0 + band : ih;
+        /* the dy rows of this band: (iy + PAD - ky) / S for its rows */
+        int oy0 = iy0 + PAD - 2 < 0 ? 0 : (iy0 + PAD - 2 + S - 1) / S;
+        int oy1 = (iy1 - 1 + PAD) / S + 1;
+        oy1 = oy1 > oh ? oh : oy1;
+        if (oy0 < oy1)
+            kdc__dw_c8_rows(dy, yplane, oh, ow, oy0, oy1, nc, dyt, 2, wb);
+        /* the slack after the band's last row: what lanes past a row's
+         * end read (never stored) */
+        for (int j = 0; j < KDC__DW_BC8_SLACK; j++)
+            _mm256_store_ps(dyt + ((size_t)(oy1 > oy0 ? oy1 - oy0 : 0) * wb + j) * 8,
+                            _mm256_setzero_ps());
+        for (int iy = iy0; iy < iy1; iy++) {
+            const float *rows[3] = {dyt, dyt, dyt};
+            int ok[3];
+            for (int ky = 0; ky < 3; ky++) {
+                const int t = iy + PAD - ky;
+                ok[ky] = t >= 0 && t % S == 0 && t / S < oh;
+                if (ok[ky])
+                    rows[ky] = dyt + (size_t)(t / S - oy0) * wb * 8;
+            }
+            for (int j = 0; j < iw; j += 8) {
+                /* plain loads and stores, also for a row's last block, whose
+                 * lanes past the row put back the next row's values as they
+                 * were read (that row is this call's, done later); masked
+                 * ones only at the plane's end, past which lie other
+                 * channels' planes */
+                const int tail = iw - j < 8, end = (size_t)iy * iw + j + 8 > ihw;
+                const __m256i cols = kdc__lanes8(iw - j);
+                float *d = dx + (size_t)iy * iw + j;
+                __m256 acc[8];
+                _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                    acc[l] = l >= nc ? _mm256_setzero_ps()
+                             : end   ? _mm256_maskload_ps(d + l * xplane, cols)
+                                     : _mm256_loadu_ps(d + l * xplane);
+                kdc__transpose8x8(acc);
+                kdc__dw_bc8_taps(rows, ok, j, wv, acc, S, PAD);
+                kdc__transpose8x8(acc);
+                if (end) {
+                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                        if (l < nc)
+                            _mm256_maskstore_ps(d + l * xplane, cols, acc[l]);
+                } else if (tail) {
+                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                        if (l < nc)
+                            _mm256_storeu_ps(d + l * xplane,
+                                             _mm256_blendv_ps(_mm256_loadu_ps(d + l * xplane),
+                                                              acc[l], _mm256_castsi256_ps(cols)));
+                } else {
+                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+                        if (l < nc)
+                            _mm256_storeu_ps(d + l * xplane, acc[l]);
+                }
+            }
+        }
+    }
+}
+
+void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int ow,
+                                     const float *w, float *dx, size_t xplane, int ih, int iw,
+                                     int stride, int pad, int nc)
+{
+    /* dx rows per band: their dy rows, (band + 1) / stride + 1 at most,
+     * fit the buffer */
+    const int wb = ow + 4, fit = KDC__DW_C8_PLANE / wb;
+    if (fit < 3) { /* not even a band of one row: plane by plane */
+        for (int l = 0; l < nc; l++)
+            kdc__f32_dw3x3_backward_avx2(dy + l * yplane, oh, ow, w + 9 * l, dx + l * xplane, ih,
+                                         iw, stride, pad);
+        return;
+    }
+    const int band = stride == 1 ? fit - 2 : 2 * (fit - 1) - 1;
+    float dyt[(KDC__DW_C8_PLANE + KDC__DW_BC8_SLACK) * 8] __attribute__((aligned(32)));
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i lanes = kdc__lanes8(nc);
+    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+    __m256 wv[9];
+    for (int t = 0; t < 9; t++)
+        wv[t] = _mm256_mask_i32gather_ps(zero, w + t, nine, _mm256_castsi256_ps(lanes), 4);
+    if (stride == 1 && pad == 1)
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 1, 1);
+    else if (stride == 1)
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 1, 0);
+    else if (pad == 1)
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 2, 1);
+    else
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 2, 0);
 }
 
 void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *w, float *dx,
