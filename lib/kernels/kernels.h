@@ -129,11 +129,11 @@ typedef void (*kdc__dw3x3_backward_c8_kernel)(const float *dy, size_t yplane, in
 /* Where three rows of the buffer fit (rows up to 338 wide): every
  * MobileNetV1 plane. Measured (build/bench/bench_kernels, its "dw-c8"
  * against its "dw" rows, AVX2 kernels, 1 thread, an AMD EPYC Zen 4,
- * 2026-12-07, after the gathered filters and the unrolled stores; two
- * runs): 0.32-0.42x the plane kernel's time at 7x7 and 14x14 (both
- * strides), 0.40x at 28x28 stride 2 and 0.58-0.75x stride 1, 0.39-0.61x at
- * 56x56 stride 2 and 0.72-0.75x stride 1, 0.60-0.90x at 112x112 stride 2
- * and 0.75-0.91x stride 1. (An earlier build on a Zen 3 tied at 56x56 and
+ * 2026-12-07, after the gathered filters and the unrolled stores; three
+ * runs): 0.32-0.44x the plane kernel's time at 7x7 and 14x14 (both
+ * strides), 0.40-0.47x at 28x28 stride 2 and 0.58-0.75x stride 1,
+ * 0.39-0.61x at 56x56 stride 2 and 0.72-0.75x stride 1, 0.60-0.90x at
+ * 112x112 stride 2 and 0.75-0.99x stride 1. (An earlier build on a Zen 3 tied at 56x56 and
  * 112x112 stride 1, 0.93-1.07x, and left those to the plane kernel.) */
 static inline int kdc__dw_c8_pays(int iw)
 {
