@@ -133,8 +133,9 @@ typedef void (*kdc__dw3x3_backward_c8_kernel)(const float *dy, size_t yplane, in
  * runs): 0.32-0.44x the plane kernel's time at 7x7 and 14x14 (both
  * strides), 0.40-0.47x at 28x28 stride 2 and 0.58-0.75x stride 1,
  * 0.39-0.61x at 56x56 stride 2 and 0.72-0.75x stride 1, 0.60-0.90x at
- * 112x112 stride 2 and 0.75-0.99x stride 1. (An earlier build on a Zen 3 tied at 56x56 and
- * 112x112 stride 1, 0.93-1.07x, and left those to the plane kernel.) */
+ * 112x112 stride 2 and 0.75-0.99x stride 1. (An earlier build on a Zen 3
+ * tied at 56x56 and 112x112 stride 1, 0.93-1.07x, and left those to the
+ * plane kernel.) */
 static inline int kdc__dw_c8_pays(int iw)
 {
     return 3 * ((size_t)iw + 3) <= KDC__DW_C8_PLANE;
