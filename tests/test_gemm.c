@@ -767,6 +767,7 @@ static void test_conv_backward(void **state)
     kdc__work w1, w2;
     pools(&p1, &p2, &w1, &w2);
     const int n = 2;
+    int overwrites = 0; /* cases that took the overwriting path */
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
         if (!gk)
@@ -788,12 +789,36 @@ static void test_conv_backward(void **state)
                 kdc__conv2d_backward_data_ref(&f.cp, dy, f.oh, f.ow, ref, cc->ih, cc->iw, b, 0,
                                               cc->cin);
             assert_int_equal(kdc__conv2d_backward_data_fast(p1, &w1, gk, &f.cp, f.packed_t, dy, n,
-                                                            f.oh, f.ow, g1, cc->ih, cc->iw),
+                                                            f.oh, f.ow, g1, cc->ih, cc->iw, 1),
                              KDC_OK);
             assert_int_equal(kdc__conv2d_backward_data_fast(p2, &w2, gk, &f.cp, f.packed_t, dy, n,
-                                                            f.oh, f.ow, g2, cc->ih, cc->iw),
+                                                            f.oh, f.ow, g2, cc->ih, cc->iw, 1),
                              KDC_OK);
             assert_memory_equal(g1, g2, nin * sizeof *g1); /* 1 vs 2 threads */
+            /* overwriting (accumulate 0, 1x1 stride 1 only): the bits of
+             * accumulating into zeros, whatever dx held (NaN here) */
+            for (size_t e = 0; e < nin; e++) {
+                g1[e] = 0.0f;
+                g2[e] = NAN;
+            }
+            const kdc_status ow_st = kdc__conv2d_backward_data_fast(
+                p2, &w2, gk, &f.cp, f.packed_t, dy, n, f.oh, f.ow, g2, cc->ih, cc->iw, 0);
+            if (kdc__conv_backward_overwrites(&f.cp)) {
+                assert_int_equal(ow_st, KDC_OK);
+                assert_int_equal(kdc__conv2d_backward_data_fast(p1, &w1, gk, &f.cp, f.packed_t,
+                                                                dy, n, f.oh, f.ow, g1, cc->ih,
+                                                                cc->iw, 1),
+                                 KDC_OK);
+                assert_memory_equal(g1, g2, nin * sizeof *g1);
+                overwrites++;
+            } else {
+                assert_int_equal(ow_st, KDC_ERR_INVALID_ARGUMENT);
+            }
+            /* the checks below start from dx0 again */
+            memcpy(g1, dx0, nin * sizeof *g1);
+            assert_int_equal(kdc__conv2d_backward_data_fast(p1, &w1, gk, &f.cp, f.packed_t, dy, n,
+                                                            f.oh, f.ow, g1, cc->ih, cc->iw, 1),
+                             KDC_OK);
             /* bound: terms w * dy of each input element, plus the start value */
             const int K = cc->cout * cc->k * cc->k;
             const double tol = 2.0 * gamma_n(2.0 * K + 2);
@@ -837,6 +862,7 @@ static void test_conv_backward(void **state)
         }
         printf("  %s backward-data: worst |fast - ref| / sum|w dy| = %.3g\n", gk->name, worst);
     }
+    assert_true(overwrites > 0); /* conv_cases has 1x1 stride-1 convs */
     kdc__work_free(&w1);
     kdc__work_free(&w2);
     kdc__pool_destroy(p1);

@@ -501,11 +501,19 @@ static void kdc__band_rows(const kdc__conv_param *cp, int oh, int ya, int yb, in
         *oa = *ob;
 }
 
+int kdc__conv_backward_overwrites(const kdc__conv_param *cp)
+{
+    return kdc__is_pointwise(cp);
+}
+
 kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
                                           const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
                                           const float *wt, const float *dy, int n, int oh, int ow,
-                                          float *dx, int ih, int iw)
+                                          float *dx, int ih, int iw, int accumulate)
 {
+    if (!accumulate && !kdc__conv_backward_overwrites(cp))
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "conv backward: only a 1x1 stride-1 conv "
+                         "overwrites its input gradient");
     const size_t ohw = (size_t)oh * ow, ihw = (size_t)ih * iw;
     const int kk = cp->kh * cp->kw;
     kdc__gemm_job j = {
@@ -517,7 +525,7 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
     if (kdc__is_pointwise(cp)) {
         j.c = dx;
         j.c_img = (size_t)cp->cin * ihw;
-        j.accumulate = 1;
+        j.accumulate = accumulate;
         kdc__gemm_job_run(pool, &j, n);
         return KDC_OK;
     }

@@ -57,11 +57,17 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                       const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
                       int oh, int ow, const kdc__gemm_epilogue *ep);
 /* Its backward-data, accumulated: dx += conv^T(dy), with wt the transposed
- * weight packing (KDC__DERIVED_T). KDC_ERR_NO_MEMORY (column buffer). */
+ * weight packing (KDC__DERIVED_T); with accumulate 0, dx = conv^T(dy), its
+ * old contents never read (only where kdc__conv_backward_overwrites(cp):
+ * a 1x1 stride-1 conv, whose GEMM then starts from zero instead of
+ * loading a zeroed dx: the same bits). KDC_ERR_NO_MEMORY (column
+ * buffer). */
 kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
                                           const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
                                           const float *wt, const float *dy, int n, int oh, int ow,
-                                          float *dx, int ih, int iw);
+                                          float *dx, int ih, int iw, int accumulate);
+/* Whether the backward-data above can overwrite dx (accumulate 0). */
+int kdc__conv_backward_overwrites(const kdc__conv_param *cp);
 
 /* nimg independent GEMMs C_i (m x n, row-major) = A_i (packed, m x k) *
  * B_i (row-major k x n), with A_i = a + i * a_img, B_i = b + i * b_img,
