@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels.h"
+#include "gemm_narrow_ymm.h"
 #include "simd_avx2.h"
 
 /* The tile's left half (n <= 8): half the work for the narrow last
@@ -185,100 +186,12 @@ void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c,
     kdc__tile_6x16_avx2(k, a, b, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
 }
 
-/* The narrow last panel (kdc__gemm_narrow_ukernel): P row panels of 6 side
- * by side, N columns, one accumulator per (panel, column) with the panel's
- * six rows in lanes 0..5 (lanes 6, 7 carry the next depth step's first two
- * rows and are never stored). P * N chains of FMAs hide the FMA latency
- * that a lone 6 x 8 tile's six chains cannot. Called with constant P and N. */
-static inline __attribute__((always_inline)) void
-kdc__narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c, size_t ldc,
-                 int m, int accumulate, const int P, const int N)
-{
-    __m256 acc[8];
-    float tmp[8] = {0};
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < P; q++)
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++) {
-            if (accumulate) {
-                for (int i = 0; i < 6; i++)
-                    tmp[i] = q * 6 + i < m ? c[(size_t)(q * 6 + i) * ldc + j] : 0.0f;
-                acc[q * N + j] = _mm256_loadu_ps(tmp);
-            } else {
-                acc[q * N + j] = _mm256_setzero_ps();
-            }
-        }
-    /* all steps but the last read 8 floats of A; the last one only its 6,
-     * which may end the packed matrix */
-    int p = 0;
-    for (; p + 1 < k; p++, a += 6, b += 16) {
-        __m256 bj[4];
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++)
-            bj[j] = _mm256_broadcast_ss(b + j);
-        _Pragma("GCC unroll 8")
-        for (int q = 0; q < P; q++) {
-            const __m256 av = _mm256_loadu_ps(a + q * astride);
-            _Pragma("GCC unroll 8")
-            for (int j = 0; j < N; j++)
-                acc[q * N + j] = _mm256_fmadd_ps(av, bj[j], acc[q * N + j]);
-        }
-    }
-    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < P; q++) {
-        const __m256 av = _mm256_maskload_ps(a + q * astride, six);
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++)
-            acc[q * N + j] = _mm256_fmadd_ps(av, _mm256_broadcast_ss(b + j), acc[q * N + j]);
-    }
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < P; q++)
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++) {
-            _mm256_storeu_ps(tmp, acc[q * N + j]);
-            for (int i = 0; i < 6 && q * 6 + i < m; i++)
-                c[(size_t)(q * 6 + i) * ldc + j] = tmp[i];
-        }
-}
-
-/* n columns of P panels: the group's P (eight chains where the registers
- * allow) or one panel (single), with constant P and N. */
-static void kdc__narrow_panels(int k, const float *a, size_t astride, const float *b, float *c,
-                               size_t ldc, int m, int accumulate, int n, int single)
-{
-    switch (n) {
-    case 1:
-        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 1)
-               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 8, 1);
-        break;
-    case 2:
-        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 2)
-               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 4, 2);
-        break;
-    case 3:
-        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 3)
-               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 2, 3);
-        break;
-    default:
-        single ? kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 1, 4)
-               : kdc__narrow_avx2(k, a, astride, b, c, ldc, m, accumulate, 2, 4);
-        break;
-    }
-}
-
+/* The narrow last panel (kdc__gemm_narrow_ukernel): gemm_narrow_ymm.h
+ * with row panels of 6, B panels of 16 columns. */
 void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
                                size_t ldc, int m, int n, int accumulate)
 {
-    const int group = n == 1 ? 8 : n == 2 ? 4 : 2; /* kdc__narrow_panels' P */
-    for (int r = 0; r < m;) {
-        /* whole groups, then the last few panels one at a time */
-        const int p = m - r > 6 * (group - 1) ? group : 1;
-        kdc__narrow_panels(k, a, astride, b, c, ldc, m - r, accumulate, n, p == 1);
-        r += 6 * p;
-        a += astride * p;
-        c += (size_t)6 * p * ldc;
-    }
+    kdc__gemm_narrow_ymm(k, a, astride, b, c, ldc, m, n, accumulate, 6, 16);
 }
 
 /* The epilogue in 8-lane steps (kdc__ep8_avx2), the scalar one for the

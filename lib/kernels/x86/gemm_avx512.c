@@ -19,6 +19,7 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "gemm_narrow_ymm.h"
 #include "simd_avx512.h"
 
 /* How far ahead (floats) the full tile prefetches its A panel: 2 KB, 64
@@ -173,89 +174,13 @@ void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *
 
 #undef KDC__ROWS
 
-/* The narrow last columns (kdc__gemm_narrow_ukernel): P row panels of 8
- * side by side, N columns, one 8-lane accumulator per (panel, column) with
- * the panel's eight rows in its lanes. P * N chains of FMAs hide the FMA
- * latency that a lone tile's chains cannot; each chain is the full tile's
- * (the same bits). B rows are 32 floats apart (b may point into a panel:
- * the columns after its left half). Called with constant P and N. */
-static inline __attribute__((always_inline)) void
-kdc__narrow_avx512(int k, const float *a, size_t astride, const float *b, float *c, size_t ldc,
-                   int m, int accumulate, const int P, const int N)
-{
-    __m256 acc[8];
-    float tmp[8];
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < P; q++)
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++) {
-            if (accumulate) {
-                for (int i = 0; i < 8; i++)
-                    tmp[i] = q * 8 + i < m ? c[(size_t)(q * 8 + i) * ldc + j] : 0.0f;
-                acc[q * N + j] = _mm256_loadu_ps(tmp);
-            } else {
-                acc[q * N + j] = _mm256_setzero_ps();
-            }
-        }
-    for (int p = 0; p < k; p++, a += 8, b += 32) {
-        __m256 bj[4];
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++)
-            bj[j] = _mm256_broadcast_ss(b + j);
-        _Pragma("GCC unroll 8")
-        for (int q = 0; q < P; q++) {
-            const __m256 av = _mm256_loadu_ps(a + q * astride);
-            _Pragma("GCC unroll 8")
-            for (int j = 0; j < N; j++)
-                acc[q * N + j] = _mm256_fmadd_ps(av, bj[j], acc[q * N + j]);
-        }
-    }
-    _Pragma("GCC unroll 8")
-    for (int q = 0; q < P; q++)
-        _Pragma("GCC unroll 8")
-        for (int j = 0; j < N; j++) {
-            _mm256_storeu_ps(tmp, acc[q * N + j]);
-            for (int i = 0; i < 8 && q * 8 + i < m; i++)
-                c[(size_t)(q * 8 + i) * ldc + j] = tmp[i];
-        }
-}
-
-/* n columns of P panels: the group's P (eight chains) or one panel
- * (single), with constant P and N. */
-static void kdc__narrow_panels512(int k, const float *a, size_t astride, const float *b, float *c,
-                                  size_t ldc, int m, int accumulate, int n, int single)
-{
-    switch (n) {
-    case 1:
-        single ? kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 1, 1)
-               : kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 8, 1);
-        break;
-    case 2:
-        single ? kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 1, 2)
-               : kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 4, 2);
-        break;
-    case 3:
-        single ? kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 1, 3)
-               : kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 2, 3);
-        break;
-    default:
-        single ? kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 1, 4)
-               : kdc__narrow_avx512(k, a, astride, b, c, ldc, m, accumulate, 2, 4);
-        break;
-    }
-}
-
+/* The narrow last columns (kdc__gemm_narrow_ukernel): gemm_narrow_ymm.h
+ * with row panels of 8 (a panel's rows fill a ymm), B panels of 32
+ * columns. */
 void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const float *b, float *c,
                                  size_t ldc, int m, int n, int accumulate)
 {
-    const int group = n == 1 ? 8 : n == 2 ? 4 : 2; /* kdc__narrow_panels512's P */
-    for (int r = 0; r < m;) {
-        const int p = m - r > 8 * (group - 1) ? group : 1;
-        kdc__narrow_panels512(k, a, astride, b, c, ldc, m - r, accumulate, n, p == 1);
-        r += 8 * p;
-        a += astride * p;
-        c += (size_t)8 * p * ldc;
-    }
+    kdc__gemm_narrow_ymm(k, a, astride, b, c, ldc, m, n, accumulate, 8, 32);
 }
 
 /* The epilogue in 16-lane steps (kdc__ep16_avx512), tails through a mask. */
