@@ -618,11 +618,25 @@ static void check_act(const kdc__act_kernels *ak, size_t hw, float clamp, int gu
     memcpy(dx, dx0, C * hw * sizeof *dx);
     kdc__relu_backward_ref(dy, mr + WG, g, hw, guided, 1, C);
     kdc__affine_backward_ref(g, dxr, hw, scale, 1, C);
-    ak->relu_scale_backward(dy, mr + WG, dx, hw, guided, scale, 1, C);
+    ak->relu_scale_backward(dy, mr + WG, dx, hw, guided, scale, 1, C, 1);
     check_guards(dx, C * hw, ak->name);
     if (memcmp(dx, dxr, C * hw * sizeof *dx))
         fail_msg("%s: relu_scale_backward hw=%zu clamp=%g guided=%d differs from the two "
                  "unfused ops", ak->name, hw, clamp, guided);
+    /* writing (accumulate 0) onto NaN: the two unfused ops into zeros,
+     * channel 0 left as it was */
+    memset(dxr, 0, C * hw * sizeof *dxr);
+    kdc__affine_backward_ref(g, dxr, hw, scale, 1, C);
+    for (size_t i = 0; i < C * hw; i++)
+        dx[i] = NAN;
+    ak->relu_scale_backward(dy, mr + WG, dx, hw, guided, scale, 1, C, 0);
+    check_guards(dx, C * hw, ak->name);
+    for (size_t i = 0; i < hw; i++)
+        if (!isnan(dx[i]))
+            fail_msg("%s: relu_scale_backward wrote channel 0", ak->name);
+    if (memcmp(dx + hw, dxr + hw, (C - 1) * hw * sizeof *dx))
+        fail_msg("%s: relu_scale_backward hw=%zu clamp=%g guided=%d, writing, differs from "
+                 "the two unfused ops into zeros", ak->name, hw, clamp, guided);
     free(g);
     free(y);
     free(dy);

@@ -192,10 +192,12 @@ typedef void (*kdc__scale_add_fn)(const float *dy, float *dx, size_t hw, const f
  * pass, for when the BatchNorm's output gradient is wanted by nothing
  * else: dx += g * scale[c] with g = 0 + dy where the gradient passes (as
  * relu_backward), else 0: the float operations of relu_backward into a
- * zeroed buffer followed by scale_add from it, so the same bits. */
+ * zeroed buffer followed by scale_add from it, so the same bits. With
+ * accumulate 0, dx = 0 + g * scale[c], dx never read: the bits of
+ * accumulating into a zeroed dx, without the zeroing. */
 typedef void (*kdc__relu_scale_backward_fn)(const float *dy, const uint64_t *mask, float *dx,
                                             size_t hw, int guided, const float *scale, int c0,
-                                            int c1);
+                                            int c1, int accumulate);
 
 typedef struct kdc__act_kernels {
     kdc__isa isa;
@@ -250,10 +252,10 @@ void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float 
                              int c1);
 void kdc__f32_relu_scale_backward_avx2(const float *dy, const uint64_t *mask, float *dx,
                                        size_t hw, int guided, const float *scale, int c0,
-                                       int c1);
+                                       int c1, int accumulate);
 void kdc__f32_relu_scale_backward_avx512(const float *dy, const uint64_t *mask, float *dx,
                                          size_t hw, int guided, const float *scale, int c0,
-                                         int c1);
+                                         int c1, int accumulate);
 #endif
 
 /* The GEMM micro-kernels (gemm.c, x86/gemm_avx2.c, x86/gemm_avx512.c, arm/gemm_neon.c). The scalar one

@@ -68,9 +68,9 @@ void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, si
 
 /* The ReLU's backward into a zeroed gradient, then BatchNorm's from it
  * (kdc__relu_scale_backward_fn): g = 0 + dy where the gradient passes,
- * else 0; dx += g * scale. */
+ * else 0; dx += g * scale, or dx = 0 + g * scale (accumulate 0). */
 void kdc__relu_scale_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
-                                  int guided, const float *scale, int c0, int c1)
+                                  int guided, const float *scale, int c0, int c1, int accumulate)
 {
     const size_t words = (hw + 63) / 64;
     for (int c = c0; c < c1; c++) {
@@ -82,7 +82,7 @@ void kdc__relu_scale_backward_ref(const float *dy, const uint64_t *mask, float *
             float v = 0.0f;
             if (((m[i / 64] >> (i % 64)) & 1) && (!guided || g[i] > 0.0f))
                 v = 0.0f + g[i];
-            o[i] += v * s;
+            o[i] = (accumulate ? o[i] : 0.0f) + v * s;
         }
     }
 }

@@ -194,7 +194,7 @@ void kdc__relu_mask(const float *y, uint64_t *mask, size_t hw, float clamp, int 
 void kdc__relu_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                             int guided, int c0, int c1);
 void kdc__relu_scale_backward_ref(const float *dy, const uint64_t *mask, float *dx, size_t hw,
-                                  int guided, const float *scale, int c0, int c1);
+                                  int guided, const float *scale, int c0, int c1, int accumulate);
 void kdc__maxpool_idx_ref(const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
                           int ow, int k, int stride, int pad, int c0, int c1);
 /* The same through pk's recording row kernel for the windows wholly inside

@@ -43,6 +43,10 @@ typedef struct kdc__op_args {
     float *dx, *dx2;                  /* gradients of the inputs, accumulated (+=);
                                        * NULL when not needed                     */
     int guided;                       /* guided backpropagation (ReLU backward)   */
+    int dx_fresh;                     /* dx holds nothing yet and was not zeroed:
+                                       * set only for the fused ReLU + BatchNorm
+                                       * backward (lib/run/backward.c), which then
+                                       * writes it instead of adding */
     /* tangent (lib/run/tangent.c): x, x2 are the inputs' tangents (either
      * NULL where that input's tangent is zero), y the output's tangent,
      * zeroed before the task runs; mask / argmax the recorded state */

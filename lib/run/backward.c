@@ -216,7 +216,7 @@ static void kdc__relu_affine_backward(const kdc__op_args *a, int b, int c0, int 
     a->m->act->relu_scale_backward(a->dy + (size_t)b * C * hw,
                                    a->mask + (size_t)b * C * ((hw + 63) / 64),
                                    a->dx + (size_t)b * C * hw, hw, a->guided,
-                                   af->p.affine.scale, c0, c1);
+                                   af->p.affine.scale, c0, c1, !a->dx_fresh);
 }
 
 static const kdc__op_def kdc__op_relu_affine_backward = {
@@ -237,19 +237,26 @@ static kdc_status kdc__grad_need(kdc_run *r, int j)
 }
 
 /* ReLU node i and the AFFINE before it (kdc__relu_affine_fusable): their
- * backward in one pass into the AFFINE's input's gradient. */
+ * backward in one pass into the AFFINE's input's gradient, which it
+ * writes without zeroing first when that gradient is new (its tasks cover
+ * every channel of every image). */
 static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int guided)
 {
     const kdc_model *m = r->m;
     const kdc__node *nd = &m->nodes[i];
     const int c = m->nodes[nd->in[0]].in[0];
-    kdc_status st = kdc__grad_need(r, c);
-    if (st)
-        return st;
+    const int fresh = r->grad_of[c] < 0;
+    if (fresh) {
+        const int g = kdc__grad_acquire_ex(r, kdc__numel(r, c), 0);
+        if (g < 0)
+            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+        r->grad_of[c] = g;
+    }
     kdc__task k = {.op = &kdc__op_relu_affine_backward, .backward = 1,
-                   .a = {.m = m, .nd = nd, .guided = guided, .mask = r->mask[i],
-                         .in_chw = r->chw + 3 * c, .out_chw = r->chw + 3 * i,
-                         .dy = r->gbuf[r->grad_of[i]], .dx = r->gbuf[r->grad_of[c]]}};
+                   .a = {.m = m, .nd = nd, .guided = guided, .dx_fresh = fresh,
+                         .mask = r->mask[i], .in_chw = r->chw + 3 * c,
+                         .out_chw = r->chw + 3 * i, .dy = r->gbuf[r->grad_of[i]],
+                         .dx = r->gbuf[r->grad_of[c]]}};
     kdc__task_run(r, &k);
     return KDC_OK;
 }

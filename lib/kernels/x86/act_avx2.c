@@ -54,11 +54,12 @@ static inline __m256 kdc__pass8(int byte, __m256 gv, int guided)
 /* Both ReLU backward kernels: with scale NULL, dx += dy where the gradient
  * passes (blended, other lanes untouched); with scale, the fused ReLU +
  * BatchNorm backward, dx += g * scale[c], g = 0 + dy where it passes and +0
- * elsewhere (so every lane takes the add, as the unfused scale_add does).
+ * elsewhere (so every lane takes the add, as the unfused scale_add does),
+ * or with accumulate 0 the add to +0 instead of to dx, which is not read.
  * Inlined into both with scale a constant NULL or not. */
 static inline __attribute__((always_inline)) void
 kdc__relu_bwd_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw, int guided,
-                   const float *scale, int c0, int c1)
+                   const float *scale, int c0, int c1, int accumulate)
 {
     const size_t words = (hw + 63) / 64;
     const __m256 zero = _mm256_setzero_ps();
@@ -73,7 +74,8 @@ kdc__relu_bwd_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw, 
             const int byte = (int)(m[i / 64] >> (i % 64)) & 0xff;
             if (!scale && !byte)
                 continue;
-            const __m256 gv = _mm256_loadu_ps(g + i), ov = _mm256_loadu_ps(o + i);
+            const __m256 gv = _mm256_loadu_ps(g + i);
+            const __m256 ov = accumulate ? _mm256_loadu_ps(o + i) : zero;
             const __m256 pass = kdc__pass8(byte, gv, guided);
             if (scale) {
                 const __m256 v = _mm256_add_ps(zero, _mm256_and_ps(pass, gv));
@@ -85,7 +87,7 @@ kdc__relu_bwd_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw, 
         for (; i < hw; i++) {
             const int passes = ((m[i / 64] >> (i % 64)) & 1) && (!guided || g[i] > 0.0f);
             if (scale)
-                o[i] += (passes ? 0.0f + g[i] : 0.0f) * s;
+                o[i] = (accumulate ? o[i] : 0.0f) + (passes ? 0.0f + g[i] : 0.0f) * s;
             else if (passes)
                 o[i] += g[i];
         }
@@ -95,7 +97,7 @@ kdc__relu_bwd_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw, 
 void kdc__f32_relu_backward_avx2(const float *dy, const uint64_t *mask, float *dx, size_t hw,
                                  int guided, int c0, int c1)
 {
-    kdc__relu_bwd_avx2(dy, mask, dx, hw, guided, NULL, c0, c1);
+    kdc__relu_bwd_avx2(dy, mask, dx, hw, guided, NULL, c0, c1, 1);
 }
 
 void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float *scale, int c0,
@@ -117,9 +119,9 @@ void kdc__f32_scale_add_avx2(const float *dy, float *dx, size_t hw, const float 
 
 void kdc__f32_relu_scale_backward_avx2(const float *dy, const uint64_t *mask, float *dx,
                                        size_t hw, int guided, const float *scale, int c0,
-                                       int c1)
+                                       int c1, int accumulate)
 {
-    kdc__relu_bwd_avx2(dy, mask, dx, hw, guided, scale, c0, c1);
+    kdc__relu_bwd_avx2(dy, mask, dx, hw, guided, scale, c0, c1, accumulate);
 }
 
 #endif /* __x86_64__ */

@@ -71,10 +71,10 @@ void kdc__f32_relu_backward_avx512(const float *dy, const uint64_t *mask, float 
  * time on 14x14 to 112x112 planes; docs/kernels.md). */
 void kdc__f32_relu_scale_backward_avx512(const float *dy, const uint64_t *mask, float *dx,
                                          size_t hw, int guided, const float *scale, int c0,
-                                         int c1)
+                                         int c1, int accumulate)
 {
     if (hw < 64) {
-        kdc__f32_relu_scale_backward_avx2(dy, mask, dx, hw, guided, scale, c0, c1);
+        kdc__f32_relu_scale_backward_avx2(dy, mask, dx, hw, guided, scale, c0, c1, accumulate);
         return;
     }
     const size_t words = (hw + 63) / 64;
@@ -91,8 +91,8 @@ void kdc__f32_relu_scale_backward_avx512(const float *dy, const uint64_t *mask, 
             if (guided)
                 k = _mm512_mask_cmp_ps_mask(k, gv, zero, _CMP_GT_OQ);
             const __m512 v = _mm512_maskz_add_ps(k, zero, gv);
-            _mm512_mask_storeu_ps(o + i, ld, _mm512_add_ps(_mm512_maskz_loadu_ps(ld, o + i),
-                                                           _mm512_mul_ps(v, sv)));
+            const __m512 ov = accumulate ? _mm512_maskz_loadu_ps(ld, o + i) : zero;
+            _mm512_mask_storeu_ps(o + i, ld, _mm512_add_ps(ov, _mm512_mul_ps(v, sv)));
         }
     }
 }
