@@ -83,6 +83,24 @@ int kdc__grad_acquire(kdc_run *r, size_t numel)
     return kdc__grad_acquire_ex(r, numel, 1);
 }
 
+/* Node j's gradient buffer, made if it has none yet: zeroed, or with zero
+ * 0 left as it is for a caller that writes all of it. */
+static kdc_status kdc__grad_need_ex(kdc_run *r, int j, int zero)
+{
+    if (r->grad_of[j] >= 0)
+        return KDC_OK;
+    const int g = kdc__grad_acquire_ex(r, kdc__numel(r, j), zero);
+    if (g < 0)
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
+    r->grad_of[j] = g;
+    return KDC_OK;
+}
+
+static kdc_status kdc__grad_need(kdc_run *r, int j)
+{
+    return kdc__grad_need_ex(r, j, 1);
+}
+
 void kdc__grad_release_all(kdc_run *r)
 {
     for (int i = 0; i < r->m->n_nodes; i++)
@@ -161,27 +179,21 @@ static kdc_status kdc__conv_backward(kdc_run *r, int i, int in)
     const kdc__conv_param *cp = &m->nodes[i].p.conv;
     const int *out_chw = r->chw + 3 * i, *in_chw = r->chw + 3 * in;
     const int wino = kdc__wino_eligible(cp, out_chw[1], out_chw[2]);
-    int accumulate = 1;
-    if (r->grad_of[in] < 0) {
-        accumulate = wino || !kdc__conv_backward_overwrites(cp);
-        const int g = kdc__grad_acquire_ex(r, kdc__numel(r, in), accumulate);
-        if (g < 0)
-            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-        r->grad_of[in] = g;
-    }
-    const float *dy = r->gbuf[r->grad_of[i]];
-    float *dx = r->gbuf[r->grad_of[in]];
     const float *wt;
     kdc_status st;
     if ((st = kdc__run_weights(r, i, wino ? KDC__DERIVED_WINO_T : KDC__DERIVED_T, &wt)) ||
-        (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))))
+        (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
+        (wino && (st = kdc__wino_reserve(&r->ws, cp, out_chw[1], out_chw[2]))))
         return st;
+    const int accumulate = r->grad_of[in] >= 0 || wino || !kdc__conv_backward_overwrites(cp);
+    if ((st = kdc__grad_need_ex(r, in, accumulate)))
+        return st;
+    const float *dy = r->gbuf[r->grad_of[i]];
+    float *dx = r->gbuf[r->grad_of[in]];
     if (!wino)
         return kdc__conv2d_backward_data_fast(r->pool, &r->ws, m->gemm, cp, wt, dy, r->n,
                                               out_chw[1], out_chw[2], dx, in_chw[1], in_chw[2],
                                               accumulate);
-    if ((st = kdc__wino_reserve(&r->ws, cp, out_chw[1], out_chw[2])))
-        return st;
     kdc__conv2d_backward_data_wino(r->pool, &r->ws, m->gemm, cp, wt, dy, r->n, out_chw[1],
                                    out_chw[2], dx);
     return KDC_OK;
@@ -224,18 +236,6 @@ static const kdc__op_def kdc__op_relu_affine_backward = {
     .backward = kdc__relu_affine_backward,
 };
 
-/* Node j's gradient buffer, a zeroed one made if it has none yet. */
-static kdc_status kdc__grad_need(kdc_run *r, int j)
-{
-    if (r->grad_of[j] >= 0)
-        return KDC_OK;
-    const int g = kdc__grad_acquire(r, kdc__numel(r, j));
-    if (g < 0)
-        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-    r->grad_of[j] = g;
-    return KDC_OK;
-}
-
 /* ReLU node i and the AFFINE before it (kdc__relu_affine_fusable): their
  * backward in one pass into the AFFINE's input's gradient, which it
  * writes without zeroing first when that gradient is new (its tasks cover
@@ -246,12 +246,9 @@ static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int guided)
     const kdc__node *nd = &m->nodes[i];
     const int c = m->nodes[nd->in[0]].in[0];
     const int fresh = r->grad_of[c] < 0;
-    if (fresh) {
-        const int g = kdc__grad_acquire_ex(r, kdc__numel(r, c), 0);
-        if (g < 0)
-            return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for gradients");
-        r->grad_of[c] = g;
-    }
+    kdc_status st = kdc__grad_need_ex(r, c, 0);
+    if (st)
+        return st;
     kdc__task k = {.op = &kdc__op_relu_affine_backward, .backward = 1,
                    .a = {.m = m, .nd = nd, .guided = guided, .dx_fresh = fresh,
                          .mask = r->mask[i], .in_chw = r->chw + 3 * c,

@@ -233,6 +233,16 @@ static void kdc__dw_c8_rows(const float *x, size_t xplane, int h, int w, int iy0
     }
 }
 
+/* Tap t of filter l (9 floats apart from w) in lane l of wv[t], lanes
+ * from nc on zero: a masked gather (the lanes past nc are not read). */
+static inline void kdc__dw_c8_filters(const float *w, int nc, __m256 wv[9])
+{
+    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+    const __m256 lanes = _mm256_castsi256_ps(kdc__lanes8(nc));
+    for (int t = 0; t < 9; t++)
+        wv[t] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), w + t, nine, lanes, 4);
+}
+
 void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
                             const float *bias, float *y, size_t yplane, int oh, int ow,
                             int stride, int pad, const kdc__gemm_epilogue *ep, int c, int nc)
@@ -254,11 +264,8 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
     const __m256i lanes = kdc__lanes8(nc);
     const __m256 zero = _mm256_setzero_ps();
     /* tap t of the 8 filters, the biases, the epilogue's channel constants */
-    /* tap t of filter l is w[9 l + t]: a gather (lanes past nc zero) */
-    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
     __m256 wv[9];
-    for (int t = 0; t < 9; t++)
-        wv[t] = _mm256_mask_i32gather_ps(zero, w + t, nine, _mm256_castsi256_ps(lanes), 4);
+    kdc__dw_c8_filters(w, nc, wv);
     const __m256 vb = bias ? _mm256_maskload_ps(bias + c, lanes) : zero;
     kdc__ep_row8 k = {zero, zero, zero};
     /* a local copy: the stores to y cannot change it, so its fields and
@@ -281,13 +288,10 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
         for (int j = 0; j < SLACK; j++)
             _mm256_store_ps(xt + ((size_t)(iy1 - iy0) * wb + j) * 8, zero);
         for (int oy = oy0; oy < oy1; oy++) {
-            /* the rows inside the input: taps ky0 .. ky0 + nrows - 1 */
-            int ky0 = 0, nrows = 3;
+            /* the rows inside the input: taps ky0 .. ky1 - 1 */
             const int iyt = oy * stride - pad;
-            for (; iyt + ky0 < 0; ky0++)
-                nrows--;
-            for (; nrows > 0 && iyt + ky0 + nrows > ih; nrows--)
-                ;
+            const int ky0 = iyt < 0 ? -iyt : 0, ky1 = ih - iyt < 3 ? ih - iyt : 3;
+            const int nrows = ky1 - ky0;
             const float *rows[3];
             for (int q = 0; q < nrows; q++)
                 rows[q] = xt + ((size_t)(iyt + ky0 + q - iy0) * wb + 1 - pad) * 8;
@@ -615,12 +619,8 @@ void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int
     }
     const int band = stride == 1 ? fit - 2 : 2 * (fit - 1) - 1;
     float dyt[(KDC__DW_C8_PLANE + KDC__DW_BC8_SLACK) * 8] __attribute__((aligned(32)));
-    const __m256 zero = _mm256_setzero_ps();
-    const __m256i lanes = kdc__lanes8(nc);
-    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
     __m256 wv[9];
-    for (int t = 0; t < 9; t++)
-        wv[t] = _mm256_mask_i32gather_ps(zero, w + t, nine, _mm256_castsi256_ps(lanes), 4);
+    kdc__dw_c8_filters(w, nc, wv);
     if (stride == 1 && pad == 1)
         kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 1, 1);
     else if (stride == 1)
