@@ -43,10 +43,13 @@ typedef struct kdc__op_args {
     float *dx, *dx2;                  /* gradients of the inputs, accumulated (+=);
                                        * NULL when not needed                     */
     int guided;                       /* guided backpropagation (ReLU backward)   */
-    int dx_fresh;                     /* dx holds nothing yet and was not zeroed:
-                                       * set only for the fused ReLU + BatchNorm
-                                       * backward (lib/run/backward.c), which then
-                                       * writes it instead of adding */
+    int dx_fresh, dx2_fresh;          /* dx (dx2) holds nothing yet and was not
+                                       * zeroed: set only for the fused ReLU +
+                                       * BatchNorm backwards (lib/run/backward.c),
+                                       * which then write it instead of adding */
+    const float *dx_scale, *dx2_scale; /* those fused backwards: the BatchNorm
+                                       * scale each input's gradient goes
+                                       * through (NULL: none, plain ReLU's) */
     /* tangent (lib/run/tangent.c): x, x2 are the inputs' tangents (either
      * NULL where that input's tangent is zero), y the output's tangent,
      * zeroed before the task runs; mask / argmax the recorded state */

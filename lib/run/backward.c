@@ -199,36 +199,57 @@ static kdc_status kdc__conv_backward(kdc_run *r, int i, int in)
     return KDC_OK;
 }
 
-/* Whether ReLU node i's backward can take the BatchNorm (AFFINE) right
- * before it along: the AFFINE is read by node i alone, its output
- * gradient is not asked for and nothing has been added to it, and its
- * input's gradient is wanted (both nodes lie above the lowest layer). Then the two backward
- * passes run as one (kdc__relu_scale_backward_fn: the same float
- * operations, so the same bits) and the AFFINE's gradient is never made. */
-static int kdc__relu_affine_fusable(const kdc_run *r, int i, int lowest)
+/* Whether AFFINE node a, an input of node i (a ReLU or add+ReLU with a
+ * recorded mask), can have its backward done by node i's: a lies above
+ * the lowest layer, is read by node i alone (the plan's last reader; a
+ * kept node's is past the end), its output gradient is not asked for and
+ * nothing has been added to it, and its input's gradient is wanted. */
+static int kdc__affine_rides(const kdc_run *r, int i, int a, int lowest)
 {
     const kdc_model *m = r->m;
-    const kdc__node *nd = &m->nodes[i];
-    if (nd->op != KDC__OP_RELU || !r->mask[i])
-        return 0;
-    /* the AFFINE right before it, read by nothing after it (the plan's
-     * last reader; a kept node's is past the end) */
-    const int a = nd->in[0];
-    return a == i - 1 && a > lowest && m->nodes[a].op == KDC__OP_AFFINE && r->last_use[a] == i &&
+    return a > lowest && m->nodes[a].op == KDC__OP_AFFINE && r->last_use[a] == i &&
            !r->gkeep[a] && r->grad_of[a] < 0 && m->nodes[a].in[0] >= lowest;
 }
 
-/* The fused ReLU + AFFINE backward of a task whose node is the ReLU and
- * whose dx is the AFFINE's input gradient (op table signature). */
+/* Whether node i's backward takes a BatchNorm before it along: a ReLU
+ * the AFFINE right before it, an add+ReLU (a residual join) either of
+ * its two inputs that is an AFFINE (kdc__affine_rides). Then both
+ * backward passes run as one (kdc__relu_scale_backward_fn: the same float
+ * operations, so the same bits) and the AFFINE's gradient is never made. */
+static int kdc__relu_affine_fusable(const kdc_run *r, int i, int lowest)
+{
+    const kdc__node *nd = &r->m->nodes[i];
+    if (!r->mask[i])
+        return 0;
+    if (nd->op == KDC__OP_RELU)
+        return nd->in[0] == i - 1 && kdc__affine_rides(r, i, i - 1, lowest);
+    return nd->op == KDC__OP_ADD_RELU && nd->in[0] != nd->in[1] &&
+           (kdc__affine_rides(r, i, nd->in[0], lowest) ||
+            kdc__affine_rides(r, i, nd->in[1], lowest));
+}
+
+/* The fused backward of a task whose node is the ReLU or add+ReLU: into
+ * each input's gradient through its BatchNorm's scale (written when that
+ * gradient is new), or with no scale the plain ReLU backward (op table
+ * signature; the inputs have the output's shape). */
 static void kdc__relu_affine_backward(const kdc__op_args *a, int b, int c0, int c1)
 {
     const int C = a->out_chw[0];
-    const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2];
-    const kdc__node *af = &a->m->nodes[a->nd->in[0]];
-    a->m->act->relu_scale_backward(a->dy + (size_t)b * C * hw,
-                                   a->mask + (size_t)b * C * ((hw + 63) / 64),
-                                   a->dx + (size_t)b * C * hw, hw, a->guided,
-                                   af->p.affine.scale, c0, c1, !a->dx_fresh);
+    const size_t hw = (size_t)a->out_chw[1] * a->out_chw[2], img = (size_t)b * C * hw;
+    const float *dy = a->dy + img;
+    const uint64_t *mask = a->mask + (size_t)b * C * ((hw + 63) / 64);
+    float *const dx[2] = {a->dx, a->dx2};
+    const float *const scale[2] = {a->dx_scale, a->dx2_scale};
+    const int fresh[2] = {a->dx_fresh, a->dx2_fresh};
+    for (int j = 0; j < 2; j++) {
+        if (!dx[j])
+            continue;
+        if (scale[j])
+            a->m->act->relu_scale_backward(dy, mask, dx[j] + img, hw, a->guided, scale[j], c0,
+                                           c1, !fresh[j]);
+        else
+            a->m->act->relu_backward(dy, mask, dx[j] + img, hw, a->guided, c0, c1);
+    }
 }
 
 static const kdc__op_def kdc__op_relu_affine_backward = {
@@ -236,24 +257,42 @@ static const kdc__op_def kdc__op_relu_affine_backward = {
     .backward = kdc__relu_affine_backward,
 };
 
-/* ReLU node i and the AFFINE before it (kdc__relu_affine_fusable): their
- * backward in one pass into the AFFINE's input's gradient, which it
- * writes without zeroing first when that gradient is new (its tasks cover
+/* Node i, a ReLU or add+ReLU, and the AFFINEs before it that ride along
+ * (kdc__relu_affine_fusable): one pass into the gradients of the
+ * AFFINEs' inputs (and of an input that is no AFFINE), which it writes
+ * without zeroing first when such a gradient is new (its tasks cover
  * every channel of every image). */
-static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int guided)
+static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int lowest, int guided)
 {
     const kdc_model *m = r->m;
     const kdc__node *nd = &m->nodes[i];
-    const int c = m->nodes[nd->in[0]].in[0];
-    const int fresh = r->grad_of[c] < 0;
-    kdc_status st = kdc__grad_need_ex(r, c, 0);
-    if (st)
-        return st;
+    const int nin = nd->op == KDC__OP_ADD_RELU ? 2 : 1;
+    int to[2] = {-1, -1}, fresh[2] = {0, 0};
+    const float *scale[2] = {NULL, NULL};
+    for (int j = 0; j < nin; j++) {
+        int in = nd->in[j];
+        const int rides = kdc__affine_rides(r, i, in, lowest);
+        if (rides) {
+            scale[j] = m->nodes[in].p.affine.scale;
+            in = m->nodes[in].in[0];
+        } else if (in < lowest) {
+            continue;
+        }
+        fresh[j] = rides && r->grad_of[in] < 0;
+        kdc_status st = kdc__grad_need_ex(r, in, !fresh[j]);
+        if (st)
+            return st;
+        to[j] = in;
+    }
+    /* after every acquire (which may move buffers) */
     kdc__task k = {.op = &kdc__op_relu_affine_backward, .backward = 1,
-                   .a = {.m = m, .nd = nd, .guided = guided, .dx_fresh = fresh,
-                         .mask = r->mask[i], .in_chw = r->chw + 3 * c,
+                   .a = {.m = m, .nd = nd, .guided = guided,
+                         .mask = r->mask[i], .in_chw = r->chw + 3 * nd->in[0],
                          .out_chw = r->chw + 3 * i, .dy = r->gbuf[r->grad_of[i]],
-                         .dx = r->gbuf[r->grad_of[c]]}};
+                         .dx = to[0] >= 0 ? r->gbuf[r->grad_of[to[0]]] : NULL,
+                         .dx2 = to[1] >= 0 ? r->gbuf[r->grad_of[to[1]]] : NULL,
+                         .dx_fresh = fresh[0], .dx2_fresh = fresh[1],
+                         .dx_scale = scale[0], .dx2_scale = scale[1]}};
     kdc__task_run(r, &k);
     return KDC_OK;
 }
@@ -369,9 +408,9 @@ kdc_status kdc_run_backward(kdc_run *r, const kdc_target *tg, const int *layers,
     for (int i = target; i > lowest; i--) {
         if (r->grad_of[i] < 0)
             continue;
-        if ((st = kdc__relu_affine_fusable(r, i, lowest) ? kdc__relu_affine_node(r, i, guided)
-                                                           : kdc__node_backward(r, i, lowest,
-                                                                                guided)))
+        st = kdc__relu_affine_fusable(r, i, lowest) ? kdc__relu_affine_node(r, i, lowest, guided)
+                                                    : kdc__node_backward(r, i, lowest, guided);
+        if (st)
             return st;
         if (!r->gkeep[i]) {
             r->gused[r->grad_of[i]] = 0;
