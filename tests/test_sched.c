@@ -200,7 +200,7 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Inputs above KDC__WT_KEEP_PIXELS transpose each layer's weights into the
+/* Images above KDC__WT_KEEP_PIXELS transpose each layer's weights into the
  * run instead of keeping them in the model: the same gradient either way
  * (a model that kept them from a small run first, and a fresh one). */
 static void test_transient_weights(void **state)

@@ -135,7 +135,7 @@ kdc_status kdc__infer_shapes(const struct kdc_model *m, int h, int w, int *chw);
 kdc_status kdc__conv_derived(const struct kdc_model *m, int node, kdc__derived kind,
                              const float **out);
 /* The same layout written into dst (kdc__conv_derived_size floats), not
- * kept: for runs whose inputs are too large to keep every layer's copy
+ * kept: for runs whose images are too large to keep every layer's copy
  * besides their activations (KDC__WT_KEEP_PIXELS, lib/run/run.h). */
 size_t kdc__conv_derived_size(const struct kdc_model *m, int node, kdc__derived kind);
 void kdc__conv_derive(const struct kdc_model *m, int node, kdc__derived kind, float *dst);

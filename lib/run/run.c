@@ -159,7 +159,7 @@ kdc_status kdc__run_weights(kdc_run *r, int i, kdc__derived kind, const float **
 {
     const kdc_model *m = r->m;
     const int own = m->nodes[i].p.conv.share ? m->nodes[i].p.conv.share : i;
-    if (m->derived[kind][own] || (double)r->n * r->h * r->w <= KDC__WT_KEEP_PIXELS)
+    if (m->derived[kind][own] || (double)r->h * r->w <= KDC__WT_KEEP_PIXELS)
         return kdc__conv_derived(m, own, kind, out);
     kdc_status st = kdc__work_wt(&r->ws, kdc__conv_derived_size(m, own, kind));
     if (st)
