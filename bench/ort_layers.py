@@ -3,6 +3,7 @@
 `kdcam bench --layers`, to see layer by layer where the two differ.
 
     /usr/bin/python3 bench/ort_layers.py --arch resnet50 [--threads 1] [--runs 30]
+                                         [--batch 1]
 
 The model is torchvision's ResNet (or tools/gen_fixtures.py's MobileNetV1)
 with random weights, exported with torch.onnx.export (opset 13, as
@@ -44,6 +45,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--size", default="224x224")
+    ap.add_argument("--batch", type=int, default=1, help="images per pass (kdcam bench --batch)")
     ap.add_argument("--node", default=os.environ.get("NODE", "node"))
     a = ap.parse_args()
     h, w = (int(v) for v in a.size.split("x"))
@@ -51,7 +53,7 @@ def main():
     import torch
     import warnings
     model = build(a.arch).eval()
-    x = torch.from_numpy(np.random.default_rng(7001).uniform(-2, 2, (1, 3, h, w))
+    x = torch.from_numpy(np.random.default_rng(7001).uniform(-2, 2, (a.batch, 3, h, w))
                          .astype(np.float32))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, a.arch + ".onnx")
@@ -62,7 +64,8 @@ def main():
         in_path = os.path.join(tmp, "input.f32")
         x.numpy().astype("<f4").tofile(in_path)
         out = subprocess.run([a.node, os.path.join(HERE, "ort_bench.js"), onnx_path, in_path,
-                              "1", "3", str(h), str(w), str(a.threads), str(a.runs), "1",
+                              str(a.batch), "3", str(h), str(w), str(a.threads), str(a.runs),
+                              "1",
                               os.path.join(tmp, "prof")],
                              capture_output=True, text=True)
         if out.returncode:
@@ -76,8 +79,9 @@ def main():
             name = e["name"][:-len("_kernel_time")]
             times.setdefault(name, []).append(e["dur"])
             ops[name] = e.get("args", {}).get("op_name", "")
-    print("%s, ONNX Runtime, %d thread%s, %s, %d passes (min, median microseconds per node)"
-          % (a.arch, a.threads, "" if a.threads == 1 else "s", a.size, a.runs))
+    print("%s, ONNX Runtime, %d thread%s, %s, batch %d, %d passes (min, median microseconds "
+          "per node)" % (a.arch, a.threads, "" if a.threads == 1 else "s", a.size, a.batch,
+                         a.runs))
     total = 0
     for name, v in times.items():
         v = sorted(v[-a.runs:])  # the timed passes, not the warm-up

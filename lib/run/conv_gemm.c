@@ -335,10 +335,21 @@ static void kdc__pad_task(void *ctx, int t)
                         memset(d + p + j->iw, 0, (size_t)(g->wq - p - j->iw) * sizeof *d);
                         continue;
                     }
-                    for (int q = 0; q < g->wq; q++) {
-                        const int xx = s * q + b - p;
-                        d[q] = xx >= 0 && xx < j->iw ? row[xx] : 0.0f;
-                    }
+                    /* column q reads input column s q + b - p: zeros
+                     * outside [0, iw), a strided copy between */
+                    const int off = b - p;
+                    int lo = off < 0 ? (-off + s - 1) / s : 0;
+                    int hi = j->iw - 1 - off >= 0 ? (j->iw - 1 - off) / s + 1 : 0;
+                    hi = hi < g->wq ? hi : g->wq;
+                    lo = lo < hi ? lo : hi;
+                    memset(d, 0, (size_t)lo * sizeof *d);
+                    if (s == 2) /* the stems' stride: a loop the compiler vectorizes */
+                        for (int q = lo; q < hi; q++)
+                            d[q] = row[2 * q + off];
+                    else
+                        for (int q = lo; q < hi; q++)
+                            d[q] = row[s * q + off];
+                    memset(d + hi, 0, (size_t)(g->wq - hi) * sizeof *d);
                 }
             }
     }

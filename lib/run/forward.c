@@ -5,6 +5,7 @@
  * depthwise kernels with theirs. A recording pass (kdc_run_forward_grad)
  * also keeps what backward needs: the op table says which state. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -260,6 +261,33 @@ static double kdc__now_ms(void)
     return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
 }
 
+/* The index of the first value of x[0, n) that is NaN or infinite (all
+ * exponent bits set), or n. The test runs without branches, in blocks
+ * that the compiler vectorizes (a branch per value cost a MobileNetV1
+ * forward 0.8% of its time); only a block with such a value is searched. */
+static size_t kdc__first_nonfinite(const float *x, size_t n)
+{
+    enum { BLOCK = 4096 };
+    for (size_t b = 0; b < n; b += BLOCK) {
+        const size_t e = n - b < BLOCK ? n : b + BLOCK;
+        uint32_t bad = 0;
+        size_t i = b;
+        for (; i + 16 <= e; i += 16) { /* a whole vector's worth, no tail */
+            uint32_t v[16];
+            memcpy(v, x + i, sizeof v);
+            for (int l = 0; l < 16; l++)
+                bad |= (v[l] & 0x7f800000u) == 0x7f800000u;
+        }
+        for (; i < e; i++)
+            bad |= !isfinite(x[i]);
+        if (bad)
+            for (i = b; i < e; i++)
+                if (!isfinite(x[i]))
+                    return i;
+    }
+    return n;
+}
+
 static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int w,
                                const int *keep, int nkeep, int record_from)
 {
@@ -287,13 +315,12 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
         r->want[keep[i]] = 1;
     }
     const size_t numel = (size_t)n * 3 * (size_t)h * (size_t)w;
-    for (size_t i = 0; i < numel; i++) {
-        if (!isfinite(input[i])) {
-            size_t hw = (size_t)h * w;
-            return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "input: value at n=%zu c=%zu y=%zu x=%zu "
-                             "is %s", i / (3 * hw), i / hw % 3, i % hw / (size_t)w,
-                             i % (size_t)w, isnan(input[i]) ? "NaN" : "infinite");
-        }
+    const size_t bad = kdc__first_nonfinite(input, numel);
+    if (bad < numel) {
+        size_t hw = (size_t)h * w;
+        return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "input: value at n=%zu c=%zu y=%zu x=%zu "
+                         "is %s", bad / (3 * hw), bad / hw % 3, bad % hw / (size_t)w,
+                         bad % (size_t)w, isnan(input[bad]) ? "NaN" : "infinite");
     }
     r->done = 0;
     r->grad_done = 0;
