@@ -327,7 +327,8 @@ static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
  * the plane kernel of the same table, to the bit: nc = 1..8 channels of a
  * 12-channel layer, from channel 3 and ending at the last, onto a dx that
  * already holds values (zeros of both signs among them), nothing written
- * outside the nc planes. */
+ * outside the nc planes; and with accumulate 0 onto planes of NaN, against
+ * the plane kernel onto zeros (so every element is written, none read). */
 static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
 {
     const int ih = sh.ih, iw = sh.iw, s = sh.stride, p = sh.pad, C = 12;
@@ -337,6 +338,7 @@ static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
     const size_t ihw = (size_t)ih * iw, ohw = (size_t)oh * ow;
     float *dy = tk_xmalloc(C * ohw * sizeof *dy), w[12 * 9];
     float *dx0 = tk_xmalloc(C * ihw * sizeof *dx0), *ref = tk_xmalloc(C * ihw * sizeof *ref);
+    float *ref0 = tk_xmalloc(C * ihw * sizeof *ref0);
     float *dx = guarded(C * ihw);
     tk_fill(dy, C * ohw, -1, 1);
     tk_fill(w, 12 * 9, -1, 1);
@@ -345,26 +347,33 @@ static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
         dx0[i] = i % 14 ? -0.0f : 0.0f;
     dy[0] = -0.0f;
     memcpy(ref, dx0, C * ihw * sizeof *ref);
-    for (int c = 0; c < C; c++)
+    memset(ref0, 0, C * ihw * sizeof *ref0);
+    for (int c = 0; c < C; c++) {
         k->dw3x3_backward(dy + c * ohw, oh, ow, w + 9 * c, ref + c * ihw, ih, iw, s, p);
-    for (int t = 0; t < 16; t++) {
-        const int nc = t % 8 + 1, c0 = t < 8 ? 3 : C - nc;
+        k->dw3x3_backward(dy + c * ohw, oh, ow, w + 9 * c, ref0 + c * ihw, ih, iw, s, p);
+    }
+    for (int t = 0; t < 32; t++) {
+        const int nc = t % 8 + 1, c0 = t % 16 < 8 ? 3 : C - nc, acc = t < 16;
         memcpy(dx, dx0, C * ihw * sizeof *dx);
+        for (size_t i = c0 * ihw; !acc && i < (c0 + nc) * ihw; i++)
+            dx[i] = NAN;
         k->dw3x3_backward_c8(dy + c0 * ohw, ohw, oh, ow, w + 9 * c0, dx + c0 * ihw, ihw, ih, iw,
-                             s, p, nc);
+                             s, p, nc, acc);
         check_guards(dx, C * ihw, "dw3x3_backward_c8");
         for (size_t i = 0; i < C * ihw; i++) {
             const size_t c = i / ihw;
             const int inside = c >= (size_t)c0 && c < (size_t)(c0 + nc);
-            const float want = inside ? ref[i] : dx0[i];
+            const float want = inside ? (acc ? ref : ref0)[i] : dx0[i];
             if (memcmp(&dx[i], &want, sizeof want))
-                fail_msg("%s backward c8 %dx%d s%d p%d, %d channels: channel %zu dx[%zu] = "
-                         "%.9g, not %.9g", k->name, ih, iw, s, p, nc, c, i % ihw, dx[i], want);
+                fail_msg("%s backward c8 %dx%d s%d p%d, %d channels, accumulate %d: channel "
+                         "%zu dx[%zu] = %.9g, not %.9g", k->name, ih, iw, s, p, nc, acc, c,
+                         i % ihw, dx[i], want);
         }
     }
     free(dy);
     free(dx0);
     free(ref);
+    free(ref0);
     free(dx - GUARD);
 }
 

@@ -121,10 +121,14 @@ typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int 
  * kernel's chain (its old value, then the taps of the dy rows it receives,
  * ky and then kx ascending, zeros for dy columns outside), run with the 8
  * channels in the lanes over bands of dy rows turned channel-last; dx is
- * read and written through 8x8 transposes. */
+ * read and written through 8x8 transposes. With accumulate 0 the chains
+ * start from +0 instead of dx's old values, which are never read (the
+ * bits of adding into a zeroed dx, without the zeroing): every element
+ * of the nc planes is written. */
 typedef void (*kdc__dw3x3_backward_c8_kernel)(const float *dy, size_t yplane, int oh, int ow,
                                               const float *w, float *dx, size_t xplane, int ih,
-                                              int iw, int stride, int pad, int nc);
+                                              int iw, int stride, int pad, int nc,
+                                              int accumulate);
 
 /* Where three rows of the buffer fit (rows up to 338 wide): every
  * MobileNetV1 plane. Measured (build/bench/bench_kernels, its "dw-c8"
@@ -302,7 +306,7 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
                             int nc);
 void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int ow,
                                      const float *w, float *dx, size_t xplane, int ih, int iw,
-                                     int stride, int pad, int nc);
+                                     int stride, int pad, int nc, int accumulate);
 #endif
 #if defined(__aarch64__)
 void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,

@@ -106,6 +106,10 @@ int kdc__conv_is_dw(const struct kdc_model *m, const kdc__node *nd)
            cp->cin == cp->cout && cp->kh == 3 && cp->kw == 3 && (cp->stride == 1 ||
            cp->stride == 2) && (cp->pad == 0 || cp->pad == 1);
 }
+int kdc__conv_dw_backward_c8(const struct kdc_model *m, const kdc__node *nd, int iw)
+{
+    return kdc__conv_is_dw(m, nd) && m->dw->dw3x3_backward_c8 && kdc__dw_c8_pays(iw);
+}
 int kdc__conv_is_gemm(const struct kdc_model *m, const kdc__node *nd)
 {
     return m->gemm && ((nd->op == KDC__OP_CONV && nd->p.conv.groups == 1) ||
@@ -150,13 +154,13 @@ static void kdc__conv_backward(const kdc__op_args *a, int b, int c0, int c1)
         const float *dy = a->dy + (size_t)b * a->out_chw[0] * ohw;
         float *dx = a->dx + (size_t)b * a->in_chw[0] * ihw;
         const kdc__dw_kernels *dk = a->m->dw;
-        if (dk->dw3x3_backward_c8 && kdc__dw_c8_pays(a->in_chw[2])) {
-            /* eight channels at a time (the same bits) */
+        if (kdc__conv_dw_backward_c8(a->m, nd, a->in_chw[2])) {
+            /* eight channels at a time (the same bits), writing a new dx */
             for (int c = c0; c < c1; c += 8)
                 dk->dw3x3_backward_c8(dy + (size_t)c * ohw, ohw, a->out_chw[1], a->out_chw[2],
                                       cp->weight + 9 * (size_t)c, dx + (size_t)c * ihw, ihw,
                                       a->in_chw[1], a->in_chw[2], cp->stride, cp->pad,
-                                      c1 - c < 8 ? c1 - c : 8);
+                                      c1 - c < 8 ? c1 - c : 8, !a->dx_fresh);
             return;
         }
         for (int c = c0; c < c1; c++)

@@ -45,8 +45,9 @@ typedef struct kdc__op_args {
     int guided;                       /* guided backpropagation (ReLU backward)   */
     int dx_fresh, dx2_fresh;          /* dx (dx2) holds nothing yet and was not
                                        * zeroed: set only for the fused ReLU +
-                                       * BatchNorm backwards (lib/run/backward.c),
-                                       * which then write it instead of adding */
+                                       * BatchNorm backwards (lib/run/backward.c)
+                                       * and a depthwise conv's eight-channel
+                                       * one, which then write it, not add */
     const float *dx_scale, *dx2_scale; /* those fused backwards: the BatchNorm
                                        * scale each input's gradient goes
                                        * through (NULL: none, plain ReLU's) */
@@ -92,5 +93,9 @@ kdc_status kdc__shape_one(const kdc__node *nd, const int *x, const int *x2, int 
  * that run through the packed GEMM, for this model's kernels. */
 int kdc__conv_is_dw(const struct kdc_model *m, const kdc__node *nd);
 int kdc__conv_is_gemm(const struct kdc_model *m, const kdc__node *nd);
+/* Whether depthwise conv nd's backward (input width iw) runs the
+ * eight-channel kernel, which then writes a new input gradient whole
+ * (op args dx_fresh) instead of adding into a zeroed one. */
+int kdc__conv_dw_backward_c8(const struct kdc_model *m, const kdc__node *nd, int iw);
 
 #endif /* KDC_OP_H */

@@ -313,14 +313,19 @@ static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
         return nd->in[0] >= lowest ? kdc__conv_backward(r, i, nd->in[0]) : KDC_OK;
     float *dx[2] = {NULL, NULL};
     kdc_status st;
+    /* the eight-channel depthwise backward writes a new input gradient
+     * whole: not zeroed first */
+    const int fresh = nd->in[0] >= lowest && r->grad_of[nd->in[0]] < 0 &&
+                      kdc__conv_dw_backward_c8(m, nd, k.a.in_chw[2]);
     for (int j = 0; j < 2; j++) {
         const int in = nd->in[j];
         if (in < lowest)
             continue;
-        if ((st = kdc__grad_need(r, in)))
+        if ((st = kdc__grad_need_ex(r, in, !(j == 0 && fresh))))
             return st;
         dx[j] = r->gbuf[r->grad_of[in]];
     }
+    k.a.dx_fresh = fresh;
     /* dy may move if acquire reallocated: reload it */
     k.a.dy = r->gbuf[r->grad_of[i]];
     k.a.dx = dx[0];

@@ -29,6 +29,8 @@
  * Compiled with -mavx2 -mfma (Makefile), chosen at run time (lib/cpu.c). */
 #if defined(__x86_64__)
 
+#include <string.h>
+
 #include "kernels.h"
 #include "simd_avx2.h"
 
@@ -540,8 +542,8 @@ kdc__dw_bc8_taps(const float *const rows[3], const int ok[3], int j, const __m25
 
 static inline __attribute__((always_inline)) void
 kdc__dw_bc8(const float *dy, size_t yplane, int oh, int ow, const __m256 *wv, float *dx,
-            size_t xplane, int ih, int iw, int nc, float *dyt, int band, const int S,
-            const int PAD)
+            size_t xplane, int ih, int iw, int nc, float *dyt, int band, int accumulate,
+            const int S, const int PAD)
 {
     const int wb = ow + 4;
     const size_t ihw = (size_t)ih * iw;
@@ -578,10 +580,11 @@ kdc__dw_bc8(const float *dy, size_t yplane, int oh, int ow, const __m256 *wv, fl
                 float *d = dx + (size_t)iy * iw + j;
                 __m256 acc[8];
                 _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
-                    acc[l] = l >= nc ? _mm256_setzero_ps()
-                             : end   ? _mm256_maskload_ps(d + l * xplane, cols)
-                                     : _mm256_loadu_ps(d + l * xplane);
-                kdc__transpose8x8(acc);
+                    acc[l] = l >= nc || !accumulate ? _mm256_setzero_ps()
+                             : end                  ? _mm256_maskload_ps(d + l * xplane, cols)
+                                                    : _mm256_loadu_ps(d + l * xplane);
+                if (accumulate) /* zeros need no turning */
+                    kdc__transpose8x8(acc);
                 kdc__dw_bc8_taps(rows, ok, j, wv, acc, S, PAD);
                 kdc__transpose8x8(acc);
                 if (end) {
@@ -606,15 +609,18 @@ kdc__dw_bc8(const float *dy, size_t yplane, int oh, int ow, const __m256 *wv, fl
 
 void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int ow,
                                      const float *w, float *dx, size_t xplane, int ih, int iw,
-                                     int stride, int pad, int nc)
+                                     int stride, int pad, int nc, int accumulate)
 {
     /* dx rows per band: their dy rows, (band + 1) / stride + 1 at most,
      * fit the buffer */
     const int wb = ow + 4, fit = KDC__DW_C8_PLANE / wb;
     if (fit < 3) { /* not even a band of one row: plane by plane */
-        for (int l = 0; l < nc; l++)
+        for (int l = 0; l < nc; l++) {
+            if (!accumulate)
+                memset(dx + l * xplane, 0, (size_t)ih * iw * sizeof *dx);
             kdc__f32_dw3x3_backward_avx2(dy + l * yplane, oh, ow, w + 9 * l, dx + l * xplane, ih,
                                          iw, stride, pad);
+        }
         return;
     }
     const int band = stride == 1 ? fit - 2 : 2 * (fit - 1) - 1;
@@ -622,13 +628,13 @@ void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int
     __m256 wv[9];
     kdc__dw_c8_filters(w, nc, wv);
     if (stride == 1 && pad == 1)
-        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 1, 1);
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, accumulate, 1, 1);
     else if (stride == 1)
-        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 1, 0);
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, accumulate, 1, 0);
     else if (pad == 1)
-        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 2, 1);
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, accumulate, 2, 1);
     else
-        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, 2, 0);
+        kdc__dw_bc8(dy, yplane, oh, ow, wv, dx, xplane, ih, iw, nc, dyt, band, accumulate, 2, 0);
 }
 
 void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *w, float *dx,
