@@ -56,6 +56,22 @@ static void test_channel_split(void **state)
                     /* too little work for a second thread stays on one */
                     if ((double)nimg * ch * planes[p] < KDC__SCHED_MIN_FLOATS)
                         assert_int_equal(s.threads, 1);
+                    /* in whole groups of 8 channels: every (image, channel)
+                     * once, every job's first channel a multiple of 8 */
+                    kdc__sched_channels_q(nimg, ch, planes[p], KDC__SCHED_CH_CHUNK, 8, th, &s);
+                    assert_true(s.chunk % 8 == 0 && s.threads >= 1 && s.threads <= th);
+                    seen = tk_xmalloc((size_t)nimg * ch * sizeof *seen);
+                    memset(seen, 0, (size_t)nimg * ch * sizeof *seen);
+                    for (int t = 0; t < s.jobs; t++) {
+                        int b, c0, c1;
+                        kdc__sched_ch_range(&s, t, ch, &b, &c0, &c1);
+                        assert_true(b >= 0 && b < nimg && c0 < c1 && c1 <= ch && c0 % 8 == 0);
+                        for (int k = c0; k < c1; k++)
+                            seen[b * ch + k]++;
+                    }
+                    for (int k = 0; k < nimg * ch; k++)
+                        assert_int_equal(seen[k], 1);
+                    free(seen);
                 }
 }
 

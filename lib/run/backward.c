@@ -326,6 +326,8 @@ static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
         dx[j] = r->gbuf[r->grad_of[in]];
     }
     k.a.dx_fresh = fresh;
+    if (kdc__conv_dw_backward_c8(m, nd, k.a.in_chw[2]))
+        k.quantum = 8; /* whole groups of the kernel's eight lanes */
     /* dy may move if acquire reallocated: reload it */
     k.a.dy = r->gbuf[r->grad_of[i]];
     k.a.dx = dx[0];

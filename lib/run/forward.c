@@ -43,8 +43,8 @@ void kdc__task_run(kdc_run *r, kdc__task *k)
     double plane = (double)s[1] * s[2];
     if (o && (double)o[0] * o[1] * o[2] > plane * s[0])
         plane = (double)o[0] * o[1] * o[2] / s[0];
-    kdc__sched_channels(r->n, s[0], plane, KDC__SCHED_CH_CHUNK, kdc__pool_threads(r->pool),
-                        &k->split);
+    kdc__sched_channels_q(r->n, s[0], plane, KDC__SCHED_CH_CHUNK, k->quantum,
+                          kdc__pool_threads(r->pool), &k->split);
     kdc__pool_run_capped(r->pool, k->split.jobs, k->split.threads, kdc__task_job, k);
 }
 
@@ -111,6 +111,13 @@ typedef struct kdc__dw_task {
     kdc__sched_ch split;
 } kdc__dw_task;
 
+/* Whether the group runs eight channels at a time (the same bits as plane
+ * by plane, faster where kdc__dw_c8_pays; no residual). */
+static int kdc__dw_group_c8(const kdc_model *m, const kdc__gemm_epilogue *ep, int iw)
+{
+    return m->dw->dw3x3_c8 && !ep->res && kdc__dw_c8_pays(iw);
+}
+
 static void kdc__dw_fused_run(void *ctx, int t)
 {
     const kdc__dw_task *k = ctx;
@@ -119,8 +126,7 @@ static void kdc__dw_fused_run(void *ctx, int t)
     int b, c0, c1;
     kdc__sched_ch_range(&k->split, t, k->C, &b, &c0, &c1);
     const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
-    /* eight channels at a time where that is faster (the same bits) */
-    if (m->dw->dw3x3_c8 && !k->ep->res && kdc__dw_c8_pays(k->iw)) {
+    if (kdc__dw_group_c8(m, k->ep, k->iw)) {
         for (int c = c0; c < c1; c += 8) {
             const size_t plane = (size_t)b * k->C + c;
             m->dw->dw3x3_c8(k->x + plane * ihw, ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
@@ -148,9 +154,11 @@ static void kdc__run_dw_group(kdc_run *r, int i)
     kdc__dw_task k = {.r = r, .nd = nd, .x = kdc__data(r, nd->in[0]),
                       .y = r->buf[r->slot[tail]], .ep = &ep, .C = oc[0], .ih = ic[1],
                       .iw = ic[2], .oh = oc[1], .ow = oc[2]};
-    /* 9 multiply-adds an output: weigh them like 4 floats of a copy */
-    kdc__sched_channels(r->n, k.C, 4.0 * k.oh * k.ow + (double)k.ih * k.iw, KDC__SCHED_CH_CHUNK,
-                        kdc__pool_threads(r->pool), &k.split);
+    /* 9 multiply-adds an output: weigh them like 4 floats of a copy; whole
+     * groups of eight channels for the eight-channel kernel */
+    kdc__sched_channels_q(r->n, k.C, 4.0 * k.oh * k.ow + (double)k.ih * k.iw,
+                          KDC__SCHED_CH_CHUNK, kdc__dw_group_c8(r->m, &ep, k.iw) ? 8 : 1,
+                          kdc__pool_threads(r->pool), &k.split);
     kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__dw_fused_run, &k);
 }
 

@@ -91,6 +91,7 @@ typedef struct kdc__task {
     const kdc__op_def *op;
     int backward;
     int tangent;           /* the op's tangent task (tangent.c)               */
+    int quantum;           /* channels a job takes whole groups of (0, 1: any) */
     kdc__sched_ch split;   /* set by kdc__task_run */
 } kdc__task;
 void kdc__task_run(kdc_run *r, kdc__task *k);

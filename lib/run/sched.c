@@ -16,6 +16,17 @@ void kdc__sched_channels(int nimg, int channels, double plane, int max_chunk, in
     s->jobs = nimg * s->chunks;
 }
 
+void kdc__sched_channels_q(int nimg, int channels, double plane, int max_chunk, int quantum,
+                           int threads, kdc__sched_ch *s)
+{
+    kdc__sched_channels(nimg, channels, plane, max_chunk, threads, s);
+    if (quantum > 1 && s->chunk % quantum) {
+        s->chunk = (s->chunk + quantum - 1) / quantum * quantum;
+        s->chunks = kdc__sched_chunks(channels, s->chunk);
+        s->jobs = nimg * s->chunks;
+    }
+}
+
 int kdc__sched_gemm(int mtiles, int ntiles, int nimg, double macs, int threads, int *mparts,
                     int *nparts)
 {

@@ -56,6 +56,12 @@ typedef struct kdc__sched_ch {
  * per thread (64 channels of a max-pool on 16 threads). */
 void kdc__sched_channels(int nimg, int channels, double plane, int max_chunk, int threads,
                          kdc__sched_ch *s);
+/* Such a split whose chunks start and, but for the last, end on multiples
+ * of quantum channels (max_chunk one of them): the chunk above rounded up
+ * to one. For kernels that run `quantum` channels at once (the depthwise
+ * eight-channel ones), which a chunk of 4 would leave half idle. */
+void kdc__sched_channels_q(int nimg, int channels, double plane, int max_chunk, int quantum,
+                           int threads, kdc__sched_ch *s);
 
 /* Job t of such a split: image *b and channels [*c0, *c1). */
 static inline void kdc__sched_ch_range(const kdc__sched_ch *s, int t, int channels, int *b,
