@@ -176,6 +176,79 @@ static void test_gemm_driver(void **state)
     }
 }
 
+/* The epilogue's backward form (kdc__gemm_epilogue.bmask: a backward-data
+ * GEMM carried on through a ReLU and its BatchNorm) against the unfused
+ * pair, to the bit: the plain GEMM into C, then kdc__relu_scale_backward_ref
+ * writing a new gradient from it. Every table, guided or not, shapes whose
+ * columns end in whole tiles, a half tile, the narrow kernel and partial
+ * row panels, two depth blocks, a column split at an odd column (the mask
+ * read from any bit), C rows holding NaN before (never read), and GEMM
+ * results of +-0 and values near the guided test (B rows of zeros). */
+static void test_gemm_backward_epilogue(void **state)
+{
+    (void)state;
+    static const int sizes[][3] = {
+        {8, 32, 5},   {16, 64, 64}, {64, 196, 300}, {13, 49, 17}, {40, 100, 260},
+        {7, 3, 9},    {24, 50, 1},  {9, 1041, 20},
+    };
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+            for (int guided = 0; guided <= 1; guided++) {
+                const int m = sizes[z][0], n = sizes[z][1], k = sizes[z][2];
+                const size_t words = ((size_t)n + 63) / 64;
+                float *a = tk_rand_buf((size_t)m * k, -1, 1), *b = tk_rand_buf((size_t)k * n, -1, 1);
+                for (int j = 0; j < n; j += 5) /* columns of zeros: C = +-0 there */
+                    for (int p = 0; p < k; p++)
+                        b[(size_t)p * n + j] = p % 2 ? -0.0f : 0.0f;
+                float *scale = tk_rand_buf((size_t)m, -2, 2);
+                uint64_t *mask = tk_xmalloc((size_t)m * words * sizeof *mask);
+                for (size_t w = 0; w < (size_t)m * words; w++)
+                    mask[w] = 0x9e3779b97f4a7c15ull * (w + 1) ^ (w << 7);
+                for (int r = 0; r < m; r++) /* bits past n are zero in a real mask */
+                    if (n % 64)
+                        mask[(size_t)r * words + words - 1] &= (1ull << (n % 64)) - 1;
+                float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+                float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
+                kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
+                float *plain = tk_xmalloc((size_t)m * n * sizeof *plain);
+                float *want = tk_xmalloc((size_t)m * n * sizeof *want);
+                float *got = tk_xmalloc((size_t)m * n * sizeof *got);
+                kdc__gemm_b bs = {.x = b, .ld = (size_t)n};
+                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n, plain, (size_t)n, 0, NULL, work);
+                for (int r = 0; r < m; r++) /* one channel of hw = n per row */
+                    kdc__relu_scale_backward_ref(plain + (size_t)r * n, mask + (size_t)r * words,
+                                                 want + (size_t)r * n, (size_t)n, guided,
+                                                 scale + r, 0, 1, 0);
+                for (size_t q = 0; q < (size_t)m * n; q++)
+                    got[q] = NAN;
+                const kdc__gemm_epilogue ep = {.scale = scale, .bmask = mask, .bwords = words,
+                                               .guided = guided};
+                /* columns [0, n1) and [n1, n) as two tasks, n1 odd where it can be */
+                const int n1 = n > 2 ? n / 2 | 1 : n;
+                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n1, got, (size_t)n, 0, &ep, work);
+                if (n1 < n)
+                    kdc__gemm(gk, pa, k, 0, m, &bs, n1, n, got, (size_t)n, 0, &ep, work);
+                for (size_t q = 0; q < (size_t)m * n; q++)
+                    if (memcmp(&got[q], &want[q], sizeof got[q]))
+                        fail_msg("%s m=%d n=%d k=%d guided=%d: C[%zu][%zu] = %.9g, not the "
+                                 "unfused %.9g", gk->name, m, n, k, guided, q / n, q % n,
+                                 got[q], want[q]);
+                free(a);
+                free(b);
+                free(scale);
+                free(mask);
+                free(pa);
+                free(work);
+                free(plain);
+                free(want);
+                free(got);
+            }
+    }
+}
+
 /* The narrow last panel (kernel table entry `narrow`) against the full
  * micro-kernel tile: C (m x n) computed alone and as the first n columns of
  * C' (m x n'), where n' fills the last panel, so the full tile computes
@@ -1139,6 +1212,7 @@ int main(void)
         cmocka_unit_test(test_ukernels),
         cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_gemm_narrow),
+        cmocka_unit_test(test_gemm_backward_epilogue),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),

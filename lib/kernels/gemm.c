@@ -45,20 +45,20 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
-    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0};
+    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
-    kdc__f32_gemm_narrow_avx512, 16};
+    kdc__f32_gemm_narrow_avx512, 16, 1};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -277,6 +277,20 @@ static inline float kdc__clampf(float v, float clamp)
 void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n)
 {
+    if (ep->bmask) { /* the backward form: kdc__relu_scale_backward_ref's operations */
+        for (int i = 0; i < m; i++, v += ldv) {
+            const uint64_t *mk = ep->bmask + (size_t)(row + i) * ep->bwords;
+            const float s = ep->scale[row + i];
+            for (int j = 0; j < n; j++) {
+                const int col = ep->bcol + j;
+                float g = 0.0f;
+                if (((mk[col / 64] >> (col % 64)) & 1) && (!ep->guided || v[j] > 0.0f))
+                    g = 0.0f + v[j];
+                v[j] = 0.0f + g * s;
+            }
+        }
+        return;
+    }
     for (int i = 0; i < m; i++, v += ldv) {
         const int r = row + i;
         if (ep->bias) {
@@ -307,6 +321,11 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
     const int mr = gk->mr, nr = gk->nr;
     /* columns per block: the packed block of the deepest kc within
      * KDC__GEMM_BBLOCK floats, whole panels, at least one */
+    /* the backward form of the epilogue: the table's where it has it, else
+     * the scalar one */
+    const kdc__gemm_epilogue_fn epf =
+        ep && ep->bmask && !gk->ep_bmask ? kdc__gemm_epilogue_scalar : gk->epilogue;
+    kdc__gemm_epilogue eb; /* a block's copy of ep, with its mask column */
     const int kc_max = k < KDC__GEMM_KC ? k : KDC__GEMM_KC;
     int ncb = KDC__GEMM_BBLOCK / (kc_max > 0 ? kc_max : 1) / nr * nr;
     ncb = ncb < nr ? nr : ncb > KDC__GEMM_NC ? KDC__GEMM_NC : ncb;
@@ -342,13 +361,20 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                         const int acc = accumulate || pc > 0;
                         const float *res =
                             last && ep && ep->res ? ep->res + (size_t)row * ldc + jc + jr : NULL;
-                        if (last && ep && gk->gemm_ep && mw == mr && nw == nr) {
-                            gk->gemm_ep(kc, ap, bp, cp, ldc, acc, ep, row, res, ldc);
+                        const kdc__gemm_epilogue *te = ep;
+                        if (last && ep && ep->bmask) { /* this block's mask column */
+                            eb = *ep;
+                            eb.bcol = jc + jr;
+                            te = &eb;
+                        }
+                        if (last && ep && gk->gemm_ep && mw == mr && nw == nr &&
+                            (!ep->bmask || gk->ep_bmask)) {
+                            gk->gemm_ep(kc, ap, bp, cp, ldc, acc, te, row, res, ldc);
                             continue;
                         }
                         gk->gemm(kc, ap, bp, cp, ldc, mw, nw, acc);
                         if (last && ep)
-                            gk->epilogue(ep, cp, ldc, row, mw, res, ldc, nw);
+                            epf(te, cp, ldc, row, mw, res, ldc, nw);
                     }
                 }
                 if (jn < nc) {
@@ -357,10 +383,12 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                     gk->narrow(kc, ap, (size_t)k * mr,
                                bpanels + (size_t)(jn / nr) * kc * nr + jn % nr, cp,
                                ldc, mc, wn, accumulate || pc > 0);
-                    if (last && ep)
-                        gk->epilogue(ep, cp, ldc, ic, mc,
-                                     ep->res ? ep->res + (size_t)ic * ldc + jc + jn : NULL, ldc,
-                                     wn);
+                    if (last && ep) {
+                        eb = *ep;
+                        eb.bcol = jc + jn;
+                        epf(&eb, cp, ldc, ic, mc,
+                            ep->res ? ep->res + (size_t)ic * ldc + jc + jn : NULL, ldc, wn);
+                    }
                 }
             }
         }

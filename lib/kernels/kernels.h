@@ -95,6 +95,7 @@ typedef struct kdc__gemm_kernels {
      * its left half to the micro-kernel, the rest to narrow (the AVX-512
      * tile's 32 columns: a 7 x 7 layer's 49 = 32 + 16 + 1). 0: never */
     int half;
+    int ep_bmask; /* gemm_ep and epilogue run the epilogue's bmask form */
 } kdc__gemm_kernels;
 
 /* The forward of up to 8 channels at once: channels [c, c + nc), nc <= 8,
@@ -434,6 +435,16 @@ typedef struct kdc__gemm_epilogue {
     const float *res;           /* v += res[i * ldc + j] (same layout as C)   */
     int relu;                   /* v = min(max(v, 0), clamp), NaN kept        */
     float clamp;
+    /* Or, with bmask set (and only scale of the above), the backward of a
+     * ReLU and the BatchNorm before it on a backward-data GEMM's result,
+     * as kdc__relu_scale_backward_fn writes a new gradient: v = 0 + g *
+     * scale[i], g = 0 + v where bit bcol + j of row i's mask (bmask + i *
+     * bwords words) is set and, when guided, v > 0; else +0. The driver
+     * sets bcol, the column of the block's first value, per block. Tables
+     * with ep_bmask run it (kdc__gemm_epilogue_scalar always does). */
+    const uint64_t *bmask;
+    size_t bwords;
+    int bcol, guided;
 } kdc__gemm_epilogue;
 
 /* The epilogues (kdc__gemm_epilogue_fn). */

@@ -297,6 +297,50 @@ static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int lowest, int guide
     return KDC_OK;
 }
 
+/* Whether dense conv i's backward can carry on through the ReLU + BatchNorm
+ * pair before it (node in, the ReLU, kdc__relu_affine_fusable): a 1x1
+ * stride-1 conv, on a GEMM table whose micro-kernel has the epilogue's
+ * backward form; the ReLU read by conv i alone, its gradient neither asked
+ * for nor begun, and the BatchNorm input's gradient not begun either (it
+ * is written whole). Then the conv's GEMM writes that gradient through
+ * the pair, with the pair's float operations (the same bits), and neither
+ * the ReLU's gradient nor the pair's own pass is made. */
+static int kdc__conv_through_fusable(const kdc_run *r, int i, int in, int lowest)
+{
+    const kdc_model *m = r->m;
+    if (!m->gemm->ep_bmask || m->nodes[i].op != KDC__OP_CONV ||
+        !kdc__conv_backward_overwrites(&m->nodes[i].p.conv) || in <= lowest ||
+        r->grad_of[in] >= 0 || r->gkeep[in] || r->last_use[in] != i ||
+        !kdc__relu_affine_fusable(r, in, lowest))
+        return 0;
+    for (int j = in + 1; j < i; j++)
+        if (m->nodes[j].in[0] == in || m->nodes[j].in[1] == in)
+            return 0;
+    return r->grad_of[m->nodes[in - 1].in[0]] < 0;
+}
+
+/* Conv i's backward through the pair before it (kdc__conv_through_fusable):
+ * the gradient of the BatchNorm's input, new. */
+static kdc_status kdc__conv_through(kdc_run *r, int i, int in, int guided)
+{
+    const kdc_model *m = r->m;
+    const kdc__node *af = &m->nodes[in - 1];
+    const int c = af->in[0];
+    const size_t hw = (size_t)r->chw[3 * in + 1] * r->chw[3 * in + 2];
+    const float *wt;
+    kdc_status st;
+    if ((st = kdc__run_weights(r, i, KDC__DERIVED_T, &wt)) ||
+        (st = kdc__work_reserve(&r->ws, kdc__pool_threads(r->pool))) ||
+        (st = kdc__grad_need_ex(r, c, 0)))
+        return st;
+    const kdc__gemm_epilogue ep = {.scale = af->p.affine.scale, .bmask = r->mask[in],
+                                   .bwords = (hw + 63) / 64, .guided = guided};
+    kdc__conv2d_backward_data_through(r->pool, &r->ws, m->gemm, &m->nodes[i].p.conv, wt,
+                                      r->gbuf[r->grad_of[i]], r->n, (int)hw, &ep,
+                                      r->gbuf[r->grad_of[c]]);
+    return KDC_OK;
+}
+
 /* Node i's backward: its op's task (dense convs and LINEAR through the
  * GEMM) adds into the gradients of its inputs at or above lowest. */
 static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
@@ -309,8 +353,13 @@ static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
                          .in_chw = r->chw + 3 * nd->in[0],
                          .in2_chw = nd->in[1] >= 0 ? r->chw + 3 * nd->in[1] : NULL,
                          .out_chw = r->chw + 3 * i}};
-    if (kdc__conv_is_gemm(m, nd))
-        return nd->in[0] >= lowest ? kdc__conv_backward(r, i, nd->in[0]) : KDC_OK;
+    if (kdc__conv_is_gemm(m, nd)) {
+        if (nd->in[0] < lowest)
+            return KDC_OK;
+        return kdc__conv_through_fusable(r, i, nd->in[0], lowest)
+                   ? kdc__conv_through(r, i, nd->in[0], guided)
+                   : kdc__conv_backward(r, i, nd->in[0]);
+    }
     float *dx[2] = {NULL, NULL};
     kdc_status st;
     /* the eight-channel depthwise backward writes a new input gradient

@@ -198,6 +198,8 @@ static void kdc__gemm_task(void *ctx, int t)
         ep = *j->ep;
         if (ep.res)
             ep.res += img * j->c_img;
+        if (ep.bmask) /* one mask row per row of C */
+            ep.bmask += img * (size_t)j->m * ep.bwords;
         epp = &ep;
     }
     const int s = kdc__slot_claim(j->ws);
@@ -521,6 +523,21 @@ static void kdc__band_rows(const kdc__conv_param *cp, int oh, int ya, int yb, in
 int kdc__conv_backward_overwrites(const kdc__conv_param *cp)
 {
     return kdc__is_pointwise(cp);
+}
+
+void kdc__conv2d_backward_data_through(kdc__pool *pool, kdc__work *ws,
+                                       const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
+                                       const float *wt, const float *dy, int n, int hw,
+                                       const kdc__gemm_epilogue *ep, float *dx)
+{
+    kdc__gemm_job j = {
+        .gk = gk, .ws = ws, .a = wt, .k = cp->cout, .m = cp->cin, .n = hw,
+        .b = {.x = dy, .ld = (size_t)hw},
+        .b_img = (size_t)cp->cout * hw,
+        .c = dx, .c_img = (size_t)cp->cin * hw, .ldc = (size_t)hw,
+        .ep = ep,
+    };
+    kdc__gemm_job_run(pool, &j, n);
 }
 
 kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,

@@ -68,6 +68,15 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
                                           float *dx, int ih, int iw, int accumulate);
 /* Whether the backward-data above can overwrite dx (accumulate 0). */
 int kdc__conv_backward_overwrites(const kdc__conv_param *cp);
+/* The backward-data of such a conv (kdc__conv_backward_overwrites) of n
+ * images of hw pixels, carried on through the ReLU and BatchNorm before it
+ * by the epilogue's backward form (ep->bmask: the ReLU's mask of image 0,
+ * each image's cin * ep->bwords words on): dx, the BatchNorm input's new
+ * gradient, written whole. Only for tables with ep_bmask. */
+void kdc__conv2d_backward_data_through(kdc__pool *pool, kdc__work *ws,
+                                       const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
+                                       const float *wt, const float *dy, int n, int hw,
+                                       const kdc__gemm_epilogue *ep, float *dx);
 
 /* nimg independent GEMMs C_i (m x n, row-major) = A_i (packed, m x k) *
  * B_i (row-major k x n), with A_i = a + i * a_img, B_i = b + i * b_img,

@@ -79,6 +79,31 @@ kdc__ep16_avx512(const kdc__gemm_epilogue *ep, int r, int rs, __m512 rv, __m512 
     return x;
 }
 
+/* 16 bits of a mask row of `words` words from bit `at` (any offset; bits
+ * past the row are zero). */
+static inline __mmask16 kdc__mask_bits16(const uint64_t *row, size_t words, size_t at)
+{
+    const size_t w = at / 64, o = at % 64;
+    uint64_t bits = row[w] >> o;
+    if (o > 48 && w + 1 < words)
+        bits |= row[w + 1] << (64 - o);
+    return (__mmask16)bits;
+}
+
+/* The epilogue's backward form (kdc__gemm_epilogue.bmask) on 16 values x
+ * of row r whose 16 mask bits are k: kdc__f32_relu_scale_backward_avx512's
+ * operations writing a new gradient (0 + v * scale, v = 0 + x where the
+ * gradient passes, +0 elsewhere), so the same bits. */
+static inline __attribute__((always_inline)) __m512
+kdc__bep16_avx512(const kdc__gemm_epilogue *ep, int r, __mmask16 k, __m512 x)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    if (ep->guided)
+        k = _mm512_mask_cmp_ps_mask(k, x, zero, _CMP_GT_OQ);
+    const __m512 v = _mm512_maskz_add_ps(k, zero, x);
+    return _mm512_add_ps(zero, _mm512_mul_ps(v, _mm512_set1_ps(ep->scale[r])));
+}
+
 /* The 8 x 32 tile, its m x n corner (n > 16) stored through masks; with ep
  * (not NULL), through the epilogue of rows [row, row + m) first (res: the
  * residual tile, row stride ldres, or NULL). Inlined into both kernels
@@ -143,9 +168,23 @@ kdc__tile_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ld
         c##i##0 = kdc__ep16_avx512(ep, row + (i), rs != NULL, r0, c##i##0);                    \
         c##i##1 = kdc__ep16_avx512(ep, row + (i), rs != NULL, r1, c##i##1);                    \
     }
-    if (ep) {
+    /* the backward form: 32 mask bits of each row from column ep->bcol */
+#define KDC__BEP(i)                                                                            \
+    if ((i) < m) {                                                                             \
+        const uint64_t *mk = ep->bmask + (size_t)(row + (i)) * ep->bwords;                    \
+        c##i##0 = kdc__bep16_avx512(ep, row + (i),                                             \
+                                    kdc__mask_bits16(mk, ep->bwords, (size_t)ep->bcol),        \
+                                    c##i##0);                                                  \
+        c##i##1 = kdc__bep16_avx512(ep, row + (i),                                             \
+                                    kdc__mask_bits16(mk, ep->bwords, (size_t)ep->bcol + 16),   \
+                                    c##i##1);                                                  \
+    }
+    if (ep && ep->bmask) {
+        KDC__ROWS(KDC__BEP)
+    } else if (ep) {
         KDC__ROWS(KDC__EP)
     }
+#undef KDC__BEP
 #undef KDC__EP
 #define KDC__STORE(i)                                                                          \
     if ((i) < m) {                                                                             \
@@ -187,6 +226,18 @@ void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const fl
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n)
 {
+    if (ep->bmask) { /* the backward form, from any column */
+        for (int i = 0; i < m; i++, v += ldv) {
+            const uint64_t *mk = ep->bmask + (size_t)(row + i) * ep->bwords;
+            for (int j = 0; j < n; j += 16) {
+                const __mmask16 k = kdc__lanes16(n - j);
+                const __mmask16 pass = kdc__mask_bits16(mk, ep->bwords, (size_t)ep->bcol + j) & k;
+                _mm512_mask_storeu_ps(v + j, k, kdc__bep16_avx512(ep, row + i, pass,
+                                                                  _mm512_maskz_loadu_ps(k, v + j)));
+            }
+        }
+        return;
+    }
     for (int i = 0; i < m; i++, v += ldv) {
         const float *rs = res ? res + (size_t)i * ldres : NULL;
         for (int j = 0; j < n; j += 16) {
