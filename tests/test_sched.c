@@ -203,6 +203,74 @@ static void test_mobilenet_threads(void **state)
     same_bits("mobilenetv1", 2, 96, 112);
 }
 
+/* A plain pass over a batch runs its convolutions image by image when no
+ * layer is kept and an image's activations outweigh the weights
+ * (forward.c, kdc__image_major_end: MobileNetV1 at 224 x 224, not
+ * ResNet-50 at 64 x 80), else layer by layer: both give every image the
+ * logits of its own batch-1 pass, to the bit, on 1 and 2 threads, with
+ * layer timing on too (a different loop); and the kept layer reads back as
+ * at batch 1. */
+static void batch_as_singles(const char *scheme, int n, int h, int w)
+{
+    const char *path = tk_weights_file(scheme, 77, 10, "", 0);
+    assert_non_null(path);
+    const size_t img = (size_t)3 * h * w;
+    float *x = tk_xmalloc((size_t)n * img * sizeof *x);
+    kdc_test_fill(x, (size_t)n * img, "input", 31, 0.0, 2.0);
+    kdc_model *m;
+    assert_int_equal(kdc_model_load(path, NULL, &m), KDC_OK);
+    const int last = kdc_model_num_layers(m) - 1, mid = last / 2;
+    float one[10], *batch = tk_xmalloc((size_t)n * 10 * sizeof *batch);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int variant = 0; variant < 3; variant++) { /* plain, timed, a kept layer */
+            kdc_run *r;
+            kdc_run_options ro = {.threads = threads};
+            assert_int_equal(kdc_run_create(m, &ro, &r), KDC_OK);
+            assert_int_equal(kdc_run_time_layers(r, variant == 1), KDC_OK);
+            const int keep[1] = {mid};
+            const int nkeep = variant == 2;
+            assert_int_equal(kdc_run_forward(r, x, n, h, w, keep, nkeep), KDC_OK);
+            assert_int_equal(kdc_run_read_layer(r, last, batch, (size_t)n * 10), KDC_OK);
+            size_t nmid = 0;
+            float *kept = NULL, *kept1 = NULL;
+            if (nkeep) {
+                int nchw[4];
+                assert_int_equal(kdc_run_layer_shape(r, mid, nchw), KDC_OK);
+                nmid = (size_t)nchw[1] * nchw[2] * nchw[3];
+                kept = tk_xmalloc((size_t)n * nmid * sizeof *kept);
+                kept1 = tk_xmalloc(nmid * sizeof *kept1);
+                assert_int_equal(kdc_run_read_layer(r, mid, kept, (size_t)n * nmid), KDC_OK);
+            }
+            for (int b = 0; b < n; b++) {
+                assert_int_equal(kdc_run_forward(r, x + (size_t)b * img, 1, h, w, keep, nkeep),
+                                 KDC_OK);
+                assert_int_equal(kdc_run_read_layer(r, last, one, 10), KDC_OK);
+                if (memcmp(one, batch + (size_t)b * 10, sizeof one))
+                    fail_msg("%s batch %d, %d threads, variant %d: image %d's logits differ "
+                             "from its batch-1 pass", scheme, n, threads, variant, b);
+                if (nkeep) {
+                    assert_int_equal(kdc_run_read_layer(r, mid, kept1, nmid), KDC_OK);
+                    assert_memory_equal(kept1, kept + (size_t)b * nmid, nmid * sizeof *kept1);
+                }
+            }
+            free(kept);
+            free(kept1);
+            kdc_run_destroy(r);
+        }
+    printf("  %s %dx3x%dx%d: batch logits = batch-1 logits (image by image, timed, kept)\n",
+           scheme, n, h, w);
+    kdc_model_destroy(m);
+    free(batch);
+    free(x);
+}
+
+static void test_batch_as_singles(void **state)
+{
+    (void)state;
+    batch_as_singles("mobilenetv1", 3, 224, 224);
+    batch_as_singles("resnet50", 3, 64, 80);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -256,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_pool_cap),
         cmocka_unit_test(test_resnet50_threads),
         cmocka_unit_test(test_mobilenet_threads),
+        cmocka_unit_test(test_batch_as_singles),
         cmocka_unit_test(test_transient_weights),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -77,6 +77,7 @@ void kdc_run_destroy(kdc_run *r)
             free(r->gbuf[i]);
     }
     free(r->layer_ms);
+    free(r->side);
     free(r->classes);
     free(r->fused);
     free(r->fuse_tail);

@@ -75,6 +75,10 @@ struct kdc_run {
     kdc__work ws;
     int *fuse_tail;        /* (n_nodes) last node of the group a head runs, 0 */
     unsigned char *fused;  /* (n_nodes) run by the head of its group          */
+    /* a batch run image by image (forward.c): each image's outputs that
+     * the batch's tail reads, until all images are done */
+    float *side;
+    size_t side_cap;
 };
 
 /* plan.c: elements of node's output for the planned batch. */
