@@ -308,10 +308,12 @@ static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int lowest, int guide
 static int kdc__conv_through_fusable(const kdc_run *r, int i, int in, int lowest)
 {
     const kdc_model *m = r->m;
+    /* a plain ReLU only: a residual join's add+ReLU passes its gradient to
+     * its other input as well */
     if (!m->gemm->ep_bmask || m->nodes[i].op != KDC__OP_CONV ||
         !kdc__conv_backward_overwrites(&m->nodes[i].p.conv) || in <= lowest ||
-        r->grad_of[in] >= 0 || r->gkeep[in] || r->last_use[in] != i ||
-        !kdc__relu_affine_fusable(r, in, lowest))
+        m->nodes[in].op != KDC__OP_RELU || r->grad_of[in] >= 0 || r->gkeep[in] ||
+        r->last_use[in] != i || !kdc__relu_affine_fusable(r, in, lowest))
         return 0;
     for (int j = in + 1; j < i; j++)
         if (m->nodes[j].in[0] == in || m->nodes[j].in[1] == in)

@@ -346,7 +346,7 @@ static kdc_status kdc__run_images(kdc_run *r, const float *input, int end)
     size_t per = 0; /* one image's floats of them */
     for (int j = 0; j < end; j++)
         if (aside[j])
-            per += kdc__numel(r, j);
+            per += kdc__numel(r, j) / (size_t)n;
     if ((size_t)n * per > r->side_cap) {
         float *p = realloc(r->side, (size_t)n * per * sizeof *p);
         if (!p)
