@@ -268,6 +268,24 @@ static void check_dw(const kdc__dw_kernels *k, dw_shape sh)
     free(dxref);
 }
 
+/* The first element of C planes of `plane` floats where got is not, to the
+ * bit, inside[i] in planes [c0, c0 + nc) and outside[i] (+0 where outside
+ * is NULL) in the others; C * plane when there is none. *want: the value
+ * expected there. */
+static size_t first_plane_diff(const float *got, const float *inside, const float *outside,
+                               size_t C, size_t plane, int c0, int nc, float *want)
+{
+    for (size_t i = 0; i < C * plane; i++) {
+        const size_t c = i / plane;
+        *want = c >= (size_t)c0 && c < (size_t)(c0 + nc) ? inside[i]
+                : outside                                ? outside[i]
+                                                         : 0.0f;
+        if (memcmp(&got[i], want, sizeof *want))
+            return i;
+    }
+    return C * plane;
+}
+
 /* The eight-channel forward (table entry dw3x3_c8) against the plane
  * kernel of the same table, to the bit (zero signs included): nc = 1..8
  * channels of a 12-channel layer, from channel 3 and ending at the last,
@@ -307,15 +325,12 @@ static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
             k->dw3x3_c8(x + c0 * ihw, ihw, ih, iw, w + 9 * c0, b, y + c0 * ohw, ohw, oh, ow, s,
                         p, e, c0, nc);
             check_guards(y, C * ohw, "dw3x3_c8");
-            for (size_t i = 0; i < C * ohw; i++) {
-                const size_t c = i / ohw;
-                const int inside = c >= (size_t)c0 && c < (size_t)(c0 + nc);
-                const float want = inside ? ref[i] : 0.0f;
-                if (memcmp(&y[i], &want, sizeof want))
-                    fail_msg("%s c8 %dx%d s%d p%d, %d channels, variant %d: channel %zu "
-                             "y[%zu] = %.9g, not %.9g", k->name, ih, iw, s, p, nc, variant, c,
-                             i % ohw, y[i], want);
-            }
+            float want;
+            const size_t i = first_plane_diff(y, ref, NULL, C, ohw, c0, nc, &want);
+            if (i < C * ohw)
+                fail_msg("%s c8 %dx%d s%d p%d, %d channels, variant %d: channel %zu "
+                         "y[%zu] = %.9g, not %.9g", k->name, ih, iw, s, p, nc, variant, i / ohw,
+                         i % ohw, y[i], want);
         }
     }
     free(x);
@@ -360,15 +375,12 @@ static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
         k->dw3x3_backward_c8(dy + c0 * ohw, ohw, oh, ow, w + 9 * c0, dx + c0 * ihw, ihw, ih, iw,
                              s, p, nc, acc);
         check_guards(dx, C * ihw, "dw3x3_backward_c8");
-        for (size_t i = 0; i < C * ihw; i++) {
-            const size_t c = i / ihw;
-            const int inside = c >= (size_t)c0 && c < (size_t)(c0 + nc);
-            const float want = inside ? (acc ? ref : ref0)[i] : dx0[i];
-            if (memcmp(&dx[i], &want, sizeof want))
-                fail_msg("%s backward c8 %dx%d s%d p%d, %d channels, accumulate %d: channel "
-                         "%zu dx[%zu] = %.9g, not %.9g", k->name, ih, iw, s, p, nc, acc, c,
-                         i % ihw, dx[i], want);
-        }
+        float want;
+        const size_t i = first_plane_diff(dx, acc ? ref : ref0, dx0, C, ihw, c0, nc, &want);
+        if (i < C * ihw)
+            fail_msg("%s backward c8 %dx%d s%d p%d, %d channels, accumulate %d: channel "
+                     "%zu dx[%zu] = %.9g, not %.9g", k->name, ih, iw, s, p, nc, acc, i / ihw,
+                     i % ihw, dx[i], want);
     }
     free(dy);
     free(dx0);

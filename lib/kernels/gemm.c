@@ -319,13 +319,13 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                const kdc__gemm_epilogue *ep, float *work)
 {
     const int mr = gk->mr, nr = gk->nr;
-    /* columns per block: the packed block of the deepest kc within
-     * KDC__GEMM_BBLOCK floats, whole panels, at least one */
     /* the backward form of the epilogue: the table's where it has it, else
      * the scalar one */
     const kdc__gemm_epilogue_fn epf =
         ep && ep->bmask && !gk->ep_bmask ? kdc__gemm_epilogue_scalar : gk->epilogue;
     kdc__gemm_epilogue eb; /* a block's copy of ep, with its mask column */
+    /* columns per block: the packed block of the deepest kc within
+     * KDC__GEMM_BBLOCK floats, whole panels, at least one */
     const int kc_max = k < KDC__GEMM_KC ? k : KDC__GEMM_KC;
     int ncb = KDC__GEMM_BBLOCK / (kc_max > 0 ? kc_max : 1) / nr * nr;
     ncb = ncb < nr ? nr : ncb > KDC__GEMM_NC ? KDC__GEMM_NC : ncb;
@@ -384,9 +384,13 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                                bpanels + (size_t)(jn / nr) * kc * nr + jn % nr, cp,
                                ldc, mc, wn, accumulate || pc > 0);
                     if (last && ep) {
-                        eb = *ep;
-                        eb.bcol = jc + jn;
-                        epf(&eb, cp, ldc, ic, mc,
+                        const kdc__gemm_epilogue *te = ep;
+                        if (ep->bmask) {
+                            eb = *ep;
+                            eb.bcol = jc + jn;
+                            te = &eb;
+                        }
+                        epf(te, cp, ldc, ic, mc,
                             ep->res ? ep->res + (size_t)ic * ldc + jc + jn : NULL, ldc, wn);
                     }
                 }

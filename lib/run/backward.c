@@ -366,8 +366,8 @@ static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
     kdc_status st;
     /* the eight-channel depthwise backward writes a new input gradient
      * whole: not zeroed first */
-    const int fresh = nd->in[0] >= lowest && r->grad_of[nd->in[0]] < 0 &&
-                      kdc__conv_dw_backward_c8(m, nd, k.a.in_chw[2]);
+    const int c8 = kdc__conv_dw_backward_c8(m, nd, k.a.in_chw[2]);
+    const int fresh = c8 && nd->in[0] >= lowest && r->grad_of[nd->in[0]] < 0;
     for (int j = 0; j < 2; j++) {
         const int in = nd->in[j];
         if (in < lowest)
@@ -377,7 +377,7 @@ static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
         dx[j] = r->gbuf[r->grad_of[in]];
     }
     k.a.dx_fresh = fresh;
-    if (kdc__conv_dw_backward_c8(m, nd, k.a.in_chw[2]))
+    if (c8)
         k.quantum = 8; /* whole groups of the kernel's eight lanes */
     /* dy may move if acquire reallocated: reload it */
     k.a.dy = r->gbuf[r->grad_of[i]];

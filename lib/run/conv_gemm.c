@@ -525,19 +525,29 @@ int kdc__conv_backward_overwrites(const kdc__conv_param *cp)
     return kdc__is_pointwise(cp);
 }
 
+/* The backward-data of a 1x1 stride-1 conv over n images of hw pixels: dx
+ * (+)= W^T dy, one GEMM per image, with the epilogue ep (NULL: none). */
+static void kdc__pointwise_backward(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
+                                    const kdc__conv_param *cp, const float *wt, const float *dy,
+                                    int n, size_t hw, float *dx, int accumulate,
+                                    const kdc__gemm_epilogue *ep)
+{
+    kdc__gemm_job j = {
+        .gk = gk, .ws = ws, .a = wt, .k = cp->cout, .m = cp->cin, .n = (int)hw,
+        .b = {.x = dy, .ld = hw},
+        .b_img = (size_t)cp->cout * hw,
+        .c = dx, .c_img = (size_t)cp->cin * hw, .ldc = hw,
+        .accumulate = accumulate, .ep = ep,
+    };
+    kdc__gemm_job_run(pool, &j, n);
+}
+
 void kdc__conv2d_backward_data_through(kdc__pool *pool, kdc__work *ws,
                                        const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
                                        const float *wt, const float *dy, int n, int hw,
                                        const kdc__gemm_epilogue *ep, float *dx)
 {
-    kdc__gemm_job j = {
-        .gk = gk, .ws = ws, .a = wt, .k = cp->cout, .m = cp->cin, .n = hw,
-        .b = {.x = dy, .ld = (size_t)hw},
-        .b_img = (size_t)cp->cout * hw,
-        .c = dx, .c_img = (size_t)cp->cin * hw, .ldc = (size_t)hw,
-        .ep = ep,
-    };
-    kdc__gemm_job_run(pool, &j, n);
+    kdc__pointwise_backward(pool, ws, gk, cp, wt, dy, n, (size_t)hw, dx, 0, ep);
 }
 
 kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
@@ -549,6 +559,10 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
         return kdc__fail(KDC_ERR_INVALID_ARGUMENT, "conv backward: only a 1x1 stride-1 conv "
                          "overwrites its input gradient");
     const size_t ohw = (size_t)oh * ow, ihw = (size_t)ih * iw;
+    if (kdc__is_pointwise(cp)) { /* ihw = ohw */
+        kdc__pointwise_backward(pool, ws, gk, cp, wt, dy, n, ihw, dx, accumulate, NULL);
+        return KDC_OK;
+    }
     const int kk = cp->kh * cp->kw;
     kdc__gemm_job j = {
         .gk = gk, .ws = ws, .a = wt, .k = cp->cout, .m = cp->cin * kk, .n = (int)ohw,
@@ -556,13 +570,6 @@ kdc_status kdc__conv2d_backward_data_fast(kdc__pool *pool, kdc__work *ws,
         .b_img = (size_t)cp->cout * ohw,
         .ldc = ohw,
     };
-    if (kdc__is_pointwise(cp)) {
-        j.c = dx;
-        j.c_img = (size_t)cp->cin * ihw;
-        j.accumulate = accumulate;
-        kdc__gemm_job_run(pool, &j, n);
-        return KDC_OK;
-    }
     /* The columns of a large layer (a detector's 256-channel 3x3 convs at
      * 200 x 304: 560 MB) are formed in bands of input rows, each from the
      * output rows it needs (a few rows computed twice at the seams), so the
