@@ -47,6 +47,8 @@
 #include "kit.h"
 #include "weightgen.h"
 
+/* The GEMM's depth block: shapes below cross it (k = KC + 4: two blocks) */
+enum { KC = KDC__GEMM_KC };
 
 /* Layer l of two runs of the same model and input, read into fresh buffers
  * (*a, *b; the caller frees them); returns the element count. */
@@ -153,14 +155,15 @@ static void test_gemm_driver(void **state)
 {
     (void)state;
     /* m, n, k: tiny, not multiples of any tile, k = 1, and sizes crossing the
-     * MC = 144, NC = 1024 and KC = 256 block boundaries */
+     * MC = 144, NC = 1024 and KC block boundaries (two and three depth
+     * blocks) */
     static const int sizes[][3] = {
         {1, 1, 1},    {1, 17, 1},    {5, 7, 1},    {6, 16, 1},    {8, 8, 2},     {7, 17, 3},
-        {13, 33, 5},  {3, 100, 257}, {64, 49, 64}, {25, 31, 300}, {145, 20, 19}, {150, 1030, 9},
-        {9, 1041, 520}, {200, 70, 600},
+        {13, 33, 5},  {3, 100, KC + 1}, {64, 49, 64}, {25, 31, KC + 44}, {145, 20, 19},
+        {150, 1030, 9}, {9, 1041, 2 * KC + 8}, {200, 70, KC + 88},
         /* last panels of 1 to 4 columns (the narrow kernel) over many row
          * panels, a partial last one, two depth blocks */
-        {1000, 1, 300}, {100, 50, 70}, {61, 35, 300}, {150, 196, 260},
+        {1000, 1, KC + 44}, {100, 50, 70}, {61, 35, KC + 44}, {150, 196, KC + 4},
     };
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
@@ -188,7 +191,7 @@ static void test_gemm_backward_epilogue(void **state)
 {
     (void)state;
     static const int sizes[][3] = {
-        {8, 32, 5},   {16, 64, 64}, {64, 196, 300}, {13, 49, 17}, {40, 100, 260},
+        {8, 32, 5},   {16, 64, 64}, {64, 196, KC + 44}, {13, 49, 17}, {40, 100, KC + 4},
         {7, 3, 9},    {24, 50, 1},  {9, 1041, 20},
     };
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
@@ -258,8 +261,8 @@ static void test_gemm_narrow(void **state)
 {
     (void)state;
     static const int sizes[][3] = {
-        {1000, 1, 40}, {97, 2, 300}, {13, 3, 7}, {150, 4, 260}, {64, 49, 64},
-        {512, 49, 600}, {77, 196, 33}, {6, 17, 1},
+        {1000, 1, 40}, {97, 2, KC + 44}, {13, 3, 7}, {150, 4, KC + 4}, {64, 49, 64},
+        {512, 49, KC + 88}, {77, 196, 33}, {6, 17, 1},
     };
     int tried = 0;
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
@@ -389,7 +392,7 @@ static const conv_case conv_cases[] = {
     {40, 150, 3, 1, 1, 7, 7, 0}, /* layer4-like: 7x7, rows > MC        */
     {3, 20, 1, 1, 2, 5, 4, 0},   /* 1x1 with padding goes through im2col */
     {300, 17, 1, 1, 0, 1, 1, 1}, /* a fully connected layer            */
-    {260, 14, 1, 1, 0, 5, 8, 1}, /* 1x1, two depth blocks: the fused
+    {KC + 4, 14, 1, 1, 0, 5, 8, 1}, /* 1x1, two depth blocks: the fused
                                   * epilogue after an accumulation    */
     /* backward-data columns over KDC__COLS_MAX floats: formed in 2 and 3
      * bands of input rows (sched.h) */

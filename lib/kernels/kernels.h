@@ -376,8 +376,12 @@ static inline const float *kdc__dw_row(kdc__dw_rows *rw, const float *src, int w
  * KDC__GEMM_WORK floats. Cache blocking: KC depth, MC rows, NC columns at
  * most, and a packed B block of at most KDC__GEMM_BBLOCK floats (fewer
  * columns for deep blocks), which stays in L2 while each mr-row panel of
- * A, in L1, sweeps it: the tiles of C are then written along its rows. */
-enum { KDC__GEMM_KC = 256, KDC__GEMM_MC = 144, KDC__GEMM_NC = 1024 };
+ * A, in L1, sweeps it: the tiles of C are then written along its rows.
+ * KC = 512 rather than 256: a 512-deep layer (MobileNetV1's 14 x 14 ones)
+ * then stores and reloads no partial sums, and a 1024-deep one half as
+ * many (whole models 0.98-0.995x the time on 1 thread, the same on 2;
+ * tools/bench_builds.sh, 2026-12-07, Zen 4). */
+enum { KDC__GEMM_KC = 512, KDC__GEMM_MC = 144, KDC__GEMM_NC = 1024 };
 enum { KDC__GEMM_BBLOCK = 1 << 16 };
 #define KDC__GEMM_WORK ((size_t)KDC__GEMM_KC * (KDC__GEMM_NC + 16))
 
