@@ -433,6 +433,20 @@ void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc
  * order, with the same float operations as the unfused ops (conv bias,
  * affine x * scale + shift, add, clamp), so fused and unfused agree to the
  * bit. Any pointer may be NULL. */
+/* A recording pass's ReLU mask of the values an epilogue ends with (its
+ * relu), made by the tasks that write those values, while they are in
+ * cache, instead of by a pass of its own over the output (lib/run/forward.c).
+ * fn: the act table's relu_mask (the same bits as that pass); mask: image
+ * 0's planes, (hw + 63) / 64 words each, C planes an image; done: set by
+ * the conv when its tasks made all of it (where they cannot, a GEMM split
+ * into column parts, the runner makes it as before). The GEMM driver and
+ * the micro-kernels never read it. */
+typedef struct kdc__mask_rec {
+    kdc__relu_mask_fn fn;
+    uint64_t *mask;
+    int done;
+} kdc__mask_rec;
+
 typedef struct kdc__gemm_epilogue {
     const float *bias;          /* v += bias[i]                               */
     const float *scale, *shift; /* v = v * scale[i] + shift[i]                */
@@ -449,6 +463,7 @@ typedef struct kdc__gemm_epilogue {
     const uint64_t *bmask;
     size_t bwords;
     int bcol, guided;
+    kdc__mask_rec *rec; /* or NULL: no mask to record (relu set)   */
 } kdc__gemm_epilogue;
 
 /* The epilogues (kdc__gemm_epilogue_fn). */

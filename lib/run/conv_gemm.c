@@ -206,6 +206,11 @@ static void kdc__gemm_task(void *ctx, int t)
     kdc__gemm(j->gk, j->a + img * j->a_img, j->k, m0, m1, &b, n0, n1, j->c + img * j->c_img, j->ldc,
               j->accumulate, epp, j->ws->mem + (size_t)s * KDC__GEMM_WORK);
     kdc__slot_release(j->ws, s);
+    /* whole rows of C (the output planes, ldc = n): their ReLU masks */
+    if (epp && epp->rec && j->nparts == 1)
+        epp->rec->fn(j->c + img * j->c_img,
+                     epp->rec->mask + img * (size_t)j->m * (((size_t)j->n + 63) / 64),
+                     (size_t)j->n, epp->clamp, m0, m1);
 }
 
 /* The tiles of C (m x n) and their parts for the threads (sched.h). A
@@ -314,6 +319,9 @@ typedef struct kdc__wide_job {
     const kdc__wide_geom *g;
     const kdc__gemm_kernels *gk;
     const kdc__gemm_epilogue *ep;/* res of this image                        */
+    const kdc__mask_rec *rec;    /* or NULL; else this image's ReLU mask:    */
+    uint64_t *mask;              /* made by the copy                         */
+    float clamp;
     kdc__sched_ch pad, unwide;   /* splits of the two copies                 */
 } kdc__wide_job;
 
@@ -379,6 +387,8 @@ static void kdc__unwide_task(void *ctx, int t)
             j->gk->epilogue(j->ep, d, ohw, c, 1, j->ep->res ? j->ep->res + (size_t)c * ohw : NULL,
                             ohw, (int)ohw);
     }
+    if (j->rec)
+        j->rec->fn(j->y, j->mask, ohw, j->clamp, c0, c1);
 }
 
 /* Whether a conv on the wide-row path (above) pays: not on a map of at
@@ -402,6 +412,10 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
     if (ep)
         e = *ep;
     e.bias = cp->bias;
+    /* the ReLU mask, if asked for: made by whichever tasks write y */
+    kdc__mask_rec *rec = e.rec;
+    e.rec = NULL;
+    const size_t mwords = (ohw + 63) / 64;
     size_t xpad_need, wide_need;
     if (kdc__wide_pays(gk, cp, oh, ow) &&
         (kdc__wide_sizes(cp, ih, iw, oh, ow, &xpad_need, &wide_need),
@@ -416,15 +430,25 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
          * writes y, residual and all, and there is nothing to copy. */
         const int direct = g.wq == ow;
         const int in_gemm = has_ep && (direct || !e.res);
+        int made = 1;
         for (int b = 0; b < n; b++) {
             kdc__gemm_epilogue eb = e;
             if (eb.res)
                 eb.res += (size_t)b * cp->cout * ohw;
+            kdc__mask_rec rb;
+            if (rec) {
+                rb = *rec;
+                rb.mask += (size_t)b * cp->cout * mwords;
+            }
             kdc__wide_job wj = {.cp = cp, .x = x + (size_t)b * cp->cin * ih * iw,
                                 .xpad = ws->xpad, .wide = ws->wide,
                                 .y = y + (size_t)b * cp->cout * ohw, .ih = ih, .iw = iw,
                                 .oh = oh, .ow = ow, .g = &g, .gk = gk,
-                                .ep = has_ep && !in_gemm ? &eb : NULL};
+                                .ep = has_ep && !in_gemm ? &eb : NULL,
+                                .rec = rec && !direct ? &rb : NULL,
+                                .mask = rec ? rb.mask : NULL, .clamp = e.clamp};
+            if (rec && direct) /* the GEMM writes y: its tasks make the mask */
+                eb.rec = &rb;
             const int threads = kdc__pool_threads(pool);
             kdc__sched_channels(1, cp->cin, (double)g.plane, KDC__SCHED_WIDE_CHUNK, threads,
                                 &wj.pad);
@@ -442,7 +466,11 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
             if (!direct)
                 kdc__pool_run_capped(pool, wj.unwide.jobs, wj.unwide.threads,
                                      kdc__unwide_task, &wj);
+            else if (j.nparts > 1)
+                made = 0;
         }
+        if (rec)
+            rec->done = made;
         return;
     }
     kdc__gemm_job j = {
@@ -455,7 +483,10 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
         .c = y, .c_img = (size_t)cp->cout * ohw, .ldc = ohw,
         .ep = (ep || cp->bias) ? &e : NULL,
     };
+    e.rec = rec;
     kdc__gemm_job_run(pool, &j, n);
+    if (rec)
+        rec->done = j.ep && j.nparts == 1;
 }
 
 /* col2im of one image: dx += the columns, a task per (chunk of input

@@ -133,23 +133,42 @@ static void kdc__dw_fused_run(void *ctx, int t)
                             cp->bias, k->y + plane * ohw, ohw, k->oh, k->ow, cp->stride, cp->pad,
                             k->ep, c, c1 - c < 8 ? c1 - c : 8);
         }
-        return;
+    } else {
+        for (int c = c0; c < c1; c++) {
+            const size_t plane = (size_t)b * k->C + c;
+            float *y = k->y + plane * ohw;
+            m->dw->dw3x3(k->x + plane * ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
+                         cp->bias ? cp->bias[c] : 0.0f, y, k->oh, k->ow, cp->stride, cp->pad,
+                         k->ep, c, k->ep->res ? k->ep->res + plane * ohw : NULL);
+        }
     }
-    for (int c = c0; c < c1; c++) {
-        const size_t plane = (size_t)b * k->C + c;
-        float *y = k->y + plane * ohw;
-        m->dw->dw3x3(k->x + plane * ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
-                     cp->bias ? cp->bias[c] : 0.0f, y, k->oh, k->ow, cp->stride, cp->pad, k->ep, c,
-                     k->ep->res ? k->ep->res + plane * ohw : NULL);
-    }
+    const kdc__mask_rec *rec = k->ep->rec;
+    if (rec) /* these planes' ReLU masks, while they are in cache */
+        rec->fn(k->y + (size_t)b * k->C * ohw, rec->mask + (size_t)b * k->C * ((ohw + 63) / 64),
+                ohw, k->ep->clamp, c0, c1);
 }
 
-static void kdc__run_dw_group(kdc_run *r, int i)
+/* In a recording pass, the ReLU mask of the tail of the group headed by
+ * i, to be made by the tasks that write the group's output: *rec filled
+ * and returned, or NULL (no mask to record, or not this pass's). */
+static kdc__mask_rec *kdc__group_rec(const kdc_run *r, int i, int tail, int record,
+                                     kdc__mask_rec *rec)
+{
+    if (!record || tail <= i || !r->m->act ||
+        kdc__op_table[r->m->nodes[tail].op]->record != KDC__RECORD_MASK)
+        return NULL;
+    *rec = (kdc__mask_rec){.fn = r->m->act->relu_mask, .mask = r->mask[tail]};
+    return rec;
+}
+
+static void kdc__run_dw_group(kdc_run *r, int i, int record)
 {
     const kdc__node *nd = &r->m->nodes[i];
     const int tail = r->fuse_tail[i];
     kdc__gemm_epilogue ep;
     kdc__group_epilogue(r, i, tail, &ep);
+    kdc__mask_rec rec;
+    ep.rec = kdc__group_rec(r, i, tail, record, &rec);
     const int *ic = r->chw + 3 * nd->in[0], *oc = r->chw + 3 * i;
     kdc__dw_task k = {.r = r, .nd = nd, .x = kdc__data(r, nd->in[0]),
                       .y = r->buf[r->slot[tail]], .ep = &ep, .C = oc[0], .ih = ic[1],
@@ -160,11 +179,13 @@ static void kdc__run_dw_group(kdc_run *r, int i)
                           KDC__SCHED_CH_CHUNK, kdc__dw_group_c8(r->m, &ep, k.iw) ? 8 : 1,
                           kdc__pool_threads(r->pool), &k.split);
     kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__dw_fused_run, &k);
+    if (ep.rec)
+        r->mask_made = tail;
 }
 
 /* A dense conv or LINEAR on the GEMM, with the rest of its fused group:
  * by Winograd where it applies (conv_wino.h), else the direct GEMM. */
-static void kdc__run_gemm_node(kdc_run *r, int i)
+static void kdc__run_gemm_node(kdc_run *r, int i, int record)
 {
     const kdc_model *m = r->m;
     const kdc__node *nd = &m->nodes[i];
@@ -181,8 +202,13 @@ static void kdc__run_gemm_node(kdc_run *r, int i)
                          tail > i ? &ep : NULL);
         return;
     }
+    /* the ReLU mask by the conv's tasks where they can (kdc__mask_rec) */
+    kdc__mask_rec rec;
+    ep.rec = kdc__group_rec(r, i, tail, record, &rec);
     kdc__conv2d_fast(r->pool, &r->ws, m->gemm, &nd->p.conv, kdc__data(r, nd->in[0]), r->n, ic[1],
                      ic[2], r->buf[r->slot[tail]], oc[1], oc[2], tail > i ? &ep : NULL);
+    if (ep.rec && rec.done)
+        r->mask_made = tail;
 }
 
 static void kdc__run_node(kdc_run *r, int i, int record)
@@ -191,7 +217,9 @@ static void kdc__run_node(kdc_run *r, int i, int record)
     if (r->fused[i]) {
         /* computed by the head of its group; a recording pass still needs
          * the ReLU mask of the group's output */
-        if (record && kdc__op_table[nd->op]->record == KDC__RECORD_MASK) {
+        if (record && kdc__op_table[nd->op]->record == KDC__RECORD_MASK && r->mask_made == i)
+            r->mask_made = -1; /* made by the head's tasks */
+        else if (record && kdc__op_table[nd->op]->record == KDC__RECORD_MASK) {
             const int *s = r->chw + 3 * i;
             kdc__mask_task k = {.act = r->m->act, .y = r->buf[r->slot[i]], .mask = r->mask[i],
                                 .C = s[0], .hw = (size_t)s[1] * s[2],
@@ -203,11 +231,11 @@ static void kdc__run_node(kdc_run *r, int i, int record)
         return;
     }
     if (kdc__conv_is_gemm(r->m, nd)) {
-        kdc__run_gemm_node(r, i);
+        kdc__run_gemm_node(r, i, record);
         return;
     }
     if (r->fuse_tail[i]) {
-        kdc__run_dw_group(r, i);
+        kdc__run_dw_group(r, i, record);
         return;
     }
     const kdc__op_def *op = kdc__op_table[nd->op];
@@ -478,6 +506,7 @@ static kdc_status kdc__forward(kdc_run *r, const float *input, int n, int h, int
         return st;
     if (!head)
         memcpy(r->buf[r->slot[0]], input, numel * sizeof *input);
+    r->mask_made = -1;
     for (int i = head ? head : 1; i < nn; i++)
         kdc__run_timed(r, i, record_from >= 0 && i > record_from);
     r->timed = r->layer_ms != NULL;

@@ -46,6 +46,7 @@ kdc_status kdc_run_create(const kdc_model *m, const kdc_run_options *opt, kdc_ru
     r->fused = calloc(nn, 1);
     r->record_from = -1;
     r->override_node = -1;
+    r->mask_made = -1;
     if (!r->chw || !r->slot || !r->keep || !r->want || !r->last_use || !r->need || !r->buf ||
         !r->cap || !r->mask || !r->mask_cap || !r->argmax || !r->argmax_cap || !r->gbuf ||
         !r->gcap || !r->gused || !r->grad_of || !r->gkeep || !r->fuse_tail || !r->fused) {

@@ -70,6 +70,9 @@ struct kdc_run {
     /* kdc__run_forward_from: this node's output is read from override */
     int override_node;
     const float *override_data;
+    /* the fused group tail whose ReLU mask its head's tasks made in the
+     * recording pass in progress (kdc__mask_rec), or -1 */
+    int mask_made;
     /* fast kernels: GEMM workspaces, and the fused groups of the plan: a
      * dense conv head runs its AFFINE (and RELU / ADD_RELU) in its epilogue */
     kdc__work ws;
