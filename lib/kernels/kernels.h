@@ -438,9 +438,9 @@ void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc
  * cache, instead of by a pass of its own over the output (lib/run/forward.c).
  * fn: the act table's relu_mask (the same bits as that pass); mask: image
  * 0's planes, (hw + 63) / 64 words each, C planes an image; done: set by
- * the conv when its tasks made all of it (where they cannot, a GEMM split
- * into column parts, the runner makes it as before). The GEMM driver and
- * the micro-kernels never read it. */
+ * the conv when its tasks made all of it (the direct and wide-row convs;
+ * Winograd leaves it to the runner). The GEMM driver and the
+ * micro-kernels never read it. */
 typedef struct kdc__mask_rec {
     kdc__relu_mask_fn fn;
     uint64_t *mask;

@@ -171,6 +171,7 @@ typedef struct kdc__gemm_job {
     int accumulate;
     const kdc__gemm_epilogue *ep;/* ep->res is image 0's                     */
     int mparts, nparts, mtiles, ntiles, threads;
+    int cunit;                   /* column tiles per unit of the column split */
 } kdc__gemm_job;
 
 static void kdc__gemm_task(void *ctx, int t)
@@ -181,8 +182,9 @@ static void kdc__gemm_task(void *ctx, int t)
     const int mr = j->gk->mr, nr = j->gk->nr;
     int m0 = kdc__sched_part(j->mtiles, j->mparts, mi) * mr;
     int m1 = kdc__sched_part(j->mtiles, j->mparts, mi + 1) * mr;
-    int n0 = kdc__sched_part(j->ntiles, j->nparts, ni) * nr;
-    int n1 = kdc__sched_part(j->ntiles, j->nparts, ni + 1) * nr;
+    const int cu = j->cunit, units = (j->ntiles + cu - 1) / cu;
+    int n0 = kdc__sched_part(units, j->nparts, ni) * cu * nr;
+    int n1 = kdc__sched_part(units, j->nparts, ni + 1) * cu * nr;
     if (m1 > j->m)
         m1 = j->m;
     if (n1 > j->n)
@@ -206,11 +208,20 @@ static void kdc__gemm_task(void *ctx, int t)
     kdc__gemm(j->gk, j->a + img * j->a_img, j->k, m0, m1, &b, n0, n1, j->c + img * j->c_img, j->ldc,
               j->accumulate, epp, j->ws->mem + (size_t)s * KDC__GEMM_WORK);
     kdc__slot_release(j->ws, s);
-    /* whole rows of C (the output planes, ldc = n): their ReLU masks */
-    if (epp && epp->rec && j->nparts == 1)
-        epp->rec->fn(j->c + img * j->c_img,
-                     epp->rec->mask + img * (size_t)j->m * (((size_t)j->n + 63) / 64),
-                     (size_t)j->n, epp->clamp, m0, m1);
+    /* the ReLU masks of this part of C (the output planes, ldc = n): whole
+     * rows at once, else row by row from column n0, a multiple of 64 (the
+     * split's unit), so that no two parts write one mask word */
+    if (epp && epp->rec) {
+        const size_t words = ((size_t)j->n + 63) / 64;
+        const float *y = j->c + img * j->c_img;
+        uint64_t *mk = epp->rec->mask + img * (size_t)j->m * words;
+        if (j->nparts == 1)
+            epp->rec->fn(y, mk, (size_t)j->n, epp->clamp, m0, m1);
+        else
+            for (int r = m0; r < m1; r++)
+                epp->rec->fn(y + (size_t)r * j->ldc + n0, mk + (size_t)r * words + n0 / 64,
+                             (size_t)(n1 - n0), epp->clamp, 0, 1);
+    }
 }
 
 /* The tiles of C (m x n) and their parts for the threads (sched.h). A
@@ -288,6 +299,9 @@ static void kdc__gemm_prepack(kdc__pool *pool, kdc__gemm_job *j, int nimg)
 static void kdc__gemm_job_run(kdc__pool *pool, kdc__gemm_job *j, int nimg)
 {
     kdc__gemm_split(j, nimg, kdc__pool_threads(pool));
+    /* column parts of whole 64-column units where they make ReLU masks
+     * (every table's nr divides 64) */
+    j->cunit = j->ep && j->ep->rec && j->nparts > 1 ? 64 / j->gk->nr : 1;
     kdc__gemm_prepack(pool, j, nimg);
     kdc__pool_run_capped(pool, nimg * j->mparts * j->nparts, j->threads, kdc__gemm_task, j);
     j->b.packed = NULL; /* callers reuse j with another B */
@@ -430,7 +444,6 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
          * writes y, residual and all, and there is nothing to copy. */
         const int direct = g.wq == ow;
         const int in_gemm = has_ep && (direct || !e.res);
-        int made = 1;
         for (int b = 0; b < n; b++) {
             kdc__gemm_epilogue eb = e;
             if (eb.res)
@@ -466,11 +479,9 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
             if (!direct)
                 kdc__pool_run_capped(pool, wj.unwide.jobs, wj.unwide.threads,
                                      kdc__unwide_task, &wj);
-            else if (j.nparts > 1)
-                made = 0;
         }
         if (rec)
-            rec->done = made;
+            rec->done = 1;
         return;
     }
     kdc__gemm_job j = {
@@ -486,7 +497,7 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
     e.rec = rec;
     kdc__gemm_job_run(pool, &j, n);
     if (rec)
-        rec->done = j.ep && j.nparts == 1;
+        rec->done = j.ep != NULL;
 }
 
 /* col2im of one image: dx += the columns, a task per (chunk of input
