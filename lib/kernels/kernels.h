@@ -429,10 +429,6 @@ typedef struct kdc__gemm_b {
 void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr,
                             float *dst);
 
-/* What is done to each finished output value v of row i, column j, in this
- * order, with the same float operations as the unfused ops (conv bias,
- * affine x * scale + shift, add, clamp), so fused and unfused agree to the
- * bit. Any pointer may be NULL. */
 /* A recording pass's ReLU mask of the values an epilogue ends with (its
  * relu), made by the tasks that write those values, while they are in
  * cache, instead of by a pass of its own over the output (lib/run/forward.c).
@@ -447,6 +443,10 @@ typedef struct kdc__mask_rec {
     int done;
 } kdc__mask_rec;
 
+/* What is done to each finished output value v of row i, column j, in this
+ * order, with the same float operations as the unfused ops (conv bias,
+ * affine x * scale + shift, add, clamp), so fused and unfused agree to the
+ * bit. Any pointer may be NULL. */
 typedef struct kdc__gemm_epilogue {
     const float *bias;          /* v += bias[i]                               */
     const float *scale, *shift; /* v = v * scale[i] + shift[i]                */
@@ -463,7 +463,7 @@ typedef struct kdc__gemm_epilogue {
     const uint64_t *bmask;
     size_t bwords;
     int bcol, guided;
-    kdc__mask_rec *rec; /* or NULL: no mask to record (relu set)   */
+    kdc__mask_rec *rec; /* with relu: its mask to record, or NULL     */
 } kdc__gemm_epilogue;
 
 /* The epilogues (kdc__gemm_epilogue_fn). */
