@@ -333,9 +333,8 @@ typedef struct kdc__wide_job {
     const kdc__wide_geom *g;
     const kdc__gemm_kernels *gk;
     const kdc__gemm_epilogue *ep;/* res of this image                        */
-    const kdc__mask_rec *rec;    /* or NULL; else this image's ReLU mask:    */
-    uint64_t *mask;              /* made by the copy                         */
-    float clamp;
+    const kdc__mask_rec *rec;    /* or NULL; else this image's ReLU mask,   */
+    float clamp;                 /* made by the copy                         */
     kdc__sched_ch pad, unwide;   /* splits of the two copies                 */
 } kdc__wide_job;
 
@@ -402,7 +401,7 @@ static void kdc__unwide_task(void *ctx, int t)
                             ohw, (int)ohw);
     }
     if (j->rec)
-        j->rec->fn(j->y, j->mask, ohw, j->clamp, c0, c1);
+        j->rec->fn(j->y, j->rec->mask, ohw, j->clamp, c0, c1);
 }
 
 /* Whether a conv on the wide-row path (above) pays: not on a map of at
@@ -458,8 +457,7 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
                                 .y = y + (size_t)b * cp->cout * ohw, .ih = ih, .iw = iw,
                                 .oh = oh, .ow = ow, .g = &g, .gk = gk,
                                 .ep = has_ep && !in_gemm ? &eb : NULL,
-                                .rec = rec && !direct ? &rb : NULL,
-                                .mask = rec ? rb.mask : NULL, .clamp = e.clamp};
+                                .rec = rec && !direct ? &rb : NULL, .clamp = e.clamp};
             if (rec && direct) /* the GEMM writes y: its tasks make the mask */
                 eb.rec = &rb;
             const int threads = kdc__pool_threads(pool);

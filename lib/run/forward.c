@@ -154,8 +154,7 @@ static void kdc__dw_fused_run(void *ctx, int t)
 static kdc__mask_rec *kdc__group_rec(const kdc_run *r, int i, int tail, int record,
                                      kdc__mask_rec *rec)
 {
-    if (!record || tail <= i || !r->m->act ||
-        kdc__op_table[r->m->nodes[tail].op]->record != KDC__RECORD_MASK)
+    if (!record || tail <= i || kdc__op_table[r->m->nodes[tail].op]->record != KDC__RECORD_MASK)
         return NULL;
     *rec = (kdc__mask_rec){.fn = r->m->act->relu_mask, .mask = r->mask[tail]};
     return rec;
@@ -217,17 +216,18 @@ static void kdc__run_node(kdc_run *r, int i, int record)
     if (r->fused[i]) {
         /* computed by the head of its group; a recording pass still needs
          * the ReLU mask of the group's output */
-        if (record && kdc__op_table[nd->op]->record == KDC__RECORD_MASK && r->mask_made == i)
-            r->mask_made = -1; /* made by the head's tasks */
-        else if (record && kdc__op_table[nd->op]->record == KDC__RECORD_MASK) {
-            const int *s = r->chw + 3 * i;
-            kdc__mask_task k = {.act = r->m->act, .y = r->buf[r->slot[i]], .mask = r->mask[i],
-                                .C = s[0], .hw = (size_t)s[1] * s[2],
-                                .clamp = nd->p.act.clamp};
-            kdc__sched_channels(r->n, k.C, (double)k.hw, KDC__SCHED_CH_CHUNK,
-                                kdc__pool_threads(r->pool), &k.split);
-            kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__mask_run, &k);
+        if (!record || kdc__op_table[nd->op]->record != KDC__RECORD_MASK)
+            return;
+        if (r->mask_made == i) { /* made by the head's tasks */
+            r->mask_made = -1;
+            return;
         }
+        const int *s = r->chw + 3 * i;
+        kdc__mask_task k = {.act = r->m->act, .y = r->buf[r->slot[i]], .mask = r->mask[i],
+                            .C = s[0], .hw = (size_t)s[1] * s[2], .clamp = nd->p.act.clamp};
+        kdc__sched_channels(r->n, k.C, (double)k.hw, KDC__SCHED_CH_CHUNK,
+                            kdc__pool_threads(r->pool), &k.split);
+        kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__mask_run, &k);
         return;
     }
     if (kdc__conv_is_gemm(r->m, nd)) {
