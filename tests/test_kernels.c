@@ -340,7 +340,10 @@ static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
  * 12-channel layer, from channel 3 and ending at the last, onto a dx that
  * already holds values (zeros of both signs among them), nothing written
  * outside the nc planes; and with accumulate 0 onto planes of NaN, against
- * the plane kernel onto zeros (so every element is written, none read). */
+ * the plane kernel onto zeros (so every element is written, none read);
+ * and on through a ReLU + BatchNorm (kdc__dw_bthru, plain and guided, a
+ * random mask), against the plane kernel onto zeros followed by the scalar
+ * fused backward kdc__relu_scale_backward_ref writing a new gradient. */
 static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
 {
     const int ih = sh.ih, iw = sh.iw, s = sh.stride, p = sh.pad, C = 12;
@@ -364,22 +367,45 @@ static void check_dw_bc8(const kdc__dw_kernels *k, dw_shape sh)
         k->dw3x3_backward(dy + c * ohw, oh, ow, w + 9 * c, ref + c * ihw, ih, iw, s, p);
         k->dw3x3_backward(dy + c * ohw, oh, ow, w + 9 * c, ref0 + c * ihw, ih, iw, s, p);
     }
-    for (int t = 0; t < 32; t++) {
+    /* the ReLU's mask (bits past each plane zero), the BatchNorm's scale
+     * (a negative one among them), and the references through them */
+    const size_t words = (ihw + 63) / 64;
+    uint64_t *mask = tk_xmalloc(C * words * sizeof *mask);
+    float scale[12], *reft[2];
+    tk_fill(scale, 12, -2, 2);
+    for (size_t i = 0; i < C * words; i++) {
+        const size_t left = ihw - i % words * 64;
+        mask[i] = ((uint64_t)rand() << 42) ^ ((uint64_t)rand() << 21) ^ (uint64_t)rand();
+        if (left < 64)
+            mask[i] &= ((uint64_t)1 << left) - 1;
+    }
+    for (int g = 0; g < 2; g++) {
+        reft[g] = tk_xmalloc(C * ihw * sizeof *reft[g]);
+        kdc__relu_scale_backward_ref(ref0, mask, reft[g], ihw, g, scale, 0, C, 0);
+    }
+    for (int t = 0; t < 64; t++) {
         const int nc = t % 8 + 1, c0 = t % 16 < 8 ? 3 : C - nc, acc = t < 16;
+        const int thru = t >= 32, guided = t >= 48;
+        const kdc__dw_bthru bt = {.mask = mask + c0 * words, .words = words,
+                                  .scale = scale + c0, .guided = guided};
         memcpy(dx, dx0, C * ihw * sizeof *dx);
         for (size_t i = c0 * ihw; !acc && i < (c0 + nc) * ihw; i++)
             dx[i] = NAN;
         k->dw3x3_backward_c8(dy + c0 * ohw, ohw, oh, ow, w + 9 * c0, dx + c0 * ihw, ihw, ih, iw,
-                             s, p, nc, acc);
-        char what[128];
-        snprintf(what, sizeof what, "%s backward c8 %dx%d s%d p%d, %d channels, accumulate %d",
-                 k->name, ih, iw, s, p, nc, acc);
-        check_planes(what, dx, acc ? ref : ref0, dx0, C, ihw, c0, nc);
+                             s, p, nc, acc, thru ? &bt : NULL);
+        char what[160];
+        snprintf(what, sizeof what,
+                 "%s backward c8 %dx%d s%d p%d, %d channels, accumulate %d, through %d (guided %d)",
+                 k->name, ih, iw, s, p, nc, acc, thru, guided);
+        check_planes(what, dx, thru ? reft[guided] : acc ? ref : ref0, dx0, C, ihw, c0, nc);
     }
     free(dy);
     free(dx0);
     free(ref);
     free(ref0);
+    free(mask);
+    free(reft[0]);
+    free(reft[1]);
     free(dx - GUARD);
 }
 

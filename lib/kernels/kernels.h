@@ -37,6 +37,7 @@ typedef void (*kdc__gemm_ukernel)(int k, const float *a, const float *b, float *
                                   int m, int n, int accumulate);
 
 struct kdc__gemm_epilogue;
+struct kdc__dw_bthru;
 /* Depthwise 3x3 convolution of one channel plane, zero padding pad (0 or
  * 1), stride 1 or 2: y (oh x ow) = bias + sum of w[ky*3+kx] * x(...); then,
  * when ep is not NULL, the GEMM epilogue (below) as for row c of a GEMM,
@@ -129,7 +130,22 @@ typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int 
 typedef void (*kdc__dw3x3_backward_c8_kernel)(const float *dy, size_t yplane, int oh, int ow,
                                               const float *w, float *dx, size_t xplane, int ih,
                                               int iw, int stride, int pad, int nc,
-                                              int accumulate);
+                                              int accumulate, const struct kdc__dw_bthru *thru);
+
+/* The ReLU and BatchNorm before a depthwise conv, whose backward the
+ * eight-channel backward may carry on through (thru, with accumulate 0):
+ * each dx value v is then written as the fused ReLU + BatchNorm backward
+ * writes a new gradient (kdc__relu_scale_backward_fn, accumulate 0):
+ * 0 + g * scale[l], g = 0 + v where bit (iy * iw + ix) of channel l's mask
+ * plane is set and, when guided, v > 0, else +0. The same bits as the
+ * depthwise backward followed by that pass, without the pass over memory
+ * between them. Channel l of the call: mask + l * words, scale[l]. */
+typedef struct kdc__dw_bthru {
+    const uint64_t *mask;
+    size_t words; /* (ih * iw + 63) / 64 */
+    const float *scale;
+    int guided;
+} kdc__dw_bthru;
 
 /* Where three rows of the buffer fit (rows up to 338 wide): every
  * MobileNetV1 plane. Measured (build/bench/bench_kernels, its "dw-c8"
@@ -307,7 +323,8 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
                             int nc);
 void kdc__f32_dw3x3_backward_c8_avx2(const float *dy, size_t yplane, int oh, int ow,
                                      const float *w, float *dx, size_t xplane, int ih, int iw,
-                                     int stride, int pad, int nc, int accumulate);
+                                     int stride, int pad, int nc, int accumulate,
+                                     const kdc__dw_bthru *thru);
 #endif
 #if defined(__aarch64__)
 void kdc__f32_dw3x3_neon(const float *x, int ih, int iw, const float *w, float bias, float *y,

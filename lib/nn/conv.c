@@ -155,12 +155,21 @@ static void kdc__conv_backward(const kdc__op_args *a, int b, int c0, int c1)
         float *dx = a->dx + (size_t)b * a->in_chw[0] * ihw;
         const kdc__dw_kernels *dk = a->m->dw;
         if (kdc__conv_dw_backward_c8(a->m, nd, a->in_chw[2])) {
-            /* eight channels at a time (the same bits), writing a new dx */
-            for (int c = c0; c < c1; c += 8)
+            /* eight channels at a time (the same bits), writing a new dx;
+             * on through a ReLU + BatchNorm with dx_mask (set only here) */
+            const size_t words = (ihw + 63) / 64;
+            for (int c = c0; c < c1; c += 8) {
+                const kdc__dw_bthru thru = {
+                    .mask = a->dx_mask ? a->dx_mask + ((size_t)b * a->in_chw[0] + c) * words
+                                       : NULL,
+                    .words = words, .scale = a->dx_scale ? a->dx_scale + c : NULL,
+                    .guided = a->guided};
                 dk->dw3x3_backward_c8(dy + (size_t)c * ohw, ohw, a->out_chw[1], a->out_chw[2],
                                       cp->weight + 9 * (size_t)c, dx + (size_t)c * ihw, ihw,
                                       a->in_chw[1], a->in_chw[2], cp->stride, cp->pad,
-                                      c1 - c < 8 ? c1 - c : 8, !a->dx_fresh);
+                                      c1 - c < 8 ? c1 - c : 8, !a->dx_fresh,
+                                      a->dx_mask ? &thru : NULL);
+            }
             return;
         }
         for (int c = c0; c < c1; c++)

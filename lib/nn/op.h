@@ -51,6 +51,13 @@ typedef struct kdc__op_args {
     const float *dx_scale, *dx2_scale; /* those fused backwards: the BatchNorm
                                        * scale each input's gradient goes
                                        * through (NULL: none, plain ReLU's) */
+    const uint64_t *dx_mask;          /* a depthwise conv's eight-channel
+                                       * backward carried on through the ReLU
+                                       * and BatchNorm before it: the ReLU's
+                                       * mask (the batch's), dx_scale the
+                                       * BatchNorm's, dx (fresh) the gradient
+                                       * of the BatchNorm's input
+                                       * (kdc__dw_bthru); else NULL */
     /* tangent (lib/run/tangent.c): x, x2 are the inputs' tangents (either
      * NULL where that input's tangent is zero), y the output's tangent,
      * zeroed before the task runs; mask / argmax the recorded state */

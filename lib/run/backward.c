@@ -297,28 +297,35 @@ static kdc_status kdc__relu_affine_node(kdc_run *r, int i, int lowest, int guide
     return KDC_OK;
 }
 
-/* Whether dense conv i's backward can carry on through the ReLU + BatchNorm
- * pair before it (node in, the ReLU, kdc__relu_affine_fusable): a 1x1
- * stride-1 conv, on a GEMM table whose micro-kernel has the epilogue's
- * backward form; the ReLU read by conv i alone, its gradient neither asked
- * for nor begun, and the BatchNorm input's gradient not begun either (it
- * is written whole). Then the conv's GEMM writes that gradient through
+/* Whether conv i's backward can carry on through the ReLU + BatchNorm pair
+ * before it (node in, the ReLU, kdc__relu_affine_fusable), given a kernel
+ * that can: the ReLU read by conv i alone, its gradient neither asked for
+ * nor begun, and the BatchNorm input's gradient not begun either (it is
+ * written whole). Then the conv's backward writes that gradient through
  * the pair, with the pair's float operations (the same bits), and neither
  * the ReLU's gradient nor the pair's own pass is made. */
-static int kdc__conv_through_fusable(const kdc_run *r, int i, int in, int lowest)
+static int kdc__through_fusable(const kdc_run *r, int i, int in, int lowest)
 {
     const kdc_model *m = r->m;
     /* a plain ReLU only: a residual join's add+ReLU passes its gradient to
      * its other input as well */
-    if (!m->gemm->ep_bmask || m->nodes[i].op != KDC__OP_CONV ||
-        !kdc__conv_backward_overwrites(&m->nodes[i].p.conv) || in <= lowest ||
-        m->nodes[in].op != KDC__OP_RELU || r->grad_of[in] >= 0 || r->gkeep[in] ||
-        r->last_use[in] != i || !kdc__relu_affine_fusable(r, in, lowest))
+    if (in <= lowest || m->nodes[in].op != KDC__OP_RELU || r->grad_of[in] >= 0 ||
+        r->gkeep[in] || r->last_use[in] != i || !kdc__relu_affine_fusable(r, in, lowest))
         return 0;
     for (int j = in + 1; j < i; j++)
         if (m->nodes[j].in[0] == in || m->nodes[j].in[1] == in)
             return 0;
     return r->grad_of[m->nodes[in - 1].in[0]] < 0;
+}
+
+/* The dense convs that can (kdc__through_fusable): a 1x1 stride-1 conv,
+ * on a GEMM table whose micro-kernel has the epilogue's backward form. */
+static int kdc__conv_through_fusable(const kdc_run *r, int i, int in, int lowest)
+{
+    const kdc_model *m = r->m;
+    return m->gemm->ep_bmask && m->nodes[i].op == KDC__OP_CONV &&
+           kdc__conv_backward_overwrites(&m->nodes[i].p.conv) &&
+           kdc__through_fusable(r, i, in, lowest);
 }
 
 /* Conv i's backward through the pair before it (kdc__conv_through_fusable):
@@ -367,6 +374,21 @@ static kdc_status kdc__node_backward(kdc_run *r, int i, int lowest, int guided)
     /* the eight-channel depthwise backward writes a new input gradient
      * whole: not zeroed first */
     const int c8 = kdc__conv_dw_backward_c8(m, nd, k.a.in_chw[2]);
+    if (c8 && kdc__through_fusable(r, i, nd->in[0], lowest)) {
+        /* and carries on through the ReLU + BatchNorm before it
+         * (kdc__dw_bthru): into the BatchNorm input's new gradient */
+        const int in = nd->in[0], c = m->nodes[in - 1].in[0];
+        if ((st = kdc__grad_need_ex(r, c, 0)))
+            return st;
+        k.a.dx = r->gbuf[r->grad_of[c]];
+        k.a.dx_fresh = 1;
+        k.a.dx_mask = r->mask[in];
+        k.a.dx_scale = m->nodes[in - 1].p.affine.scale;
+        k.a.dy = r->gbuf[r->grad_of[i]];
+        k.quantum = 8;
+        kdc__task_run(r, &k);
+        return KDC_OK;
+    }
     const int fresh = c8 && nd->in[0] >= lowest && r->grad_of[nd->in[0]] < 0;
     for (int j = 0; j < 2; j++) {
         const int in = nd->in[j];

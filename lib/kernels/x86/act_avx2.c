@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "simd_avx2.h"
 
 void kdc__f32_relu_mask_avx2(const float *y, uint64_t *mask, size_t hw, float clamp, int c0,
                              int c1)
@@ -37,18 +38,6 @@ void kdc__f32_relu_mask_avx2(const float *y, uint64_t *mask, size_t hw, float cl
             m[w] = bits;
         }
     }
-}
-
-/* Where the gradient passes among the 8 elements from i of a plane: the
- * lanes whose bit of byte (the mask bits i .. i + 7) is set, and for guided
- * backprop only where gv (the gradient there) > 0. */
-static inline __m256 kdc__pass8(int byte, __m256 gv, int guided)
-{
-    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256 pass = _mm256_castsi256_ps(
-        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), lane), lane));
-    return guided ? _mm256_and_ps(pass, _mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_GT_OQ))
-                  : pass;
 }
 
 /* Both ReLU backward kernels: with scale NULL, dx += dy where the gradient

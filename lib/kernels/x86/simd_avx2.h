@@ -1,6 +1,7 @@
-/* simd_avx2.h - lane masks, even/odd column splits and the GEMM epilogue's
- * 8-lane step, shared by the AVX2 kernels (gemm_avx2.c, dwconv_avx2.c,
- * pool_avx2.c). Include only from files compiled with -mavx2 -mfma. */
+/* simd_avx2.h - lane masks, even/odd column splits, the GEMM epilogue's
+ * 8-lane step and the ReLU backward's pass lanes, shared by the AVX2
+ * kernels (gemm_avx2.c, dwconv_avx2.c, pool_avx2.c, act_avx2.c). Include
+ * only from files compiled with -mavx2 -mfma. */
 #ifndef KDC_SIMD_AVX2_H
 #define KDC_SIMD_AVX2_H
 
@@ -107,6 +108,18 @@ kdc__ep8_avx2(const kdc__gemm_epilogue *ep, const kdc__ep_row8 *k, int res, __m2
         x = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     }
     return x;
+}
+
+/* Where the gradient passes among 8 elements of a plane: the lanes whose
+ * bit of byte (their 8 mask bits) is set, and for guided backprop only
+ * where gv (the gradient there) > 0. */
+static inline __m256 kdc__pass8(int byte, __m256 gv, int guided)
+{
+    const __m256i lane = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 pass = _mm256_castsi256_ps(
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(byte), lane), lane));
+    return guided ? _mm256_and_ps(pass, _mm256_cmp_ps(gv, _mm256_setzero_ps(), _CMP_GT_OQ))
+                  : pass;
 }
 
 #endif
