@@ -442,10 +442,110 @@ static void grad_errors(void **state)
     errors_on("mobilenetv1_timm"); /* 1000 classes */
 }
 
+/* The backward of a logit target through the last, fully connected layer
+ * takes row c of its weight instead of the GEMM over the one-hot seed
+ * (lib/run/backward.c): the same bits as the seed itself given as a
+ * KDC_TARGET_SEED (which goes through the GEMM), zeros of the row
+ * included (the GEMM's chain from +0 turns a -0 weight into +0). A batch
+ * of two images with their own classes, weights of MobileNetV1 with two
+ * zeros of each sign set in the classes' rows of fc.weight. */
+static void onehot_fc(void **state)
+{
+    (void)state;
+    const char *src = tk_weights_file("mobilenetv1", 31, 10, "", 0);
+    assert_non_null(src);
+    FILE *fp = fopen(src, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    const long size = ftell(fp);
+    rewind(fp);
+    unsigned char *buf = malloc((size_t)size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, fp), (size_t)size);
+    fclose(fp);
+    buf[size] = 0;
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | buf[i];
+    const char *key = strstr((const char *)buf + 8, "\"fc.weight\"");
+    assert_non_null(key);
+    const char *off = strstr(key, "data_offsets");
+    assert_non_null(off);
+    unsigned long a = 0;
+    assert_int_equal(sscanf(off, "data_offsets\":[%lu", &a), 1);
+    float *fw = (float *)(buf + 8 + hlen + a); /* (10, 1024), F32 */
+    const int classes[2] = {3, 7}, K = 1024;
+    const float zeros[4] = {-0.0f, 0.0f, -0.0f, 0.0f};
+    for (int i = 0; i < 4; i++) {
+        float z = zeros[i];
+        memcpy(&fw[(size_t)classes[i / 2] * K + 5 * i + 1], &z, sizeof z);
+    }
+    const char *path = tk_tmp_path("onehot_fc.safetensors");
+    fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(buf, 1, (size_t)size, fp), (size_t)size);
+    assert_int_equal(fclose(fp), 0);
+    free(buf);
+
+    kdc_model *m;
+    kdc_run *r;
+    CHECK_OK(kdc_model_load(path, NULL, &m));
+    kdc_run_options ro = {.threads = 2};
+    CHECK_OK(kdc_run_create(m, &ro, &r));
+    const int n = 2, h = 64, w = 64, last = kdc_model_num_layers(m) - 1;
+    const size_t nx = (size_t)n * 3 * h * w;
+    float *x = malloc(nx * sizeof *x);
+    assert_non_null(x);
+    kdc_test_fill(x, nx, "input", 5, 0.0, 2.0);
+    int layers[2] = {last - 1, 0}; /* fc's input, the network's input */
+    const size_t cnt[2] = {(size_t)n * K, nx};
+    float *g[2][2];
+    for (int t = 0; t < 2; t++) {
+        CHECK_OK(kdc_run_forward_grad(r, x, n, h, w, NULL, 0, 0));
+        kdc_target tg = {0};
+        float seed[20] = {0};
+        if (t == 0) {
+            tg.kind = KDC_TARGET_LOGIT;
+            tg.classes = classes;
+        } else {
+            for (int b = 0; b < n; b++)
+                seed[b * 10 + classes[b]] = 1.0f;
+            tg.kind = KDC_TARGET_SEED;
+            tg.layer = last;
+            tg.seed = seed;
+        }
+        CHECK_OK(kdc_run_backward(r, &tg, layers, 2, 0));
+        for (int l = 0; l < 2; l++) {
+            g[t][l] = malloc(cnt[l] * sizeof *g[t][l]);
+            assert_non_null(g[t][l]);
+            CHECK_OK(kdc_run_read_grad(r, layers[l], g[t][l], cnt[l]));
+        }
+    }
+    for (int l = 0; l < 2; l++)
+        if (memcmp(g[0][l], g[1][l], cnt[l] * sizeof *g[0][l]))
+            fail_msg("onehot fc: the logit target's gradient at layer %d differs from the "
+                     "one-hot seed's", layers[l]);
+    /* the zeros of the rows: +0 both */
+    for (int i = 0; i < 4; i++) {
+        const float v = g[0][0][(size_t)(i / 2) * K + 5 * i + 1];
+        uint32_t bits;
+        memcpy(&bits, &v, sizeof bits);
+        assert_int_equal(bits, 0);
+    }
+    printf("  onehot fc: logit target = one-hot seed through the GEMM, to the bit (fc input and "
+           "input gradients, zero weights of both signs)\n");
+    for (int t = 0; t < 2; t++)
+        for (int l = 0; l < 2; l++)
+            free(g[t][l]);
+    free(x);
+    kdc_run_destroy(r);
+    kdc_model_destroy(m);
+}
+
 int main(void)
 {
     enum { NMODELS = sizeof MODELS / sizeof MODELS[0] };
-    struct CMUnitTest tests[NMODELS + 1];
+    struct CMUnitTest tests[NMODELS + 2];
     for (int i = 0; i < NMODELS; i++) {
         struct CMUnitTest t = cmocka_unit_test_prestate(grad_fixture, (void *)MODELS[i]);
         t.name = MODELS[i];
@@ -453,5 +553,7 @@ int main(void)
     }
     struct CMUnitTest te = cmocka_unit_test(grad_errors);
     tests[NMODELS] = te;
+    struct CMUnitTest to = cmocka_unit_test(onehot_fc);
+    tests[NMODELS + 1] = to;
     return cmocka_run_group_tests_name("grad", tests, group_setup, group_teardown);
 }
