@@ -647,17 +647,16 @@ kdc__dw_bc8(const float *dy, size_t yplane, int oh, int ow, const __m256 *wv, fl
     }
 }
 
-/* kdc__dw_bthru's step on a whole plane x of channel l, in place: the
- * scalar operations of kdc__relu_scale_backward_ref with accumulate 0 */
+/* kdc__dw_bthru's step on a whole plane x (hw floats) of channel l, in
+ * place, 8 values at a time by kdc__bthru8 (the tail through masks) */
 static void kdc__bthru_plane(const kdc__dw_bthru *t, int l, float *x, size_t hw)
 {
     const uint64_t *m = t->mask + (size_t)l * t->words;
-    const float s = t->scale[l];
-    for (size_t i = 0; i < hw; i++) {
-        float g = 0.0f;
-        if (((m[i / 64] >> (i % 64)) & 1) && (!t->guided || x[i] > 0.0f))
-            g = 0.0f + x[i];
-        x[i] = 0.0f + g * s;
+    const __m256 sv = _mm256_set1_ps(t->scale[l]);
+    for (size_t i = 0; i < hw; i += 8) {
+        const __m256i in = kdc__lanes8(hw - i < 8 ? (int)(hw - i) : 8);
+        const __m256 v = _mm256_maskload_ps(x + i, in);
+        _mm256_maskstore_ps(x + i, in, kdc__bthru8(m, t->words, i, sv, t->guided, v));
     }
 }
 
