@@ -289,7 +289,8 @@ static void check_planes(const char *what, const float *got, const float *inside
 /* The eight-channel forward (table entry dw3x3_c8) against the plane
  * kernel of the same table, to the bit (zero signs included): nc = 1..8
  * channels of a 12-channel layer, from channel 3 and ending at the last,
- * with and without a conv bias and an epilogue (bias, affine, ReLU6),
+ * with and without a conv bias and an epilogue (bias, affine, ReLU6; and
+ * other shapes of it),
  * nothing written outside the nc output planes; planes larger than its
  * buffer in bands of rows (112 x 112, rows of 256 and 257: bands of one). */
 static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
@@ -308,11 +309,17 @@ static void check_dw_c8(const kdc__dw_kernels *k, dw_shape sh)
     tk_fill(eh, 12, -1, 1);
     x[ihw * 3] = -0.0f; /* a zero sign to keep */
     float *ref = tk_xmalloc(C * ohw * sizeof *ref), *y = guarded(C * ohw);
-    for (int variant = 0; variant < 4; variant++) {
+    /* the kernel's loops are specialised on the epilogue's parts: none,
+     * each of its shapes that has a case, and one that has not */
+    const kdc__gemm_epilogue eps[] = {
+        {.bias = eb, .scale = es, .shift = eh, .relu = 1, .clamp = 6.0f},
+        {.scale = es, .shift = eh, .relu = 1, .clamp = INFINITY},
+        {.scale = es, .shift = eh},
+        {.bias = eb, .relu = 1, .clamp = 6.0f},
+    };
+    for (int variant = 0; variant < 10; variant++) {
         const float *b = variant & 1 ? bias : NULL;
-        const kdc__gemm_epilogue ep = {.bias = eb, .scale = es, .shift = eh, .relu = 1,
-                                       .clamp = 6.0f};
-        const kdc__gemm_epilogue *e = variant & 2 ? &ep : NULL;
+        const kdc__gemm_epilogue *e = variant >= 2 ? &eps[variant / 2 - 1] : NULL;
         for (int c = 0; c < C; c++)
             k->dw3x3(x + c * ihw, ih, iw, w + 9 * c, b ? b[c] : 0.0f, ref + c * ohw, oh, ow, s,
                      p, e, c, NULL);

@@ -236,13 +236,138 @@ static void kdc__dw_c8_rows(const float *x, size_t xplane, int h, int w, int iy0
 }
 
 /* Tap t of filter l (9 floats apart from w) in lane l of wv[t], lanes
- * from nc on zero: a masked gather (the lanes past nc are not read). */
+ * from nc on zero (their filters are not read). */
 static inline void kdc__dw_c8_filters(const float *w, int nc, __m256 wv[9])
 {
-    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
-    const __m256 lanes = _mm256_castsi256_ps(kdc__lanes8(nc));
+    float t8[9][8] __attribute__((aligned(32))) = {{0}};
+    for (int l = 0; l < nc; l++)
+        for (int t = 0; t < 9; t++)
+            t8[t][l] = w[9 * l + t];
     for (int t = 0; t < 9; t++)
-        wv[t] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), w + t, nine, lanes, 4);
+        wv[t] = _mm256_load_ps(t8[t]);
+}
+
+/* The outputs of the 8 channels from xt, the band's input rows from iy0
+ * on (see above), in blocks of 8 outputs: f is the epilogue's parts
+ * (kdc__ep_flags), a constant where these are inlined, so that its
+ * branches leave the loops. */
+typedef struct kdc__dw_c8_out {
+    __m256 wv[9], vb, clamp; /* taps, biases, the epilogue's clamp */
+    kdc__ep_row8 k;          /* the epilogue's channel constants    */
+    float *y;
+    size_t yplane, ohw;
+    int ih, ow, stride, pad, wb, nc;
+} kdc__dw_c8_out;
+
+/* v[j]: output p + j of the 8 channels' flattened planes, through the
+ * epilogue, turned back to the planes and stored. Lanes past the plane
+ * go through a mask; the others are stored whole, also those past the
+ * block's row or run (the caller writes those outputs later). */
+static inline __attribute__((always_inline)) void
+kdc__dw_c8_store(const kdc__dw_c8_out *o, __m256 v[8], size_t p, int f)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+        v[j] = kdc__ep8f_avx2(f, &o->k, zero, o->clamp, v[j]);
+    kdc__transpose8x8(v);
+    float *d = o->y + p;
+    /* unrolled, so that v stays in registers */
+    if (p + 8 <= o->ohw) {
+        _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+            if (l < o->nc)
+                _mm256_storeu_ps(d + l * o->yplane, v[l]);
+    } else {
+        const __m256i pix = kdc__lanes8((int)(o->ohw - p));
+        _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
+            if (l < o->nc)
+                _mm256_maskstore_ps(d + l * o->yplane, pix, v[l]);
+    }
+}
+
+/* Rows [oy0, oy1), any rows, in blocks of 8 outputs of a row. */
+static inline __attribute__((always_inline)) void
+kdc__dw_c8_rowwise(const kdc__dw_c8_out *o, const float *xt, int iy0, int oy0, int oy1, int f)
+{
+    const int stride = o->stride, ow = o->ow, wb = o->wb;
+    for (int oy = oy0; oy < oy1; oy++) {
+        /* the rows inside the input: taps ky0 .. ky1 - 1 */
+        const int iyt = oy * stride - o->pad;
+        const int ky0 = iyt < 0 ? -iyt : 0, ky1 = o->ih - iyt < 3 ? o->ih - iyt : 3;
+        const int nrows = ky1 - ky0;
+        const float *rows[3];
+        for (int q = 0; q < nrows; q++)
+            rows[q] = xt + ((size_t)(iyt + ky0 + q - iy0) * wb + 1 - o->pad) * 8;
+        const __m256 *wr = o->wv + 3 * ky0;
+        for (int ox = 0; ox < ow; ox += 8) {
+            __m256 v[8];
+            _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                v[j] = o->vb;
+            for (int q = 0; q < nrows; q++)
+                for (int kx = 0; kx < 3; kx++) {
+                    const float *r = rows[q] + (size_t)(ox * stride + kx) * 8;
+                    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                        v[j] = _mm256_fmadd_ps(wr[3 * q + kx],
+                                               _mm256_load_ps(r + j * stride * 8), v[j]);
+                }
+            kdc__dw_c8_store(o, v, (size_t)oy * ow + ox, f);
+        }
+    }
+}
+
+/* Rows [oy0, oy1), each with all three input rows inside the input, as
+ * one run of outputs in blocks of 8 that run on across rows (no block
+ * half idle at the end of a 14- or 28-wide row). Each output's chain is
+ * the row-wise one: the bias, then the 9 taps in (ky, kx) order. */
+static inline __attribute__((always_inline)) void
+kdc__dw_c8_runwise(const kdc__dw_c8_out *o, const float *xt, int iy0, int oy0, int oy1, int f)
+{
+    const int stride = o->stride, ow = o->ow, wb = o->wb;
+    const int n = (oy1 - oy0) * ow;
+    int by = oy0, bx = 0; /* the block's first output */
+    for (int p = 0; p < n; p += 8) {
+        /* output j's window's top left in xt; past the run, the run's
+         * last output's (computed, then overwritten or masked) */
+        const float *r[8];
+        int yy = by, xx = bx;
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++) {
+            r[j] = xt + ((size_t)(yy * stride - o->pad - iy0) * wb + xx * stride + 1 - o->pad) * 8;
+            if (p + j + 1 < n && ++xx == ow) {
+                xx = 0;
+                yy++;
+            }
+        }
+        for (bx += 8; bx >= ow; bx -= ow)
+            by++;
+        __m256 v[8];
+        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+            v[j] = o->vb;
+        for (int q = 0; q < 3; q++)
+            _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++) {
+                const size_t t = ((size_t)q * wb + kx) * 8;
+                _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
+                    v[j] = _mm256_fmadd_ps(o->wv[3 * q + kx], _mm256_load_ps(r[j] + t), v[j]);
+            }
+        kdc__dw_c8_store(o, v, (size_t)oy0 * ow + p, f);
+    }
+}
+
+/* Rows [oy0, oy1): those with a window row outside the input row-wise,
+ * the others (when their width leaves blocks part idle) as one run. */
+static inline __attribute__((always_inline)) void
+kdc__dw_c8_band(const kdc__dw_c8_out *o, const float *xt, int iy0, int oy0, int oy1, int f)
+{
+    /* inner rows: oy * stride - pad >= 0 and oy * stride - pad + 3 <= ih */
+    int ia = (o->pad + o->stride - 1) / o->stride, ib = (o->ih - 3 + o->pad) / o->stride + 1;
+    ia = ia > oy0 ? ia : oy0;
+    ib = ib < oy1 ? ib : oy1;
+    if (o->ow % 8 == 0 || ib - ia < 2) {
+        kdc__dw_c8_rowwise(o, xt, iy0, oy0, oy1, f);
+        return;
+    }
+    /* in order: a block stored whole writes on into the next outputs */
+    kdc__dw_c8_rowwise(o, xt, iy0, oy0, ia, f);
+    kdc__dw_c8_runwise(o, xt, iy0, ia, ib, f);
+    kdc__dw_c8_rowwise(o, xt, iy0, ib, oy1, f);
 }
 
 void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
@@ -265,22 +390,19 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
     float xt[(KDC__DW_C8_PLANE + SLACK) * 8] __attribute__((aligned(32)));
     const __m256i lanes = kdc__lanes8(nc);
     const __m256 zero = _mm256_setzero_ps();
-    /* tap t of the 8 filters, the biases, the epilogue's channel constants */
-    __m256 wv[9];
-    kdc__dw_c8_filters(w, nc, wv);
-    const __m256 vb = bias ? _mm256_maskload_ps(bias + c, lanes) : zero;
-    kdc__ep_row8 k = {zero, zero, zero};
-    /* a local copy: the stores to y cannot change it, so its fields and
-     * clamp are read once, not again after every store */
-    kdc__gemm_epilogue e;
+    kdc__dw_c8_out o = {.y = y, .yplane = yplane, .ohw = (size_t)oh * ow, .ih = ih, .ow = ow,
+                        .stride = stride, .pad = pad, .wb = wb, .nc = nc};
+    kdc__dw_c8_filters(w, nc, o.wv);
+    o.vb = bias ? _mm256_maskload_ps(bias + c, lanes) : zero;
+    o.k = (kdc__ep_row8){zero, zero, zero};
+    o.clamp = zero;
     if (ep) {
-        e = *ep;
-        ep = &e;
-        k.bs = ep->bias ? _mm256_maskload_ps(ep->bias + c, lanes) : zero;
-        k.sc = ep->scale ? _mm256_maskload_ps(ep->scale + c, lanes) : _mm256_set1_ps(1.0f);
-        k.sh = ep->scale ? _mm256_maskload_ps(ep->shift + c, lanes) : zero;
+        o.k.bs = ep->bias ? _mm256_maskload_ps(ep->bias + c, lanes) : zero;
+        o.k.sc = ep->scale ? _mm256_maskload_ps(ep->scale + c, lanes) : _mm256_set1_ps(1.0f);
+        o.k.sh = ep->scale ? _mm256_maskload_ps(ep->shift + c, lanes) : zero;
+        o.clamp = _mm256_set1_ps(ep->clamp);
     }
-    const size_t ohw = (size_t)oh * ow;
+    const int f = ep ? kdc__ep_flags(ep, 0) : 0;
     for (int oy0 = 0; oy0 < oh; oy0 += band) {
         const int oy1 = oy0 + band < oh ? oy0 + band : oh;
         int iy0 = oy0 * stride - pad, iy1 = (oy1 - 1) * stride - pad + 3;
@@ -289,46 +411,19 @@ void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const
         kdc__dw_c8_rows(x, xplane, ih, iw, iy0, iy1, nc, xt, 1, wb);
         for (int j = 0; j < SLACK; j++)
             _mm256_store_ps(xt + ((size_t)(iy1 - iy0) * wb + j) * 8, zero);
-        for (int oy = oy0; oy < oy1; oy++) {
-            /* the rows inside the input: taps ky0 .. ky1 - 1 */
-            const int iyt = oy * stride - pad;
-            const int ky0 = iyt < 0 ? -iyt : 0, ky1 = ih - iyt < 3 ? ih - iyt : 3;
-            const int nrows = ky1 - ky0;
-            const float *rows[3];
-            for (int q = 0; q < nrows; q++)
-                rows[q] = xt + ((size_t)(iyt + ky0 + q - iy0) * wb + 1 - pad) * 8;
-            const __m256 *wr = wv + 3 * ky0;
-            for (int ox = 0; ox < ow; ox += 8) {
-                const int n = ow - ox < 8 ? ow - ox : 8;
-                __m256 o[8];
-                _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                    o[j] = vb;
-                for (int q = 0; q < nrows; q++)
-                    for (int kx = 0; kx < 3; kx++) {
-                        const float *r = rows[q] + (size_t)(ox * stride + kx) * 8;
-                        _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                            o[j] = _mm256_fmadd_ps(wr[3 * q + kx],
-                                                   _mm256_load_ps(r + j * stride * 8), o[j]);
-                    }
-                if (ep)
-                    _Pragma("GCC unroll 8") for (int j = 0; j < 8; j++)
-                        o[j] = kdc__ep8_avx2(ep, &k, 0, zero, o[j]);
-                kdc__transpose8x8(o);
-                /* lanes past the row's end land on the plane's next rows,
-                 * stored later; not past the plane: there, through a mask */
-                float *d = y + (size_t)oy * ow + ox;
-                /* unrolled, so that o stays in registers */
-                if ((size_t)oy * ow + ox + 8 <= ohw) {
-                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
-                        if (l < nc)
-                            _mm256_storeu_ps(d + l * yplane, o[l]);
-                } else {
-                    const __m256i pix = kdc__lanes8(n);
-                    _Pragma("GCC unroll 8") for (int l = 0; l < 8; l++)
-                        if (l < nc)
-                            _mm256_maskstore_ps(d + l * yplane, pix, o[l]);
-                }
-            }
+        /* the epilogue's shapes of the fused groups (no residual here) */
+        switch (f) {
+        case 0: kdc__dw_c8_band(&o, xt, iy0, oy0, oy1, 0); break;
+        case KDC__EPF_SCALE | KDC__EPF_RELU:
+            kdc__dw_c8_band(&o, xt, iy0, oy0, oy1, KDC__EPF_SCALE | KDC__EPF_RELU);
+            break;
+        case KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU:
+            kdc__dw_c8_band(&o, xt, iy0, oy0, oy1,
+                            KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU);
+            break;
+        case KDC__EPF_SCALE: kdc__dw_c8_band(&o, xt, iy0, oy0, oy1, KDC__EPF_SCALE); break;
+        default: /* the rarer shapes, their branches in the loop */
+            kdc__dw_c8_band(&o, xt, iy0, oy0, oy1, f);
         }
     }
 }

@@ -86,28 +86,44 @@ static inline kdc__ep_row8 kdc__ep_row8_init(const kdc__gemm_epilogue *ep, int r
     return k;
 }
 
+/* The epilogue's parts as bits, for loops specialised on them at compile
+ * time (kdc__ep8f_avx2 with a constant f): the branches leave the loop. */
+enum { KDC__EPF_BIAS = 1, KDC__EPF_SCALE = 2, KDC__EPF_RES = 4, KDC__EPF_RELU = 8 };
+
+static inline int kdc__ep_flags(const kdc__gemm_epilogue *ep, int res)
+{
+    return (ep->bias ? KDC__EPF_BIAS : 0) | (ep->scale ? KDC__EPF_SCALE : 0) |
+           (res ? KDC__EPF_RES : 0) | (ep->relu ? KDC__EPF_RELU : 0);
+}
+
 /* The epilogue (kdc__gemm_epilogue) on 8 values x of one output row, with
  * the float operations of the scalar ops: add, then multiply and add
- * (never fused), add, clamp. k: the row's constants; rv: the residual at
- * these 8 columns when res. The clamp is
- * min(max(x, 0), clamp) with NaN kept, as kdc__clamp in act.c: MAXPS(x, 0)
- * is (x > 0 ? x : 0), MINPS(x, c) is (x < c ? x : c), and a NaN x is put
- * back by a blend. */
+ * (never fused), add, clamp. f: its parts (kdc__ep_flags); k: the row's
+ * constants; rv: the residual at these 8 columns when f has RES; clamp:
+ * ep->clamp broadcast. The clamp is min(max(x, 0), clamp) with NaN kept,
+ * as kdc__clamp in act.c: MAXPS(x, 0) is (x > 0 ? x : 0), MINPS(x, c) is
+ * (x < c ? x : c), and a NaN x is put back by a blend. */
 static inline __attribute__((always_inline)) __m256
-kdc__ep8_avx2(const kdc__gemm_epilogue *ep, const kdc__ep_row8 *k, int res, __m256 rv, __m256 x)
+kdc__ep8f_avx2(int f, const kdc__ep_row8 *k, __m256 rv, __m256 clamp, __m256 x)
 {
-    if (ep->bias)
+    if (f & KDC__EPF_BIAS)
         x = _mm256_add_ps(x, k->bs);
-    if (ep->scale)
+    if (f & KDC__EPF_SCALE)
         x = _mm256_add_ps(_mm256_mul_ps(x, k->sc), k->sh);
-    if (res)
+    if (f & KDC__EPF_RES)
         x = _mm256_add_ps(x, rv);
-    if (ep->relu) {
-        const __m256 y =
-            _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), _mm256_set1_ps(ep->clamp));
+    if (f & KDC__EPF_RELU) {
+        const __m256 y = _mm256_min_ps(_mm256_max_ps(x, _mm256_setzero_ps()), clamp);
         x = _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
     }
     return x;
+}
+
+/* kdc__ep8f_avx2 with the parts read from ep (res: whether rv is used). */
+static inline __attribute__((always_inline)) __m256
+kdc__ep8_avx2(const kdc__gemm_epilogue *ep, const kdc__ep_row8 *k, int res, __m256 rv, __m256 x)
+{
+    return kdc__ep8f_avx2(kdc__ep_flags(ep, res), k, rv, _mm256_set1_ps(ep->clamp), x);
 }
 
 /* Where the gradient passes among 8 elements of a plane: the lanes whose
