@@ -252,6 +252,81 @@ static void test_gemm_backward_epilogue(void **state)
     }
 }
 
+/* Dense B read in place (table entries gemm_ldb, gemm_ep_ldb: full
+ * panels of a row-major B whose rows are whole cache lines, when the call
+ * has at most KDC__GEMM_INPLACE_M rows) against the same table with those
+ * entries removed, which packs every panel: the same bits. Shapes with a
+ * partial last panel (packed alone) and narrow columns, rows in partial
+ * panels, two depth blocks, column splits at panel and non-panel columns;
+ * no epilogue, a forward one (bias, BatchNorm, residual, ReLU6) and the
+ * backward form, accumulated or not. */
+static void test_gemm_inplace(void **state)
+{
+    (void)state;
+    static const int sizes[][3] = {
+        {64, 64, 64}, {128, 112, 256}, {13, 96, KC + 44}, {8, 48, 7},
+        {100, 1040, 33}, {72, 208, KC + 4}, {129, 64, 16},
+    };
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk || !gk->gemm_ldb)
+            continue;
+        kdc__gemm_kernels packed = *gk;
+        packed.gemm_ldb = NULL;
+        packed.gemm_ep_ldb = NULL;
+        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+            for (int variant = 0; variant < 6; variant++) {
+                const int m = sizes[z][0], n = sizes[z][1], k = sizes[z][2];
+                const int acc = variant & 1, kind = variant / 2; /* none, forward, backward */
+                const size_t words = ((size_t)n + 63) / 64;
+                float *a = tk_rand_buf((size_t)m * k, -1, 1), *b = tk_rand_buf((size_t)k * n, -1, 1);
+                float *bias = tk_rand_buf((size_t)m, -1, 1), *scale = tk_rand_buf((size_t)m, -2, 2);
+                float *shift = tk_rand_buf((size_t)m, -1, 1), *res = tk_rand_buf((size_t)m * n, -1, 1);
+                uint64_t *mask = tk_xmalloc((size_t)m * words * sizeof *mask);
+                for (size_t w = 0; w < (size_t)m * words; w++)
+                    mask[w] = 0x9e3779b97f4a7c15ull * (w + 1) ^ (w << 7);
+                kdc__gemm_epilogue ep = {0};
+                if (kind == 1)
+                    ep = (kdc__gemm_epilogue){.bias = bias, .scale = scale, .shift = shift,
+                                              .res = res, .relu = 1, .clamp = 6.0f};
+                else if (kind == 2)
+                    ep = (kdc__gemm_epilogue){.scale = scale, .bmask = mask, .bwords = words,
+                                              .guided = 1};
+                float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+                float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
+                kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
+                float *want = tk_rand_buf((size_t)m * n, -1, 1);
+                float *got = tk_xmalloc((size_t)m * n * sizeof *got);
+                memcpy(got, want, (size_t)m * n * sizeof *got);
+                const kdc__gemm_b bs = {.x = b, .ld = (size_t)n};
+                const kdc__gemm_epilogue *e = kind ? &ep : NULL;
+                /* columns [0, n1) and [n1, n) as two tasks: at a panel
+                 * boundary, then at an odd column */
+                const int n1 = variant < 3 ? n / 2 / gk->nr * gk->nr : n / 2 | 1;
+                kdc__gemm(&packed, pa, k, 0, m, &bs, 0, n1, want, (size_t)n, acc, e, work);
+                kdc__gemm(&packed, pa, k, 0, m, &bs, n1, n, want, (size_t)n, acc, e, work);
+                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n1, got, (size_t)n, acc, e, work);
+                kdc__gemm(gk, pa, k, 0, m, &bs, n1, n, got, (size_t)n, acc, e, work);
+                for (size_t q = 0; q < (size_t)m * n; q++)
+                    if (memcmp(&got[q], &want[q], sizeof got[q]))
+                        fail_msg("%s in place m=%d n=%d k=%d variant %d: C[%zu][%zu] = %.9g, "
+                                 "packed %.9g", gk->name, m, n, k, variant, q / n, q % n,
+                                 got[q], want[q]);
+                free(a);
+                free(b);
+                free(bias);
+                free(scale);
+                free(shift);
+                free(res);
+                free(mask);
+                free(pa);
+                free(work);
+                free(want);
+                free(got);
+            }
+    }
+}
+
 /* The narrow last panel (kernel table entry `narrow`) against the full
  * micro-kernel tile: C (m x n) computed alone and as the first n columns of
  * C' (m x n'), where n' fills the last panel, so the full tile computes
@@ -1216,6 +1291,7 @@ int main(void)
         cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_gemm_narrow),
         cmocka_unit_test(test_gemm_backward_epilogue),
+        cmocka_unit_test(test_gemm_inplace),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),

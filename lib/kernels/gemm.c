@@ -45,20 +45,22 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
-    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0};
+    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0, NULL,
+    NULL};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
-    kdc__f32_gemm_narrow_avx512, 16, 1};
+    kdc__f32_gemm_narrow_avx512, 16, 1, kdc__f32_gemm_8x32_ldb_avx512,
+    kdc__f32_gemm_ep_8x32_ldb_avx512};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -335,10 +337,18 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
             const int kc = k - pc < KDC__GEMM_KC ? k - pc : KDC__GEMM_KC;
             const int last = pc + kc == k;
             const float *bpanels = work; /* the panels of this depth block */
+            /* full panels of dense B read in place: only the last,
+             * partial one is packed (into work, as panel 0) */
+            const int inplace = !b->packed && !b->im2col && gk->gemm_ldb &&
+                                m1 - m0 <= KDC__GEMM_INPLACE_M && b->ld % 16 == 0;
+            const int jfull = inplace ? nc / nr * nr : 0;
             if (b->packed)
                 bpanels = b->packed + (size_t)pc * b->npad + (size_t)(jc / nr) * kc * nr;
-            else
+            else if (inplace && jfull < nc)
+                kdc__gemm_pack_b_block(b, pc, kc, jc + jfull, nc - jfull, nr, work);
+            else if (!inplace)
                 kdc__gemm_pack_b_block(b, pc, kc, jc, nc, nr, work);
+            const float *bdense = inplace ? b->x + (size_t)pc * b->ld + jc : NULL;
             /* the last few columns (past the left half of the last panel
              * where the table says so): for all rows at once */
             int wn = nc % nr;
@@ -356,7 +366,7 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                     const float *ap = apack + ((size_t)(row / mr) * k + pc) * mr;
                     for (int jr = 0; jr < jn; jr += nr) {
                         const int nw = jn - jr < nr ? jn - jr : nr;
-                        const float *bp = bpanels + (size_t)(jr / nr) * kc * nr;
+                        const float *bp = bpanels + (size_t)((jr - jfull) / nr) * kc * nr;
                         float *cp = c + (size_t)row * ldc + jc + jr;
                         const int acc = accumulate || pc > 0;
                         const float *res =
@@ -366,6 +376,17 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                             eb = *ep;
                             eb.bcol = jc + jr;
                             te = &eb;
+                        }
+                        if (jr < jfull) {
+                            if (last && ep && mw == mr && (!ep->bmask || gk->ep_bmask)) {
+                                gk->gemm_ep_ldb(kc, ap, bdense + jr, b->ld, cp, ldc, acc, te, row,
+                                                res, ldc);
+                                continue;
+                            }
+                            gk->gemm_ldb(kc, ap, bdense + jr, b->ld, cp, ldc, mw, acc);
+                            if (last && ep)
+                                epf(te, cp, ldc, row, mw, res, ldc, nw);
+                            continue;
                         }
                         if (last && ep && gk->gemm_ep && mw == mr && nw == nr &&
                             (!ep->bmask || gk->ep_bmask)) {
@@ -381,7 +402,7 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                     const float *ap = apack + ((size_t)(ic / mr) * k + pc) * mr;
                     float *cp = c + (size_t)ic * ldc + jc + jn;
                     gk->narrow(kc, ap, (size_t)k * mr,
-                               bpanels + (size_t)(jn / nr) * kc * nr + jn % nr, cp,
+                               bpanels + (size_t)((jn - jfull) / nr) * kc * nr + jn % nr, cp,
                                ldc, mc, wn, accumulate || pc > 0);
                     if (last && ep) {
                         const kdc__gemm_epilogue *te = ep;

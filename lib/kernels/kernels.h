@@ -82,6 +82,19 @@ enum { KDC__GEMM_NARROW = 4 };
 typedef void (*kdc__gemm_narrow_ukernel)(int k, const float *a, size_t astride, const float *b,
                                          float *c, size_t ldc, int m, int n, int accumulate);
 
+/* The micro-kernel and its epilogue form for a full-width tile (nr
+ * columns, m <= mr rows) whose B is not packed: row p of the tile's B at
+ * b + p * ldb (a 1x1 convolution's input planes, read in place). The same
+ * multiply-add chains as the packed forms, so the same bits. */
+typedef void (*kdc__gemm_ldb_ukernel)(int k, const float *a, const float *b, size_t ldb,
+                                      float *c, size_t ldc, int m, int accumulate);
+typedef void (*kdc__gemm_ep_ldb_ukernel)(int k, const float *a, const float *b, size_t ldb,
+                                         float *c, size_t ldc, int accumulate,
+                                         const struct kdc__gemm_epilogue *ep, int row,
+                                         const float *res, size_t ldres);
+
+enum { KDC__GEMM_INPLACE_M = 128 };
+
 /* One table per kernel family and ISA (XNNPACK style). */
 typedef struct kdc__gemm_kernels {
     kdc__isa isa;
@@ -97,6 +110,8 @@ typedef struct kdc__gemm_kernels {
      * tile's 32 columns: a 7 x 7 layer's 49 = 32 + 16 + 1). 0: never */
     int half;
     int ep_bmask; /* gemm_ep and epilogue run the epilogue's bmask form */
+    kdc__gemm_ldb_ukernel gemm_ldb;       /* NULL: B always packed            */
+    kdc__gemm_ep_ldb_ukernel gemm_ep_ldb; /* with gemm_ldb                    */
 } kdc__gemm_kernels;
 
 /* The forward of up to 8 channels at once: channels [c, c + nc), nc <= 8,
@@ -499,6 +514,11 @@ void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ld
 void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int accumulate, const kdc__gemm_epilogue *ep, int row,
                                   const float *res, size_t ldres);
+void kdc__f32_gemm_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
+                                   size_t ldc, int m, int accumulate);
+void kdc__f32_gemm_ep_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
+                                      size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
+                                      int row, const float *res, size_t ldres);
 void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const float *b, float *c,
                                  size_t ldc, int m, int n, int accumulate);
 #endif
