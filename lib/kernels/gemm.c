@@ -316,6 +316,11 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
     }
 }
 
+int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows)
+{
+    return gk->gemm_ldb && !b->im2col && rows <= KDC__GEMM_INPLACE_M && b->ld % 16 == 0;
+}
+
 void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, int m1,
                const kdc__gemm_b *b, int n0, int n1, float *c, size_t ldc, int accumulate,
                const kdc__gemm_epilogue *ep, float *work)
@@ -339,8 +344,7 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
             const float *bpanels = work; /* the panels of this depth block */
             /* full panels of dense B read in place: only the last,
              * partial one is packed (into work, as panel 0) */
-            const int inplace = !b->packed && !b->im2col && gk->gemm_ldb &&
-                                m1 - m0 <= KDC__GEMM_INPLACE_M && b->ld % 16 == 0;
+            const int inplace = !b->packed && kdc__gemm_b_inplace(gk, b, m1 - m0);
             const int jfull = inplace ? nc / nr * nr : 0;
             if (b->packed)
                 bpanels = b->packed + (size_t)pc * b->npad + (size_t)(jc / nr) * kc * nr;

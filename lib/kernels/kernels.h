@@ -93,7 +93,6 @@ typedef void (*kdc__gemm_ep_ldb_ukernel)(int k, const float *a, const float *b, 
                                          const struct kdc__gemm_epilogue *ep, int row,
                                          const float *res, size_t ldres);
 
-enum { KDC__GEMM_INPLACE_M = 128 };
 
 /* One table per kernel family and ISA (XNNPACK style). */
 typedef struct kdc__gemm_kernels {
@@ -454,6 +453,15 @@ typedef struct kdc__gemm_b {
     const float *packed;
     size_t npad;
 } kdc__gemm_b;
+
+/* Whether kdc__gemm reads the full panels of B (not packed) in place in
+ * a call for `rows` rows of C: the table has the in-place kernels, B is
+ * dense, its rows are whole 64-byte lines, and at most
+ * KDC__GEMM_INPLACE_M rows (16 AVX-512 row panels) share each panel
+ * (with more, packing paid for itself: 1-11% faster, kdcam bench
+ * --layers, ResNet-50 bottleneck conv3s, 2026-12-07). */
+enum { KDC__GEMM_INPLACE_M = 128 };
+int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows);
 
 /* Packs rows [p0, p0 + kc) (kc <= KDC__GEMM_KC) and columns [n0, n0 + nc)
  * of B into ceil(nc / nr) panels of kc x nr floats at dst, columns past
