@@ -252,6 +252,67 @@ static void test_gemm_backward_epilogue(void **state)
     }
 }
 
+/* kdc__gemm_pack_b_block on an implicit im2col against its definition,
+ * to the bit (packing copies): panel column j of row p = (c, ky, kx) is
+ * x[c][oy * s - pad + ky][ox * s - pad + kx] for output q = n0 + j, or +0
+ * in the padding and past the last column. Kernels of 1 to 9 taps (packed
+ * through a table of offsets) and larger (by runs of output rows), both
+ * strides, pads 0 to 3, depth blocks from any tap, partial panels, the
+ * tables' panel widths. */
+static void test_pack_im2col(void **state)
+{
+    (void)state;
+    static const int cases[][5] = {/* k, stride, pad, ih, iw */
+                                   {3, 1, 1, 7, 7},  {3, 2, 1, 14, 13}, {1, 2, 0, 14, 14},
+                                   {1, 1, 2, 5, 4},  {7, 2, 3, 23, 19}, {5, 1, 2, 9, 11},
+                                   {3, 1, 0, 6, 5},  {3, 2, 3, 4, 6},   {7, 1, 3, 3, 2}};
+    static const int nrs[] = {8, 16, 32};
+    const int cin = 5;
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        const int k = cases[t][0], s = cases[t][1], pad = cases[t][2], ih = cases[t][3],
+                  iw = cases[t][4];
+        const int oh = kdc__out_size(ih, k, s, pad), ow = kdc__out_size(iw, k, s, pad);
+        const int K = cin * k * k, N = oh * ow;
+        float *x = tk_rand_buf((size_t)cin * ih * iw, -1, 1);
+        x[0] = -0.0f; /* a zero sign to keep */
+        const kdc__gemm_b b = {.x = x, .ld = (size_t)N, .im2col = 1, .ih = ih, .iw = iw,
+                               .kh = k, .kw = k, .stride = s, .pad = pad, .oh = oh, .ow = ow};
+        for (size_t r = 0; r < sizeof nrs / sizeof *nrs; r++) {
+            const int nr = nrs[r];
+            const int p0s[] = {0, K / 3, K - 1};
+            for (int pi = 0; pi < 3; pi++) {
+                const int p0 = p0s[pi], kc = K - p0 < 40 ? K - p0 : 40;
+                for (int n0 = 0; n0 < N; n0 += 3 * nr - 5) {
+                    const int nc = N - n0 < 3 * nr ? N - n0 : 3 * nr;
+                    const int panels = (nc + nr - 1) / nr;
+                    float *d = tk_xmalloc((size_t)panels * kc * nr * sizeof *d);
+                    kdc__gemm_pack_b_block(&b, p0, kc, n0, nc, nr, d);
+                    for (int g = 0; g < panels; g++)
+                        for (int p = 0; p < kc; p++)
+                            for (int j = 0; j < nr; j++) {
+                                const int row = p0 + p, c = row / (k * k);
+                                const int ky = row % (k * k) / k, kx = row % k;
+                                const int q = n0 + g * nr + j;
+                                float want = 0.0f;
+                                if (g * nr + j < nc) {
+                                    const int iy = q / ow * s - pad + ky, ix = q % ow * s - pad + kx;
+                                    if (iy >= 0 && iy < ih && ix >= 0 && ix < iw)
+                                        want = x[((size_t)c * ih + iy) * iw + ix];
+                                }
+                                const float got = d[((size_t)g * kc + p) * nr + j];
+                                if (memcmp(&got, &want, sizeof got))
+                                    fail_msg("im2col k%d s%d p%d %dx%d nr %d p0 %d n0 %d: panel "
+                                             "%d row %d col %d = %.9g, not %.9g", k, s, pad, ih,
+                                             iw, nr, p0, n0, g, p, j, got, want);
+                            }
+                    free(d);
+                }
+            }
+        }
+        free(x);
+    }
+}
+
 /* Dense B read in place (table entries gemm_ldb, gemm_ep_ldb: full
  * panels of a row-major B whose rows are whole cache lines, when the call
  * has at most KDC__GEMM_INPLACE_M rows) against the same table with those
@@ -1292,6 +1353,7 @@ int main(void)
         cmocka_unit_test(test_gemm_narrow),
         cmocka_unit_test(test_gemm_backward_epilogue),
         cmocka_unit_test(test_gemm_inplace),
+        cmocka_unit_test(test_pack_im2col),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),
