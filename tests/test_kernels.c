@@ -733,7 +733,7 @@ static uint32_t bits(float f)
 /* One plane of max pooling through pk against kdc__maxpool_idx_ref, the
  * window-by-window reference with no fast interior, to the bit: values
  * with ties, signed zeros, infinities and NaNs of distinct payloads (the
- * last NaN a window scans wins, as in the reference). */
+ * last NaN a window scans wins, as in the reference), NaNs dense or rare. */
 static void check_pool(const kdc__pool_kernels *pk, int ih, int iw, int s, int p, unsigned seed)
 {
     const int oh = kdc__out_size(ih, 3, s, p), ow = kdc__out_size(iw, 3, s, p);
@@ -748,13 +748,18 @@ static void check_pool(const kdc__pool_kernels *pk, int ih, int iw, int s, int p
     for (size_t i = 0; i < ihw; i++) {
         r = r * 1664525u + 1013904223u;
         const unsigned kind = r >> 28, v = (r >> 8) & 0xfffff;
-        if (kind == 0) {
+        /* odd seeds: a NaN in 1 of 16 values (in most windows); even seeds:
+         * in 1 of 4096 (most vector blocks of windows have none, some have
+         * one) */
+        if (kind == 0 && (seed % 2 || (r & 0xff) == 0)) {
             const uint32_t nan = 0x7fc00000u | v; /* a quiet NaN, payload v */
             memcpy(&x[i], &nan, sizeof nan);
         } else if (kind == 1)
             x[i] = (r & 1) ? -0.0f : 0.0f;
         else if (kind == 2)
             x[i] = (r & 1) ? -INFINITY : INFINITY;
+        else if (seed % 3 == 0 && kind < 15)
+            x[i] = -INFINITY; /* every third plane: windows all -inf */
         else
             x[i] = (float)((int)(v % 7) - 3); /* small integers: many ties */
     }

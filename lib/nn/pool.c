@@ -2,6 +2,7 @@
  * references, and the max-pooling kernel table (SIMD row kernels in
  * x86/pool_avx2.c and x86/pool_avx512.c). */
 #include <math.h>
+#include <string.h>
 
 #include "graph.h"
 #include "kernels.h"
@@ -81,13 +82,40 @@ void kdc__f32_maxpool3_row_idx_scalar(const float *p, int iw, int stride, float 
         y[j] = kdc__max_3x3(p + (size_t)j * stride, iw, at0 + j * stride, &idx[j]);
 }
 
+/* An output row whose windows reach above or below the input, through
+ * row3: its three input rows copied to rows, those outside as -inf (a
+ * -inf tap never changes a scan that starts from -inf: -inf > m is false
+ * and -inf is not NaN, so the values are the window-by-window ones; not
+ * the winners, which is why recording passes take the windows). */
+static void kdc__maxpool_edge_row(kdc__maxpool3_row_fn row3, const float *x, int ih, int iw,
+                                  int iy0, int stride, int ix0, float *yr, int n, float *rows)
+{
+    for (int ky = 0; ky < 3; ky++) {
+        const int iy = iy0 + ky;
+        float *r = rows + (size_t)ky * iw;
+        if (iy >= 0 && iy < ih)
+            memcpy(r, x + (size_t)iy * iw, (size_t)iw * sizeof *r);
+        else
+            for (int i = 0; i < iw; i++)
+                r[i] = -INFINITY;
+    }
+    row3(rows + ix0, iw, stride, yr, n);
+}
+
+/* Rows of at most this many floats take kdc__maxpool_edge_row (on the
+ * stack: three of them). */
+enum { KDC__POOL_EDGE_W = 2048 };
+
 /* Windows that reach into the padding by kdc__max_window, the interior of
  * each row by row3 (k = 3 only), or, recording the winners into idx (not
- * NULL), by row3_idx. */
+ * NULL), by row3_idx. With edge_rows (and no idx), the inner columns of
+ * the rows above and below the interior also by row3, through
+ * kdc__maxpool_edge_row. */
 static void kdc__maxpool_rows(kdc__maxpool3_row_fn row3, kdc__maxpool3_row_idx_fn row3_idx,
                               const float *in, int ih, int iw, float *out, int32_t *idx, int oh,
-                              int ow, int k, int stride, int pad, int c0, int c1)
+                              int ow, int k, int stride, int pad, int c0, int c1, int edge_rows)
 {
+    float rows[3 * KDC__POOL_EDGE_W];
     int ylo, yhi, xlo, xhi;
     kdc__inner_range(ih, k, stride, pad, oh, &ylo, &yhi);
     kdc__inner_range(iw, k, stride, pad, ow, &xlo, &xhi);
@@ -104,10 +132,15 @@ static void kdc__maxpool_rows(kdc__maxpool3_row_fn row3, kdc__maxpool3_row_idx_f
             int32_t *ir = id ? id + (size_t)oy * ow : &at;
             const int step = id ? 1 : 0; /* without idx, *ir is a scratch */
             const int inner = oy >= ylo && oy < yhi;
-            const int a = inner ? xlo : ow, b = inner ? xhi : ow;
+            const int edge = !inner && edge_rows && !id && k == 3 && iw <= KDC__POOL_EDGE_W &&
+                             xhi > xlo;
+            const int a = inner || edge ? xlo : ow, b = inner || edge ? xhi : ow;
             for (int ox = 0; ox < a; ox++)
                 yr[ox] = kdc__max_window(x, ih, iw, k, iy0, ox * stride - pad, &ir[ox * step]);
-            if (b > a) {
+            if (edge)
+                kdc__maxpool_edge_row(row3, x, ih, iw, iy0, stride, a * stride - pad, yr + a,
+                                      b - a, rows);
+            else if (b > a) {
                 const int ix0 = a * stride - pad;
                 const float *p = x + (size_t)iy0 * iw + ix0;
                 if (id)
@@ -125,7 +158,7 @@ void kdc__maxpool_ref(const float *in, int ih, int iw, float *out, int oh, int o
                       int stride, int pad, int c0, int c1)
 {
     kdc__maxpool_rows(kdc__f32_maxpool3_row_scalar, kdc__f32_maxpool3_row_idx_scalar, in, ih, iw,
-                      out, NULL, oh, ow, k, stride, pad, c0, c1);
+                      out, NULL, oh, ow, k, stride, pad, c0, c1, 0);
 }
 
 /* pk, or the scalar table where pk's row kernels do not apply: other
@@ -137,7 +170,7 @@ void kdc__maxpool(const kdc__pool_kernels *pk, const float *in, int ih, int iw, 
 {
     pk = kdc__pool_rows_for(pk, stride);
     kdc__maxpool_rows(pk->maxpool3_row, pk->maxpool3_row_idx, in, ih, iw, out, NULL, oh, ow, k,
-                      stride, pad, c0, c1);
+                      stride, pad, c0, c1, 1);
 }
 
 void kdc__maxpool_idx(const kdc__pool_kernels *pk, const float *in, int ih, int iw, float *out,
@@ -145,7 +178,7 @@ void kdc__maxpool_idx(const kdc__pool_kernels *pk, const float *in, int ih, int 
 {
     pk = kdc__pool_rows_for(pk, stride);
     kdc__maxpool_rows(pk->maxpool3_row, pk->maxpool3_row_idx, in, ih, iw, out, idx, oh, ow, k,
-                      stride, pad, c0, c1);
+                      stride, pad, c0, c1, 0);
 }
 
 void kdc__gap_ref(const float *in, size_t hw, float *out, int c0, int c1)
@@ -166,7 +199,7 @@ void kdc__maxpool_idx_ref(const float *in, int ih, int iw, float *out, int32_t *
                           int ow, int k, int stride, int pad, int c0, int c1)
 {
     kdc__maxpool_rows(kdc__f32_maxpool3_row_scalar, kdc__f32_maxpool3_row_idx_scalar, in, ih, iw,
-                      out, idx, oh, ow, k, stride, pad, c0, c1);
+                      out, idx, oh, ow, k, stride, pad, c0, c1, 0);
 }
 
 /* dx[idx] += dy, per channel plane (overlapping windows accumulate). */
