@@ -236,15 +236,13 @@ static void kdc__dw_c8_rows(const float *x, size_t xplane, int h, int w, int iy0
 }
 
 /* Tap t of filter l (9 floats apart from w) in lane l of wv[t], lanes
- * from nc on zero (their filters are not read). */
+ * from nc on zero: a masked gather (the lanes past nc are not read). */
 static inline void kdc__dw_c8_filters(const float *w, int nc, __m256 wv[9])
 {
-    float t8[9][8] __attribute__((aligned(32))) = {{0}};
-    for (int l = 0; l < nc; l++)
-        for (int t = 0; t < 9; t++)
-            t8[t][l] = w[9 * l + t];
+    const __m256i nine = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+    const __m256 lanes = _mm256_castsi256_ps(kdc__lanes8(nc));
     for (int t = 0; t < 9; t++)
-        wv[t] = _mm256_load_ps(t8[t]);
+        wv[t] = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), w + t, nine, lanes, 4);
 }
 
 /* The outputs of the 8 channels from xt, the band's input rows from iy0
