@@ -49,8 +49,8 @@ static const kdc__gemm_kernels kdc__gemm_scalar = {
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
-    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0, NULL,
-    NULL};
+    kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0,
+    kdc__f32_gemm_6x16_ldb_avx2, kdc__f32_gemm_ep_6x16_ldb_avx2};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
@@ -356,9 +356,10 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
     }
 }
 
-int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows)
+int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows, int k)
 {
-    return gk->gemm_ldb && !b->im2col && rows <= KDC__GEMM_INPLACE_M && b->ld % 16 == 0;
+    return gk->gemm_ldb && !b->im2col && rows <= KDC__GEMM_INPLACE_M && k >= KDC__GEMM_INPLACE_K &&
+           b->ld % 16 == 0;
 }
 
 void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, int m1,
@@ -384,7 +385,7 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
             const float *bpanels = work; /* the panels of this depth block */
             /* full panels of dense B read in place: only the last,
              * partial one is packed (into work, as panel 0) */
-            const int inplace = !b->packed && kdc__gemm_b_inplace(gk, b, m1 - m0);
+            const int inplace = !b->packed && kdc__gemm_b_inplace(gk, b, m1 - m0, k);
             const int jfull = inplace ? nc / nr * nr : 0;
             if (b->packed)
                 bpanels = b->packed + (size_t)pc * b->npad + (size_t)(jc / nr) * kc * nr;

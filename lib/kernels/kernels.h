@@ -455,13 +455,16 @@ typedef struct kdc__gemm_b {
 } kdc__gemm_b;
 
 /* Whether kdc__gemm reads the full panels of B (not packed) in place in
- * a call for `rows` rows of C: the table has the in-place kernels, B is
- * dense, its rows are whole 64-byte lines, and at most
- * KDC__GEMM_INPLACE_M rows (16 AVX-512 row panels) share each panel
- * (with more, packing paid for itself: 1-11% faster, kdcam bench
- * --layers, ResNet-50 bottleneck conv3s, 2026-12-07). */
-enum { KDC__GEMM_INPLACE_M = 128 };
-int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows);
+ * a call for `rows` rows of C and depth k: the table has the in-place
+ * kernels, B is dense, its rows are whole 64-byte lines, at most
+ * KDC__GEMM_INPLACE_M rows (16 AVX-512 or 21 AVX2 row panels) share each
+ * panel and the depth is at least KDC__GEMM_INPLACE_K. Outside these,
+ * packing paid for itself (kdcam bench --layers, 2026-12-07, Zen 4):
+ * ResNet-50's bottleneck conv3s (128 rows and more) took 1.02-1.11x their
+ * packed time in place, MobileNetV1's first pointwise conv (depth 32) with
+ * AVX2 1.075x. */
+enum { KDC__GEMM_INPLACE_M = 128, KDC__GEMM_INPLACE_K = 64 };
+int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows, int k);
 
 /* Packs rows [p0, p0 + kc) (kc <= KDC__GEMM_KC) and columns [n0, n0 + nc)
  * of B into ceil(nc / nr) panels of kc x nr floats at dst, columns past
@@ -517,6 +520,11 @@ void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c,
                                 const float *res, size_t ldres);
 void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
                                size_t ldc, int m, int n, int accumulate);
+void kdc__f32_gemm_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
+                                 size_t ldc, int m, int accumulate);
+void kdc__f32_gemm_ep_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
+                                    size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
+                                    int row, const float *res, size_t ldres);
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n);
 void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,

@@ -273,7 +273,7 @@ static void kdc__bpack_task(void *ctx, int t)
  * Packing copies, so the results are the same bits either way. */
 static void kdc__gemm_prepack(kdc__pool *pool, kdc__gemm_job *j, int nimg)
 {
-    if (j->mparts < 2 || kdc__gemm_b_inplace(j->gk, &j->b, j->m))
+    if (j->mparts < 2 || kdc__gemm_b_inplace(j->gk, &j->b, j->m, j->k))
         return; /* one part, or B read in place by every part */
     const size_t npad = (size_t)j->ntiles * j->gk->nr;
     const size_t need = (size_t)nimg * j->k * npad;

@@ -73,8 +73,8 @@ kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0
  * stride ldres, or NULL). Inlined into both kernels below, where ep is a
  * constant NULL in the plain one. */
 static inline __attribute__((always_inline)) void
-kdc__tile_6x16_avx2(int k, const float *a, const float *b, const float *src, size_t lds,
-                    float *dst, size_t ldd, const kdc__gemm_epilogue *ep, int row,
+kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const float *src,
+                    size_t lds, float *dst, size_t ldd, const kdc__gemm_epilogue *ep, int row,
                     const float *res, size_t ldres)
 {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
@@ -120,15 +120,28 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, const float *src, siz
     } while (0)
 
     int p = 0;
-    for (; p + 4 <= k; p += 4, a += 24, b += 64) {
-        _mm_prefetch((const char *)(b + 256), _MM_HINT_T0);
-        KDC__STEP(a, b);
-        KDC__STEP(a + 6, b + 16);
-        _mm_prefetch((const char *)(b + 288), _MM_HINT_T0);
-        KDC__STEP(a + 12, b + 32);
-        KDC__STEP(a + 18, b + 48);
+    if (ldb == 16) { /* packed: a cache line a step, every other one fetched */
+        for (; p + 4 <= k; p += 4, a += 24, b += 64) {
+            _mm_prefetch((const char *)(b + 256), _MM_HINT_T0);
+            KDC__STEP(a, b);
+            KDC__STEP(a + 6, b + 16);
+            _mm_prefetch((const char *)(b + 288), _MM_HINT_T0);
+            KDC__STEP(a + 12, b + 32);
+            KDC__STEP(a + 18, b + 48);
+        }
+    } else { /* rows ldb floats apart: each row's line, 16 steps ahead */
+        for (; p + 4 <= k; p += 4, a += 24, b += 4 * ldb) {
+            _mm_prefetch((const char *)(b + 16 * ldb), _MM_HINT_T0);
+            KDC__STEP(a, b);
+            _mm_prefetch((const char *)(b + 17 * ldb), _MM_HINT_T0);
+            KDC__STEP(a + 6, b + ldb);
+            _mm_prefetch((const char *)(b + 18 * ldb), _MM_HINT_T0);
+            KDC__STEP(a + 12, b + 2 * ldb);
+            _mm_prefetch((const char *)(b + 19 * ldb), _MM_HINT_T0);
+            KDC__STEP(a + 18, b + 3 * ldb);
+        }
     }
-    for (; p < k; p++, a += 6, b += 16)
+    for (; p < k; p++, a += 6, b += ldb)
         KDC__STEP(a, b);
 #undef KDC__STEP
 
@@ -155,15 +168,14 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, const float *src, siz
     _mm256_storeu_ps(dst + 5 * ldd + 8, c51);
 }
 
-void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc, int m,
-                             int n, int accumulate)
+/* An m x n (n > 8) corner of the tile: whole tiles straight to c, others
+ * through a tile on the stack. */
+static inline __attribute__((always_inline)) void
+kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
+                         int m, int n, int accumulate)
 {
-    if (n <= 8) {
-        kdc__gemm_6x8_avx2(k, a, b, c, ldc, m, n, accumulate);
-        return;
-    }
     if (m == 6 && n == 16) {
-        kdc__tile_6x16_avx2(k, a, b, accumulate ? c : NULL, ldc, c, ldc, NULL, 0, NULL, 0);
+        kdc__tile_6x16_avx2(k, a, b, ldb, accumulate ? c : NULL, ldc, c, ldc, NULL, 0, NULL, 0);
         return;
     }
     float tmp[6 * 16];
@@ -173,17 +185,40 @@ void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, si
             for (int j = 0; j < n; j++)
                 tmp[i * 16 + j] = c[(size_t)i * ldc + j];
     }
-    kdc__tile_6x16_avx2(k, a, b, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL, 0);
+    kdc__tile_6x16_avx2(k, a, b, ldb, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL, 0);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
             c[(size_t)i * ldc + j] = tmp[i * 16 + j];
+}
+
+void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc, int m,
+                             int n, int accumulate)
+{
+    if (n <= 8) {
+        kdc__gemm_6x8_avx2(k, a, b, c, ldc, m, n, accumulate);
+        return;
+    }
+    kdc__tile_6x16_part_avx2(k, a, b, 16, c, ldc, m, n, accumulate);
+}
+
+void kdc__f32_gemm_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
+                                 size_t ldc, int m, int accumulate)
+{
+    kdc__tile_6x16_part_avx2(k, a, b, ldb, c, ldc, m, 16, accumulate);
 }
 
 void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
                                 int accumulate, const kdc__gemm_epilogue *ep, int row,
                                 const float *res, size_t ldres)
 {
-    kdc__tile_6x16_avx2(k, a, b, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
+    kdc__tile_6x16_avx2(k, a, b, 16, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
+}
+
+void kdc__f32_gemm_ep_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
+                                    size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
+                                    int row, const float *res, size_t ldres)
+{
+    kdc__tile_6x16_avx2(k, a, b, ldb, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
 }
 
 /* The narrow last panel (kdc__gemm_narrow_ukernel): gemm_narrow_ymm.h
