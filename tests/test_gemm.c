@@ -392,6 +392,85 @@ static void test_gemm_inplace(void **state)
     }
 }
 
+/* A shifted B (the phase planes of a padded, strided conv: row (c, ky, kx)
+ * a run of phase plane (ky % s, kx % s) of channel c from row ky / s and
+ * column kx / s) read in place (table entries gemm_rows, gemm_ep_rows)
+ * against the same table without them, which packs it: the same bits.
+ * Kernels 3x3 at strides 1 and 2 and 7x7 at stride 2, depths in one and
+ * two blocks, partial row and column panels, column splits, epilogues as
+ * above. */
+static void test_gemm_inplace_shifted(void **state)
+{
+    (void)state;
+    /* m, channels, kernel, stride, phase-plane side, columns */
+    static const int cases[][6] = {
+        {61, 8, 3, 1, 24, 500}, {128, 16, 3, 2, 20, 330}, {45, 3, 7, 2, 30, 800},
+        {72, 64, 3, 2, 12, 100},
+    };
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk || !gk->gemm_rows)
+            continue;
+        kdc__gemm_kernels packed = *gk;
+        packed.gemm_rows = NULL;
+        packed.gemm_ep_rows = NULL;
+        for (size_t z = 0; z < sizeof cases / sizeof *cases; z++)
+            for (int variant = 0; variant < 6; variant++) {
+                const int m = cases[z][0], ch = cases[z][1], kw = cases[z][2], st = cases[z][3];
+                const int side = cases[z][4], n = cases[z][5], k = ch * kw * kw;
+                const size_t pplane = (size_t)side * side, plane = (size_t)st * st * pplane;
+                /* the last column's deepest tap stays inside the planes */
+                assert_true((size_t)n + (size_t)(kw - 1) / st * (side + 1) <= pplane);
+                float *x = tk_rand_buf((size_t)ch * plane, -1, 1);
+                const kdc__gemm_b bs = {.x = x, .ld = (size_t)side, .im2col = 2, .kh = kw,
+                                        .kw = kw, .stride = st, .plane = plane,
+                                        .pplane = pplane};
+                assert_true(kdc__gemm_b_inplace(gk, &bs, m, k));
+                const int acc = variant & 1, kind = variant / 2;
+                float *a = tk_rand_buf((size_t)m * k, -1, 1);
+                float *scale = tk_rand_buf((size_t)m, -2, 2), *shift = tk_rand_buf((size_t)m, -1, 1);
+                float *res = tk_rand_buf((size_t)m * n, -1, 1);
+                const size_t words = ((size_t)n + 63) / 64;
+                uint64_t *mask = tk_xmalloc((size_t)m * words * sizeof *mask);
+                for (size_t w = 0; w < (size_t)m * words; w++)
+                    mask[w] = 0x9e3779b97f4a7c15ull * (w + 3) ^ (w << 9);
+                kdc__gemm_epilogue ep = {0};
+                if (kind == 1)
+                    ep = (kdc__gemm_epilogue){.scale = scale, .shift = shift, .res = res,
+                                              .relu = 1, .clamp = INFINITY};
+                else if (kind == 2)
+                    ep = (kdc__gemm_epilogue){.scale = scale, .bmask = mask, .bwords = words};
+                const kdc__gemm_epilogue *e = kind ? &ep : NULL;
+                float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+                float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
+                kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
+                float *want = tk_rand_buf((size_t)m * n, -1, 1);
+                float *got = tk_xmalloc((size_t)m * n * sizeof *got);
+                memcpy(got, want, (size_t)m * n * sizeof *got);
+                const int n1 = variant < 3 ? n / 2 / gk->nr * gk->nr : n / 2 | 1;
+                kdc__gemm(&packed, pa, k, 0, m, &bs, 0, n1, want, (size_t)n, acc, e, work);
+                kdc__gemm(&packed, pa, k, 0, m, &bs, n1, n, want, (size_t)n, acc, e, work);
+                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n1, got, (size_t)n, acc, e, work);
+                kdc__gemm(gk, pa, k, 0, m, &bs, n1, n, got, (size_t)n, acc, e, work);
+                for (size_t q = 0; q < (size_t)m * n; q++)
+                    if (memcmp(&got[q], &want[q], sizeof got[q]))
+                        fail_msg("%s shifted in place case %zu variant %d: C[%zu][%zu] = %.9g, "
+                                 "packed %.9g", gk->name, z, variant, q / n, q % n, got[q],
+                                 want[q]);
+                free(x);
+                free(a);
+                free(scale);
+                free(shift);
+                free(res);
+                free(mask);
+                free(pa);
+                free(work);
+                free(want);
+                free(got);
+            }
+    }
+}
+
 /* The narrow last panel (kernel table entry `narrow`) against the full
  * micro-kernel tile: C (m x n) computed alone and as the first n columns of
  * C' (m x n'), where n' fills the last panel, so the full tile computes
@@ -1357,6 +1436,7 @@ int main(void)
         cmocka_unit_test(test_gemm_narrow),
         cmocka_unit_test(test_gemm_backward_epilogue),
         cmocka_unit_test(test_gemm_inplace),
+        cmocka_unit_test(test_gemm_inplace_shifted),
         cmocka_unit_test(test_pack_im2col),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_winograd),

@@ -45,22 +45,24 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
     kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0,
-    kdc__f32_gemm_6x16_ldb_avx2, kdc__f32_gemm_ep_6x16_ldb_avx2};
+    kdc__f32_gemm_6x16_ldb_avx2, kdc__f32_gemm_ep_6x16_ldb_avx2, kdc__f32_gemm_6x16_rows_avx2,
+    kdc__f32_gemm_ep_6x16_rows_avx2};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
     kdc__f32_gemm_narrow_avx512, 16, 1, kdc__f32_gemm_8x32_ldb_avx512,
-    kdc__f32_gemm_ep_8x32_ldb_avx512};
+    kdc__f32_gemm_ep_8x32_ldb_avx512, kdc__f32_gemm_8x32_rows_avx512,
+    kdc__f32_gemm_ep_8x32_rows_avx512};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -253,17 +255,10 @@ static inline void kdc__copy_nr(float *d, const float *s, int nr)
     }
 }
 
-void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr,
-                            float *dst)
+/* Where rows [p0, p0 + kc) of a DENSE or SHIFTED B start: row p at
+ * b->x + off[p]. */
+static void kdc__gemm_b_offsets(const kdc__gemm_b *b, int p0, int kc, size_t *off)
 {
-    if (b->im2col == 1) {
-        for (int j0 = 0; j0 < nc; j0 += nr)
-            kdc__pack_b_im2col(b, p0, kc, n0 + j0, nc - j0 < nr ? nc - j0 : nr, nr,
-                               dst + (size_t)(j0 / nr) * kc * nr);
-        return;
-    }
-    /* DENSE and SHIFTED: row p starts at x + off[p] */
-    size_t off[KDC__GEMM_KC];
     if (b->im2col == 2) {
         const int kk = b->kh * b->kw;
         int c = p0 / kk, r = p0 % kk, ky = r / b->kw, kx = r % b->kw;
@@ -283,6 +278,20 @@ void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc
         for (int p = 0; p < kc; p++)
             off[p] = (size_t)(p0 + p) * b->ld;
     }
+}
+
+void kdc__gemm_pack_b_block(const kdc__gemm_b *b, int p0, int kc, int n0, int nc, int nr,
+                            float *dst)
+{
+    if (b->im2col == 1) {
+        for (int j0 = 0; j0 < nc; j0 += nr)
+            kdc__pack_b_im2col(b, p0, kc, n0 + j0, nc - j0 < nr ? nc - j0 : nr, nr,
+                               dst + (size_t)(j0 / nr) * kc * nr);
+        return;
+    }
+    /* DENSE and SHIFTED: row p starts at x + off[p] */
+    size_t off[KDC__GEMM_KC];
+    kdc__gemm_b_offsets(b, p0, kc, off);
     /* Row by row: each source row is read front to back across all full
      * panels (a stream the hardware prefetcher follows), the panels are
      * written kc * nr floats apart in the workspace (in cache). */
@@ -358,8 +367,11 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
 
 int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows, int k)
 {
-    return gk->gemm_ldb && !b->im2col && rows <= KDC__GEMM_INPLACE_M && k >= KDC__GEMM_INPLACE_K &&
-           b->ld % 16 == 0;
+    if (rows > KDC__GEMM_INPLACE_M || k < KDC__GEMM_INPLACE_K)
+        return 0;
+    if (!b->im2col)
+        return gk->gemm_ldb && b->ld % 16 == 0;
+    return b->im2col == 2 && gk->gemm_rows != NULL;
 }
 
 void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, int m1,
@@ -394,6 +406,16 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
             else if (!inplace)
                 kdc__gemm_pack_b_block(b, pc, kc, jc, nc, nr, work);
             const float *bdense = inplace ? b->x + (size_t)pc * b->ld + jc : NULL;
+            /* a shifted B's rows in place: where each starts (and the
+             * last one again for the kernel's prefetches past the end) */
+            const float *brow[KDC__GEMM_KC + 19];
+            const int rows = inplace && b->im2col == 2;
+            if (rows) {
+                size_t off[KDC__GEMM_KC];
+                kdc__gemm_b_offsets(b, pc, kc, off);
+                for (int p = 0; p < kc + 19; p++)
+                    brow[p] = b->x + off[p < kc ? p : kc - 1];
+            }
             /* the last few columns (past the left half of the last panel
              * where the table says so): for all rows at once */
             int wn = nc % nr;
@@ -421,6 +443,17 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                             eb = *ep;
                             eb.bcol = jc + jr;
                             te = &eb;
+                        }
+                        if (jr < jfull && rows) {
+                            if (last && ep && mw == mr && (!ep->bmask || gk->ep_bmask)) {
+                                gk->gemm_ep_rows(kc, ap, brow, (size_t)(jc + jr), cp, ldc, acc,
+                                                 te, row, res, ldc);
+                                continue;
+                            }
+                            gk->gemm_rows(kc, ap, brow, (size_t)(jc + jr), cp, ldc, mw, acc);
+                            if (last && ep)
+                                epf(te, cp, ldc, row, mw, res, ldc, nw);
+                            continue;
                         }
                         if (jr < jfull) {
                             if (last && ep && mw == mr && (!ep->bmask || gk->ep_bmask)) {

@@ -73,9 +73,9 @@ kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0
  * stride ldres, or NULL). Inlined into both kernels below, where ep is a
  * constant NULL in the plain one. */
 static inline __attribute__((always_inline)) void
-kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const float *src,
-                    size_t lds, float *dst, size_t ldd, const kdc__gemm_epilogue *ep, int row,
-                    const float *res, size_t ldres)
+kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const float *const *brow,
+                    const float *src, size_t lds, float *dst, size_t ldd,
+                    const kdc__gemm_epilogue *ep, int row, const float *res, size_t ldres)
 {
     __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
     if (src) {
@@ -120,7 +120,21 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
     } while (0)
 
     int p = 0;
-    if (ldb == 16) { /* packed: a cache line a step, every other one fetched */
+    if (brow) { /* row p of B at brow[p] + col, the column passed as ldb */
+        const size_t col = ldb;
+        for (; p + 4 <= k; p += 4, a += 24) {
+            _mm_prefetch((const char *)(brow[p + 16] + col), _MM_HINT_T0);
+            KDC__STEP(a, brow[p] + col);
+            _mm_prefetch((const char *)(brow[p + 17] + col), _MM_HINT_T0);
+            KDC__STEP(a + 6, brow[p + 1] + col);
+            _mm_prefetch((const char *)(brow[p + 18] + col), _MM_HINT_T0);
+            KDC__STEP(a + 12, brow[p + 2] + col);
+            _mm_prefetch((const char *)(brow[p + 19] + col), _MM_HINT_T0);
+            KDC__STEP(a + 18, brow[p + 3] + col);
+        }
+        for (; p < k; p++, a += 6)
+            KDC__STEP(a, brow[p] + col);
+    } else if (ldb == 16) { /* packed: a cache line a step, every other one fetched */
         for (; p + 4 <= k; p += 4, a += 24, b += 64) {
             _mm_prefetch((const char *)(b + 256), _MM_HINT_T0);
             KDC__STEP(a, b);
@@ -141,8 +155,9 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
             KDC__STEP(a + 18, b + 3 * ldb);
         }
     }
-    for (; p < k; p++, a += 6, b += ldb)
-        KDC__STEP(a, b);
+    if (!brow)
+        for (; p < k; p++, a += 6, b += ldb)
+            KDC__STEP(a, b);
 #undef KDC__STEP
 
     if (ep) {
@@ -171,11 +186,13 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
 /* An m x n (n > 8) corner of the tile: whole tiles straight to c, others
  * through a tile on the stack. */
 static inline __attribute__((always_inline)) void
-kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
-                         int m, int n, int accumulate)
+kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, size_t ldb,
+                         const float *const *brow, float *c, size_t ldc, int m, int n,
+                         int accumulate)
 {
     if (m == 6 && n == 16) {
-        kdc__tile_6x16_avx2(k, a, b, ldb, accumulate ? c : NULL, ldc, c, ldc, NULL, 0, NULL, 0);
+        kdc__tile_6x16_avx2(k, a, b, ldb, brow, accumulate ? c : NULL, ldc, c, ldc, NULL, 0,
+                            NULL, 0);
         return;
     }
     float tmp[6 * 16];
@@ -185,7 +202,8 @@ kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, size_t ldb, floa
             for (int j = 0; j < n; j++)
                 tmp[i * 16 + j] = c[(size_t)i * ldc + j];
     }
-    kdc__tile_6x16_avx2(k, a, b, ldb, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL, 0);
+    kdc__tile_6x16_avx2(k, a, b, ldb, brow, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL,
+                        0);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
             c[(size_t)i * ldc + j] = tmp[i * 16 + j];
@@ -198,27 +216,44 @@ void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, si
         kdc__gemm_6x8_avx2(k, a, b, c, ldc, m, n, accumulate);
         return;
     }
-    kdc__tile_6x16_part_avx2(k, a, b, 16, c, ldc, m, n, accumulate);
+    kdc__tile_6x16_part_avx2(k, a, b, 16, NULL, c, ldc, m, n, accumulate);
 }
 
 void kdc__f32_gemm_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
                                  size_t ldc, int m, int accumulate)
 {
-    kdc__tile_6x16_part_avx2(k, a, b, ldb, c, ldc, m, 16, accumulate);
+    kdc__tile_6x16_part_avx2(k, a, b, ldb, NULL, c, ldc, m, 16, accumulate);
 }
 
 void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
                                 int accumulate, const kdc__gemm_epilogue *ep, int row,
                                 const float *res, size_t ldres)
 {
-    kdc__tile_6x16_avx2(k, a, b, 16, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
+    kdc__tile_6x16_avx2(k, a, b, 16, NULL, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
+                        ldres);
 }
 
 void kdc__f32_gemm_ep_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
                                     size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
                                     int row, const float *res, size_t ldres)
 {
-    kdc__tile_6x16_avx2(k, a, b, ldb, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
+    kdc__tile_6x16_avx2(k, a, b, ldb, NULL, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
+                        ldres);
+}
+
+void kdc__f32_gemm_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
+                                  float *c, size_t ldc, int m, int accumulate)
+{
+    kdc__tile_6x16_part_avx2(k, a, NULL, col, brow, c, ldc, m, 16, accumulate);
+}
+
+void kdc__f32_gemm_ep_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
+                                     float *c, size_t ldc, int accumulate,
+                                     const kdc__gemm_epilogue *ep, int row, const float *res,
+                                     size_t ldres)
+{
+    kdc__tile_6x16_avx2(k, a, NULL, col, brow, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
+                        ldres);
 }
 
 /* The narrow last panel (kdc__gemm_narrow_ukernel): gemm_narrow_ymm.h

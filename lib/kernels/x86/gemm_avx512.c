@@ -110,9 +110,9 @@ kdc__bep16_avx512(const kdc__gemm_epilogue *ep, int r, __mmask16 k, __m512 x)
  * below, where ep is a constant NULL in the plain one and m, n are
  * constant 8, 32 in the other. */
 static inline __attribute__((always_inline)) void
-kdc__tile_8x32_avx512(int k, const float *a, const float *b, size_t ldb, float *c, size_t ldc,
-                      int m, int n, int accumulate, const kdc__gemm_epilogue *ep, int row,
-                      const float *res, size_t ldres)
+kdc__tile_8x32_avx512(int k, const float *a, const float *b, size_t ldb, const float *const *brow,
+                      float *c, size_t ldc, int m, int n, int accumulate,
+                      const kdc__gemm_epilogue *ep, int row, const float *res, size_t ldres)
 {
     const __mmask16 m0 = kdc__lanes16(n), m1 = kdc__lanes16(n - 16);
 #define KDC__DECL(i)                                                                           \
@@ -138,6 +138,27 @@ kdc__tile_8x32_avx512(int k, const float *a, const float *b, size_t ldb, float *
     } while (0)
 
     int p = 0;
+    if (brow) { /* row p of B at brow[p] + col, the column passed as ldb */
+        const size_t col = ldb;
+        for (; p + 4 <= k; p += 4, a += 32) {
+            _mm_prefetch((const char *)(brow[p + 16] + col), _MM_HINT_T0);
+            _mm_prefetch((const char *)(brow[p + 16] + col + 16), _MM_HINT_T0);
+            KDC__STEP(a, brow[p] + col);
+            _mm_prefetch((const char *)(brow[p + 17] + col), _MM_HINT_T0);
+            _mm_prefetch((const char *)(brow[p + 17] + col + 16), _MM_HINT_T0);
+            KDC__STEP(a + 8, brow[p + 1] + col);
+            _mm_prefetch((const char *)(brow[p + 18] + col), _MM_HINT_T0);
+            _mm_prefetch((const char *)(brow[p + 18] + col + 16), _MM_HINT_T0);
+            KDC__STEP(a + 16, brow[p + 2] + col);
+            _mm_prefetch((const char *)(a + KDC__APF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(a + KDC__APF + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(brow[p + 19] + col), _MM_HINT_T0);
+            _mm_prefetch((const char *)(brow[p + 19] + col + 16), _MM_HINT_T0);
+            KDC__STEP(a + 24, brow[p + 3] + col);
+        }
+        for (; p < k; p++, a += 8)
+            KDC__STEP(a, brow[p] + col);
+    }
     for (; p + 4 <= k; p += 4, a += 32, b += 4 * ldb) {
         /* B panel rows 16 steps ahead: two cache lines per step */
         _mm_prefetch((const char *)(b + 16 * ldb), _MM_HINT_T0);
@@ -201,27 +222,41 @@ void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, 
     if (n <= 16)
         kdc__gemm_8x16_avx512(k, a, b, c, ldc, m, n, accumulate);
     else
-        kdc__tile_8x32_avx512(k, a, b, 32, c, ldc, m, n, accumulate, NULL, 0, NULL, 0);
+        kdc__tile_8x32_avx512(k, a, b, 32, NULL, c, ldc, m, n, accumulate, NULL, 0, NULL, 0);
 }
 
 void kdc__f32_gemm_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
                                    size_t ldc, int m, int accumulate)
 {
-    kdc__tile_8x32_avx512(k, a, b, ldb, c, ldc, m, 32, accumulate, NULL, 0, NULL, 0);
+    kdc__tile_8x32_avx512(k, a, b, ldb, NULL, c, ldc, m, 32, accumulate, NULL, 0, NULL, 0);
 }
 
 void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int accumulate, const kdc__gemm_epilogue *ep, int row,
                                   const float *res, size_t ldres)
 {
-    kdc__tile_8x32_avx512(k, a, b, 32, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
+    kdc__tile_8x32_avx512(k, a, b, 32, NULL, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
 }
 
 void kdc__f32_gemm_ep_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
                                       size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
                                       int row, const float *res, size_t ldres)
 {
-    kdc__tile_8x32_avx512(k, a, b, ldb, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
+    kdc__tile_8x32_avx512(k, a, b, ldb, NULL, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
+}
+
+void kdc__f32_gemm_8x32_rows_avx512(int k, const float *a, const float *const *brow, size_t col,
+                                    float *c, size_t ldc, int m, int accumulate)
+{
+    kdc__tile_8x32_avx512(k, a, NULL, col, brow, c, ldc, m, 32, accumulate, NULL, 0, NULL, 0);
+}
+
+void kdc__f32_gemm_ep_8x32_rows_avx512(int k, const float *a, const float *const *brow,
+                                       size_t col, float *c, size_t ldc, int accumulate,
+                                       const kdc__gemm_epilogue *ep, int row, const float *res,
+                                       size_t ldres)
+{
+    kdc__tile_8x32_avx512(k, a, NULL, col, brow, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
 }
 
 #undef KDC__ROWS
