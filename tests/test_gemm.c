@@ -313,10 +313,11 @@ static void test_pack_im2col(void **state)
     }
 }
 
-/* Dense B read in place (table entries gemm_ldb, gemm_ep_ldb: full
+/* Dense B read in place (table entries gemm_rows, gemm_ep_rows: full
  * panels of a row-major B whose rows are whole cache lines, when the call
- * has at most KDC__GEMM_INPLACE_M rows) against the same table with those
- * entries removed, which packs every panel: the same bits. Shapes with a
+ * has at most KDC__GEMM_INPLACE_M rows and a depth of KDC__GEMM_INPLACE_K)
+ * against the same table with those entries removed, which packs every
+ * panel: the same bits. Shapes with a
  * partial last panel (packed alone) and narrow columns, rows in partial
  * panels, two depth blocks, column splits at panel and non-panel columns;
  * no epilogue, a forward one (bias, BatchNorm, residual, ReLU6) and the
@@ -333,11 +334,11 @@ static void test_gemm_inplace(void **state)
     const size_t n_inplace = 6;
     for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
-        if (!gk || !gk->gemm_ldb)
+        if (!gk || !gk->gemm_rows)
             continue;
         kdc__gemm_kernels packed = *gk;
-        packed.gemm_ldb = NULL;
-        packed.gemm_ep_ldb = NULL;
+        packed.gemm_rows = NULL;
+        packed.gemm_ep_rows = NULL;
         for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
             for (int variant = 0; variant < 6; variant++) {
                 const int m = sizes[z][0], n = sizes[z][1], k = sizes[z][2];

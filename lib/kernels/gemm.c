@@ -45,24 +45,22 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
     kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0,
-    kdc__f32_gemm_6x16_ldb_avx2, kdc__f32_gemm_ep_6x16_ldb_avx2, kdc__f32_gemm_6x16_rows_avx2,
-    kdc__f32_gemm_ep_6x16_rows_avx2};
+    kdc__f32_gemm_6x16_rows_avx2, kdc__f32_gemm_ep_6x16_rows_avx2};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
-    kdc__f32_gemm_narrow_avx512, 16, 1, kdc__f32_gemm_8x32_ldb_avx512,
-    kdc__f32_gemm_ep_8x32_ldb_avx512, kdc__f32_gemm_8x32_rows_avx512,
+    kdc__f32_gemm_narrow_avx512, 16, 1, kdc__f32_gemm_8x32_rows_avx512,
     kdc__f32_gemm_ep_8x32_rows_avx512};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -367,11 +365,8 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
 
 int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows, int k)
 {
-    if (rows > KDC__GEMM_INPLACE_M || k < KDC__GEMM_INPLACE_K)
-        return 0;
-    if (!b->im2col)
-        return gk->gemm_ldb && b->ld % 16 == 0;
-    return b->im2col == 2 && gk->gemm_rows != NULL;
+    return gk->gemm_rows && rows <= KDC__GEMM_INPLACE_M && k >= KDC__GEMM_INPLACE_K &&
+           ((!b->im2col && b->ld % 16 == 0) || b->im2col == 2);
 }
 
 void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, int m1,
@@ -395,22 +390,20 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
             const int kc = k - pc < KDC__GEMM_KC ? k - pc : KDC__GEMM_KC;
             const int last = pc + kc == k;
             const float *bpanels = work; /* the panels of this depth block */
-            /* full panels of dense B read in place: only the last,
-             * partial one is packed (into work, as panel 0) */
+            /* full panels of B read in place, from the rows' starts
+             * (the last one again for the kernel's prefetches past the
+             * end): only the last, partial panel is packed (into work, as
+             * panel 0) */
             const int inplace = !b->packed && kdc__gemm_b_inplace(gk, b, m1 - m0, k);
             const int jfull = inplace ? nc / nr * nr : 0;
+            const float *brow[KDC__GEMM_KC + 19];
             if (b->packed)
                 bpanels = b->packed + (size_t)pc * b->npad + (size_t)(jc / nr) * kc * nr;
-            else if (inplace && jfull < nc)
-                kdc__gemm_pack_b_block(b, pc, kc, jc + jfull, nc - jfull, nr, work);
             else if (!inplace)
                 kdc__gemm_pack_b_block(b, pc, kc, jc, nc, nr, work);
-            const float *bdense = inplace ? b->x + (size_t)pc * b->ld + jc : NULL;
-            /* a shifted B's rows in place: where each starts (and the
-             * last one again for the kernel's prefetches past the end) */
-            const float *brow[KDC__GEMM_KC + 19];
-            const int rows = inplace && b->im2col == 2;
-            if (rows) {
+            else {
+                if (jfull < nc)
+                    kdc__gemm_pack_b_block(b, pc, kc, jc + jfull, nc - jfull, nr, work);
                 size_t off[KDC__GEMM_KC];
                 kdc__gemm_b_offsets(b, pc, kc, off);
                 for (int p = 0; p < kc + 19; p++)
@@ -444,24 +437,13 @@ void kdc__gemm(const kdc__gemm_kernels *gk, const float *apack, int k, int m0, i
                             eb.bcol = jc + jr;
                             te = &eb;
                         }
-                        if (jr < jfull && rows) {
+                        if (jr < jfull) {
                             if (last && ep && mw == mr && (!ep->bmask || gk->ep_bmask)) {
                                 gk->gemm_ep_rows(kc, ap, brow, (size_t)(jc + jr), cp, ldc, acc,
                                                  te, row, res, ldc);
                                 continue;
                             }
                             gk->gemm_rows(kc, ap, brow, (size_t)(jc + jr), cp, ldc, mw, acc);
-                            if (last && ep)
-                                epf(te, cp, ldc, row, mw, res, ldc, nw);
-                            continue;
-                        }
-                        if (jr < jfull) {
-                            if (last && ep && mw == mr && (!ep->bmask || gk->ep_bmask)) {
-                                gk->gemm_ep_ldb(kc, ap, bdense + jr, b->ld, cp, ldc, acc, te, row,
-                                                res, ldc);
-                                continue;
-                            }
-                            gk->gemm_ldb(kc, ap, bdense + jr, b->ld, cp, ldc, mw, acc);
                             if (last && ep)
                                 epf(te, cp, ldc, row, mw, res, ldc, nw);
                             continue;

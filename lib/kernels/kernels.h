@@ -84,20 +84,11 @@ typedef void (*kdc__gemm_narrow_ukernel)(int k, const float *a, size_t astride, 
 
 /* The micro-kernel and its epilogue form for a full-width tile (nr
  * columns, m <= mr rows) whose B is not packed: row p of the tile's B at
- * b + p * ldb (a 1x1 convolution's input planes, read in place). The same
- * multiply-add chains as the packed forms, so the same bits. */
-typedef void (*kdc__gemm_ldb_ukernel)(int k, const float *a, const float *b, size_t ldb,
-                                      float *c, size_t ldc, int m, int accumulate);
-typedef void (*kdc__gemm_ep_ldb_ukernel)(int k, const float *a, const float *b, size_t ldb,
-                                         float *c, size_t ldc, int accumulate,
-                                         const struct kdc__gemm_epilogue *ep, int row,
-                                         const float *res, size_t ldres);
-
-
-/* The same with B's rows anywhere: row p of the tile's B at brow[p] + col
- * (brow holds at least k + 19 pointers: the kernel prefetches 16 to 19
- * rows ahead). For a shifted B (the phase planes of a strided or padded
- * conv), whose rows are runs of planes at no common stride. */
+ * brow[p] + col (brow holds at least k + 19 pointers: the kernel
+ * prefetches 16 to 19 rows ahead). A dense B's rows are ld apart; a
+ * shifted B's (the phase planes of a strided or padded conv) are runs of
+ * planes at no common stride. The same multiply-add chains as the packed
+ * forms, so the same bits. */
 typedef void (*kdc__gemm_rows_ukernel)(int k, const float *a, const float *const *brow,
                                        size_t col, float *c, size_t ldc, int m, int accumulate);
 typedef void (*kdc__gemm_ep_rows_ukernel)(int k, const float *a, const float *const *brow,
@@ -120,9 +111,7 @@ typedef struct kdc__gemm_kernels {
      * tile's 32 columns: a 7 x 7 layer's 49 = 32 + 16 + 1). 0: never */
     int half;
     int ep_bmask; /* gemm_ep and epilogue run the epilogue's bmask form */
-    kdc__gemm_ldb_ukernel gemm_ldb;       /* NULL: B always packed            */
-    kdc__gemm_ep_ldb_ukernel gemm_ep_ldb; /* with gemm_ldb                    */
-    kdc__gemm_rows_ukernel gemm_rows;       /* NULL: shifted B always packed  */
+    kdc__gemm_rows_ukernel gemm_rows;       /* NULL: B always packed          */
     kdc__gemm_ep_rows_ukernel gemm_ep_rows; /* with gemm_rows                 */
 } kdc__gemm_kernels;
 
@@ -470,9 +459,8 @@ typedef struct kdc__gemm_b {
 /* Whether kdc__gemm reads the full panels of B (not packed) in place in
  * a call for `rows` rows of C and depth k: at most KDC__GEMM_INPLACE_M
  * rows (16 AVX-512 or 21 AVX2 row panels) share each panel, the depth is
- * at least KDC__GEMM_INPLACE_K, and either B is dense with rows of whole
- * 64-byte lines and the table has gemm_ldb, or B is SHIFTED and the table
- * has gemm_rows. Outside these,
+ * at least KDC__GEMM_INPLACE_K, the table has gemm_rows, and B is dense
+ * with rows of whole 64-byte lines, or SHIFTED. Outside these,
  * packing paid for itself (kdcam bench --layers, 2026-12-07, Zen 4):
  * ResNet-50's bottleneck conv3s (128 rows and more) took 1.02-1.11x their
  * packed time in place, MobileNetV1's first pointwise conv (depth 32) with
@@ -534,33 +522,23 @@ void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c,
                                 const float *res, size_t ldres);
 void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
                                size_t ldc, int m, int n, int accumulate);
-void kdc__f32_gemm_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
-                                 size_t ldc, int m, int accumulate);
 void kdc__f32_gemm_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
                                   float *c, size_t ldc, int m, int accumulate);
 void kdc__f32_gemm_ep_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
                                      float *c, size_t ldc, int accumulate,
                                      const kdc__gemm_epilogue *ep, int row, const float *res,
                                      size_t ldres);
-void kdc__f32_gemm_ep_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
-                                    size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
-                                    int row, const float *res, size_t ldres);
 void kdc__gemm_epilogue_avx512(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,
                                const float *res, size_t ldres, int n);
 void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int accumulate, const kdc__gemm_epilogue *ep, int row,
                                   const float *res, size_t ldres);
-void kdc__f32_gemm_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
-                                   size_t ldc, int m, int accumulate);
 void kdc__f32_gemm_8x32_rows_avx512(int k, const float *a, const float *const *brow, size_t col,
                                     float *c, size_t ldc, int m, int accumulate);
 void kdc__f32_gemm_ep_8x32_rows_avx512(int k, const float *a, const float *const *brow,
                                        size_t col, float *c, size_t ldc, int accumulate,
                                        const kdc__gemm_epilogue *ep, int row, const float *res,
                                        size_t ldres);
-void kdc__f32_gemm_ep_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
-                                      size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
-                                      int row, const float *res, size_t ldres);
 void kdc__f32_gemm_narrow_avx512(int k, const float *a, size_t astride, const float *b, float *c,
                                  size_t ldc, int m, int n, int accumulate);
 #endif

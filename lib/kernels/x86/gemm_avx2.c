@@ -73,7 +73,7 @@ kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0
  * stride ldres, or NULL). Inlined into both kernels below, where ep is a
  * constant NULL in the plain one. */
 static inline __attribute__((always_inline)) void
-kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const float *const *brow,
+kdc__tile_6x16_avx2(int k, const float *a, const float *b, const float *const *brow, size_t col,
                     const float *src, size_t lds, float *dst, size_t ldd,
                     const kdc__gemm_epilogue *ep, int row, const float *res, size_t ldres)
 {
@@ -120,8 +120,7 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
     } while (0)
 
     int p = 0;
-    if (brow) { /* row p of B at brow[p] + col, the column passed as ldb */
-        const size_t col = ldb;
+    if (brow) { /* B in place: row p at brow[p] + col, each row's line 16 steps ahead */
         for (; p + 4 <= k; p += 4, a += 24) {
             _mm_prefetch((const char *)(brow[p + 16] + col), _MM_HINT_T0);
             KDC__STEP(a, brow[p] + col);
@@ -134,7 +133,7 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
         }
         for (; p < k; p++, a += 6)
             KDC__STEP(a, brow[p] + col);
-    } else if (ldb == 16) { /* packed: a cache line a step, every other one fetched */
+    } else { /* packed: a cache line a step, every other one fetched */
         for (; p + 4 <= k; p += 4, a += 24, b += 64) {
             _mm_prefetch((const char *)(b + 256), _MM_HINT_T0);
             KDC__STEP(a, b);
@@ -143,21 +142,9 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
             KDC__STEP(a + 12, b + 32);
             KDC__STEP(a + 18, b + 48);
         }
-    } else { /* rows ldb floats apart: each row's line, 16 steps ahead */
-        for (; p + 4 <= k; p += 4, a += 24, b += 4 * ldb) {
-            _mm_prefetch((const char *)(b + 16 * ldb), _MM_HINT_T0);
+        for (; p < k; p++, a += 6, b += 16)
             KDC__STEP(a, b);
-            _mm_prefetch((const char *)(b + 17 * ldb), _MM_HINT_T0);
-            KDC__STEP(a + 6, b + ldb);
-            _mm_prefetch((const char *)(b + 18 * ldb), _MM_HINT_T0);
-            KDC__STEP(a + 12, b + 2 * ldb);
-            _mm_prefetch((const char *)(b + 19 * ldb), _MM_HINT_T0);
-            KDC__STEP(a + 18, b + 3 * ldb);
-        }
     }
-    if (!brow)
-        for (; p < k; p++, a += 6, b += ldb)
-            KDC__STEP(a, b);
 #undef KDC__STEP
 
     if (ep) {
@@ -186,12 +173,11 @@ kdc__tile_6x16_avx2(int k, const float *a, const float *b, size_t ldb, const flo
 /* An m x n (n > 8) corner of the tile: whole tiles straight to c, others
  * through a tile on the stack. */
 static inline __attribute__((always_inline)) void
-kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, size_t ldb,
-                         const float *const *brow, float *c, size_t ldc, int m, int n,
-                         int accumulate)
+kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, const float *const *brow,
+                         size_t col, float *c, size_t ldc, int m, int n, int accumulate)
 {
     if (m == 6 && n == 16) {
-        kdc__tile_6x16_avx2(k, a, b, ldb, brow, accumulate ? c : NULL, ldc, c, ldc, NULL, 0,
+        kdc__tile_6x16_avx2(k, a, b, brow, col, accumulate ? c : NULL, ldc, c, ldc, NULL, 0,
                             NULL, 0);
         return;
     }
@@ -202,7 +188,7 @@ kdc__tile_6x16_part_avx2(int k, const float *a, const float *b, size_t ldb,
             for (int j = 0; j < n; j++)
                 tmp[i * 16 + j] = c[(size_t)i * ldc + j];
     }
-    kdc__tile_6x16_avx2(k, a, b, ldb, brow, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL,
+    kdc__tile_6x16_avx2(k, a, b, brow, col, accumulate ? tmp : NULL, 16, tmp, 16, NULL, 0, NULL,
                         0);
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++)
@@ -216,35 +202,22 @@ void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, si
         kdc__gemm_6x8_avx2(k, a, b, c, ldc, m, n, accumulate);
         return;
     }
-    kdc__tile_6x16_part_avx2(k, a, b, 16, NULL, c, ldc, m, n, accumulate);
+    kdc__tile_6x16_part_avx2(k, a, b, NULL, 0, c, ldc, m, n, accumulate);
 }
 
-void kdc__f32_gemm_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
-                                 size_t ldc, int m, int accumulate)
-{
-    kdc__tile_6x16_part_avx2(k, a, b, ldb, NULL, c, ldc, m, 16, accumulate);
-}
 
 void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
                                 int accumulate, const kdc__gemm_epilogue *ep, int row,
                                 const float *res, size_t ldres)
 {
-    kdc__tile_6x16_avx2(k, a, b, 16, NULL, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
-                        ldres);
+    kdc__tile_6x16_avx2(k, a, b, NULL, 0, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
 }
 
-void kdc__f32_gemm_ep_6x16_ldb_avx2(int k, const float *a, const float *b, size_t ldb, float *c,
-                                    size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
-                                    int row, const float *res, size_t ldres)
-{
-    kdc__tile_6x16_avx2(k, a, b, ldb, NULL, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
-                        ldres);
-}
 
 void kdc__f32_gemm_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
                                   float *c, size_t ldc, int m, int accumulate)
 {
-    kdc__tile_6x16_part_avx2(k, a, NULL, col, brow, c, ldc, m, 16, accumulate);
+    kdc__tile_6x16_part_avx2(k, a, NULL, brow, col, c, ldc, m, 16, accumulate);
 }
 
 void kdc__f32_gemm_ep_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
@@ -252,7 +225,7 @@ void kdc__f32_gemm_ep_6x16_rows_avx2(int k, const float *a, const float *const *
                                      const kdc__gemm_epilogue *ep, int row, const float *res,
                                      size_t ldres)
 {
-    kdc__tile_6x16_avx2(k, a, NULL, col, brow, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
+    kdc__tile_6x16_avx2(k, a, NULL, brow, col, accumulate ? c : NULL, ldc, c, ldc, ep, row, res,
                         ldres);
 }
 

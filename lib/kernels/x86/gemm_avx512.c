@@ -110,7 +110,7 @@ kdc__bep16_avx512(const kdc__gemm_epilogue *ep, int r, __mmask16 k, __m512 x)
  * below, where ep is a constant NULL in the plain one and m, n are
  * constant 8, 32 in the other. */
 static inline __attribute__((always_inline)) void
-kdc__tile_8x32_avx512(int k, const float *a, const float *b, size_t ldb, const float *const *brow,
+kdc__tile_8x32_avx512(int k, const float *a, const float *b, const float *const *brow, size_t col,
                       float *c, size_t ldc, int m, int n, int accumulate,
                       const kdc__gemm_epilogue *ep, int row, const float *res, size_t ldres)
 {
@@ -138,8 +138,7 @@ kdc__tile_8x32_avx512(int k, const float *a, const float *b, size_t ldb, const f
     } while (0)
 
     int p = 0;
-    if (brow) { /* row p of B at brow[p] + col, the column passed as ldb */
-        const size_t col = ldb;
+    if (brow) { /* B in place: row p at brow[p] + col */
         for (; p + 4 <= k; p += 4, a += 32) {
             _mm_prefetch((const char *)(brow[p + 16] + col), _MM_HINT_T0);
             _mm_prefetch((const char *)(brow[p + 16] + col + 16), _MM_HINT_T0);
@@ -159,25 +158,26 @@ kdc__tile_8x32_avx512(int k, const float *a, const float *b, size_t ldb, const f
         for (; p < k; p++, a += 8)
             KDC__STEP(a, brow[p] + col);
     }
-    for (; p + 4 <= k; p += 4, a += 32, b += 4 * ldb) {
-        /* B panel rows 16 steps ahead: two cache lines per step */
-        _mm_prefetch((const char *)(b + 16 * ldb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 16 * ldb + 16), _MM_HINT_T0);
-        KDC__STEP(a, b);
-        _mm_prefetch((const char *)(b + 17 * ldb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 17 * ldb + 16), _MM_HINT_T0);
-        KDC__STEP(a + 8, b + ldb);
-        _mm_prefetch((const char *)(b + 18 * ldb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 18 * ldb + 16), _MM_HINT_T0);
-        KDC__STEP(a + 16, b + 2 * ldb);
-        _mm_prefetch((const char *)(a + KDC__APF), _MM_HINT_T0);
-        _mm_prefetch((const char *)(a + KDC__APF + 16), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 19 * ldb), _MM_HINT_T0);
-        _mm_prefetch((const char *)(b + 19 * ldb + 16), _MM_HINT_T0);
-        KDC__STEP(a + 24, b + 3 * ldb);
+    if (!brow) { /* packed: B panel rows 16 steps ahead, two cache lines a step */
+        for (; p + 4 <= k; p += 4, a += 32, b += 128) {
+            _mm_prefetch((const char *)(b + 512), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 528), _MM_HINT_T0);
+            KDC__STEP(a, b);
+            _mm_prefetch((const char *)(b + 544), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 560), _MM_HINT_T0);
+            KDC__STEP(a + 8, b + 32);
+            _mm_prefetch((const char *)(b + 576), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 592), _MM_HINT_T0);
+            KDC__STEP(a + 16, b + 64);
+            _mm_prefetch((const char *)(a + KDC__APF), _MM_HINT_T0);
+            _mm_prefetch((const char *)(a + KDC__APF + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 608), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + 624), _MM_HINT_T0);
+            KDC__STEP(a + 24, b + 96);
+        }
+        for (; p < k; p++, a += 8, b += 32)
+            KDC__STEP(a, b);
     }
-    for (; p < k; p++, a += 8, b += ldb)
-        KDC__STEP(a, b);
 #undef KDC__STEP
 #undef KDC__FMA
 
@@ -222,33 +222,22 @@ void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, 
     if (n <= 16)
         kdc__gemm_8x16_avx512(k, a, b, c, ldc, m, n, accumulate);
     else
-        kdc__tile_8x32_avx512(k, a, b, 32, NULL, c, ldc, m, n, accumulate, NULL, 0, NULL, 0);
+        kdc__tile_8x32_avx512(k, a, b, NULL, 0, c, ldc, m, n, accumulate, NULL, 0, NULL, 0);
 }
 
-void kdc__f32_gemm_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
-                                   size_t ldc, int m, int accumulate)
-{
-    kdc__tile_8x32_avx512(k, a, b, ldb, NULL, c, ldc, m, 32, accumulate, NULL, 0, NULL, 0);
-}
 
 void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int accumulate, const kdc__gemm_epilogue *ep, int row,
                                   const float *res, size_t ldres)
 {
-    kdc__tile_8x32_avx512(k, a, b, 32, NULL, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
+    kdc__tile_8x32_avx512(k, a, b, NULL, 0, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
 }
 
-void kdc__f32_gemm_ep_8x32_ldb_avx512(int k, const float *a, const float *b, size_t ldb, float *c,
-                                      size_t ldc, int accumulate, const kdc__gemm_epilogue *ep,
-                                      int row, const float *res, size_t ldres)
-{
-    kdc__tile_8x32_avx512(k, a, b, ldb, NULL, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
-}
 
 void kdc__f32_gemm_8x32_rows_avx512(int k, const float *a, const float *const *brow, size_t col,
                                     float *c, size_t ldc, int m, int accumulate)
 {
-    kdc__tile_8x32_avx512(k, a, NULL, col, brow, c, ldc, m, 32, accumulate, NULL, 0, NULL, 0);
+    kdc__tile_8x32_avx512(k, a, NULL, brow, col, c, ldc, m, 32, accumulate, NULL, 0, NULL, 0);
 }
 
 void kdc__f32_gemm_ep_8x32_rows_avx512(int k, const float *a, const float *const *brow,
@@ -256,7 +245,7 @@ void kdc__f32_gemm_ep_8x32_rows_avx512(int k, const float *a, const float *const
                                        const kdc__gemm_epilogue *ep, int row, const float *res,
                                        size_t ldres)
 {
-    kdc__tile_8x32_avx512(k, a, NULL, col, brow, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
+    kdc__tile_8x32_avx512(k, a, NULL, brow, col, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
 }
 
 #undef KDC__ROWS
