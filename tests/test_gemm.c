@@ -313,15 +313,65 @@ static void test_pack_im2col(void **state)
     }
 }
 
+/* C (m x n) = A B through gk, which reads B in place, and through the
+ * same table without its in-place forms, which packs it: the same bits,
+ * for variant 0..5 = (no epilogue, a forward one: bias, BatchNorm,
+ * residual, ReLU6; the backward form, guided) x (written, accumulated),
+ * the columns in two calls as two tasks would split them (at a panel
+ * boundary for variants 0-2, at an odd column for 3-5). */
+static void check_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *bs, int m, int n, int k,
+                          int variant, const char *what)
+{
+    kdc__gemm_kernels packed = *gk;
+    packed.gemm_rows = NULL;
+    packed.gemm_ep_rows = NULL;
+    const int acc = variant & 1, kind = variant / 2;
+    const size_t words = ((size_t)n + 63) / 64;
+    float *a = tk_rand_buf((size_t)m * k, -1, 1);
+    float *bias = tk_rand_buf((size_t)m, -1, 1), *scale = tk_rand_buf((size_t)m, -2, 2);
+    float *shift = tk_rand_buf((size_t)m, -1, 1), *res = tk_rand_buf((size_t)m * n, -1, 1);
+    uint64_t *mask = tk_xmalloc((size_t)m * words * sizeof *mask);
+    for (size_t w = 0; w < (size_t)m * words; w++)
+        mask[w] = 0x9e3779b97f4a7c15ull * (w + 1) ^ (w << 7);
+    kdc__gemm_epilogue ep = {0};
+    if (kind == 1)
+        ep = (kdc__gemm_epilogue){.bias = bias, .scale = scale, .shift = shift, .res = res,
+                                  .relu = 1, .clamp = 6.0f};
+    else if (kind == 2)
+        ep = (kdc__gemm_epilogue){.scale = scale, .bmask = mask, .bwords = words, .guided = 1};
+    const kdc__gemm_epilogue *e = kind ? &ep : NULL;
+    float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
+    float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
+    kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
+    float *want = tk_rand_buf((size_t)m * n, -1, 1);
+    float *got = tk_xmalloc((size_t)m * n * sizeof *got);
+    memcpy(got, want, (size_t)m * n * sizeof *got);
+    const int n1 = variant < 3 ? n / 2 / gk->nr * gk->nr : n / 2 | 1;
+    kdc__gemm(&packed, pa, k, 0, m, bs, 0, n1, want, (size_t)n, acc, e, work);
+    kdc__gemm(&packed, pa, k, 0, m, bs, n1, n, want, (size_t)n, acc, e, work);
+    kdc__gemm(gk, pa, k, 0, m, bs, 0, n1, got, (size_t)n, acc, e, work);
+    kdc__gemm(gk, pa, k, 0, m, bs, n1, n, got, (size_t)n, acc, e, work);
+    for (size_t q = 0; q < (size_t)m * n; q++)
+        if (memcmp(&got[q], &want[q], sizeof got[q]))
+            fail_msg("%s %s m=%d n=%d k=%d variant %d: C[%zu][%zu] = %.9g, packed %.9g", gk->name,
+                     what, m, n, k, variant, q / n, q % n, got[q], want[q]);
+    free(a);
+    free(bias);
+    free(scale);
+    free(shift);
+    free(res);
+    free(mask);
+    free(pa);
+    free(work);
+    free(want);
+    free(got);
+}
+
 /* Dense B read in place (table entries gemm_rows, gemm_ep_rows: full
  * panels of a row-major B whose rows are whole cache lines, when the call
- * has at most KDC__GEMM_INPLACE_M rows and a depth of KDC__GEMM_INPLACE_K)
- * against the same table with those entries removed, which packs every
- * panel: the same bits. Shapes with a
- * partial last panel (packed alone) and narrow columns, rows in partial
- * panels, two depth blocks, column splits at panel and non-panel columns;
- * no epilogue, a forward one (bias, BatchNorm, residual, ReLU6) and the
- * backward form, accumulated or not. */
+ * has at most KDC__GEMM_INPLACE_M rows and a depth of KDC__GEMM_INPLACE_K):
+ * check_inplace on shapes with a partial last panel (packed alone) and
+ * narrow columns, rows in partial panels, two depth blocks. */
 static void test_gemm_inplace(void **state)
 {
     (void)state;
@@ -336,70 +386,23 @@ static void test_gemm_inplace(void **state)
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
         if (!gk || !gk->gemm_rows)
             continue;
-        kdc__gemm_kernels packed = *gk;
-        packed.gemm_rows = NULL;
-        packed.gemm_ep_rows = NULL;
-        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
-            for (int variant = 0; variant < 6; variant++) {
-                const int m = sizes[z][0], n = sizes[z][1], k = sizes[z][2];
-                const int acc = variant & 1, kind = variant / 2; /* none, forward, backward */
-                const size_t words = ((size_t)n + 63) / 64;
-                float *a = tk_rand_buf((size_t)m * k, -1, 1), *b = tk_rand_buf((size_t)k * n, -1, 1);
-                float *bias = tk_rand_buf((size_t)m, -1, 1), *scale = tk_rand_buf((size_t)m, -2, 2);
-                float *shift = tk_rand_buf((size_t)m, -1, 1), *res = tk_rand_buf((size_t)m * n, -1, 1);
-                uint64_t *mask = tk_xmalloc((size_t)m * words * sizeof *mask);
-                for (size_t w = 0; w < (size_t)m * words; w++)
-                    mask[w] = 0x9e3779b97f4a7c15ull * (w + 1) ^ (w << 7);
-                kdc__gemm_epilogue ep = {0};
-                if (kind == 1)
-                    ep = (kdc__gemm_epilogue){.bias = bias, .scale = scale, .shift = shift,
-                                              .res = res, .relu = 1, .clamp = 6.0f};
-                else if (kind == 2)
-                    ep = (kdc__gemm_epilogue){.scale = scale, .bmask = mask, .bwords = words,
-                                              .guided = 1};
-                float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
-                float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
-                kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
-                float *want = tk_rand_buf((size_t)m * n, -1, 1);
-                float *got = tk_xmalloc((size_t)m * n * sizeof *got);
-                memcpy(got, want, (size_t)m * n * sizeof *got);
-                const kdc__gemm_b bs = {.x = b, .ld = (size_t)n};
-                assert_int_equal(kdc__gemm_b_inplace(gk, &bs, m, k), z < n_inplace);
-                const kdc__gemm_epilogue *e = kind ? &ep : NULL;
-                /* columns [0, n1) and [n1, n) as two tasks: at a panel
-                 * boundary, then at an odd column */
-                const int n1 = variant < 3 ? n / 2 / gk->nr * gk->nr : n / 2 | 1;
-                kdc__gemm(&packed, pa, k, 0, m, &bs, 0, n1, want, (size_t)n, acc, e, work);
-                kdc__gemm(&packed, pa, k, 0, m, &bs, n1, n, want, (size_t)n, acc, e, work);
-                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n1, got, (size_t)n, acc, e, work);
-                kdc__gemm(gk, pa, k, 0, m, &bs, n1, n, got, (size_t)n, acc, e, work);
-                for (size_t q = 0; q < (size_t)m * n; q++)
-                    if (memcmp(&got[q], &want[q], sizeof got[q]))
-                        fail_msg("%s in place m=%d n=%d k=%d variant %d: C[%zu][%zu] = %.9g, "
-                                 "packed %.9g", gk->name, m, n, k, variant, q / n, q % n,
-                                 got[q], want[q]);
-                free(a);
-                free(b);
-                free(bias);
-                free(scale);
-                free(shift);
-                free(res);
-                free(mask);
-                free(pa);
-                free(work);
-                free(want);
-                free(got);
-            }
+        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++) {
+            const int m = sizes[z][0], n = sizes[z][1], k = sizes[z][2];
+            float *b = tk_rand_buf((size_t)k * n, -1, 1);
+            const kdc__gemm_b bs = {.x = b, .ld = (size_t)n};
+            assert_int_equal(kdc__gemm_b_inplace(gk, &bs, m, k), z < n_inplace);
+            for (int variant = 0; variant < 6; variant++)
+                check_inplace(gk, &bs, m, n, k, variant, "dense B in place");
+            free(b);
+        }
     }
 }
 
 /* A shifted B (the phase planes of a padded, strided conv: row (c, ky, kx)
  * a run of phase plane (ky % s, kx % s) of channel c from row ky / s and
- * column kx / s) read in place (table entries gemm_rows, gemm_ep_rows)
- * against the same table without them, which packs it: the same bits.
- * Kernels 3x3 at strides 1 and 2 and 7x7 at stride 2, depths in one and
- * two blocks, partial row and column panels, column splits, epilogues as
- * above. */
+ * column kx / s) read in place: check_inplace with 3x3 kernels at strides 1
+ * and 2 and a 7x7 at stride 2, depths in one and two blocks, partial row
+ * and column panels. */
 static void test_gemm_inplace_shifted(void **state)
 {
     (void)state;
@@ -412,63 +415,20 @@ static void test_gemm_inplace_shifted(void **state)
         const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
         if (!gk || !gk->gemm_rows)
             continue;
-        kdc__gemm_kernels packed = *gk;
-        packed.gemm_rows = NULL;
-        packed.gemm_ep_rows = NULL;
-        for (size_t z = 0; z < sizeof cases / sizeof *cases; z++)
-            for (int variant = 0; variant < 6; variant++) {
-                const int m = cases[z][0], ch = cases[z][1], kw = cases[z][2], st = cases[z][3];
-                const int side = cases[z][4], n = cases[z][5], k = ch * kw * kw;
-                const size_t pplane = (size_t)side * side, plane = (size_t)st * st * pplane;
-                /* the last column's deepest tap stays inside the planes */
-                assert_true((size_t)n + (size_t)(kw - 1) / st * (side + 1) <= pplane);
-                float *x = tk_rand_buf((size_t)ch * plane, -1, 1);
-                const kdc__gemm_b bs = {.x = x, .ld = (size_t)side, .im2col = 2, .kh = kw,
-                                        .kw = kw, .stride = st, .plane = plane,
-                                        .pplane = pplane};
-                assert_true(kdc__gemm_b_inplace(gk, &bs, m, k));
-                const int acc = variant & 1, kind = variant / 2;
-                float *a = tk_rand_buf((size_t)m * k, -1, 1);
-                float *scale = tk_rand_buf((size_t)m, -2, 2), *shift = tk_rand_buf((size_t)m, -1, 1);
-                float *res = tk_rand_buf((size_t)m * n, -1, 1);
-                const size_t words = ((size_t)n + 63) / 64;
-                uint64_t *mask = tk_xmalloc((size_t)m * words * sizeof *mask);
-                for (size_t w = 0; w < (size_t)m * words; w++)
-                    mask[w] = 0x9e3779b97f4a7c15ull * (w + 3) ^ (w << 9);
-                kdc__gemm_epilogue ep = {0};
-                if (kind == 1)
-                    ep = (kdc__gemm_epilogue){.scale = scale, .shift = shift, .res = res,
-                                              .relu = 1, .clamp = INFINITY};
-                else if (kind == 2)
-                    ep = (kdc__gemm_epilogue){.scale = scale, .bmask = mask, .bwords = words};
-                const kdc__gemm_epilogue *e = kind ? &ep : NULL;
-                float *pa = tk_xmalloc(kdc__gemm_packed_size(m, k, gk->mr) * sizeof *pa);
-                float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
-                kdc__gemm_pack_a(a, k, 1, m, k, gk->mr, pa);
-                float *want = tk_rand_buf((size_t)m * n, -1, 1);
-                float *got = tk_xmalloc((size_t)m * n * sizeof *got);
-                memcpy(got, want, (size_t)m * n * sizeof *got);
-                const int n1 = variant < 3 ? n / 2 / gk->nr * gk->nr : n / 2 | 1;
-                kdc__gemm(&packed, pa, k, 0, m, &bs, 0, n1, want, (size_t)n, acc, e, work);
-                kdc__gemm(&packed, pa, k, 0, m, &bs, n1, n, want, (size_t)n, acc, e, work);
-                kdc__gemm(gk, pa, k, 0, m, &bs, 0, n1, got, (size_t)n, acc, e, work);
-                kdc__gemm(gk, pa, k, 0, m, &bs, n1, n, got, (size_t)n, acc, e, work);
-                for (size_t q = 0; q < (size_t)m * n; q++)
-                    if (memcmp(&got[q], &want[q], sizeof got[q]))
-                        fail_msg("%s shifted in place case %zu variant %d: C[%zu][%zu] = %.9g, "
-                                 "packed %.9g", gk->name, z, variant, q / n, q % n, got[q],
-                                 want[q]);
-                free(x);
-                free(a);
-                free(scale);
-                free(shift);
-                free(res);
-                free(mask);
-                free(pa);
-                free(work);
-                free(want);
-                free(got);
-            }
+        for (size_t z = 0; z < sizeof cases / sizeof *cases; z++) {
+            const int m = cases[z][0], ch = cases[z][1], kw = cases[z][2], st = cases[z][3];
+            const int side = cases[z][4], n = cases[z][5], k = ch * kw * kw;
+            const size_t pplane = (size_t)side * side, plane = (size_t)st * st * pplane;
+            /* the last column's deepest tap stays inside the planes */
+            assert_true((size_t)n + (size_t)(kw - 1) / st * (side + 1) <= pplane);
+            float *x = tk_rand_buf((size_t)ch * plane, -1, 1);
+            const kdc__gemm_b bs = {.x = x, .ld = (size_t)side, .im2col = 2, .kh = kw, .kw = kw,
+                                    .stride = st, .plane = plane, .pplane = pplane};
+            assert_true(kdc__gemm_b_inplace(gk, &bs, m, k));
+            for (int variant = 0; variant < 6; variant++)
+                check_inplace(gk, &bs, m, n, k, variant, "shifted B in place");
+            free(x);
+        }
     }
 }
 
