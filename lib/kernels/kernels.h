@@ -317,9 +317,10 @@ void kdc__f32_gemm_8x8_neon(int k, const float *a, const float *b, float *c, siz
                             int n, int accumulate);
 #endif
 
-/* The depthwise 3x3 kernels (nn/dwconv.c, x86/dwconv_avx2.c, arm/dwconv_neon.c), of
- * types kdc__dw3x3_kernel / kdc__dw3x3_backward_kernel. The scalar ones add
- * in the reference's order with separate multiply and add (equal to
+/* The depthwise 3x3 kernels (nn/dwconv.c, x86/dwconv_avx2.c and
+ * x86/dwconv_c8_avx2.c, arm/dwconv_neon.c), of types kdc__dw3x3_kernel /
+ * kdc__dw3x3_backward_kernel. The scalar ones add in the reference's
+ * order with separate multiply and add (equal to
  * kdc__conv2d_ref); the SIMD ones use the same order with one FMA per term,
  * so AVX2 and NEON agree to the bit (see nn/dwconv.c). */
 void kdc__f32_dw3x3_scalar(const float *x, int ih, int iw, const float *w, float bias, float *y,

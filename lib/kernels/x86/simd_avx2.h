@@ -1,7 +1,7 @@
 /* simd_avx2.h - lane masks, even/odd column splits, the GEMM epilogue's
  * 8-lane step and the ReLU backward's pass lanes, shared by the AVX2
- * kernels (gemm_avx2.c, dwconv_avx2.c, pool_avx2.c, act_avx2.c). Include
- * only from files compiled with -mavx2 -mfma. */
+ * kernels (gemm_avx2.c, dwconv_avx2.c, dwconv_c8_avx2.c, pool_avx2.c,
+ * act_avx2.c). Include only from files compiled with -mavx2 -mfma. */
 #ifndef KDC_SIMD_AVX2_H
 #define KDC_SIMD_AVX2_H
 
