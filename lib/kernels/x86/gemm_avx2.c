@@ -70,8 +70,9 @@ kdc__ep_row_avx2(const kdc__gemm_epilogue *ep, int r, const float *rs, __m256 x0
 /* The 6 x 16 tile: accumulators from src (row stride lds) or zero, the k
  * depth steps, then the tile to dst (row stride ldd), through the epilogue
  * of rows [row, row + 6) when ep is not NULL (res: its residual tile, row
- * stride ldres, or NULL). Inlined into both kernels below, where ep is a
- * constant NULL in the plain one. */
+ * stride ldres, or NULL). B is the packed panel b, or with brow (not NULL)
+ * in place: row p at brow[p] + col (kdc__gemm_rows_ukernel). Inlined into
+ * the kernels below, where ep and brow are constants. */
 static inline __attribute__((always_inline)) void
 kdc__tile_6x16_avx2(int k, const float *a, const float *b, const float *const *brow, size_t col,
                     const float *src, size_t lds, float *dst, size_t ldd,
@@ -205,14 +206,12 @@ void kdc__f32_gemm_6x16_avx2(int k, const float *a, const float *b, float *c, si
     kdc__tile_6x16_part_avx2(k, a, b, NULL, 0, c, ldc, m, n, accumulate);
 }
 
-
 void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c, size_t ldc,
                                 int accumulate, const kdc__gemm_epilogue *ep, int row,
                                 const float *res, size_t ldres)
 {
     kdc__tile_6x16_avx2(k, a, b, NULL, 0, accumulate ? c : NULL, ldc, c, ldc, ep, row, res, ldres);
 }
-
 
 void kdc__f32_gemm_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
                                   float *c, size_t ldc, int m, int accumulate)

@@ -106,9 +106,11 @@ kdc__bep16_avx512(const kdc__gemm_epilogue *ep, int r, __mmask16 k, __m512 x)
 
 /* The 8 x 32 tile, its m x n corner (n > 16) stored through masks; with ep
  * (not NULL), through the epilogue of rows [row, row + m) first (res: the
- * residual tile, row stride ldres, or NULL). Inlined into both kernels
- * below, where ep is a constant NULL in the plain one and m, n are
- * constant 8, 32 in the other. */
+ * residual tile, row stride ldres, or NULL). B is the packed panel b, or
+ * with brow (not NULL) in place: row p at brow[p] + col
+ * (kdc__gemm_rows_ukernel). Inlined into the kernels below, where ep and
+ * brow are constants (NULL in the plain ones) and m, n are constant 8, 32
+ * in the fused ones. */
 static inline __attribute__((always_inline)) void
 kdc__tile_8x32_avx512(int k, const float *a, const float *b, const float *const *brow, size_t col,
                       float *c, size_t ldc, int m, int n, int accumulate,
@@ -225,14 +227,12 @@ void kdc__f32_gemm_8x32_avx512(int k, const float *a, const float *b, float *c, 
         kdc__tile_8x32_avx512(k, a, b, NULL, 0, c, ldc, m, n, accumulate, NULL, 0, NULL, 0);
 }
 
-
 void kdc__f32_gemm_ep_8x32_avx512(int k, const float *a, const float *b, float *c, size_t ldc,
                                   int accumulate, const kdc__gemm_epilogue *ep, int row,
                                   const float *res, size_t ldres)
 {
     kdc__tile_8x32_avx512(k, a, b, NULL, 0, c, ldc, 8, 32, accumulate, ep, row, res, ldres);
 }
-
 
 void kdc__f32_gemm_8x32_rows_avx512(int k, const float *a, const float *const *brow, size_t col,
                                     float *c, size_t ldc, int m, int accumulate)
