@@ -45,22 +45,22 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, 0};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
     kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0,
-    kdc__f32_gemm_6x16_rows_avx2, kdc__f32_gemm_ep_6x16_rows_avx2};
+    kdc__f32_gemm_6x16_rows_avx2, kdc__f32_gemm_ep_6x16_rows_avx2, 64};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
     kdc__f32_gemm_narrow_avx512, 16, 1, kdc__f32_gemm_8x32_rows_avx512,
-    kdc__f32_gemm_ep_8x32_rows_avx512};
+    kdc__f32_gemm_ep_8x32_rows_avx512, 32};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, 0};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)
@@ -365,7 +365,7 @@ void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ld
 
 int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows, int k)
 {
-    return gk->gemm_rows && rows <= KDC__GEMM_INPLACE_M && k >= KDC__GEMM_INPLACE_K &&
+    return gk->gemm_rows && rows <= KDC__GEMM_INPLACE_M && k >= gk->inplace_k &&
            ((!b->im2col && b->ld % 16 == 0) || b->im2col == 2);
 }
 

@@ -113,6 +113,7 @@ typedef struct kdc__gemm_kernels {
     int ep_bmask; /* gemm_ep and epilogue run the epilogue's bmask form */
     kdc__gemm_rows_ukernel gemm_rows;       /* NULL: B always packed          */
     kdc__gemm_ep_rows_ukernel gemm_ep_rows; /* with gemm_rows                 */
+    int inplace_k; /* the least depth whose B gemm_rows reads in place */
 } kdc__gemm_kernels;
 
 /* The forward of up to 8 channels at once: channels [c, c + nc), nc <= 8,
@@ -460,13 +461,14 @@ typedef struct kdc__gemm_b {
 /* Whether kdc__gemm reads the full panels of B (not packed) in place in
  * a call for `rows` rows of C and depth k: at most KDC__GEMM_INPLACE_M
  * rows (16 AVX-512 or 21 AVX2 row panels) share each panel, the depth is
- * at least KDC__GEMM_INPLACE_K, the table has gemm_rows, and B is dense
+ * at least the table's inplace_k, the table has gemm_rows, and B is dense
  * with rows of whole 64-byte lines, or SHIFTED. Outside these,
  * packing paid for itself (kdcam bench --layers, 2026-12-07, Zen 4):
  * ResNet-50's bottleneck conv3s (128 rows and more) took 1.02-1.11x their
  * packed time in place, MobileNetV1's first pointwise conv (depth 32) with
- * AVX2 1.075x. */
-enum { KDC__GEMM_INPLACE_M = 128, KDC__GEMM_INPLACE_K = 64 };
+ * AVX2 1.075x (so AVX2's inplace_k is 64); with AVX-512 that conv took
+ * 0.96x (2026-12-08), so its inplace_k is 32. */
+enum { KDC__GEMM_INPLACE_M = 128 };
 int kdc__gemm_b_inplace(const kdc__gemm_kernels *gk, const kdc__gemm_b *b, int rows, int k);
 
 /* Packs rows [p0, p0 + kc) (kc <= KDC__GEMM_KC) and columns [n0, n0 + nc)
