@@ -12,8 +12,9 @@
  *    for every SIMD ISA this CPU has, on 1 thread; depthwise 3x3 through
  *    the depthwise kernel table, plane by plane ("dw") and, where the table
  *    has one and the rows fit it, through its eight-channel kernel
- *    ("dw-c8", what a model runs then). Min and median of R runs, GFLOP/s (2 flops
- *    per multiply-add) and % of the peak.
+ *    ("dw-c8"; a model runs it where kdc__dw_c8_forward says, e.g. AVX2
+ *    always, AVX-512 for outputs up to 7 wide). Min and median of R runs,
+ *    GFLOP/s (2 flops per multiply-add) and % of the peak.
  *    The sum over ResNet50's 1x1 layers (weighted by how often each shape
  *    occurs) is the issue's "1x1 GEMMs at >= 75% of peak" figure.
  * 3. Whole forward passes, scalar reference kernels vs each SIMD ISA, 1 and
@@ -130,8 +131,8 @@ static void bench_layers(const char *arch, const kdc_model *m, int runs, int jso
         const int oh = kdc__out_size(L->ih, L->k, L->stride, L->pad);
         const int ow = kdc__out_size(L->iw, L->k, L->stride, L->pad);
         /* a depthwise layer twice where the table has the eight-channel
-         * kernel and a model would run it: plane by plane (v 0, "dw") and
-         * eight channels at a time (v 1, "dw-c8") */
+         * kernel and its rows fit: plane by plane (v 0, "dw") and eight
+         * channels at a time (v 1, "dw-c8") */
         const int nv = L->groups != 1 && dw && dw->dw3x3_c8 && kdc__dw_c8_pays(L->iw) ? 2 : 1;
         for (int v = 0; v < nv; v++) {
             const size_t nin = (size_t)L->cin * L->ih * L->iw, nout = (size_t)L->cout * oh * ow;

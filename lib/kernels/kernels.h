@@ -125,8 +125,8 @@ typedef struct kdc__gemm_kernels {
  * the input): it runs the channels side by side, one per lane, over bands
  * of rows turned channel-last into a buffer of KDC__DW_C8_PLANE x 8 floats,
  * where a small plane leaves most of a vector idle and a stride-2 plane
- * costs the plane kernel its even/odd splits. kdc__dw_c8_pays says where it
- * is the faster of the two. */
+ * costs the plane kernel its even/odd splits. kdc__dw_c8_forward says
+ * where a forward runs it. */
 enum { KDC__DW_C8_PLANE = 1024 };
 typedef void (*kdc__dw3x3_c8_kernel)(const float *x, size_t xplane, int ih, int iw,
                                      const float *w, const float *bias, float *y, size_t yplane,
@@ -165,7 +165,8 @@ typedef struct kdc__dw_bthru {
 } kdc__dw_bthru;
 
 /* Where three rows of the buffer fit (rows up to 338 wide): every
- * MobileNetV1 plane. Measured (build/bench/bench_kernels, its "dw-c8"
+ * MobileNetV1 plane. There the AVX2 eight-channel kernels are the faster:
+ * measured (build/bench/bench_kernels, its "dw-c8"
  * against its "dw" rows, AVX2 kernels, 1 thread, an AMD EPYC Zen 4,
  * 2026-12-07, after the gathered filters and the unrolled stores; three
  * runs): 0.32-0.44x the plane kernel's time at 7x7 and 14x14 (both
@@ -186,7 +187,16 @@ typedef struct kdc__dw_kernels {
     kdc__dw3x3_backward_kernel dw3x3_backward;
     kdc__dw3x3_c8_kernel dw3x3_c8; /* NULL: dw3x3 plane by plane      */
     kdc__dw3x3_backward_c8_kernel dw3x3_backward_c8; /* NULL: plane by plane */
+    int c8_max_ow; /* the forward's dw3x3_c8 for outputs at most this wide */
 } kdc__dw_kernels;
+
+/* Whether a forward runs dw3x3_c8 on inputs iw wide and outputs ow wide:
+ * the table has it, it pays (kdc__dw_c8_pays) and the table's plane
+ * kernel is not the faster at this width (c8_max_ow). */
+static inline int kdc__dw_c8_forward(const kdc__dw_kernels *k, int iw, int ow)
+{
+    return k->dw3x3_c8 && ow <= k->c8_max_ow && kdc__dw_c8_pays(iw);
+}
 
 /* ReLU backward state (lib/nn/act.c): the bit mask of where the gradient
  * passes, from the ReLU's output y (bit i of plane c set iff 0 < y < clamp,
@@ -335,6 +345,9 @@ void kdc__f32_dw3x3_avx2(const float *x, int ih, int iw, const float *w, float b
                          int c, const float *res);
 void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *w, float *dx,
                                   int ih, int iw, int stride, int pad);
+void kdc__f32_dw3x3_avx512(const float *x, int ih, int iw, const float *w, float bias, float *y,
+                           int oh, int ow, int stride, int pad, const struct kdc__gemm_epilogue *ep,
+                           int c, const float *res);
 void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
                             const float *bias, float *y, size_t yplane, int oh, int ow,
                             int stride, int pad, const struct kdc__gemm_epilogue *ep, int c,
@@ -513,6 +526,17 @@ typedef struct kdc__gemm_epilogue {
     int bcol, guided;
     kdc__mask_rec *rec; /* with relu: its mask to record, or NULL     */
 } kdc__gemm_epilogue;
+
+/* The epilogue's parts as bits, for loops specialised on them at compile
+ * time (kdc__ep8f_avx2, dwconv_avx512.c: with a constant f, the branches
+ * leave the loop). */
+enum { KDC__EPF_BIAS = 1, KDC__EPF_SCALE = 2, KDC__EPF_RES = 4, KDC__EPF_RELU = 8 };
+
+static inline int kdc__ep_flags(const kdc__gemm_epilogue *ep, int res)
+{
+    return (ep->bias ? KDC__EPF_BIAS : 0) | (ep->scale ? KDC__EPF_SCALE : 0) |
+           (res ? KDC__EPF_RES : 0) | (ep->relu ? KDC__EPF_RELU : 0);
+}
 
 /* The epilogues (kdc__gemm_epilogue_fn). */
 void kdc__gemm_epilogue_scalar(const kdc__gemm_epilogue *ep, float *v, size_t ldv, int row, int m,

@@ -22,6 +22,8 @@
  * only by the roundings the fusing saves: |simd - ref| < 20 * 2^-24 * S,
  * S = |bias| + sum |w x| (the bound is derived in tests/test_kernels.c,
  * which checks it, and docs/kernels.md). */
+#include <limits.h>
+
 #include "graph.h"
 #include "kernels.h"
 
@@ -89,24 +91,30 @@ void kdc__f32_dw3x3_backward_scalar(const float *dy, int oh, int ow, const float
 
 static const kdc__dw_kernels kdc__dw_scalar = {
     KDC__ISA_SCALAR, "f32-dw3x3-scalar", kdc__f32_dw3x3_scalar, kdc__f32_dw3x3_backward_scalar,
-    NULL, NULL};
+    NULL, NULL, 0};
 #if defined(__x86_64__)
 static const kdc__dw_kernels kdc__dw_avx2 = {
     KDC__ISA_AVX2, "f32-dw3x3-avx2", kdc__f32_dw3x3_avx2, kdc__f32_dw3x3_backward_avx2,
-    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2};
-/* No AVX-512 depthwise kernel: a 16-lane port of dwconv_avx2.c (same bits,
- * planes under 16 wide left to the AVX2 kernel) measured 1.0-1.4x slower
- * than the AVX2 kernel on every MobileNetV1 shape but two, which tied
- * (build/bench/bench_kernels, 2026-12-05): these kernels are bound by
- * loads and row copies, not FMAs. So the AVX-512 table runs the AVX2 one. */
+    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2, INT_MAX};
+/* The AVX-512 forward plane kernel (dwconv_avx512.c) against the AVX2
+ * eight-channel one, MobileNetV1's shapes (build/bench/bench_kernels, 1
+ * thread, Zen 4, 2026-12-08, two runs, min ms, plane vs eight-channel):
+ * 112 x 112 stride 1 0.085 vs 0.156, stride 2 0.101 vs 0.138; 56 x 56
+ * 0.095 vs 0.152 and 0.053 vs 0.070; 28 x 28 0.054 vs 0.085 and 0.030-0.036
+ * vs 0.037; 14 x 14 0.034 vs 0.048 and 0.035-0.046 vs 0.024 (outputs
+ * 7 wide); 7 x 7 0.038 vs 0.035. So outputs up to 7 wide go to the
+ * eight-channel kernel. The backward kernels are the AVX2 ones. (A first
+ * 16-lane port of dwconv_avx2.c, 2026-12-05, was 1.0-1.4x slower than the
+ * AVX2 plane kernel: it read its taps from memory at every FMA.) */
+enum { KDC__DW_AVX512_C8_MAX_OW = 7 };
 static const kdc__dw_kernels kdc__dw_avx512 = {
-    KDC__ISA_AVX512, "f32-dw3x3-avx2", kdc__f32_dw3x3_avx2, kdc__f32_dw3x3_backward_avx2,
-    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2};
+    KDC__ISA_AVX512, "f32-dw3x3-avx512", kdc__f32_dw3x3_avx512, kdc__f32_dw3x3_backward_avx2,
+    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2, KDC__DW_AVX512_C8_MAX_OW};
 #endif
 #if defined(__aarch64__)
 static const kdc__dw_kernels kdc__dw_neon = {
     KDC__ISA_NEON, "f32-dw3x3-neon", kdc__f32_dw3x3_neon, kdc__f32_dw3x3_backward_neon, NULL,
-    NULL};
+    NULL, 0};
 #endif
 
 const kdc__dw_kernels *kdc__dw_kernels_get(kdc__isa isa)

@@ -112,10 +112,10 @@ typedef struct kdc__dw_task {
 } kdc__dw_task;
 
 /* Whether the group runs eight channels at a time (the same bits as plane
- * by plane, faster where kdc__dw_c8_pays; no residual). */
-static int kdc__dw_group_c8(const kdc_model *m, const kdc__gemm_epilogue *ep, int iw)
+ * by plane, faster where kdc__dw_c8_forward; no residual). */
+static int kdc__dw_group_c8(const kdc_model *m, const kdc__gemm_epilogue *ep, int iw, int ow)
 {
-    return m->dw->dw3x3_c8 && !ep->res && kdc__dw_c8_pays(iw);
+    return !ep->res && kdc__dw_c8_forward(m->dw, iw, ow);
 }
 
 static void kdc__dw_fused_run(void *ctx, int t)
@@ -126,7 +126,7 @@ static void kdc__dw_fused_run(void *ctx, int t)
     int b, c0, c1;
     kdc__sched_ch_range(&k->split, t, k->C, &b, &c0, &c1);
     const size_t ihw = (size_t)k->ih * k->iw, ohw = (size_t)k->oh * k->ow;
-    if (kdc__dw_group_c8(m, k->ep, k->iw)) {
+    if (kdc__dw_group_c8(m, k->ep, k->iw, k->ow)) {
         for (int c = c0; c < c1; c += 8) {
             const size_t plane = (size_t)b * k->C + c;
             m->dw->dw3x3_c8(k->x + plane * ihw, ihw, k->ih, k->iw, cp->weight + 9 * (size_t)c,
@@ -175,7 +175,7 @@ static void kdc__run_dw_group(kdc_run *r, int i, int record)
     /* 9 multiply-adds an output: weigh them like 4 floats of a copy; whole
      * groups of eight channels for the eight-channel kernel */
     kdc__sched_channels_q(r->n, k.C, 4.0 * k.oh * k.ow + (double)k.ih * k.iw,
-                          KDC__SCHED_CH_CHUNK, kdc__dw_group_c8(r->m, &ep, k.iw) ? 8 : 1,
+                          KDC__SCHED_CH_CHUNK, kdc__dw_group_c8(r->m, &ep, k.iw, k.ow) ? 8 : 1,
                           kdc__pool_threads(r->pool), &k.split);
     kdc__pool_run_capped(r->pool, k.split.jobs, k.split.threads, kdc__dw_fused_run, &k);
     if (ep.rec)

@@ -86,16 +86,6 @@ static inline kdc__ep_row8 kdc__ep_row8_init(const kdc__gemm_epilogue *ep, int r
     return k;
 }
 
-/* The epilogue's parts as bits, for loops specialised on them at compile
- * time (kdc__ep8f_avx2 with a constant f): the branches leave the loop. */
-enum { KDC__EPF_BIAS = 1, KDC__EPF_SCALE = 2, KDC__EPF_RES = 4, KDC__EPF_RELU = 8 };
-
-static inline int kdc__ep_flags(const kdc__gemm_epilogue *ep, int res)
-{
-    return (ep->bias ? KDC__EPF_BIAS : 0) | (ep->scale ? KDC__EPF_SCALE : 0) |
-           (res ? KDC__EPF_RES : 0) | (ep->relu ? KDC__EPF_RELU : 0);
-}
-
 /* The epilogue (kdc__gemm_epilogue) on 8 values x of one output row, with
  * the float operations of the scalar ops: add, then multiply and add
  * (never fused), add, clamp. f: its parts (kdc__ep_flags); k: the row's
