@@ -190,6 +190,11 @@ typedef struct kdc__dw_kernels {
     int c8_max_ow; /* the forward's dw3x3_c8 for outputs at most this wide */
 } kdc__dw_kernels;
 
+/* The AVX-512 table's c8_max_ow: its plane kernels (dwconv_avx512.c) take
+ * outputs wider than this, the AVX2 eight-channel ones the rest (measured:
+ * lib/nn/dwconv.c). */
+enum { KDC__DW_AVX512_C8_MAX_OW = 7 };
+
 /* Whether a forward runs dw3x3_c8 on inputs iw wide and outputs ow wide:
  * the table has it, it pays (kdc__dw_c8_pays) and the table's plane
  * kernel is not the faster at this width (c8_max_ow). */
@@ -348,6 +353,12 @@ void kdc__f32_dw3x3_backward_avx2(const float *dy, int oh, int ow, const float *
 void kdc__f32_dw3x3_avx512(const float *x, int ih, int iw, const float *w, float bias, float *y,
                            int oh, int ow, int stride, int pad, const struct kdc__gemm_epilogue *ep,
                            int c, const float *res);
+void kdc__f32_dw3x3_backward_avx512(const float *dy, int oh, int ow, const float *w, float *dx,
+                                    int ih, int iw, int stride, int pad);
+void kdc__f32_dw3x3_backward_c8_avx512(const float *dy, size_t yplane, int oh, int ow,
+                                       const float *w, float *dx, size_t xplane, int ih, int iw,
+                                       int stride, int pad, int nc, int accumulate,
+                                       const struct kdc__dw_bthru *thru);
 void kdc__f32_dw3x3_c8_avx2(const float *x, size_t xplane, int ih, int iw, const float *w,
                             const float *bias, float *y, size_t yplane, int oh, int ow,
                             int stride, int pad, const struct kdc__gemm_epilogue *ep, int c,

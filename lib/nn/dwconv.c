@@ -106,10 +106,9 @@ static const kdc__dw_kernels kdc__dw_avx2 = {
  * eight-channel kernel. The backward kernels are the AVX2 ones. (A first
  * 16-lane port of dwconv_avx2.c, 2026-12-05, was 1.0-1.4x slower than the
  * AVX2 plane kernel: it read its taps from memory at every FMA.) */
-enum { KDC__DW_AVX512_C8_MAX_OW = 7 };
 static const kdc__dw_kernels kdc__dw_avx512 = {
-    KDC__ISA_AVX512, "f32-dw3x3-avx512", kdc__f32_dw3x3_avx512, kdc__f32_dw3x3_backward_avx2,
-    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx2, KDC__DW_AVX512_C8_MAX_OW};
+    KDC__ISA_AVX512, "f32-dw3x3-avx512", kdc__f32_dw3x3_avx512, kdc__f32_dw3x3_backward_avx512,
+    kdc__f32_dw3x3_c8_avx2, kdc__f32_dw3x3_backward_c8_avx512, KDC__DW_AVX512_C8_MAX_OW};
 #endif
 #if defined(__aarch64__)
 static const kdc__dw_kernels kdc__dw_neon = {

@@ -79,17 +79,6 @@ kdc__ep16_avx512(const kdc__gemm_epilogue *ep, int r, int rs, __m512 rv, __m512 
     return x;
 }
 
-/* 16 bits of a mask row of `words` words from bit `at` (any offset; bits
- * past the row are zero). */
-static inline __mmask16 kdc__mask_bits16(const uint64_t *row, size_t words, size_t at)
-{
-    const size_t w = at / 64, o = at % 64;
-    uint64_t bits = row[w] >> o;
-    if (o > 48 && w + 1 < words)
-        bits |= row[w + 1] << (64 - o);
-    return (__mmask16)bits;
-}
-
 /* The epilogue's backward form (kdc__gemm_epilogue.bmask) on 16 values x
  * of row r whose 16 mask bits are k: kdc__f32_relu_scale_backward_avx512's
  * operations writing a new gradient (0 + v * scale, v = 0 + x where the

@@ -1,10 +1,13 @@
-/* simd_avx512.h - lane masks and even/odd column splits shared by the
- * AVX-512 kernels (gemm_avx512.c, pool_avx512.c). Include only from files
+/* simd_avx512.h - lane masks, mask-plane bits and even/odd column splits
+ * shared by the AVX-512 kernels (gemm_avx512.c, pool_avx512.c,
+ * dwconv_avx512.c). Include only from files
  * compiled with -mavx512f. */
 #ifndef KDC_SIMD_AVX512_H
 #define KDC_SIMD_AVX512_H
 
 #include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /* Lanes [0, n) of a 16-lane vector, n clamped to 0..16. */
 static inline __mmask16 kdc__lanes16(int n)
@@ -42,6 +45,17 @@ static inline __m512 kdc__even_next16(__m512 ev, float next)
 {
     const __m512i up = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
     return _mm512_permutex2var_ps(ev, up, _mm512_set1_ps(next));
+}
+
+/* 16 bits of a mask row of `words` words from bit `at` (any offset; bits
+ * past the row are zero). */
+static inline __mmask16 kdc__mask_bits16(const uint64_t *row, size_t words, size_t at)
+{
+    const size_t w = at / 64, o = at % 64;
+    uint64_t bits = row[w] >> o;
+    if (o > 48 && w + 1 < words)
+        bits |= row[w + 1] << (64 - o);
+    return (__mmask16)bits;
 }
 
 #endif
