@@ -252,6 +252,70 @@ static void test_gemm_backward_epilogue(void **state)
     }
 }
 
+/* The fused epilogue's clamp on the values that test its every branch
+ * (zeros of both signs, the clamp and its neighbours, infinities, NaN,
+ * denormals), each table's against the scalar one, to the bit: the
+ * epilogue pass (gk->epilogue) on such a block, and the GEMM's fused tiles
+ * on C = A B = such values (depth 1, A = 1) with shifts of -0 and +0 and
+ * scales of both signs, so that -0 reaches the clamp too. */
+static void test_epilogue_special(void **state)
+{
+    (void)state;
+    static const float special[] = {0.0f,       -0.0f,      6.0f,  INFINITY, -INFINITY, NAN,
+                                    1e-42f,     -1e-42f,    5.9999995f, 6.0000005f, -3.5f, 2.5f};
+    const size_t ns = sizeof special / sizeof *special;
+    enum { M = 11, N = 53 };
+    float v[M * N], shift[M], scale[M], bias[M], res[M * N];
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+        v[i] = special[(i * 7 + i / N) % ns];
+        res[i] = i % 3 ? -0.0f : special[i % ns];
+    }
+    for (int r = 0; r < M; r++) {
+        shift[r] = r % 2 ? -0.0f : 0.0f;
+        scale[r] = r % 3 ? 1.0f : -1.0f;
+        bias[r] = r % 4 ? -0.0f : 0.5f;
+    }
+    float *a = tk_xmalloc(M * sizeof *a);
+    for (int r = 0; r < M; r++)
+        a[r] = 1.0f;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        float *pa = tk_xmalloc(kdc__gemm_packed_size(M, 1, gk->mr) * sizeof *pa);
+        float *work = tk_xmalloc(KDC__GEMM_WORK * sizeof *work);
+        kdc__gemm_pack_a(a, 1, 1, M, 1, gk->mr, pa);
+        for (int shape = 0; shape < 8; shape++) {
+            const kdc__gemm_epilogue ep = {.bias = shape & 1 ? bias : NULL,
+                                           .scale = shape & 2 ? scale : NULL,
+                                           .shift = shape & 2 ? shift : NULL,
+                                           .res = shape & 4 ? res : NULL, .relu = 1,
+                                           .clamp = shape % 3 ? 6.0f : INFINITY};
+            float want[M * N], got[M * N], fused[M * N];
+            memcpy(want, v, sizeof v);
+            memcpy(got, v, sizeof v);
+            kdc__gemm_epilogue_scalar(&ep, want, N, 0, M, ep.res, N, N);
+            gk->epilogue(&ep, got, N, 0, M, ep.res, N, N);
+            for (int q = 0; q < M * N; q++)
+                if (memcmp(&got[q], &want[q], sizeof got[q]))
+                    fail_msg("%s epilogue shape %d: v[%d] = %.9g -> %.9g, not %.9g", gk->name,
+                             shape, q, v[q], got[q], want[q]);
+            /* C = 1 * v + 0 (+0 where v is -0), then the fused tiles */
+            const kdc__gemm_b bs = {.x = v, .ld = N};
+            kdc__gemm(gk, pa, 1, 0, M, &bs, 0, N, fused, N, 0, &ep, work);
+            kdc__gemm(gk, pa, 1, 0, M, &bs, 0, N, want, N, 0, NULL, work);
+            kdc__gemm_epilogue_scalar(&ep, want, N, 0, M, ep.res, N, N);
+            for (int q = 0; q < M * N; q++)
+                if (memcmp(&fused[q], &want[q], sizeof fused[q]))
+                    fail_msg("%s fused epilogue shape %d: C[%d] = %.9g, not %.9g", gk->name,
+                             shape, q, fused[q], want[q]);
+        }
+        free(pa);
+        free(work);
+    }
+    free(a);
+}
+
 /* kdc__gemm_pack_b_block on an implicit im2col against its definition,
  * to the bit (packing copies): panel column j of row p = (c, ky, kx) is
  * x[c][oy * s - pad + ky][ox * s - pad + kx] for output q = n0 + j, or +0
@@ -1399,6 +1463,7 @@ int main(void)
         cmocka_unit_test(test_gemm_driver),
         cmocka_unit_test(test_gemm_narrow),
         cmocka_unit_test(test_gemm_backward_epilogue),
+        cmocka_unit_test(test_epilogue_special),
         cmocka_unit_test(test_gemm_inplace),
         cmocka_unit_test(test_gemm_inplace_shifted),
         cmocka_unit_test(test_pack_im2col),
