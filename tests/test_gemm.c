@@ -628,6 +628,7 @@ typedef struct conv_case {
 /* odd sizes, strides 1 and 2, pads 0..3, kernels 1, 3, 7 */
 static const conv_case conv_cases[] = {
     {3, 5, 7, 2, 3, 23, 19, 0},  /* the stem's shape, small            */
+    {3, 11, 3, 2, 1, 37, 71, 1}, /* a MobileNet stem (conv_stem), bias */
     {7, 13, 3, 1, 1, 9, 11, 0},  /* 3x3 stride 1                       */
     {17, 10, 3, 2, 1, 15, 13, 1}, /* 3x3 stride 2, bias                */
     {19, 21, 1, 2, 0, 11, 9, 0}, /* 1x1 stride 2 (downsample)          */
@@ -812,6 +813,95 @@ static void test_conv_forward(void **state)
         printf("  %s forward: worst |fast - ref| / sum|w x| = %.3g (bound for K = 9: %.3g)\n",
                gk->name, worst, 2.0 * gamma_n(20));
     }
+    kdc__work_free(&w1);
+    kdc__work_free(&w2);
+    kdc__pool_destroy(p1);
+    kdc__pool_destroy(p2);
+}
+
+/* The direct stem conv (the table's conv_stem: 3x3, stride 2, pad 1, up
+ * to KDC__CONV_STEM_CIN input channels) against the same table without it
+ * (the GEMM path), to the bit: 1 to 4 input channels, partial panels of
+ * output channels, rows of one to several 32-output blocks with partial
+ * last ones, odd and even sizes, no epilogue, bias + affine + ReLU, affine
+ * + residual + ReLU6, on 1 and 2 threads, and the ReLU masks of a
+ * recording pass. */
+static void test_conv_stem(void **state)
+{
+    (void)state;
+    kdc__pool *p1, *p2;
+    kdc__work w1, w2;
+    pools(&p1, &p2, &w1, &w2);
+    static const conv_case cases[] = {
+        {3, 32, 3, 2, 1, 224, 224, 0}, {3, 13, 3, 2, 1, 37, 71, 1}, {1, 8, 3, 2, 1, 2, 2, 0},
+        {2, 9, 3, 2, 1, 64, 65, 1},    {4, 17, 3, 2, 1, 31, 30, 0}, {3, 5, 3, 2, 1, 1, 97, 1},
+    };
+    const int n = 2;
+    int ran = 0;
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk || !gk->conv_stem)
+            continue;
+        kdc__gemm_kernels plain = *gk;
+        plain.conv_stem = NULL;
+        for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+            const conv_case *cc = &cases[t];
+            conv_fixture f;
+            conv_setup(gk, cc, &f);
+            assert_true(kdc__conv_is_stem(gk, &f.cp));
+            assert_false(kdc__conv_is_stem(&plain, &f.cp));
+            const size_t ohw = (size_t)f.oh * f.ow, nout = (size_t)n * cc->cout * ohw;
+            const size_t words = (ohw + 63) / 64, nmask = (size_t)n * cc->cout * words;
+            float *x = tk_rand_buf((size_t)n * cc->cin * cc->ih * cc->iw, -1, 1);
+            float *scale = tk_rand_buf((size_t)cc->cout, -2, 2);
+            float *shift = tk_rand_buf((size_t)cc->cout, -1, 1), *res = tk_rand_buf(nout, -1, 1);
+            float *want = tk_xmalloc(nout * sizeof *want), *got = tk_xmalloc(nout * sizeof *got);
+            uint64_t *mwant = tk_xmalloc(nmask * sizeof *mwant);
+            uint64_t *mgot = tk_xmalloc(nmask * sizeof *mgot);
+            assert_int_equal(kdc__conv_reserve(&w1, &f.cp, cc->ih, cc->iw, f.oh, f.ow), KDC_OK);
+            for (int mode = 0; mode < 3; mode++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    kdc__gemm_epilogue ep = {.scale = scale, .shift = shift, .relu = mode > 0,
+                                             .clamp = mode == 2 ? 6.0f : INFINITY,
+                                             .res = mode == 2 ? res : NULL};
+                    const kdc__act_kernels *ak = kdc__act_kernels_get(gk->isa);
+                    kdc__mask_rec rw = {.fn = ak->relu_mask, .mask = mwant};
+                    kdc__mask_rec rg = {.fn = ak->relu_mask, .mask = mgot};
+                    memset(mwant, 0xa5, nmask * sizeof *mwant);
+                    memset(mgot, 0x5a, nmask * sizeof *mgot);
+                    kdc__gemm_epilogue ew = ep, eg = ep;
+                    if (mode) {
+                        ew.rec = &rw;
+                        eg.rec = &rg;
+                    }
+                    kdc__conv2d_fast(p1, &w1, &plain, &f.cp, x, n, cc->ih, cc->iw, want, f.oh,
+                                     f.ow, mode ? &ew : NULL);
+                    kdc__conv2d_fast(threads == 1 ? p1 : p2, threads == 1 ? &w1 : &w2, gk,
+                                     &f.cp, x, n, cc->ih, cc->iw, got, f.oh, f.ow,
+                                     mode ? &eg : NULL);
+                    for (size_t e = 0; e < nout; e++)
+                        if (memcmp(&got[e], &want[e], sizeof got[e]))
+                            fail_msg("%s stem case %zu mode %d, %d thread(s): y[%zu] = %.9g, "
+                                     "the GEMM path's %.9g",
+                                     gk->name, t, mode, threads, e, got[e], want[e]);
+                    if (mode) {
+                        assert_true(rw.done && rg.done);
+                        assert_memory_equal(mgot, mwant, nmask * sizeof *mgot);
+                    }
+                    ran++;
+                }
+            free(x);
+            free(scale);
+            free(shift);
+            free(res);
+            free(want);
+            free(got);
+            free(mwant);
+            free(mgot);
+            conv_teardown(&f);
+        }
+    }
+    printf("  conv_stem: %d comparisons with the GEMM path\n", ran);
     kdc__work_free(&w1);
     kdc__work_free(&w2);
     kdc__pool_destroy(p1);
@@ -1468,6 +1558,7 @@ int main(void)
         cmocka_unit_test(test_gemm_inplace_shifted),
         cmocka_unit_test(test_pack_im2col),
         cmocka_unit_test(test_conv_forward),
+        cmocka_unit_test(test_conv_stem),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_model_kernels),

@@ -45,22 +45,22 @@ void kdc__f32_gemm_4x8_scalar(int k, const float *a, const float *b, float *c, s
 
 static const kdc__gemm_kernels kdc__gemm_scalar = {
     KDC__ISA_SCALAR, "f32-gemm-4x8-scalar", 4, 8, kdc__f32_gemm_4x8_scalar,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, 0};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, 0, NULL};
 #if defined(__x86_64__)
 static const kdc__gemm_kernels kdc__gemm_avx2 = {
     KDC__ISA_AVX2, "f32-gemm-6x16-avx2", 6, 16, kdc__f32_gemm_6x16_avx2,
     kdc__gemm_epilogue_avx2, kdc__f32_gemm_ep_6x16_avx2, kdc__f32_gemm_narrow_avx2, 0, 0,
-    kdc__f32_gemm_6x16_rows_avx2, kdc__f32_gemm_ep_6x16_rows_avx2, 64};
+    kdc__f32_gemm_6x16_rows_avx2, kdc__f32_gemm_ep_6x16_rows_avx2, 64, NULL};
 static const kdc__gemm_kernels kdc__gemm_avx512 = {
     KDC__ISA_AVX512, "f32-gemm-8x32-avx512", 8, 32, kdc__f32_gemm_8x32_avx512,
     kdc__gemm_epilogue_avx512, kdc__f32_gemm_ep_8x32_avx512,
     kdc__f32_gemm_narrow_avx512, 16, 1, kdc__f32_gemm_8x32_rows_avx512,
-    kdc__f32_gemm_ep_8x32_rows_avx512, 32};
+    kdc__f32_gemm_ep_8x32_rows_avx512, 32, kdc__f32_conv_stem_avx512};
 #endif
 #if defined(__aarch64__)
 static const kdc__gemm_kernels kdc__gemm_neon = {
     KDC__ISA_NEON, "f32-gemm-8x8-neon", 8, 8, kdc__f32_gemm_8x8_neon,
-    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, 0};
+    kdc__gemm_epilogue_scalar, NULL, NULL, 0, 0, NULL, NULL, 0, NULL};
 #endif
 
 const kdc__gemm_kernels *kdc__gemm_kernels_get(kdc__isa isa)

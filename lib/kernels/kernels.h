@@ -96,6 +96,19 @@ typedef void (*kdc__gemm_ep_rows_ukernel)(int k, const float *a, const float *co
                                           const struct kdc__gemm_epilogue *ep, int row,
                                           const float *res, size_t ldres);
 
+/* A dense 3x3 conv, stride 2, padding 1, of cin <= KDC__CONV_STEM_CIN
+ * input channels (a MobileNet's stem), computed directly: output rows
+ * [oy0, oy1) of the cout channels of one image, x (cin, ih, iw) -> y (cout,
+ * oh, ow), apack the weights packed as the GEMM's A (the table's mr-row
+ * panels), then the epilogue ep (may be NULL; res laid out like y; no
+ * mask recording, no bmask). Each output is the GEMM path's chain (acc =
+ * +0, then k = (ci, ky, kx) ascending, zeros in the padding) and epilogue,
+ * so the same bits as kdc__conv2d_fast through the GEMM. */
+enum { KDC__CONV_STEM_CIN = 4 };
+typedef void (*kdc__conv_stem_kernel)(const float *x, int cin, int ih, int iw, const float *apack,
+                                      int cout, float *y, int oh, int ow, int oy0, int oy1,
+                                      const struct kdc__gemm_epilogue *ep);
+
 /* One table per kernel family and ISA (XNNPACK style). */
 typedef struct kdc__gemm_kernels {
     kdc__isa isa;
@@ -114,6 +127,7 @@ typedef struct kdc__gemm_kernels {
     kdc__gemm_rows_ukernel gemm_rows;       /* NULL: B always packed          */
     kdc__gemm_ep_rows_ukernel gemm_ep_rows; /* with gemm_rows                 */
     int inplace_k; /* the least depth whose B gemm_rows reads in place */
+    kdc__conv_stem_kernel conv_stem; /* NULL: stems through the GEMM   */
 } kdc__gemm_kernels;
 
 /* The forward of up to 8 channels at once: channels [c, c + nc), nc <= 8,
@@ -560,6 +574,9 @@ void kdc__f32_gemm_ep_6x16_avx2(int k, const float *a, const float *b, float *c,
                                 const float *res, size_t ldres);
 void kdc__f32_gemm_narrow_avx2(int k, const float *a, size_t astride, const float *b, float *c,
                                size_t ldc, int m, int n, int accumulate);
+void kdc__f32_conv_stem_avx512(const float *x, int cin, int ih, int iw, const float *apack,
+                               int cout, float *y, int oh, int ow, int oy0, int oy1,
+                               const kdc__gemm_epilogue *ep);
 void kdc__f32_gemm_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,
                                   float *c, size_t ldc, int m, int accumulate);
 void kdc__f32_gemm_ep_6x16_rows_avx2(int k, const float *a, const float *const *brow, size_t col,

@@ -429,6 +429,10 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
     kdc__mask_rec *rec = e.rec;
     e.rec = NULL;
     const size_t mwords = (ohw + 63) / 64;
+    if (kdc__conv_is_stem(gk, cp)) {
+        kdc__conv_stem(pool, gk, cp, x, n, ih, iw, y, oh, ow, ep || cp->bias ? &e : NULL, rec);
+        return;
+    }
     size_t xpad_need, wide_need;
     if (kdc__wide_pays(gk, cp, oh, ow) &&
         (kdc__wide_sizes(cp, ih, iw, oh, ow, &xpad_need, &wide_need),

@@ -56,6 +56,16 @@ kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, i
 void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *gk,
                       const kdc__conv_param *cp, const float *x, int n, int ih, int iw, float *y,
                       int oh, int ow, const kdc__gemm_epilogue *ep);
+/* Whether the table computes this conv directly (conv_stem: a dense 3x3
+ * stride-2 conv of at most KDC__CONV_STEM_CIN input channels, packed). */
+int kdc__conv_is_stem(const kdc__gemm_kernels *gk, const kdc__conv_param *cp);
+/* Such a conv for the n images of x into y, as kdc__conv2d_fast (ep: the
+ * epilogue with the conv's bias, or NULL), split over output rows; then,
+ * when rec is not NULL (a recording pass's ReLU, image 0's mask), the
+ * masks of the finished planes (conv_stem.c). */
+void kdc__conv_stem(kdc__pool *pool, const kdc__gemm_kernels *gk, const kdc__conv_param *cp,
+                    const float *x, int n, int ih, int iw, float *y, int oh, int ow,
+                    const kdc__gemm_epilogue *ep, kdc__mask_rec *rec);
 /* Its backward-data, accumulated: dx += conv^T(dy), with wt the transposed
  * weight packing (KDC__DERIVED_T); with accumulate 0, dx = conv^T(dy), its
  * old contents never read (only where kdc__conv_backward_overwrites(cp):

@@ -57,28 +57,6 @@ static void kdc__gemm_8x16_avx512(int k, const float *a, const float *b, float *
 #undef KDC__STORE
 }
 
-/* The epilogue (kdc__gemm_epilogue) on 16 values x of output row r, with
- * the float operations of the scalar ops: add, then multiply and add
- * (never fused), add, clamp (kdc__ep8_avx2 there: why MAXPS/MINPS and a
- * blend give kdc__clamp's result, NaN kept). rv: the residual when rs. */
-static inline __attribute__((always_inline)) __m512
-kdc__ep16_avx512(const kdc__gemm_epilogue *ep, int r, int rs, __m512 rv, __m512 x)
-{
-    if (ep->bias)
-        x = _mm512_add_ps(x, _mm512_set1_ps(ep->bias[r]));
-    if (ep->scale)
-        x = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(ep->scale[r])),
-                          _mm512_set1_ps(ep->shift[r]));
-    if (rs)
-        x = _mm512_add_ps(x, rv);
-    if (ep->relu) {
-        const __m512 y = _mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()),
-                                       _mm512_set1_ps(ep->clamp));
-        x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
-    }
-    return x;
-}
-
 /* The epilogue's backward form (kdc__gemm_epilogue.bmask) on 16 values x
  * of row r whose 16 mask bits are k: kdc__f32_relu_scale_backward_avx512's
  * operations writing a new gradient (0 + v * scale, v = 0 + x where the

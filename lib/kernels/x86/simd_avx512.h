@@ -1,6 +1,6 @@
-/* simd_avx512.h - lane masks, mask-plane bits and even/odd column splits
- * shared by the AVX-512 kernels (gemm_avx512.c, pool_avx512.c,
- * dwconv_avx512.c). Include only from files
+/* simd_avx512.h - lane masks, mask-plane bits, even/odd column splits and
+ * the fused epilogue shared by the AVX-512 kernels (gemm_avx512.c,
+ * pool_avx512.c, dwconv_avx512.c, conv_stem_avx512.c). Include only from files
  * compiled with -mavx512f. */
 #ifndef KDC_SIMD_AVX512_H
 #define KDC_SIMD_AVX512_H
@@ -8,6 +8,8 @@
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "kernels.h"
 
 /* Lanes [0, n) of a 16-lane vector, n clamped to 0..16. */
 static inline __mmask16 kdc__lanes16(int n)
@@ -56,6 +58,28 @@ static inline __mmask16 kdc__mask_bits16(const uint64_t *row, size_t words, size
     if (o > 48 && w + 1 < words)
         bits |= row[w + 1] << (64 - o);
     return (__mmask16)bits;
+}
+
+/* The epilogue (kdc__gemm_epilogue) on 16 values x of output row r, with
+ * the float operations of the scalar ops: add, then multiply and add
+ * (never fused), add, clamp (kdc__ep8_avx2 there: why MAXPS/MINPS and a
+ * blend give kdc__clamp's result, NaN kept). rv: the residual when rs. */
+static inline __attribute__((always_inline)) __m512
+kdc__ep16_avx512(const kdc__gemm_epilogue *ep, int r, int rs, __m512 rv, __m512 x)
+{
+    if (ep->bias)
+        x = _mm512_add_ps(x, _mm512_set1_ps(ep->bias[r]));
+    if (ep->scale)
+        x = _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(ep->scale[r])),
+                          _mm512_set1_ps(ep->shift[r]));
+    if (rs)
+        x = _mm512_add_ps(x, rv);
+    if (ep->relu) {
+        const __m512 y = _mm512_min_ps(_mm512_max_ps(x, _mm512_setzero_ps()),
+                                       _mm512_set1_ps(ep->clamp));
+        x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), y, x);
+    }
+    return x;
 }
 
 #endif
