@@ -168,7 +168,9 @@ static void kdc__dw16_s1(const kdc__dw16 *o, int f)
 {
     switch (f) {
     case 0: kdc__dw16_plane(o, 1, 0); break;
-    case KDC__EPF_SCALE | KDC__EPF_RELU: kdc__dw16_plane(o, 1, KDC__EPF_SCALE | KDC__EPF_RELU); break;
+    case KDC__EPF_SCALE | KDC__EPF_RELU:
+        kdc__dw16_plane(o, 1, KDC__EPF_SCALE | KDC__EPF_RELU);
+        break;
     case KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU:
         kdc__dw16_plane(o, 1, KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU);
         break;
@@ -181,7 +183,9 @@ static void kdc__dw16_s2(const kdc__dw16 *o, int f)
 {
     switch (f) {
     case 0: kdc__dw16_plane(o, 2, 0); break;
-    case KDC__EPF_SCALE | KDC__EPF_RELU: kdc__dw16_plane(o, 2, KDC__EPF_SCALE | KDC__EPF_RELU); break;
+    case KDC__EPF_SCALE | KDC__EPF_RELU:
+        kdc__dw16_plane(o, 2, KDC__EPF_SCALE | KDC__EPF_RELU);
+        break;
     case KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU:
         kdc__dw16_plane(o, 2, KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU);
         break;
