@@ -819,6 +819,66 @@ static void test_conv_forward(void **state)
     kdc__pool_destroy(p2);
 }
 
+/* A LINEAR over a batch runs as one GEMM with the images as columns
+ * (kdc__conv2d_fast): each image's outputs to the bit as when run alone,
+ * with and without a bias and an epilogue, on 1 and 2 threads, batches of
+ * 2 to 9 (columns in a partial panel, the narrow kernel, a full one). */
+static void test_linear_batch(void **state)
+{
+    (void)state;
+    kdc__pool *p1, *p2;
+    kdc__work w1, w2;
+    pools(&p1, &p2, &w1, &w2);
+    static const conv_case cases[] = {{300, 17, 1, 1, 0, 1, 1, 1}, {KC + 4, 40, 1, 1, 0, 1, 1, 0}};
+    static const int batches[] = {2, 5, 9};
+    for (size_t i = 0; i < sizeof all_isas / sizeof *all_isas; i++) {
+        const kdc__gemm_kernels *gk = kdc__gemm_kernels_get(all_isas[i]);
+        if (!gk)
+            continue;
+        for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+            const conv_case *cc = &cases[t];
+            conv_fixture f;
+            conv_setup(gk, cc, &f);
+            float *scale = tk_rand_buf((size_t)cc->cout, -2, 2);
+            float *shift = tk_rand_buf((size_t)cc->cout, -1, 1);
+            for (size_t z = 0; z < sizeof batches / sizeof *batches; z++) {
+                const int n = batches[z];
+                float *x = tk_rand_buf((size_t)n * cc->cin, -1, 1);
+                float *got = tk_xmalloc((size_t)n * cc->cout * sizeof *got);
+                float *want = tk_xmalloc((size_t)cc->cout * sizeof *want);
+                for (int mode = 0; mode < 2; mode++)
+                    for (int threads = 1; threads <= 2; threads++) {
+                        const kdc__gemm_epilogue ep = {.scale = scale, .shift = shift, .relu = 1,
+                                                       .clamp = INFINITY};
+                        kdc__pool *p = threads == 1 ? p1 : p2;
+                        kdc__work *w = threads == 1 ? &w1 : &w2;
+                        kdc__conv2d_fast(p, w, gk, &f.cp, x, n, 1, 1, got, 1, 1,
+                                         mode ? &ep : NULL);
+                        for (int b = 0; b < n; b++) {
+                            kdc__conv2d_fast(p1, &w1, gk, &f.cp, x + (size_t)b * cc->cin, 1, 1,
+                                             1, want, 1, 1, mode ? &ep : NULL);
+                            if (memcmp(got + (size_t)b * cc->cout, want,
+                                       (size_t)cc->cout * sizeof *want))
+                                fail_msg("%s linear %dx%d, batch %d, image %d, mode %d, %d "
+                                         "thread(s): not the bits of the image alone",
+                                         gk->name, cc->cin, cc->cout, n, b, mode, threads);
+                        }
+                    }
+                free(x);
+                free(got);
+                free(want);
+            }
+            free(scale);
+            free(shift);
+            conv_teardown(&f);
+        }
+    }
+    kdc__work_free(&w1);
+    kdc__work_free(&w2);
+    kdc__pool_destroy(p1);
+    kdc__pool_destroy(p2);
+}
+
 /* The direct stem conv (the table's conv_stem: 3x3, stride 2, pad 1, up
  * to KDC__CONV_STEM_CIN input channels) against the same table without it
  * (the GEMM path), to the bit: 1 to 4 input channels, partial panels of
@@ -1559,6 +1619,7 @@ int main(void)
         cmocka_unit_test(test_pack_im2col),
         cmocka_unit_test(test_conv_forward),
         cmocka_unit_test(test_conv_stem),
+        cmocka_unit_test(test_linear_batch),
         cmocka_unit_test(test_conv_winograd),
         cmocka_unit_test(test_conv_backward),
         cmocka_unit_test(test_model_kernels),
