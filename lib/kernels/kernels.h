@@ -99,12 +99,12 @@ typedef void (*kdc__gemm_ep_rows_ukernel)(int k, const float *a, const float *co
 /* A dense 3x3 conv, stride 2, padding 1, of cin <= KDC__CONV_STEM_CIN
  * input channels (a MobileNet's stem), computed directly: output rows
  * [oy0, oy1) of the cout channels of one image, x (cin, ih, iw) -> y (cout,
- * oh, ow), apack the weights packed as the GEMM's A (the table's mr-row
- * panels), then the epilogue ep (may be NULL; res laid out like y; no
+ * oh, ow), apack the weights packed as the GEMM's A (panels of
+ * KDC__CONV_STEM_MR rows: only for a table with that mr), then the epilogue ep (may be NULL; res laid out like y; no
  * mask recording, no bmask). Each output is the GEMM path's chain (acc =
  * +0, then k = (ci, ky, kx) ascending, zeros in the padding) and epilogue,
  * so the same bits as kdc__conv2d_fast through the GEMM. */
-enum { KDC__CONV_STEM_CIN = 4 };
+enum { KDC__CONV_STEM_CIN = 4, KDC__CONV_STEM_MR = 8 /* A's panels: rows */ };
 typedef void (*kdc__conv_stem_kernel)(const float *x, int cin, int ih, int iw, const float *apack,
                                       int cout, float *y, int oh, int ow, int oy0, int oy1,
                                       const struct kdc__gemm_epilogue *ep);

@@ -103,7 +103,8 @@ static const kdc__dw_kernels kdc__dw_avx2 = {
  * 0.095 vs 0.152 and 0.053 vs 0.070; 28 x 28 0.054 vs 0.085 and 0.030-0.036
  * vs 0.037; 14 x 14 0.034 vs 0.048 and 0.035-0.046 vs 0.024 (outputs
  * 7 wide); 7 x 7 0.038 vs 0.035. So outputs up to 7 wide go to the
- * eight-channel kernel. The backward kernels are the AVX2 ones. (A first
+ * eight-channel kernel. The backward: AVX-512 at stride 1 for outputs
+ * wider than 7, the AVX2 kernels otherwise (dwconv_avx512.c). (A first
  * 16-lane port of dwconv_avx2.c, 2026-12-05, was 1.0-1.4x slower than the
  * AVX2 plane kernel: it read its taps from memory at every FMA.) */
 static const kdc__dw_kernels kdc__dw_avx512 = {

@@ -128,6 +128,21 @@ kdc_status kdc__grow(float **p, size_t *cap, size_t need)
     return KDC_OK;
 }
 
+/* Like kdc__grow, for a buffer with a fallback: no error reported when
+ * there is no room (the old buffer is kept then). */
+static int kdc__room(float **p, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return 1;
+    float *q = kdc__falloc(need);
+    if (!q)
+        return 0;
+    free(*p);
+    *p = q;
+    *cap = need;
+    return 1;
+}
+
 kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,
                              int ow)
 {
@@ -491,8 +506,9 @@ void kdc__conv2d_fast(kdc__pool *pool, kdc__work *ws, const kdc__gemm_kernels *g
      * back), so that the weights stream from memory once, not once per
      * image (ResNet-50's fc: 8 MB). Each output is the same chain, so the
      * same bits. */
+    const size_t lin_need = (size_t)n * (cp->cin + cp->cout);
     if (ohw == 1 && n > 1 && kdc__is_pointwise(cp) && !e.res && !rec &&
-        kdc__grow(&ws->cols, &ws->cols_cap, (size_t)n * (cp->cin + cp->cout)) == KDC_OK) {
+        kdc__room(&ws->cols, &ws->cols_cap, lin_need)) {
         float *bt = ws->cols, *ct = bt + (size_t)n * cp->cin;
         for (int k = 0; k < cp->cin; k++)
             for (int b = 0; b < n; b++)

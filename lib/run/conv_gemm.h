@@ -16,7 +16,7 @@ typedef struct kdc__work {
     int nslots;
     float *mem;           /* nslots * KDC__GEMM_WORK floats, 64-byte aligned */
     atomic_int *busy;     /* (nslots)                                       */
-    float *cols;          /* backward-data column buffer                    */
+    float *cols;          /* backward-data columns; a batched LINEAR's block */
     size_t cols_cap;      /* floats                                          */
     float *xpad, *wide;   /* stride-1 convs: padded input, wide output      */
     size_t xpad_cap, wide_cap;

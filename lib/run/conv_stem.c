@@ -6,8 +6,10 @@
 
 int kdc__conv_is_stem(const kdc__gemm_kernels *gk, const kdc__conv_param *cp)
 {
-    return gk->conv_stem && cp->packed && cp->groups == 1 && cp->kh == 3 && cp->kw == 3 &&
-           cp->stride == 2 && cp->pad == 1 && cp->cin <= KDC__CONV_STEM_CIN;
+    /* the kernel reads A in panels of 8 rows (the AVX-512 table's mr) */
+    return gk->conv_stem && gk->mr == KDC__CONV_STEM_MR && cp->packed && cp->groups == 1 &&
+           cp->kh == 3 && cp->kw == 3 && cp->stride == 2 && cp->pad == 1 &&
+           cp->cin <= KDC__CONV_STEM_CIN;
 }
 
 typedef struct kdc__stem_job {

@@ -53,7 +53,7 @@ static inline __attribute__((always_inline)) void
 kdc__stem_rows(const float *x, const int cin, int ih, int iw, const float *apack, int cout,
                float *y, int oh, int ow, int oy0, int oy1, const kdc__gemm_epilogue *ep)
 {
-    enum { MR = 8 };
+    enum { MR = KDC__CONV_STEM_MR };
     const int K = 9 * cin;
     const size_t ohw = (size_t)oh * ow, ihw = (size_t)ih * iw;
     /* the taps of 32 outputs: k, then the two halves */

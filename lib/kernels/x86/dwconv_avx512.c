@@ -1,7 +1,8 @@
 /* dwconv_avx512.c - depthwise 3x3 convolution of one channel plane,
- * forward and backward-data, stride 1 or 2, zero padding 0 or 1,
- * AVX-512F: the AVX-512 table's dw3x3, dw3x3_backward and (for planes
- * wider than 7 outputs) dw3x3_backward_c8 (lib/nn/dwconv.c).
+ * forward (stride 1 or 2) and backward-data (stride 1; stride 2 passed to
+ * the AVX2 kernels), zero padding 0 or 1, AVX-512F: the AVX-512 table's
+ * dw3x3, dw3x3_backward and dw3x3_backward_c8 (the last for stride 1 and
+ * outputs wider than 7, else the AVX2 eight-channel kernel; lib/nn/dwconv.c).
  *
  * Sixteen outputs of a row (one zmm) per block. Each lane computes the
  * chain of dwconv.c and dwconv_avx2.c: acc = bias, then one FMA per tap in
