@@ -115,21 +115,8 @@ void kdc__work_release_forward(kdc__work *ws)
     ws->xpad_cap = ws->wide_cap = 0;
 }
 
-kdc_status kdc__grow(float **p, size_t *cap, size_t need)
-{
-    if (*cap >= need)
-        return KDC_OK;
-    free(*p);
-    *p = kdc__falloc(need);
-    *cap = *p ? need : 0;
-    if (!*p)
-        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for a %zu-float conv buffer",
-                         need);
-    return KDC_OK;
-}
-
-/* Like kdc__grow, for a buffer with a fallback: no error reported when
- * there is no room (the old buffer is kept then). */
+/* *p holds at least need floats, or 0 (no error reported; the old buffer
+ * kept): for a buffer with a fallback. */
 static int kdc__room(float **p, size_t *cap, size_t need)
 {
     if (*cap >= need)
@@ -141,6 +128,19 @@ static int kdc__room(float **p, size_t *cap, size_t need)
     *p = q;
     *cap = need;
     return 1;
+}
+
+kdc_status kdc__grow(float **p, size_t *cap, size_t need)
+{
+    if (*cap >= need)
+        return KDC_OK;
+    free(*p); /* first: the old and the new one never both held */
+    *p = NULL;
+    *cap = 0;
+    if (!kdc__room(p, cap, need))
+        return kdc__fail(KDC_ERR_NO_MEMORY, "run: out of memory for a %zu-float conv buffer",
+                         need);
+    return KDC_OK;
 }
 
 kdc_status kdc__conv_reserve(kdc__work *ws, const kdc__conv_param *cp, int ih, int iw, int oh,
