@@ -163,35 +163,30 @@ static inline __attribute__((always_inline)) void kdc__dw16_plane(const kdc__dw1
         kdc__dw16_rows(o, oy, 1, S, f);
 }
 
-/* The epilogue shapes of the fused groups, each inlined; the rarer ones
- * with their branches in the loop. */
-static void kdc__dw16_s1(const kdc__dw16 *o, int f)
+/* The plane at stride S (1 or 2), both inlined, for epilogue shape F. */
+static inline __attribute__((always_inline)) void kdc__dw16_strides(const kdc__dw16 *o, int S,
+                                                                    const int F)
 {
-    switch (f) {
-    case 0: kdc__dw16_plane(o, 1, 0); break;
-    case KDC__EPF_SCALE | KDC__EPF_RELU:
-        kdc__dw16_plane(o, 1, KDC__EPF_SCALE | KDC__EPF_RELU);
-        break;
-    case KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU:
-        kdc__dw16_plane(o, 1, KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU);
-        break;
-    case KDC__EPF_SCALE: kdc__dw16_plane(o, 1, KDC__EPF_SCALE); break;
-    default: kdc__dw16_plane(o, 1, f);
-    }
+    if (S == 1)
+        kdc__dw16_plane(o, 1, F);
+    else
+        kdc__dw16_plane(o, 2, F);
 }
 
-static void kdc__dw16_s2(const kdc__dw16 *o, int f)
+/* The epilogue shapes of the fused groups, each inlined; the rarer ones
+ * with their branches in the loop. */
+static void kdc__dw16_run(const kdc__dw16 *o, int S, int f)
 {
     switch (f) {
-    case 0: kdc__dw16_plane(o, 2, 0); break;
+    case 0: kdc__dw16_strides(o, S, 0); break;
     case KDC__EPF_SCALE | KDC__EPF_RELU:
-        kdc__dw16_plane(o, 2, KDC__EPF_SCALE | KDC__EPF_RELU);
+        kdc__dw16_strides(o, S, KDC__EPF_SCALE | KDC__EPF_RELU);
         break;
     case KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU:
-        kdc__dw16_plane(o, 2, KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU);
+        kdc__dw16_strides(o, S, KDC__EPF_BIAS | KDC__EPF_SCALE | KDC__EPF_RELU);
         break;
-    case KDC__EPF_SCALE: kdc__dw16_plane(o, 2, KDC__EPF_SCALE); break;
-    default: kdc__dw16_plane(o, 2, f);
+    case KDC__EPF_SCALE: kdc__dw16_strides(o, S, KDC__EPF_SCALE); break;
+    default: kdc__dw16_strides(o, S, f);
     }
 }
 
@@ -221,10 +216,7 @@ void kdc__f32_dw3x3_avx512(const float *x, int ih, int iw, const float *w, float
         o.clamp = _mm512_set1_ps(ep->clamp);
         f = kdc__ep_flags(ep, res != NULL);
     }
-    if (stride == 1)
-        kdc__dw16_s1(&o, f);
-    else
-        kdc__dw16_s2(&o, f);
+    kdc__dw16_run(&o, stride, f);
 }
 
 /* ------------------------------------------------------------------ */
