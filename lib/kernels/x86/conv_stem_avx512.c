@@ -26,29 +26,6 @@
 #include "kernels.h"
 #include "simd_avx512.h"
 
-/* Lanes l of a block starting at column c with 0 <= c + l < iw. */
-static inline __mmask16 kdc__stem_cols(int c, int iw)
-{
-    return (__mmask16)(kdc__lanes16(iw - c) & ~kdc__lanes16(-c));
-}
-
-/* Taps of input row `row` (NULL: outside the input, zeros) for outputs
- * [j, j + 16) at stride 2: t[kx] lane l = input column 2 (j + l) - 1 + kx. */
-static inline void kdc__stem_taps(const float *row, int j, int iw, __m512 t[3])
-{
-    if (!row) {
-        t[0] = t[1] = t[2] = _mm512_setzero_ps();
-        return;
-    }
-    const int cx = 2 * j - 1;
-    const __m512 a = _mm512_maskz_loadu_ps(kdc__stem_cols(cx, iw), row + cx);
-    const __m512 b = _mm512_maskz_loadu_ps(kdc__stem_cols(cx + 16, iw), row + cx + 16);
-    const __m512 n = _mm512_maskz_loadu_ps(kdc__stem_cols(cx + 32, iw) & 1, row + cx + 32);
-    kdc__unzip16(a, b, &t[0], &t[1]);
-    const __m512i up = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-    t[2] = _mm512_permutex2var_ps(t[0], up, n);
-}
-
 static inline __attribute__((always_inline)) void
 kdc__stem_rows(const float *x, const int cin, int ih, int iw, const float *apack, int cout,
                float *y, int oh, int ow, int oy0, int oy1, const kdc__gemm_epilogue *ep)
@@ -61,14 +38,20 @@ kdc__stem_rows(const float *x, const int cin, int ih, int iw, const float *apack
     for (int oy = oy0; oy < oy1; oy++) {
         for (int j = 0; j < ow; j += 32) {
             const int n = ow - j < 32 ? ow - j : 32;
+            __mmask16 m[2][3]; /* the two halves' columns, shared by the rows */
+            for (int h = 0; h < 2; h++)
+                kdc__masks_s2_16(2 * (j + 16 * h) - 1, iw, m[h]);
             for (int ci = 0; ci < cin; ci++)
                 for (int ky = 0; ky < 3; ky++) {
                     const int iy = 2 * oy - 1 + ky;
                     const float *row =
                         iy >= 0 && iy < ih ? x + ci * ihw + (size_t)iy * iw : NULL;
                     for (int h = 0; h < 2; h++) {
-                        __m512 t[3];
-                        kdc__stem_taps(row, j + 16 * h, iw, t);
+                        /* input columns 2 (j + l) - 1 + kx; zeros outside */
+                        __m512 t[3] = {_mm512_setzero_ps(), _mm512_setzero_ps(),
+                                       _mm512_setzero_ps()};
+                        if (row)
+                            kdc__taps_s2_16(row, 2 * (j + 16 * h) - 1, m[h], t);
                         for (int kx = 0; kx < 3; kx++)
                             tap[9 * ci + 3 * ky + kx][h] = t[kx];
                     }

@@ -56,32 +56,18 @@ static inline __attribute__((always_inline)) __m512 kdc__dw16_ep(const kdc__dw16
     return x;
 }
 
-/* Lanes l of a block starting at column c with 0 <= c + l < iw. */
-static inline __mmask16 kdc__dw16_cols(int c, int iw)
-{
-    return (__mmask16)(kdc__lanes16(iw - c) & ~kdc__lanes16(-c));
-}
-
 /* One input row's three taps for the block's 16 outputs, first tap at
  * column cx: t[kx] holds input column cx + kx + l (stride 1) or
  * cx + 2 l + kx (stride 2) in lane l, zero outside the row. */
 static inline __attribute__((always_inline)) void
-kdc__dw16_taps(const float *row, int cx, int iw, const __mmask16 m[3], int S, __m512 t[3])
+kdc__dw16_taps(const float *row, int cx, const __mmask16 m[3], int S, __m512 t[3])
 {
     if (S == 1) {
         t[0] = _mm512_maskz_loadu_ps(m[0], row + cx);
         t[1] = _mm512_maskz_loadu_ps(m[1], row + cx + 1);
         t[2] = _mm512_maskz_loadu_ps(m[2], row + cx + 2);
-    } else {
-        const __m512 a = _mm512_maskz_loadu_ps(m[0], row + cx);
-        const __m512 b = _mm512_maskz_loadu_ps(m[1], row + cx + 16);
-        const __m512 n = _mm512_maskz_loadu_ps(m[2], row + cx + 32);
-        const __m512i up =
-            _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-        kdc__unzip16(a, b, &t[0], &t[1]);
-        t[2] = _mm512_permutex2var_ps(t[0], up, n); /* cx + 2, .., cx + 32 */
-        (void)iw;
-    }
+    } else
+        kdc__taps_s2_16(row, cx, m, t);
 }
 
 /* Output rows [oy, oy + R) (all inside the plane), stride S, epilogue
@@ -110,12 +96,9 @@ static inline __attribute__((always_inline)) void kdc__dw16_rows(const kdc__dw16
         __mmask16 m[3];
         if (S == 1)
             _Pragma("GCC unroll 3") for (int k = 0; k < 3; k++)
-                m[k] = kdc__dw16_cols(cx + k, iw);
-        else {
-            m[0] = kdc__dw16_cols(cx, iw);
-            m[1] = kdc__dw16_cols(cx + 16, iw);
-            m[2] = kdc__dw16_cols(cx + 32, iw) & 1;
-        }
+                m[k] = kdc__cols16(cx + k, iw);
+        else
+            kdc__masks_s2_16(cx, iw, m);
         __m512 acc[7];
         _Pragma("GCC unroll 7") for (int q = 0; q < R; q++)
             acc[q] = o->vb;
@@ -123,7 +106,7 @@ static inline __attribute__((always_inline)) void kdc__dw16_rows(const kdc__dw16
             if (!ok[t])
                 continue;
             __m512 v[3];
-            kdc__dw16_taps(r[t], cx, iw, m, S, v);
+            kdc__dw16_taps(r[t], cx, m, S, v);
             /* row t is tap row ky = t - q S of output row q */
             _Pragma("GCC unroll 7") for (int q = 0; q < R; q++) {
                 const int ky = t - q * S;
@@ -277,7 +260,7 @@ static inline __attribute__((always_inline)) void kdc__dw16b_s1(const kdc__dw16b
     for (int j = 0; j < iw; j += 16) {
         __mmask16 m[3]; /* tap kx reads dy columns j + p - kx + l */
         _Pragma("GCC unroll 3") for (int kx = 0; kx < 3; kx++)
-            m[kx] = kdc__dw16_cols(j + p - kx, ow);
+            m[kx] = kdc__cols16(j + p - kx, ow);
         const __mmask16 out = kdc__lanes16(iw - j);
         __m512 acc[7];
         _Pragma("GCC unroll 7") for (int q = 0; q < R; q++)

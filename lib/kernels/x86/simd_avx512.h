@@ -21,6 +21,13 @@ static inline __mmask16 kdc__lanes16(int n)
     return (__mmask16)((1u << n) - 1u);
 }
 
+/* Lanes l of a block starting at column c of a row n wide with
+ * 0 <= c + l < n: what a masked load reads of the row (zeros elsewhere). */
+static inline __mmask16 kdc__cols16(int c, int n)
+{
+    return (__mmask16)(kdc__lanes16(n - c) & ~kdc__lanes16(-c));
+}
+
 /* (a0..a15, b0..b15) -> even (a0 a2 .. a14 b0 b2 .. b14) and odd columns */
 static inline void kdc__unzip16(__m512 a, __m512 b, __m512 *ev, __m512 *od)
 {
@@ -47,6 +54,31 @@ static inline __m512 kdc__even_next16(__m512 ev, float next)
 {
     const __m512i up = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
     return _mm512_permutex2var_ps(ev, up, _mm512_set1_ps(next));
+}
+
+/* The lane masks of kdc__taps_s2_16 for windows from column c of a row n
+ * wide: columns c .. c + 15, c + 16 .. c + 31 and c + 32 (one lane). They
+ * depend on the columns only, so rows of one block share them. */
+static inline void kdc__masks_s2_16(int c, int n, __mmask16 m[3])
+{
+    m[0] = kdc__cols16(c, n);
+    m[1] = kdc__cols16(c + 16, n);
+    m[2] = kdc__cols16(c + 32, n) & 1;
+}
+
+/* The three taps of 16 stride-2 windows of a row, first tap at column c:
+ * t[kx] lane l = row[c + 2 l + kx], zero outside the row (m: its
+ * kdc__masks_s2_16): columns c .. c + 32 by two masked loads and one of a
+ * single lane, split into even and odd columns, the even ones one on. */
+static inline __attribute__((always_inline)) void
+kdc__taps_s2_16(const float *row, int c, const __mmask16 m[3], __m512 t[3])
+{
+    const __m512 a = _mm512_maskz_loadu_ps(m[0], row + c);
+    const __m512 b = _mm512_maskz_loadu_ps(m[1], row + c + 16);
+    const __m512 x = _mm512_maskz_loadu_ps(m[2], row + c + 32);
+    const __m512i up = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    kdc__unzip16(a, b, &t[0], &t[1]);
+    t[2] = _mm512_permutex2var_ps(t[0], up, x); /* c + 2, .., c + 32 */
 }
 
 /* 16 bits of a mask row of `words` words from bit `at` (any offset; bits
